@@ -1,0 +1,180 @@
+"""Review decisions: a SQLite file in the workspace, one row per decision, history kept.
+
+The store is a plain file (``<workspace>/review.sqlite``), so every page, browser tab and process that
+opens the same workspace sees the same decisions. Each ``decide`` is its own committed transaction
+(WAL journal, ``synchronous=FULL``): a process killed between two decisions loses nothing that was
+already returned. Connections are opened per call, so one ``ReviewStore`` can be shared by threads.
+
+Actions: ``relabel`` (to ``new_label``), ``remove`` (drop from the cleaned dataset), ``keep``
+(reviewed, fine). ``undo(image_id)`` records an ``undo`` row that reverts the latest effective
+decision of that image; nothing is ever deleted.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+ACTIONS = ("relabel", "remove", "keep")
+DB_NAME = "review.sqlite"
+BUSY_TIMEOUT_S = 30.0
+
+CURRENT_COLUMNS = ["image_id", "action", "old_label", "new_label", "note", "decided_at"]
+HISTORY_COLUMNS = ["decision_id", "image_id", "action", "old_label", "new_label", "note", "source",
+                   "decided_at", "reverts_id"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    old_label   TEXT,
+    new_label   TEXT,
+    note        TEXT,
+    source      TEXT,
+    decided_at  TEXT NOT NULL,
+    reverts_id  INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_image ON decisions (image_id, decision_id);
+"""
+
+# Decisions that are still in force: not an undo row and not reverted by one.
+_EFFECTIVE = """
+SELECT * FROM decisions d
+WHERE d.action != 'undo'
+  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.reverts_id = d.decision_id)
+"""
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be recorded (unknown action, relabel without a label...)."""
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _text_or_none(value) -> str | None:
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    text = str(value)
+    return text
+
+
+class ReviewStore:
+    """Decisions for one dataset workspace."""
+
+    def __init__(self, workspace: Path | str, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.workspace = Path(workspace)
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.path = self.workspace / DB_NAME
+        self.busy_timeout_s = float(busy_timeout_s)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+        try:
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            con.execute("PRAGMA synchronous=FULL")
+            yield con
+        finally:
+            con.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def decide(self, image_id: str, action: str, *, old_label=None, new_label=None, note=None,
+               source: str = "app") -> int:
+        """Record one decision now (committed before returning); returns its decision_id."""
+        image_id = _text_or_none(image_id)
+        if not image_id:
+            raise ReviewError("a decision needs an image_id")
+        if action not in ACTIONS:
+            raise ReviewError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        new_label = _text_or_none(new_label)
+        if action == "relabel":
+            new_label = (new_label or "").strip()
+            if not new_label:
+                raise ReviewError(f"relabel of {image_id} needs a new label")
+        note = _text_or_none(note)
+        if note is not None and not note.strip():
+            note = None
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (image_id, action, _text_or_none(old_label), new_label, note, source, utc_now_iso()))
+            return int(cur.lastrowid)
+
+    def undo(self, image_id: str, source: str = "app") -> int | None:
+        """Revert the latest decision in force for ``image_id``; returns the undo row's id (None if nothing to undo)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute(
+                    f"SELECT decision_id FROM ({_EFFECTIVE}) WHERE image_id = ? "
+                    "ORDER BY decision_id DESC LIMIT 1", (image_id,)).fetchone()
+                if row is None:
+                    con.execute("ROLLBACK")
+                    return None
+                cur = con.execute(
+                    "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id)"
+                    " VALUES (?, 'undo', ?, ?, ?)", (image_id, source, utc_now_iso(), row[0]))
+                con.execute("COMMIT")
+                return int(cur.lastrowid)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # -- reading -------------------------------------------------------------------------------
+    def _frame(self, sql: str, params=()) -> pd.DataFrame:
+        with self._connect() as con:
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        df = pd.DataFrame(rows, columns=names)
+        for col in df.columns:
+            if col in ("decision_id", "reverts_id"):
+                df[col] = df[col].astype("Int64")
+            else:
+                df[col] = df[col].astype("string")
+        return df
+
+    def current(self) -> pd.DataFrame:
+        """The decision in force per image (latest, undo applied), ordered by image_id."""
+        df = self._frame(
+            f"SELECT e.* FROM ({_EFFECTIVE}) e JOIN ("
+            f"  SELECT image_id, MAX(decision_id) AS last_id FROM ({_EFFECTIVE}) GROUP BY image_id"
+            ") m ON e.decision_id = m.last_id ORDER BY e.image_id")
+        return df[CURRENT_COLUMNS + ["decision_id", "source"]].reset_index(drop=True)
+
+    def history(self, image_id: str | None = None) -> pd.DataFrame:
+        """Every recorded row (undo rows included), oldest first."""
+        if image_id is None:
+            df = self._frame("SELECT * FROM decisions ORDER BY decision_id")
+        else:
+            df = self._frame("SELECT * FROM decisions WHERE image_id = ? ORDER BY decision_id", (image_id,))
+        return df[HISTORY_COLUMNS].reset_index(drop=True)
+
+    def decision_for(self, image_id: str) -> dict | None:
+        """The decision in force for one image as a dict, or None."""
+        df = self._frame(
+            f"SELECT * FROM ({_EFFECTIVE}) WHERE image_id = ? ORDER BY decision_id DESC LIMIT 1", (image_id,))
+        if df.empty:
+            return None
+        row = df.iloc[0]
+        return {c: (None if pd.isna(row[c]) else row[c]) for c in CURRENT_COLUMNS}
+
+    def count(self) -> int:
+        with self._connect() as con:
+            return int(con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])

@@ -1,0 +1,146 @@
+"""The review store: history, undo, two writers at once, and a killed writer loses nothing committed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from inspect_core.review import ReviewError, ReviewStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_history_and_current(tmp_path):
+    store = ReviewStore(tmp_path)
+    store.decide("train/cat/a.jpg", "relabel", old_label="cat", new_label="dog", note="looks like a dog")
+    store.decide("train/cat/a.jpg", "relabel", old_label="cat", new_label="fox")
+    store.decide("val/dog/b.jpg", "remove", old_label="dog", note="blurry")
+
+    hist = store.history("train/cat/a.jpg")
+    assert list(hist["new_label"]) == ["dog", "fox"]
+    assert list(hist["old_label"]) == ["cat", "cat"]
+    for stamp in hist["decided_at"]:
+        parsed = datetime.fromisoformat(stamp)
+        assert parsed.utcoffset().total_seconds() == 0
+
+    cur = store.current().set_index("image_id")
+    assert cur.loc["train/cat/a.jpg", "new_label"] == "fox"
+    assert pd.isna(cur.loc["train/cat/a.jpg", "note"])  # the latest decision had no note
+    assert cur.loc["val/dog/b.jpg", "action"] == "remove"
+    assert len(store.history()) == 3
+
+
+def test_undo_records_revert_and_keeps_history(tmp_path):
+    store = ReviewStore(tmp_path)
+    store.decide("x.jpg", "keep")
+    store.decide("x.jpg", "relabel", old_label="a", new_label="b")
+    undo_id = store.undo("x.jpg")
+    assert undo_id is not None
+    assert store.decision_for("x.jpg")["action"] == "keep"
+    store.undo("x.jpg")
+    assert store.decision_for("x.jpg") is None
+    assert store.undo("x.jpg") is None
+    assert store.current().empty
+    assert list(store.history("x.jpg")["action"]) == ["keep", "relabel", "undo", "undo"]
+
+
+def test_bad_decisions_are_refused(tmp_path):
+    store = ReviewStore(tmp_path)
+    with pytest.raises(ReviewError):
+        store.decide("x.jpg", "delete")
+    with pytest.raises(ReviewError):
+        store.decide("x.jpg", "relabel", new_label="   ")
+    with pytest.raises(ReviewError):
+        store.decide("", "keep")
+    assert store.count() == 0
+
+
+def test_html_label_stored_verbatim(tmp_path):
+    store = ReviewStore(tmp_path)
+    label = "<img src=x onerror=alert(1)>"
+    store.decide("a.jpg", "relabel", new_label=label, note="'; DROP TABLE decisions; --")
+    assert store.decision_for("a.jpg")["new_label"] == label
+    assert store.count() == 1
+
+
+def test_two_threads_write_at_once(tmp_path):
+    store = ReviewStore(tmp_path)
+    other = ReviewStore(tmp_path)  # a second browser tab / page opening the same file
+    n = 150
+    errors = []
+
+    def writer(s, tag):
+        try:
+            for i in range(n):
+                s.decide(f"{tag}/{i}.jpg", "relabel", old_label="a", new_label=tag)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(store, "t1")),
+               threading.Thread(target=writer, args=(other, "t2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    cur = store.current()
+    assert len(cur) == 2 * n
+    assert (cur["new_label"].value_counts().to_dict()) == {"t1": n, "t2": n}
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from inspect_core.review import ReviewStore
+    store = ReviewStore(sys.argv[1])
+    tag, n = sys.argv[2], int(sys.argv[3])
+    for i in range(n):
+        did = store.decide(f"{tag}/{i}.jpg", "remove", note=str(i))
+        print(f"{tag}/{i}.jpg", flush=True)
+""")
+
+
+def test_two_processes_write_at_once(tmp_path):
+    n = 120
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), tag, str(n)],
+                              stdout=subprocess.PIPE, env=env) for tag in ("p1", "p2")]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        assert len(out.splitlines()) == n
+    cur = ReviewStore(tmp_path).current()
+    assert len(cur) == 2 * n
+    assert set(cur["image_id"]) == {f"{t}/{i}.jpg" for t in ("p1", "p2") for i in range(n)}
+
+
+def test_killed_writer_loses_no_committed_decision(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), "k", "1000000"],
+                            stdout=subprocess.PIPE, env=env)
+    committed = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(committed) < 200 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            committed.append(line.decode().strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert len(committed) >= 200, "writer did not get going"
+    assert proc.returncode == -signal.SIGKILL
+    ids = set(ReviewStore(tmp_path).current()["image_id"])
+    # Every decision the writer reported (decide() had returned) is in the file.
+    missing = [c for c in committed if c not in ids]
+    assert not missing
+    assert len(ids) >= len(committed)

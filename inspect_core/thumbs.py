@@ -1,0 +1,233 @@
+"""Thumbnails cached in the workspace, display images, and boxes drawn on an image.
+
+Files are opened only through ``resolve_inside``: an image_id that escapes the dataset root gets a
+placeholder and is never opened. A file that cannot be decoded gets a placeholder naming the reason.
+Thumbnails are written once to ``<workspace>/thumbs/<aa>/<sha1>.jpg``; the key includes the image_id,
+the size and the file's mtime and byte size, so an edited file gets a fresh thumbnail.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from inspect_core.paths import resolve_inside
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE_PX = 160
+DISPLAY_MAX_SIDE_PX = 1024
+THUMB_QUALITY = 80
+_PLACEHOLDER_BG = (235, 235, 235)
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """A thumbnail as JPEG bytes; ``ok`` False means a placeholder, ``reason`` says why."""
+    data: bytes
+    ok: bool
+    reason: str | None = None
+
+
+def thumb_key(image_id: str, size_px: int, mtime_ns: int, file_size_bytes: int) -> str:
+    text = f"{image_id}\x00{size_px}\x00{mtime_ns}\x00{file_size_bytes}"
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _placeholder(size_px: int, reason: str) -> bytes:
+    img = Image.new("RGB", (size_px, size_px), _PLACEHOLDER_BG)
+    draw = ImageDraw.Draw(img)
+    draw.line([(0, 0), (size_px - 1, size_px - 1)], fill=(200, 80, 80), width=3)
+    draw.line([(0, size_px - 1), (size_px - 1, 0)], fill=(200, 80, 80), width=3)
+    text = reason[:22]
+    draw.rectangle([(0, size_px // 2 - 8), (size_px, size_px // 2 + 8)], fill=(255, 255, 255))
+    draw.text((4, size_px // 2 - 6), text, fill=(120, 0, 0), font=ImageFont.load_default())
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=THUMB_QUALITY)
+    return buf.getvalue()
+
+
+_PLACEHOLDERS: dict[tuple[int, str], bytes] = {}
+
+
+def placeholder(size_px: int, reason: str) -> Thumb:
+    key = (size_px, reason)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = _placeholder(size_px, reason)
+    return Thumb(_PLACEHOLDERS[key], ok=False, reason=reason)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB for display (16-bit and float images are stretched to 0..255)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if arr.size else (0.0, 1.0)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr = np.nan_to_num((arr - lo) * scale).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def open_reduced(path: Path, max_side_px: int) -> Image.Image:
+    """Open an image and decode it no larger than needed (JPEG draft mode), as RGB, first frame.
+
+    EXIF orientation is not applied: the pixels are shown as stored, which is how box coordinates
+    and most training loaders see them.
+    """
+    with Image.open(path) as img:
+        w, h = img.size
+        if w <= 0 or h <= 0:
+            raise ValueError("image has no pixels")
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and w * h > limit:
+            raise Image.DecompressionBombError(f"{w * h} pixels is over the limit of {limit}")
+        if img.format == "JPEG":
+            img.draft("RGB", (max_side_px, max_side_px))
+        img.load()
+        out = to_rgb(img)
+        if max(out.size) > max_side_px:
+            out = out.copy()
+            out.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR)
+        return out
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "too many pixels"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not an image"
+    if isinstance(exc, FileNotFoundError):
+        return "file missing"
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
+        return "truncated file"
+    return "cannot decode"
+
+
+def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: int = THUMB_SIZE_PX) -> Thumb:
+    """The cached thumbnail of ``image_id`` (made on first use), or a placeholder."""
+    path = resolve_inside(root, image_id)
+    if path is None:
+        return placeholder(size_px, "outside dataset root")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return placeholder(size_px, "file missing")
+    if st.st_size == 0:
+        return placeholder(size_px, "empty file")
+    key = thumb_key(str(image_id), size_px, st.st_mtime_ns, st.st_size)
+    cache = Path(workspace) / "thumbs" / key[:2] / f"{key}.jpg"
+    try:
+        return Thumb(cache.read_bytes(), ok=True)
+    except OSError:
+        pass
+    try:
+        img = open_reduced(path, size_px)
+    except Exception as exc:  # one bad file gives a placeholder, never stops the page
+        log.debug("thumbnail of %s failed: %s", image_id, exc)
+        return placeholder(size_px, _reason(exc))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=THUMB_QUALITY)
+    data = buf.getvalue()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cache)
+    except OSError as exc:  # a read-only workspace still shows thumbnails
+        log.warning("cannot cache thumbnail %s: %s", cache, exc)
+    return Thumb(data, ok=True)
+
+
+def thumbnails(root: Path | str, image_ids: Iterable[str], workspace: Path | str,
+               size_px: int = THUMB_SIZE_PX, workers: int = 4) -> list[Thumb]:
+    """Thumbnails for a page of images, made in a small thread pool (PIL decodes without the GIL)."""
+    ids = list(image_ids)
+    if len(ids) <= 1 or workers <= 1:
+        return [thumbnail(root, i, workspace, size_px) for i in ids]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(workers, len(ids))) as pool:
+        return list(pool.map(lambda i: thumbnail(root, i, workspace, size_px), ids))
+
+
+def display_image(root: Path | str, image_id: str,
+                  max_side_px: int = DISPLAY_MAX_SIDE_PX) -> tuple[Image.Image | None, float, str | None]:
+    """``(image, scale, reason)``: the image reduced to ``max_side_px`` and the factor from file pixels
+    to shown pixels, or ``(None, 1.0, reason)`` when it cannot be shown."""
+    path = resolve_inside(root, image_id)
+    if path is None:
+        return None, 1.0, "outside dataset root"
+    try:
+        with Image.open(path) as probe:
+            full_w, _ = probe.size
+        img = open_reduced(path, max_side_px)
+    except Exception as exc:
+        return None, 1.0, _reason(exc)
+    return img, (img.size[0] / full_w if full_w else 1.0), None
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN
+    except TypeError:  # pandas NA
+        return True
+
+
+_BOX_OK = (40, 200, 60)
+_BOX_FLAGGED = (230, 30, 30)
+
+
+def draw_boxes(img: Image.Image, boxes: Iterable[dict], scale: float = 1.0, width_px: int = 2) -> Image.Image:
+    """A copy of ``img`` with boxes drawn. Each box: ``box_x_px, box_y_px, box_w_px, box_h_px`` in file
+    pixels (top-left, width, height), optional ``category`` (text drawn as pixels) and ``flagged``
+    (drawn red). Boxes partly or wholly outside the image are drawn clipped to a visible frame."""
+    out = img.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default()
+    w_img, h_img = out.size
+    for box in boxes:
+        try:
+            x, y = float(box["box_x_px"]) * scale, float(box["box_y_px"]) * scale
+            w, h = float(box["box_w_px"]) * scale, float(box["box_h_px"]) * scale
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not all(np.isfinite([x, y, w, h])):
+            continue
+        colour = _BOX_FLAGGED if box.get("flagged") else _BOX_OK
+        x0, x1 = sorted((x, x + w))
+        y0, y1 = sorted((y, y + h))
+        x0c, y0c = min(max(x0, 0), w_img - 1), min(max(y0, 0), h_img - 1)
+        x1c, y1c = min(max(x1, 0), w_img - 1), min(max(y1, 0), h_img - 1)
+        draw.rectangle([(x0c, y0c), (max(x1c, x0c), max(y1c, y0c))], outline=colour, width=width_px)
+        label = box.get("category")
+        if not _missing(label):
+            text = str(label)[:30]
+            ty = max(y0c - 11, 0)
+            tw = draw.textlength(text, font=font)
+            draw.rectangle([(x0c, ty), (x0c + tw + 4, ty + 11)], fill=colour)
+            draw.text((x0c + 2, ty), text, fill=(255, 255, 255), font=font)
+    return out
+
+
+def image_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, quality=90) if fmt == "JPEG" else img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def pad_square(img: Image.Image, size_px: int) -> Image.Image:
+    """Fit an image into a ``size_px`` square (for even grids)."""
+    return ImageOps.pad(img, (size_px, size_px), color=(255, 255, 255))

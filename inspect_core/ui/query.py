@@ -1,0 +1,168 @@
+"""Filter, sort and paginate the scan's image table: the gallery's logic, without Streamlit.
+
+Pure functions of DataFrames so that the benchmark and tests can call them directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+NO_LABEL = "(no label)"
+NO_SPLIT = "(no split)"
+ISSUE_PREFIX = "is_"
+DEFAULT_PAGE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class GalleryQuery:
+    """What the gallery shows. Empty selections mean "all"."""
+    labels: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()          # images with a finding of any of these checks
+    families: tuple[str, ...] = ()        # images with a finding of any check of these families
+    ranges: tuple[tuple[str, float, float], ...] = ()   # (column, low, high), inclusive
+    search: str = ""                      # case-insensitive substring of image_id
+    decisions: tuple[str, ...] = ()       # review status: "undecided", "relabel", "remove", "keep"
+    sort_by: str = "image_id"
+    descending: bool = False
+    page: int = 1                         # 1-based
+    page_size: int = DEFAULT_PAGE_SIZE
+
+
+@dataclass
+class GalleryPage:
+    rows: pd.DataFrame          # the visible page
+    n_match: int                # rows matching the filters
+    n_pages: int
+    page: int                   # the page shown (clamped)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_columns(images: pd.DataFrame) -> dict[str, str]:
+    """check name -> its boolean column in the images table."""
+    return {c[len(ISSUE_PREFIX):]: c for c in images.columns
+            if c.startswith(ISSUE_PREFIX) and pd.api.types.is_bool_dtype(images[c].dtype)}
+
+
+def numeric_columns(images: pd.DataFrame) -> list[str]:
+    """Columns that can be filtered by range, plotted and sorted numerically (bools excluded)."""
+    out = []
+    for c in images.columns:
+        dt = images[c].dtype
+        if pd.api.types.is_bool_dtype(dt):
+            continue
+        if pd.api.types.is_numeric_dtype(dt):
+            out.append(c)
+    return out
+
+
+def families_of_checks(findings: pd.DataFrame) -> dict[str, list[str]]:
+    """family -> checks seen in the findings table."""
+    if findings is None or findings.empty:
+        return {}
+    pairs = findings[["family", "check"]].drop_duplicates().sort_values(["family", "check"])
+    out: dict[str, list[str]] = {}
+    for fam, chk in zip(pairs["family"], pairs["check"]):
+        out.setdefault(str(fam), []).append(str(chk))
+    return out
+
+
+def _in_values(col: pd.Series, wanted: tuple[str, ...], missing_token: str) -> np.ndarray:
+    values = [w for w in wanted if w != missing_token]
+    mask = col.isin(values).to_numpy(dtype=bool, na_value=False)
+    if missing_token in wanted:
+        mask |= col.isna().to_numpy(dtype=bool)
+    return mask
+
+
+def filter_mask(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,
+                decisions: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+    """Boolean mask of the rows matching ``q`` and warnings about parts of the query that were ignored."""
+    n = len(images)
+    mask = np.ones(n, dtype=bool)
+    warnings: list[str] = []
+    if q.labels and "label" in images.columns:
+        mask &= _in_values(images["label"], q.labels, NO_LABEL)
+    if q.splits and "split" in images.columns:
+        mask &= _in_values(images["split"], q.splits, NO_SPLIT)
+    cols = check_columns(images)
+    if q.checks or q.families:
+        wanted = set(q.checks)
+        for fam in q.families:
+            wanted.update((families or {}).get(fam, []))
+        issue = np.zeros(n, dtype=bool)
+        for chk in sorted(wanted):
+            if chk in cols:
+                issue |= images[cols[chk]].to_numpy(dtype=bool, na_value=False)
+        mask &= issue
+    for col, lo, hi in q.ranges:
+        if col not in images.columns:
+            warnings.append(f"column {col!r} is not in this scan; its range filter is ignored")
+            continue
+        values = pd.to_numeric(images[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            mask &= (values >= lo) & (values <= hi)
+    if q.search:
+        mask &= images["image_id"].str.contains(q.search, case=False, regex=False).to_numpy(
+            dtype=bool, na_value=False)
+    if q.decisions:
+        dec = decisions if decisions is not None else pd.DataFrame(columns=["image_id", "action"])
+        action = images["image_id"].map(dec.set_index("image_id")["action"]) if len(dec) else \
+            pd.Series(pd.NA, index=images.index, dtype="object")
+        dmask = np.zeros(n, dtype=bool)
+        for d in q.decisions:
+            if d == "undecided":
+                dmask |= action.isna().to_numpy(dtype=bool)
+            else:
+                dmask |= (action == d).to_numpy(dtype=bool, na_value=False)
+        mask &= dmask
+    return mask, warnings
+
+
+def sort_order(df: pd.DataFrame, column: str, descending: bool) -> np.ndarray:
+    """Positions of ``df`` sorted by ``column`` (missing values last, ties by image_id)."""
+    if column not in df.columns:
+        column = "image_id"
+    keys = [column] if column == "image_id" else [column, "image_id"]
+    asc = [not descending] + [True] * (len(keys) - 1)
+    tmp = df[keys].reset_index(drop=True)
+    return tmp.sort_values(keys, ascending=asc, na_position="last", kind="stable").index.to_numpy()
+
+
+def gallery_page(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,
+                 decisions: pd.DataFrame | None = None) -> GalleryPage:
+    """The rows of the requested page after filtering and sorting."""
+    mask, warnings = filter_mask(images, q, families, decisions)
+    matched = images[mask]
+    n_match = int(mask.sum())
+    size = max(int(q.page_size), 1)
+    n_pages = max((n_match + size - 1) // size, 1)
+    page = min(max(int(q.page), 1), n_pages)
+    if q.sort_by not in images.columns:
+        warnings.append(f"column {q.sort_by!r} is not in this scan; sorted by image_id")
+    order = sort_order(matched, q.sort_by, q.descending)
+    start = (page - 1) * size
+    rows = matched.iloc[order[start:start + size]]
+    return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=warnings)
+
+
+def robust_outliers(values: pd.Series, z: float = 3.5) -> np.ndarray:
+    """Rows whose robust z-score (median / MAD) is beyond ``z``; missing values are not outliers."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(x)
+    if finite.sum() < 3:
+        return np.zeros(len(x), dtype=bool)
+    med = np.median(x[finite])
+    mad = np.median(np.abs(x[finite] - med))
+    if mad == 0:
+        spread = np.std(x[finite])
+        if spread == 0:
+            return np.zeros(len(x), dtype=bool)
+        score = np.abs(x - med) / spread
+        with np.errstate(invalid="ignore"):
+            return np.where(finite, score > z, False)
+    score = 0.6745 * np.abs(x - med) / mad
+    with np.errstate(invalid="ignore"):
+        return np.where(finite, score > z, False)

@@ -1,0 +1,265 @@
+"""The chosen dataset (kept in ``st.session_state``), recent roots, and cached access to its scan.
+
+Widget values do not survive a page switch, so the choice lives in plain session keys:
+``di_root`` (text as typed), ``di_format`` ("auto" or a loader format).
+
+The scan is held with ``st.cache_resource`` keyed by (real root, format, fingerprint): one shared,
+read-only object per scan, so a rerun does not copy a 100,000-row table (``st.cache_data`` would
+unpickle a copy on every call). Pages must not modify the scan's tables in place.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from inspect_core.paths import is_image_name
+from inspect_core.workspace import APP_DIR_NAME, cache_home, workspace_dir
+
+log = logging.getLogger(__name__)
+
+ROOT_KEY = "di_root"
+FORMAT_KEY = "di_format"
+SCAN_KEY = "di_scan_key"
+FORMATS = ("auto", "folder", "csv", "coco", "yolo")
+RECENT_MAX = 10
+APP_DIR = Path(__file__).resolve().parents[2]
+HOME_PAGE = "app.py"
+
+
+# -- command line and defaults -----------------------------------------------------------------
+def cli_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``streamlit run app.py -- --root PATH [--format F]``: the script's own arguments."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--root")
+    parser.add_argument("--format", choices=FORMATS)
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def default_root() -> str:
+    args = cli_args()
+    if args.root:
+        return args.root
+    sample = APP_DIR / "sample_data"
+    return str(sample) if sample.is_dir() else ""
+
+
+def init_dataset_state() -> None:
+    """Fill the session's dataset choice from the command line / defaults the first time."""
+    if ROOT_KEY not in st.session_state:
+        st.session_state[ROOT_KEY] = default_root()
+    if FORMAT_KEY not in st.session_state:
+        st.session_state[FORMAT_KEY] = cli_args().format or "auto"
+
+
+def chosen_root() -> str:
+    init_dataset_state()
+    return str(st.session_state.get(ROOT_KEY) or "").strip()
+
+
+def chosen_format() -> str:
+    init_dataset_state()
+    fmt = st.session_state.get(FORMAT_KEY) or "auto"
+    return fmt if fmt in FORMATS else "auto"
+
+
+def set_dataset(root: str, fmt: str = "auto") -> None:
+    st.session_state[ROOT_KEY] = str(root).strip()
+    st.session_state[FORMAT_KEY] = fmt if fmt in FORMATS else "auto"
+    st.session_state.pop(SCAN_KEY, None)
+
+
+def real_root(root: str) -> Path:
+    return Path(os.path.realpath(Path(root).expanduser()))
+
+
+# -- recent roots --------------------------------------------------------------------------------
+def recent_file() -> Path:
+    return cache_home() / APP_DIR_NAME / "recent.json"
+
+
+def recent_roots() -> list[dict]:
+    """Recently opened datasets, newest first: ``[{"root", "format", "opened_at"}]`` (bad file -> [])."""
+    try:
+        data = json.loads(recent_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("root"), str)][:RECENT_MAX]
+
+
+def remember_root(root: str, fmt: str) -> None:
+    entry = {"root": str(real_root(root)), "format": fmt,
+             "opened_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    items = [entry] + [d for d in recent_roots() if d.get("root") != entry["root"]]
+    path = recent_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"recent.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(items[:RECENT_MAX], indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # the list is a convenience; never stop the app for it
+        log.warning("cannot save recent datasets to %s: %s", path, exc)
+
+
+# -- checking a root -----------------------------------------------------------------------------
+def root_problem(root: str) -> str | None:
+    """A one-line message when ``root`` cannot be inspected, else None."""
+    if not root:
+        return "No dataset chosen yet: type the path of a dataset folder on the Home page."
+    p = Path(root).expanduser()
+    if not p.exists():
+        return f"The folder {root} does not exist. Check the path and choose the dataset again on the Home page."
+    if not p.is_dir():
+        return f"{root} is a file, not a folder. Choose the dataset's root folder on the Home page."
+    if not os.access(p, os.R_OK | os.X_OK):
+        return f"The folder {root} cannot be read (permission denied)."
+    if not _has_any_image(p):
+        return (f"The folder {root} holds no image files (.jpg, .png, ...). "
+                "Choose a folder that contains images or a manifest.")
+    return None
+
+
+def _has_any_image(p: Path, limit: int = 20000) -> bool:
+    seen = 0
+    for _dirpath, _dirs, files in os.walk(p):
+        for name in files:
+            if is_image_name(name) or name.lower().endswith((".csv", ".json", ".parquet", ".yaml", ".yml")):
+                return True
+            seen += 1
+            if seen > limit:
+                return True
+    return False
+
+
+# -- scans ---------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _scan_registry() -> dict:
+    """Process-wide {(real_root, format, fingerprint): ScanResult} plus {(real_root, format): fingerprint}."""
+    return {"scans": {}, "latest": {}}
+
+
+def _remember_scan(root_real: str, fmt: str, scan) -> tuple:
+    reg = _scan_registry()
+    key = (root_real, fmt, str(scan.fingerprint))
+    scans = reg["scans"]
+    scans[key] = scan
+    while len(scans) > 4:  # keep memory bounded: drop the oldest
+        scans.pop(next(iter(scans)))
+    reg["latest"][(root_real, fmt)] = key
+    st.session_state[SCAN_KEY] = key
+    return key
+
+
+def cached_scan(root: str, fmt: str = "auto"):
+    """The scan of ``root`` already in memory or saved in its workspace (``load_scan``), else None.
+
+    Never scans. Raises nothing: an unreadable saved scan is treated as missing.
+    """
+    root_real = str(real_root(root))
+    reg = _scan_registry()
+    key = st.session_state.get(SCAN_KEY)
+    if key and key[:2] == (root_real, fmt) and key in reg["scans"]:
+        return reg["scans"][key]
+    latest = reg["latest"].get((root_real, fmt))
+    if latest and latest in reg["scans"]:
+        st.session_state[SCAN_KEY] = latest
+        return reg["scans"][latest]
+    try:
+        import inspect_core
+        scan = inspect_core.load_scan(workspace_dir(root_real))
+    except Exception as exc:
+        log.warning("saved scan of %s could not be read: %s", root, exc)
+        return None
+    if scan is None:
+        return None
+    if fmt != "auto" and getattr(scan.dataset, "format", fmt) != fmt:
+        return None
+    _remember_scan(root_real, fmt, scan)
+    return scan
+
+
+def run_scan(root: str, fmt: str = "auto"):
+    """Scan ``root`` now with a progress bar; returns the ScanResult or None after showing the error."""
+    import inspect_core
+    root_real = str(real_root(root))
+    bar = st.progress(0.0, text="Listing files...")
+
+    def progress(done: int, total: int) -> None:
+        try:
+            frac = min(done / total, 1.0) if total else 1.0
+            bar.progress(frac, text=f"Scanned {done:,} of {total:,} files")
+        except Exception:  # called from a worker thread without a script context
+            pass
+
+    try:
+        scan = inspect_core.scan(root_real, format=fmt, progress=progress)
+    except Exception as exc:  # a bad root / manifest is normal input: say what and what to do
+        bar.empty()
+        st.error(f"Could not scan {root}: {exc}")
+        return None
+    bar.empty()
+    _remember_scan(root_real, fmt, scan)
+    remember_root(root_real, fmt)
+    return scan
+
+
+def require_scan():
+    """For a page: the chosen dataset's scan, or a clear message and ``st.stop()``.
+
+    Offers a scan button when the dataset was chosen but never scanned.
+    """
+    root, fmt = chosen_root(), chosen_format()
+    problem = root_problem(root)
+    if problem:
+        st.info(problem) if not root else st.error(problem)
+        st.page_link(HOME_PAGE, label="Choose a dataset on the Home page")
+        st.stop()
+    scan = cached_scan(root, fmt)
+    if scan is None:
+        st.warning(f"{root} has not been scanned yet.")
+        if st.button("Scan it now", key="di_scan_now"):
+            scan = run_scan(root, fmt)
+        if scan is None:
+            st.stop()
+    if scan.images.empty:
+        st.warning(f"No images were found in {root}. Check the folder layout or the format on the Home page.")
+        st.page_link(HOME_PAGE, label="Home")
+        st.stop()
+    return scan
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def review_store(workspace: str):
+    """One ReviewStore per workspace (it opens a connection per call, so sharing is safe)."""
+    from inspect_core.review import ReviewStore
+    return ReviewStore(Path(workspace))
+
+
+def store_for(scan):
+    return review_store(str(scan.workspace))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def families_for(fingerprint: str, _findings) -> dict[str, list[str]]:
+    """family -> checks present, from the registry when available, else from the findings."""
+    from inspect_core.ui.query import families_of_checks
+    fams = families_of_checks(_findings)
+    try:
+        from inspect_core.checks import REGISTRY
+        for fam, spec in REGISTRY.items():
+            fams.setdefault(fam, [])
+            for chk in getattr(spec, "checks", {}):
+                if chk not in fams[fam]:
+                    fams[fam].append(chk)
+    except Exception:  # registry not importable: the findings are enough
+        pass
+    return fams

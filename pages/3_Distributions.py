@@ -1,0 +1,76 @@
+"""Distributions: any column by class and split, class balance, boxes, and a scatter whose selection
+shows the images."""
+from __future__ import annotations
+
+import streamlit as st
+
+from inspect_core.ui import charts, state, widgets
+from inspect_core.ui.query import numeric_columns
+
+st.set_page_config(page_title="Distributions - Dataset Inspector", layout="wide")
+st.title("Distributions")
+
+scan = state.require_scan()
+store = state.store_for(scan)
+images = scan.images
+nums = numeric_columns(images)
+groupable = [c for c in ("label", "split") if c in images.columns]
+
+selected = st.session_state.get(widgets.SELECTED_KEY)
+if selected:
+    widgets.image_detail(scan, selected, store, key_prefix="dist_detail")
+
+if not nums:
+    st.warning("This scan has no numeric columns to plot.")
+    st.stop()
+
+st.subheader("Class balance, train vs val")
+c1, c2 = st.columns(2)
+with c1:
+    st.plotly_chart(charts.count_figure(images, "label", "split"), key="di_dist_balance")
+with c2:
+    if "split" in images.columns:
+        st.plotly_chart(charts.count_figure(images, "split", None), key="di_dist_splits")
+
+st.subheader("One column")
+a, b, c = st.columns(3)
+default_col = next((x for x in ("brightness", "width_px") if x in nums), nums[0])
+col = a.selectbox("Column", nums, index=nums.index(default_col), key="di_dist_col")
+by = b.selectbox("Colour by", [charts.NONE] + groupable, index=1 if groupable else 0, key="di_dist_by")
+kind = c.radio("Chart", ["histogram", "box"], horizontal=True, key="di_dist_kind")
+st.plotly_chart(charts.distribution_figure(images, col, by, kind), key="di_dist_one")
+
+ann = getattr(scan, "annotations", None)
+if ann is not None and not ann.empty:
+    st.subheader("Boxes")
+    b1, b2 = st.columns(2)
+    with b1:
+        import plotly.express as px
+        fig = px.scatter(ann, x="box_w_px", y="box_h_px", color="category" if "category" in ann.columns else None,
+                         title="Box width vs height (px)", render_mode="webgl")
+        st.plotly_chart(fig, key="di_dist_boxsize")
+    with b2:
+        if "n_boxes" in images.columns:
+            st.plotly_chart(charts.distribution_figure(images, "n_boxes", "split" if "split" in images else None),
+                            key="di_dist_nboxes")
+
+st.subheader("Any two columns")
+x1, x2 = st.columns(2)
+x_default = "width_px" if "width_px" in nums else nums[0]
+y_default = "brightness" if "brightness" in nums else nums[min(1, len(nums) - 1)]
+x = x1.selectbox("x", nums, index=nums.index(x_default), key="di_dist_x")
+y = x2.selectbox("y", nums, index=nums.index(y_default), key="di_dist_y")
+pts, n_total = charts.scatter_data(images, x, y)
+if len(pts) < n_total:
+    st.caption(f"Showing every outlier and a sample: {len(pts):,} of {n_total:,} points.")
+st.caption(f"{int(pts['outlier'].sum()):,} outliers (red). Select points with the box or lasso tool "
+           "to see those images.")
+event = st.plotly_chart(charts.scatter_figure(pts, x, y), key="di_dist_scatter", on_select="rerun",
+                        selection_mode=("box", "lasso", "points"))
+ids = charts.selected_image_ids(event)
+if ids:
+    st.subheader(f"Selected: {len(ids):,} images")
+    rows = images[images["image_id"].isin(ids[:48])]
+    if len(ids) > 48:
+        st.caption("The first 48 are shown.")
+    widgets.thumb_grid(scan, rows, key_prefix="di_dist_sel", stat=y, decisions=store.current())

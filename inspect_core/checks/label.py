@@ -1,0 +1,43 @@
+"""label: image labels that are absent, outside the class list, or contradicted by a duplicate."""
+from __future__ import annotations
+
+from .registry import finding, register
+
+CHECKS = {
+    "missing_label": "The image has no label (e.g. it sits directly in a split folder, or its manifest label is empty).",
+    "unknown_label": "The label is not in the class list (classes.txt, data.yaml, or the COCO categories).",
+    "conflicting_labels": "An exact or near duplicate of this image carries a different label: one of them is wrong.",
+}
+
+
+@register("label", CHECKS)
+def check_label(ctx):
+    out = []
+    img = ctx.images
+    if ctx.has_image_labels:
+        known = set(ctx.classes)
+        for image_id, label, err in zip(img["image_id"], img["label"], img["error_kind"]):
+            if err in ("missing_file", "path_outside_root"):
+                continue
+            if label is None or label != label or str(label) == "<NA>" or str(label).strip() == "":
+                out.append(finding(image_id, "missing_label", 1.0,
+                                   "no label: put the image in a class folder or give it a label in the manifest"))
+            elif known and label not in known:
+                out.append(finding(image_id, "unknown_label", 1.0,
+                                   f"label '{label}' is not in the class list ({len(known)} classes); "
+                                   "fix the label or add the class to classes.txt"))
+    pairs = ctx.pairs
+    if not pairs.empty:
+        la, lb = pairs["label_a"], pairs["label_b"]
+        differ = la.notna() & lb.notna() & (la.astype("str") != lb.astype("str"))
+        seen = set()
+        for p in pairs.loc[differ].sort_values("score", ascending=False).itertuples(index=False):
+            for me, my_label, other, other_label in ((p.image_id_a, p.label_a, p.image_id_b, p.label_b),
+                                                     (p.image_id_b, p.label_b, p.image_id_a, p.label_a)):
+                if me in seen:
+                    continue
+                seen.add(me)
+                out.append(finding(me, "conflicting_labels", p.score,
+                                   f"labelled '{my_label}' but its {p.kind} duplicate {other} "
+                                   f"(score {p.score:.3f}) is labelled '{other_label}'", p.group_id))
+    return out

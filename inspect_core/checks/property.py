@@ -1,0 +1,90 @@
+"""property: images whose statistics are far from the rest of the dataset (robust statistics).
+
+Each cut adapts to the dataset: median +/- K robust standard deviations (1.4826 x MAD), further
+bounded by an absolute limit, so that a uniformly dark dataset does not flag half its images and a
+clean dataset does not flag its mildest images. The detail of each finding names the value, the cut and
+how the cut was made.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import finding, register
+
+K_ROBUST = 4.0
+CHECKS = {
+    "dark": "Mean brightness far below the dataset's (and below 0.25 on a 0-1 scale).",
+    "overexposed": "Mean brightness far above the dataset's (and above 0.85).",
+    "low_contrast": "Brightness spread (std) far below the dataset's (and below 0.08).",
+    "blurry": ("Sharpness far below the dataset's: variance of the Laplacian at the scan's 80 px size divided by the "
+               "grey-level variance (so low contrast alone does not read as blur), on a log scale."),
+    "low_information": "Grey-level entropy far below the dataset's (and below 4 bits): nearly uniform.",
+    "odd_size": "Pixel count (log scale) far from the dataset's typical size.",
+    "odd_aspect_ratio": "Width/height ratio (log scale) far from the dataset's typical shape.",
+    "grayscale": "A grey image in a dataset that is mostly colour (at least 80% colour images).",
+}
+
+
+def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    med = float(np.median(v))
+    mad = float(np.median(np.abs(v - med))) * 1.4826
+    return med, mad
+
+
+def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="{:.3f}", min_scale=0.0,
+              k=K_ROBUST):
+    raw = img[column].to_numpy(dtype=float)
+    v = np.log(np.clip(raw, 1e-6, None)) if log else raw
+    ok = img["error_kind"].isna().to_numpy() & np.isfinite(v)
+    if ok.sum() < 8:
+        return []
+    med, scale = robust_center_scale(v[ok])
+    scale = max(scale, min_scale)
+    adaptive = med - k * scale if side == "low" else med + k * scale
+    cut = adaptive
+    if absolute is not None:
+        cut = min(adaptive, absolute) if side == "low" else max(adaptive, absolute)
+    hit = ok & ((v < cut) if side == "low" else (v > cut))
+    show = (lambda t: fmt.format(np.exp(t))) if log else (lambda t: fmt.format(t))
+    how = (f"median {show(med)} {'-' if side == 'low' else '+'} {k:g} robust sd"
+           + (f", {'capped' if side == 'low' else 'floored'} at {show(absolute)}" if absolute is not None else "")
+           + (" (on a log scale)" if log else ""))
+    out = []
+    for image_id, val, z in zip(img.loc[hit, "image_id"], raw[hit], v[hit]):
+        score = abs(z - med) / scale if scale > 0 else float("inf")
+        out.append(finding(image_id, check, min(score, 1e6),
+                           f"{column} {fmt.format(val)}{unit} {'<' if side == 'low' else '>'} cut {show(cut)}{unit} "
+                           f"({how})"))
+    return out
+
+
+@register("property", CHECKS)
+def check_property(ctx):
+    img = ctx.images.copy()
+    img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
+    img["aspect_ratio"] = img["width_px"] / img["height_px"].where(img["height_px"] > 0)
+    out = []
+    out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02)
+    out += _outliers(img, "brightness", "overexposed", "high", absolute=0.85, min_scale=0.02)
+    out += _outliers(img, "contrast", "low_contrast", "low", absolute=0.08, min_scale=0.01)
+    img["sharpness"] = img["blur_laplacian_var"] / np.maximum((img["contrast"] * 255.0) ** 2, 1.0)
+    # sharpness spreads widely on a log scale (textures vs smooth scenes): a slightly lower K
+    out += _outliers(img, "sharpness", "blurry", "low", log=True, fmt="{:.3f}", min_scale=0.25, k=3.5)
+    out += _outliers(img, "entropy_bits", "low_information", "low", absolute=4.0, unit=" bits", fmt="{:.2f}",
+                     min_scale=0.1)
+    out += _outliers(img, "pixel_count", "odd_size", "low", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
+    out += _outliers(img, "pixel_count", "odd_size", "high", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
+    out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "low", log=True, fmt="{:.2f}", min_scale=0.1)
+    out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "high", log=True, fmt="{:.2f}", min_scale=0.1)
+    decoded = img["error_kind"].isna()
+    gray = decoded & (img["is_gray_mode"].astype(bool) | (img["colourfulness"] < 0.005))
+    n_dec = int(decoded.sum())
+    if n_dec and (n_dec - int(gray.sum())) / n_dec >= 0.8:
+        for image_id, mode, c in zip(img.loc[gray, "image_id"], img.loc[gray, "mode"], img.loc[gray, "colourfulness"]):
+            out.append(finding(image_id, "grayscale", 1.0,
+                               f"grey image (mode {mode}, colourfulness {c:.4f} < 0.005) in a dataset where "
+                               f"{(n_dec - int(gray.sum())) / n_dec:.0%} of images are colour"))
+    return out

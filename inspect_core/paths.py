@@ -1,0 +1,33 @@
+"""Safe path handling: every file we open must resolve inside the dataset root."""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def resolve_inside(root: Path | str, image_id: str) -> Path | None:
+    """Return the real path of ``image_id`` under ``root``, or None when it escapes the root.
+
+    ``image_id`` is a POSIX path relative to the root. Absolute paths, ``..`` segments that
+    climb out, and symlinks whose target lies outside the root all return None; such a path
+    is reported (integrity/path_outside_root) and never opened.
+    """
+    if image_id is None:
+        return None
+    text = str(image_id)
+    if not text or text.startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
+        return None
+    rel = PurePosixPath(text.replace("\\", "/"))
+    if any(part == ".." for part in rel.parts):
+        return None
+    root_real = Path(os.path.realpath(root))
+    full = Path(os.path.realpath(root_real.joinpath(*rel.parts)))
+    if full != root_real and root_real not in full.parents:
+        return None
+    return full

@@ -1,0 +1,360 @@
+"""The scan: load, read every file once (in parallel, cached by path/size/mtime), run the checks, save.
+
+    result = scan("path/to/dataset")          # ScanResult
+    result.images, result.findings, result.pairs, result.balance, result.summary
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import filescan
+from .checks import REGISTRY, family_of
+from .checks.balance import balance_table
+from .checks.context import CheckContext
+from .loaders import Dataset, load_dataset
+from .schema import FINDING_COLUMNS, finding_frame, issue_column
+from .workspace import workspace_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "filecache.parquet"
+SCAN_DIR = "scan"
+SCAN_VERSION = 1                # bump when what a file's row holds changes: old caches are then ignored
+IN_PROCESS_MAX = 300            # below this many files to read, worker processes cost more than they save
+CHUNK_FILES = 96
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ScanResult:
+    dataset: Dataset
+    workspace: Path
+    images: pd.DataFrame
+    findings: pd.DataFrame
+    pairs: pd.DataFrame
+    annotations: pd.DataFrame
+    balance: pd.DataFrame
+    summary: dict
+    fingerprint: str
+    desc: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def root(self) -> Path:
+        return self.dataset.root
+
+    def issues(self, check_or_family: str) -> pd.DataFrame:
+        """Findings of one check or of a whole family."""
+        f = self.findings
+        return f[(f["check"] == check_or_family) | (f["family"] == check_or_family)]
+
+    def save(self, out_dir: Path | str) -> Path:
+        """Write images.parquet, findings.parquet/.csv, pairs.parquet, annotations.parquet, balance.parquet,
+        summary.json into ``out_dir`` (never inside the dataset)."""
+        out = Path(out_dir)
+        real_out, real_root = Path(os.path.realpath(out)), Path(os.path.realpath(self.root))
+        if real_out == real_root or real_root in real_out.parents:
+            raise ValueError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
+        out.mkdir(parents=True, exist_ok=True)
+        _write_parquet(self.images, out / "images.parquet")
+        _write_parquet(self.findings, out / "findings.parquet")
+        self.findings.to_csv(out / "findings.csv", index=False)
+        _write_parquet(self.pairs, out / "pairs.parquet")
+        _write_parquet(self.annotations, out / "annotations.parquet")
+        _write_parquet(self.balance, out / "balance.parquet")
+        (out / "summary.json").write_text(json.dumps(self.summary, indent=2, default=str))
+        return out
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- file cache
+
+def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
+    path = ws / CACHE_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        if meta.get(b"scan_version") != str(SCAN_VERSION).encode():
+            return None
+        desc_col = table.column("desc").combine_chunks()
+        desc = np.frombuffer(desc_col.buffers()[1], dtype=np.int8).reshape(-1, filescan.DESC_DIM)[: len(desc_col)]
+        df = table.drop(["desc"]).to_pandas()
+        return df, desc.copy()
+    except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+        log.warning("ignoring unreadable scan cache %s: %s", path, exc)
+        return None
+
+
+def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
+    keep = ~rows["error_kind"].isin(["missing_file", "path_outside_root"])
+    rows, desc = rows.loc[keep.to_numpy()], desc[keep.to_numpy()]
+    table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+    desc_arr = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(filescan.DESC_DIM), len(desc), [None, pa.py_buffer(np.ascontiguousarray(desc).tobytes())])
+    table = table.append_column("desc", desc_arr)
+    table = table.replace_schema_metadata({"scan_version": str(SCAN_VERSION)})
+    tmp = ws / (CACHE_FILE + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, ws / CACHE_FILE)
+
+
+def _stat_all(root: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.full(len(image_ids), -1, np.int64)
+    mtimes = np.zeros(len(image_ids), np.int64)
+    root_s = str(root)
+    for k, i in enumerate(image_ids):
+        try:
+            st = os.stat(os.path.join(root_s, i))
+            sizes[k], mtimes[k] = st.st_size, st.st_mtime_ns
+        except (OSError, ValueError):
+            pass
+    return sizes, mtimes
+
+
+def _columns_to_frame(cols: dict) -> pd.DataFrame:
+    data = {c: cols[c] for c in filescan.TEXT_COLUMNS}
+    df = pd.DataFrame(data).astype({c: "str" for c in filescan.TEXT_COLUMNS})
+    for c in filescan.NUMERIC_COLUMNS:
+        df[c] = cols[c]
+    for c in filescan.BOOL_COLUMNS:
+        df[c] = cols[c]
+    return df
+
+
+def _read_files(root: Path, image_ids: list[str], workers: int | None, progress: Progress | None,
+                done_before: int, total: int) -> tuple[pd.DataFrame, np.ndarray]:
+    root_s = str(root)
+    chunks = [image_ids[k:k + CHUNK_FILES] for k in range(0, len(image_ids), CHUNK_FILES)]
+    results: list[tuple[int, dict]] = []
+    done = done_before
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    if len(image_ids) <= IN_PROCESS_MAX or n_workers <= 1:
+        for k, chunk in enumerate(chunks):
+            results.append((k, filescan.scan_chunk(root_s, chunk)))
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    else:
+        # spawn: safe under Streamlit's threads and beside torch; workers import only numpy + Pillow
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(filescan.scan_chunk, root_s, chunk): k for k, chunk in enumerate(chunks)}
+            for fut in as_completed(futures):
+                k = futures[fut]
+                try:
+                    results.append((k, fut.result()))
+                except Exception as exc:  # noqa: BLE001 - a worker that died: read that chunk here
+                    log.warning("worker failed on chunk %d (%s); reading it in-process", k, exc)
+                    results.append((k, filescan.scan_chunk(root_s, chunks[k])))
+                done += len(chunks[k])
+                if progress:
+                    progress(done, total)
+    results.sort(key=lambda t: t[0])
+    if not results:
+        empty = filescan.scan_chunk(root_s, [])
+        return _columns_to_frame(empty), empty["desc"]
+    frames = [_columns_to_frame(r) for _, r in results]
+    desc = np.concatenate([r["desc"] for _, r in results])
+    return pd.concat(frames, ignore_index=True), desc
+
+
+def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | None = None,
+                   progress: Progress | None = None) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Per-file rows for ``image_ids`` (same order), reading only files new or changed since the cached scan."""
+    sizes, mtimes = _stat_all(root, image_ids)
+    cached = _read_cache(ws)
+    want = pd.DataFrame({"image_id": pd.Series(image_ids, dtype="str"), "file_size_bytes": sizes, "mtime_ns": mtimes})
+    hit_pos = np.full(len(image_ids), -1, np.int64)
+    if cached is not None:
+        cdf, _ = cached
+        key = cdf[["image_id", "file_size_bytes", "mtime_ns"]].copy()
+        key["_pos"] = np.arange(len(key))
+        m = want.merge(key, on=["image_id", "file_size_bytes", "mtime_ns"], how="left")
+        hit_pos = m["_pos"].fillna(-1).to_numpy(np.int64)
+    hit = (hit_pos >= 0) & (sizes >= 0)
+    todo = [i for i, h in zip(image_ids, hit) if not h]
+    total = len(image_ids)
+    if progress:
+        progress(int(hit.sum()), total)
+    t0 = time.perf_counter()
+    new_rows, new_desc = _read_files(root, todo, workers, progress, int(hit.sum()), total)
+    read_s = time.perf_counter() - t0
+    rows = pd.DataFrame(index=range(len(image_ids)))
+    desc = np.zeros((len(image_ids), filescan.DESC_DIM), np.int8)
+    if cached is not None and hit.any():
+        cdf, cdesc = cached
+        rows = cdf.iloc[hit_pos[hit]].reset_index(drop=True)
+        parts = [rows, new_rows]
+        order = np.concatenate([np.nonzero(hit)[0], np.nonzero(~hit)[0]])
+        merged = pd.concat(parts, ignore_index=True)
+        merged_desc = np.concatenate([cdesc[hit_pos[hit]], new_desc])
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        rows = merged.iloc[inv].reset_index(drop=True)
+        desc = merged_desc[inv]
+    else:
+        rows, desc = new_rows, new_desc
+    if len(todo):
+        _write_cache(ws, rows, desc)
+    stats = {"files_read": len(todo), "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
+    return rows, desc, stats
+
+
+# ----------------------------------------------------------------------------- assembling
+
+def _boxes_to_px(ds: Dataset, images: pd.DataFrame) -> pd.DataFrame:
+    ann = ds.annotations.copy()
+    if not ds.boxes_normalised or ann.empty:
+        return ann
+    size = images.set_index("image_id")[["width_px", "height_px"]]
+    w = ann["image_id"].map(size["width_px"]).astype(float)
+    h = ann["image_id"].map(size["height_px"]).astype(float)
+    ann["box_x_px"] *= w
+    ann["box_w_px"] *= w
+    ann["box_y_px"] *= h
+    ann["box_h_px"] *= h
+    return ann
+
+
+def box_stats(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
+    """Per-image box statistics: n_boxes, box area as a fraction of the image (mean, min, max), n_box_classes."""
+    out = pd.DataFrame({"image_id": images["image_id"]})
+    if ann.empty:
+        out["n_boxes"] = 0
+        for c in ("box_area_frac_mean", "box_area_frac_min", "box_area_frac_max"):
+            out[c] = np.nan
+        out["n_box_classes"] = 0
+        return out.drop(columns="image_id")
+    size = images.set_index("image_id")
+    area_img = (ann["image_id"].map(size["width_px"]).astype(float)
+                * ann["image_id"].map(size["height_px"]).astype(float))
+    frac = (ann["box_w_px"].clip(lower=0) * ann["box_h_px"].clip(lower=0)) / area_img.where(area_img > 0)
+    g = ann.assign(frac=frac).groupby("image_id")
+    stats = pd.DataFrame({
+        "n_boxes": g.size(),
+        "box_area_frac_mean": g["frac"].mean(),
+        "box_area_frac_min": g["frac"].min(),
+        "box_area_frac_max": g["frac"].max(),
+        "n_box_classes": g["category_id"].nunique(),
+    })
+    out = out.join(stats, on="image_id")
+    out["n_boxes"] = out["n_boxes"].fillna(0).astype(int)
+    out["n_box_classes"] = out["n_box_classes"].fillna(0).astype(int)
+    return out.drop(columns="image_id")
+
+
+def run_checks(ctx: CheckContext, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    frames = [] if extra is None or extra.empty else [extra]
+    for spec in REGISTRY.values():
+        rows = spec.fn(ctx)
+        if rows:
+            df = finding_frame(rows)
+            df["family"] = spec.family
+            frames.append(df)
+    if not frames:
+        return finding_frame([])
+    findings = pd.concat(frames, ignore_index=True)
+    findings["family"] = [f if isinstance(f, str) and f != "<NA>" else (family_of(c) or "")
+                          for f, c in zip(findings["family"], findings["check"])]
+    findings = findings.drop_duplicates(["image_id", "check"], keep="first")
+    return finding_frame(findings.sort_values(["family", "check", "image_id"]).reset_index(drop=True))
+
+
+def _fingerprint(images: pd.DataFrame, findings: pd.DataFrame) -> str:
+    cols = [c for c in ("image_id", "label", "split", "file_size_bytes", "mtime_ns") if c in images]
+    h1 = int(pd.util.hash_pandas_object(images[cols], index=False).sum()) & ((1 << 64) - 1)
+    h2 = int(pd.util.hash_pandas_object(findings[["image_id", "check"]], index=False).sum()) & ((1 << 64) - 1)
+    return f"{h1:016x}{h2:016x}"
+
+
+def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, workers: int | None = None,
+         progress: Progress | None = None) -> ScanResult:
+    """Load the dataset at ``root``, read every new or changed file once, run every check, save the result
+    in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache)."""
+    t0 = time.perf_counter()
+    ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
+    ws = workspace_dir(ds.root, workspace)
+    image_ids = ds.images["image_id"].tolist()
+    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress)
+    images = ds.images.reset_index(drop=True).copy()
+    signal = rows.drop(columns=["image_id"])
+    images = pd.concat([images, signal], axis=1)
+    images["aspect_ratio"] = images["width_px"] / images["height_px"].where(images["height_px"] > 0)
+    ann = _boxes_to_px(ds, images)
+    images = pd.concat([images, box_stats(images, ann)], axis=1)
+    ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
+                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes,
+                       box_categories=ds.box_categories)
+    findings = run_checks(ctx, ds.problems)
+    per_image = findings[findings["image_id"] != ""]
+    for name in [c for spec in REGISTRY.values() if not spec.dataset_level for c in spec.checks]:
+        images[issue_column(name)] = images["image_id"].isin(per_image.loc[per_image["check"] == name, "image_id"])
+    images["n_findings"] = images["image_id"].map(per_image["image_id"].value_counts()).fillna(0).astype(int)
+    pairs = ctx.pairs.drop(columns=["a", "b"])
+    balance = balance_table(images, ds.classes) if ds.has_image_labels else pd.DataFrame()
+    elapsed = time.perf_counter() - t0
+    summary = {
+        "root": str(ds.root), "format": ds.format, "workspace": str(ws),
+        "n_images": int(len(images)), "n_classes": len(ds.classes), "classes": ds.classes,
+        "splits": {str(k): int(v) for k, v in images["split"].value_counts(dropna=False).items()},
+        "n_boxes": int(len(ann)), "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
+        "n_findings": int(len(findings)),
+        "findings_per_family": {k: int(v) for k, v in findings["family"].value_counts().items()},
+        "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
+        "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),
+    }
+    result = ScanResult(dataset=ds, workspace=ws, images=images, findings=findings, pairs=pairs,
+                        annotations=ann, balance=balance, summary=summary,
+                        fingerprint=_fingerprint(images, findings), desc=desc)
+    result.save(ws / SCAN_DIR)
+    np.save(ws / SCAN_DIR / "desc.npy", desc)
+    (ws / SCAN_DIR / "dataset.json").write_text(json.dumps({
+        "root": str(ds.root), "format": ds.format, "classes": ds.classes,
+        "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
+        "box_categories": ds.box_categories, "fingerprint": result.fingerprint}))
+    return result
+
+
+def load_scan(workspace: Path | str) -> ScanResult | None:
+    """The last scan saved in a workspace folder (as returned by workspace_dir), or None."""
+    d = Path(workspace) / SCAN_DIR
+    try:
+        meta = json.loads((d / "dataset.json").read_text())
+        images = pd.read_parquet(d / "images.parquet")
+        findings = finding_frame(pd.read_parquet(d / "findings.parquet"))
+        pairs = pd.read_parquet(d / "pairs.parquet")
+        ann = pd.read_parquet(d / "annotations.parquet")
+        balance = pd.read_parquet(d / "balance.parquet")
+        summary = json.loads((d / "summary.json").read_text())
+        desc = np.load(d / "desc.npy") if (d / "desc.npy").is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None
+    ds = Dataset(root=Path(meta["root"]), format=meta["format"],
+                 images=images[[c for c in images.columns if c in ("image_id", "label", "split")]],
+                 annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
+                 has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
+    return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,
+                      annotations=ann, balance=balance, summary=summary, fingerprint=meta["fingerprint"], desc=desc)
+
+
+__all__ = ["scan", "load_scan", "ScanResult", "read_all_files", "box_stats", "run_checks", "FINDING_COLUMNS"]

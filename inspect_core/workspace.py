@@ -1,0 +1,34 @@
+"""The workspace: where scans, scores and review decisions live, never inside the dataset."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+APP_DIR_NAME = "dataset-inspector"
+
+
+def cache_home() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME")
+    return Path(base) if base else Path.home() / ".cache"
+
+
+def workspace_dir(root: Path | str, base: Path | str | None = None) -> Path:
+    """The workspace folder for a dataset root: ``BASE/<name>-<hash of real root path>``.
+
+    ``base`` defaults to ``$XDG_CACHE_HOME/dataset-inspector`` (or ``~/.cache/...``).
+    The folder is created; it is refused when it would lie inside the dataset root.
+    """
+    root_real = Path(os.path.realpath(root))
+    base_dir = Path(base) if base is not None else cache_home() / APP_DIR_NAME
+    base_real = Path(os.path.realpath(base_dir))
+    if base_real == root_real or root_real in base_real.parents:
+        raise ValueError(
+            f"workspace {base_dir} lies inside the dataset root {root}; "
+            "choose a workspace outside the dataset (--workspace)")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root_real.name or "root")[:40]
+    digest = hashlib.sha1(str(root_real).encode()).hexdigest()[:12]
+    ws = base_real / f"{slug}-{digest}"
+    ws.mkdir(parents=True, exist_ok=True)
+    return ws

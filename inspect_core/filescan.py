@@ -113,21 +113,28 @@ def _to_rgb_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(im), gray_mode
 
 
-def image_stats(rgb: np.ndarray) -> dict:
-    """Statistics of an RGB uint8 array (rows, cols, 3). Brightness and contrast are on a 0..1 scale."""
-    f = rgb.astype(np.float32) * (1.0 / 255.0)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    gray = 0.299 * r + 0.587 * g + 0.114 * b
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    colourfulness = float(np.sqrt(rg.var() + yb.var()) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
-    hist = np.bincount(np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8).ravel(), minlength=256)
-    p = hist[hist > 0] / gray.size
-    entropy = float(-(p * np.log2(p)).sum())
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def image_stats(rgb: np.ndarray, gray_hist: np.ndarray | None = None) -> dict:
+    """Statistics of an RGB uint8 array (rows, cols, 3). Brightness and contrast are on a 0..1 scale,
+    from the grey-level histogram (ITU-R 601 luma); colourfulness is Hasler and Suesstrunk's metric."""
+    if gray_hist is None:
+        gray_hist = np.asarray(Image.fromarray(rgb).convert("L").histogram(), dtype=np.float64)
+    n = gray_hist.sum()
+    p = gray_hist / n
+    mean = float((p * _LEVELS).sum())
+    var = float((p * (_LEVELS - mean) ** 2).sum())
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log2(nz)).sum())
+    a = rgb.reshape(-1, 3).astype(np.int16)
+    rg = a[:, 0] - a[:, 1]
+    yb = ((a[:, 0] + a[:, 1]) >> 1) - a[:, 2]
+    colourfulness = (np.sqrt(rg.var() + yb.var()) + 0.3 * np.hypot(rg.mean(), yb.mean())) / 255.0
     return {
-        "brightness": float(gray.mean()),
-        "contrast": float(gray.std()),
-        "colourfulness": colourfulness,
+        "brightness": mean / 255.0,
+        "contrast": float(np.sqrt(var)) / 255.0,
+        "colourfulness": float(colourfulness),
         "entropy_bits": entropy,
     }
 
@@ -270,9 +277,9 @@ def _decode_into(row: dict, data: bytes) -> None:
             (max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BILINEAR))
     row["pixel_hash"] = hashlib.blake2b(
         f"{width_px}x{height_px}".encode() + rgb.tobytes(), digest_size=16).hexdigest()
-    row.update(image_stats(rgb))
-    row["is_gray_mode"] = gray_mode
     gray = Image.fromarray(rgb).convert("L")
+    row.update(image_stats(rgb, np.asarray(gray.histogram(), dtype=np.float64)))
+    row["is_gray_mode"] = gray_mode
     row["blur_laplacian_var"] = laplacian_var(np.asarray(gray))
     g32 = gray.resize((32, 32), Image.Resampling.BILINEAR)
     row["phash"] = phash64(g32)

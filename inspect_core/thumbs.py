@@ -3,7 +3,8 @@
 Files are opened only through ``resolve_inside``: an image_id that escapes the dataset root gets a
 placeholder and is never opened. A file that cannot be decoded gets a placeholder naming the reason.
 Thumbnails are written once to ``<workspace>/thumbs/<aa>/<sha1>.jpg``; the key includes the image_id,
-the size and the file's mtime and byte size, so an edited file gets a fresh thumbnail.
+the size and the file's mtime and byte size, so an edited file gets a fresh thumbnail. Every thumbnail is
+a ``size_px`` square: the image reduced to fit (never enlarged) and centred on a light grey ground.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from inspect_core.paths import resolve_inside
 
@@ -138,7 +139,7 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
         log.debug("thumbnail of %s failed: %s", image_id, exc)
         return placeholder(size_px, _reason(exc))
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=THUMB_QUALITY)
+    square(img, size_px).save(buf, "JPEG", quality=THUMB_QUALITY)
     data = buf.getvalue()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +229,8 @@ def image_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-def pad_square(img: Image.Image, size_px: int) -> Image.Image:
-    """Fit an image into a ``size_px`` square (for even grids)."""
-    return ImageOps.pad(img, (size_px, size_px), color=(255, 255, 255))
+def square(img: Image.Image, size_px: int, fill=(242, 242, 242)) -> Image.Image:
+    """The image centred on a ``size_px`` square (never enlarged), so a grid of thumbnails lines up."""
+    canvas = Image.new("RGB", (size_px, size_px), fill)
+    canvas.paste(img, ((size_px - img.size[0]) // 2, (size_px - img.size[1]) // 2))
+    return canvas

@@ -38,7 +38,10 @@ def test_thumbnail_made_once_and_cached(root, tmp_path):
     t = thumbnail(root, "cls/big.jpg", ws)
     assert t.ok
     img = _open(t.data)
-    assert img.format == "JPEG" and max(img.size) == THUMB_SIZE_PX and img.size == (160, 120)
+    assert img.format == "JPEG" and img.size == (THUMB_SIZE_PX, THUMB_SIZE_PX)
+    arr = np.asarray(img.convert("RGB"), dtype=int)
+    assert abs(arr[5, 80] - 242).max() <= 6          # 640x480 reduced to 160x120, centred: grey bands
+    assert abs(arr[20:140].mean() - 127) < 20          # the noise image (mean grey 127) in the middle
     cached = list((ws / "thumbs").rglob("*.jpg"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
@@ -48,7 +51,9 @@ def test_thumbnail_made_once_and_cached(root, tmp_path):
     Image.new("RGB", (100, 50), (0, 255, 0)).save(root / "cls" / "big.jpg")
     os.utime(root / "cls" / "big.jpg", ns=(mtime + 10**9, mtime + 10**9))
     t2 = thumbnail(root, "cls/big.jpg", ws)
-    assert _open(t2.data).size == (100, 50)  # small images are not enlarged
+    arr2 = np.asarray(_open(t2.data).convert("RGB"), dtype=int)
+    assert abs(arr2[80, 80] - [0, 255, 0]).max() <= 8   # the new green image
+    assert abs(arr2[80, 20] - 242).max() <= 8           # 100x50 is not enlarged: grey beside it
     assert len(list((ws / "thumbs").rglob("*.jpg"))) == 2
 
 

@@ -14,7 +14,10 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
+import types
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -187,6 +190,24 @@ def cached_scan(root: str, fmt: str = "auto"):
     return scan
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _plain_main_module():
+    """Streamlit runs each page as ``sys.modules["__main__"]``; the scan's "spawn" worker processes would
+    re-run that page script on start (and fail without a Streamlit session). While scanning, ``__main__``
+    is a bare module, so workers start clean."""
+    with _MAIN_LOCK:
+        saved = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if saved is not None:
+                sys.modules["__main__"] = saved
+
+
 def run_scan(root: str, fmt: str = "auto"):
     """Scan ``root`` now with a progress bar; returns the ScanResult or None after showing the error."""
     import inspect_core
@@ -201,7 +222,8 @@ def run_scan(root: str, fmt: str = "auto"):
             pass
 
     try:
-        scan = inspect_core.scan(root_real, format=fmt, progress=progress)
+        with _plain_main_module():
+            scan = inspect_core.scan(root_real, format=fmt, progress=progress)
     except Exception as exc:  # a bad root / manifest is normal input: say what and what to do
         bar.empty()
         st.error(f"Could not scan {root}: {exc}")

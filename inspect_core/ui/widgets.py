@@ -27,13 +27,6 @@ NEW_CLASS = "(new class...)"
 DECISION_CHOICES = ("undecided",) + ACTIONS
 
 
-def keep_widget_state(keys=FILTER_KEYS) -> None:
-    """Widget values are dropped when their page is left; re-assigning them keeps them across pages."""
-    for k in keys:
-        if k in st.session_state:
-            st.session_state[k] = st.session_state[k]
-
-
 def _short_key(text: str) -> str:
     return hashlib.sha1(str(text).encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
@@ -72,23 +65,22 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
                    container=None, sortable: bool = True) -> GalleryQuery:
     """Filter and sort widgets (in the sidebar by default); returns the query without a page number."""
     c = container if container is not None else st.sidebar
-    keep_widget_state()
     c.header("Filter")
-    labels = c.multiselect("Label", label_options(images, classes), key="di_f_labels")
-    splits = c.multiselect("Split", split_options(images), key="di_f_splits")
+    labels = c.multiselect("Label", label_options(images, classes), key="di_f_labels", persist_state="session")
+    splits = c.multiselect("Split", split_options(images), key="di_f_splits", persist_state="session")
     present = check_columns(images)
     flagged = {chk for chk, col in present.items() if images[col].any()}
     fam_opts = sorted(f for f, cs in families.items() if any(ch in flagged for ch in cs))
     fams = c.multiselect("Finding family", fam_opts + [f for f in st.session_state.get("di_f_families", [])
-                                                       if f not in fam_opts], key="di_f_families")
+                                                       if f not in fam_opts], key="di_f_families", persist_state="session")
     chk_opts = sorted(flagged)
     chks = c.multiselect("Check", chk_opts + [x for x in st.session_state.get("di_f_checks", [])
-                                              if x not in chk_opts], key="di_f_checks")
-    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="di_f_decisions")
-    search = c.text_input("Path contains", key="di_f_search")
+                                              if x not in chk_opts], key="di_f_checks", persist_state="session")
+    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="di_f_decisions", persist_state="session")
+    search = c.text_input("Path contains", key="di_f_search", persist_state="session")
     nums = numeric_columns(images)
     ranges: tuple = ()
-    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="di_f_range_col")
+    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="di_f_range_col", persist_state="session")
     if range_col and range_col != "(none)":
         values = pd.to_numeric(images[range_col], errors="coerce")
         finite = values[np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))]
@@ -102,16 +94,16 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
                 prev = st.session_state.get("di_f_range")
                 if not (isinstance(prev, tuple) and len(prev) == 2 and lo <= prev[0] <= prev[1] <= hi):
                     st.session_state["di_f_range"] = (lo, hi)
-                sel = c.slider(f"{range_col} between", min_value=lo, max_value=hi, key="di_f_range")
+                sel = c.slider(f"{range_col} between", min_value=lo, max_value=hi, key="di_f_range", persist_state="session")
                 ranges = ((range_col, float(sel[0]), float(sel[1])),)
     sort_by, desc = "image_id", False
     if sortable:
         c.header("Sort")
         sort_opts = ["image_id", "label", "split", "n_findings"] + [n for n in nums if n != "n_findings"]
         sort_opts = [s for s in dict.fromkeys(sort_opts) if s in images.columns]
-        sort_by = c.selectbox("Sort by", sort_opts, key="di_f_sort")
-        desc = c.toggle("Descending", key="di_f_desc")
-    page_size = c.selectbox("Images per page", [24, DEFAULT_PAGE_SIZE, 96], index=1, key="di_f_page_size")
+        sort_by = c.selectbox("Sort by", sort_opts, key="di_f_sort", persist_state="session")
+        desc = c.toggle("Descending", key="di_f_desc", persist_state="session")
+    page_size = c.selectbox("Images per page", [24, DEFAULT_PAGE_SIZE, 96], index=1, key="di_f_page_size", persist_state="session")
     return GalleryQuery(labels=tuple(labels), splits=tuple(splits), checks=tuple(chks), families=tuple(fams),
                         ranges=ranges, search=search or "", decisions=tuple(decisions),
                         sort_by=sort_by or "image_id", descending=bool(desc), page_size=int(page_size))

@@ -1,0 +1,144 @@
+"""Real-browser screenshots of every page on sample_data/, for the README.
+
+    .venv/bin/python bench/screenshots.py [--out bench/screenshots]
+
+Starts ``streamlit run app.py -- --root sample_data`` on a free port (workspace in a temporary
+XDG_CACHE_HOME), scans from the home page, and saves one PNG per page, made with Playwright driving
+Debian's chromium (/usr/bin/chromium). PNGs are kept small (palette-quantised, < 400 KB).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+MAX_BYTES = 400_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, cache: Path, root: str = "sample_data") -> subprocess.Popen:
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--", "--root", root]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(port: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"the app did not answer on port {port} within {timeout_s} s")
+
+
+def save_small(png: bytes, path: Path) -> int:
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    for colours in (256, 128, 64):
+        buf = io.BytesIO()
+        img.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
+        if buf.tell() <= MAX_BYTES:
+            break
+    if buf.tell() > MAX_BYTES:
+        img = img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.quantize(colors=128).save(buf, "PNG", optimize=True)
+    path.write_bytes(buf.getvalue())
+    return buf.tell()
+
+
+def wait_idle(page, timeout_ms: int = 30_000) -> None:
+    """Until Streamlit has finished running the script (no 'Running...' status widget)."""
+    page.wait_for_timeout(400)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    page.wait_for_timeout(300)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(REPO / "bench" / "screenshots"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="di-shots-") as tmp:
+        proc = start_app(port, Path(tmp))
+        try:
+            wait_healthy(port)
+            base = f"http://127.0.0.1:{port}"
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(30_000)
+                page.goto(base + "/", wait_until="domcontentloaded")
+                page.get_by_role("button", name="Scan", exact=True).click()
+                page.get_by_text("Findings by family").wait_for()
+                wait_idle(page)
+                shots = [("home", "/", None)]
+                shots += [("gallery", "/Gallery", "images match"),
+                          ("findings", "/Findings?family=duplicate", "groups"),
+                          ("distributions", "/Distributions", "Any two columns"),
+                          ("review", "/Review", "Export")]
+                for name, url, marker in shots:
+                    if url != "/":
+                        page.goto(base + url, wait_until="domcontentloaded")
+                        page.get_by_text(marker).first.wait_for()
+                    wait_idle(page)
+                    if name == "gallery":
+                        page.wait_for_function(
+                            "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 12",
+                            timeout=30_000)
+                    if name == "review":
+                        pass
+                    size = save_small(page.screenshot(full_page=False), out / f"{name}.png")
+                    sys.stdout.write(f"{out / (name + '.png')}: {size:,} bytes\n")
+                # the image detail panel, opened from the gallery
+                page.goto(base + "/Gallery", wait_until="domcontentloaded")
+                page.get_by_text("images match").first.wait_for()
+                wait_idle(page)
+                page.get_by_test_id("stMain").get_by_role("button", name="Open", exact=True).first.click()
+                try:
+                    page.get_by_text("Decision:").first.wait_for()
+                except Exception:
+                    page.screenshot(path="/tmp/dev/debug.png")
+                    raise
+                wait_idle(page)
+                size = save_small(page.screenshot(full_page=False), out / "image_detail.png")
+                sys.stdout.write(f"{out / 'image_detail.png'}: {size:,} bytes\n")
+                browser.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

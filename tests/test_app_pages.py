@@ -1,0 +1,327 @@
+"""Every page under Streamlit's AppTest: renders on sample_data, clear messages on bad input, filters and
+sorts change what is shown, decisions made through a page reach the review store, user text stays text."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import inspect_core
+from inspect_core.review import ReviewStore
+from inspect_core.workspace import workspace_dir
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+SAMPLE = REPO / "sample_data"
+PAGES = ["pages/1_Gallery.py", "pages/2_Findings.py", "pages/3_Distributions.py", "pages/4_Review.py"]
+XSS = "<img src=x onerror=alert(1)>"
+TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory):
+    """This module's XDG_CACHE_HOME: the scans made once per module are seen by every test's app."""
+    return tmp_path_factory.mktemp("app_pages_xdg")
+
+
+@pytest.fixture(autouse=True)
+def _module_cache(_isolated_cache, cache_home, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
+def _scan(root, cache_home):
+    return inspect_core.scan(root, workspace=cache_home / "dataset-inspector")
+
+
+@pytest.fixture(scope="module")
+def sample_scan(cache_home):
+    return _scan(SAMPLE, cache_home)
+
+
+def _img(path: Path, grey: int, size=(48, 40)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(grey)
+    arr = np.clip(grey + rng.integers(-12, 12, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture(scope="module")
+def small(cache_home, tmp_path_factory):
+    """A made dataset: split/class folders, grey levels known, one class named like an HTML tag."""
+    root = tmp_path_factory.mktemp("small") / "data"
+    greys = {("train", "cat"): [30, 70, 110, 150], ("train", "dog"): [50, 90, 130, 170],
+             ("val", "cat"): [60, 120], ("val", "dog"): [80, 140], ("train", XSS): [100, 200]}
+    for (split, cls), levels in greys.items():
+        for k, g in enumerate(levels):
+            _img(root / split / cls / f"{cls[:3]}_{k}.png", g)
+    return root, _scan(root, cache_home)
+
+
+def _app(root, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(root)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def _shown_ids(at: AppTest) -> list[str]:
+    """image_ids of the gallery's thumbnails, in the order shown (the Open buttons carry them)."""
+    return [b.help for b in at.button if b.label == "Open" and b.key and "gallery_open" in b.key]
+
+
+def _all_text(at: AppTest) -> str:
+    parts = [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.markdown]
+    parts += [e.value for e in at.info] + [e.value for e in at.error] + [e.value for e in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+# -- rendering on sample_data ---------------------------------------------------------------------
+def test_home_renders_headline_figures(sample_scan):
+    at = _app(SAMPLE)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics, _all_text(at)
+    assert metrics["Images"] == f"{len(sample_scan.images):,}"
+    assert metrics["Classes"] == str(len(sample_scan.dataset.classes))
+    assert metrics["Findings"] == f"{len(sample_scan.findings):,}"
+    links = [p.label for p in at.get("page_link")]
+    for fam, n in sample_scan.findings["family"].value_counts().items():
+        assert any(label.startswith(f"{fam}: {n:,} ") for label in links), (fam, links)
+
+
+def test_home_takes_root_from_command_line(sample_scan, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--root", str(SAMPLE)])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert at.text_input(key="di_home_root_input").value == str(SAMPLE)
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{len(sample_scan.images):,}"
+
+
+def test_every_page_renders_on_sample_data(sample_scan):
+    at = _app(SAMPLE)
+    n = len(sample_scan.images)
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert f"{n:,} of {n:,} images match" in _all_text(at)
+    assert len(_shown_ids(at)) == min(n, 48)
+    assert len(at.image) >= min(n, 48)
+
+    at.switch_page(PAGES[1]).run()
+    assert not at.exception
+    summary = at.dataframe[0].value.set_index("family")["findings"].to_dict()
+    assert summary == {k: int(v) for k, v in sample_scan.findings["family"].value_counts().items()}
+
+    at.switch_page(PAGES[2]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 4
+
+    at.switch_page(PAGES[3]).run()
+    assert not at.exception
+    assert {m.label for m in at.metric} >= {"Decisions", "Relabel", "Remove", "Keep"}
+    assert len(at.get("download_button")) == 3
+
+
+def test_findings_page_shows_every_family_with_evidence(sample_scan):
+    at = _app(SAMPLE, PAGES[1])
+    fams = sorted(sample_scan.findings["family"].unique())
+    for fam in fams:
+        at.segmented_control(key="di_findings_family").set_value(fam).run()
+        assert not at.exception, fam
+        n = int((sample_scan.findings["family"] == fam).sum())
+        assert any(h.value == f"{fam}: {n:,} findings" for h in at.header), fam
+        if fam == "balance":
+            tables = [d.value for d in at.dataframe]
+            assert any("suggested_class_weight" in t.columns for t in tables)
+        if fam in ("duplicate", "leakage"):
+            assert "groups; page 1 of" in _all_text(at)
+
+
+# -- bad input gives a clear message ---------------------------------------------------------------
+@pytest.mark.parametrize("page", [None] + PAGES)
+def test_no_dataset_chosen(cache_home, page):
+    at = _app("", page)
+    assert not at.exception
+    assert any("No dataset chosen" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", [None] + PAGES)
+def test_bad_path(cache_home, tmp_path, page):
+    at = _app(tmp_path / "does" / "not" / "exist", page)
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("page", [None] + PAGES)
+def test_empty_folder(cache_home, tmp_path, page):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    at = _app(tmp_path / "empty", page)
+    assert not at.exception
+    assert any("holds no image files" in e.value for e in at.error)
+
+
+def test_unscanned_dataset_offers_a_scan_and_scans(cache_home, tmp_path):
+    root = tmp_path / "fresh"
+    for k in range(3):
+        _img(root / "a" / f"{k}.png", 40 * k + 40)
+        _img(root / "b" / f"{k}.png", 40 * k + 60)
+    at = _app(root, PAGES[0])
+    assert not at.exception
+    assert any("has not been scanned yet" in w.value for w in at.warning)
+    at.button(key="di_scan_now").click().run()
+    assert not at.exception
+    assert "6 of 6 images match" in _all_text(at)
+
+
+# -- filters and sorts --------------------------------------------------------------------------------
+def test_gallery_filters_and_sorts(small):
+    root, scan = small
+    at = _app(root, PAGES[0])
+    assert len(_shown_ids(at)) == len(scan.images) == 14
+
+    at.multiselect(key="di_f_labels").set_value(["cat"]).run()
+    shown = _shown_ids(at)
+    assert sorted(shown) == sorted(scan.images.loc[scan.images["label"] == "cat", "image_id"])
+
+    at.multiselect(key="di_f_splits").set_value(["val"]).run()
+    assert sorted(_shown_ids(at)) == ["val/cat/cat_0.png", "val/cat/cat_1.png"]
+
+    at.multiselect(key="di_f_labels").set_value([]).run()
+    at.multiselect(key="di_f_splits").set_value([]).run()
+    at.selectbox(key="di_f_sort").set_value("brightness").run()
+    at.toggle(key="di_f_desc").set_value(True).run()
+    by_brightness = scan.images.sort_values("brightness", ascending=False)["image_id"].tolist()
+    assert _shown_ids(at) == by_brightness
+    at.toggle(key="di_f_desc").set_value(False).run()
+    assert _shown_ids(at) == by_brightness[::-1]
+
+    at.text_input(key="di_f_search").set_value("DOG_").run()
+    assert sorted(_shown_ids(at)) == sorted(i for i in scan.images["image_id"] if "dog_" in i)
+    at.text_input(key="di_f_search").set_value("").run()
+
+    at.selectbox(key="di_f_range_col").set_value("brightness").run()
+    lo = float(scan.images["brightness"].median())
+    at.slider(key="di_f_range").set_value((lo, float(scan.images["brightness"].max()))).run()
+    assert not at.exception
+    expected = scan.images.loc[scan.images["brightness"] >= lo, "image_id"]
+    assert sorted(_shown_ids(at)) == sorted(expected)
+
+
+def test_gallery_filters_by_check_and_family(sample_scan):
+    images = sample_scan.images
+    counts = {c: int(images[c].sum()) for c in images.columns if c.startswith("is_") and images[c].dtype == bool}
+    check_col = max((c for c, n in counts.items() if 0 < n < len(images)), key=lambda c: counts[c])
+    at = _app(SAMPLE, PAGES[0])
+    at.multiselect(key="di_f_checks").set_value([check_col[3:]]).run()
+    assert not at.exception
+    assert sorted(_shown_ids(at)) == sorted(images.loc[images[check_col], "image_id"])[:48]
+    assert f"{counts[check_col]:,} of {len(images):,} images match" in _all_text(at)
+
+    fam = sample_scan.findings.loc[sample_scan.findings["image_id"] != "", "family"].value_counts().index[0]
+    at.multiselect(key="di_f_checks").set_value([]).run()
+    at.multiselect(key="di_f_families").set_value([fam]).run()
+    want = set(sample_scan.findings.loc[sample_scan.findings["family"] == fam, "image_id"]) - {""}
+    want &= set(images["image_id"])
+    assert f"{len(want):,} of {len(images):,} images match" in _all_text(at)
+
+
+def test_gallery_link_from_home_presets_family(sample_scan):
+    fam = sample_scan.findings.loc[sample_scan.findings["image_id"] != "", "family"].value_counts().index[0]
+    at = _app(SAMPLE)
+    at.query_params["family"] = fam
+    at.switch_page(PAGES[0]).run()
+    assert at.multiselect(key="di_f_families").value == [fam]
+
+
+def test_gallery_pages(sample_scan):
+    at = _app(SAMPLE, PAGES[0])
+    first = _shown_ids(at)
+    pager = at.get("pagination")[0]
+    pager.set_value(2).run()
+    second = _shown_ids(at)
+    assert not at.exception
+    assert len(second) == 48 and not set(first) & set(second)
+    ordered = sorted(sample_scan.images["image_id"])
+    assert second == ordered[48:96]
+
+
+# -- decisions through the pages -------------------------------------------------------------------
+def test_relabel_remove_keep_undo_through_gallery(small):
+    root, scan = small
+    store = ReviewStore(workspace_dir(root))
+    at = _app(root, PAGES[0])
+    target = "train/cat/cat_1.png"
+    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == target)).click().run()
+    assert not at.exception
+    assert target in [t.value for t in at.text]
+    label_box = next(s for s in at.selectbox if s.label == "New label")
+    label_box.set_value("dog").run()
+    next(t for t in at.text_input if t.label == "Note (optional)").set_value("ears look like a dog").run()
+    next(b for b in at.button if b.label == "Relabel").click().run()
+    assert not at.exception
+    dec = store.decision_for(target)
+    assert dec["action"] == "relabel" and dec["old_label"] == "cat" and dec["new_label"] == "dog"
+    assert dec["note"] == "ears look like a dog"
+
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert store.decision_for(target)["action"] == "remove"
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert store.decision_for(target)["action"] == "relabel"
+    assert list(store.history(target)["action"]) == ["relabel", "remove", "undo"]
+
+    # a new class typed by hand
+    next(s for s in at.selectbox if s.label == "New label").set_value("(new class...)").run()
+    next(t for t in at.text_input if t.label == "New class name").set_value("lynx").run()
+    next(b for b in at.button if b.label == "Relabel").click().run()
+    assert store.decision_for(target)["new_label"] == "lynx"
+
+    # the review page lists it, and the relabel list offered for download contains it
+    at.switch_page(PAGES[3]).run()
+    assert not at.exception
+    editor = at.data_editor[0].value
+    assert editor.set_index("image_id").loc[target, "new_label"] == "lynx"
+    csv = next(d for d in at.get("download_button") if "CSV" in d.proto.label)
+    assert csv is not None
+
+
+def test_review_page_edit_is_saved(small):
+    root, scan = small
+    store = ReviewStore(workspace_dir(root))
+    target = "val/dog/dog_0.png"
+    store.decide(target, "keep", old_label="dog")
+    at = _app(root, PAGES[3])
+    rows = at.data_editor[0].value
+    pos = rows.index[rows["image_id"] == target][0]
+    version = int(store.history()["decision_id"].max())
+    at.session_state[f"di_review_editor_{version}"] = {
+        "edited_rows": {int(pos): {"action": "relabel", "new_label": "cat", "note": "edited on the review page"}},
+        "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    dec = store.decision_for(target)
+    assert (dec["action"], dec["new_label"], dec["note"]) == ("relabel", "cat", "edited on the review page")
+    assert store.history(target)["source"].iloc[-1] == "review-page"
+
+
+# -- user text is text ------------------------------------------------------------------------------
+def test_html_label_is_shown_as_text(small):
+    root, scan = small
+    at = _app(root, PAGES[0])
+    at.multiselect(key="di_f_labels").set_value([XSS]).run()
+    assert not at.exception
+    ids = _shown_ids(at)
+    assert len(ids) == 2 and all(XSS in i for i in ids)
+    for md in list(at.markdown) + list(at.caption):
+        assert not md.allow_html
+        assert "<img" not in md.value.replace("\\<", "")  # every "<" of user text is escaped
+    captions = [c.value for c in at.caption]
+    assert any(re.sub(r"\\(.)", r"\1", c).startswith(XSS) for c in captions)
+    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == ids[0])).click().run()
+    assert f"Label: {XSS}   Split: train" in [t.value for t in at.text]

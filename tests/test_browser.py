@@ -1,0 +1,246 @@
+"""The app in a real browser: Playwright for Python driving Debian's chromium (headless) against
+``streamlit run app.py -- --root sample_data`` started here on a free port, with its workspace in a
+temporary XDG_CACHE_HOME.
+
+Skipped, with the reason, only where /usr/bin/chromium is missing and CI is not set; under CI a missing
+chromium fails. Every wait is bounded.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 30_000
+START_TIMEOUT_S = 60
+XSS = "<img src=x onerror=alert(1)>"
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
+                allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """``streamlit run app.py`` in a subprocess; restartable with the same workspace."""
+
+    def __init__(self, cache: Path):
+        self.cache = cache
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.log = cache / "app.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.port = _free_port()
+        env = dict(os.environ, XDG_CACHE_HOME=str(self.cache), PYTHONPATH=str(REPO))
+        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+               "--server.headless", "true", "--server.fileWatcherType", "none", "--", "--root", "sample_data"]
+        self._log_fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"the app did not answer within {START_TIMEOUT_S} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        self.proc = None
+        if getattr(self, "_log_fh", None):
+            self._log_fh.close()
+
+
+@pytest.fixture()
+def app(tmp_path):
+    a = App(tmp_path)
+    a.start()
+    yield a
+    a.stop()
+
+
+@pytest.fixture()
+def browser():
+    with playwright_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        yield b
+        b.close()
+
+
+def wait_idle(page) -> None:
+    """Until Streamlit has finished the script run (its running indicator is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=WAIT_MS)
+    page.wait_for_timeout(200)
+
+
+def main_area(page):
+    return page.get_by_test_id("stMain")
+
+
+def open_buttons(page):
+    return main_area(page).get_by_role("button", name="Open", exact=True)
+
+
+def n_matching(page) -> int:
+    text = main_area(page).get_by_text(re.compile(r"images match; page")).first.inner_text()
+    return int(text.split(" of ")[0].replace(",", ""))
+
+
+def pick_option(page, container, option: str) -> None:
+    container.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def open_image(page, image_id: str) -> None:
+    """Find one image with the gallery's path search and open it."""
+    search = page.get_by_test_id("stSidebar").get_by_label("Path contains")
+    search.fill(image_id)
+    search.press("Enter")
+    wait_idle(page)
+    main_area(page).get_by_text(re.compile(r"^1 of [\d,]+ images match")).wait_for(timeout=WAIT_MS)
+    open_buttons(page).first.click()
+    main_area(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
+    wait_idle(page)
+
+
+def test_review_in_a_real_browser(app, browser, tmp_path):
+    dialogs: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(WAIT_MS)
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    # Home on sample_data: scan, then the headline figures.
+    page.goto(app.url + "/", wait_until="domcontentloaded")
+    main_area(page).get_by_role("button", name="Scan", exact=True).click()
+    main_area(page).get_by_text("Findings by family").wait_for()
+    wait_idle(page)
+    import inspect_core
+    from inspect_core.workspace import workspace_dir
+    scan = inspect_core.load_scan(workspace_dir(SAMPLE, base=app.cache / "dataset-inspector"))
+    assert scan is not None
+    images = scan.images
+    metric = main_area(page).get_by_test_id("stMetric").filter(has_text="Images")
+    assert metric.get_by_test_id("stMetricValue").inner_text().strip() == f"{len(images):,}"
+
+    # Gallery: thumbnails.
+    page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
+    main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
+    wait_idle(page)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= 48",
+        timeout=WAIT_MS)
+    assert open_buttons(page).count() == 48
+    assert n_matching(page) == len(images)
+
+    # Filtering by a check narrows them.
+    counts = {c[3:]: int(images[c].sum()) for c in images.columns if c.startswith("is_") and images[c].dtype == bool}
+    check = max((c for c, n in counts.items() if 0 < n < 48), key=lambda c: counts[c])
+    sidebar = page.get_by_test_id("stSidebar")
+    box = sidebar.get_by_test_id("stMultiSelect").filter(has_text="Check")
+    box.click()
+    page.keyboard.type(check)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    main_area(page).get_by_text(re.compile(rf"^{counts[check]} of [\d,]+ images match")).wait_for()
+    assert open_buttons(page).count() == counts[check]
+    flagged = sorted(images.loc[images[f"is_{check}"], "image_id"])
+
+    # A relabel made by clicking.
+    target = flagged[0]
+    old = images.set_index("image_id").loc[target, "label"]
+    new = next(c for c in scan.dataset.classes if c != old)
+    open_buttons(page).first.click()
+    main_area(page).get_by_text(target, exact=True).first.wait_for()
+    wait_idle(page)
+    pick_option(page, main_area(page).get_by_test_id("stSelectbox").filter(has_text="New label"), new)
+    main_area(page).get_by_role("button", name="Relabel", exact=True).click()
+    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+
+    # A second relabel to a new class named like an HTML tag: shown as those characters, never run.
+    other = sorted(images.loc[~images[f"is_{check}"], "image_id"])[0]
+    page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
+    main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
+    wait_idle(page)
+    open_image(page, other)
+    pick_option(page, main_area(page).get_by_test_id("stSelectbox").filter(has_text="New label"), "(new class...)")
+    main_area(page).get_by_label("New class name").fill(XSS)
+    main_area(page).get_by_label("New class name").press("Enter")
+    wait_idle(page)
+    main_area(page).get_by_role("button", name="Relabel", exact=True).click()
+    main_area(page).get_by_text(f"Decision: relabel -> {XSS}").wait_for()
+    assert page.locator("img[src='x']").count() == 0
+    assert not dialogs
+
+    # It survives a reload ...
+    page.reload(wait_until="domcontentloaded")
+    main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
+    wait_idle(page)
+    open_image(page, target)
+    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+
+    # ... and an app restart.
+    app.stop()
+    app.start()
+    page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
+    main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
+    wait_idle(page)
+    open_image(page, target)
+    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+
+    # The export downloads a CSV that contains it.
+    page.goto(app.url + "/Review", wait_until="domcontentloaded")
+    main_area(page).get_by_text("Export", exact=True).wait_for()
+    wait_idle(page)
+    with page.expect_download(timeout=WAIT_MS) as info:
+        main_area(page).get_by_role("button", name="Relabel list (CSV)").click()
+    path = tmp_path / "relabels.csv"
+    info.value.save_as(path)
+    rows = {r["image_id"]: r for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))}
+    assert rows[target]["action"] == "relabel"
+    assert rows[target]["old_label"] == old and rows[target]["new_label"] == new
+    assert rows[target]["path"] == str(SAMPLE / target)
+    assert rows[other]["new_label"] == XSS
+    assert not dialogs
+    page.close()

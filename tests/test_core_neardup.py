@@ -1,0 +1,172 @@
+"""Near-duplicate search: the brute-force and the inverted-file paths find the same planted pairs; hashes
+and groups are right."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspect_core import filescan, neardup
+
+
+def planted_descriptors(n: int, m: int, seed: int = 0):
+    """``n`` int8 descriptors shaped like real ones (mean-removed unit vectors whose energy sits in a few
+    dozen directions), then ``m`` noisy copies of randomly chosen ones (cosine about 0.97 .. 0.99).
+    Returns (desc, planted pairs as a set of (i, j))."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(0, 1, (64, filescan.DESC_DIM)) * (1.0 / np.arange(1, 65) ** 0.25)[:, None]
+    base = rng.normal(0, 1, (n, 64)) @ basis + rng.normal(0, 0.2, (n, filescan.DESC_DIM))
+    src = rng.choice(n, m, replace=False)
+    copies = base[src] * rng.uniform(0.8, 1.2, (m, 1)) + rng.normal(0, 0.6, (m, filescan.DESC_DIM))
+    x = np.vstack([base, copies])
+    x -= x.mean(1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.round(x * 127).astype(np.int8), {(int(s), n + k) for k, s in enumerate(src)}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_descriptors(12_000, 50)
+
+
+def test_brute_force_and_ivf_find_exactly_the_planted_pairs(planted, monkeypatch):
+    desc, pairs = planted
+    monkeypatch.setattr(neardup, "BRUTE_FORCE_MAX", 10**9)
+    bi, bj, bs = neardup.near_pairs(desc, 0.9)
+    monkeypatch.setattr(neardup, "BRUTE_FORCE_MAX", 1000)  # 12,050 rows > CELL_MAX: k-means cells
+    ii, ij, is_ = neardup.near_pairs(desc, 0.9)
+    assert set(zip(bi.tolist(), bj.tolist())) == pairs
+    assert set(zip(ii.tolist(), ij.tolist())) == pairs
+    assert (bi < bj).all() and (ii < ij).all()
+    brute = dict(zip(zip(bi.tolist(), bj.tolist()), bs.tolist()))
+    ivf = dict(zip(zip(ii.tolist(), ij.tolist()), is_.tolist()))
+    assert brute.keys() == ivf.keys()
+    np.testing.assert_allclose([brute[k] for k in sorted(brute)], [ivf[k] for k in sorted(brute)], rtol=1e-5)
+    # the score is the cosine of the int8 descriptors
+    x, _ = neardup.unit_rows(desc)
+    for (i, j), s in list(brute.items())[:10]:
+        np.testing.assert_allclose(s, float(x[i] @ x[j]), rtol=1e-5)
+        assert 0.9 <= s <= 1.0
+
+
+def test_ivf_recursion_with_small_cells_still_finds_every_planted_pair(monkeypatch):
+    desc, pairs = planted_descriptors(6_000, 30, seed=3)
+    monkeypatch.setattr(neardup, "BRUTE_FORCE_MAX", 100)
+    monkeypatch.setattr(neardup, "CELL_MAX", 500)
+    monkeypatch.setattr(neardup, "CELL_TARGET", 300)
+    i, j, _ = neardup.near_pairs(desc, 0.9)
+    assert set(zip(i.tolist(), j.tolist())) == pairs
+
+
+def test_threshold_is_inclusive_and_flat_rows_are_ignored():
+    a = np.zeros(filescan.DESC_DIM, np.int8)
+    a[:2] = [100, -100]
+    b = a.copy()
+    c = np.zeros(filescan.DESC_DIM, np.int8)
+    c[2:4] = [100, -100]
+    flat = np.zeros(filescan.DESC_DIM, np.int8)
+    desc = np.stack([a, flat, b, c, flat])
+    i, j, s = neardup.near_pairs(desc, 1.0 - 1e-6)
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 2)]
+    np.testing.assert_allclose(s, [1.0], rtol=1e-6)
+    i, j, s = neardup.near_pairs(np.stack([flat, flat]), 0.5)
+    assert len(i) == 0
+
+
+def test_weak_cosine_needs_a_close_phash():
+    if "phash" not in inspect.signature(neardup.near_pairs).parameters:
+        pytest.skip("near_pairs has no pHash clause in this version")
+    e = np.eye(filescan.DESC_DIM)
+    a = e[0] - e[1]
+    b = e[0] - e[1] + 0.7 * (e[2] - e[3])     # cosine with a: 2 / sqrt(2 * 2.98) = 0.819
+    c = e[10] - e[11]                          # orthogonal to both
+    desc = np.stack([np.round(v / np.linalg.norm(v) * 120) for v in (a, b, c)]).astype(np.int8)
+    x, _ = neardup.unit_rows(desc)
+    assert 0.8 < float(x[0] @ x[1]) < 0.84
+    close = np.array([0b1010, 0b1011, 0], np.int64)         # 1 bit apart
+    far = np.array([0, -1, 0], np.int64)                      # 64 bits apart
+    i, j, _ = neardup.near_pairs(desc, 0.95, 0.75, close, 12)
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)]
+    i, j, _ = neardup.near_pairs(desc, 0.95, 0.75, far, 12)
+    assert len(i) == 0
+    i, j, _ = neardup.near_pairs(desc, 0.8)                    # cosine alone
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)]
+
+
+def test_hamming64():
+    a = np.array([0, -1, 5, np.iinfo(np.int64).min, 0x0F0F], np.int64)
+    b = np.array([0, 0, 3, np.iinfo(np.int64).max, 0x00FF], np.int64)
+    assert neardup.hamming64(a, b).tolist() == [0, 64, 2, 64, 8]
+    assert neardup.hamming64(a, a).tolist() == [0, 0, 0, 0, 0]
+
+
+def test_connected_groups():
+    i = np.array([0, 1, 5, 7, 8])
+    j = np.array([1, 2, 6, 8, 6])
+    assert neardup.connected_groups(10, i, j).tolist() == [0, 0, 0, -1, -1, 1, 1, 1, 1, -1]
+    assert neardup.connected_groups(3, np.array([], np.int64), np.array([], np.int64)).tolist() == [-1, -1, -1]
+    # a chain given in reverse order is still one group
+    assert neardup.connected_groups(4, np.array([2, 1, 0]), np.array([3, 2, 1])).tolist() == [0, 0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- perceptual hashes
+
+def _imagehash_int(h) -> int:
+    v = int(str(h), 16)
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def _bits(a: int, b: int) -> int:
+    return int(neardup.hamming64(np.array([a], np.int64), np.array([b], np.int64))[0])
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+    return Image.fromarray(data.astronaut())
+
+
+def test_phash64_matches_imagehash(astronaut):
+    imagehash = pytest.importorskip("imagehash")
+    ref = _imagehash_int(imagehash.phash(astronaut))
+    # the same 32x32 grey input as imagehash uses: the same bits
+    g32 = astronaut.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    assert filescan.phash64(g32) == ref
+    # our own resize path (bilinear): within a few bits
+    assert _bits(filescan.phash64(astronaut.convert("L")), ref) <= 4
+    # an identical image: an identical hash; a different photo: far
+    assert filescan.phash64(astronaut.copy().convert("L")) == filescan.phash64(astronaut.convert("L"))
+    other = astronaut.transpose(Image.Transpose.FLIP_TOP_BOTTOM).convert("L")
+    assert _bits(filescan.phash64(other), ref) >= 16
+
+
+def test_scan_hashes_of_a_real_photo(tmp_path, astronaut):
+    imagehash = pytest.importorskip("imagehash")
+    root = tmp_path / "ds"
+    root.mkdir()
+    astronaut.save(root / "a.jpg", quality=90)
+    astronaut.save(root / "b.png")
+    rows = {i: filescan.scan_file(str(root), i) for i in ("a.jpg", "b.png")}
+    ref_p = _imagehash_int(imagehash.phash(astronaut))
+    ref_d = _imagehash_int(imagehash.dhash(astronaut))
+    for r in rows.values():
+        assert r["error_kind"] is None
+        assert _bits(r["phash"], ref_p) <= 6
+        assert _bits(r["dhash"], ref_d) <= 10
+    assert _bits(rows["a.jpg"]["phash"], rows["b.png"]["phash"]) <= 4
+    x, _ = neardup.unit_rows(np.stack([rows["a.jpg"]["desc"], rows["b.png"]["desc"]]))
+    assert float(x[0] @ x[1]) > 0.99
+
+
+def test_descriptor_is_unit_int8_and_zero_for_flat_images():
+    flat = Image.new("L", (32, 32), 128)
+    assert not filescan.descriptor(flat).any()
+    ramp = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8) * 8, (32, 1)))
+    d = filescan.descriptor(ramp)
+    assert d.dtype == np.int8 and d.shape == (filescan.DESC_DIM,)
+    assert abs(np.linalg.norm(d.astype(float)) - 127) < 3
+    brighter = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8) * 6 + 40, (32, 1)))
+    x, _ = neardup.unit_rows(np.stack([d, filescan.descriptor(brighter)]))
+    assert float(x[0] @ x[1]) > 0.99  # brightness/contrast shifts do not move the descriptor

@@ -15,7 +15,7 @@ NONE = "(none)"
 def _group(df: pd.DataFrame, by: str | None) -> pd.Series | None:
     if not by or by == NONE or by not in df.columns:
         return None
-    return df[by].astype("string").fillna("(missing)")
+    return df[by].astype("string").fillna(f"(no {by})")
 
 
 def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, kind: str = "histogram") -> go.Figure:

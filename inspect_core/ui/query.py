@@ -73,7 +73,7 @@ def _in_values(col: pd.Series, wanted: tuple[str, ...], missing_token: str) -> n
     values = [w for w in wanted if w != missing_token]
     mask = col.isin(values).to_numpy(dtype=bool, na_value=False)
     if missing_token in wanted:
-        mask |= col.isna().to_numpy(dtype=bool)
+        mask = mask | col.isna().to_numpy(dtype=bool)
     return mask
 
 

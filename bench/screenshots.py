@@ -77,6 +77,47 @@ def wait_idle(page, timeout_ms: int = 30_000) -> None:
     page.wait_for_timeout(300)
 
 
+def pick_images(cache: Path) -> tuple[str, str]:
+    """An image with a box finding (for the detail view) and one with an integrity finding (to remove)."""
+    sys.path.insert(0, str(REPO))
+    import inspect_core
+    from inspect_core.workspace import workspace_dir
+    scan = inspect_core.load_scan(workspace_dir(REPO / "sample_data", base=cache / "dataset-inspector"))
+    f = scan.findings[scan.findings["image_id"].isin(scan.images["image_id"])]
+    boxed = f[(f["family"] == "annotation") & f["image_id"].isin(scan.annotations["image_id"])]
+    detail = (boxed if len(boxed) else f)["image_id"].iloc[0]
+    broken = f[(f["family"] == "integrity") & (f["image_id"] != detail)]
+    remove = (broken if len(broken) else f[f["image_id"] != detail])["image_id"].iloc[0]
+    return str(detail), str(remove)
+
+
+def goto(page, url: str, marker: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text(marker).first.wait_for()
+    wait_idle(page)
+
+
+def shot(page, out: Path, name: str) -> None:
+    size = save_small(page.screenshot(full_page=False), out / f"{name}.png")
+    sys.stdout.write(f"{out / (name + '.png')}: {size:,} bytes\n")
+
+
+def pick(page, label: str, option: str) -> None:
+    page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def open_image(page, image_id: str) -> None:
+    search = page.get_by_test_id("stSidebar").get_by_label("Path contains")
+    search.fill(image_id)
+    search.press("Enter")
+    wait_idle(page)
+    page.get_by_test_id("stMain").get_by_role("button", name="Open", exact=True).first.click()
+    page.get_by_text("Decision:").first.wait_for()
+    wait_idle(page)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "bench" / "screenshots"))
@@ -99,37 +140,42 @@ def main() -> int:
                 page.get_by_role("button", name="Scan", exact=True).click()
                 page.get_by_text("Findings by family").wait_for()
                 wait_idle(page)
-                shots = [("home", "/", None)]
-                shots += [("gallery", "/Gallery", "images match"),
-                          ("findings", "/Findings?family=duplicate", "groups"),
-                          ("distributions", "/Distributions", "Any two columns"),
-                          ("review", "/Review", "Export")]
-                for name, url, marker in shots:
-                    if url != "/":
-                        page.goto(base + url, wait_until="domcontentloaded")
-                        page.get_by_text(marker).first.wait_for()
-                    wait_idle(page)
-                    if name == "gallery":
-                        page.wait_for_function(
-                            "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 12",
-                            timeout=30_000)
-                    if name == "review":
-                        pass
-                    size = save_small(page.screenshot(full_page=False), out / f"{name}.png")
-                    sys.stdout.write(f"{out / (name + '.png')}: {size:,} bytes\n")
-                # the image detail panel, opened from the gallery
-                page.goto(base + "/Gallery", wait_until="domcontentloaded")
-                page.get_by_text("images match").first.wait_for()
+                shot(page, out, "home")
+
+                goto(page, base + "/Gallery", "images match")
+                page.wait_for_function(
+                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 24",
+                    timeout=30_000)
+                shot(page, out, "gallery")
+
+                # The detail panel of an image with boxes and findings; two decisions for the review page.
+                detail_image, remove_image = pick_images(Path(tmp))
+                open_image(page, detail_image)
+                pick(page, "New label", "circle")
+                main = page.get_by_test_id("stMain")
+                main.get_by_label("Note (optional)").fill("reviewed in the detail view")
+                main.get_by_label("Note (optional)").press("Enter")
                 wait_idle(page)
-                page.get_by_test_id("stMain").get_by_role("button", name="Open", exact=True).first.click()
-                try:
-                    page.get_by_text("Decision:").first.wait_for()
-                except Exception:
-                    page.screenshot(path="/tmp/dev/debug.png")
-                    raise
+                main.get_by_role("button", name="Relabel", exact=True).click()
+                main.get_by_text("Decision: relabel").first.wait_for()
                 wait_idle(page)
-                size = save_small(page.screenshot(full_page=False), out / "image_detail.png")
-                sys.stdout.write(f"{out / 'image_detail.png'}: {size:,} bytes\n")
+                page.mouse.wheel(0, 0)
+                shot(page, out, "image_detail")
+                goto(page, base + "/Gallery", "images match")
+                open_image(page, remove_image)
+                main.get_by_role("button", name="Remove", exact=True).click()
+                main.get_by_text("Decision: remove").first.wait_for()
+                wait_idle(page)
+
+                goto(page, base + "/Findings?family=duplicate", "groups")
+                shot(page, out, "findings")
+                goto(page, base + "/Distributions", "Any two columns")
+                page.get_by_text("outliers (red)").scroll_into_view_if_needed()
+                page.mouse.wheel(0, 300)
+                page.wait_for_timeout(800)
+                shot(page, out, "distributions")
+                goto(page, base + "/Review", "Export")
+                shot(page, out, "review")
                 browser.close()
         finally:
             proc.terminate()

@@ -56,8 +56,9 @@ if ann is not None and not ann.empty:
 
 st.subheader("Any two columns")
 x1, x2 = st.columns(2)
-x_default = "width_px" if "width_px" in nums else nums[0]
-y_default = "brightness" if "brightness" in nums else nums[min(1, len(nums) - 1)]
+x_default = next((c for c in ("brightness", "width_px") if c in nums), nums[0])
+y_default = next((c for c in ("contrast", "blur_laplacian_var", "height_px") if c in nums and c != x_default),
+                 nums[min(1, len(nums) - 1)])
 x = x1.selectbox("x", nums, index=nums.index(x_default), key="di_dist_x")
 y = x2.selectbox("y", nums, index=nums.index(y_default), key="di_dist_y")
 pts, n_total = charts.scatter_data(images, x, y)

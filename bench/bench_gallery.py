@@ -178,6 +178,8 @@ def main() -> int:
         at.run()
         change = time.perf_counter() - t0
         assert not at.exception, at.exception
+        assert any(t.value.startswith(f"{int(images[[f'is_{c}' for c in CHECKS['property']]].any(axis=1).sum()):,} of")
+                   for t in at.text), "the filter did not apply"
         pager = at.get("pagination")[0] if at.get("pagination") else None
         t0 = time.perf_counter()
         if pager is not None:
@@ -185,6 +187,7 @@ def main() -> int:
         at.run()
         page = time.perf_counter() - t0
         assert not at.exception, at.exception
+        assert any("page 2 of" in t.value for t in at.text), "the page change did not happen"
         return first, change, page
 
     page_runs()  # warm imports

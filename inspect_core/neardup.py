@@ -16,7 +16,7 @@ BRUTE_FORCE_MAX = 8000
 PCA_DIM = 32
 CELL_TARGET = 1000          # images per k-means cell, on average
 CELL_MAX = 6000             # a cell larger than this is split again
-N_PROBE = 2                 # each image is placed in its N_PROBE nearest cells
+N_PROBE = 3                 # each image is placed in its N_PROBE nearest cells
 
 
 def unit_rows(desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,24 +28,41 @@ def unit_rows(desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, valid
 
 
-def _pairs_from_gram(sim: np.ndarray, rows: np.ndarray, cols: np.ndarray, thr: float, upper: bool):
-    if upper:
-        sim = np.triu(sim, k=1)
-    r, c = np.nonzero(sim >= thr)
-    return rows[r], cols[c], sim[r, c]
+class _Rule:
+    """The near-duplicate rule: cosine >= strong, or cosine >= weak with pHash distance <= phash_max."""
+
+    def __init__(self, strong: float, weak: float, phash: np.ndarray | None, phash_max: int):
+        self.strong, self.weak, self.phash, self.phash_max = strong, weak, phash, phash_max
+        self.lowest = weak if phash is not None else strong
+
+    def keep(self, x, i, j, d2_proj=None):
+        """Confirm candidate pairs (i, j): returns (i, j, cosine) of those the rule accepts.
+        ``d2_proj``: the pairs' projected squared distances, a lower bound of the full ones."""
+        if len(i) and self.phash is not None and d2_proj is not None:
+            # a pair whose projected distance already rules out cosine >= strong can only pass through
+            # the pHash clause: test that cheap clause before reading the full vectors
+            maybe_strong = d2_proj <= 2.0 - 2.0 * self.strong + 1e-4
+            sel = maybe_strong | (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+            i, j = i[sel], j[sel]
+        if len(i) == 0:
+            return i, j, np.zeros(0, np.float32)
+        sims = np.einsum("ij,ij->i", x[i], x[j])
+        ok = sims >= self.strong
+        if self.phash is not None:
+            ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+        return i[ok], j[ok], sims[ok]
 
 
-def _brute_force(x: np.ndarray, idx: np.ndarray, thr: float, chunk: int = 2048):
-    out_i, out_j, out_s = [], [], []
+def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 2048):
+    out_i, out_j = [], []
     xs = x[idx]
     for start in range(0, len(idx), chunk):
-        block = xs[start:start + chunk]
-        sim = block @ xs[start:].T
-        i, j, s = _pairs_from_gram(sim, idx[start:start + chunk], idx[start:], thr, upper=True)
-        out_i.append(i), out_j.append(j), out_s.append(s)
-    if not out_i:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
+        sim = xs[start:start + chunk] @ xs[start:].T
+        r, c = np.nonzero(np.triu(sim >= rule.lowest, k=1))
+        out_i.append(idx[start + r]), out_j.append(idx[start + c])
+    i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
+    j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
+    return rule.keep(x, i, j)
 
 
 def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sample: int = 65536) -> np.ndarray:
@@ -75,11 +92,11 @@ def _nearest(y: np.ndarray, centers: np.ndarray, n: int, chunk: int = 65536) -> 
     return out
 
 
-def _ivf_pairs(x: np.ndarray, y: np.ndarray, idx: np.ndarray, thr: float, rng, depth: int = 0):
-    """Candidate pairs among rows ``idx`` whose projected squared distance is within the bound."""
+def _ivf_pairs(x: np.ndarray, y: np.ndarray, idx: np.ndarray, rule: _Rule, rng, depth: int = 0):
+    """Pairs among rows ``idx`` accepted by the rule, comparing only rows that share a k-means cell."""
     n = len(idx)
     if n <= CELL_MAX or depth >= 3:
-        return _cell_pairs(x, y, idx, thr)
+        return _cell_pairs(x, y, idx, rule)
     k = max(2, int(round(n / CELL_TARGET)))
     yy = y[idx]
     centers = _kmeans(yy, k, rng)
@@ -94,49 +111,59 @@ def _ivf_pairs(x: np.ndarray, y: np.ndarray, idx: np.ndarray, thr: float, rng, d
         if len(cell) < 2:
             continue
         if len(cell) >= n * 0.9:  # clustering did not split this set: compare it directly
-            out.append(_cell_pairs(x, y, cell, thr))
+            out.append(_cell_pairs(x, y, cell, rule))
         else:
-            out.append(_ivf_pairs(x, y, cell, thr, rng, depth + 1))
+            out.append(_ivf_pairs(x, y, cell, rule, rng, depth + 1))
     if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
 
 
-def _cell_pairs(x, y, cell, thr, chunk: int = 4096):
-    # On unit vectors: cos >= thr  <=>  |a-b|^2 <= 2-2*thr; the projection can only shrink distances.
-    bound = 2.0 - 2.0 * thr + 1e-4
+def _cell_pairs(x, y, cell, rule: _Rule, chunk: int = 2048):
+    # On unit vectors: cos >= t  <=>  |a-b|^2 <= 2-2t; the projection can only shrink distances, so a
+    # filter on projected distances drops no pair the rule would accept. Squared distances come from one
+    # matrix product of augmented rows: [y, |y|^2, 1] . [-2y, 1, |y|^2] = |a|^2 + |b|^2 - 2 a.b
+    bound = 2.0 - 2.0 * rule.lowest + 1e-4
     yc = y[cell]
-    n2 = (yc * yc).sum(1)
-    out_i, out_j = [], []
-    for s in range(0, len(cell), chunk):
-        d2 = n2[s:s + chunk, None] + n2[None, s:] - 2.0 * (yc[s:s + chunk] @ yc[s:].T)
-        mask = np.triu(d2 <= bound, k=1)  # block row r is cell row s+r; column c is cell row s+c
-        r, c = np.nonzero(mask)
-        out_i.append(cell[s + r]), out_j.append(cell[s + c])
+    n2 = (yc * yc).sum(1, keepdims=True)
+    ones = np.ones_like(n2)
+    left = np.hstack([yc, n2, ones])
+    right = np.hstack([-2.0 * yc, ones, n2])
+    out_i, out_j, out_d = [], [], []
+    m = len(cell)
+    for s in range(0, m, chunk):
+        d2 = left[s:s + chunk] @ right[s:].T
+        flat = np.flatnonzero(d2 <= bound)
+        r, c = np.divmod(flat, m - s)
+        upper = c > r  # block row r is cell row s+r; column c is cell row s+c
+        out_i.append(cell[s + r[upper]]), out_j.append(cell[s + c[upper]])
+        out_d.append(d2.ravel()[flat[upper]])
     i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
     j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
-    if len(i) == 0:
-        return i, j, np.zeros(0, np.float32)
-    sims = np.einsum("ij,ij->i", x[i], x[j])
-    keep = sims >= thr
-    return i[keep], j[keep], sims[keep]
+    d = np.concatenate(out_d) if out_d else np.zeros(0, np.float32)
+    return rule.keep(x, i, j, d)
 
 
-def near_pairs(desc: np.ndarray, threshold: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) whose descriptor cosine is at least ``threshold``: arrays (i, j, cosine)."""
+def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash: np.ndarray | None = None,
+               phash_max: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
+    (when ``phash`` is given): arrays (i, j, cosine)."""
     x, valid = unit_rows(desc)
+    rule = _Rule(strong, weak if weak is not None else strong, phash, phash_max)
     idx = np.nonzero(valid)[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(idx) <= BRUTE_FORCE_MAX:
-        i, j, s = _brute_force(x, idx, threshold)
+        i, j, s = _brute_force(x, idx, rule)
     else:
         rng = np.random.default_rng(seed)
-        sample = x[idx[rng.choice(len(idx), min(len(idx), 20000), replace=False)]]
-        _, _, vt = np.linalg.svd(sample - sample.mean(0), full_matrices=False)
+        sample = x[idx[rng.choice(len(idx), min(len(idx), 50000), replace=False)]]
+        sample = sample - sample.mean(0)
+        _, vecs = np.linalg.eigh(sample.T @ sample)
+        axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
         y = np.zeros((len(x), PCA_DIM), np.float32)
-        y[idx] = x[idx] @ vt[:PCA_DIM].T.astype(np.float32)
-        i, j, s = _ivf_pairs(x, y, idx, threshold, rng)
+        y[idx] = x[idx] @ axes
+        i, j, s = _ivf_pairs(x, y, idx, rule, rng)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     key = lo.astype(np.int64) * len(desc) + hi
     key, first = np.unique(key, return_index=True)

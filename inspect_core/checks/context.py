@@ -67,12 +67,9 @@ class CheckContext:
                 frames.append(pd.DataFrame({"a": a, "b": b, "kind": "exact", "score": 1.0, "why": why}))
         use = ok & (np.abs(self.desc).sum(1) > 0)
         sub = np.nonzero(use)[0]
-        i, j, cos = neardup.near_pairs(self.desc[sub], NEAR_COS)
-        i, j = sub[i], sub[j]
-        ph = img["phash"].to_numpy()
-        dist = neardup.hamming64(ph[i], ph[j]) if len(i) else np.zeros(0, np.int16)
-        keep = (cos >= NEAR_COS_STRONG) | (dist <= NEAR_PHASH_MAX)
-        frames.append(pd.DataFrame({"a": i[keep], "b": j[keep], "kind": "near", "score": cos[keep].astype(float),
+        ph = img["phash"].to_numpy(np.int64)
+        i, j, cos = neardup.near_pairs(self.desc[sub], NEAR_COS_STRONG, NEAR_COS, ph[sub], NEAR_PHASH_MAX)
+        frames.append(pd.DataFrame({"a": sub[i], "b": sub[j], "kind": "near", "score": cos.astype(float),
                                     "why": ""}))
         pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["a", "b", "kind", "score", "why"])

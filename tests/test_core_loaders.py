@@ -345,3 +345,70 @@ def test_symlink_escaping_the_root_is_reported_and_never_opened(tmp_path, monkey
         ("cat/link.jpg", "path_outside_root")]
     row = result.images.set_index("image_id").loc["cat/link.jpg"]
     assert row["width_px"] == 0 and pd.isna(row["brightness"]) and pd.isna(row["content_hash"])
+
+
+# ----------------------------------------------------------------------------- awkward but real inputs
+
+def test_unicode_and_punctuation_in_names(tmp_path):
+    root = tmp_path / "ds"
+    save(root / "chat é" / "ä b#1,x.JPG", size=(12, 10))
+    (root / "manifest.csv").write_text('path,label\n"chat é/ä b#1,x.JPG",chat é\n', encoding="utf-8")
+    result = inspect_core.scan(root, workers=1)
+    assert records(result.images, ["image_id", "label", "width_px"]) == [("chat é/ä b#1,x.JPG", "chat é", 12)]
+    assert result.findings.empty
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: loaders.load_manifest reports a path listed twice in the manifest as "
+                   "check 'missing_file' on an image that exists")
+def test_manifest_listing_a_file_twice_does_not_call_it_missing(tmp_path):
+    root = _manifest_root(tmp_path)
+    (root / "manifest.csv").write_text("path,label\nimg/a.jpg,cat\nimg/a.jpg,dog\nimg/b.jpg,cat\nimg/c.jpg,cat\n")
+    result = inspect_core.scan(root, workers=1)
+    assert records(result.images, ["image_id", "label"]) == [("img/a.jpg", "cat"), ("img/b.jpg", "cat"),
+                                                             ("img/c.jpg", "cat")]
+    assert ("img/a.jpg", "missing_file") not in set(zip(result.findings["image_id"], result.findings["check"]))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: loaders.parse_yolo_names keeps a trailing '# comment' as part of "
+                   "the last class name (flow list and map forms)")
+def test_yolo_names_with_inline_comments():
+    from inspect_core.loaders import parse_yolo_names
+    assert parse_yolo_names("nc: 2  # classes\nnames: ['cat', 'dog']  # class names\n") == ["cat", "dog"]
+    assert parse_yolo_names("names:\n  0: person  # people\n  1: car\n") == ["person", "car"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: loaders.parse_yolo_names returns [] for a flow list that spans lines")
+def test_yolo_names_flow_list_over_several_lines():
+    from inspect_core.loaders import parse_yolo_names
+    assert parse_yolo_names("names: [\n  'cat', 'dog',\n  'bird']\nnc: 3\n") == ["cat", "dog", "bird"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG/limitation: loaders.load_yolo only reads labels/ beside images/ at the "
+                   "root; the common export layout <split>/images + <split>/labels (Roboflow, Ultralytics) loads "
+                   "0 boxes, so every image is reported no_boxes")
+def test_yolo_split_first_layout(tmp_path):
+    root = tmp_path / "yolo"
+    for split in ("train", "valid"):
+        save(root / split / "images" / "x.jpg", size=(40, 20))
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['thing']\n")
+    ds = load_dataset(root)
+    assert ds.format == "yolo"
+    assert records(ds.images, ["image_id", "split"]) == [("train/images/x.jpg", "train"),
+                                                         ("valid/images/x.jpg", "val")]
+    assert len(ds.annotations) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a file name that is not valid UTF-8 crashes load_dataset "
+                   "(loaders._images_frame: pandas' str dtype cannot hold the surrogate-escaped name), so one "
+                   "badly named file stops the whole scan")
+def test_file_name_that_is_not_utf8_does_not_stop_the_scan(tmp_path):
+    root = tmp_path / "ds"
+    save(root / "cat" / "ok.jpg", size=(10, 10))
+    bad = os.path.join(os.fsencode(root / "cat"), b"bad\xff.jpg")
+    with open(bad, "wb") as fh:
+        fh.write((root / "cat" / "ok.jpg").read_bytes())
+    result = inspect_core.scan(root, workers=1)
+    assert "cat/ok.jpg" in set(result.images["image_id"])
+    assert any("bad" in i for i in result.findings["image_id"]), "the badly named file is not reported"

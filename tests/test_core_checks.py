@@ -403,3 +403,50 @@ def test_every_finding_names_its_evidence(tmp_path, textured):
         if f.family in ("property", "balance"):
             assert re.search(r"\d", f.detail), f
         assert family_of(f.check) == f.family
+
+
+def test_near_duplicates_of_real_photos_under_single_edits(tmp_path, textured):
+    """Each edit the issue names, alone, on four real photos: every edited copy pairs with its original and
+    with nothing else; a mirrored photo is a different picture."""
+    from skimage import data
+
+    def crop(im, per_side):
+        w, h = im.size
+        dx, dy = round(w * per_side), round(h * per_side)
+        return im.crop((dx, dy, w - dx, h - dy))
+
+    edits = {
+        "resize50": lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS),
+        "crop5": lambda im: crop(im, 0.025),   # 5% of each side's length, split over both ends
+        "corner95": lambda im: im.crop((0, 0, round(im.width * 0.95), round(im.height * 0.95))),
+        "jpeg30": lambda im: im,
+        "brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+        "desaturated": lambda im: ImageEnhance.Color(im).enhance(0.5),
+        "grey": lambda im: im.convert("L").convert("RGB"),
+    }
+    root = tmp_path / "ds"
+    normal_images(root, textured)
+    photos = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+              "rocket": data.rocket()}
+    expected = set()
+    for name, pixels in photos.items():
+        im = Image.fromarray(pixels).resize((320, 240), Image.Resampling.LANCZOS)
+        im.save(root / "a" / f"{name}.jpg", quality=92)
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "a" / f"{name}_mirrored.jpg", quality=92)
+        for edit, fn in edits.items():
+            fn(im).save(root / "a" / f"{name}_{edit}.jpg", quality=30 if edit == "jpeg30" else 85)
+            expected.add(frozenset({f"a/{name}.jpg", f"a/{name}_{edit}.jpg"}))
+    result = scan(root)
+    found = {frozenset({p.image_id_a, p.image_id_b}) for p in result.pairs.itertuples(index=False)}
+    originals = {frozenset({a, b}) for a, b in map(tuple, found) if any(a == f"a/{n}.jpg" or b == f"a/{n}.jpg"
+                                                                         for n in photos)}
+    assert expected - found == set(), f"missed: {sorted(map(sorted, expected - found))}"
+    assert originals - expected == set(), f"false pairs: {sorted(map(sorted, originals - expected))}"
+    mirrored = {f"a/{n}_mirrored.jpg" for n in photos}
+    assert not any(pair & mirrored for pair in found)
+    # edited copies of one photo form one group
+    dup = result.issues("near_duplicate")
+    for name in photos:
+        ids = [f"a/{name}.jpg"] + [f"a/{name}_{e}.jpg" for e in edits]
+        groups = dup.set_index("image_id").reindex(ids)["group_id"]
+        assert groups.notna().all() and groups.nunique() == 1, name

@@ -227,6 +227,39 @@ def test_scan_writes_nothing_into_the_dataset(tmp_path, textured):
     assert (ws / "scan" / "images.parquet").is_file()
 
 
+def test_damaged_cache_is_rebuilt_not_fatal(tmp_path, textured):
+    root = tmp_path / "ds"
+    make_good(root, textured, n=4)
+    first = inspect_core.scan(root, workers=1)
+    cache = Path(first.workspace) / "filecache.parquet"
+    assert cache.is_file()
+    cache.write_bytes(b"PAR1 this is not a parquet file")
+    again = inspect_core.scan(root, workers=1)
+    assert (again.summary["files_read"], again.summary["files_from_cache"]) == (4, 0)
+    pd.testing.assert_frame_equal(again.images, first.images)
+    third = inspect_core.scan(root, workers=1)
+    assert third.summary["files_from_cache"] == 4
+
+
+def test_workspace_dir_is_per_root_and_outside_it(tmp_path):
+    from inspect_core.workspace import workspace_dir
+
+    a, b = tmp_path / "one" / "data", tmp_path / "two" / "data"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    wa, wb = workspace_dir(a), workspace_dir(b)
+    base = Path(os.environ["XDG_CACHE_HOME"]) / "dataset-inspector"
+    assert wa != wb and wa.parent == base and wb.parent == base
+    assert wa.name.startswith("data-") and wa.is_dir()
+    assert workspace_dir(a) == wa                      # stable
+    link = tmp_path / "link"
+    os.symlink(a, link)
+    assert workspace_dir(link) == wa                   # the real path decides
+    assert workspace_dir(a, base=tmp_path / "elsewhere").parent == tmp_path / "elsewhere"
+    with pytest.raises(ValueError):
+        workspace_dir(a, base=a / "ws")
+
+
 def test_save_inside_the_dataset_is_refused(tmp_path, textured):
     root = tmp_path / "ds"
     make_good(root, textured, n=2)

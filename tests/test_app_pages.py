@@ -2,6 +2,7 @@
 sorts change what is shown, decisions made through a page reach the review store, user text stays text."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -208,7 +209,7 @@ def test_gallery_filters_and_sorts(small):
 
     at.selectbox(key="di_f_range_col").set_value("brightness").run()
     lo = float(scan.images["brightness"].median())
-    at.slider(key="di_f_range").set_value((lo, float(scan.images["brightness"].max()))).run()
+    at.slider(key="di_f_range_brightness").set_value((lo, float(scan.images["brightness"].max()))).run()
     assert not at.exception
     expected = scan.images.loc[scan.images["brightness"] >= lo, "image_id"]
     assert sorted(_shown_ids(at)) == sorted(expected)
@@ -325,3 +326,27 @@ def test_html_label_is_shown_as_text(small):
     assert any(re.sub(r"\\(.)", r"\1", c).startswith(XSS) for c in captions)
     at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == ids[0])).click().run()
     assert f"Label: {XSS}   Split: train" in [t.value for t in at.text]
+
+
+# -- choosing datasets ------------------------------------------------------------------------------
+def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_scan, cache_home):
+    root, scan = small
+    at = _app(root, PAGES[0])
+    at.multiselect(key="di_f_labels").set_value([XSS]).run()
+    assert len(_shown_ids(at)) == 2
+    at.switch_page("app.py").run()
+    at.text_input(key="di_home_root_input").set_value(str(SAMPLE)).run()
+    assert not at.exception
+    n = len(sample_scan.images)
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{n:,}"
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert f"{n:,} of {n:,} images match" in _all_text(at)
+
+    recent = json.loads((cache_home / "dataset-inspector" / "recent.json").read_text())
+    roots = [r["root"] for r in recent]
+    assert str(SAMPLE.resolve()) in roots and str(root.resolve()) in roots
+    at.switch_page("app.py").run()
+    at.selectbox(key="di_home_recent").set_value(str(root.resolve())).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{len(scan.images):,}"

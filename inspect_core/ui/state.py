@@ -74,9 +74,15 @@ def chosen_format() -> str:
 
 
 def set_dataset(root: str, fmt: str = "auto") -> None:
-    st.session_state[ROOT_KEY] = str(root).strip()
-    st.session_state[FORMAT_KEY] = fmt if fmt in FORMATS else "auto"
+    """Choose a dataset; filters and the open image of the previous one are dropped."""
+    new = (str(root).strip(), fmt if fmt in FORMATS else "auto")
+    if (st.session_state.get(ROOT_KEY), st.session_state.get(FORMAT_KEY)) == new:
+        return
+    st.session_state[ROOT_KEY], st.session_state[FORMAT_KEY] = new
     st.session_state.pop(SCAN_KEY, None)
+    for k in list(st.session_state.keys()):
+        if str(k).startswith(("di_f_", "di_selected", "di_gallery_", "di_findings_", "di_dist_")):
+            del st.session_state[k]
 
 
 def real_root(root: str) -> Path:

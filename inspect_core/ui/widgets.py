@@ -21,8 +21,6 @@ from inspect_core.ui.text import label_text, md_escape
 log = logging.getLogger(__name__)
 
 SELECTED_KEY = "di_selected"
-FILTER_KEYS = ("di_f_labels", "di_f_splits", "di_f_families", "di_f_checks", "di_f_range_col",
-               "di_f_range", "di_f_search", "di_f_decisions", "di_f_sort", "di_f_desc", "di_f_page_size")
 NEW_CLASS = "(new class...)"
 DECISION_CHOICES = ("undecided",) + ACTIONS
 
@@ -66,21 +64,22 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
     """Filter and sort widgets (in the sidebar by default); returns the query without a page number."""
     c = container if container is not None else st.sidebar
     c.header("Filter")
-    labels = c.multiselect("Label", label_options(images, classes), key="di_f_labels", persist_state="session")
-    splits = c.multiselect("Split", split_options(images), key="di_f_splits", persist_state="session")
+    keep = {"persist_state": "session"}  # filters survive a page switch and come back
+    labels = c.multiselect("Label", label_options(images, classes), key="di_f_labels", **keep)
+    splits = c.multiselect("Split", split_options(images), key="di_f_splits", **keep)
     present = check_columns(images)
     flagged = {chk for chk, col in present.items() if images[col].any()}
     fam_opts = sorted(f for f, cs in families.items() if any(ch in flagged for ch in cs))
-    fams = c.multiselect("Finding family", fam_opts + [f for f in st.session_state.get("di_f_families", [])
-                                                       if f not in fam_opts], key="di_f_families", persist_state="session")
+    fam_opts += [f for f in st.session_state.get("di_f_families", []) if f not in fam_opts]
+    fams = c.multiselect("Finding family", fam_opts, key="di_f_families", **keep)
     chk_opts = sorted(flagged)
-    chks = c.multiselect("Check", chk_opts + [x for x in st.session_state.get("di_f_checks", [])
-                                              if x not in chk_opts], key="di_f_checks", persist_state="session")
-    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="di_f_decisions", persist_state="session")
-    search = c.text_input("Path contains", key="di_f_search", persist_state="session")
+    chk_opts += [x for x in st.session_state.get("di_f_checks", []) if x not in chk_opts]
+    chks = c.multiselect("Check", chk_opts, key="di_f_checks", **keep)
+    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="di_f_decisions", **keep)
+    search = c.text_input("Path contains", key="di_f_search", **keep)
     nums = numeric_columns(images)
     ranges: tuple = ()
-    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="di_f_range_col", persist_state="session")
+    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="di_f_range_col", **keep)
     if range_col and range_col != "(none)":
         values = pd.to_numeric(images[range_col], errors="coerce")
         finite = values[np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))]
@@ -91,19 +90,17 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
             if lo == hi:
                 c.caption(f"Every image has {lo:g}.")
             else:
-                prev = st.session_state.get("di_f_range")
-                if not (isinstance(prev, tuple) and len(prev) == 2 and lo <= prev[0] <= prev[1] <= hi):
-                    st.session_state["di_f_range"] = (lo, hi)
-                sel = c.slider(f"{range_col} between", min_value=lo, max_value=hi, key="di_f_range", persist_state="session")
+                sel = c.slider(f"{range_col} between", min_value=lo, max_value=hi, value=(lo, hi),
+                               step=(hi - lo) / 200, key=f"di_f_range_{range_col}", **keep)
                 ranges = ((range_col, float(sel[0]), float(sel[1])),)
     sort_by, desc = "image_id", False
     if sortable:
         c.header("Sort")
         sort_opts = ["image_id", "label", "split", "n_findings"] + [n for n in nums if n != "n_findings"]
         sort_opts = [s for s in dict.fromkeys(sort_opts) if s in images.columns]
-        sort_by = c.selectbox("Sort by", sort_opts, key="di_f_sort", persist_state="session")
-        desc = c.toggle("Descending", key="di_f_desc", persist_state="session")
-    page_size = c.selectbox("Images per page", [24, DEFAULT_PAGE_SIZE, 96], index=1, key="di_f_page_size", persist_state="session")
+        sort_by = c.selectbox("Sort by", sort_opts, key="di_f_sort", **keep)
+        desc = c.toggle("Descending", key="di_f_desc", **keep)
+    page_size = c.selectbox("Images per page", [24, DEFAULT_PAGE_SIZE, 96], index=1, key="di_f_page_size", **keep)
     return GalleryQuery(labels=tuple(labels), splits=tuple(splits), checks=tuple(chks), families=tuple(fams),
                         ranges=ranges, search=search or "", decisions=tuple(decisions),
                         sort_by=sort_by or "image_id", descending=bool(desc), page_size=int(page_size))

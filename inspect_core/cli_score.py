@@ -1,0 +1,158 @@
+"""``python -m inspect_core score ROOT --model FILE [--preprocess FILE] [--predictions FILE] --out DIR``
+
+Scores every image with a trained model (or reads a predictions file), writes DIR/scores.parquet,
+DIR/label_issues.csv (+ .parquet) and DIR/sanity.json, and prints a short summary. Exit 2 with a
+one-line message on usage errors or a model that cannot be loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "score", help="score every image with a trained model and rank likely label errors",
+        description="Score every image with a trained classifier (TorchScript, torch.export .pt2, or state dict + "
+                    "--factory) or a predictions file, and rank likely label errors. TorchScript and .pt2 files "
+                    "are programs: load only files you trust.")
+    p.add_argument("root", help="dataset root folder")
+    p.add_argument("--model", help="model file: TorchScript, .pt2, or a state dict (then give --factory)")
+    p.add_argument("--factory", help="for a state dict: module:function that builds the model")
+    p.add_argument("--preprocess", help="preprocessing JSON (default: <model>.preprocess.json beside the model)")
+    p.add_argument("--predictions", help="CSV/Parquet/NPY of per-class probabilities or logits (no model needed)")
+    p.add_argument("--predictions-order", help="for .npy predictions: text file with one image_id per row")
+    p.add_argument("--out", required=True, help="output folder (outside the dataset)")
+    p.add_argument("--format", default="auto", help="dataset format: auto, folder, csv, coco, yolo")
+    p.add_argument("--manifest", help="manifest CSV (csv format)")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="image decoding worker processes")
+    p.add_argument("--workspace", help="workspace base folder for the score cache (default: the user cache)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
+    p.add_argument("--top", type=int, default=10, help="how many worst-loss images to print")
+    p.set_defaults(func=run)
+    return p
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return 2
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    child, parent = Path(os.path.realpath(child)), Path(os.path.realpath(parent))
+    return child == parent or parent in child.parents
+
+
+def _load_dataset(args):
+    try:
+        from . import load_dataset  # type: ignore[attr-defined]
+    except ImportError:
+        from .loaders import load_dataset
+    return load_dataset(args.root, format=args.format, manifest=args.manifest)
+
+
+def run(args) -> int:
+    from .label_issues import rank_label_issues
+    from .models import ModelLoadError, load_model
+    from .preprocess import PreprocessError, find_sidecar, read_preprocess
+    from .sanity import baselines, baselines_frame, embedding_findings
+    from .scoring import PredictionsError, score_dataset, score_predictions
+    from .workspace import workspace_dir
+
+    root = Path(args.root)
+    if not root.is_dir():
+        return _fail(f"dataset root {root} is not a folder")
+    if not args.model and not args.predictions:
+        return _fail("give --model FILE (with its preprocessing) or --predictions FILE")
+    if args.model and args.predictions:
+        return _fail("give either --model or --predictions, not both")
+    out = Path(args.out)
+    if _inside(out, root):
+        return _fail(f"--out {out} lies inside the dataset root; choose a folder outside the dataset")
+    try:
+        ds = _load_dataset(args)
+    except Exception as exc:  # noqa: BLE001 - loader errors are user errors here
+        return _fail(f"could not load dataset {root}: {' '.join(str(exc).split())[:200]}")
+    images = ds.images
+    try:
+        if args.model:
+            pre_path = Path(args.preprocess) if args.preprocess else find_sidecar(args.model)
+            if pre_path is None:
+                return _fail(f"no preprocessing for {args.model}: put {Path(args.model).name.split('.')[0]}"
+                             ".preprocess.json beside it or give --preprocess FILE")
+            spec = read_preprocess(pre_path)
+            model = load_model(args.model, spec, factory=args.factory, device=args.device)
+            workspace = None
+            if not args.no_cache:
+                workspace = workspace_dir(ds.root, base=args.workspace)
+            result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
+                                   workers=args.workers)
+        else:
+            class_names = None
+            if args.preprocess:
+                class_names = list(read_preprocess(args.preprocess).class_names)
+            elif Path(args.predictions).suffix.lower() == ".npy":
+                class_names = list(ds.classes)
+            order = None
+            if args.predictions_order:
+                order = [ln.strip() for ln in Path(args.predictions_order).read_text().splitlines() if ln.strip()]
+            result = score_predictions(args.predictions, images, class_names=class_names, order=order)
+    except (ModelLoadError, PreprocessError, PredictionsError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = result.to_frame()
+    frame.to_parquet(out / "scores.parquet", index=False)
+    issues = rank_label_issues(result.table, result.probs, result.class_names)
+    listed = issues[issues["cl_issue"] | (issues["pred_label"] != issues["given_label"])]
+    listed.to_csv(out / "label_issues.csv", index=False)
+    listed.to_parquet(out / "label_issues.parquet", index=False)
+    base = baselines(result.table, result.class_names)
+    dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
+    if result.embeddings is not None:
+        import numpy as np
+        np.save(out / "embeddings.npy", result.embeddings)
+    sanity = {"baselines": baselines_frame(base).to_dict(orient="records"),
+              "embedding_near_duplicates": dups.to_dict(orient="records"),
+              "embedding_outliers": outliers.to_dict(orient="records"),
+              "source": result.source, "notes": result.notes}
+    (out / "sanity.json").write_text(json.dumps(sanity, indent=1, default=str) + "\n")
+
+    table = result.table
+    n_err = int(table["error"].notna().sum())
+    lines = [f"scored {len(table)} images ({n_err} with errors) in {result.elapsed_s:.1f} s"
+             f"{' (from cache)' if result.from_cache else ''}; source: {result.source.get('kind')}"]
+    for b in base:
+        lines.append(f"  {b.split}: loss {b.model_loss:.3f} (uniform {b.uniform_loss:.3f}, prior {b.prior_loss:.3f}), "
+                     f"accuracy {b.model_accuracy:.1%} (majority {b.majority_accuracy:.1%})")
+    lines.append(f"label issues: {int(issues['cl_issue'].sum())} flagged by confident learning; "
+                 f"{len(listed)} listed in {out / 'label_issues.csv'}")
+    lines.append(f"worst {min(args.top, len(issues))} by loss:")
+    for row in issues.head(args.top).itertuples():
+        lines.append(f"  {row.loss:7.3f}  {row.image_id}  given {row.given_label} -> suggested {row.suggested_label}")
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inspect_core")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

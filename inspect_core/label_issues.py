@@ -1,0 +1,156 @@
+"""Rank likely label errors from a model's out-of-sample-ish probabilities.
+
+Two rankings, each with a suggested label:
+- by loss: cross-entropy of the given label (largest first); suggestion = the predicted class.
+- confident learning (Northcutt et al., "Confident Learning", JAIR 2021), written here from the paper:
+  per-class thresholds t_j = mean p(j | x) over examples GIVEN label j; an example counts toward the
+  confident joint C[given, j] for the class j with the largest p among those with p_j >= t_j; the joint
+  is calibrated so each row sums to that class's count; then for every off-diagonal cell (i, j) the
+  round(C[i, j]) examples given i with the largest margin p_j - p_i are flagged ("prune by noise rate").
+  (cleanlab implements the same paper but is AGPL; this is an independent implementation.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ConfidentLearning:
+    thresholds: np.ndarray          # (C,) per-class self-confidence thresholds
+    confident_joint: np.ndarray     # (C, C) integer counts: rows given label, cols confidently-predicted class
+    calibrated_joint: np.ndarray    # (C, C) float, rows sum to the class counts
+    issue_mask: np.ndarray          # (N,) bool
+    suggested: np.ndarray           # (N,) int, -1 where no suggestion
+    margin: np.ndarray              # (N,) p[suggested] - p[given] (higher = more likely a label error)
+
+
+def per_class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """t_j = mean probability of class j over the examples whose given label is j (inf for unseen classes)."""
+    n_classes = probs.shape[1]
+    thresholds = np.full(n_classes, np.inf)
+    for j in range(n_classes):
+        rows = labels == j
+        if rows.any():
+            thresholds[j] = float(np.mean(probs[rows, j]))
+    return thresholds
+
+
+def confident_joint(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None):
+    """(joint counts (C, C), confident class per example (-1 when none clears its threshold))."""
+    n_classes = probs.shape[1]
+    if thresholds is None:
+        thresholds = per_class_thresholds(probs, labels)
+    above = probs >= (thresholds[None, :] - 1e-12)
+    masked = np.where(above, probs, -np.inf)
+    confident = masked.argmax(axis=1)
+    confident[~above.any(axis=1)] = -1
+    joint = np.zeros((n_classes, n_classes), dtype=np.int64)
+    ok = (confident >= 0) & (labels >= 0)
+    np.add.at(joint, (labels[ok], confident[ok]), 1)
+    return joint, confident
+
+
+def calibrate_joint(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Scale each row of the joint so it sums to the number of examples given that label."""
+    n_classes = joint.shape[0]
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    row_sums = joint.sum(axis=1).astype(np.float64)
+    scale = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
+    return joint * scale[:, None]
+
+
+def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
+                                   drop_if_prediction_agrees: bool = True) -> ConfidentLearning:
+    """Flag likely label errors by confident learning with pruning by noise rate.
+
+    ``labels`` are class indices, -1 for images without a (known) label (never flagged).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n, n_classes = probs.shape
+    valid = (labels >= 0) & np.isfinite(probs).all(axis=1)
+    lab = np.where(valid, labels, -1)
+    safe = np.where(valid[:, None], probs, 0.0)
+    thresholds = per_class_thresholds(safe[valid], lab[valid])
+    joint, _ = confident_joint(safe[valid], lab[valid], thresholds)
+    calibrated = calibrate_joint(joint, lab[valid])
+    issue = np.zeros(n, dtype=bool)
+    suggested = np.full(n, -1, dtype=np.int64)
+    best_margin = np.full(n, -np.inf)
+    rows_given = {i: np.flatnonzero(lab == i) for i in range(n_classes)}
+    for i in range(n_classes):
+        idx = rows_given[i]
+        if idx.size == 0:
+            continue
+        for j in range(n_classes):
+            if i == j:
+                continue
+            k = int(round(calibrated[i, j]))
+            if k <= 0:
+                continue
+            k = min(k, idx.size)
+            margin = safe[idx, j] - safe[idx, i]
+            top = idx[np.argsort(-margin, kind="stable")[:k]]
+            issue[top] = True
+            m = safe[top, j] - safe[top, i]
+            better = m > best_margin[top]
+            suggested[top[better]] = j
+            best_margin[top[better]] = m[better]
+    if drop_if_prediction_agrees:
+        agree = valid & (safe.argmax(axis=1) == lab)
+        issue &= ~agree
+    # suggestion for every labelled example: the most likely other class
+    others = safe.copy()
+    others[np.arange(n), np.clip(lab, 0, None)] = -np.inf
+    fallback = others.argmax(axis=1)
+    no_sugg = valid & (suggested < 0)
+    suggested[no_sugg] = fallback[no_sugg]
+    margin = np.where(valid, safe[np.arange(n), np.clip(suggested, 0, None)] - safe[np.arange(n), np.clip(lab, 0, None)],
+                      np.nan)
+    issue &= valid
+    return ConfidentLearning(thresholds=thresholds, confident_joint=joint, calibrated_joint=calibrated,
+                             issue_mask=issue, suggested=np.where(valid, suggested, -1), margin=margin)
+
+
+def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image.
+
+    Columns: image_id, split, given_label, pred_label, suggested_label (confident-learning suggestion,
+    else the prediction), loss, self_confidence, confidence, loss_rank (1 = worst), cl_issue, cl_margin,
+    cl_rank (1 = most likely error among flagged; <NA> when not flagged). Sorted by loss_rank.
+    """
+    labels = table["label_index"].to_numpy(dtype=np.int64)
+    cl = find_issues_confident_learning(probs, labels)
+    ok = (labels >= 0) & np.isfinite(table["loss"].to_numpy(dtype=np.float64))
+    out = pd.DataFrame({
+        "image_id": table["image_id"].to_numpy(),
+        "split": table["split"].to_numpy() if "split" in table else pd.NA,
+        "given_label": table["label"].to_numpy(),
+        "pred_label": table["pred_label"].to_numpy(),
+        "suggested_label": [class_names[s] if s >= 0 else None for s in cl.suggested],
+        "loss": table["loss"].to_numpy(dtype=np.float64),
+        "self_confidence": table["self_confidence"].to_numpy(dtype=np.float64),
+        "confidence": table["confidence"].to_numpy(dtype=np.float64),
+        "cl_issue": cl.issue_mask,
+        "cl_margin": cl.margin,
+    })[ok].copy()
+    for col in ("image_id", "split", "given_label", "pred_label", "suggested_label"):
+        out[col] = out[col].astype("string")
+    out = out.sort_values(["loss", "image_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out.insert(0, "loss_rank", np.arange(1, len(out) + 1))
+    flagged = out[out["cl_issue"]].sort_values(["cl_margin", "loss"], ascending=[False, False], kind="stable")
+    out["cl_rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    out.loc[flagged.index, "cl_rank"] = np.arange(1, len(flagged) + 1)
+    return out
+
+
+def recall_at_k(ranked_ids, planted_ids, k: int) -> float:
+    """Share of planted ids found in the first k of a ranked list."""
+    planted = set(planted_ids)
+    if not planted:
+        return float("nan")
+    top = set(list(ranked_ids)[:k])
+    return len(planted & top) / len(planted)

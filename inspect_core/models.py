@@ -1,0 +1,355 @@
+"""Load a trained classifier in the forms users have, safely, on the best local device.
+
+Forms:
+- TorchScript (``torch.jit.save``; ``.pt``/``.ts``/``.pth``) and ``torch.export`` programs (``.pt2``).
+  Both are PROGRAMS: load only files you trust (from your own training run). See ``TRUST_WARNING``.
+- A state dict (``torch.save(model.state_dict(), f)``) plus a factory ``module:function`` from the
+  user's own code that builds the architecture. The state dict is read with
+  ``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
+
+Every failure raises ``ModelLoadError`` with a one-line message naming the file and what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import pickle
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .preprocess import Preprocess
+
+log = logging.getLogger(__name__)
+
+TRUST_WARNING = ("TorchScript and .pt2 files are programs, not data: load only model files you trust "
+                 "(from your own training run). State dicts are read with weights_only=True.")
+FORMATS = ("torchscript", "export", "state_dict")
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded or does not fit its preprocessing; one-line message."""
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split())
+    return (text[: limit - 3] + "...") if len(text) > limit else (text or type(exc).__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Device
+# --------------------------------------------------------------------------------------------
+
+def pick_device(prefer: str | None = None, *, cuda_available: bool | None = None,
+                mps_available: bool | None = None) -> torch.device:
+    """CUDA when present, else MPS, else CPU. ``prefer`` ("cpu", "cuda", "mps", "auto") overrides
+    when that device exists; the availability flags are for tests."""
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if mps_available is None:
+        mps = getattr(torch.backends, "mps", None)
+        mps_available = bool(mps is not None and mps.is_available())
+    prefer = (prefer or "auto").lower()
+    if prefer.startswith("cuda"):
+        if not cuda_available:
+            raise ModelLoadError("device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+        return torch.device(prefer)
+    if prefer == "mps":
+        if not mps_available:
+            raise ModelLoadError("device mps was asked for but MPS is not available; use --device auto or cpu")
+        return torch.device("mps")
+    if prefer == "cpu":
+        return torch.device("cpu")
+    if prefer != "auto":
+        raise ModelLoadError(f"unknown device {prefer!r}; use auto, cpu, cuda or mps")
+    if cuda_available:
+        return torch.device("cuda")
+    if mps_available:
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# Format detection and file hash
+# --------------------------------------------------------------------------------------------
+
+def detect_format(path: Path | str) -> str:
+    """'torchscript', 'export' or 'state_dict' from the archive's contents (not the file name)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile:
+        # legacy (non-zip) torch.save pickle, or not a torch file at all
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80":
+            return "state_dict"
+        raise ModelLoadError(f"{path.name} is not a PyTorch file (TorchScript, .pt2 or state dict); "
+                             "save it with torch.jit.save, torch.export.save or torch.save(model.state_dict())") from None
+    tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
+    if "archive_format" in tails or any(t.startswith("models/") for t in tails):
+        return "export"
+    if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
+        return "torchscript"
+    if "data.pkl" in tails:
+        return "state_dict"
+    raise ModelLoadError(f"{path.name} is a zip file but not a TorchScript, .pt2 or torch.save archive")
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path | str) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so reopening does not re-read it."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        _HASH_CACHE[key] = digest.hexdigest()
+    return _HASH_CACHE[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded model
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    module: Callable
+    kind: str
+    path: Path
+    file_sha256: str
+    device: torch.device
+    spec: Preprocess
+    factory: str | None = None
+    max_batch: int | None = None      # 1 for programs exported with a fixed batch of 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.spec.class_names)
+
+    def cache_key(self) -> str:
+        return f"{self.file_sha256}:{self.kind}:{self.factory or ''}"
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.module(batch))
+
+
+def logits_of(output) -> torch.Tensor:
+    """The logits tensor from a model output (tensor, tuple/list whose first item is it, or dict)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if isinstance(output, dict):
+        for key in ("logits", "out", "output"):
+            if isinstance(output.get(key), torch.Tensor):
+                return output[key]
+    raise ModelLoadError(f"the model returned {type(output).__name__}, not a logits tensor "
+                         "(expected a (batch, classes) tensor)")
+
+
+def _set_eval(module) -> None:
+    try:
+        module.eval()
+    except (NotImplementedError, RuntimeError, AttributeError):
+        # torch.export modules refuse .eval(); they were exported in the mode they were traced in
+        pass
+
+
+def load_torchscript(path: Path) -> nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises many types here
+        raise ModelLoadError(f"could not load TorchScript {path.name}: {_one_line(exc)}") from None
+
+
+def load_exported(path: Path):
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load torch.export program {path.name}: {_one_line(exc)}") from None
+    try:
+        return program.module()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"torch.export program {path.name} has no callable module: {_one_line(exc)}") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """torch.load(weights_only=True) with a clear refusal for pickles that try to run code."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"refused {path.name}: its pickle asks to run code or build objects, which weights_only loading "
+            f"forbids ({_one_line(exc, 120)}); save plain weights with torch.save(model.state_dict(), path)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not read state dict {path.name}: {_one_line(exc)}") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path.name} does not hold a state dict (a dict of tensors); "
+                             "save it with torch.save(model.state_dict(), path)")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}   # saved from DataParallel/DDP
+    return obj
+
+
+def import_factory(factory: str) -> Callable:
+    """Import ``module:function`` (the user's own code; the repo root and cwd are on the path)."""
+    if not factory or ":" not in factory:
+        raise ModelLoadError(f"factory {factory!r} must be written module:function, e.g. mypkg.models:make_model")
+    module_name, _, attr = factory.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name.strip())
+    except Exception as exc:  # noqa: BLE001 - user code can raise anything at import
+        raise ModelLoadError(f"factory module {module_name!r} could not be imported ({_one_line(exc, 160)}); "
+                             "run from the folder that contains it or install it") from None
+    obj = module
+    for part in attr.strip().split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ModelLoadError(f"factory {factory!r}: {module_name} has no attribute {attr!r}")
+    if not callable(obj):
+        raise ModelLoadError(f"factory {factory!r} is not callable")
+    return obj
+
+
+def build_from_factory(factory: str, n_classes: int) -> nn.Module:
+    fn = import_factory(factory)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = {}
+    for name in ("num_classes", "n_classes"):
+        if name in params:
+            kwargs[name] = n_classes
+            break
+    try:
+        model = fn(**kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"factory {factory} failed: {_one_line(exc, 160)}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path, factory: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es), e.g. {wrong[0]}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        raise ModelLoadError(f"state dict {path.name} does not fit factory {factory}: {'; '.join(parts)} "
+                             "(check the factory and the number of classes)")
+    model.load_state_dict(state, strict=True)
+
+
+def check_model(module: Callable, spec: Preprocess, device: torch.device, name: str) -> int | None:
+    """Run zero inputs of the spec's shape through the model; raise a clear error on a wrong input shape or
+    a class-count mismatch. Returns a max batch size (1 when batches > 1 fail), else None."""
+    shape = spec.input_shape
+    try:
+        with torch.inference_mode():
+            out = logits_of(module(torch.zeros((1, *shape), device=device)))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(
+            f"{name} rejected an input of shape (1, {shape[0]}, {shape[1]}, {shape[2]}) = (batch, channels, height, "
+            f"width) built from the preprocessing (input_size {list(spec.input_size)}, {spec.channel_order}): "
+            f"{_one_line(exc, 140)}; fix input_size / channel_order to what the model was trained with") from None
+    if out.ndim != 2 or out.shape[0] != 1:
+        raise ModelLoadError(f"{name} returned shape {tuple(out.shape)} for one image; expected (1, n_classes) "
+                             "logits from an image classifier")
+    n_out = int(out.shape[1])
+    if n_out != len(spec.class_names):
+        raise ModelLoadError(f"{name} outputs {n_out} classes but the preprocessing lists {len(spec.class_names)} "
+                             f"class_names; give class_names in the model's output order ({n_out} of them)")
+    try:
+        with torch.inference_mode():
+            out2 = logits_of(module(torch.zeros((2, *shape), device=device)))
+        if tuple(out2.shape) != (2, n_out):
+            return 1
+    except Exception:  # noqa: BLE001 - e.g. a program exported with a fixed batch of 1
+        return 1
+    return None
+
+
+def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None, device: str | torch.device | None = None,
+               kind: str | None = None) -> LoadedModel:
+    """Load a model file and check it against ``spec``. ``kind`` None = detect from the archive."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model file {path} not found; check the path")
+    if path.is_dir():
+        raise ModelLoadError(f"model path {path} is a folder; give the model file inside it")
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    kind = kind or detect_format(path)
+    if kind not in FORMATS:
+        raise ModelLoadError(f"unknown model kind {kind!r}; use one of {', '.join(FORMATS)}")
+    if kind == "torchscript":
+        module = load_torchscript(path)
+    elif kind == "export":
+        module = load_exported(path)
+    else:
+        if not factory:
+            raise ModelLoadError(f"{path.name} is a state dict: give the factory that builds the model as "
+                                 "module:function (e.g. --factory mypkg.models:make_model)")
+        state = read_state_dict(path)
+        module = build_from_factory(factory, len(spec.class_names))
+        load_state_into(module, state, path, factory)
+    try:
+        module = module.to(dev)
+    except Exception as exc:  # noqa: BLE001
+        if dev.type != "cpu":
+            raise ModelLoadError(f"could not move {path.name} to {dev}: {_one_line(exc)}") from None
+    _set_eval(module)
+    max_batch = check_model(module, spec, dev, path.name)
+    model = LoadedModel(module=module, kind=kind, path=path, file_sha256=file_sha256(path), device=dev, spec=spec,
+                        factory=factory if kind == "state_dict" else None, max_batch=max_batch)
+    if max_batch == 1:
+        model.notes.append("model accepts only one image per batch (fixed batch size); scoring one at a time")
+    return model
+
+
+def embedding_layer(module) -> nn.Module | None:
+    """The layer whose INPUT is the penultimate embedding: the last nn.Linear of an eager module."""
+    if isinstance(module, torch.jit.ScriptModule) or not isinstance(module, nn.Module):
+        return None
+    last = None
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            last = sub
+    return last

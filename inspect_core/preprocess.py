@@ -1,0 +1,272 @@
+"""The preprocessing a model was trained with, and the ONE function that applies it.
+
+``image_to_array`` turns a PIL image into exactly the array the model is fed; ``to_tensor`` wraps it
+for torch, and ``decode_array`` turns such an array back into a picture ("what the model sees").
+Scoring and the viewer both go through these functions, so the view cannot drift from what the
+model really received.
+
+A spec comes from a JSON sidecar beside the model (``<model>.preprocess.json``) or from a form
+(``Preprocess.from_dict``). Sidecar fields::
+
+    {"input_size": [64, 64],              # (width, height) of the tensor, pixels
+     "resize": "shorter_then_center_crop", # or "stretch", "center_crop", "letterbox"
+     "resize_shorter_px": 73,              # shorter side before the crop (shorter_then_center_crop)
+     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],   # on 0..1 pixel values
+     "channel_order": "RGB",              # or "BGR"; "L" for one-channel models
+     "class_names": ["circle", "square"], # in the model's output order
+     "interpolation": "bilinear"}         # or "nearest", "bicubic"
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+RESIZE_MODES = ("stretch", "shorter_then_center_crop", "center_crop", "letterbox")
+CHANNEL_ORDERS = ("RGB", "BGR", "L")
+INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                  "bicubic": Image.Resampling.BICUBIC}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SIDECAR_SUFFIX = ".preprocess.json"
+
+
+class PreprocessError(ValueError):
+    """A preprocessing spec that cannot be used; the message is one line and says what to fix."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    resize: str = "stretch"
+    resize_shorter_px: int | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channel_order: str = "RGB"
+    interpolation: str = "bilinear"
+    exif_transpose: bool = False
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def n_channels(self) -> int:
+        return 1 if self.channel_order == "L" else 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one example."""
+        width_px, height_px = self.input_size
+        return (self.n_channels, height_px, width_px)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "preprocess spec") -> "Preprocess":
+        if not isinstance(data, dict):
+            raise PreprocessError(f"{source}: expected a JSON object with input_size, mean, std, class_names")
+        known = {"input_size", "class_names", "resize", "resize_shorter_px", "mean", "std",
+                 "channel_order", "interpolation", "exif_transpose"}
+        try:
+            size = data.get("input_size")
+            if isinstance(size, (int, float)):
+                size = (int(size), int(size))
+            if size is None or len(size) != 2:
+                raise PreprocessError(f"{source}: input_size must be [width, height] in pixels")
+            width_px, height_px = int(size[0]), int(size[1])
+            names = data.get("class_names")
+            if not names or not isinstance(names, (list, tuple)):
+                raise PreprocessError(f"{source}: class_names must list the classes in the model's output order")
+            order = str(data.get("channel_order", "RGB")).upper()
+            n_ch = 1 if order == "L" else 3
+            mean = data.get("mean", IMAGENET_MEAN if n_ch == 3 else (0.5,))
+            std = data.get("std", IMAGENET_STD if n_ch == 3 else (0.5,))
+            mean = tuple(float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean] * n_ch))
+            std = tuple(float(v) for v in (std if isinstance(std, (list, tuple)) else [std] * n_ch))
+            shorter = data.get("resize_shorter_px")
+            spec = cls(
+                input_size=(width_px, height_px),
+                class_names=tuple(str(n) for n in names),
+                resize=str(data.get("resize", "stretch")),
+                resize_shorter_px=int(shorter) if shorter not in (None, "") else None,
+                mean=mean, std=std, channel_order=order,
+                interpolation=str(data.get("interpolation", "bilinear")).lower(),
+                exif_transpose=bool(data.get("exif_transpose", False)),
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except PreprocessError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise PreprocessError(f"{source}: {exc}") from None
+        spec.validate(source)
+        return spec
+
+    def validate(self, source: str = "preprocess spec") -> None:
+        width_px, height_px = self.input_size
+        if not (1 <= width_px <= 8192 and 1 <= height_px <= 8192):
+            raise PreprocessError(f"{source}: input_size {self.input_size} must be between 1 and 8192 pixels")
+        if self.resize not in RESIZE_MODES:
+            raise PreprocessError(f"{source}: resize {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise PreprocessError(f"{source}: channel_order {self.channel_order!r} is not one of RGB, BGR, L")
+        if self.interpolation not in INTERPOLATIONS:
+            raise PreprocessError(f"{source}: interpolation {self.interpolation!r} is not one of "
+                                  f"{', '.join(INTERPOLATIONS)}")
+        if len(self.mean) != self.n_channels or len(self.std) != self.n_channels:
+            raise PreprocessError(f"{source}: mean and std need {self.n_channels} values for {self.channel_order}")
+        if any(s <= 0 for s in self.std):
+            raise PreprocessError(f"{source}: std values must be > 0")
+        if self.resize == "shorter_then_center_crop":
+            if self.resize_shorter_px is None or self.resize_shorter_px < min(self.input_size):
+                raise PreprocessError(f"{source}: resize_shorter_px must be >= the input size for "
+                                      "shorter_then_center_crop")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise PreprocessError(f"{source}: class_names has duplicates")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("extra")
+        data["input_size"] = list(self.input_size)
+        data["class_names"] = list(self.class_names)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def cache_key(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def read_preprocess(path: Path | str) -> Preprocess:
+    path = Path(path)
+    if not path.is_file():
+        raise PreprocessError(f"preprocess file {path} not found; give --preprocess FILE or fill in the form")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PreprocessError(f"preprocess file {path} is not valid JSON ({exc})") from None
+    return Preprocess.from_dict(data, source=f"preprocess file {path.name}")
+
+
+def sidecar_candidates(model_path: Path | str) -> list[Path]:
+    """Where a model's sidecar may lie: ``model.ts.pt.preprocess.json``, ``model.ts.preprocess.json``,
+    ``model.preprocess.json``, ``preprocess.json`` in the model's folder."""
+    model_path = Path(model_path)
+    folder, name = model_path.parent, model_path.name
+    stems = [name, model_path.stem, name.split(".")[0]]
+    out: list[Path] = []
+    for stem in stems:
+        cand = folder / f"{stem}{SIDECAR_SUFFIX}"
+        if cand not in out:
+            out.append(cand)
+    out.append(folder / "preprocess.json")
+    return out
+
+
+def find_sidecar(model_path: Path | str) -> Path | None:
+    """The sidecar for a model file, or the only ``*.preprocess.json`` in its folder, or None."""
+    for cand in sidecar_candidates(model_path):
+        if cand.is_file():
+            return cand
+    folder = Path(model_path).parent
+    others = sorted(folder.glob(f"*{SIDECAR_SUFFIX}")) if folder.is_dir() else []
+    return others[0] if len(others) == 1 else None
+
+
+# --------------------------------------------------------------------------------------------
+# The one preprocessing function
+# --------------------------------------------------------------------------------------------
+
+def geometry(image: Image.Image, spec: Preprocess) -> Image.Image:
+    """Resize / crop a PIL image to the spec's input size (no colour change)."""
+    width_px, height_px = spec.input_size
+    resample = INTERPOLATIONS[spec.interpolation]
+    if spec.resize == "stretch":
+        return image.resize((width_px, height_px), resample)
+    if spec.resize == "letterbox":
+        return ImageOps.pad(image, (width_px, height_px), method=resample, color=_pad_colour(image, spec))
+    if spec.resize == "shorter_then_center_crop":
+        src_w, src_h = image.size
+        scale = spec.resize_shorter_px / max(1, min(src_w, src_h))
+        new_size = (max(width_px, round(src_w * scale)), max(height_px, round(src_h * scale)))
+        image = image.resize(new_size, resample)
+    # center crop (pads with zeros when the image is smaller than the crop)
+    src_w, src_h = image.size
+    left = (src_w - width_px) // 2
+    top = (src_h - height_px) // 2
+    return image.crop((left, top, left + width_px, top + height_px))
+
+
+def _pad_colour(image: Image.Image, spec: Preprocess):
+    return 0 if image.mode == "L" else (0, 0, 0)
+
+
+def image_to_array(image: Image.Image, spec: Preprocess) -> np.ndarray:
+    """THE preprocessing: PIL image -> float32 array (channels, height, width) fed to the model.
+
+    Steps: optional EXIF transpose; convert to RGB (or L); resize/crop; scale to 0..1; normalise
+    with mean/std; reorder channels (BGR) ; HWC -> CHW.
+    """
+    if spec.exif_transpose:
+        image = ImageOps.exif_transpose(image)
+    if image.mode != ("L" if spec.channel_order == "L" else "RGB"):
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(background, image)
+        image = image.convert("L" if spec.channel_order == "L" else "RGB")
+    image = geometry(image, spec)
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if spec.channel_order == "BGR":
+        arr = arr[:, :, ::-1]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    arr = (arr - mean) / std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+def to_tensor(image: Image.Image, spec: Preprocess):
+    """``image_to_array`` as a torch tensor (channels, height, width)."""
+    import torch
+    return torch.from_numpy(image_to_array(image, spec))
+
+
+def decode_array(arr, spec: Preprocess) -> Image.Image:
+    """Inverse of the normalisation: a (C, H, W) model input (numpy or torch) back into an RGB/L picture.
+
+    Values outside 0..1 after un-normalising are clipped (that is visible when mean/std are wrong).
+    """
+    if hasattr(arr, "detach"):
+        arr = arr.detach().float().cpu().numpy()
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 4:
+        arr = arr[0]
+    hwc = arr.transpose(1, 2, 0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    hwc = hwc * std + mean
+    if spec.channel_order == "BGR":
+        hwc = hwc[:, :, ::-1]
+    pixels = np.clip(np.rint(hwc * 255.0), 0, 255).astype(np.uint8)
+    if pixels.shape[2] == 1:
+        return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]))
+    return Image.fromarray(np.ascontiguousarray(pixels))
+
+
+def load_image_file(path: Path | str) -> Image.Image:
+    """Open and fully decode an image file (raises OSError / PIL errors on broken files)."""
+    with Image.open(path) as img:
+        img.load()
+        return img.copy() if img.mode not in ("P",) else img.convert("RGBA")
+
+
+def what_the_model_sees(path: Path | str, spec: Preprocess) -> tuple[np.ndarray, Image.Image]:
+    """(model input array, that array decoded back into a picture) for one image file."""
+    arr = image_to_array(load_image_file(path), spec)
+    return arr, decode_array(arr, spec)

@@ -1,0 +1,208 @@
+"""The training recipe's sanity checks, applied to a scored dataset.
+
+- baselines: mean loss vs the uniform baseline -log(1/C) and the class-prior baseline; accuracy vs
+  always predicting the majority class. A model that does not beat them has not learnt from the input.
+- batch independence: an image scored alone and inside a batch must give the same logits (catches a
+  model left in train mode, batch-norm statistics leaking across the batch, ops mixing the batch).
+- embeddings kNN: near duplicates (tiny cosine distance to the nearest neighbour) and outliers (large
+  mean distance to the k nearest neighbours).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Baselines:
+    split: str
+    n_images: int
+    n_classes: int
+    model_loss: float
+    uniform_loss: float
+    prior_loss: float
+    model_accuracy: float
+    majority_class: str | None
+    majority_accuracy: float
+    verdicts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.model_loss < self.prior_loss) and (self.model_accuracy > self.majority_accuracy)
+
+
+def baselines(table: pd.DataFrame, class_names: list[str], *, prior_split: str | None = "train") -> list[Baselines]:
+    """Per split (plus "all"): model loss/accuracy against the dumb baselines.
+
+    Class priors come from the ``prior_split`` labels (the training split) when present, else from all labels.
+    """
+    n_classes = len(class_names)
+    labelled = table[(table["label_index"] >= 0) & table["loss"].notna()]
+    prior_rows = labelled
+    if prior_split is not None and "split" in labelled and (labelled["split"] == prior_split).any():
+        prior_rows = labelled[labelled["split"] == prior_split]
+    counts = np.bincount(prior_rows["label_index"].to_numpy(dtype=np.int64), minlength=n_classes).astype(float)
+    prior = (counts + 1e-3) / (counts + 1e-3).sum()   # tiny smoothing so an unseen class has finite loss
+    majority = int(np.argmax(counts)) if counts.sum() > 0 else None
+    groups = [("all", labelled)]
+    if "split" in labelled:
+        for split in [s for s in ("train", "val", "test") if (labelled["split"] == s).any()]:
+            groups.append((split, labelled[labelled["split"] == split]))
+    out = []
+    uniform = math.log(n_classes) if n_classes else float("nan")
+    for name, rows in groups:
+        if rows.empty:
+            continue
+        y = rows["label_index"].to_numpy(dtype=np.int64)
+        prior_loss = float(np.mean(-np.log(prior[y])))
+        correct = rows["pred_index"].to_numpy() == y
+        b = Baselines(split=name, n_images=len(rows), n_classes=n_classes,
+                      model_loss=float(rows["loss"].mean()), uniform_loss=uniform, prior_loss=prior_loss,
+                      model_accuracy=float(correct.mean()),
+                      majority_class=class_names[majority] if majority is not None else None,
+                      majority_accuracy=float(np.mean(y == majority)) if majority is not None else float("nan"))
+        if b.model_loss >= b.uniform_loss:
+            b.verdicts.append(f"loss {b.model_loss:.3f} is not below the uniform baseline {b.uniform_loss:.3f} "
+                              f"(-log(1/{n_classes})): the model predicts no better than chance")
+        elif b.model_loss >= b.prior_loss:
+            b.verdicts.append(f"loss {b.model_loss:.3f} is not below the class-prior baseline {b.prior_loss:.3f}: "
+                              "the model learnt the class balance but nothing from the images")
+        if b.model_accuracy <= b.majority_accuracy:
+            b.verdicts.append(f"accuracy {b.model_accuracy:.1%} does not beat always answering "
+                              f"{b.majority_class!r} ({b.majority_accuracy:.1%})")
+        if not b.verdicts:
+            b.verdicts.append(f"beats the baselines: loss {b.model_loss:.3f} < prior {b.prior_loss:.3f} < uniform "
+                              f"{b.uniform_loss:.3f}; accuracy {b.model_accuracy:.1%} > majority {b.majority_accuracy:.1%}")
+        out.append(b)
+    return out
+
+
+def baselines_frame(items: list[Baselines]) -> pd.DataFrame:
+    return pd.DataFrame([{"split": b.split, "n_images": b.n_images, "model_loss": b.model_loss,
+                          "uniform_loss": b.uniform_loss, "prior_loss": b.prior_loss,
+                          "model_accuracy": b.model_accuracy, "majority_class": b.majority_class,
+                          "majority_accuracy": b.majority_accuracy, "ok": b.ok,
+                          "verdict": "; ".join(b.verdicts)} for b in items])
+
+
+@dataclass
+class BatchIndependence:
+    ok: bool
+    max_abs_diff: float
+    tolerance: float
+    n_images: int
+    detail: str
+
+
+def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchIndependence:
+    """Score each input alone, in a batch, and in the batch reversed; all logits must agree.
+
+    ``forward`` maps a (B, C, H, W) tensor to (B, n_classes) logits (e.g. ``LoadedModel.forward``).
+    ``inputs`` is a (B, C, H, W) tensor of real images (B >= 2). The tolerance is relative to the
+    logits' scale (max |logit|, at least 1).
+    """
+    import torch
+
+    x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+    n = int(x.shape[0])
+    if n < 2:
+        return BatchIndependence(False, float("nan"), tolerance, n, "needs at least 2 images to compare")
+    try:
+        with torch.inference_mode():
+            alone = torch.cat([forward(x[i:i + 1]).float().cpu() for i in range(n)])
+            together = forward(x).float().cpu()
+            rev = torch.flip(forward(torch.flip(x, dims=[0])).float().cpu(), dims=[0])
+            # a second pass of the same batch: a model in train mode (dropout) or updating running stats differs
+            again = forward(x).float().cpu()
+    except Exception as exc:  # noqa: BLE001 - e.g. BatchNorm in train mode refuses a batch of one
+        return BatchIndependence(False, float("nan"), tolerance, n,
+                                 f"scoring one image alone failed ({' '.join(str(exc).split())[:140]}); "
+                                 "the model may be in train mode (BatchNorm needs a batch)")
+    scale = max(1.0, float(together.abs().max()))
+    diffs = {
+        "alone vs batch": float((alone - together).abs().max()),
+        "batch vs reversed batch": float((rev - together).abs().max()),
+        "batch vs same batch again": float((again - together).abs().max()),
+    }
+    worst_name, worst = max(diffs.items(), key=lambda kv: kv[1])
+    ok = worst <= tolerance * scale
+    if ok:
+        detail = (f"{n} images give the same logits alone and in a batch (max difference {worst:.2e}, "
+                  f"tolerance {tolerance * scale:.1e})")
+    else:
+        detail = (f"logits change with the batch ({worst_name}: max difference {worst:.3g} > {tolerance * scale:.2g}); "
+                  "check for a model left in train mode (call model.eval() before saving), batch-norm "
+                  "statistics computed from the batch, or reshapes that mix examples across the batch")
+    return BatchIndependence(ok, worst, tolerance, n, detail)
+
+
+def _unit_rows(emb: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.where(norm > 0, norm, 1.0)
+
+
+def knn(embeddings: np.ndarray, k: int = 5, chunk_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine-distance k nearest neighbours (excluding self): (distances (N,k), indices (N,k))."""
+    emb = _unit_rows(np.asarray(embeddings, dtype=np.float32))
+    n = emb.shape[0]
+    k = max(1, min(k, n - 1))
+    dist_out = np.empty((n, k), dtype=np.float32)
+    idx_out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        d = 1.0 - emb[start:stop] @ emb.T
+        d[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        pd_ = np.take_along_axis(d, part, axis=1)
+        order = np.argsort(pd_, axis=1, kind="stable")
+        idx_out[start:stop] = np.take_along_axis(part, order, axis=1)
+        dist_out[start:stop] = np.take_along_axis(pd_, order, axis=1)
+    return np.clip(dist_out, 0.0, 2.0), idx_out
+
+
+def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
+                       duplicate_max_distance: float = 1e-3, outlier_z: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(near-duplicate pairs, outliers) from model embeddings.
+
+    Near duplicates: pairs whose cosine distance is <= ``duplicate_max_distance`` (the model sees them as
+    the same picture). Outliers: mean distance to the k nearest neighbours more than ``outlier_z``
+    robust standard deviations (1.4826 * MAD) above the median. Rows with NaN embeddings are skipped.
+    """
+    dup_cols = ["image_id", "neighbour_id", "cosine_distance"]
+    out_cols = ["image_id", "knn_mean_distance", "robust_z", "nearest_id", "nearest_distance"]
+    if embeddings is None:
+        return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
+    ids = np.asarray([str(i) for i in image_ids])
+    ok = np.isfinite(embeddings).all(axis=1)
+    ids, emb = ids[ok], embeddings[ok]
+    if len(ids) < 3:
+        return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
+    dist, idx = knn(emb, k=k)
+    pairs = []
+    seen = set()
+    for i in range(len(ids)):
+        for d, j in zip(dist[i], idx[i]):
+            if d > duplicate_max_distance:
+                break
+            key = (min(i, j), max(i, j))
+            if key not in seen:
+                seen.add(key)
+                pairs.append((ids[key[0]], ids[key[1]], float(d)))
+    dups = pd.DataFrame(pairs, columns=dup_cols).sort_values("cosine_distance", kind="stable").reset_index(drop=True)
+    mean_d = dist.mean(axis=1)
+    med = float(np.median(mean_d))
+    mad = float(np.median(np.abs(mean_d - med))) * 1.4826
+    z = (mean_d - med) / (mad if mad > 1e-12 else 1e-12)
+    order = np.argsort(-z, kind="stable")
+    sel = [i for i in order if z[i] >= outlier_z]
+    outliers = pd.DataFrame({"image_id": ids[sel], "knn_mean_distance": mean_d[sel].astype(float),
+                             "robust_z": z[sel].astype(float), "nearest_id": ids[idx[sel, 0]],
+                             "nearest_distance": dist[sel, 0].astype(float)}, columns=out_cols)
+    for frame in (dups, outliers):
+        for c in frame.columns:
+            if c.endswith("_id"):
+                frame[c] = frame[c].astype("string")
+    return dups, outliers

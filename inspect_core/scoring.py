@@ -1,0 +1,605 @@
+"""Score every image of a dataset with a model (or read a predictions file) into one table.
+
+Per image: cross-entropy loss of the given label, probabilities, predicted class, confidence, margin,
+self-confidence (probability of the given label), entropy, and the penultimate embedding when one
+can be had. One unreadable image gives a row with ``error`` set, never a crash. Results are cached in
+the workspace keyed by (model file hash, preprocessing, image files) so reopening is instant.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .paths import resolve_inside
+from .preprocess import Preprocess, image_to_array, load_image_file
+
+log = logging.getLogger(__name__)
+
+SCORES_DIR = "scores"
+CACHE_VERSION = 1
+PROB_PREFIX = "prob_"
+
+
+class ScoringCancelled(RuntimeError):
+    """Raised when the cancel flag/callback fires during scoring."""
+
+
+class PredictionsError(ValueError):
+    """A predictions file that cannot be used; one-line message."""
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime settings: a pure function so every device branch can be tested without that device
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    device_type: str
+    num_workers: int
+    pin_memory: bool
+    non_blocking: bool
+    use_amp: bool
+    amp_dtype: str | None        # "float16" / "bfloat16" / None
+    batch_size: int
+
+    def loader_kwargs(self) -> dict:
+        kw = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        if self.num_workers > 0:
+            kw["prefetch_factor"] = 4
+            kw["persistent_workers"] = False
+        return kw
+
+
+def runtime_settings(device_type: str, *, n_cpus: int | None = None, workers: int | None = None,
+                     amp: bool | None = None, batch_size: int | None = None,
+                     max_batch: int | None = None) -> RuntimeSettings:
+    """Loader/precision settings for a device type ("cuda", "mps", "cpu").
+
+    CUDA: pinned memory + non-blocking copies, float16 autocast, several decode workers, batch 128.
+    MPS: workers, no pinning, no autocast, batch 64. CPU: float32, batch 32, decode workers only when
+    there are cores to spare beyond torch's own threads.
+    """
+    n_cpus = n_cpus if n_cpus is not None else (os.cpu_count() or 1)
+    if device_type == "cuda":
+        default_workers, pin, non_blocking, default_amp, dtype, default_bs = min(8, max(1, n_cpus - 1)), True, True, True, "float16", 128
+    elif device_type == "mps":
+        default_workers, pin, non_blocking, default_amp, dtype, default_bs = min(4, max(0, n_cpus - 1)), False, False, False, None, 64
+    else:
+        default_workers = 1 if n_cpus >= 2 else 0
+        default_workers = min(4, n_cpus // 4) if n_cpus >= 8 else default_workers
+        pin, non_blocking, default_amp, dtype, default_bs = False, False, False, None, 32
+    use_amp = default_amp if amp is None else (bool(amp) and device_type == "cuda")
+    bs = int(batch_size or default_bs)
+    if max_batch:
+        bs = min(bs, int(max_batch))
+    return RuntimeSettings(device_type=device_type, num_workers=default_workers if workers is None else max(0, int(workers)),
+                           pin_memory=pin, non_blocking=non_blocking, use_amp=use_amp,
+                           amp_dtype=dtype if use_amp else None, batch_size=max(1, bs))
+
+
+def autocast_context(settings: RuntimeSettings):
+    if not settings.use_amp:
+        return nullcontext()
+    import torch
+    return torch.autocast(device_type=settings.device_type, dtype=getattr(torch, settings.amp_dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ScoreResult:
+    table: pd.DataFrame                 # one row per image (see build_table)
+    probs: np.ndarray                   # (n_images, n_classes) float32, NaN rows for errors
+    class_names: list[str]
+    embeddings: np.ndarray | None = None   # (n_images, dim) float32, NaN rows for errors
+    logits: np.ndarray | None = None
+    source: dict = field(default_factory=dict)
+    from_cache: bool = False
+    elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def prob_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.probs, columns=[PROB_PREFIX + c for c in self.class_names])
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table plus one ``prob_<class>`` column per class (what scores.parquet holds)."""
+        return pd.concat([self.table.reset_index(drop=True), self.prob_frame()], axis=1)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax; rows with any NaN stay NaN."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = np.full(logits.shape, np.nan)
+    ok = np.isfinite(logits).all(axis=1)
+    if ok.any():
+        z = logits[ok] - logits[ok].max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[ok] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str],
+                errors: Sequence[str | None] | None = None) -> pd.DataFrame:
+    """Per-image metrics from probabilities. ``images`` has image_id, label, split (in the row order of probs)."""
+    n, n_classes = probs.shape
+    class_names = list(class_names)
+    index = {c: i for i, c in enumerate(class_names)}
+    labels = images["label"] if "label" in images else pd.Series([pd.NA] * n)
+    label_idx = np.array([index.get(str(v), -1) if not pd.isna(v) else -1 for v in labels], dtype=np.int64)
+    ok = np.isfinite(probs).all(axis=1)
+    safe = np.where(ok[:, None], probs, 1.0 / max(n_classes, 1))
+    pred = safe.argmax(axis=1)
+    top2 = -np.sort(-safe, axis=1)[:, :2] if n_classes >= 2 else np.concatenate([safe, np.zeros((n, 1))], axis=1)
+    confidence = top2[:, 0]
+    margin = top2[:, 0] - top2[:, 1]
+    eps = 1e-12
+    entropy = -(safe * np.log(np.clip(safe, eps, 1.0))).sum(axis=1)
+    has_label = label_idx >= 0
+    self_conf = np.where(has_label, safe[np.arange(n), np.clip(label_idx, 0, None)], np.nan)
+    loss = np.where(has_label, -np.log(np.clip(self_conf, eps, 1.0)), np.nan)
+    # margin of the given label against the best other class (negative = model prefers another class)
+    masked = safe.copy()
+    masked[np.arange(n), np.clip(label_idx, 0, None)] = -np.inf
+    best_other = masked.max(axis=1) if n_classes >= 2 else np.zeros(n)
+    label_margin = np.where(has_label, self_conf - best_other, np.nan)
+    err = list(errors) if errors is not None else [None] * n
+    table = pd.DataFrame({
+        "image_id": images["image_id"].astype("string").to_numpy(),
+        "label": pd.array([None if pd.isna(v) else str(v) for v in labels], dtype="string"),
+        "split": pd.array([None if pd.isna(v) else str(v) for v in images["split"]], dtype="string")
+        if "split" in images else pd.array([None] * n, dtype="string"),
+        "pred_label": pd.array([class_names[p] for p in pred], dtype="string"),
+        "pred_index": pred.astype(np.int64),
+        "label_index": label_idx,
+        "confidence": confidence.astype(np.float64),
+        "margin": margin.astype(np.float64),
+        "self_confidence": self_conf.astype(np.float64),
+        "label_margin": label_margin.astype(np.float64),
+        "loss": loss.astype(np.float64),
+        "entropy": entropy.astype(np.float64),
+        "correct": pd.array([bool(p == y) if y >= 0 else None for p, y in zip(pred, label_idx)], dtype="boolean"),
+        "error": pd.array(err, dtype="string"),
+    })
+    bad = ~ok
+    if bad.any():
+        for col in ("confidence", "margin", "self_confidence", "label_margin", "loss", "entropy"):
+            table.loc[bad, col] = np.nan
+        table.loc[bad, "pred_label"] = pd.NA
+        table.loc[bad, "pred_index"] = -1
+        table.loc[bad, "correct"] = pd.NA
+        missing_err = bad & table["error"].isna().to_numpy()
+        table.loc[missing_err, "error"] = "no score"
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset for the loader
+# --------------------------------------------------------------------------------------------
+
+class ImageFiles:
+    """torch-style dataset: (array, position, error) per image; errors never raise."""
+
+    def __init__(self, root: Path | str, image_ids: Sequence[str], spec: Preprocess):
+        self.root = Path(root)
+        self.image_ids = list(image_ids)
+        self.spec = spec
+        self.blank = np.zeros(spec.input_shape, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, i: int):
+        image_id = self.image_ids[i]
+        path = resolve_inside(self.root, image_id)
+        if path is None:
+            return self.blank, i, "path outside the dataset root; not opened"
+        try:
+            arr = image_to_array(load_image_file(path), self.spec)
+            return arr, i, ""
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops a run
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            return self.blank, i, f"unreadable: {text}"
+
+
+def _collate(items):
+    import torch
+    arrays, idx, errors = zip(*items)
+    return torch.from_numpy(np.stack(arrays)), torch.as_tensor(idx, dtype=torch.long), list(errors)
+
+
+def _is_cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+# --------------------------------------------------------------------------------------------
+# Cache
+# --------------------------------------------------------------------------------------------
+
+def files_key(root: Path | str, image_ids: Sequence[str]) -> str:
+    """Fingerprint of the image files: ids + sizes + mtimes (a changed file changes the key)."""
+    digest = hashlib.sha256()
+    for image_id in image_ids:
+        path = resolve_inside(root, image_id)
+        try:
+            st = path.stat() if path is not None else None
+            stamp = f"{st.st_size}:{st.st_mtime_ns}" if st else "outside"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{image_id}\0{stamp}\n".encode())
+    return digest.hexdigest()
+
+
+def score_cache_key(model_key: str, spec: Preprocess, data_key: str, embeddings: bool) -> str:
+    payload = json.dumps([CACHE_VERSION, model_key, spec.cache_key(), data_key, bool(embeddings)])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _cache_dir(workspace: Path | str, key: str) -> Path:
+    return Path(workspace) / SCORES_DIR / key
+
+
+def save_cache(workspace: Path | str, key: str, image_ids, logits, embeddings, errors, meta: dict) -> Path:
+    folder = _cache_dir(workspace, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"logits": logits.astype(np.float32)}
+    if embeddings is not None:
+        arrays["embeddings"] = embeddings.astype(np.float32)
+    tmp = folder / "outputs.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, folder / "outputs.npz")
+    (folder / "rows.json").write_text(json.dumps({"image_ids": list(image_ids), "errors": list(errors)}))
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    return folder
+
+
+def load_cache(workspace: Path | str, key: str):
+    folder = _cache_dir(workspace, key)
+    try:
+        rows = json.loads((folder / "rows.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "outputs.npz", allow_pickle=False) as data:
+            logits = data["logits"]
+            embeddings = data["embeddings"] if "embeddings" in data.files else None
+    except (OSError, ValueError, KeyError):
+        return None
+    return rows["image_ids"], logits, embeddings, rows["errors"], meta
+
+
+# --------------------------------------------------------------------------------------------
+# Model scoring
+# --------------------------------------------------------------------------------------------
+
+class _EmbeddingTap:
+    """Captures the input of the model's last nn.Linear (the penultimate embedding) during forward."""
+
+    def __init__(self, module):
+        from .models import embedding_layer
+        self.value = None
+        self.handle = None
+        layer = embedding_layer(module)
+        self.method = getattr(module, "embed", None) if layer is None else None
+        if layer is not None:
+            self.handle = layer.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module, inputs):
+        if inputs and hasattr(inputs[0], "detach"):
+            self.value = inputs[0].detach()
+
+    def close(self):
+        if self.handle is not None:
+            self.handle.remove()
+
+
+def _forward_batch(model, x, settings: RuntimeSettings, tap: _EmbeddingTap | None):
+    import torch
+    if tap is not None:
+        tap.value = None
+    with torch.inference_mode(), autocast_context(settings):
+        logits = model.forward(x)
+        emb = None
+        if tap is not None:
+            if tap.value is not None:
+                emb = tap.value
+            elif tap.method is not None:
+                emb = tap.method(x)
+    logits = logits.float().cpu().numpy()
+    if emb is not None:
+        emb = emb.float().reshape(emb.shape[0], -1).cpu().numpy()
+        if emb.shape[0] != logits.shape[0]:
+            emb = None
+    return logits, emb
+
+
+def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings: RuntimeSettings,
+                  embeddings: bool = True, progress: Callable[[int, int], None] | None = None,
+                  cancel=None) -> tuple[np.ndarray, np.ndarray | None, list[str | None], list[str]]:
+    """Run the model over image files. Returns (logits (N,C), embeddings (N,D) or None, errors, notes)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    n = len(image_ids)
+    n_classes = len(model.spec.class_names)
+    logits_all = np.full((n, n_classes), np.nan, dtype=np.float32)
+    emb_all: np.ndarray | None = None
+    errors: list[str | None] = [None] * n
+    notes: list[str] = []
+    if n == 0:
+        return logits_all, None, errors, notes
+    dataset = ImageFiles(root, image_ids, model.spec)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=_collate,
+                        **settings.loader_kwargs())
+    tap = _EmbeddingTap(model.module) if embeddings else None
+    done = 0
+    try:
+        for x, idx, errs in loader:
+            if _is_cancelled(cancel):
+                raise ScoringCancelled("scoring cancelled")
+            idx = idx.numpy()
+            good = np.array([not e for e in errs], dtype=bool)
+            for pos, e in zip(idx, errs):
+                if e:
+                    errors[pos] = e
+            if good.any():
+                xb = x[torch.from_numpy(good)] if not good.all() else x
+                xb = xb.to(model.device, non_blocking=settings.non_blocking)
+                try:
+                    out, emb = _forward_batch(model, xb, settings, tap)
+                except Exception as exc:  # noqa: BLE001
+                    if not settings.use_amp:
+                        raise
+                    # mixed precision is unsupported by this model: fall back to float32 for the rest
+                    notes.append(f"mixed precision failed ({' '.join(str(exc).split())[:120]}); using float32")
+                    settings = RuntimeSettings(**{**settings.__dict__, "use_amp": False, "amp_dtype": None})
+                    out, emb = _forward_batch(model, xb, settings, tap)
+                logits_all[idx[good]] = out
+                if emb is not None:
+                    if emb_all is None:
+                        emb_all = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+                    if emb.shape[1] == emb_all.shape[1]:
+                        emb_all[idx[good]] = emb
+            done += len(idx)
+            if progress is not None:
+                progress(done, n)
+    finally:
+        if tap is not None:
+            tap.close()
+    return logits_all, emb_all, errors, notes
+
+
+def _image_frame(images: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("image_id", "label", "split") if c in images.columns]
+    frame = images[cols].copy().reset_index(drop=True)
+    for c in ("label", "split"):
+        if c not in frame:
+            frame[c] = pd.NA
+    return frame
+
+
+def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: Path | str | None = None,
+                  batch_size: int | None = None, workers: int | None = None, amp: bool | None = None,
+                  embeddings: bool = True, progress: Callable[[int, int], None] | None = None,
+                  cancel=None, use_cache: bool = True) -> ScoreResult:
+    """Score every row of ``images`` (image_id, label, split) with a ``LoadedModel``.
+
+    Cached under ``workspace/scores/<key>/`` when a workspace is given; a cache hit skips the model.
+    """
+    t0 = time.perf_counter()
+    frame = _image_frame(images)
+    image_ids = [str(v) for v in frame["image_id"]]
+    spec: Preprocess = model.spec
+    key = None
+    source = {"kind": model.kind, "model_path": str(model.path), "model_sha256": model.file_sha256,
+              "factory": model.factory, "device": str(model.device)}
+    if workspace is not None and use_cache:
+        key = score_cache_key(model.cache_key(), spec, files_key(root, image_ids), embeddings)
+        cached = load_cache(workspace, key)
+        if cached is not None and cached[0] == image_ids:
+            _, logits, emb, errors, meta = cached
+            probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+            table = build_table(frame, probs, spec.class_names, errors)
+            return ScoreResult(table=table, probs=probs, class_names=list(spec.class_names), embeddings=emb,
+                               logits=logits, source={**source, **meta.get("source", {}), "cache_key": key},
+                               from_cache=True, elapsed_s=time.perf_counter() - t0, notes=meta.get("notes", []))
+    settings = runtime_settings(model.device.type, workers=workers, amp=amp, batch_size=batch_size,
+                                max_batch=model.max_batch)
+    logits, emb, errors, notes = model_outputs(model, root, image_ids, settings=settings, embeddings=embeddings,
+                                               progress=progress, cancel=cancel)
+    notes = list(model.notes) + notes
+    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+    table = build_table(frame, probs, spec.class_names, errors)
+    elapsed = time.perf_counter() - t0
+    source = {**source, "cache_key": key, "batch_size": settings.batch_size, "num_workers": settings.num_workers,
+              "amp": settings.use_amp}
+    if key is not None:
+        try:
+            save_cache(workspace, key, image_ids, logits, emb, [e or "" for e in errors],
+                       {"source": source, "notes": notes, "elapsed_s": elapsed, "class_names": list(spec.class_names)})
+        except OSError as exc:
+            notes.append(f"could not write the score cache: {exc}")
+    for i, e in enumerate(errors):
+        if e == "":
+            errors[i] = None
+    return ScoreResult(table=table, probs=probs, class_names=list(spec.class_names), embeddings=emb, logits=logits,
+                       source=source, from_cache=False, elapsed_s=elapsed, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions files (no model needed)
+# --------------------------------------------------------------------------------------------
+
+LIST_COLUMNS = ("probs", "probabilities", "pred_probs", "logits", "scores", "outputs")
+
+
+def looks_like_probabilities(matrix: np.ndarray, tol: float = 5e-3) -> bool:
+    """True when every finite row lies in [0, 1] and sums to 1 (within ``tol``); else treat as logits."""
+    rows = matrix[np.isfinite(matrix).all(axis=1)]
+    if rows.size == 0:
+        return True
+    if rows.min() < -1e-6 or rows.max() > 1 + 1e-6:
+        return False
+    return bool(np.all(np.abs(rows.sum(axis=1) - 1.0) <= tol))
+
+
+def to_probabilities(matrix: np.ndarray, kind: str = "auto") -> tuple[np.ndarray, str]:
+    """(probabilities, 'probabilities' | 'logits') from a probabilities-or-logits matrix."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if kind == "auto":
+        kind = "probabilities" if looks_like_probabilities(matrix) else "logits"
+    if kind == "probabilities":
+        clipped = np.clip(matrix, 0.0, None)
+        probs = clipped / clipped.sum(axis=1, keepdims=True)
+    elif kind == "logits":
+        probs = _softmax(matrix)
+    else:
+        raise PredictionsError(f"unknown predictions kind {kind!r}; use auto, probabilities or logits")
+    return probs.astype(np.float32), kind
+
+
+def _parse_list_cell(value):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+
+
+def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = None,
+                     image_ids: Sequence[str] | None = None, kind: str = "auto"):
+    """Read a predictions file. Returns (image_ids, probabilities (N,C), class_names, kind_detected).
+
+    CSV/Parquet: an ``image_id`` column plus either one column per class (named as the class, or
+    ``prob_<class>`` / ``logit_<class>``) or one list column (probs / logits / scores). NPY: an (N, C)
+    array whose rows follow ``image_ids`` (the dataset's image order unless a list is given).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise PredictionsError(f"predictions file {path} not found; check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise PredictionsError(f"{path.name} is not a plain numeric .npy array ({exc})") from None
+        if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+            raise PredictionsError(f"{path.name} holds shape {matrix.shape}; expected (n_images, n_classes) numbers")
+        if image_ids is None:
+            raise PredictionsError(f"{path.name} is an .npy array: give the image_id order its rows follow")
+        if len(image_ids) != matrix.shape[0]:
+            raise PredictionsError(f"{path.name} has {matrix.shape[0]} rows but there are {len(image_ids)} image_ids; "
+                                   "rows must follow the image_id order one to one")
+        names = list(class_names) if class_names else [str(i) for i in range(matrix.shape[1])]
+        if len(names) != matrix.shape[1]:
+            raise PredictionsError(f"{path.name} has {matrix.shape[1]} columns but there are {len(names)} classes")
+        probs, kind = to_probabilities(matrix, kind)
+        return [str(i) for i in image_ids], probs, names, kind
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise PredictionsError(f"{path.name}: predictions must be .csv, .parquet or .npy")
+    except PredictionsError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PredictionsError(f"could not read predictions {path.name}: {' '.join(str(exc).split())[:160]}") from None
+    if "image_id" not in frame.columns:
+        raise PredictionsError(f"{path.name} has no image_id column")
+    ids = [str(v) for v in frame["image_id"]]
+    list_col = next((c for c in frame.columns if str(c).lower() in LIST_COLUMNS), None)
+    if class_names is None:
+        ignore = {"image_id", "label", "split", "given_label", "pred_label", "path"}
+        num_cols = [c for c in frame.columns if c not in ignore and pd.api.types.is_numeric_dtype(frame[c])]
+        inferred = [str(c) for c in num_cols if str(c).startswith((PROB_PREFIX, "logit_"))] or [str(c) for c in num_cols]
+        per_class = {}
+        for c in inferred:
+            name = c[len(PROB_PREFIX):] if c.startswith(PROB_PREFIX) else c[len("logit_"):] if c.startswith("logit_") else c
+            per_class[name] = c
+    else:
+        per_class = {}
+        for name in class_names:
+            for cand in (f"{PROB_PREFIX}{name}", f"logit_{name}", name):
+                if cand in frame.columns:
+                    per_class[name] = cand
+                    break
+        if len(per_class) != len(class_names):
+            per_class = {}
+    if per_class and (class_names is None or len(per_class) == len(class_names)) and len(per_class) >= 2:
+        names = list(per_class)
+        matrix = frame[[per_class[n] for n in names]].to_numpy(dtype=np.float64, na_value=np.nan)
+        if kind == "auto" and all(str(per_class[n]).startswith("logit_") for n in names):
+            kind = "logits"
+    elif list_col is not None:
+        rows = [_parse_list_cell(v) for v in frame[list_col]]
+        width = max((len(r) for r in rows if r is not None), default=0)
+        if width < 2:
+            raise PredictionsError(f"{path.name}: column {list_col} holds no lists of per-class values")
+        matrix = np.array([r if r is not None and len(r) == width else [np.nan] * width for r in rows], dtype=np.float64)
+        names = list(class_names) if class_names else [str(i) for i in range(width)]
+        if len(names) != width:
+            raise PredictionsError(f"{path.name}: lists have {width} values but there are {len(names)} classes")
+        if kind == "auto" and str(list_col).lower() == "logits":
+            kind = "logits"
+    else:
+        missing = [n for n in (class_names or []) if not any(c in frame.columns for c in (n, PROB_PREFIX + n, "logit_" + n))]
+        hint = f"; missing columns for classes: {', '.join(missing[:5])}" if missing else ""
+        raise PredictionsError(f"{path.name}: no per-class columns and no probs/logits list column{hint}")
+    probs, kind = to_probabilities(matrix, kind)
+    return ids, probs, names, kind
+
+
+def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Sequence[str] | None = None,
+                      kind: str = "auto", order: Sequence[str] | None = None) -> ScoreResult:
+    """Score a dataset from a predictions file, aligning rows by image_id (no model needed).
+
+    Images with no prediction get an error row; predictions for unknown image_ids are counted in notes.
+    For .npy files the row order is ``order`` (default: ``images["image_id"]``).
+    """
+    t0 = time.perf_counter()
+    frame = _image_frame(images)
+    dataset_ids = [str(v) for v in frame["image_id"]]
+    ids, probs, names, kind = read_predictions(path, class_names=class_names, image_ids=order or dataset_ids, kind=kind)
+    position = {}
+    for i, image_id in enumerate(ids):
+        position.setdefault(image_id, i)
+    full = np.full((len(dataset_ids), len(names)), np.nan, dtype=np.float32)
+    errors: list[str | None] = [None] * len(dataset_ids)
+    for row, image_id in enumerate(dataset_ids):
+        pos = position.get(image_id)
+        if pos is None:
+            errors[row] = "no prediction for this image in the predictions file"
+        else:
+            full[row] = probs[pos]
+            if not np.isfinite(probs[pos]).all():
+                errors[row] = "prediction row has missing values"
+    notes = []
+    extra = len(set(ids) - set(dataset_ids))
+    if extra:
+        notes.append(f"{extra} predictions name image_ids not in the dataset (ignored)")
+    if len(position) < len(ids):
+        notes.append(f"{len(ids) - len(position)} duplicate image_id rows in the predictions file (first kept)")
+    table = build_table(frame, full, names, errors)
+    return ScoreResult(table=table, probs=full, class_names=list(names), source={"kind": "predictions",
+                       "predictions_path": str(path), "values": kind}, elapsed_s=time.perf_counter() - t0, notes=notes)

@@ -98,18 +98,21 @@ else:
     for fam, rec in by_family.iterrows():
         checks = findings[findings["family"] == fam]["check"].value_counts()
         detail = ", ".join(f"{c} {n}" for c, n in checks.items())
-        c1, c2 = st.columns([2, 3])
+        c1, c2, c3 = st.columns([3, 1, 4])
         with c1:
-            if rec["images"] > 0:
-                st.page_link("pages/1_Gallery.py", label=f"{fam}: {rec['findings']:,} findings, "
-                             f"{rec['images']:,} images", query_params={"family": str(fam)})
-            else:
-                st.page_link("pages/2_Findings.py", label=f"{fam}: {rec['findings']:,} dataset-level findings")
-        c2.caption(md_escape(detail))
+            what = f"{rec['images']:,} images" if rec["images"] > 0 else "dataset level"
+            st.page_link("pages/2_Findings.py", label=f"{fam}: {rec['findings']:,} findings, {what}",
+                         query_params={"family": str(fam)})
+        if rec["images"] > 0:
+            c2.page_link("pages/1_Gallery.py", label="see images", query_params={"family": str(fam)})
+        c3.caption(md_escape(detail))
 
 st.subheader("Pages")
-p1, p2, p3, p4 = st.columns(4)
-p1.page_link("pages/1_Gallery.py", label="Gallery: look, filter, sort")
-p2.page_link("pages/2_Findings.py", label="Findings: evidence per family")
-p3.page_link("pages/3_Distributions.py", label="Distributions: plots and outliers")
-p4.page_link("pages/4_Review.py", label="Review: decisions and export")
+links = [("pages/1_Gallery.py", "Gallery: look, filter, sort"),
+         ("pages/2_Findings.py", "Findings: evidence per family"),
+         ("pages/3_Distributions.py", "Distributions: plots and outliers"),
+         ("pages/4_Review.py", "Review: decisions and export"),
+         ("pages/5_Model_triage.py", "Model triage: worst losses first")]
+links = [(p, label) for p, label in links if (state.APP_DIR / p).is_file()]
+for col, (p, label) in zip(st.columns(len(links)), links):
+    col.page_link(p, label=label)

@@ -49,8 +49,11 @@ if not with_findings:
     st.success("No findings: every check passed.")
     st.stop()
 wanted = st.query_params.get("family")
-if "di_findings_family" not in st.session_state or st.session_state["di_findings_family"] not in with_findings:
-    st.session_state["di_findings_family"] = wanted if wanted in with_findings else with_findings[0]
+if wanted in with_findings and st.session_state.get("di_findings_link") != wanted:
+    st.session_state["di_findings_link"] = wanted  # a link from Home opens its family once
+    st.session_state["di_findings_family"] = wanted
+if st.session_state.get("di_findings_family") not in with_findings:
+    st.session_state["di_findings_family"] = with_findings[0]
 family = st.segmented_control("Family", with_findings, key="di_findings_family",
                               format_func=lambda f: f"{f} ({int(counts.get(f, 0))})")
 if not family:

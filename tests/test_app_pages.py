@@ -95,7 +95,16 @@ def test_home_renders_headline_figures(sample_scan):
     assert metrics["Findings"] == f"{len(sample_scan.findings):,}"
     links = [p.label for p in at.get("page_link")]
     for fam, n in sample_scan.findings["family"].value_counts().items():
-        assert any(label.startswith(f"{fam}: {n:,} ") for label in links), (fam, links)
+        assert any(label.startswith(f"{fam}: {n:,} findings") for label in links), (fam, links)
+
+
+def test_findings_link_opens_its_family(sample_scan):
+    fams = sorted(sample_scan.findings["family"].unique())
+    at = _app(SAMPLE)
+    for fam in (fams[-1], fams[0]):
+        at.query_params["family"] = fam
+        at.switch_page(PAGES[1]).run()
+        assert at.segmented_control(key="di_findings_family").value == fam
 
 
 def test_home_takes_root_from_command_line(sample_scan, monkeypatch):

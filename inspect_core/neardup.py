@@ -46,7 +46,9 @@ class _Rule:
             i, j = i[sel], j[sel]
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)
-        sims = np.einsum("ij,ij->i", x[i], x[j])
+        # full cosines in slices, so that memory stays bounded however many candidates there are
+        sims = np.concatenate([np.einsum("ij,ij->i", x[i[s:s + 65536]], x[j[s:s + 65536]])
+                               for s in range(0, len(i), 65536)])
         ok = sims >= self.strong
         if self.phash is not None:
             ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)

@@ -50,7 +50,7 @@ with st.container(border=True):
 root, fmt = state.chosen_root(), state.chosen_format()
 problem = state.root_problem(root)
 if problem:
-    (st.info if not root else st.error)(problem)
+    (st.info if not root else st.error)(md_escape(problem))
     st.stop()
 
 st.text(f"Dataset: {root}  (format: {fmt})")
@@ -74,7 +74,7 @@ if not any(d["root"] == str(state.real_root(root)) for d in state.recent_roots()
 
 images, findings = scan.images, scan.findings
 if images.empty:
-    st.warning(f"No images were found in {root}. Check the folder layout or choose the format by hand.")
+    st.warning(md_escape(f"No images were found in {root}. Check the folder layout or choose the format by hand."))
     st.stop()
 
 st.caption(md_escape(f"Detected format: {scan.dataset.format}. Workspace: {scan.workspace}"))

@@ -7,6 +7,7 @@ import streamlit as st
 from inspect_core import export
 from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.ui import state
+from inspect_core.ui.text import md_escape
 
 st.set_page_config(page_title="Review - Dataset Inspector", layout="wide")
 st.title("Review and export")
@@ -49,7 +50,7 @@ else:
                              note=after["note"], source="review-page")
                 changed += 1
             except ReviewError as exc:
-                st.error(f"{after['image_id']}: {exc}")
+                st.error(md_escape(f"{after['image_id']}: {exc}"))
     if changed:
         st.toast(f"Saved {changed} change(s)")
         st.rerun()
@@ -85,6 +86,6 @@ if st.button("Write exports", key="di_review_write", disabled=not out_dir):
     try:
         written = export.write_exports(out_dir, root, scan.dataset.images, current)
     except (ValueError, OSError) as exc:
-        st.error(f"Could not write the exports: {exc}")
+        st.error(md_escape(f"Could not write the exports: {exc}"))
     else:
-        st.success("Written: " + ", ".join(str(p) for p in written.values()))
+        st.success(md_escape("Written: " + ", ".join(str(p) for p in written.values())))

@@ -164,9 +164,12 @@ def test_no_dataset_chosen(cache_home, page):
 
 @pytest.mark.parametrize("page", [None] + PAGES)
 def test_bad_path(cache_home, tmp_path, page):
-    at = _app(tmp_path / "does" / "not" / "exist", page)
+    at = _app(tmp_path / "does" / XSS / "exist", page)
     assert not at.exception
-    assert any("does not exist" in e.value for e in at.error)
+    errors = [e.value for e in at.error]
+    assert any("does not exist" in e for e in errors)
+    assert all("<img" not in e.replace("\\<", "") for e in errors)  # the path is shown as text
+    assert any(XSS in re.sub(r"\\(.)", r"\1", e) for e in errors)
 
 
 @pytest.mark.parametrize("page", [None] + PAGES)

@@ -23,6 +23,7 @@ from pathlib import Path
 import streamlit as st
 
 from inspect_core.paths import is_image_name
+from inspect_core.ui.text import md_escape
 from inspect_core.workspace import APP_DIR_NAME, cache_home, workspace_dir
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def run_scan(root: str, fmt: str = "auto"):
             scan = inspect_core.scan(root_real, format=fmt, progress=progress)
     except Exception as exc:  # a bad root / manifest is normal input: say what and what to do
         bar.empty()
-        st.error(f"Could not scan {root}: {exc}")
+        st.error(md_escape(f"Could not scan {root}: {exc}"))
         return None
     bar.empty()
     _remember_scan(root_real, fmt, scan)
@@ -248,18 +249,18 @@ def require_scan():
     root, fmt = chosen_root(), chosen_format()
     problem = root_problem(root)
     if problem:
-        st.info(problem) if not root else st.error(problem)
+        (st.info if not root else st.error)(md_escape(problem))
         st.page_link(HOME_PAGE, label="Choose a dataset on the Home page")
         st.stop()
     scan = cached_scan(root, fmt)
     if scan is None:
-        st.warning(f"{root} has not been scanned yet.")
+        st.warning(md_escape(f"{root} has not been scanned yet."))
         if st.button("Scan it now", key="di_scan_now"):
             scan = run_scan(root, fmt)
         if scan is None:
             st.stop()
     if scan.images.empty:
-        st.warning(f"No images were found in {root}. Check the folder layout or the format on the Home page.")
+        st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
         st.page_link(HOME_PAGE, label="Home")
         st.stop()
     return scan

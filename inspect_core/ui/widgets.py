@@ -199,7 +199,7 @@ def decision_widget(store, image_id: str, current_label, classes: list[str], sug
         try:
             store.decide(image_id, clicked, old_label=old, new_label=new_label, note=note or None)
         except ReviewError as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
         else:
             st.toast(f"Saved: {clicked}")
             st.rerun()

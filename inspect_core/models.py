@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +174,9 @@ def _set_eval(module) -> None:
 
 def load_torchscript(path: Path) -> nn.Module:
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
         raise ModelLoadError(f"could not load TorchScript {path.name}: {_one_line(exc)}") from None
 

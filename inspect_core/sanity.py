@@ -164,7 +164,7 @@ def knn(embeddings: np.ndarray, k: int = 5, chunk_rows: int = 2048) -> tuple[np.
 
 
 def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
-                       duplicate_max_distance: float = 1e-3, outlier_z: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       duplicate_max_distance: float = 1e-3, outlier_z: float = 6.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(near-duplicate pairs, outliers) from model embeddings.
 
     Near duplicates: pairs whose cosine distance is <= ``duplicate_max_distance`` (the model sees them as

@@ -1,0 +1,243 @@
+"""Model loading: every form of the sample model loads and scores the same; bad files give clear messages."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from inspect_core import models as M
+from inspect_core.preprocess import Preprocess, find_sidecar, read_preprocess
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+MODEL_DIR = SAMPLE / "model"
+FACTORY = "inspect_core.sample_model:make_model"
+
+
+@pytest.fixture(scope="module")
+def spec() -> Preprocess:
+    return read_preprocess(MODEL_DIR / "model.preprocess.json")
+
+
+@pytest.fixture(scope="module")
+def sample_images():
+    from inspect_core.loaders import load_dataset
+    ds = load_dataset(SAMPLE)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def scored_forms(spec, sample_images):
+    from inspect_core.scoring import score_dataset
+    out = {}
+    for name, path, factory in (("torchscript", "model.ts.pt", None), ("export", "model.pt2", None),
+                                ("state_dict", "model_state.pt", FACTORY)):
+        model = M.load_model(MODEL_DIR / path, spec, factory=factory, device="cpu")
+        out[name] = (model, score_dataset(model, sample_images.root, sample_images.images, workers=0))
+    return out
+
+
+def test_format_detection_reads_the_archive_not_the_name(tmp_path):
+    assert M.detect_format(MODEL_DIR / "model.ts.pt") == "torchscript"
+    assert M.detect_format(MODEL_DIR / "model.pt2") == "export"
+    assert M.detect_format(MODEL_DIR / "model_state.pt") == "state_dict"
+    renamed = tmp_path / "weights.bin"
+    renamed.write_bytes((MODEL_DIR / "model.pt2").read_bytes())
+    assert M.detect_format(renamed) == "export"
+    junk = tmp_path / "model.pt"
+    junk.write_text("hello")
+    with pytest.raises(M.ModelLoadError, match="not a PyTorch file"):
+        M.detect_format(junk)
+
+
+def test_every_form_loads_and_gives_the_same_scores(scored_forms):
+    kinds = {name: model.kind for name, (model, _) in scored_forms.items()}
+    assert kinds == {"torchscript": "torchscript", "export": "export", "state_dict": "state_dict"}
+    ref = scored_forms["state_dict"][1]
+    ok = ref.table["error"].isna().to_numpy()
+    assert ok.sum() > 300                                   # the sample's readable images
+    for name, (_, result) in scored_forms.items():
+        assert list(result.table["image_id"]) == list(ref.table["image_id"])
+        np.testing.assert_allclose(result.probs[ok], ref.probs[ok], atol=1e-4, err_msg=name)
+        assert (result.table["pred_label"][ok] == ref.table["pred_label"][ok]).all()
+        # the broken planted files give error rows, not a crash
+        errs = set(result.table.loc[~ok, "image_id"])
+        assert {"test/triangle/triangle_0078.jpg", "val/square/square_0065.jpg"} <= errs
+
+
+def test_embeddings_from_hook_and_from_embed_method_agree(scored_forms):
+    eager = scored_forms["state_dict"][1].embeddings
+    scripted = scored_forms["torchscript"][1].embeddings
+    assert eager is not None and scripted is not None and eager.shape[1] == 64
+    ok = np.isfinite(eager).all(axis=1)
+    np.testing.assert_allclose(scripted[ok], eager[ok], atol=1e-4)
+
+
+def test_sample_model_beats_the_baselines_and_surfaces_planted_mislabels(scored_forms):
+    from inspect_core.label_issues import rank_label_issues, recall_at_k
+    from inspect_core.sanity import baselines
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv")
+    mislabeled = planted.loc[planted["check"] == "mislabeled", "image_id"].tolist()
+    assert len(mislabeled) >= 5
+    for name, (_, result) in scored_forms.items():
+        issues = rank_label_issues(result.table, result.probs, result.class_names)
+        k = 3 * len(mislabeled)
+        recall = recall_at_k(issues["image_id"], mislabeled, k)
+        assert recall >= 0.7, f"{name}: recall@{k} of planted mislabels = {recall:.2f}"
+        # the suggested label for the worst-loss planted image is the model's prediction, not the given label
+        top = issues[issues["image_id"].isin(mislabeled)].iloc[0]
+        assert top["suggested_label"] != top["given_label"]
+        by_split = {b.split: b for b in baselines(result.table, result.class_names)}
+        assert by_split["val"].model_loss < by_split["val"].prior_loss < by_split["val"].uniform_loss
+        assert by_split["val"].model_accuracy > by_split["val"].majority_accuracy
+
+
+def test_sidecar_is_found_beside_every_model_file():
+    for name in ("model.ts.pt", "model.pt2", "model_state.pt"):
+        assert find_sidecar(MODEL_DIR / name) == MODEL_DIR / "model.preprocess.json"
+
+
+def test_missing_file_and_folder_and_missing_factory(tmp_path, spec):
+    with pytest.raises(M.ModelLoadError, match="not found"):
+        M.load_model(tmp_path / "nope.pt", spec)
+    with pytest.raises(M.ModelLoadError, match="folder"):
+        M.load_model(tmp_path, spec)
+    with pytest.raises(M.ModelLoadError, match="factory"):
+        M.load_model(MODEL_DIR / "model_state.pt", spec)
+    with pytest.raises(M.ModelLoadError, match="could not be imported"):
+        M.load_model(MODEL_DIR / "model_state.pt", spec, factory="no_such_module_xyz:make")
+    with pytest.raises(M.ModelLoadError, match="module:function"):
+        M.load_model(MODEL_DIR / "model_state.pt", spec, factory="inspect_core.sample_model")
+    with pytest.raises(M.ModelLoadError, match="no attribute"):
+        M.load_model(MODEL_DIR / "model_state.pt", spec, factory="inspect_core.sample_model:nope")
+
+
+class _Evil:
+    """Unpickling this would write a file (what a malicious checkpoint does)."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "pwned"))
+
+
+def test_malicious_pickle_state_dict_is_refused(tmp_path, spec):
+    target = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil_state.pt"
+    state = {"head.weight": torch.zeros(5, 64), "payload": _Evil(str(target))}
+    torch.save(state, evil)
+    with pytest.raises(M.ModelLoadError, match="refused") as info:
+        M.load_model(evil, spec, factory=FACTORY)
+    assert "\n" not in str(info.value)
+    assert not target.exists()
+    # a legacy (non-zip) pickle too
+    legacy = tmp_path / "evil_legacy.pt"
+    legacy.write_bytes(pickle.dumps(_Evil(str(target))))
+    with pytest.raises(M.ModelLoadError):
+        M.load_model(legacy, spec, factory=FACTORY)
+    assert not target.exists()
+
+
+def test_checkpoint_dict_and_dataparallel_prefix_are_unwrapped(tmp_path, spec):
+    state = torch.load(MODEL_DIR / "model_state.pt", weights_only=True)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, ckpt)
+    model = M.load_model(ckpt, spec, factory=FACTORY, device="cpu")
+    ref = M.load_model(MODEL_DIR / "model_state.pt", spec, factory=FACTORY, device="cpu")
+    x = torch.randn(3, *spec.input_shape)
+    torch.testing.assert_close(model.forward(x), ref.forward(x))
+
+
+def test_class_count_mismatch_is_clear(spec):
+    four = Preprocess.from_dict({**spec.to_dict(), "class_names": ["a", "b", "c", "d"]})
+    with pytest.raises(M.ModelLoadError, match="outputs 5 classes but the preprocessing lists 4"):
+        M.load_model(MODEL_DIR / "model.ts.pt", four)
+    # a state dict whose head does not fit the factory built for 4 classes
+    with pytest.raises(M.ModelLoadError, match="shape mismatch"):
+        M.load_model(MODEL_DIR / "model_state.pt", four, factory=FACTORY)
+
+
+def test_wrong_input_shape_is_clear(tmp_path, spec):
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3 * 8 * 8, 5)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    path = tmp_path / "flat.ts"
+    torch.jit.save(torch.jit.script(Flat().eval()), str(path))
+    with pytest.raises(M.ModelLoadError, match=r"rejected an input of shape \(1, 3, 72, 96\)") as info:
+        M.load_model(path, spec)
+    assert "input_size" in str(info.value) and "\n" not in str(info.value)
+    grey = Preprocess.from_dict({**spec.to_dict(), "channel_order": "L", "mean": [0.5], "std": [0.25]})
+    with pytest.raises(M.ModelLoadError, match="rejected an input of shape \\(1, 1, 72, 96\\)"):
+        M.load_model(MODEL_DIR / "model.pt2", grey)
+
+
+def test_fixed_batch_export_is_scored_one_at_a_time(tmp_path, spec, sample_images):
+    from inspect_core.sample_model import make_model
+    from inspect_core.scoring import score_dataset
+    net = make_model(5)
+    net.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
+    net.eval()
+    program = torch.export.export(net, (torch.zeros(1, *spec.input_shape),))
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(program, str(path))
+    model = M.load_model(path, spec)
+    assert model.max_batch == 1
+    few = sample_images.images[sample_images.images["split"] == "val"].head(6)
+    result = score_dataset(model, sample_images.root, few, workers=0)
+    assert result.table["error"].isna().all()
+    assert np.isfinite(result.probs).all()
+
+
+def test_device_choice_prefers_cuda_then_mps_then_cpu():
+    assert M.pick_device(cuda_available=True, mps_available=True).type == "cuda"
+    assert M.pick_device(cuda_available=False, mps_available=True).type == "mps"
+    assert M.pick_device(cuda_available=False, mps_available=False).type == "cpu"
+    assert M.pick_device("cpu", cuda_available=True, mps_available=True).type == "cpu"
+    assert M.pick_device("cuda:1", cuda_available=True).index == 1
+    with pytest.raises(M.ModelLoadError, match="no CUDA"):
+        M.pick_device("cuda", cuda_available=False)
+    with pytest.raises(M.ModelLoadError, match="MPS"):
+        M.pick_device("mps", mps_available=False)
+    with pytest.raises(M.ModelLoadError, match="unknown device"):
+        M.pick_device("tpu")
+
+
+def test_device_choice_reads_torch_availability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert M.pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert M.pick_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert M.pick_device().type == "cpu"
+
+
+def test_gpu_saved_state_dict_loads_on_cpu(tmp_path, spec, monkeypatch):
+    """A checkpoint saved on a GPU names cuda storages; map_location='cpu' must be used. We check that the
+    loader passes map_location (no CUDA here to write a real one)."""
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    M.load_model(MODEL_DIR / "model_state.pt", spec, factory=FACTORY, device="cpu")
+    assert seen.get("map_location") == "cpu" and seen.get("weights_only") is True
+
+
+def test_trust_warning_is_stated():
+    assert "trust" in M.TRUST_WARNING.lower()
+    assert "trust" in (M.__doc__ or "").lower()

@@ -100,3 +100,14 @@ def test_scatter_keeps_outliers_when_sampling_and_selection_gives_ids():
 def test_md_escape_shows_characters():
     assert md_escape("<img src=x onerror=alert(1)>") == r"\<img src\=x onerror\=alert\(1\)\>"
     assert md_escape("**bold** :red[x]\nnext") == r"\*\*bold\*\* \:red\[x\] next"
+
+
+def test_flagged_boxes_named_by_findings():
+    from inspect_core.ui.widgets import flagged_ann_ids
+    f = pd.DataFrame({"image_id": ["a.jpg", "a.jpg", "a.jpg", "b.jpg"],
+                      "check": ["box_degenerate", "box_duplicate", "dark", "box_degenerate"],
+                      "family": ["annotation", "annotation", "property", "annotation"],
+                      "detail": ["box 363 is 0 x 27 px", "boxes 459 and 461 overlap with IoU 1.00",
+                                 "brightness 0.02 < 0.1 (box 5 unrelated)", "box 7 is 0 x 1 px"]})
+    assert flagged_ann_ids(f, "a.jpg") == {363, 459, 461}
+    assert flagged_ann_ids(f, "c.jpg") == set()

@@ -111,3 +111,10 @@ def test_flagged_boxes_named_by_findings():
                                  "brightness 0.02 < 0.1 (box 5 unrelated)", "box 7 is 0 x 1 px"]})
     assert flagged_ann_ids(f, "a.jpg") == {363, 459, 461}
     assert flagged_ann_ids(f, "c.jpg") == set()
+
+
+def test_sort_by_a_mixed_type_column():
+    df = _images()
+    df["meta"] = pd.Series([3, "b", None, 1.5, "a", 2], dtype=object)
+    page = gallery_page(df, GalleryQuery(sort_by="meta"), FAMILIES)
+    assert page.n_match == 6 and list(page.rows["image_id"])[-1] == "train/dog/2.jpg"

@@ -128,7 +128,11 @@ def sort_order(df: pd.DataFrame, column: str, descending: bool) -> np.ndarray:
     keys = [column] if column == "image_id" else [column, "image_id"]
     asc = [not descending] + [True] * (len(keys) - 1)
     tmp = df[keys].reset_index(drop=True)
-    return tmp.sort_values(keys, ascending=asc, na_position="last", kind="stable").index.to_numpy()
+    try:
+        return tmp.sort_values(keys, ascending=asc, na_position="last", kind="stable").index.to_numpy()
+    except TypeError:  # a metadata column mixing types: sort its text
+        tmp[column] = tmp[column].astype("string")
+        return tmp.sort_values(keys, ascending=asc, na_position="last", kind="stable").index.to_numpy()
 
 
 def gallery_page(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,

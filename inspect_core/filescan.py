@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -148,22 +149,20 @@ def laplacian_var(gray_u8: np.ndarray) -> float:
     return float(lap.var())
 
 
-_DIR_CACHE: dict[tuple[str, str], bool] = {}
-
-
-def _inside(root: str, image_id: str) -> str | None:
-    """Fast form of paths.resolve_inside for the scan: one lstat per file, one realpath per folder."""
+def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
+    """Fast form of paths.resolve_inside for the scan: one lstat per file, one realpath per folder.
+    ``dir_cache`` holds folder verdicts for one pass only (a folder can become a symlink between scans)."""
     if not image_id or image_id.startswith(("/", "\\")) or ".." in image_id.split("/"):
         return None
     full = os.path.join(root, image_id)
     parent = os.path.dirname(image_id)
     key = (root, parent)
-    ok = _DIR_CACHE.get(key)
+    ok = dir_cache.get(key)
     if ok is None:
         real_root = os.path.realpath(root)
         real_parent = os.path.realpath(os.path.join(root, parent))
         ok = real_parent == real_root or real_parent.startswith(real_root + os.sep)
-        _DIR_CACHE[key] = ok
+        dir_cache[key] = ok
     if not ok:
         return None
     try:
@@ -185,10 +184,10 @@ def _empty_row(image_id: str) -> dict:
     return row
 
 
-def scan_file(root: str, image_id: str) -> dict:
+def scan_file(root: str, image_id: str, dir_cache: dict | None = None) -> dict:
     """Read one file once and return its row. Never raises for a bad file."""
     row = _empty_row(image_id)
-    path = _inside(root, image_id)
+    path = inside_root(root, image_id, {} if dir_cache is None else dir_cache)
     if path is None:
         row["error_kind"] = "path_outside_root"
         row["error_detail"] = "path resolves outside the dataset root; not opened"
@@ -197,6 +196,10 @@ def scan_file(root: str, image_id: str) -> dict:
         st = os.stat(path)
         row["file_size_bytes"] = st.st_size
         row["mtime_ns"] = st.st_mtime_ns
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device named .jpg would block or never end
+            row["error_kind"] = "unreadable"
+            row["error_detail"] = "not a regular file (a pipe, device or socket); not opened"
+            return row
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
@@ -289,7 +292,8 @@ def _decode_into(row: dict, data: bytes) -> None:
 
 def scan_chunk(root: str, image_ids: list[str]) -> dict:
     """Scan several files; return columns (lists / arrays) so the transfer between processes is cheap."""
-    rows = [scan_file(root, i) for i in image_ids]
+    dir_cache: dict = {}
+    rows = [scan_file(root, i, dir_cache) for i in image_ids]
     out: dict = {c: [r[c] for r in rows] for c in TEXT_COLUMNS}
     for c, t in NUMERIC_COLUMNS.items():
         out[c] = np.array([r[c] for r in rows], dtype=t)

@@ -89,9 +89,18 @@ def _images_frame(image_ids, labels=None, splits=None, extra: pd.DataFrame | Non
     return df
 
 
-def walk_images(root: Path) -> list[str]:
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def walk_images(root: Path, bad_names: list | None = None) -> list[str]:
     """All image files under root (any extension case), as sorted POSIX paths relative to root.
-    Hidden files and folders are skipped; folder symlinks are not followed."""
+    Hidden files and folders are skipped; folder symlinks are not followed. Names that are not valid
+    UTF-8 cannot be keys: they go to ``bad_names`` (shown with replacement characters) instead."""
     out = []
     root_s = str(root)
     for dirpath, dirnames, filenames in os.walk(root_s):
@@ -100,9 +109,19 @@ def walk_images(root: Path) -> list[str]:
         for name in filenames:
             if name.startswith(".") or not is_image_name(name):
                 continue
-            out.append(name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/"))
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if not _utf8_ok(rel):
+                if bad_names is not None:
+                    bad_names.append(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                continue
+            out.append(rel)
     out.sort()
     return out
+
+
+def _bad_name_problems(bad_names: list) -> list[dict]:
+    return [_problem(n, "unreadable", "file name is not valid UTF-8, so it cannot be listed; rename the file",
+                     "integrity") for n in bad_names]
 
 
 def _read_classes_txt(root: Path) -> list[str] | None:
@@ -152,6 +171,9 @@ def detect_format(root: Path, manifest: Path | None = None) -> str:
         return "csv"
     if (root / "data.yaml").is_file() or ((root / "images").is_dir() and (root / "labels").is_dir()):
         return "yolo"
+    for d in _top_dirs_with_images(root):
+        if (root / d / "images").is_dir() and (root / d / "labels").is_dir():
+            return "yolo"
     coco = _find_coco_json(root)
     if coco is not None:
         dirs = _top_dirs_with_images(root)
@@ -163,7 +185,8 @@ def detect_format(root: Path, manifest: Path | None = None) -> str:
 # ----------------------------------------------------------------------------- loaders
 
 def load_folder(root: Path) -> Dataset:
-    image_ids = walk_images(root)
+    bad_names: list = []
+    image_ids = walk_images(root, bad_names)
     labels, splits = [], []
     top_dirs = {i.split("/")[0] for i in image_ids if "/" in i}
     split_layout = bool(top_dirs) and all(d.lower() in SPLIT_ALIASES for d in top_dirs)
@@ -178,7 +201,8 @@ def load_folder(root: Path) -> Dataset:
     images = _images_frame(image_ids, labels, splits)
     classes = _read_classes_txt(root) or sorted(images["label"].dropna().unique().tolist())
     return Dataset(root=root, format="folder", images=images, annotations=_empty_annotations(),
-                   classes=classes, has_image_labels=True, has_boxes=False)
+                   classes=classes, has_image_labels=True, has_boxes=False,
+                   problems=finding_frame(_bad_name_problems(bad_names)))
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:
@@ -225,11 +249,13 @@ def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
     extra = kept.drop(columns=[c for c in (path_col, label_col, split_col) if c])
     extra.columns = [f"meta_{c}" if c in ("image_id", "label", "split") else str(c) for c in extra.columns]
     images = _images_frame(image_ids, labels, splits, extra)
-    dup = images["image_id"].duplicated(keep="first")
-    for i in images.loc[dup, "image_id"]:
-        problems.append(_problem(i, "missing_file", "listed more than once in the manifest; the first row is used",
-                                 "integrity"))
-    images = images.loc[~dup].reset_index(drop=True)
+    dup = images["image_id"].duplicated(keep=False)
+    for image_id, g in images.loc[dup].groupby("image_id", sort=True):
+        labels_seen = ", ".join(str(v) for v in g["label"].tolist())
+        problems.append(_problem(image_id, "listed_twice",
+                                 f"listed {len(g)} times in the manifest (labels: {labels_seen}); the first row is used",
+                                 "label"))
+    images = images.loc[~images["image_id"].duplicated(keep="first")].reset_index(drop=True)
     classes = _read_classes_txt(root) or sorted(images["label"].dropna().unique().tolist())
     ds = Dataset(root=root, format="csv", images=images, annotations=_empty_annotations(),
                  classes=classes, has_image_labels=label_col is not None, has_boxes=False,
@@ -323,32 +349,60 @@ def _split_from_path(image_id: str):
     return pd.NA
 
 
+def _strip_comment(line: str) -> str:
+    """A YAML line without its trailing '# comment' (a '#' inside quotes is kept)."""
+    quote = None
+    for k, ch in enumerate(line):
+        if ch in "'\"":
+            quote = None if quote == ch else (ch if quote is None else quote)
+        elif ch == "#" and quote is None and (k == 0 or line[k - 1] in " \t"):
+            return line[:k].rstrip()
+    return line.rstrip()
+
+
+def _unquote(text: str) -> str:
+    return text.strip().strip("'\"").strip()
+
+
 def parse_yolo_names(text: str) -> list[str]:
-    """Class names from a YOLO data.yaml: `names: [a, b]`, a block list `- a`, or a map `0: a`.
-    (A small reader for this one key, so we need no YAML dependency.)"""
-    lines = text.splitlines()
+    """Class names from a YOLO data.yaml: `names: [a, b]` (also over several lines), a block list `- a`,
+    or a map `0: a`. (A small reader for this one key, so we need no YAML dependency.)"""
+    lines = [_strip_comment(line) for line in text.splitlines()]
     for k, line in enumerate(lines):
-        m = re.match(r"^names\s*:\s*(.*)$", line.strip())
-        if not m or line.startswith((" ", "\t")):
+        m = re.match(r"^names\s*:\s*(.*)$", line)
+        if not m:
             continue
         rest = m.group(1).strip()
         if rest.startswith("["):
-            body = rest.strip("[]")
-            return [x.strip().strip("'\"") for x in body.split(",") if x.strip()]
+            body = rest
+            j = k
+            while "]" not in body and j + 1 < len(lines):
+                j += 1
+                body += " " + lines[j].strip()
+            body = body[1:body.index("]")] if "]" in body else body[1:]
+            return [_unquote(x) for x in body.split(",") if _unquote(x)]
+        if rest.startswith("{"):
+            body = rest.strip("{}")
+            names = {}
+            for item in body.split(","):
+                key, _, val = item.partition(":")
+                if key.strip().isdigit():
+                    names[int(key)] = _unquote(val)
+            return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
         names: dict[int, str] = {}
         seq: list[str] = []
         for sub in lines[k + 1:]:
-            if not sub.strip() or sub.strip().startswith("#"):
+            if not sub.strip():
                 continue
             if not sub.startswith((" ", "\t", "-")):
                 break
-            s = sub.strip()
-            if s.startswith("-"):
-                seq.append(s[1:].strip().strip("'\""))
+            item = sub.strip()
+            if item.startswith("-"):
+                seq.append(_unquote(item[1:]))
             else:
-                mm = re.match(r"^(\d+)\s*:\s*(.+)$", s)
+                mm = re.match(r"^(\d+)\s*:\s*(.+)$", item)
                 if mm:
-                    names[int(mm.group(1))] = mm.group(2).strip().strip("'\"")
+                    names[int(mm.group(1))] = _unquote(mm.group(2))
         if seq:
             return seq
         if names:
@@ -356,38 +410,51 @@ def parse_yolo_names(text: str) -> list[str]:
     return []
 
 
+def _yolo_label_path(root: Path, image_id: str) -> Path | None:
+    """labels/<same path>.txt for the last 'images' folder on the image's path: root/images/... and
+    root/<split>/images/... (Roboflow, Ultralytics exports) alike."""
+    parts = image_id.split("/")
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] == "images":
+            rel = "/".join(parts[:k] + ["labels"] + parts[k + 1:])
+            return root / (os.path.splitext(rel)[0] + ".txt")
+    return None
+
+
 def load_yolo(root: Path) -> Dataset:
     classes = []
     if (root / "data.yaml").is_file():
         classes = parse_yolo_names((root / "data.yaml").read_text(encoding="utf-8", errors="replace"))
-    images_dir = root / "images" if (root / "images").is_dir() else root
-    image_ids = [i for i in walk_images(root) if i.startswith("images/") or images_dir == root]
-    problems: list[dict] = []
+    bad_names: list = []
+    all_images = walk_images(root, bad_names)
+    in_images_dir = [i for i in all_images if "images" in i.split("/")[:-1]]
+    image_ids = in_images_dir or all_images
+    problems: list[dict] = _bad_name_problems(bad_names)
     rows = []
     ann_id = 0
     for image_id in image_ids:
-        rel = image_id[len("images/"):] if image_id.startswith("images/") else image_id
-        label_path = root / "labels" / (os.path.splitext(rel)[0] + ".txt")
-        if not label_path.is_file():
+        label_path = _yolo_label_path(root, image_id)
+        if label_path is None or not label_path.is_file():
             continue
+        shown = label_path.relative_to(root).as_posix()
         try:
             text = label_path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            problems.append(_problem(image_id, "box_malformed", f"cannot read {label_path.name}: {exc}", "annotation"))
+            problems.append(_problem(image_id, "box_malformed", f"cannot read {shown}: {exc}", "annotation"))
             continue
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
             try:
-                cid = int(float(parts[0]))
-                cx, cy, w, h = (float(v) for v in parts[1:5])
                 if len(parts) < 5:
                     raise ValueError
+                cid = int(float(parts[0]))
+                cx, cy, w, h = (float(v) for v in parts[1:5])
             except (ValueError, IndexError):
                 problems.append(_problem(image_id, "box_malformed",
-                                         f"labels/{os.path.splitext(rel)[0]}.txt line {n}: '{line.strip()[:60]}' "
-                                         "is not 'class cx cy w h'", "annotation"))
+                                         f"{shown} line {n}: '{line.strip()[:60]}' is not 'class cx cy w h'",
+                                         "annotation"))
                 continue
             rows.append({"ann_id": ann_id, "image_id": image_id,
                          "category": classes[cid] if 0 <= cid < len(classes) else pd.NA,

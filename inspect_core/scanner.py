@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import stat
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -120,13 +121,19 @@ def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
 
 
 def _stat_all(root: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Size and mtime of each file; -1 (never a cache hit) for files missing, outside the root, or not regular."""
     sizes = np.full(len(image_ids), -1, np.int64)
     mtimes = np.zeros(len(image_ids), np.int64)
     root_s = str(root)
+    dir_cache: dict = {}
     for k, i in enumerate(image_ids):
         try:
-            st = os.stat(os.path.join(root_s, i))
-            sizes[k], mtimes[k] = st.st_size, st.st_mtime_ns
+            path = filescan.inside_root(root_s, i, dir_cache)
+            if path is None:
+                continue
+            st = os.stat(path)
+            if stat.S_ISREG(st.st_mode):
+                sizes[k], mtimes[k] = st.st_size, st.st_mtime_ns
         except (OSError, ValueError):
             pass
     return sizes, mtimes

@@ -7,6 +7,7 @@ CHECKS = {
     "missing_label": "The image has no label (e.g. it sits directly in a split folder, or its manifest label is empty).",
     "unknown_label": "The label is not in the class list (classes.txt, data.yaml, or the COCO categories).",
     "conflicting_labels": "An exact or near duplicate of this image carries a different label: one of them is wrong.",
+    "listed_twice": "The manifest lists this path more than once (maybe with different labels); the first row is used.",
 }
 
 

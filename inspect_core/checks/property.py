@@ -13,8 +13,10 @@ from .registry import finding, register
 
 K_ROBUST = 4.0
 CHECKS = {
-    "dark": "Mean brightness far below the dataset's (and below 0.25 on a 0-1 scale).",
-    "overexposed": "Mean brightness far above the dataset's (and above 0.85).",
+    "dark": ("Mean brightness far below the dataset's (median - 4 robust sd, but at least 0.35 x median) "
+             "and below 0.25 on a 0-1 scale."),
+    "overexposed": ("Mean brightness far above the dataset's (median + 4 robust sd, but at most "
+                    "1 - 0.35 x (1 - median)) and above 0.85."),
     "low_contrast": "Brightness spread (std) far below the dataset's (and below 0.08).",
     "blurry": ("Sharpness far below the dataset's: variance of the Laplacian at the scan's 80 px size divided by the "
                "grey-level variance (so low contrast alone does not read as blur), on a log scale."),
@@ -35,7 +37,10 @@ def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
 
 
 def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="{:.3f}", min_scale=0.0,
-              k=K_ROBUST):
+              k=K_ROBUST, relative=None):
+    """Flag values beyond median -/+ k robust sd. ``relative`` (on a 0..1 quantity) keeps the cut from running
+    off the scale when the spread is wide: on the low side the cut is at least median*relative, on the high side
+    at most 1-(1-median)*relative. ``absolute`` then caps the cut (low side) or floors it (high side)."""
     raw = img[column].to_numpy(dtype=float)
     v = np.log(np.clip(raw, 1e-6, None)) if log else raw
     ok = img["error_kind"].isna().to_numpy() & np.isfinite(v)
@@ -45,11 +50,18 @@ def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="
     scale = max(scale, min_scale)
     adaptive = med - k * scale if side == "low" else med + k * scale
     cut = adaptive
+    rel_cut = None
+    if relative is not None:
+        rel_cut = med * relative if side == "low" else 1.0 - (1.0 - med) * relative
+        cut = max(cut, rel_cut) if side == "low" else min(cut, rel_cut)
     if absolute is not None:
-        cut = min(adaptive, absolute) if side == "low" else max(adaptive, absolute)
+        cut = min(cut, absolute) if side == "low" else max(cut, absolute)
     hit = ok & ((v < cut) if side == "low" else (v > cut))
     show = (lambda t: fmt.format(np.exp(t))) if log else (lambda t: fmt.format(t))
     how = (f"median {show(med)} {'-' if side == 'low' else '+'} {k:g} robust sd"
+           + (f", kept {'above' if side == 'low' else 'below'} {show(rel_cut)} ("
+              + (f"{relative:g} x median" if side == "low" else f"1 - {relative:g} x (1 - median)") + ")"
+              if rel_cut is not None else "")
            + (f", {'capped' if side == 'low' else 'floored'} at {show(absolute)}" if absolute is not None else "")
            + (" (on a log scale)" if log else ""))
     out = []
@@ -67,8 +79,8 @@ def check_property(ctx):
     img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
     img["aspect_ratio"] = img["width_px"] / img["height_px"].where(img["height_px"] > 0)
     out = []
-    out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02)
-    out += _outliers(img, "brightness", "overexposed", "high", absolute=0.85, min_scale=0.02)
+    out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02, relative=0.35)
+    out += _outliers(img, "brightness", "overexposed", "high", absolute=0.85, min_scale=0.02, relative=0.35)
     out += _outliers(img, "contrast", "low_contrast", "low", absolute=0.08, min_scale=0.01)
     img["sharpness"] = img["blur_laplacian_var"] / np.maximum((img["contrast"] * 255.0) ** 2, 1.0)
     # sharpness spreads widely on a log scale (textures vs smooth scenes): a slightly lower K

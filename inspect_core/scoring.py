@@ -603,3 +603,36 @@ def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Se
     table = build_table(frame, full, names, errors)
     return ScoreResult(table=table, probs=full, class_names=list(names), source={"kind": "predictions",
                        "predictions_path": str(path), "values": kind}, elapsed_s=time.perf_counter() - t0, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of a scores table
+# --------------------------------------------------------------------------------------------
+
+def confusion_matrix(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Counts: rows = given label, columns = predicted class (scored, labelled images only)."""
+    names = list(class_names)
+    ok = (table["label_index"] >= 0) & (table["pred_index"] >= 0)
+    counts = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(counts, (table.loc[ok, "label_index"].to_numpy(dtype=np.int64),
+                       table.loc[ok, "pred_index"].to_numpy(dtype=np.int64)), 1)
+    frame = pd.DataFrame(counts, index=pd.Index(names, name="given"), columns=pd.Index(names, name="predicted"))
+    return frame
+
+
+def per_class_metrics(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Per given class: n_images, accuracy (recall), precision, mean_loss, median_loss, n_errors."""
+    names = list(class_names)
+    ok = (table["label_index"] >= 0) & (table["pred_index"] >= 0)
+    t = table[ok]
+    rows = []
+    for j, name in enumerate(names):
+        given = t[t["label_index"] == j]
+        predicted = t[t["pred_index"] == j]
+        rows.append({"class": name, "n_images": len(given),
+                     "accuracy": float((given["pred_index"] == j).mean()) if len(given) else np.nan,
+                     "precision": float((predicted["label_index"] == j).mean()) if len(predicted) else np.nan,
+                     "mean_loss": float(given["loss"].mean()) if len(given) else np.nan,
+                     "median_loss": float(given["loss"].median()) if len(given) else np.nan,
+                     "n_errors": int((given["pred_index"] != j).sum())})
+    return pd.DataFrame(rows)

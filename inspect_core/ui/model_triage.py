@@ -1,0 +1,317 @@
+"""Helpers for the Model triage page: choosing a model / predictions file, scoring with progress and
+cancel, the worst-loss grid, the confusion matrix, per-class tables, "what the model sees", sanity checks.
+
+Pure helpers (``filter_scores``, ``confusion_points``) take and return DataFrames; the rest draw with
+Streamlit. User text (labels, paths) is shown with st.text / st.dataframe / md_escape, never as HTML.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
+from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, Preprocess,
+                                     PreprocessError, find_sidecar, read_preprocess, what_the_model_sees)
+from inspect_core.thumbs import display_image, image_bytes, thumbnails
+from inspect_core.ui.text import label_text, md_escape
+
+log = logging.getLogger(__name__)
+
+K = "di_mt_"                    # session-state key prefix of this page
+RESULT_KEY = K + "result"       # {"key": str, "result": ScoreResult, "issues": DataFrame}
+SELECTED_KEY = K + "selected"
+ANY = "(any)"
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+def filter_scores(issues: pd.DataFrame, *, given=(), predicted=(), splits=(), pair: tuple[str, str] | None = None,
+                  only_flagged: bool = False, only_wrong: bool = False) -> pd.DataFrame:
+    """Rows of a ``rank_label_issues`` table matching the filters, worst loss first."""
+    rows = issues
+    if given:
+        rows = rows[rows["given_label"].isin(list(given))]
+    if predicted:
+        rows = rows[rows["pred_label"].isin(list(predicted))]
+    if splits:
+        rows = rows[rows["split"].isin(list(splits))]
+    if pair is not None:
+        rows = rows[(rows["given_label"] == pair[0]) & (rows["pred_label"] == pair[1])]
+    if only_flagged:
+        rows = rows[rows["cl_issue"]]
+    if only_wrong:
+        rows = rows[rows["given_label"] != rows["pred_label"]]
+    return rows.sort_values("loss_rank", kind="stable")
+
+
+def confusion_points(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Long form of a confusion matrix: given, predicted, count (one row per cell)."""
+    long = matrix.stack().rename("count").reset_index()
+    long.columns = ["given", "predicted", "count"]
+    return long
+
+
+def confusion_figure(matrix: pd.DataFrame):
+    """A clickable confusion matrix: one square marker per cell, coloured and labelled by count."""
+    import plotly.graph_objects as go
+    pts = confusion_points(matrix)
+    size = max(18, min(60, int(420 / max(1, len(matrix)))))
+    fig = go.Figure(go.Scatter(
+        x=pts["predicted"], y=pts["given"], mode="markers+text", text=pts["count"].astype(str),
+        customdata=np.stack([pts["given"], pts["predicted"]], axis=1),
+        marker={"symbol": "square", "size": size, "color": np.log1p(pts["count"]), "colorscale": "Blues",
+                "line": {"width": 1, "color": "#888"}},
+        hovertemplate="given %{y}<br>predicted %{x}<br>%{text} images<extra></extra>"))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="given label", height=120 + size * len(matrix),
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select")
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=list(matrix.index))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(matrix.columns), side="top")
+    return fig
+
+
+def selected_cell(event) -> tuple[str, str] | None:
+    """(given, predicted) of the clicked confusion-matrix cell, from a plotly selection event."""
+    try:
+        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for p in points or []:
+        given, predicted = p.get("y"), p.get("x")
+        if given is not None and predicted is not None:
+            return str(given), str(predicted)
+    return None
+
+
+# -- choosing the model ---------------------------------------------------------------------------
+def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess | None:
+    """The preprocessing form (when no sidecar is found). Returns a spec or None after an error."""
+    c1, c2, c3 = st.columns(3)
+    width_px = c1.number_input("Input width (px)", 8, 4096, 224, key=f"{key}_w")
+    height_px = c1.number_input("Input height (px)", 8, 4096, 224, key=f"{key}_h")
+    resize = c2.selectbox("Resize", RESIZE_MODES, index=1, key=f"{key}_resize")
+    shorter = c2.number_input("Shorter side before crop (px)", 8, 8192, 256, key=f"{key}_shorter")
+    order = c3.selectbox("Channel order", CHANNEL_ORDERS, key=f"{key}_order")
+    mean = c3.text_input("Mean (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_MEAN), key=f"{key}_mean")
+    std = c3.text_input("Std (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_STD), key=f"{key}_std")
+    names = st.text_area("Class names in the model's output order (one per line)", "\n".join(class_names),
+                         key=f"{key}_classes")
+    try:
+        return Preprocess.from_dict({
+            "input_size": [int(width_px), int(height_px)], "resize": resize, "resize_shorter_px": int(shorter),
+            "channel_order": order, "mean": [float(v) for v in mean.split(",") if v.strip()],
+            "std": [float(v) for v in std.split(",") if v.strip()],
+            "class_names": [ln.strip() for ln in names.splitlines() if ln.strip()]}, source="the form")
+    except (PreprocessError, ValueError) as exc:
+        st.error(md_escape(str(exc)))
+        return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_model(path: str, stamp: str, spec_json: str, factory: str | None):
+    spec = Preprocess.from_dict(json.loads(spec_json))
+    return load_model(path, spec, factory=factory or None)
+
+
+def get_model(path: str, spec: Preprocess, factory: str | None):
+    """The loaded model (cached per file version, preprocessing and factory), or raises ModelLoadError."""
+    p = Path(path).expanduser()
+    try:
+        st_ = p.stat()
+        stamp = f"{st_.st_size}:{st_.st_mtime_ns}"
+    except OSError:
+        stamp = "missing"
+    return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory)
+
+
+def spec_for_model(model_path: str, preprocess_path: str, class_names: list[str]) -> Preprocess | None:
+    """The preprocessing: the given file, else the sidecar beside the model, else the form."""
+    if preprocess_path.strip():
+        try:
+            return read_preprocess(preprocess_path.strip())
+        except PreprocessError as exc:
+            st.error(md_escape(str(exc)))
+            return None
+    sidecar = find_sidecar(Path(model_path).expanduser()) if model_path else None
+    if sidecar is not None:
+        try:
+            spec = read_preprocess(sidecar)
+        except PreprocessError as exc:
+            st.error(md_escape(str(exc)))
+            return None
+        st.caption(md_escape(f"Preprocessing from {sidecar.name}: input {spec.input_size[0]}x{spec.input_size[1]} px, "
+                             f"{spec.resize}, {spec.channel_order}, {len(spec.class_names)} classes"))
+        return spec
+    st.info("No preprocessing file beside the model (model.preprocess.json): describe how the model was trained.")
+    return preprocess_form(class_names)
+
+
+# -- scoring ----------------------------------------------------------------------------------------
+def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
+    """Score with a progress bar; a click on Cancel stops it (Streamlit interrupts the run)."""
+    from inspect_core.scoring import ScoringCancelled, score_dataset
+    from inspect_core.ui.state import _plain_main_module
+    bar = st.progress(0.0, text="Scoring...")
+    st.button("Cancel scoring", key=cancel_key, on_click=lambda: st.session_state.update({cancel_key + "_flag": True}))
+    st.session_state[cancel_key + "_flag"] = False
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"Scored {done:,} of {total:,} images")
+
+    def cancelled() -> bool:
+        return bool(st.session_state.get(cancel_key + "_flag"))
+
+    try:
+        with _plain_main_module():
+            result = score_dataset(model, scan.dataset.root, scan.images, workspace=scan.workspace,
+                                   progress=progress, cancel=cancelled)
+    except ScoringCancelled:
+        bar.empty()
+        st.warning("Scoring cancelled; nothing was saved.")
+        return None
+    except Exception as exc:  # noqa: BLE001 - a model failing mid-run is shown, not raised
+        bar.empty()
+        st.error(md_escape(f"Scoring failed: {' '.join(str(exc).split())[:300]}"))
+        return None
+    bar.empty()
+    return result
+
+
+def remember_result(result, key: str) -> dict:
+    from inspect_core.label_issues import rank_label_issues
+    issues = rank_label_issues(result.table, result.probs, result.class_names)
+    entry = {"key": key, "result": result, "issues": issues}
+    st.session_state[RESULT_KEY] = entry
+    st.session_state.pop(SELECTED_KEY, None)
+    return entry
+
+
+def source_key(*parts) -> str:
+    return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+# -- drawing results ---------------------------------------------------------------------------------
+def probs_frame(result, image_id: str) -> pd.DataFrame:
+    pos = result.table.index[result.table["image_id"] == image_id]
+    if len(pos) == 0:
+        return pd.DataFrame(columns=["class", "probability"])
+    p = result.probs[pos[0]]
+    frame = pd.DataFrame({"class": result.class_names, "probability": p.astype(float)})
+    return frame.sort_values("probability", ascending=False).reset_index(drop=True)
+
+
+def _top_probs_text(result, image_id: str, n: int = 3) -> str:
+    frame = probs_frame(result, image_id).head(n)
+    return ", ".join(f"{c} {p:.2f}" for c, p in zip(frame["class"], frame["probability"]))
+
+
+def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6) -> None:
+    """Thumbnails with given vs predicted label, loss and top probabilities; Open selects one."""
+    if rows.empty:
+        st.info("No scored images match these filters.")
+        return
+    ids = [str(i) for i in rows["image_id"]]
+    thumbs = thumbnails(scan.dataset.root, ids, scan.workspace)
+    records = rows.to_dict(orient="records")
+    for start in range(0, len(records), n_cols):
+        cols = st.columns(n_cols)
+        for col, rec, th in zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols]):
+            with col:
+                iid = str(rec["image_id"])
+                st.image(th.data, width="stretch")
+                flag = " | CL flag" if rec.get("cl_issue") else ""
+                st.caption(md_escape(f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
+                                     f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}"))
+                st.caption(md_escape(_top_probs_text(result, iid)))
+                st.button("Open", key=f"{K}open_{hashlib.sha1(iid.encode()).hexdigest()[:12]}", help=iid,
+                          on_click=lambda i=iid: st.session_state.update({SELECTED_KEY: i}), width="stretch")
+
+
+def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
+    """'What the model sees': the original and the exact model input decoded back into a picture."""
+    if spec is None:
+        st.info("The preprocessing is unknown for a predictions file: load a model to see its input.")
+        return
+    path = scan.dataset.path_of(image_id) if hasattr(scan.dataset, "path_of") else None
+    if path is None:
+        st.warning("This image lies outside the dataset root; it is not opened.")
+        return
+    try:
+        arr, picture = what_the_model_sees(path, spec)
+    except Exception as exc:  # noqa: BLE001 - unreadable file
+        st.warning(md_escape(f"Cannot read this image: {' '.join(str(exc).split())[:160]}"))
+        return
+    c1, c2 = st.columns(2)
+    original, _scale, reason = display_image(scan.dataset.root, image_id, max_side_px=512)
+    with c1:
+        st.text("The file")
+        if original is not None:
+            st.image(image_bytes(original), width="stretch")
+        else:
+            st.warning(md_escape(f"Cannot show this image: {reason}"))
+    with c2:
+        st.text(f"What the model sees: {spec.input_size[0]}x{spec.input_size[1]} px, {spec.channel_order}")
+        big = picture.resize((picture.width * 4, picture.height * 4), 0) if max(picture.size) < 128 else picture
+        st.image(image_bytes(big.convert("RGB"), fmt="PNG"), width="stretch")
+    stats = pd.DataFrame({"channel": [f"{i}" for i in range(arr.shape[0])],
+                          "mean": arr.reshape(arr.shape[0], -1).mean(axis=1),
+                          "std": arr.reshape(arr.shape[0], -1).std(axis=1),
+                          "min": arr.reshape(arr.shape[0], -1).min(axis=1),
+                          "max": arr.reshape(arr.shape[0], -1).max(axis=1)})
+    st.caption(md_escape(f"Tensor shape {tuple(arr.shape)} (channels, height, width), float32, after resize "
+                         f"{spec.resize}, scaling to 0..1 and (x - mean) / std; the picture is that tensor decoded back."))
+    st.dataframe(stats, hide_index=True, width="stretch")
+
+
+def batch_check(model, scan, result, n_images: int = 8):
+    """Batch-independence check on up to ``n_images`` readable images of the scan."""
+    import torch
+
+    from inspect_core.preprocess import image_to_array, load_image_file
+    from inspect_core.sanity import batch_independence
+    arrays = []
+    for image_id in result.table.loc[result.table["error"].isna(), "image_id"].head(4 * n_images):
+        path = scan.dataset.path_of(str(image_id))
+        if path is None:
+            continue
+        try:
+            arrays.append(image_to_array(load_image_file(path), model.spec))
+        except Exception:  # noqa: BLE001
+            continue
+        if len(arrays) >= n_images:
+            break
+    if len(arrays) < 2:
+        return None
+    x = torch.from_numpy(np.stack(arrays)).to(model.device)
+    return batch_independence(model.forward, x)
+
+
+def sanity_panel(result, model=None, scan=None) -> None:
+    from inspect_core.sanity import baselines, baselines_frame, embedding_findings
+    base = baselines(result.table, result.class_names)
+    if not base:
+        st.info("No labelled, scored images: the baselines need labels.")
+    else:
+        for b in base:
+            (st.success if b.ok else st.error)(md_escape(f"{b.split}: " + "; ".join(b.verdicts)))
+        st.dataframe(baselines_frame(base), hide_index=True, width="stretch")
+    if model is not None and scan is not None:
+        if st.button("Run the batch-independence check", key=K + "batch_check"):
+            check = batch_check(model, scan, result)
+            if check is None:
+                st.warning("Not enough readable images for the batch-independence check.")
+            else:
+                (st.success if check.ok else st.error)(md_escape(check.detail))
+    if result.embeddings is None:
+        st.caption("The model gives no embedding here (no final nn.Linear or embed method): kNN checks skipped.")
+    else:
+        dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
+        st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")
+        if len(dups):
+            st.dataframe(dups.head(200), hide_index=True, width="stretch")
+        if len(outliers):
+            st.dataframe(outliers.head(200), hide_index=True, width="stretch")

@@ -1,0 +1,170 @@
+"""Model triage: load your trained model (or a predictions file), score every image, fix the worst labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from inspect_core.models import TRUST_WARNING, ModelLoadError
+from inspect_core.scoring import PredictionsError, confusion_matrix, per_class_metrics, score_predictions
+from inspect_core.ui import model_triage as mt
+from inspect_core.ui import state
+from inspect_core.ui.text import label_text, md_escape
+from inspect_core.ui.widgets import decision_widget
+
+st.set_page_config(page_title="Model triage - Dataset Inspector", layout="wide")
+st.title("Model triage")
+
+scan = state.require_scan()
+store = state.store_for(scan)
+classes = list(scan.dataset.classes)
+
+# -- source: a model file or a predictions file -------------------------------------------------------
+source = st.segmented_control("Scores from", ["Model file", "Predictions file"], default="Model file",
+                              key=mt.K + "source") or "Model file"
+model = None
+spec = None
+if source == "Model file":
+    st.warning(TRUST_WARNING)
+    model_path = st.text_input("Model file (TorchScript, .pt2, or state dict)", key=mt.K + "model",
+                               placeholder="/path/to/model.pt2").strip()
+    c1, c2 = st.columns(2)
+    factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
+                            placeholder="mypkg.models:make_model").strip()
+    pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",
+                             key=mt.K + "preprocess").strip()
+    if not model_path:
+        st.info("Type the path of your trained model file to score every image, or switch to a predictions file. "
+                "The sample dataset ships one: sample_data/model/model.pt2.")
+        st.stop()
+    if not Path(model_path).expanduser().is_file():
+        st.error(md_escape(f"Model file {model_path} not found. Check the path (it is read on this machine)."))
+        st.stop()
+    spec = mt.spec_for_model(model_path, pre_path, classes)
+    if spec is None:
+        st.stop()
+    try:
+        model = mt.get_model(model_path, spec, factory or None)
+    except ModelLoadError as exc:
+        st.error(md_escape(str(exc)))
+        st.stop()
+    st.caption(md_escape(f"Loaded {model.kind} model on {model.device}; {model.n_classes} classes"))
+    key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint)
+    entry = st.session_state.get(mt.RESULT_KEY)
+    if entry is None or entry["key"] != key:
+        if st.button("Score every image", type="primary", key=mt.K + "score"):
+            result = mt.run_scoring(model, scan)
+            if result is not None:
+                mt.remember_result(result, key)
+                st.rerun()
+        st.stop()
+else:
+    pred_path = st.text_input("Predictions file (CSV / Parquet with image_id and per-class columns, or NPY)",
+                              key=mt.K + "pred").strip()
+    if not pred_path:
+        st.info("Type the path of a predictions file: image_id plus one probability or logit column per class "
+                "(or a probs / logits list column). No model is needed.")
+        st.stop()
+    try:
+        is_npy = pred_path.lower().endswith(".npy")
+        key = mt.source_key("pred", pred_path, Path(pred_path).expanduser().stat().st_mtime_ns
+                            if Path(pred_path).expanduser().exists() else 0, scan.fingerprint)
+        entry = st.session_state.get(mt.RESULT_KEY)
+        if entry is None or entry["key"] != key:
+            result = score_predictions(pred_path, scan.images, class_names=classes if is_npy else None)
+            mt.remember_result(result, key)
+    except PredictionsError as exc:
+        st.error(md_escape(str(exc)))
+        st.stop()
+
+entry = st.session_state[mt.RESULT_KEY]
+result, issues = entry["result"], entry["issues"]
+table = result.table
+
+# -- headline ---------------------------------------------------------------------------------------
+scored = table[table["error"].isna()]
+labelled = scored[scored["label_index"] >= 0]
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Scored images", f"{len(scored):,}")
+m2.metric("Errors", f"{int(table['error'].notna().sum()):,}")
+m3.metric("Accuracy", f"{labelled['correct'].astype(bool).mean():.1%}" if len(labelled) else "-")
+m4.metric("Mean loss", f"{labelled['loss'].mean():.3f}" if len(labelled) else "-")
+m5.metric("Confident-learning flags", f"{int(issues['cl_issue'].sum()):,}")
+if result.from_cache:
+    st.caption("Scores reopened from the workspace cache.")
+for note in result.notes:
+    st.caption(md_escape(note))
+
+tab_worst, tab_conf, tab_class, tab_sanity, tab_errors = st.tabs(
+    ["Worst losses", "Confusion matrix", "Per class", "Sanity checks", "Unscored images"])
+
+with tab_worst:
+    f1, f2, f3, f4 = st.columns(4)
+    given = f1.multiselect("Given class", result.class_names, key=mt.K + "f_given")
+    predicted = f2.multiselect("Predicted class", result.class_names, key=mt.K + "f_pred")
+    split_opts = sorted(str(s) for s in issues["split"].dropna().unique())
+    splits = f3.multiselect("Split", split_opts, key=mt.K + "f_split")
+    pairs = mt.confusion_points(confusion_matrix(table, result.class_names))
+    pairs = pairs[(pairs["given"] != pairs["predicted"]) & (pairs["count"] > 0)]
+    pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
+    pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
+    g1, g2, g3 = st.columns(3)
+    only_flagged = g1.toggle("Only confident-learning flags", key=mt.K + "f_flag")
+    only_wrong = g2.toggle("Only mispredicted", key=mt.K + "f_wrong")
+    n_show = g3.selectbox("Images shown", [24, 48, 96], key=mt.K + "f_n")
+    pair = None
+    if pair_choice != mt.ANY:
+        idx = pair_opts.index(pair_choice) - 1
+        pair = (str(pairs.iloc[idx]["given"]), str(pairs.iloc[idx]["predicted"]))
+    rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
+                            only_flagged=only_flagged, only_wrong=only_wrong)
+    st.text(f"{len(rows):,} scored images match; worst loss first")
+    selected = st.session_state.get(mt.SELECTED_KEY)
+    if selected:
+        rec = issues[issues["image_id"] == selected]
+        with st.container(border=True):
+            head, close = st.columns([6, 1])
+            head.text(selected)
+            if close.button("Close", key=mt.K + "close"):
+                st.session_state.pop(mt.SELECTED_KEY, None)
+                st.rerun()
+            if not rec.empty:
+                r = rec.iloc[0]
+                st.text(f"Given: {label_text(r['given_label'])}   Predicted: {label_text(r['pred_label'])}   "
+                        f"Suggested: {label_text(r['suggested_label'])}   Loss: {r['loss']:.3f}   "
+                        f"Loss rank: {r['loss_rank']}")
+            left, right = st.columns([3, 2])
+            with left:
+                mt.model_view(scan, spec, selected)
+            with right:
+                st.dataframe(mt.probs_frame(result, selected), hide_index=True, width="stretch")
+                current = scan.images.loc[scan.images["image_id"] == selected, "label"]
+                decision_widget(store, selected, current.iloc[0] if len(current) else None, classes,
+                                suggested_label=None if rec.empty else rec.iloc[0]["suggested_label"],
+                                key_prefix=mt.K + "dw")
+    mt.worst_grid(scan, result, rows.head(int(n_show)))
+
+with tab_conf:
+    matrix = confusion_matrix(table, result.class_names)
+    st.caption("Rows: given label; columns: predicted class. Click a cell to see its images.")
+    event = st.plotly_chart(mt.confusion_figure(matrix), on_select="rerun", selection_mode="points",
+                            key=mt.K + "confusion")
+    cell = mt.selected_cell(event)
+    if cell is not None:
+        cell_rows = mt.filter_scores(issues, pair=cell)
+        st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")
+        mt.worst_grid(scan, result, cell_rows.head(48))
+    st.dataframe(matrix, width="stretch")
+
+with tab_class:
+    st.dataframe(per_class_metrics(table, result.class_names), hide_index=True, width="stretch")
+
+with tab_sanity:
+    mt.sanity_panel(result, model=model, scan=scan)
+
+with tab_errors:
+    bad = table[table["error"].notna()][["image_id", "label", "split", "error"]]
+    if bad.empty:
+        st.text("Every image was scored.")
+    else:
+        st.dataframe(bad, hide_index=True, width="stretch")

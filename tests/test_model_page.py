@@ -1,0 +1,134 @@
+"""The Model triage page under AppTest: renders on sample_data with the sample model, clear messages for no
+model / a bad path / a bad file, a relabel made on the page reaches the review store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import inspect_core
+from inspect_core.review import ReviewStore
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGE = "pages/5_Model_triage.py"
+SAMPLE = REPO / "sample_data"
+MODEL = SAMPLE / "model" / "model.pt2"
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("model_page_xdg")
+
+
+@pytest.fixture(autouse=True)
+def _module_cache(_isolated_cache, cache_home, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
+@pytest.fixture(scope="module")
+def sample_scan(cache_home):
+    return inspect_core.scan(SAMPLE, workspace=cache_home / "dataset-inspector")
+
+
+def _page(sample_scan) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def _texts(at) -> str:
+    parts = [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.info]
+    parts += [e.value for e in at.error] + [e.value for e in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_no_model_bad_path_and_bad_file_give_clear_messages(sample_scan, tmp_path):
+    at = _page(sample_scan)
+    assert any("Type the path of your trained model" in e.value for e in at.info)
+    assert any("trust" in e.value for e in at.warning)
+    at.text_input(key="di_mt_model").set_value(str(tmp_path / "nope.pt")).run()
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    (tmp_path / "junk.preprocess.json").write_text((SAMPLE / "model" / "model.preprocess.json").read_text())
+    at.text_input(key="di_mt_model").set_value(str(junk)).run()
+    assert not at.exception
+    assert any("not a PyTorch file" in e.value for e in at.error), _texts(at)
+    # a state dict without its factory
+    at.text_input(key="di_mt_model").set_value(str(SAMPLE / "model" / "model_state.pt")).run()
+    assert any("factory" in e.value for e in at.error)
+
+
+def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan):
+    at = _page(sample_scan)
+    at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    assert not at.exception
+    at.button(key="di_mt_score").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    n_ok = int((sample_scan.images["image_id"].notna()).sum())
+    assert int(metrics["Scored images"].replace(",", "")) + int(metrics["Errors"]) == n_ok
+    acc = float(metrics["Accuracy"].rstrip("%"))
+    assert acc > 80
+    opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    assert len(opens) == 24
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv")
+    mislabeled = set(planted.loc[planted["check"] == "mislabeled", "image_id"])
+    shown = [b.help for b in opens]
+    assert len(mislabeled & set(shown)) >= 5          # the worst-loss grid surfaces planted mislabels
+    target = next(i for i in shown if i in mislabeled)
+    next(b for b in opens if b.help == target).click().run()
+    assert not at.exception
+    text = _texts(at)
+    assert "What the model sees: 96x72 px" in text and "Suggested:" in text
+    suggested = text.split("Suggested: ")[1].split()[0]
+    label_box = next(s for s in at.selectbox if s.label == "New label")
+    assert label_box.value == suggested                  # the suggested label is pre-filled
+    next(b for b in at.button if b.label == "Relabel").click().run()
+    assert not at.exception
+    dec = ReviewStore(sample_scan.workspace).decision_for(target)
+    given = sample_scan.images.set_index("image_id").loc[target, "label"]
+    assert dec["action"] == "relabel" and dec["new_label"] == suggested and dec["old_label"] == given
+
+    # filters: a confusion pair narrows the grid to that pair
+    pair = next(o for o in at.selectbox(key="di_mt_f_pair").options if o != "(any)")
+    at.selectbox(key="di_mt_f_pair").set_value(pair).run()
+    g, p = pair.split(" (")[0].split(" -> ")
+    n_pair = int(pair.rsplit("(", 1)[1].rstrip(")"))
+    shown = [b.help for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    assert len(shown) == min(n_pair, 24)
+    sub = sample_scan.images.set_index("image_id").loc[shown, "label"]
+    assert set(sub) == {g}
+
+    # reopening: scores come from the workspace cache
+    at2 = _page(sample_scan)
+    at2.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    at2.button(key="di_mt_score").click().run()
+    assert not at2.exception
+    assert "reopened from the workspace cache" in _texts(at2)
+
+
+def test_predictions_file_needs_no_model(sample_scan, tmp_path):
+    from inspect_core.models import load_model
+    from inspect_core.preprocess import read_preprocess
+    from inspect_core.scoring import score_dataset
+    spec = read_preprocess(SAMPLE / "model" / "model.preprocess.json")
+    res = score_dataset(load_model(MODEL, spec), SAMPLE, sample_scan.dataset.images, workers=0)
+    path = tmp_path / "preds.csv"
+    res.to_frame()[["image_id"] + [f"prob_{c}" for c in res.class_names]].dropna().to_csv(path, index=False)
+    at = _page(sample_scan)
+    at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
+    at.text_input(key="di_mt_pred").set_value(str(path)).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Scored images"] == f"{int(res.table['error'].isna().sum()):,}"
+    at.text_input(key="di_mt_pred").set_value(str(tmp_path / "missing.csv")).run()
+    assert any("not found" in e.value for e in at.error)

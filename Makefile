@@ -21,6 +21,9 @@ test: setup
 
 bench: setup
 	$(BIN)/pip install -q -r bench/requirements.txt
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_scan.py --n 2000 --runs 3
+	$(BIN)/python bench/bench_neardup.py recall
+	$(BIN)/python bench/bench_neardup.py million --n 1000000 --runs 3
+	$(BIN)/python bench/bench_rescan.py --n 100000 --runs 3
 
 .PHONY: setup app test bench

@@ -120,3 +120,24 @@ def test_format_override_coco(tmp_path, textured):
         ("photos/set1/0.jpg", "box_outside_image"), ("photos/set1/2.jpg", "no_boxes")]
     images = pd.read_parquet(out / "images.parquet").set_index("image_id")
     assert images["n_boxes"].to_dict() == {"photos/set1/0.jpg": 1, "photos/set1/1.jpg": 1, "photos/set1/2.jpg": 0}
+
+
+def test_manifest_option(tmp_path, textured):
+    root = tmp_path / "ds"
+    (root / "pics").mkdir(parents=True)
+    for k in range(3):
+        textured(k, (40, 30)).save(root / "pics" / f"{k}.jpg")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label,split,source\npics/0.jpg,a,train,web\npics/1.jpg,b,train,web\n"
+                        "pics/2.jpg,a,valid,cam\npics/9.jpg,b,train,web\n")
+    out = tmp_path / "r"
+    proc = run_cli("scan", root, "--format", "csv", "--manifest", manifest, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    images = pd.read_parquet(out / "images.parquet").set_index("image_id")
+    assert images[["label", "split", "source"]].to_dict("index") == {
+        "pics/0.jpg": {"label": "a", "split": "train", "source": "web"},
+        "pics/1.jpg": {"label": "b", "split": "train", "source": "web"},
+        "pics/2.jpg": {"label": "a", "split": "val", "source": "cam"},
+        "pics/9.jpg": {"label": "b", "split": "train", "source": "web"}}
+    findings = pd.read_parquet(out / "findings.parquet")
+    assert ("pics/9.jpg", "missing_file") in set(zip(findings["image_id"], findings["check"]))

@@ -412,3 +412,21 @@ def test_file_name_that_is_not_utf8_does_not_stop_the_scan(tmp_path):
     result = inspect_core.scan(root, workers=1)
     assert "cat/ok.jpg" in set(result.images["image_id"])
     assert any("bad" in i for i in result.findings["image_id"]), "the badly named file is not reported"
+
+
+def test_boxes_from_an_explicit_coco_file_outside_the_root(tmp_path):
+    root = tmp_path / "ds"
+    save(root / "cat" / "a.jpg", size=(30, 20))
+    save(root / "cat" / "b.jpg", size=(30, 20), colour=(1, 2, 3))
+    boxes = tmp_path / "labels" / "boxes.json"
+    boxes.parent.mkdir()
+    boxes.write_text(json.dumps(_coco(
+        images=[{"id": 5, "file_name": "cat/b.jpg"}],
+        annotations=[{"id": 1, "image_id": 5, "category_id": 2, "bbox": [2, 3, 4, 5]}],
+        categories=[{"id": 2, "name": "ear"}])))
+    assert not load_dataset(root).has_boxes
+    ds = load_dataset(root, boxes=boxes)
+    assert ds.format == "folder" and ds.has_boxes
+    assert records(ds.annotations, BOX_COLS) == [("cat/b.jpg", "ear", 2.0, 3.0, 4.0, 5.0)]
+    result = inspect_core.scan(root, boxes=boxes, workers=1)
+    assert sorted(zip(result.findings["image_id"], result.findings["check"])) == [("cat/a.jpg", "no_boxes")]

@@ -90,9 +90,6 @@ def test_property_outlier_is_flagged_alone(tmp_path, textured, check):
     assert int(result.images[f"is_{check}"].sum()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: checks/property.py dark/overexposed cut = min(median - 4 robust sd, 0.25) "
-                   "(max(median + 4 robust sd, 0.85)); with the brightness spread of real photos (robust sd ~0.12-0.16) "
-                   "the cut falls below 0 (above 1), so a nearly black (white) image is never flagged")
 @pytest.mark.parametrize("check", ["dark", "overexposed"])
 def test_exposure_outlier_is_flagged_among_photos_of_natural_brightness(tmp_path, textured, check):
     root = tmp_path / "ds"

@@ -358,34 +358,30 @@ def test_unicode_and_punctuation_in_names(tmp_path):
     assert result.findings.empty
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: loaders.load_manifest reports a path listed twice in the manifest as "
-                   "check 'missing_file' on an image that exists")
 def test_manifest_listing_a_file_twice_does_not_call_it_missing(tmp_path):
     root = _manifest_root(tmp_path)
     (root / "manifest.csv").write_text("path,label\nimg/a.jpg,cat\nimg/a.jpg,dog\nimg/b.jpg,cat\nimg/c.jpg,cat\n")
     result = inspect_core.scan(root, workers=1)
     assert records(result.images, ["image_id", "label"]) == [("img/a.jpg", "cat"), ("img/b.jpg", "cat"),
                                                              ("img/c.jpg", "cat")]
-    assert ("img/a.jpg", "missing_file") not in set(zip(result.findings["image_id"], result.findings["check"]))
+    found = set(zip(result.findings["image_id"], result.findings["check"]))
+    assert ("img/a.jpg", "missing_file") not in found
+    assert ("img/a.jpg", "listed_twice") in found
+    detail = result.issues("listed_twice")["detail"].iloc[0]
+    assert "2 times" in detail and "cat" in detail and "dog" in detail
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: loaders.parse_yolo_names keeps a trailing '# comment' as part of "
-                   "the last class name (flow list and map forms)")
 def test_yolo_names_with_inline_comments():
     from inspect_core.loaders import parse_yolo_names
     assert parse_yolo_names("nc: 2  # classes\nnames: ['cat', 'dog']  # class names\n") == ["cat", "dog"]
     assert parse_yolo_names("names:\n  0: person  # people\n  1: car\n") == ["person", "car"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: loaders.parse_yolo_names returns [] for a flow list that spans lines")
 def test_yolo_names_flow_list_over_several_lines():
     from inspect_core.loaders import parse_yolo_names
     assert parse_yolo_names("names: [\n  'cat', 'dog',\n  'bird']\nnc: 3\n") == ["cat", "dog", "bird"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG/limitation: loaders.load_yolo only reads labels/ beside images/ at the "
-                   "root; the common export layout <split>/images + <split>/labels (Roboflow, Ultralytics) loads "
-                   "0 boxes, so every image is reported no_boxes")
 def test_yolo_split_first_layout(tmp_path):
     root = tmp_path / "yolo"
     for split in ("train", "valid"):
@@ -400,9 +396,6 @@ def test_yolo_split_first_layout(tmp_path):
     assert len(ds.annotations) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a file name that is not valid UTF-8 crashes load_dataset "
-                   "(loaders._images_frame: pandas' str dtype cannot hold the surrogate-escaped name), so one "
-                   "badly named file stops the whole scan")
 def test_file_name_that_is_not_utf8_does_not_stop_the_scan(tmp_path):
     root = tmp_path / "ds"
     save(root / "cat" / "ok.jpg", size=(10, 10))
@@ -411,7 +404,9 @@ def test_file_name_that_is_not_utf8_does_not_stop_the_scan(tmp_path):
         fh.write((root / "cat" / "ok.jpg").read_bytes())
     result = inspect_core.scan(root, workers=1)
     assert "cat/ok.jpg" in set(result.images["image_id"])
-    assert any("bad" in i for i in result.findings["image_id"]), "the badly named file is not reported"
+    bad_findings = result.findings[result.findings["image_id"].str.contains("bad")]
+    assert bad_findings["check"].tolist() == ["unreadable"], "the badly named file is not reported"
+    assert "UTF-8" in bad_findings["detail"].iloc[0]
 
 
 def test_boxes_from_an_explicit_coco_file_outside_the_root(tmp_path):

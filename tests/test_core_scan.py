@@ -227,6 +227,38 @@ def test_scan_writes_nothing_into_the_dataset(tmp_path, textured):
     assert (ws / "scan" / "images.parquet").is_file()
 
 
+def test_rescan_sees_changed_labels_class_list_and_boxes_without_rereading_files(tmp_path, textured):
+    """Nothing but the label files change: no image is read again, yet the findings follow the new labels."""
+    import json
+
+    root = tmp_path / "ds"
+    make_good(root, textured, n=4, folder="cat")
+    (root / "classes.txt").write_text("cat\n")
+    first = inspect_core.scan(root, workers=1)
+    assert first.findings.empty
+
+    (root / "classes.txt").write_text("dog\n")
+    renamed = inspect_core.scan(root, workers=1)
+    assert renamed.summary["files_read"] == 0
+    assert sorted(renamed.issues("unknown_label")["image_id"]) == [f"cat/img_{k:03d}.jpg" for k in range(4)]
+
+    (root / "classes.txt").write_text("cat\n")
+    (root / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "cat/img_000.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [90, 0, 20, 20]}],
+        "categories": [{"id": 1, "name": "cat"}]}))
+    boxed = inspect_core.scan(root, workers=1)
+    assert boxed.summary["files_read"] == 0
+    assert pairs_of(boxed.findings) == {("cat/img_000.jpg", "box_outside_image"), ("cat/img_001.jpg", "no_boxes"),
+                                        ("cat/img_002.jpg", "no_boxes"), ("cat/img_003.jpg", "no_boxes")}
+    assert boxed.images.set_index("image_id").loc["cat/img_000.jpg", "n_boxes"] == 1
+    assert boxed.fingerprint != first.fingerprint
+
+    (root / "annotations.json").unlink()
+    again = inspect_core.scan(root, workers=1)
+    assert again.findings.empty and again.fingerprint == first.fingerprint
+
+
 def test_damaged_cache_is_rebuilt_not_fatal(tmp_path, textured):
     root = tmp_path / "ds"
     make_good(root, textured, n=4)

@@ -118,6 +118,24 @@ def open_image(page, image_id: str) -> None:
     wait_idle(page)
 
 
+SAMPLE_MODEL = "sample_data/model/model.pt2"
+
+
+def model_triage_shot(page, base: str, out: Path) -> None:
+    """The model triage page after scoring sample_data with its sample model."""
+    goto(page, base + "/Model_triage", "Model triage")
+    box = page.get_by_test_id("stMain").get_by_label("Model file (TorchScript, .pt2, or state dict)")
+    box.fill(SAMPLE_MODEL)
+    box.press("Enter")
+    wait_idle(page)
+    page.get_by_test_id("stMain").get_by_role("button", name="Score every image").click()
+    page.get_by_text("Cancel scoring").first.wait_for(timeout=30_000)
+    page.get_by_text("Cancel scoring").first.wait_for(state="detached", timeout=180_000)
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    shot(page, out, "model_triage")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "bench" / "screenshots"))
@@ -176,6 +194,8 @@ def main() -> int:
                 shot(page, out, "distributions")
                 goto(page, base + "/Review", "Export")
                 shot(page, out, "review")
+                if (REPO / "pages" / "5_Model_triage.py").is_file() and (REPO / SAMPLE_MODEL).is_file():
+                    model_triage_shot(page, base, out)
                 browser.close()
         finally:
             proc.terminate()

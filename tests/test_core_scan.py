@@ -275,6 +275,32 @@ def test_rescan_with_missing_and_outside_paths_reads_nothing(tmp_path, textured)
     assert (again.summary["files_read"], again.summary["files_from_cache"]) == (0, 2)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: scanner._write_cache and _write_parquet use one fixed temporary name "
+                   "(filecache.parquet.tmp, images.parquet.tmp ...), so two scans of one dataset at once (two app "
+                   "sessions, or the app and the CLI) replace each other's temporary file and one fails with "
+                   "FileNotFoundError (CLI exit 2). Seen 4 times in 18 runs of three concurrent CLI scans. "
+                   "Use a unique temporary name per writer.")
+def test_two_scans_of_one_dataset_at_once_both_complete(tmp_path, textured, monkeypatch):
+    """Deterministic form of the race: scan B runs whole between scan A writing its temporary cache file and
+    moving it into place."""
+    root = tmp_path / "ds"
+    make_good(root, textured, n=3)
+    real_replace = os.replace
+    state = {"inner": None}
+
+    def racing_replace(src, dst, *args, **kwargs):
+        if state["inner"] is None and str(src).endswith(".tmp"):
+            state["inner"] = "running"
+            state["inner"] = inspect_core.scan(root, workers=1)  # B
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    outer = inspect_core.scan(root, workers=1)  # A
+    monkeypatch.undo()
+    assert pairs_of(outer.findings) == pairs_of(state["inner"].findings)
+    assert inspect_core.scan(root, workers=1).summary["files_read"] == 0
+
+
 def test_damaged_cache_is_rebuilt_not_fatal(tmp_path, textured):
     root = tmp_path / "ds"
     make_good(root, textured, n=4)

@@ -98,6 +98,11 @@ def goto(page, url: str, marker: str) -> None:
 
 
 def shot(page, out: Path, name: str) -> None:
+    # every image in view has arrived and is decoded
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
+        .filter(i => i.getBoundingClientRect().top < window.innerHeight)
+        .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
+    page.wait_for_timeout(300)
     size = save_small(page.screenshot(full_page=False), out / f"{name}.png")
     sys.stdout.write(f"{out / (name + '.png')}: {size:,} bytes\n")
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from . import filescan
 from .checks import REGISTRY, family_of
+from .checks.annotation import BOX_CHECKS, box_flags
 from .checks.balance import balance_table
 from .checks.context import CheckContext
 from .loaders import Dataset, load_dataset
@@ -356,6 +357,9 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
         images[issue_column(name)] = images["image_id"].isin(per_image.loc[per_image["check"] == name, "image_id"])
     images["n_findings"] = images["image_id"].map(per_image["image_id"].value_counts()).fillna(0).astype(int)
     pairs = ctx.pairs.drop(columns=["a", "b"])
+    if ds.has_boxes and len(ann):
+        flagged = box_flags(ann, images)
+        ann = pd.concat([ann, flagged[[f"is_{c}" for c in BOX_CHECKS]]], axis=1)
     balance = balance_table(images, ds.classes) if ds.has_image_labels else pd.DataFrame()
     elapsed = time.perf_counter() - t0
     summary = {
@@ -377,7 +381,8 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     (ws / SCAN_DIR / "dataset.json").write_text(json.dumps({
         "root": str(ds.root), "format": ds.format, "classes": ds.classes,
         "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
-        "box_categories": ds.box_categories, "fingerprint": result.fingerprint}))
+        "box_categories": ds.box_categories, "fingerprint": result.fingerprint,
+        "dataset_columns": list(ds.images.columns)}))
     return result
 
 
@@ -396,7 +401,8 @@ def load_scan(workspace: Path | str) -> ScanResult | None:
     except (OSError, ValueError, KeyError):
         return None
     ds = Dataset(root=Path(meta["root"]), format=meta["format"],
-                 images=images[[c for c in images.columns if c in ("image_id", "label", "split")]],
+                 images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
+                                if c in images.columns]],
                  annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
                  has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
     return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,

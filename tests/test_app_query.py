@@ -102,15 +102,16 @@ def test_md_escape_shows_characters():
     assert md_escape("**bold** :red[x]\nnext") == r"\*\*bold\*\* \:red\[x\] next"
 
 
-def test_flagged_boxes_named_by_findings():
-    from inspect_core.ui.widgets import flagged_ann_ids
-    f = pd.DataFrame({"image_id": ["a.jpg", "a.jpg", "a.jpg", "b.jpg"],
-                      "check": ["box_degenerate", "box_duplicate", "dark", "box_degenerate"],
-                      "family": ["annotation", "annotation", "property", "annotation"],
-                      "detail": ["box 363 is 0 x 27 px", "boxes 459 and 461 overlap with IoU 1.00",
-                                 "brightness 0.02 < 0.1 (box 5 unrelated)", "box 7 is 0 x 1 px"]})
-    assert flagged_ann_ids(f, "a.jpg") == {363, 459, 461}
-    assert flagged_ann_ids(f, "c.jpg") == set()
+def test_boxes_flagged_by_the_box_tables_check_columns():
+    from types import SimpleNamespace
+
+    from inspect_core.ui.widgets import _boxes_of
+    ann = pd.DataFrame({"ann_id": [1, 2, 3], "image_id": ["a.jpg", "a.jpg", "b.jpg"],
+                        "is_box_degenerate": [False, True, False], "is_box_duplicate": [False, False, True]})
+    scan = SimpleNamespace(annotations=ann, findings=pd.DataFrame())
+    assert [(b["ann_id"], b["flagged"]) for b in _boxes_of(scan, "a.jpg")] == [(1, False), (2, True)]
+    assert [(b["ann_id"], b["flagged"]) for b in _boxes_of(scan, "b.jpg")] == [(3, True)]
+    assert _boxes_of(scan, "c.jpg") == []
 
 
 def test_sort_by_a_mixed_type_column():

@@ -47,6 +47,28 @@ def _per_image(rows: pd.DataFrame, check: str, describe) -> list:
     return out
 
 
+BOX_CHECKS = ("box_outside_image", "box_degenerate", "box_unknown_category", "box_duplicate")
+
+
+def box_flags(boxes: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """The boxes table with one bool column per box-level check (``is_box_outside_image`` ...) and the
+    image size beside each box; the scan keeps these columns, so a page can draw flagged boxes."""
+    sizes = images.set_index("image_id")[["width_px", "height_px", "error_kind"]]
+    b = boxes.join(sizes, on="image_id")
+    x, y, w, h = b["box_x_px"], b["box_y_px"], b["box_w_px"], b["box_h_px"]
+    degenerate = ~((w > 0) & (h > 0))
+    known_size = b["error_kind"].isna() & (b["width_px"] > 0)
+    tol = EDGE_TOLERANCE_PX
+    b["is_box_degenerate"] = degenerate.to_numpy(bool)
+    b["is_box_outside_image"] = (known_size & ~degenerate & (
+        (x < -tol) | (y < -tol) | (x + w > b["width_px"] + tol) | (y + h > b["height_px"] + tol))).to_numpy(bool)
+    b["is_box_unknown_category"] = b["category"].isna().to_numpy(bool)
+    dups = duplicate_box_pairs(boxes[~degenerate.to_numpy()])
+    b["is_box_duplicate"] = b["ann_id"].isin(set(dups["ann_id_a"]) | set(dups["ann_id_b"])).to_numpy(bool)
+    b.attrs["duplicate_pairs"] = dups
+    return b
+
+
 @register("annotation", CHECKS)
 def check_annotation(ctx):
     if not ctx.has_boxes:
@@ -54,26 +76,17 @@ def check_annotation(ctx):
     out = []
     img = ctx.images
     boxes = ctx.annotations
-    sizes = img.set_index("image_id")[["width_px", "height_px", "error_kind"]]
-    b = boxes.join(sizes, on="image_id")
-    x, y, w, h = b["box_x_px"], b["box_y_px"], b["box_w_px"], b["box_h_px"]
-    degenerate = ~((w > 0) & (h > 0))
-    out += _per_image(b[degenerate], "box_degenerate",
+    b = box_flags(boxes, img)
+    out += _per_image(b[b["is_box_degenerate"]], "box_degenerate",
                       lambda r: f"box {r.ann_id} is {r.box_w_px:g} x {r.box_h_px:g} px")
-    known_size = b["error_kind"].isna() & (b["width_px"] > 0)
-    tol = EDGE_TOLERANCE_PX
-    outside = known_size & ~degenerate & ((x < -tol) | (y < -tol) | (x + w > b["width_px"] + tol)
-                                          | (y + h > b["height_px"] + tol))
-    out += _per_image(b[outside], "box_outside_image",
+    out += _per_image(b[b["is_box_outside_image"]], "box_outside_image",
                       lambda r: (f"box {r.ann_id} [x {r.box_x_px:g}, y {r.box_y_px:g}, w {r.box_w_px:g}, "
                                  f"h {r.box_h_px:g}] px on a {r.width_px} x {r.height_px} px image"))
-    unknown = b["category"].isna()
-    out += _per_image(b[unknown], "box_unknown_category",
+    out += _per_image(b[b["is_box_unknown_category"]], "box_unknown_category",
                       lambda r: f"box {r.ann_id} has category id {r.category_id}, not in the category list")
     missing = b["error_kind"].isin(["missing_file"])
     out += _per_image(b[missing], "box_missing_image", lambda r: f"box {r.ann_id} is for a file that does not exist")
-    dups = duplicate_box_pairs(boxes[~degenerate.to_numpy()])
-    out += _per_image(dups, "box_duplicate",
+    out += _per_image(b.attrs["duplicate_pairs"], "box_duplicate",
                       lambda r: f"boxes {r.ann_id_a} and {r.ann_id_b} overlap with IoU {r.iou:.2f}")
     counts = boxes["image_id"].value_counts()
     no_box = img["error_kind"].isna() & ~img["image_id"].isin(counts.index)

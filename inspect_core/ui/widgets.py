@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 
 import numpy as np
 import pandas as pd
@@ -208,33 +207,16 @@ def decision_widget(store, image_id: str, current_label, classes: list[str], sug
 
 
 # -- the image detail panel ---------------------------------------------------------------------
-_BOX_REF = re.compile(r"\bbox(?:es)? (\d+)(?: and (\d+))?")
-
-
-def flagged_ann_ids(findings: pd.DataFrame, image_id: str) -> set[int]:
-    """ann_ids named by this image's annotation findings ("box 363 is 0 x 27 px", "boxes 4 and 9 overlap")."""
-    if findings is None or findings.empty:
-        return set()
-    sub = findings[(findings["image_id"] == image_id) & (findings["family"] == "annotation")]
-    ids: set[int] = set()
-    for detail in sub["detail"].dropna():
-        for m in _BOX_REF.finditer(str(detail)):
-            ids.update(int(g) for g in m.groups() if g)
-    return ids
-
-
 def _boxes_of(scan, image_id: str) -> list[dict]:
-    """The image's boxes; a box is flagged (drawn red) by a bool column of the box table or by a finding."""
+    """The image's boxes; a box is flagged (drawn red) by the box table's bool columns (is_box_outside_image...)."""
     ann = getattr(scan, "annotations", None)
     if ann is None or ann.empty:
         return []
     sub = ann[ann["image_id"] == image_id]
     flag_cols = [c for c in sub.columns if pd.api.types.is_bool_dtype(sub[c].dtype)]
-    named = flagged_ann_ids(scan.findings, image_id)
     boxes = []
     for rec in sub.to_dict(orient="records"):
-        rec["flagged"] = any(bool(rec[c]) for c in flag_cols if not pd.isna(rec[c])) or \
-            rec.get("ann_id") in named
+        rec["flagged"] = any(bool(rec[c]) for c in flag_cols if not pd.isna(rec[c]))
         boxes.append(rec)
     return boxes
 

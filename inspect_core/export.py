@@ -12,6 +12,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from .paths import is_within
+
 RELABEL_COLUMNS = ["image_id", "path", "old_label", "new_label", "action", "note", "decided_at"]
 MANIFEST_BASE_COLUMNS = ["path", "label", "split"]
 
@@ -93,11 +95,6 @@ def manifest_csv_bytes(manifest: pd.DataFrame) -> bytes:
     return manifest.to_csv(index=False).encode("utf-8")
 
 
-def _inside(path: Path, root: Path) -> bool:
-    p, r = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    return p == r or r in p.parents
-
-
 def write_exports(out_dir: Path | str, root: Path | str, images: pd.DataFrame,
                   decisions: pd.DataFrame | None) -> dict[str, Path]:
     """Write relabels.csv, relabels.json, cleaned_manifest.csv and cleaned_manifest.json to ``out_dir``.
@@ -105,7 +102,7 @@ def write_exports(out_dir: Path | str, root: Path | str, images: pd.DataFrame,
     Raises ValueError when ``out_dir`` lies inside the dataset root (exports never touch the dataset).
     """
     out = Path(out_dir).expanduser()
-    if _inside(out, root):
+    if is_within(out, root):
         raise ValueError(f"export folder {out} lies inside the dataset root {root}; choose a folder outside it")
     out.mkdir(parents=True, exist_ok=True)
     table = relabel_table(decisions, root)

@@ -31,3 +31,10 @@ def resolve_inside(root: Path | str, image_id: str) -> Path | None:
     if full != root_real and root_real not in full.parents:
         return None
     return full
+
+
+def is_within(path: Path | str, root: Path | str) -> bool:
+    """Whether ``path`` (resolved, symlinks followed) is ``root`` or lies inside it. Used to refuse writing
+    into the dataset folder."""
+    p, r = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return p == r or r in p.parents

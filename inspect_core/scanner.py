@@ -28,6 +28,7 @@ from .checks.annotation import BOX_CHECKS, box_flags
 from .checks.balance import balance_table
 from .checks.context import CheckContext
 from .loaders import Dataset, load_dataset
+from .paths import is_within
 from .schema import FINDING_COLUMNS, finding_frame, issue_column
 from .workspace import workspace_dir
 
@@ -68,8 +69,7 @@ class ScanResult:
         """Write images.parquet, findings.parquet/.csv, pairs.parquet, annotations.parquet, balance.parquet,
         summary.json into ``out_dir`` (never inside the dataset)."""
         out = Path(out_dir)
-        real_out, real_root = Path(os.path.realpath(out)), Path(os.path.realpath(self.root))
-        if real_out == real_root or real_root in real_out.parents:
+        if is_within(out, self.root):
             raise ValueError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
         out.mkdir(parents=True, exist_ok=True)
         _write_parquet(self.images, out / "images.parquet")

@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+from .paths import is_within
+
 APP_DIR_NAME = "dataset-inspector"
 
 
@@ -23,7 +25,7 @@ def workspace_dir(root: Path | str, base: Path | str | None = None) -> Path:
     root_real = Path(os.path.realpath(root))
     base_dir = Path(base) if base is not None else cache_home() / APP_DIR_NAME
     base_real = Path(os.path.realpath(base_dir))
-    if base_real == root_real or root_real in base_real.parents:
+    if is_within(base_real, root_real):
         raise ValueError(
             f"workspace {base_dir} lies inside the dataset root {root}; "
             "choose a workspace outside the dataset (--workspace)")

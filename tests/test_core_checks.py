@@ -263,6 +263,33 @@ def test_every_annotation_check_and_box_statistics(tmp_path, textured):
     assert np.isnan(img.loc["a/n07.jpg", "box_area_frac_mean"])
     assert img.loc[names, "n_box_classes"].tolist() == [2, 1, 1, 1, 1, 1, 2, 0]
 
+    # per-box flags: one bool column per box-level check, true on exactly the planted boxes
+    ann = result.annotations.set_index("ann_id").sort_index()
+    flags = {c: sorted(ann.index[ann[c].astype(bool)].tolist())
+             for c in ("is_box_outside_image", "is_box_degenerate", "is_box_unknown_category", "is_box_duplicate")}
+    assert flags == {"is_box_outside_image": [3], "is_box_degenerate": [4], "is_box_unknown_category": [5],
+                     "is_box_duplicate": [6, 7]}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: checks/annotation.duplicate_box_pairs pairs boxes by ann_id "
+                   "(ann_id_a < ann_id_b) and box_flags marks them by ann_id, so two identical boxes that share an "
+                   "annotation id (merged COCO files, tools that write id 0) are never reported as duplicates; "
+                   "pair by row position instead")
+def test_duplicate_boxes_sharing_an_annotation_id(tmp_path, textured):
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    for n in ("a", "b"):
+        textured(ord(n), (64, 48)).save(root / "images" / f"{n}.jpg")
+    annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20]},
+                   {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20]},
+                   {"id": 7, "image_id": 2, "category_id": 1, "bbox": [5, 5, 20, 20]},
+                   {"id": 7, "image_id": 2, "category_id": 1, "bbox": [30, 30, 10, 10]}]
+    (root / "annotations.json").write_text(coco([{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+                                                annotations, [{"id": 1, "name": "t"}]))
+    result = scan(root)
+    assert found(result, "box_duplicate") == ["images/a.jpg"]
+    assert result.annotations["is_box_duplicate"].astype(bool).tolist() == [True, True, False, False]
+
 
 def test_box_malformed_in_yolo(tmp_path, textured):
     root = tmp_path / "yolo"

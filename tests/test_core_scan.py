@@ -366,6 +366,21 @@ def test_load_scan_reopens_the_saved_scan(tmp_path, textured):
     assert inspect_core.load_scan(tmp_path / "nowhere") is None
 
 
+def test_load_scan_keeps_manifest_metadata(tmp_path, textured):
+    root = tmp_path / "ds"
+    make_good(root, textured, n=2, folder="img")
+    (root / "manifest.csv").write_text("path,label,split,source\nimg/img_000.jpg,a,train,web\n"
+                                       "img/img_001.jpg,b,val,phone\n")
+    result = inspect_core.scan(root, workers=1)
+    back = inspect_core.load_scan(result.workspace)
+    for r in (result, back):
+        rows = r.dataset.images.set_index("image_id")
+        assert rows[["label", "split", "source"]].to_dict("index") == {
+            "img/img_000.jpg": {"label": "a", "split": "train", "source": "web"},
+            "img/img_001.jpg": {"label": "b", "split": "val", "source": "phone"}}
+        assert r.images.set_index("image_id").loc["img/img_001.jpg", "source"] == "phone"
+
+
 def test_worker_processes_give_the_same_rows_as_in_process(tmp_path):
     root = tmp_path / "many"
     rng = np.random.default_rng(5)

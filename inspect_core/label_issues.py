@@ -5,8 +5,9 @@ Two rankings, each with a suggested label:
 - confident learning (Northcutt et al., "Confident Learning", JAIR 2021), written here from the paper:
   per-class thresholds t_j = mean p(j | x) over examples GIVEN label j; an example counts toward the
   confident joint C[given, j] for the class j with the largest p among those with p_j >= t_j; the joint
-  is calibrated so each row sums to that class's count; then for every off-diagonal cell (i, j) the
-  round(C[i, j]) examples given i with the largest margin p_j - p_i are flagged ("prune by noise rate").
+  is calibrated so each row sums to that class's count and rounded row by row keeping the row totals; then
+  for every off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are
+  flagged ("prune by noise rate"); examples whose prediction equals the given label are not flagged.
   (cleanlab implements the same paper but is AGPL; this is an independent implementation.)
 """
 from __future__ import annotations
@@ -62,6 +63,19 @@ def calibrate_joint(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return joint * scale[:, None]
 
 
+def round_rows_keeping_totals(matrix: np.ndarray) -> np.ndarray:
+    """Round each row to integers whose sum equals the row's rounded total (largest-remainder method), so
+    rounding many small off-diagonal cells does not lose or invent examples."""
+    floor = np.floor(matrix).astype(np.int64)
+    out = floor.copy()
+    for i, row in enumerate(matrix):
+        short = int(round(row.sum())) - int(floor[i].sum())
+        if short > 0:
+            order = np.argsort(-(row - floor[i]), kind="stable")[:short]
+            out[i, order] += 1
+    return out
+
+
 def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
                                    drop_if_prediction_agrees: bool = True) -> ConfidentLearning:
     """Flag likely label errors by confident learning with pruning by noise rate.
@@ -81,6 +95,7 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
     suggested = np.full(n, -1, dtype=np.int64)
     best_margin = np.full(n, -np.inf)
     rows_given = {i: np.flatnonzero(lab == i) for i in range(n_classes)}
+    counts_to_prune = round_rows_keeping_totals(calibrated)
     for i in range(n_classes):
         idx = rows_given[i]
         if idx.size == 0:
@@ -88,7 +103,7 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
         for j in range(n_classes):
             if i == j:
                 continue
-            k = int(round(calibrated[i, j]))
+            k = int(counts_to_prune[i, j])
             if k <= 0:
                 continue
             k = min(k, idx.size)

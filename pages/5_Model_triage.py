@@ -153,7 +153,7 @@ with tab_conf:
     if cell is not None:
         cell_rows = mt.filter_scores(issues, pair=cell)
         st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")
-        mt.worst_grid(scan, result, cell_rows.head(48))
+        mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open")
     st.dataframe(matrix, width="stretch")
 
 with tab_class:

@@ -132,3 +132,32 @@ def test_predictions_file_needs_no_model(sample_scan, tmp_path):
     assert metrics["Scored images"] == f"{int(res.table['error'].isna().sum()):,}"
     at.text_input(key="di_mt_pred").set_value(str(tmp_path / "missing.csv")).run()
     assert any("not found" in e.value for e in at.error)
+
+
+def test_confusion_helpers_and_cell_selection():
+    from inspect_core.scoring import build_table, confusion_matrix, per_class_metrics
+    from inspect_core.ui import model_triage as mt
+    import numpy as np
+    names = ["a", "b", "c"]
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]],
+                     dtype=np.float32)
+    images = pd.DataFrame({"image_id": [f"i{k}" for k in range(5)], "label": ["a", "b", "c", "c", "c"],
+                           "split": ["train", "train", "val", "val", "val"]})
+    table = build_table(images, probs, names)
+    matrix = confusion_matrix(table, names)
+    assert matrix.loc["c", "a"] == 1 and matrix.loc["c", "b"] == 1 and matrix.loc["c", "c"] == 1
+    assert int(matrix.to_numpy().sum()) == 5
+    per = per_class_metrics(table, names).set_index("class")
+    assert per.loc["c", "accuracy"] == pytest.approx(1 / 3) and per.loc["a", "precision"] == pytest.approx(0.5)
+    pts = mt.confusion_points(matrix)
+    assert len(pts) == 9 and int(pts.loc[(pts["given"] == "c") & (pts["predicted"] == "b"), "count"].iloc[0]) == 1
+    assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "c"}]}}) == ("c", "b")
+    assert mt.selected_cell({"selection": {"points": []}}) is None
+    from inspect_core.label_issues import rank_label_issues
+    issues = rank_label_issues(table, probs, names)
+    rows = mt.filter_scores(issues, pair=("c", "b"))
+    assert list(rows["image_id"]) == ["i4"]
+    assert set(mt.filter_scores(issues, splits=["train"])["image_id"]) == {"i0", "i1"}
+    assert set(mt.filter_scores(issues, only_wrong=True)["image_id"]) == {"i2", "i4"}
+    fig = mt.confusion_figure(matrix)
+    assert list(fig.data[0].text) == [str(v) for v in pts["count"]]

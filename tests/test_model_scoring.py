@@ -156,7 +156,7 @@ def test_score_with_worker_processes_matches_in_process(tmp_path):
     assert a.table["error"].isna().equals(b.table["error"].isna())
 
 
-@pytest.mark.parametrize("device_type,amp,pin,workers", [("cuda", True, True, 7), ("mps", False, False, 4), ("cpu", False, False, 1)])
+@pytest.mark.parametrize("device_type,amp,pin,workers", [("cuda", True, True, 7), ("mps", False, False, 4), ("cpu", False, False, 0)])
 def test_runtime_settings_per_device(device_type, amp, pin, workers):
     s = S.runtime_settings(device_type, n_cpus=8 if device_type != "cpu" else 2)
     assert (s.use_amp, s.pin_memory, s.num_workers) == (amp, pin, workers)
@@ -168,6 +168,7 @@ def test_runtime_settings_per_device(device_type, amp, pin, workers):
     assert S.runtime_settings("cpu", amp=True).use_amp is False          # autocast only on CUDA
     assert S.runtime_settings(device_type, batch_size=500, max_batch=1).batch_size == 1
     assert S.runtime_settings("cpu", n_cpus=1).num_workers == 0
+    assert S.runtime_settings("cpu", n_cpus=16).num_workers == 4
 
 
 def test_autocast_context_is_built_for_cuda_settings():

@@ -209,7 +209,7 @@ def _top_probs_text(result, image_id: str, n: int = 3) -> str:
     return ", ".join(f"{c} {p:.2f}" for c, p in zip(frame["class"], frame["probability"]))
 
 
-def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6) -> None:
+def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: str = K + "open") -> None:
     """Thumbnails with given vs predicted label, loss and top probabilities; Open selects one."""
     if rows.empty:
         st.info("No scored images match these filters.")
@@ -227,7 +227,7 @@ def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6) -> None:
                 st.caption(md_escape(f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
                                      f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}"))
                 st.caption(md_escape(_top_probs_text(result, iid)))
-                st.button("Open", key=f"{K}open_{hashlib.sha1(iid.encode()).hexdigest()[:12]}", help=iid,
+                st.button("Open", key=f"{key_prefix}_{hashlib.sha1(iid.encode()).hexdigest()[:12]}", help=iid,
                           on_click=lambda i=iid: st.session_state.update({SELECTED_KEY: i}), width="stretch")
 
 

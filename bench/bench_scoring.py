@@ -1,0 +1,190 @@
+"""Scoring throughput: the full pipeline (JPEG decode + preprocess + DataLoader + forward + metrics) against
+the bare forward pass on the same batches, for a ResNet-18-sized model at 224x224 from 640x480 JPEGs.
+
+    .venv/bin/python bench/bench_scoring.py --n 128 --runs 3
+
+The pipeline must reach >= 80% of the bare forward throughput (image loading must not be the bottleneck).
+Runs on the best local device (CUDA > MPS > CPU; --device to force). Each pipeline run is paired with a bare
+run just before and after it; the ratio reported is the median of those paired ratios over --runs runs.
+Writes bench/results/scoring.json. The ResNet-18-like model is defined here (torchvision is not used).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.down = None
+        if stride != 1 or c_in != c_out:
+            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet18Like(nn.Module):
+    """ResNet-18 layout: 7x7 stem, 4 stages of 2 basic blocks (64-128-256-512), avg pool, linear (11.2 M params)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, 2, 1))
+        layers, c = [], 64
+        for i, width in enumerate((64, 128, 256, 512)):
+            layers += [BasicBlock(c, width, 1 if i == 0 else 2), BasicBlock(width, width, 1)]
+            c = width
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+def make_dataset(folder: Path, n: int, n_classes: int) -> pd.DataFrame:
+    from photos import load_photos, random_crops, write_jpegs
+    marker = folder / f".made_{n}_{n_classes}"
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        images = random_crops(load_photos(), n, size=(640, 480), seed=3)
+        for c in range(n_classes):
+            write_jpegs(images[c::n_classes], folder / f"class_{c}", prefix=f"c{c}")
+        marker.touch()
+    rows = []
+    for c in range(n_classes):
+        for p in sorted((folder / f"class_{c}").glob("*.jpg")):
+            rows.append({"image_id": p.relative_to(folder).as_posix(), "label": f"class_{c}", "split": "train"})
+    return pd.DataFrame(rows)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> int:
+    from inspect_core.models import LoadedModel, pick_device
+    from inspect_core.preprocess import Preprocess, image_to_array, load_image_file
+    from inspect_core.scoring import autocast_context, runtime_settings, score_dataset
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=128, help="number of 640x480 JPEGs")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--workers", type=int, nargs="*", default=None, help="worker counts to try (default: the default)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
+    ap.add_argument("--out", default=str(HERE / "results" / "scoring.json"))
+    args = ap.parse_args(argv)
+
+    n_classes = 10
+    root = Path(args.data)
+    images = make_dataset(root, args.n, n_classes)
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    net = ResNet18Like(n_classes).eval().to(device)
+    spec = Preprocess(input_size=(224, 224), class_names=tuple(f"class_{c}" for c in range(n_classes)),
+                      resize="shorter_then_center_crop", resize_shorter_px=256)
+    model = LoadedModel(module=net, kind="state_dict", path=Path("resnet18like"), file_sha256="bench", device=device,
+                        spec=spec, factory="bench")
+    base = runtime_settings(device.type, batch_size=args.batch_size)
+    worker_counts = args.workers if args.workers else [base.num_workers]
+
+    # the bare forward pass on the same batches (tensors prepared beforehand, already on the host)
+    arrays = np.stack([image_to_array(load_image_file(root / i), spec) for i in images["image_id"]])
+    batches = [torch.from_numpy(arrays[s:s + base.batch_size]) for s in range(0, len(arrays), base.batch_size)]
+    if base.pin_memory:
+        batches = [b.pin_memory() for b in batches]
+
+    cpu_s: dict[str, list[float]] = {"bare": [], "pipeline_workers_0": []}
+
+    def bare() -> float:
+        t, c = time.perf_counter(), time.process_time()
+        with torch.inference_mode(), autocast_context(base):
+            for b in batches:
+                net(b.to(device, non_blocking=base.non_blocking)).float().cpu()
+        sync(device)
+        cpu_s["bare"].append(time.process_time() - c)
+        return len(arrays) / (time.perf_counter() - t)
+
+    def pipeline(workers: int) -> float:
+        t, c = time.perf_counter(), time.process_time()
+        res = score_dataset(model, root, images, batch_size=base.batch_size, workers=workers, use_cache=False)
+        dt = time.perf_counter() - t
+        if workers == 0:   # with workers the decoding CPU time is spent in child processes
+            cpu_s["pipeline_workers_0"].append(time.process_time() - c)
+        assert res.table["error"].isna().all()
+        return len(images) / dt
+
+    bare()                                 # warm-up (allocator, cudnn autotune, thread pools)
+    pipeline(worker_counts[0])
+    bare_runs: list[float] = []
+    pipe_runs: dict[int, list[float]] = {w: [] for w in worker_counts}
+    paired: dict[int, list[float]] = {w: [] for w in worker_counts}
+    for _ in range(args.runs):
+        # each pipeline run is paired with a bare run just before and after it (the CPU may be shared)
+        for w in worker_counts:
+            before = bare()
+            pipe = pipeline(w)
+            after = bare()
+            bare_runs += [before, after]
+            pipe_runs[w].append(pipe)
+            paired[w].append(pipe / ((before + after) / 2))
+    bare_med = statistics.median(bare_runs)
+    rows = []
+    for w, runs in pipe_runs.items():
+        med = statistics.median(runs)
+        rows.append({"workers": w, "pipeline_img_per_s": round(med, 2), "ratio_of_medians": round(med / bare_med, 3),
+                     "ratio_to_bare": round(statistics.median(paired[w]), 3),
+                     "paired_ratios": [round(r, 3) for r in paired[w]],
+                     "runs_img_per_s": [round(r, 2) for r in runs]})
+    cpu = {k: round(statistics.median(v), 3) for k, v in cpu_s.items() if v}
+    if "pipeline_workers_0" in cpu:
+        cpu["ratio_bare_to_pipeline_cpu_time"] = round(cpu["bare"] / cpu["pipeline_workers_0"], 3)
+    out = {"device": device_name(device), "median_process_cpu_s": cpu, "device_type": device.type, "n_images": len(images),
+           "image_size_px": [640, 480], "input_size_px": [224, 224], "model": "ResNet-18-like (11.2M params)",
+           "batch_size": base.batch_size, "amp": base.use_amp, "pin_memory": base.pin_memory,
+           "bare_forward_img_per_s": round(bare_med, 2), "bare_runs_img_per_s": [round(r, 2) for r in bare_runs],
+           "pipeline": rows, "runs": args.runs, "torch": torch.__version__,
+           "command": "python bench/bench_scoring.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

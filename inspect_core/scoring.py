@@ -392,6 +392,32 @@ def _image_frame(images: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _from_cache(workspace, key: str, frame: pd.DataFrame, image_ids: list[str], spec: Preprocess, source: dict,
+                t0: float) -> ScoreResult | None:
+    cached = load_cache(workspace, key)
+    if cached is None or cached[0] != image_ids:
+        return None
+    _, logits, emb, errors, meta = cached
+    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+    errors = [e or None for e in errors]
+    table = build_table(frame, probs, spec.class_names, errors)
+    return ScoreResult(table=table, probs=probs, class_names=list(spec.class_names), embeddings=emb,
+                       logits=logits, source={**source, **meta.get("source", {}), "cache_key": key},
+                       from_cache=True, elapsed_s=time.perf_counter() - t0, notes=meta.get("notes", []))
+
+
+def cached_scores(model, root: Path | str, images: pd.DataFrame, workspace: Path | str,
+                  embeddings: bool = True) -> ScoreResult | None:
+    """The saved scores of this model on these image files, or None (never runs the model)."""
+    t0 = time.perf_counter()
+    frame = _image_frame(images)
+    image_ids = [str(v) for v in frame["image_id"]]
+    key = score_cache_key(model.cache_key(), model.spec, files_key(root, image_ids), embeddings)
+    source = {"kind": model.kind, "model_path": str(model.path), "model_sha256": model.file_sha256,
+              "factory": model.factory, "device": str(model.device)}
+    return _from_cache(workspace, key, frame, image_ids, model.spec, source, t0)
+
+
 def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: Path | str | None = None,
                   batch_size: int | None = None, workers: int | None = None, amp: bool | None = None,
                   embeddings: bool = True, progress: Callable[[int, int], None] | None = None,
@@ -409,14 +435,9 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
               "factory": model.factory, "device": str(model.device)}
     if workspace is not None and use_cache:
         key = score_cache_key(model.cache_key(), spec, files_key(root, image_ids), embeddings)
-        cached = load_cache(workspace, key)
-        if cached is not None and cached[0] == image_ids:
-            _, logits, emb, errors, meta = cached
-            probs = _softmax(logits.astype(np.float64)).astype(np.float32)
-            table = build_table(frame, probs, spec.class_names, errors)
-            return ScoreResult(table=table, probs=probs, class_names=list(spec.class_names), embeddings=emb,
-                               logits=logits, source={**source, **meta.get("source", {}), "cache_key": key},
-                               from_cache=True, elapsed_s=time.perf_counter() - t0, notes=meta.get("notes", []))
+        hit = _from_cache(workspace, key, frame, image_ids, spec, source, t0)
+        if hit is not None:
+            return hit
     settings = runtime_settings(model.device.type, workers=workers, amp=amp, batch_size=batch_size,
                                 max_batch=model.max_batch)
     logits, emb, errors, notes = model_outputs(model, root, image_ids, settings=settings, embeddings=embeddings,

@@ -6,7 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from inspect_core.models import TRUST_WARNING, ModelLoadError
-from inspect_core.scoring import PredictionsError, confusion_matrix, per_class_metrics, score_predictions
+from inspect_core.scoring import (PredictionsError, cached_scores, confusion_matrix, per_class_metrics,
+                                   score_predictions)
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape
@@ -52,6 +53,10 @@ if source == "Model file":
     key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint)
     entry = st.session_state.get(mt.RESULT_KEY)
     if entry is None or entry["key"] != key:
+        saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace)
+        if saved is not None:                       # scored before: reopen at once
+            mt.remember_result(saved, key)
+            st.rerun()
         if st.button("Score every image", type="primary", key=mt.K + "score"):
             result = mt.run_scoring(model, scan)
             if result is not None:

@@ -100,6 +100,31 @@ if result.from_cache:
 for note in result.notes:
     st.caption(md_escape(note))
 
+# -- the opened image (from any grid): given vs predicted, what the model sees, the decision -----------
+selected = st.session_state.get(mt.SELECTED_KEY)
+if selected:
+    rec = issues[issues["image_id"] == selected]
+    with st.container(border=True):
+        head, close = st.columns([6, 1])
+        head.text(selected)
+        if close.button("Close", key=mt.K + "close"):
+            st.session_state.pop(mt.SELECTED_KEY, None)
+            st.rerun()
+        if not rec.empty:
+            r = rec.iloc[0]
+            st.text(f"Given: {label_text(r['given_label'])}   Predicted: {label_text(r['pred_label'])}   "
+                    f"Suggested: {label_text(r['suggested_label'])}   Loss: {r['loss']:.3f}   "
+                    f"Loss rank: {r['loss_rank']}")
+        left, right = st.columns([3, 2])
+        with left:
+            mt.model_view(scan, spec, selected)
+        with right:
+            st.dataframe(mt.probs_frame(result, selected), hide_index=True, width="stretch")
+            current = scan.images.loc[scan.images["image_id"] == selected, "label"]
+            decision_widget(store, selected, current.iloc[0] if len(current) else None, classes,
+                            suggested_label=None if rec.empty else rec.iloc[0]["suggested_label"],
+                            key_prefix=mt.K + "dw")
+
 tab_worst, tab_conf, tab_class, tab_sanity, tab_errors = st.tabs(
     ["Worst losses", "Confusion matrix", "Per class", "Sanity checks", "Unscored images"])
 
@@ -124,29 +149,6 @@ with tab_worst:
     rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
                             only_flagged=only_flagged, only_wrong=only_wrong)
     st.text(f"{len(rows):,} scored images match; worst loss first")
-    selected = st.session_state.get(mt.SELECTED_KEY)
-    if selected:
-        rec = issues[issues["image_id"] == selected]
-        with st.container(border=True):
-            head, close = st.columns([6, 1])
-            head.text(selected)
-            if close.button("Close", key=mt.K + "close"):
-                st.session_state.pop(mt.SELECTED_KEY, None)
-                st.rerun()
-            if not rec.empty:
-                r = rec.iloc[0]
-                st.text(f"Given: {label_text(r['given_label'])}   Predicted: {label_text(r['pred_label'])}   "
-                        f"Suggested: {label_text(r['suggested_label'])}   Loss: {r['loss']:.3f}   "
-                        f"Loss rank: {r['loss_rank']}")
-            left, right = st.columns([3, 2])
-            with left:
-                mt.model_view(scan, spec, selected)
-            with right:
-                st.dataframe(mt.probs_frame(result, selected), hide_index=True, width="stretch")
-                current = scan.images.loc[scan.images["image_id"] == selected, "label"]
-                decision_widget(store, selected, current.iloc[0] if len(current) else None, classes,
-                                suggested_label=None if rec.empty else rec.iloc[0]["suggested_label"],
-                                key_prefix=mt.K + "dw")
     mt.worst_grid(scan, result, rows.head(int(n_show)))
 
 with tab_conf:

@@ -98,6 +98,12 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     given = sample_scan.images.set_index("image_id").loc[target, "label"]
     assert dec["action"] == "relabel" and dec["new_label"] == suggested and dec["old_label"] == given
 
+    # sanity checks: baselines beaten, and the shipped model is batch independent (it was saved in eval mode)
+    at.button(key="di_mt_batch_check").click().run()
+    assert not at.exception
+    assert any("same logits alone and in a batch" in e.value for e in at.success), [e.value for e in at.error]
+    assert any(e.value.startswith("val\\: beats the baselines") for e in at.success), [e.value for e in at.success]
+
     # filters: a confusion pair narrows the grid to that pair
     pair = next(o for o in at.selectbox(key="di_mt_f_pair").options if o != "(any)")
     at.selectbox(key="di_mt_f_pair").set_value(pair).run()

@@ -63,6 +63,7 @@ def confusion_figure(matrix: pd.DataFrame):
     size = max(18, min(60, int(420 / max(1, len(matrix)))))
     fig = go.Figure(go.Scatter(
         x=pts["predicted"], y=pts["given"], mode="markers+text", text=pts["count"].astype(str),
+        textfont={"color": ["white" if c > pts["count"].max() / 2 else "black" for c in pts["count"]]},
         customdata=np.stack([pts["given"], pts["predicted"]], axis=1),
         marker={"symbol": "square", "size": size, "color": np.log1p(pts["count"]), "colorscale": "Blues",
                 "line": {"width": 1, "color": "#888"}},

@@ -384,3 +384,25 @@ def test_cli_score_writes_outputs_and_fails_cleanly(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1, err
+
+
+def test_gpu_style_settings_run_on_cpu(tmp_path):
+    """The CUDA branch's loader and precision settings (pinned memory, non-blocking copies, worker processes,
+    autocast + float32 logits) exercised on CPU: autocast runs in bfloat16, pinning is a no-op without a GPU."""
+    import warnings
+    root = tmp_path / "data"
+    images = _colour_dataset(root, n_per_class=3)
+    model = _loaded(ColourNet(), _spec())
+    ids = list(images["image_id"])
+    plain = S.runtime_settings("cpu", workers=0, batch_size=4)
+    gpu_like = S.RuntimeSettings(device_type="cpu", num_workers=1, pin_memory=True, non_blocking=True,
+                                 use_amp=True, amp_dtype="bfloat16", batch_size=4)
+    ref, ref_emb, ref_err, _ = S.model_outputs(model, root, ids, settings=plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # "pin_memory ... no accelerator is found"
+        out, emb, err, notes = S.model_outputs(model, root, ids, settings=gpu_like)
+    assert not notes and err == ref_err
+    assert out.dtype == np.float32 and emb.dtype == np.float32
+    ok = [e is None for e in err]
+    np.testing.assert_allclose(out[ok], ref[ok], rtol=2e-2, atol=5e-2)   # bfloat16 precision
+    np.testing.assert_allclose(emb[ok], ref_emb[ok], rtol=2e-2, atol=2e-2)

@@ -102,7 +102,7 @@ def _to_rgb_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     """RGB uint8 array of any mode, and whether the mode itself is single-channel (grey)."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im).astype(np.float64)
+        a = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         top = 65535.0 if mode.startswith("I;16") else max(float(a.max()), 1.0)
         g = np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)
         return np.repeat(g[:, :, None], 3, axis=2), True

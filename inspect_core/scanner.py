@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +84,14 @@ class ScanResult:
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp_name(path)
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name of this writer's own: two scans of one dataset at once must not share one."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 # ----------------------------------------------------------------------------- file cache
@@ -116,7 +122,7 @@ def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
         pa.binary(filescan.DESC_DIM), len(desc), [None, pa.py_buffer(np.ascontiguousarray(desc).tobytes())])
     table = table.append_column("desc", desc_arr)
     table = table.replace_schema_metadata({"scan_version": str(SCAN_VERSION)})
-    tmp = ws / (CACHE_FILE + ".tmp")
+    tmp = _tmp_name(ws / CACHE_FILE)
     pq.write_table(table, tmp)
     os.replace(tmp, ws / CACHE_FILE)
 
@@ -202,28 +208,28 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
         m = want.merge(key, on=["image_id", "file_size_bytes", "mtime_ns"], how="left")
         hit_pos = m["_pos"].fillna(-1).to_numpy(np.int64)
     hit = (hit_pos >= 0) & (sizes >= 0)
-    todo = [i for i, h in zip(image_ids, hit) if not h]
+    # missing, outside-the-root and non-regular paths are never read (scan_file reports them without opening)
+    todo = [i for i, h, size in zip(image_ids, hit, sizes) if not h and size >= 0]
+    not_files = [i for i, size in zip(image_ids, sizes) if size < 0]
     total = len(image_ids)
     if progress:
         progress(int(hit.sum()), total)
     t0 = time.perf_counter()
-    new_rows, new_desc = _read_files(root, todo, workers, progress, int(hit.sum()), total)
+    new_rows, new_desc = _read_files(root, todo + not_files, workers if len(todo) else 1, progress,
+                                     int(hit.sum()), total)
     read_s = time.perf_counter() - t0
-    rows = pd.DataFrame(index=range(len(image_ids)))
-    desc = np.zeros((len(image_ids), filescan.DESC_DIM), np.int8)
+    # rows come back as: cache hits, then files read, then paths that are not files; put them in listing order
+    order = np.concatenate([np.nonzero(hit)[0], np.nonzero(~hit & (sizes >= 0))[0], np.nonzero(sizes < 0)[0]])
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
     if cached is not None and hit.any():
         cdf, cdesc = cached
-        rows = cdf.iloc[hit_pos[hit]].reset_index(drop=True)
-        parts = [rows, new_rows]
-        order = np.concatenate([np.nonzero(hit)[0], np.nonzero(~hit)[0]])
-        merged = pd.concat(parts, ignore_index=True)
+        merged = pd.concat([cdf.iloc[hit_pos[hit]], new_rows], ignore_index=True)
         merged_desc = np.concatenate([cdesc[hit_pos[hit]], new_desc])
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        rows = merged.iloc[inv].reset_index(drop=True)
-        desc = merged_desc[inv]
     else:
-        rows, desc = new_rows, new_desc
+        merged, merged_desc = new_rows, new_desc
+    rows = merged.iloc[inv].reset_index(drop=True)
+    desc = merged_desc[inv]
     if len(todo):
         _write_cache(ws, rows, desc)
     stats = {"files_read": len(todo), "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}

@@ -271,10 +271,6 @@ def test_every_annotation_check_and_box_statistics(tmp_path, textured):
                      "is_box_duplicate": [6, 7]}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: checks/annotation.duplicate_box_pairs pairs boxes by ann_id "
-                   "(ann_id_a < ann_id_b) and box_flags marks them by ann_id, so two identical boxes that share an "
-                   "annotation id (merged COCO files, tools that write id 0) are never reported as duplicates; "
-                   "pair by row position instead")
 def test_duplicate_boxes_sharing_an_annotation_id(tmp_path, textured):
     root = tmp_path / "coco"
     (root / "images").mkdir(parents=True)
@@ -476,10 +472,6 @@ def test_near_duplicates_of_real_photos_under_single_edits(tmp_path, textured):
         assert groups.notna().all() and groups.nunique() == 1, name
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: exact groups of more than 20 members are linked as a star "
-                   "(context.pairs), so near_pairs then pairs every two copies again as 'near': n copies give "
-                   "n^2/2 near pairs (2,000 copies of one placeholder image: 2M pairs, 31 s, 1 GB; 10,000 would "
-                   "not fit in memory). Collapse exact groups to one member before the near search.")
 def test_many_copies_form_one_exact_group_and_no_near_pairs(tmp_path, textured):
     root = tmp_path / "ds"
     normal_images(root, textured, n=8)

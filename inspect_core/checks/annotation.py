@@ -24,8 +24,9 @@ def duplicate_box_pairs(boxes: pd.DataFrame) -> pd.DataFrame:
     """Pairs of boxes (same image, same category) with IoU >= DUPLICATE_IOU."""
     b = boxes[["ann_id", "image_id", "category_id", "box_x_px", "box_y_px", "box_w_px", "box_h_px"]].copy()
     b["category_id"] = b["category_id"].fillna(-1)
+    b["row"] = np.arange(len(b))  # pair by position: two boxes may share an ann_id (merged files, id 0)
     m = b.merge(b, on=["image_id", "category_id"], suffixes=("_a", "_b"))
-    m = m[m["ann_id_a"] < m["ann_id_b"]]
+    m = m[m["row_a"] < m["row_b"]]
     if m.empty:
         return m.assign(iou=[])
     x1 = np.maximum(m["box_x_px_a"], m["box_x_px_b"])
@@ -63,8 +64,12 @@ def box_flags(boxes: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     b["is_box_outside_image"] = (known_size & ~degenerate & (
         (x < -tol) | (y < -tol) | (x + w > b["width_px"] + tol) | (y + h > b["height_px"] + tol))).to_numpy(bool)
     b["is_box_unknown_category"] = b["category"].isna().to_numpy(bool)
-    dups = duplicate_box_pairs(boxes[~degenerate.to_numpy()])
-    b["is_box_duplicate"] = b["ann_id"].isin(set(dups["ann_id_a"]) | set(dups["ann_id_b"])).to_numpy(bool)
+    keep = ~degenerate.to_numpy()
+    dups = duplicate_box_pairs(boxes[keep])
+    rows_kept = np.nonzero(keep)[0]
+    dup_rows = set(rows_kept[dups["row_a"].to_numpy(int)]) | set(rows_kept[dups["row_b"].to_numpy(int)]) \
+        if len(dups) else set()
+    b["is_box_duplicate"] = np.isin(np.arange(len(b)), list(dup_rows))
     b.attrs["duplicate_pairs"] = dups
     return b
 

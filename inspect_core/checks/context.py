@@ -65,7 +65,11 @@ class CheckContext:
             if a_list:
                 a, b = np.concatenate(a_list), np.concatenate(b_list)
                 frames.append(pd.DataFrame({"a": a, "b": b, "kind": "exact", "score": 1.0, "why": why}))
-        use = ok & (np.abs(self.desc).sum(1) > 0)
+        # one representative per exact group: n copies of one image must not become n^2/2 near pairs
+        first_copy = ~(img["content_hash"].where(img["file_size_bytes"].gt(0)).duplicated()
+                       & img["content_hash"].notna()).to_numpy()
+        first_copy &= ~(img["pixel_hash"].duplicated() & img["pixel_hash"].notna()).to_numpy()
+        use = ok & first_copy & (np.abs(self.desc).sum(1) > 0)
         sub = np.nonzero(use)[0]
         ph = img["phash"].to_numpy(np.int64)
         i, j, cos = neardup.near_pairs(self.desc[sub], NEAR_COS_STRONG, NEAR_COS, ph[sub], NEAR_PHASH_MAX)

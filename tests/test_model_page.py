@@ -31,6 +31,8 @@ def _module_cache(_isolated_cache, cache_home, monkeypatch):
 
 @pytest.fixture(scope="module")
 def sample_scan(cache_home):
+    import streamlit as st
+    st.cache_resource.clear()   # scans cached in this process by other test modules live in their workspaces
     return inspect_core.scan(SAMPLE, workspace=cache_home / "dataset-inspector")
 
 

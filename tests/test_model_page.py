@@ -169,3 +169,7 @@ def test_confusion_helpers_and_cell_selection():
     assert set(mt.filter_scores(issues, only_wrong=True)["image_id"]) == {"i2", "i4"}
     fig = mt.confusion_figure(matrix)
     assert list(fig.data[0].text) == [str(v) for v in pts["count"]]
+    xss = "<img src=x onerror=alert(1)>"
+    odd = mt.confusion_figure(matrix.rename(index={"a": xss}, columns={"a": xss}))
+    assert xss not in set(odd.data[0].y) and "&lt;img src=x onerror=alert(1)&gt;" in set(odd.data[0].y)
+    assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "&lt;img src=x onerror=alert(1)&gt;"}]}}) == (xss, "b")

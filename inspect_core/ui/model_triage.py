@@ -7,6 +7,7 @@ Streamlit. User text (labels, paths) is shown with st.text / st.dataframe / md_e
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import logging
 from pathlib import Path
@@ -59,6 +60,8 @@ def confusion_points(matrix: pd.DataFrame) -> pd.DataFrame:
 def confusion_figure(matrix: pd.DataFrame):
     """A clickable confusion matrix: one square marker per cell, coloured and labelled by count."""
     import plotly.graph_objects as go
+    # plotly reads a little HTML in tick and hover text: class names are shown escaped, as plain text
+    matrix = matrix.rename(index=html.escape, columns=html.escape)
     pts = confusion_points(matrix)
     size = max(18, min(60, int(420 / max(1, len(matrix)))))
     fig = go.Figure(go.Scatter(
@@ -84,7 +87,7 @@ def selected_cell(event) -> tuple[str, str] | None:
     for p in points or []:
         given, predicted = p.get("y"), p.get("x")
         if given is not None and predicted is not None:
-            return str(given), str(predicted)
+            return html.unescape(str(given)), html.unescape(str(predicted))
     return None
 
 

@@ -1,7 +1,7 @@
 """Label-issue ranking: inspect_core's confident learning (and loss ranking) against cleanlab's
 ``find_label_issues`` on the SAME probabilities, with known injected label flips.
 
-    .venv/bin/pip install -r bench/requirements-model.txt     # cleanlab (AGPL): bench only, never imported by the app
+    .venv/bin/pip install -r bench/requirements.txt     # cleanlab (AGPL): bench only, never imported by the app
     .venv/bin/python bench/bench_label_issues.py --runs 5
 
 Scenarios: synthetic out-of-sample probabilities (10 classes, 10,000 examples, varied difficulty, balanced and
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     try:
         import cleanlab
     except ImportError:
-        sys.stderr.write("error: cleanlab is not installed; .venv/bin/pip install -r bench/requirements-model.txt\n")
+        sys.stderr.write("error: cleanlab is not installed; .venv/bin/pip install -r bench/requirements.txt\n")
         return 2
     scenarios = []
     for imbalanced in (False, True):

@@ -26,7 +26,7 @@ from .preprocess import Preprocess, image_to_array, load_image_file
 log = logging.getLogger(__name__)
 
 SCORES_DIR = "scores"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 PROB_PREFIX = "prob_"
 
 
@@ -286,21 +286,72 @@ def load_cache(workspace: Path | str, key: str):
 # Model scoring
 # --------------------------------------------------------------------------------------------
 
+def graph_embedding_slot(module) -> dict | None:
+    """For a torch.export / FX graph module: make the input of its last linear op observable.
+
+    Inserts (once) a side-effect-free call after that input in the graph which stores the tensor in the
+    returned dict under "value". None when the module is not an FX graph or has no linear op.
+    """
+    import torch
+    graph = getattr(module, "graph", None)
+    if graph is None or not hasattr(module, "recompile"):
+        return None
+    slot = getattr(module, "_di_embedding_slot", None)
+    if slot is not None:
+        return slot
+    ops = {torch.ops.aten.linear.default: 0, torch.ops.aten.addmm.default: 1}
+    last = None
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in ops:
+            last = node
+    if last is None:
+        return None
+    source = last.args[ops[last.target]]
+    slot = {"value": None}
+
+    def _store_embedding(x):
+        slot["value"] = x.detach()
+        return x
+
+    with graph.inserting_after(source):
+        graph.call_function(_store_embedding, (source,))
+    module.recompile()
+    module._di_embedding_slot = slot
+    return slot
+
+
 class _EmbeddingTap:
-    """Captures the input of the model's last nn.Linear (the penultimate embedding) during forward."""
+    """Captures the penultimate embedding during forward: the input of the last nn.Linear (eager modules,
+    by a forward pre-hook), of the last linear op (torch.export programs), or an ``embed`` method (TorchScript)."""
 
     def __init__(self, module):
         from .models import embedding_layer
         self.value = None
         self.handle = None
+        self.slot = None
+        self.method = None
         layer = embedding_layer(module)
-        self.method = getattr(module, "embed", None) if layer is None else None
         if layer is not None:
             self.handle = layer.register_forward_pre_hook(self._hook)
+            return
+        try:
+            self.slot = graph_embedding_slot(module)
+        except Exception:  # noqa: BLE001 - embeddings are optional; never fail scoring for them
+            self.slot = None
+        if self.slot is None:
+            self.method = getattr(module, "embed", None)
 
     def _hook(self, _module, inputs):
         if inputs and hasattr(inputs[0], "detach"):
             self.value = inputs[0].detach()
+
+    def reset(self):
+        self.value = None
+        if self.slot is not None:
+            self.slot["value"] = None
+
+    def captured(self):
+        return self.slot["value"] if self.slot is not None else self.value
 
     def close(self):
         if self.handle is not None:
@@ -310,14 +361,13 @@ class _EmbeddingTap:
 def _forward_batch(model, x, settings: RuntimeSettings, tap: _EmbeddingTap | None):
     import torch
     if tap is not None:
-        tap.value = None
+        tap.reset()
     with torch.inference_mode(), autocast_context(settings):
         logits = model.forward(x)
         emb = None
         if tap is not None:
-            if tap.value is not None:
-                emb = tap.value
-            elif tap.method is not None:
+            emb = tap.captured()
+            if emb is None and tap.method is not None:
                 emb = tap.method(x)
     logits = logits.float().cpu().numpy()
     if emb is not None:

@@ -70,12 +70,21 @@ def test_every_form_loads_and_gives_the_same_scores(scored_forms):
         assert {"test/triangle/triangle_0078.jpg", "val/square/square_0065.jpg"} <= errs
 
 
-def test_embeddings_from_hook_and_from_embed_method_agree(scored_forms):
+def test_embeddings_agree_across_forms(scored_forms):
+    """Eager: hook on the last nn.Linear; TorchScript: its embed method; .pt2: tap on the last linear op."""
     eager = scored_forms["state_dict"][1].embeddings
-    scripted = scored_forms["torchscript"][1].embeddings
-    assert eager is not None and scripted is not None and eager.shape[1] == 64
+    assert eager is not None and eager.shape[1] == 64
     ok = np.isfinite(eager).all(axis=1)
-    np.testing.assert_allclose(scripted[ok], eager[ok], atol=1e-4)
+    for name in ("torchscript", "export"):
+        other = scored_forms[name][1].embeddings
+        assert other is not None, name
+        np.testing.assert_allclose(other[ok], eager[ok], atol=1e-4, err_msg=name)
+    # tapping twice (a second scoring of the same loaded program) does not stack taps
+    from inspect_core.scoring import graph_embedding_slot
+    module = scored_forms["export"][0].module
+    assert graph_embedding_slot(module) is graph_embedding_slot(module)
+    n_taps = sum(1 for n in module.graph.nodes if n.op == "call_function" and "store_embedding" in str(n.target))
+    assert n_taps == 1
 
 
 def test_sample_model_beats_the_baselines_and_surfaces_planted_mislabels(scored_forms):

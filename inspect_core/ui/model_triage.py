@@ -311,7 +311,7 @@ def sanity_panel(result, model=None, scan=None) -> None:
             else:
                 (st.success if check.ok else st.error)(md_escape(check.detail))
     if result.embeddings is None:
-        st.caption("The model gives no embedding here (no final nn.Linear or embed method): kNN checks skipped.")
+        st.caption("The model gives no embedding here (no final linear layer or embed method): kNN checks skipped.")
     else:
         dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
         st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")

@@ -57,6 +57,8 @@ if source == "Model file":
         if saved is not None:                       # scored before: reopen at once
             mt.remember_result(saved, key)
             st.rerun()
+        if st.session_state.pop(mt.K + "cancel_flag", False):
+            st.warning("Scoring cancelled; nothing was saved. Score again when ready.")
         if st.button("Score every image", type="primary", key=mt.K + "score"):
             result = mt.run_scoring(model, scan)
             if result is not None:

@@ -67,6 +67,12 @@ def test_no_model_bad_path_and_bad_file_give_clear_messages(sample_scan, tmp_pat
     # a state dict without its factory
     at.text_input(key="di_mt_model").set_value(str(SAMPLE / "model" / "model_state.pt")).run()
     assert any("factory" in e.value for e in at.error)
+    # the run after a Cancel click says that scoring was cancelled (nothing scored yet in this module)
+    at.session_state["di_mt_cancel_flag"] = True
+    at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    assert not at.exception
+    assert any("Scoring cancelled" in e.value for e in at.warning)
+    assert [b for b in at.button if b.key == "di_mt_score"]
 
 
 def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan):

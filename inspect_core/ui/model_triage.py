@@ -160,6 +160,8 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
     from inspect_core.scoring import ScoringCancelled, score_dataset
     from inspect_core.ui.state import _plain_main_module
     bar = st.progress(0.0, text="Scoring...")
+    # A click on Cancel makes Streamlit stop this run at its next progress update; the flag (set by the
+    # click's callback) tells the next run to say so, and stops scoring when the run is not interrupted.
     st.button("Cancel scoring", key=cancel_key, on_click=lambda: st.session_state.update({cancel_key + "_flag": True}))
     st.session_state[cancel_key + "_flag"] = False
 
@@ -175,6 +177,7 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
                                    progress=progress, cancel=cancelled)
     except ScoringCancelled:
         bar.empty()
+        st.session_state.pop(cancel_key + "_flag", None)
         st.warning("Scoring cancelled; nothing was saved.")
         return None
     except Exception as exc:  # noqa: BLE001 - a model failing mid-run is shown, not raised

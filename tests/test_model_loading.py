@@ -254,3 +254,15 @@ def test_gpu_saved_state_dict_loads_on_cpu(tmp_path, spec, monkeypatch):
 def test_trust_warning_is_stated():
     assert "trust" in M.TRUST_WARNING.lower()
     assert "trust" in (M.__doc__ or "").lower()
+
+
+def test_embedding_knn_on_sample_finds_planted_duplicate_and_odd_images(scored_forms):
+    from inspect_core.sanity import embedding_findings
+    result = scored_forms["export"][1]
+    dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
+    pairs = {frozenset(p) for p in dups[["image_id", "neighbour_id"]].itertuples(index=False)}
+    assert frozenset({"train/star/star_0005.jpg", "train/star/star_0045.jpg"}) in pairs   # planted exact copy
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv")
+    odd = set(planted.loc[planted["check"].isin(["dark", "overexposed", "low_contrast", "grayscale"]), "image_id"])
+    assert len(set(outliers["image_id"]) & odd) >= 3
+    assert len(outliers) <= 10

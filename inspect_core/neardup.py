@@ -4,9 +4,10 @@ Near pairs: each image's descriptor is a unit vector (a mean-removed 16x16 grey 
 are near duplicates when the cosine of their descriptors is at least ``threshold``.
 Small sets (up to ``BRUTE_FORCE_MAX`` images) are compared all against all. Larger sets use an
 inverted-file index: the descriptors are projected on their top principal axes, clustered by k-means,
-every image is placed in its two nearest cells, and only images sharing a cell are compared. The
+every image is placed in its three nearest cells, and only images sharing a cell are compared. The
 projected distance never exceeds the full one, so the cell-level filter drops no true pair that shares
-a cell; candidates are then confirmed on the full descriptors.
+a cell; candidates are then confirmed on the full descriptors. Pairs whose pHashes agree on a 16-bit block
+are added as candidates too (multi-index hashing), which catches near copies that the clustering split.
 """
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sam
 
 
 def _nearest(y: np.ndarray, centers: np.ndarray, n: int, chunk: int = 65536) -> np.ndarray:
+    """The n nearest centers of each row, nearest first."""
     c2 = (centers * centers).sum(1)
     out = np.empty((len(y), n), np.int64)
     for s in range(0, len(y), chunk):
@@ -90,7 +92,9 @@ def _nearest(y: np.ndarray, centers: np.ndarray, n: int, chunk: int = 65536) -> 
         if n == 1:
             out[s:s + chunk, 0] = d.argmin(1)
         else:
-            out[s:s + chunk] = np.argpartition(d, n - 1, axis=1)[:, :n]
+            part = np.argpartition(d, n - 1, axis=1)[:, :n]
+            order = np.argsort(np.take_along_axis(d, part, 1), axis=1)
+            out[s:s + chunk] = np.take_along_axis(part, order, 1)
     return out
 
 
@@ -146,6 +150,29 @@ def _cell_pairs(x, y, cell, rule: _Rule, chunk: int = 2048):
     return rule.keep(x, i, j, d)
 
 
+def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, window: int = 32):
+    """Pairs of rows ``idx`` whose 64-bit pHashes are within ``max_distance`` bits and agree exactly on one of
+    their four 16-bit blocks (multi-index hashing: certain for distances up to 3, likely beyond). Within a block
+    value, rows are sorted by the whole hash and compared with their next ``window`` neighbours, so a block
+    value shared by very many images costs n*window, not n^2."""
+    h = phash[idx].view(np.uint64)
+    out_i, out_j = [], []
+    for shift in (0, 16, 32, 48):
+        block = (h >> np.uint64(shift)) & np.uint64(0xFFFF)
+        order = np.lexsort((h, block))
+        sb, sh = block[order], h[order]
+        for w in range(1, min(window, len(order) - 1) + 1):
+            same = sb[w:] == sb[:-w]
+            if not same.any():
+                break
+            k = np.nonzero(same)[0]
+            close = np.bitwise_count(sh[k] ^ sh[k + w]) <= max_distance
+            out_i.append(idx[order[k[close]]]), out_j.append(idx[order[k[close] + w]])
+    if not out_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
 def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash: np.ndarray | None = None,
                phash_max: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
@@ -166,6 +193,11 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         y = np.zeros((len(x), PCA_DIM), np.float32)
         y[idx] = x[idx] @ axes
         i, j, s = _ivf_pairs(x, y, idx, rule, rng)
+    if phash is not None and len(idx) > BRUTE_FORCE_MAX:
+        # the index compares rows that share a cell; near copies with close pHashes are also paired directly
+        pi, pj = phash_candidates(phash, idx, phash_max)
+        pi, pj, ps = rule.keep(x, pi, pj)
+        i, j, s = np.concatenate([i, pi]), np.concatenate([j, pj]), np.concatenate([s, ps])
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     key = lo.astype(np.int64) * len(desc) + hi
     key, first = np.unique(key, return_index=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -21,9 +22,13 @@ def resolve_inside(root: Path | str, image_id: str) -> Path | None:
     if image_id is None:
         return None
     text = str(image_id)
-    if not text or text.startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
+    if not text or text.startswith("/"):
         return None
-    rel = PurePosixPath(text.replace("\\", "/"))
+    if os.name == "nt":  # a drive letter or a backslash means something only on Windows
+        if text.startswith("\\") or (len(text) > 1 and text[1] == ":"):
+            return None
+        text = text.replace("\\", "/")
+    rel = PurePosixPath(text)
     if any(part == ".." for part in rel.parts):
         return None
     root_real = Path(os.path.realpath(root))
@@ -38,3 +43,12 @@ def is_within(path: Path | str, root: Path | str) -> bool:
     into the dataset folder."""
     p, r = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     return p == r or r in p.parents
+
+
+def is_regular_file(path: Path | str) -> bool:
+    """Whether ``path`` is a regular file (not a folder, pipe, device or socket): only those are opened, since
+    reading a FIFO named .jpg would block forever."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False

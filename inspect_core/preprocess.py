@@ -19,11 +19,14 @@ A spec comes from a JSON sidecar beside the model (``<model>.preprocess.json``) 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from .paths import is_regular_file
 
 RESIZE_MODES = ("stretch", "shorter_then_center_crop", "center_crop", "letterbox")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
@@ -260,7 +263,14 @@ def decode_array(arr, spec: Preprocess) -> Image.Image:
 
 
 def load_image_file(path: Path | str) -> Image.Image:
-    """Open and fully decode an image file (raises OSError / PIL errors on broken files)."""
+    """Open and fully decode an image file (raises OSError / PIL errors on broken files).
+
+    Only regular files are opened: a folder, pipe, device or socket raises OSError "not a regular file"
+    (reading a FIFO named .jpg would block forever)."""
+    if not is_regular_file(path):
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"{path}: file missing")
+        raise OSError(f"{path}: not a regular file")
     with Image.open(path) as img:
         img.load()
         return img.copy() if img.mode not in ("P",) else img.convert("RGBA")

@@ -178,3 +178,10 @@ class ReviewStore:
     def count(self) -> int:
         with self._connect() as con:
             return int(con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def last_id(self) -> int:
+        """The newest decision_id recorded (undo rows included), 0 when there is none: changes with every
+        write, so it versions anything derived from the decisions."""
+        with self._connect() as con:
+            row = con.execute("SELECT MAX(decision_id) FROM decisions").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0

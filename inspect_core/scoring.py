@@ -271,15 +271,21 @@ def save_cache(workspace: Path | str, key: str, image_ids, logits, embeddings, e
 
 def load_cache(workspace: Path | str, key: str):
     folder = _cache_dir(workspace, key)
+    """``(image_ids, logits, embeddings, errors, meta)`` from the cache, or None on a miss. A damaged
+    cache (missing files or keys, wrong types, rows that do not match the arrays) is a miss, never a crash."""
     try:
         rows = json.loads((folder / "rows.json").read_text())
         meta = json.loads((folder / "meta.json").read_text())
         with np.load(folder / "outputs.npz", allow_pickle=False) as data:
             logits = data["logits"]
             embeddings = data["embeddings"] if "embeddings" in data.files else None
-    except (OSError, ValueError, KeyError):
+        image_ids, errors = list(rows["image_ids"]), list(rows["errors"])
+        if not isinstance(meta, dict) or logits.ndim != 2 or len(image_ids) != len(logits) \
+                or len(errors) != len(image_ids) or (embeddings is not None and len(embeddings) != len(logits)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError):
         return None
-    return rows["image_ids"], logits, embeddings, rows["errors"], meta
+    return image_ids, logits, embeddings, errors, meta
 
 
 # --------------------------------------------------------------------------------------------

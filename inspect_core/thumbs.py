@@ -12,6 +12,8 @@ import hashlib
 import io
 import logging
 import os
+import stat
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -19,7 +21,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from inspect_core.paths import resolve_inside
+from inspect_core.paths import is_regular_file, resolve_inside
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def open_reduced(path: Path, max_side_px: int) -> Image.Image:
-    """Open an image and decode it no larger than needed (JPEG draft mode), as RGB, first frame.
+class NotRegularFileError(OSError):
+    """The path is a folder, pipe, device or socket: never opened (reading a FIFO blocks forever)."""
 
-    EXIF orientation is not applied: the pixels are shown as stored, which is how box coordinates
-    and most training loaders see them.
+
+NOT_REGULAR = "not a regular file"
+
+
+def open_reduced(path: Path, max_side_px: int) -> tuple[Image.Image, tuple[int, int]]:
+    """``(image, original_size)``: the image decoded no larger than needed (JPEG draft mode), as RGB,
+    first frame, and the file's own ``(width, height)`` in pixels.
+
+    Only regular files are opened (a FIFO named .jpg would block forever): anything else raises
+    ``NotRegularFileError``. EXIF orientation is not applied: the pixels are shown as stored, which is
+    how box coordinates and most training loaders see them.
     """
+    if not is_regular_file(path):
+        if not os.path.lexists(path):
+            raise FileNotFoundError(str(path))
+        raise NotRegularFileError(f"{path}: {NOT_REGULAR}")
     with Image.open(path) as img:
         w, h = img.size
         if w <= 0 or h <= 0:
@@ -101,12 +116,14 @@ def open_reduced(path: Path, max_side_px: int) -> Image.Image:
         if max(out.size) > max_side_px:
             out = out.copy()
             out.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR)
-        return out
+        return out, (w, h)
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return "too many pixels"
+    if isinstance(exc, NotRegularFileError):
+        return NOT_REGULAR
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not an image"
     if isinstance(exc, FileNotFoundError):
@@ -125,6 +142,8 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
         st = os.stat(path)
     except OSError:
         return placeholder(size_px, "file missing")
+    if not stat.S_ISREG(st.st_mode):
+        return placeholder(size_px, NOT_REGULAR)
     if st.st_size == 0:
         return placeholder(size_px, "empty file")
     key = thumb_key(str(image_id), size_px, st.st_mtime_ns, st.st_size)
@@ -134,7 +153,7 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
     except OSError:
         pass
     try:
-        img = open_reduced(path, size_px)
+        img, _size = open_reduced(path, size_px)
     except Exception as exc:  # one bad file gives a placeholder, never stops the page
         log.debug("thumbnail of %s failed: %s", image_id, exc)
         return placeholder(size_px, _reason(exc))
@@ -143,7 +162,8 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
     data = buf.getvalue()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        # sessions are threads of one process: the pid alone would let two writers share a temp file
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, cache)
     except OSError as exc:  # a read-only workspace still shows thumbnails
@@ -170,9 +190,7 @@ def display_image(root: Path | str, image_id: str,
     if path is None:
         return None, 1.0, "outside dataset root"
     try:
-        with Image.open(path) as probe:
-            full_w, _ = probe.size
-        img = open_reduced(path, max_side_px)
+        img, (full_w, _full_h) = open_reduced(path, max_side_px)
     except Exception as exc:
         return None, 1.0, _reason(exc)
     return img, (img.size[0] / full_w if full_w else 1.0), None

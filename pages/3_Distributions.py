@@ -45,9 +45,9 @@ if ann is not None and not ann.empty:
     st.subheader("Boxes")
     b1, b2 = st.columns(2)
     with b1:
-        import plotly.express as px
-        fig = px.scatter(ann, x="box_w_px", y="box_h_px", color="category" if "category" in ann.columns else None,
-                         title="Box width vs height (px)", render_mode="webgl")
+        fig, n_shown, n_boxes = charts.box_size_figure(ann)
+        if n_shown < n_boxes:
+            st.caption(f"Showing a random sample: {n_shown:,} of {n_boxes:,} boxes.")
         st.plotly_chart(fig, key="di_dist_boxsize")
     with b2:
         if "n_boxes" in images.columns:

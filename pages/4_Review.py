@@ -14,6 +14,8 @@ st.title("Review and export")
 
 scan = state.require_scan()
 store = state.store_for(scan)
+# Read before the decisions: a write in between then only makes the version older than the data, never newer.
+version = store.last_id()
 current = store.current()
 
 m1, m2, m3, m4 = st.columns(4)
@@ -31,7 +33,6 @@ else:
     view = current[["image_id", "action", "old_label", "new_label", "note", "decided_at"]].astype(object)
     view = view.where(view.notna(), None)
     # The editor is keyed by the store's last decision, so stale edits never land on other rows.
-    version = int(store.history()["decision_id"].max())
     edited = st.data_editor(
         view, key=f"di_review_editor_{version}", hide_index=True, width="stretch", num_rows="fixed",
         disabled=[c for c in view.columns if c not in editable],
@@ -61,22 +62,24 @@ else:
             store.undo(pick, source="review-page")
             st.rerun()
 
-    with st.expander(f"Full history ({store.count():,} rows)"):
-        st.dataframe(store.history(), hide_index=True, width="stretch")
+    n_history = store.count()
+    with st.expander(f"Full history ({n_history:,} rows)"):
+        if st.toggle("Show the full history", key="di_review_show_history"):
+            st.dataframe(store.history(), hide_index=True, width="stretch")
 
 st.subheader("Export")
 st.caption("Exports never touch the dataset: download them, or write them to a folder outside the dataset.")
 root = scan.dataset.root
-table = export.relabel_table(current, root)
-manifest = export.cleaned_manifest(scan.dataset.images, current)
+payloads = state.export_payloads(str(scan.workspace), str(root), version, str(scan.fingerprint),
+                                 current, scan.dataset.images)
 d1, d2, d3 = st.columns(3)
-d1.download_button("Relabel list (CSV)", export.relabel_csv_bytes(table), file_name="relabels.csv",
+d1.download_button("Relabel list (CSV)", payloads["relabel_csv"], file_name="relabels.csv",
                    mime="text/csv", key="di_dl_csv")
-d2.download_button("Relabel list (JSON)", export.relabel_json_bytes(table), file_name="relabels.json",
+d2.download_button("Relabel list (JSON)", payloads["relabel_json"], file_name="relabels.json",
                    mime="application/json", key="di_dl_json")
-d3.download_button("Cleaned manifest (CSV)", export.manifest_csv_bytes(manifest), file_name="cleaned_manifest.csv",
+d3.download_button("Cleaned manifest (CSV)", payloads["manifest_csv"], file_name="cleaned_manifest.csv",
                    mime="text/csv", key="di_dl_manifest")
-st.text(f"Cleaned manifest: {len(manifest):,} of {len(scan.dataset.images):,} images "
+st.text(f"Cleaned manifest: {payloads['n_manifest']:,} of {len(scan.dataset.images):,} images "
         f"({int((current['action'] == 'remove').sum())} removed, "
         f"{int((current['action'] == 'relabel').sum())} relabelled)")
 

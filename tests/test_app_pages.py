@@ -362,3 +362,61 @@ def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_sc
     at.selectbox(key="di_home_recent").set_value(str(root.resolve())).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Images"] == f"{len(scan.images):,}"
+
+
+def test_remember_root_from_threads_uses_distinct_temp_files(tmp_path, monkeypatch):
+    """Sessions are threads of one process: two saving recent.json at once must not share a temp file."""
+    import os
+    import threading
+    from inspect_core.ui import state as S
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    names: list[str] = []
+    barrier = threading.Barrier(4)
+    real_replace = os.replace
+
+    def replace_together(src, dst):
+        names.append(os.path.basename(src))
+        barrier.wait(10)  # all four temp files exist at once
+        return real_replace(src, dst)
+    monkeypatch.setattr(S.os, "replace", replace_together)
+    dirs = []
+    for i in range(4):
+        (tmp_path / f"d{i}").mkdir()
+        dirs.append(str(tmp_path / f"d{i}"))
+    threads = [threading.Thread(target=S.remember_root, args=(d, "folder")) for d in dirs]
+    [t.start() for t in threads]
+    [t.join(20) for t in threads]
+    assert len(names) == 4 and len(set(names)) == 4
+    saved = json.loads(S.recent_file().read_text())
+    assert saved and all(r["root"] in {str(Path(d).resolve()) for d in dirs} for r in saved)
+
+
+def test_review_exports_are_built_once_per_decision_version(small, monkeypatch):
+    """Reruns of the Review page reuse the export payloads; a new decision rebuilds them."""
+    import streamlit as st
+    from inspect_core import export
+    root, scan = small
+    store = ReviewStore(workspace_dir(root))
+    calls = []
+    real = export.cleaned_manifest
+
+    def counting(images, current):
+        calls.append(len(current))
+        return real(images, current)
+    monkeypatch.setattr(export, "cleaned_manifest", counting)
+    st.cache_data.clear()
+    store.decide("val/cat/cat_0.png", "remove", old_label="cat")
+    at = _app(root, PAGES[3])
+    assert not at.exception
+    n = len(calls)
+    at.run()
+    at.run()
+    assert not at.exception and len(calls) == n  # reruns: no rebuild
+    store.decide("val/cat/cat_1.png", "remove", old_label="cat")
+    at.run()
+    assert len(calls) == n + 1
+    manifest = next(d for d in at.get("download_button") if "manifest" in d.proto.label.lower())
+    assert manifest is not None
+    shown = [t.value for t in at.text if t.value.startswith("Cleaned manifest")]
+    removed = int((store.current()["action"] == "remove").sum())
+    assert shown and f"{len(scan.images) - removed:,} of {len(scan.images):,} images" in shown[0]

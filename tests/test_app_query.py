@@ -80,6 +80,22 @@ def test_robust_outliers():
     assert not robust_outliers(pd.Series([2.0] * 10)).any()
 
 
+def test_robust_outliers_use_the_property_checks_cut():
+    """Red points in a scatter are exactly the values beyond median -/+ K_ROBUST robust sd, as in the checks."""
+    from inspect_core.checks.property import K_ROBUST, robust_center_scale
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, 400)
+    med, scale = robust_center_scale(x)
+    # planted values between the old 3.5 cut and K_ROBUST, and just beyond K_ROBUST
+    x[:5] = med + 3.8 * scale
+    x[5:10] = med - (K_ROBUST + 0.3) * scale
+    med, scale = robust_center_scale(x)
+    expected = np.abs(x - med) > K_ROBUST * scale
+    got = robust_outliers(pd.Series(x))
+    assert (got == expected).all()
+    assert not got[:5].any() and got[5:10].all()
+
+
 def test_scatter_keeps_outliers_when_sampling_and_selection_gives_ids():
     rng = np.random.default_rng(0)
     n = 2000
@@ -119,3 +135,16 @@ def test_sort_by_a_mixed_type_column():
     df["meta"] = pd.Series([3, "b", None, 1.5, "a", 2], dtype=object)
     page = gallery_page(df, GalleryQuery(sort_by="meta"), FAMILIES)
     assert page.n_match == 6 and list(page.rows["image_id"])[-1] == "train/dog/2.jpg"
+
+
+def test_box_scatter_is_sampled_with_the_scatter_cap():
+    from inspect_core.ui.charts import box_size_figure
+    rng = np.random.default_rng(1)
+    n = 1200
+    ann = pd.DataFrame({"image_id": [f"i{k % 300}" for k in range(n)], "box_w_px": rng.uniform(1, 100, n),
+                        "box_h_px": rng.uniform(1, 100, n), "category": rng.choice(["a", "b"], n)})
+    fig, shown, total = box_size_figure(ann, max_points=500)
+    assert (shown, total) == (500, n)
+    assert sum(len(t.x) for t in fig.data) == 500
+    fig, shown, total = box_size_figure(ann.head(100), max_points=500)
+    assert (shown, total) == (100, 100) and sum(len(t.x) for t in fig.data) == 100

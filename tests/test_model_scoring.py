@@ -406,3 +406,33 @@ def test_gpu_style_settings_run_on_cpu(tmp_path):
     ok = [e is None for e in err]
     np.testing.assert_allclose(out[ok], ref[ok], rtol=2e-2, atol=5e-2)   # bfloat16 precision
     np.testing.assert_allclose(emb[ok], ref_emb[ok], rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this OS")
+def test_fifo_in_dataset_gives_an_error_row_never_a_hang(tmp_path):
+    import os
+    from inspect_core.preprocess import load_image_file
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "ok.png")
+    os.mkfifo(root / "pipe.jpg")
+    files = S.ImageFiles(root, ["ok.png", "pipe.jpg"], _spec())
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(rows=[files[0], files[1]]), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "reading a FIFO blocked"
+    (_a, _i, err_ok), (_b, _j, err_pipe) = out["rows"]
+    assert err_ok == "" and "not a regular file" in err_pipe
+    with pytest.raises(OSError, match="not a regular file"):
+        load_image_file(root)
+
+
+@pytest.mark.parametrize("rows_text", ['{"image_ids": ["a.png"]}', '["a.png"]', '{"image_ids": 3, "errors": 4}',
+                                       '{"image_ids": ["a.png", "b.png"], "errors": ["", ""]}'])
+def test_damaged_score_cache_is_a_miss_not_a_crash(tmp_path, rows_text):
+    ws = tmp_path / "ws"
+    folder = S.save_cache(ws, "k1", ["a.png"], np.zeros((1, 3), np.float32), None, [""], {"notes": []})
+    assert S.load_cache(ws, "k1") is not None
+    (folder / "rows.json").write_text(rows_text)
+    assert S.load_cache(ws, "k1") is None

@@ -144,3 +144,14 @@ def test_killed_writer_loses_no_committed_decision(tmp_path):
     missing = [c for c in committed if c not in ids]
     assert not missing
     assert len(ids) >= len(committed)
+
+
+def test_last_id_is_the_newest_decision_id(tmp_path):
+    store = ReviewStore(tmp_path)
+    assert store.last_id() == 0
+    first = store.decide("a.jpg", "keep")
+    assert store.last_id() == first
+    second = store.decide("b.jpg", "remove")
+    undo = store.undo("b.jpg")
+    assert store.last_id() == undo > second > first
+    assert store.last_id() == int(store.history()["decision_id"].max())

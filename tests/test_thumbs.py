@@ -114,3 +114,72 @@ def test_display_image_scale_and_boxes(root):
     half = np.asarray(draw_boxes(black, [{"box_x_px": 20, "box_y_px": 20, "box_w_px": 40, "box_h_px": 30}],
                                  scale=0.5))
     assert half[15, 10].tolist() == [40, 200, 60]
+
+
+def _bounded(fn, timeout_s: float = 10.0):
+    """Run ``fn`` in a daemon thread; fail (instead of hanging the suite) if it does not return in time."""
+    import threading
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            box["error"] = exc
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    assert not t.is_alive(), "call blocked (opened a FIFO?)"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_fifo_named_jpg_gets_a_placeholder_never_a_hang(root, tmp_path):
+    from inspect_core.thumbs import NotRegularFileError, open_reduced
+    os.mkfifo(root / "cls" / "pipe.jpg")
+    t = _bounded(lambda: thumbnail(root, "cls/pipe.jpg", tmp_path / "ws"))
+    assert not t.ok and t.reason == "not a regular file"
+    img, scale, reason = _bounded(lambda: display_image(root, "cls/pipe.jpg"))
+    assert img is None and reason == "not a regular file"
+    with pytest.raises(NotRegularFileError):
+        _bounded(lambda: open_reduced(root / "cls" / "pipe.jpg", 64))
+    assert display_image(root, "cls")[2] == "not a regular file"  # a folder is not opened either
+
+
+def test_open_reduced_returns_the_file_size(root):
+    from inspect_core.thumbs import open_reduced
+    img, size = open_reduced(root / "cls" / "big.jpg", 100)
+    assert size == (640, 480) and max(img.size) <= 100
+
+
+def test_thumbnail_cache_writes_from_threads_do_not_collide(root, tmp_path, monkeypatch):
+    """Sessions are threads of one process: concurrent writers of one thumbnail must not share a temp file."""
+    import threading
+    from inspect_core import thumbs as T
+    names: list[str] = []
+    real_replace = os.replace
+    barrier = threading.Barrier(4)
+
+    def slow_replace(src, dst):
+        names.append(os.path.basename(src))
+        return real_replace(src, dst)
+    real_open = T.open_reduced
+
+    def open_together(path, side):  # all four have missed the cache before any writes it
+        barrier.wait(10)
+        return real_open(path, side)
+    monkeypatch.setattr(T.os, "replace", slow_replace)
+    monkeypatch.setattr(T, "open_reduced", open_together)
+    ws = tmp_path / "ws"
+    results = []
+
+    def work():
+        results.append(thumbnail(root, "cls/big.jpg", ws))
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join(20) for t in threads]
+    assert all(r.ok for r in results) and len(results) == 4
+    assert len(names) == 4 and len(set(names)) == 4  # every writer had its own temp name
+    assert not list((ws / "thumbs").rglob("*.tmp"))

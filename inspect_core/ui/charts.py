@@ -70,7 +70,8 @@ def scatter_data(df: pd.DataFrame, x: str, y: str, max_points: int = MAX_SCATTER
 
 
 def scatter_figure(pts: pd.DataFrame, x: str, y: str) -> go.Figure:
-    """Scatter of two columns; robust outliers (median/MAD z > 3.5 on either axis) in red."""
+    """Scatter of two columns; robust outliers (beyond median -/+ K_ROBUST robust sd on either axis, the
+    property checks' cut) in red."""
     fig = go.Figure()
     for flag, name, colour, size in ((False, "images", "#4c78a8", 5), (True, "outliers", "#e45756", 8)):
         part = pts[pts["outlier"] == flag]
@@ -81,6 +82,21 @@ def scatter_figure(pts: pd.DataFrame, x: str, y: str) -> go.Figure:
     fig.update_layout(xaxis_title=x, yaxis_title=y, dragmode="lasso", height=480,
                       margin=dict(l=10, r=10, t=30, b=10))
     return fig
+
+
+def box_size_figure(ann: pd.DataFrame, max_points: int = MAX_SCATTER_POINTS,
+                    seed: int = 0) -> tuple[go.Figure, int, int]:
+    """``(figure, n_shown, n_total)``: box width vs height in pixels, one colour per category. Above
+    ``max_points`` boxes a fixed random sample of ``max_points`` is drawn (the same cap as ``scatter_data``),
+    so a dataset with millions of boxes does not send them all to the browser on every rerun."""
+    cols = [c for c in ("box_w_px", "box_h_px", "category") if c in ann.columns]
+    data = ann[cols]
+    n_total = len(data)
+    if n_total > max_points:
+        data = data.sample(n=max_points, random_state=seed).sort_index()
+    fig = px.scatter(data, x="box_w_px", y="box_h_px", color="category" if "category" in data.columns else None,
+                     title="Box width vs height (px)", render_mode="webgl")
+    return fig, len(data), n_total
 
 
 def selected_image_ids(event) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from inspect_core.checks.property import K_ROBUST, robust_center_scale
+
 NO_LABEL = "(no label)"
 NO_SPLIT = "(no split)"
 ISSUE_PREFIX = "is_"
@@ -152,21 +154,20 @@ def gallery_page(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list
     return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=warnings)
 
 
-def robust_outliers(values: pd.Series, z: float = 3.5) -> np.ndarray:
-    """Rows whose robust z-score (median / MAD) is beyond ``z``; missing values are not outliers."""
+def robust_outliers(values: pd.Series, k: float | None = None) -> np.ndarray:
+    """Rows beyond median -/+ ``k`` robust sd (1.4826 x MAD), the property checks' own centre, scale and
+    cut (``checks.property.robust_center_scale`` and ``K_ROBUST``), so the red points of a scatter are
+    the values those checks would call far from the rest. Missing values are not outliers. When more than
+    half the values are equal (MAD 0) the standard deviation stands in for the robust sd."""
+    k = K_ROBUST if k is None else k
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     finite = np.isfinite(x)
     if finite.sum() < 3:
         return np.zeros(len(x), dtype=bool)
-    med = np.median(x[finite])
-    mad = np.median(np.abs(x[finite] - med))
-    if mad == 0:
-        spread = np.std(x[finite])
-        if spread == 0:
+    med, scale = robust_center_scale(x[finite])
+    if not scale > 0:
+        scale = float(np.std(x[finite]))
+        if not scale > 0:
             return np.zeros(len(x), dtype=bool)
-        score = np.abs(x - med) / spread
-        with np.errstate(invalid="ignore"):
-            return np.where(finite, score > z, False)
-    score = 0.6745 * np.abs(x - med) / mad
     with np.errstate(invalid="ignore"):
-        return np.where(finite, score > z, False)
+        return np.where(finite, np.abs(x - med) > k * scale, False)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import types
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -113,7 +114,8 @@ def remember_root(root: str, fmt: str) -> None:
     path = recent_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"recent.{os.getpid()}.tmp")
+        # sessions are threads of one process: pid + a random part, so two sessions never share a temp file
+        tmp = path.with_name(f"recent.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(items[:RECENT_MAX], indent=1), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:  # the list is a convenience; never stop the app for it
@@ -275,6 +277,19 @@ def review_store(workspace: str):
 
 def store_for(scan):
     return review_store(str(scan.workspace))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def export_payloads(workspace: str, root: str, last_decision_id: int, fingerprint: str,
+                    _current, _images) -> dict:
+    """The Review page's downloads, built once per (workspace, root, last decision id, scan fingerprint):
+    {"relabel_csv", "relabel_json", "manifest_csv": bytes, "n_manifest": int}. ``_current`` and ``_images``
+    are not hashed; the key versions them (a new decision or a new scan changes it)."""
+    from inspect_core import export
+    table = export.relabel_table(_current, root)
+    manifest = export.cleaned_manifest(_images, _current)
+    return {"relabel_csv": export.relabel_csv_bytes(table), "relabel_json": export.relabel_json_bytes(table),
+            "manifest_csv": export.manifest_csv_bytes(manifest), "n_manifest": int(len(manifest))}
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

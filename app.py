@@ -89,7 +89,6 @@ if len(splits):
     st.text("  ".join(f"{'(no split)' if pd.isna(s) else s}: {n:,}" for s, n in splits.items()))
 
 st.subheader("Findings by family")
-families = state.families_for(str(scan.fingerprint), findings)
 if findings.empty:
     st.success("No findings: every check passed.")
 else:

@@ -6,8 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from inspect_core.models import TRUST_WARNING, ModelLoadError
-from inspect_core.scoring import (PredictionsError, cached_scores, confusion_matrix, per_class_metrics,
-                                   score_predictions)
+from inspect_core.scoring import PredictionsError, cached_scores, per_class_metrics, score_predictions
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape
@@ -85,8 +84,13 @@ else:
         st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
+if "confusion" not in entry:  # an entry kept by an older session: add what is now computed once per result
+    entry = mt.make_entry(entry["result"], entry["key"])
+    st.session_state[mt.RESULT_KEY] = entry
 result, issues = entry["result"], entry["issues"]
 table = result.table
+matrix = entry["confusion"]        # computed once per scored result, not per rerun
+positions = entry["positions"]
 
 # -- headline ---------------------------------------------------------------------------------------
 scored = table[table["error"].isna()]
@@ -121,7 +125,7 @@ if selected:
         with left:
             mt.model_view(scan, spec, selected)
         with right:
-            st.dataframe(mt.probs_frame(result, selected), hide_index=True, width="stretch")
+            st.dataframe(mt.probs_frame(result, selected, positions), hide_index=True, width="stretch")
             current = scan.images.loc[scan.images["image_id"] == selected, "label"]
             decision_widget(store, selected, current.iloc[0] if len(current) else None, classes,
                             suggested_label=None if rec.empty else rec.iloc[0]["suggested_label"],
@@ -136,7 +140,7 @@ with tab_worst:
     predicted = f2.multiselect("Predicted class", result.class_names, key=mt.K + "f_pred")
     split_opts = sorted(str(s) for s in issues["split"].dropna().unique())
     splits = f3.multiselect("Split", split_opts, key=mt.K + "f_split")
-    pairs = mt.confusion_points(confusion_matrix(table, result.class_names))
+    pairs = mt.confusion_points(matrix)
     pairs = pairs[(pairs["given"] != pairs["predicted"]) & (pairs["count"] > 0)]
     pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
     pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
@@ -151,10 +155,9 @@ with tab_worst:
     rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
                             only_flagged=only_flagged, only_wrong=only_wrong)
     st.text(f"{len(rows):,} scored images match; worst loss first")
-    mt.worst_grid(scan, result, rows.head(int(n_show)))
+    mt.worst_grid(scan, result, rows.head(int(n_show)), positions=positions)
 
 with tab_conf:
-    matrix = confusion_matrix(table, result.class_names)
     st.caption("Rows: given label; columns: predicted class. Click a cell to see its images.")
     event = st.plotly_chart(mt.confusion_figure(matrix), on_select="rerun", selection_mode="points",
                             key=mt.K + "confusion")
@@ -162,14 +165,14 @@ with tab_conf:
     if cell is not None:
         cell_rows = mt.filter_scores(issues, pair=cell)
         st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")
-        mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open")
+        mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open", positions=positions)
     st.dataframe(matrix, width="stretch")
 
 with tab_class:
     st.dataframe(per_class_metrics(table, result.class_names), hide_index=True, width="stretch")
 
 with tab_sanity:
-    mt.sanity_panel(result, model=model, scan=scan)
+    mt.sanity_panel(result, model=model, scan=scan, embedding=mt.embedding_findings_of(entry))
 
 with tab_errors:
     bad = table[table["error"].notna()][["image_id", "label", "split", "error"]]

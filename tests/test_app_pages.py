@@ -420,3 +420,40 @@ def test_review_exports_are_built_once_per_decision_version(small, monkeypatch):
     shown = [t.value for t in at.text if t.value.startswith("Cleaned manifest")]
     removed = int((store.current()["action"] == "remove").sum())
     assert shown and f"{len(scan.images) - removed:,} of {len(scan.images):,} images" in shown[0]
+
+
+def test_image_detail_decodes_once_not_per_keystroke(tmp_path, cache_home, monkeypatch):
+    """Typing a note reruns the page: the large view comes from the display cache, decoded once."""
+    import os
+
+    import streamlit as st
+    from inspect_core.ui import widgets
+    root = tmp_path / "data"
+    for cls, greys in (("cat", (40, 90)), ("dog", (140, 190))):
+        for k, g in enumerate(greys):
+            _img(root / "train" / cls / f"{cls}_{k}.png", g)
+    _scan(root, cache_home)
+    decoded = []
+    real = widgets.display_image
+
+    def counting(root_, image_id, max_side_px=1024):
+        decoded.append((image_id, max_side_px))
+        return real(root_, image_id, max_side_px=max_side_px)
+    monkeypatch.setattr(widgets, "display_image", counting)
+    st.cache_data.clear()
+    at = _app(root, PAGES[0])
+    target = "train/dog/dog_1.png"
+    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == target)).click().run()
+    assert not at.exception
+    first = list(decoded)
+    assert first.count((target, 1024)) == 1
+    for text in ("s", "so", "som"):
+        next(t for t in at.text_input if t.label == "Note (optional)").set_value(text).run()
+        assert not at.exception
+    assert decoded == first  # no decode on reruns
+    # an edited file is decoded afresh
+    _img(root / target, 99)
+    st_ = os.stat(root / target)
+    os.utime(root / target, ns=(st_.st_atime_ns, st_.st_mtime_ns + 10_000_000))
+    at.run()
+    assert not at.exception and decoded.count((target, 1024)) == 2

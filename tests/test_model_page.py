@@ -179,3 +179,42 @@ def test_confusion_helpers_and_cell_selection():
     odd = mt.confusion_figure(matrix.rename(index={"a": xss}, columns={"a": xss}))
     assert xss not in set(odd.data[0].y) and "&lt;img src=x onerror=alert(1)&gt;" in set(odd.data[0].y)
     assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "&lt;img src=x onerror=alert(1)&gt;"}]}}) == (xss, "b")
+
+
+def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monkeypatch):
+    """The embedding kNN, the confusion matrix and the image_id index are computed once per result; reruns
+    (every tab runs on each) reuse them."""
+    import inspect_core.sanity as sanity
+    import inspect_core.scoring as scoring
+    from inspect_core.ui import model_triage as mt
+    calls = {"knn": 0, "confusion": 0, "index": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+    monkeypatch.setattr(sanity, "embedding_findings", counted("knn", sanity.embedding_findings))
+    monkeypatch.setattr(scoring, "confusion_matrix", counted("confusion", scoring.confusion_matrix))
+    monkeypatch.setattr(mt, "row_positions", counted("index", mt.row_positions))
+    at = _page(sample_scan)
+    at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    if [b for b in at.button if b.key == "di_mt_score"]:
+        at.button(key="di_mt_score").click().run()
+    assert not at.exception, at.exception
+    assert any(t.value.startswith("Embedding kNN:") for t in at.text)
+    after_first = dict(calls)
+    assert after_first == {"knn": 1, "confusion": 1, "index": 1}
+    at.toggle(key="di_mt_f_wrong").set_value(True).run()
+    opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    assert opens and not at.exception
+    opens[0].click().run()
+    assert not at.exception
+    assert calls == after_first
+    # the grid's captions still show the top probabilities of each image
+    entry = at.session_state[mt.RESULT_KEY]
+    iid = opens[0].help
+    assert mt._top_probs_text(entry["result"], iid, positions=entry["positions"]) == \
+        mt._top_probs_text(entry["result"], iid)
+    assert any(c.value == mt._top_probs_text(entry["result"], iid).replace(".", "\\.") or
+               c.value == mt._top_probs_text(entry["result"], iid) for c in at.caption)

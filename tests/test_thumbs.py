@@ -183,3 +183,17 @@ def test_thumbnail_cache_writes_from_threads_do_not_collide(root, tmp_path, monk
     assert all(r.ok for r in results) and len(results) == 4
     assert len(names) == 4 and len(set(names)) == 4  # every writer had its own temp name
     assert not list((ws / "thumbs").rglob("*.tmp"))
+
+
+def test_display_image_opens_the_file_once(root, monkeypatch):
+    from inspect_core import thumbs as T
+    opened = []
+    real_open = T.Image.open
+
+    def counting(fp, *a, **kw):
+        opened.append(str(fp))
+        return real_open(fp, *a, **kw)
+    monkeypatch.setattr(T.Image, "open", counting)
+    img, scale, reason = display_image(root, "cls/big.jpg", max_side_px=320)
+    assert reason is None and img.size == (320, 240) and scale == pytest.approx(0.5)
+    assert len(opened) == 1

@@ -19,13 +19,14 @@ import streamlit as st
 from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
 from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, Preprocess,
                                      PreprocessError, find_sidecar, read_preprocess, what_the_model_sees)
-from inspect_core.thumbs import display_image, image_bytes, thumbnails
+from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
+from inspect_core.ui.widgets import display_jpeg, thumb_grid
 
 log = logging.getLogger(__name__)
 
 K = "di_mt_"                    # session-state key prefix of this page
-RESULT_KEY = K + "result"       # {"key": str, "result": ScoreResult, "issues": DataFrame}
+RESULT_KEY = K + "result"       # {"key", "result": ScoreResult, "issues", "confusion", "positions"} (see remember_result)
 SELECTED_KEY = K + "selected"
 ANY = "(any)"
 
@@ -188,13 +189,42 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
     return result
 
 
-def remember_result(result, key: str) -> dict:
+def row_positions(table: pd.DataFrame) -> dict[str, int]:
+    """image_id -> row of the scores table (and of ``result.probs``); the first row when an id repeats."""
+    pos: dict[str, int] = {}
+    for i, iid in enumerate(table["image_id"].astype(str)):
+        pos.setdefault(iid, i)
+    return pos
+
+
+def make_entry(result, key: str) -> dict:
+    """What the page keeps per scored result, computed once (not on every rerun): the ranked issues, the
+    confusion matrix, image_id -> row positions. The embedding kNN findings are added on first use
+    (``embedding_findings_of``)."""
     from inspect_core.label_issues import rank_label_issues
+    from inspect_core.scoring import confusion_matrix
     issues = rank_label_issues(result.table, result.probs, result.class_names)
-    entry = {"key": key, "result": result, "issues": issues}
+    return {"key": key, "result": result, "issues": issues,
+            "confusion": confusion_matrix(result.table, result.class_names),
+            "positions": row_positions(result.table)}
+
+
+def remember_result(result, key: str) -> dict:
+    entry = make_entry(result, key)
     st.session_state[RESULT_KEY] = entry
     st.session_state.pop(SELECTED_KEY, None)
     return entry
+
+
+def embedding_findings_of(entry: dict):
+    """``(near-duplicate pairs, outliers)`` from the result's embeddings (None without embeddings), computed
+    once per scored result and kept in the entry: the kNN is O(N^2) and the Sanity tab runs on every rerun."""
+    if "embedding_findings" not in entry:
+        from inspect_core.sanity import embedding_findings
+        result = entry["result"]
+        entry["embedding_findings"] = (None if result.embeddings is None else
+                                       embedding_findings(result.table["image_id"], result.embeddings))
+    return entry["embedding_findings"]
 
 
 def source_key(*parts) -> str:
@@ -202,40 +232,40 @@ def source_key(*parts) -> str:
 
 
 # -- drawing results ---------------------------------------------------------------------------------
-def probs_frame(result, image_id: str) -> pd.DataFrame:
-    pos = result.table.index[result.table["image_id"] == image_id]
-    if len(pos) == 0:
+def probs_frame(result, image_id: str, positions: dict[str, int] | None = None) -> pd.DataFrame:
+    if positions is not None:
+        row = positions.get(str(image_id))
+    else:
+        pos = np.flatnonzero((result.table["image_id"] == image_id).to_numpy())
+        row = int(pos[0]) if len(pos) else None
+    if row is None:
         return pd.DataFrame(columns=["class", "probability"])
-    p = result.probs[pos[0]]
+    p = result.probs[row]
     frame = pd.DataFrame({"class": result.class_names, "probability": p.astype(float)})
     return frame.sort_values("probability", ascending=False).reset_index(drop=True)
 
 
-def _top_probs_text(result, image_id: str, n: int = 3) -> str:
-    frame = probs_frame(result, image_id).head(n)
+def _top_probs_text(result, image_id: str, n: int = 3, positions: dict[str, int] | None = None) -> str:
+    """"cls p, cls p, ..." for the ``n`` most probable classes; ``positions`` (``row_positions``) avoids a
+    scan of the whole scores table per image."""
+    frame = probs_frame(result, image_id, positions).head(n)
     return ", ".join(f"{c} {p:.2f}" for c, p in zip(frame["class"], frame["probability"]))
 
 
-def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: str = K + "open") -> None:
+def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: str = K + "open",
+               positions: dict[str, int] | None = None) -> None:
     """Thumbnails with given vs predicted label, loss and top probabilities; Open selects one."""
-    if rows.empty:
-        st.info("No scored images match these filters.")
-        return
-    ids = [str(i) for i in rows["image_id"]]
-    thumbs = thumbnails(scan.dataset.root, ids, scan.workspace)
-    records = rows.to_dict(orient="records")
-    for start in range(0, len(records), n_cols):
-        cols = st.columns(n_cols)
-        for col, rec, th in zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols]):
-            with col:
-                iid = str(rec["image_id"])
-                st.image(th.data, width="stretch")
-                flag = " | CL flag" if rec.get("cl_issue") else ""
-                st.caption(md_escape(f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
-                                     f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}"))
-                st.caption(md_escape(_top_probs_text(result, iid)))
-                st.button("Open", key=f"{key_prefix}_{hashlib.sha1(iid.encode()).hexdigest()[:12]}", help=iid,
-                          on_click=lambda i=iid: st.session_state.update({SELECTED_KEY: i}), width="stretch")
+    if positions is None:
+        positions = row_positions(result.table)
+
+    def caption(rec: dict) -> list[str]:
+        flag = " | CL flag" if rec.get("cl_issue") else ""
+        return [f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
+                f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}",
+                _top_probs_text(result, str(rec["image_id"]), positions=positions)]
+    thumb_grid(scan, rows, key_prefix=key_prefix, n_cols=n_cols, caption=caption, selected_key=SELECTED_KEY,
+               empty_text="No scored images match these filters.",
+               open_key=lambda iid: f"{key_prefix}_{hashlib.sha1(iid.encode()).hexdigest()[:12]}")
 
 
 def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
@@ -253,11 +283,11 @@ def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
         st.warning(md_escape(f"Cannot read this image: {' '.join(str(exc).split())[:160]}"))
         return
     c1, c2 = st.columns(2)
-    original, _scale, reason = display_image(scan.dataset.root, image_id, max_side_px=512)
+    original, reason = display_jpeg(scan, image_id, max_side_px=512, with_boxes=False)
     with c1:
         st.text("The file")
         if original is not None:
-            st.image(image_bytes(original), width="stretch")
+            st.image(original, width="stretch")
         else:
             st.warning(md_escape(f"Cannot show this image: {reason}"))
     with c2:
@@ -297,7 +327,9 @@ def batch_check(model, scan, result, n_images: int = 8):
     return batch_independence(model.forward, x)
 
 
-def sanity_panel(result, model=None, scan=None) -> None:
+def sanity_panel(result, model=None, scan=None, embedding=None) -> None:
+    """Baselines, the batch-independence check (on a click) and the embedding kNN findings. ``embedding``:
+    ``(pairs, outliers)`` computed once per result (``embedding_findings_of``); computed here when None."""
     from inspect_core.sanity import baselines, baselines_frame, embedding_findings
     base = baselines(result.table, result.class_names)
     if not base:
@@ -316,7 +348,8 @@ def sanity_panel(result, model=None, scan=None) -> None:
     if result.embeddings is None:
         st.caption("The model gives no embedding here (no final linear layer or embed method): kNN checks skipped.")
     else:
-        dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
+        dups, outliers = embedding if embedding is not None else embedding_findings(result.table["image_id"],
+                                                                                    result.embeddings)
         st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")
         if len(dups):
             st.dataframe(dups.head(200), hide_index=True, width="stretch")

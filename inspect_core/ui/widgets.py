@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from inspect_core.paths import resolve_inside
 from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes, thumbnails
 from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, GalleryQuery, check_columns,
@@ -120,11 +123,40 @@ def select_image(image_id: str) -> None:
     st.session_state[SELECTED_KEY] = image_id
 
 
+def _select_into(key: str, image_id: str) -> None:
+    st.session_state[key] = image_id
+
+
+def default_caption(rec: dict, stat: str | None = None, action: dict | None = None) -> list[str]:
+    """The grid's usual caption lines for one row: label | split | size | findings | stat | decision."""
+    iid = str(rec["image_id"])
+    parts = [label_text(rec.get("label"))]
+    if rec.get("split") is not None and not pd.isna(rec.get("split")):
+        parts.append(str(rec["split"]))
+    if "width_px" in rec and "height_px" in rec and not pd.isna(rec["width_px"]):
+        parts.append(f"{int(rec['width_px'])}x{int(rec['height_px'])} px")
+    if rec.get("n_findings"):
+        parts.append(f"{int(rec['n_findings'])} findings")
+    if stat and stat in rec and stat not in ("image_id", "label", "split", "n_findings"):
+        parts.append(f"{stat}={_fmt(rec[stat])}")
+    if action and iid in action:
+        parts.append(f"decided: {action[iid]}")
+    return [" | ".join(parts)]
+
+
 def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat: str | None = None,
-               decisions: pd.DataFrame | None = None) -> None:
-    """A grid of thumbnails with label and key stats; each has an Open button that selects the image."""
+               decisions: pd.DataFrame | None = None,
+               caption: Callable[[dict], list[str]] | None = None,
+               selected_key: str = SELECTED_KEY, empty_text: str = "No images match.",
+               open_key: Callable[[str], str] | None = None) -> None:
+    """A grid of thumbnails with captions; each has an Open button that puts its image_id in
+    ``st.session_state[selected_key]``.
+
+    ``caption(record) -> lines`` replaces the default caption (label, split, size, findings, ``stat``,
+    decision); each line is shown as text (escaped). ``open_key(image_id)`` names the Open button (default
+    ``<key_prefix>_open_<hash>``)."""
     if rows.empty:
-        st.info("No images match.")
+        st.info(empty_text)
         return
     ids = [str(i) for i in rows["image_id"]]
     thumbs = thumbnails(scan.dataset.root, ids, scan.workspace)
@@ -138,22 +170,14 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
             with col:
                 iid = str(rec["image_id"])
                 st.image(th.data, width="stretch")
-                parts = [label_text(rec.get("label"))]
-                if rec.get("split") is not None and not pd.isna(rec.get("split")):
-                    parts.append(str(rec["split"]))
-                if "width_px" in rec and "height_px" in rec and not pd.isna(rec["width_px"]):
-                    parts.append(f"{int(rec['width_px'])}x{int(rec['height_px'])} px")
-                if rec.get("n_findings"):
-                    parts.append(f"{int(rec['n_findings'])} findings")
-                if stat and stat in rec and stat not in ("image_id", "label", "split", "n_findings"):
-                    parts.append(f"{stat}={_fmt(rec[stat])}")
-                if iid in action:
-                    parts.append(f"decided: {action[iid]}")
+                lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action))
                 if not th.ok:
-                    parts.append(f"[{th.reason}]")
-                st.caption(md_escape(" | ".join(parts)))
-                st.button("Open", key=f"{key_prefix}_open_{_short_key(iid)}", on_click=select_image,
-                          args=(iid,), help=iid, width="stretch")
+                    lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
+                for line in lines:
+                    st.caption(md_escape(line))
+                key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
+                st.button("Open", key=key, on_click=_select_into, args=(selected_key, iid), help=iid,
+                          width="stretch")
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -221,6 +245,34 @@ def _boxes_of(scan, image_id: str) -> list[dict]:
     return boxes
 
 
+def _file_version(root, image_id: str) -> tuple[int, int]:
+    """``(mtime_ns, size_bytes)`` of the image's file, ``(-1, -1)`` when it cannot be stat'ed (the display
+    then says why); part of the display cache key so an edited file is decoded afresh."""
+    path = resolve_inside(root, image_id)
+    try:
+        st_ = os.stat(path) if path is not None else None
+    except OSError:
+        st_ = None
+    return (st_.st_mtime_ns, st_.st_size) if st_ is not None else (-1, -1)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _display_jpeg(root: str, image_id: str, max_side_px: int, mtime_ns: int, size_bytes: int,
+                  fingerprint: str, with_boxes: bool, _scan) -> tuple[bytes | None, str | None]:
+    img, reason = image_figure(_scan, image_id, max_side_px, with_boxes)
+    return (image_bytes(img), None) if img is not None else (None, reason)
+
+
+def display_jpeg(scan, image_id: str, max_side_px: int = 1024, with_boxes: bool = True) -> tuple[bytes | None, str | None]:
+    """``(JPEG bytes, None)`` of the image shown large (boxes drawn), or ``(None, reason)``; decoded once per
+    (root, image_id, max side, file mtime and size, scan fingerprint), so reruns (a keystroke in the note
+    field) do not decode it again."""
+    root = str(scan.dataset.root)
+    mtime_ns, size_bytes = _file_version(root, image_id)
+    return _display_jpeg(root, str(image_id), int(max_side_px), mtime_ns, size_bytes,
+                         str(getattr(scan, "fingerprint", "")), bool(with_boxes), scan)
+
+
 def image_figure(scan, image_id: str, max_side_px: int = 1024, with_boxes: bool = True):
     """``(PIL image with boxes drawn, reason)`` for showing one image large."""
     img, scale, reason = display_image(scan.dataset.root, image_id, max_side_px=max_side_px)
@@ -234,11 +286,11 @@ def image_figure(scan, image_id: str, max_side_px: int = 1024, with_boxes: bool 
 
 
 def show_image(scan, image_id: str, max_side_px: int = 1024, caption: str | None = None) -> None:
-    img, reason = image_figure(scan, image_id, max_side_px)
-    if img is None:
-        st.warning(f"Cannot show this image: {reason}.")
+    data, reason = display_jpeg(scan, image_id, max_side_px)
+    if data is None:
+        st.warning(md_escape(f"Cannot show this image: {reason}."))
     else:
-        st.image(image_bytes(img), width="stretch")
+        st.image(data, width="stretch")
     if caption is not None:
         st.caption(md_escape(caption))
 

@@ -152,7 +152,8 @@ def laplacian_var(gray_u8: np.ndarray) -> float:
 def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
     """Fast form of paths.resolve_inside for the scan: one lstat per file, one realpath per folder.
     ``dir_cache`` holds folder verdicts for one pass only (a folder can become a symlink between scans)."""
-    if not image_id or image_id.startswith(("/", "\\")) or ".." in image_id.split("/"):
+    if not image_id or image_id.startswith("/") or ".." in image_id.split("/") or \
+            (os.name == "nt" and ("\\" in image_id or ":" in image_id)):
         return None
     full = os.path.join(root, image_id)
     parent = os.path.dirname(image_id)
@@ -167,7 +168,8 @@ def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
         return None
     try:
         if os.path.islink(full):
-            return str(resolve_inside(root, image_id)) if resolve_inside(root, image_id) else None
+            real = resolve_inside(root, image_id)
+            return str(real) if real is not None else None
     except OSError:
         return None
     return full
@@ -254,7 +256,8 @@ def _decode_into(row: dict, data: bytes) -> None:
     except Exception:  # noqa: BLE001
         row["n_frames"] = 1
     try:
-        row["exif_orientation"] = int(im.getexif().get(0x0112, 0) or 0)
+        orientation = int(im.getexif().get(0x0112, 0) or 0)
+        row["exif_orientation"] = orientation if 0 <= orientation <= 8 else 0  # 1-8 are defined
     except Exception:  # noqa: BLE001
         row["exif_orientation"] = 0
     scale = STATS_SIDE_PX / max(width_px, height_px, 1)

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .paths import IMAGE_EXTENSIONS, is_image_name, resolve_inside
+from .paths import is_image_name, is_within, resolve_inside
 from .schema import finding_frame
 
 FORMATS = ("folder", "csv", "coco", "yolo")
@@ -124,9 +124,15 @@ def _bad_name_problems(bad_names: list) -> list[dict]:
                      "integrity") for n in bad_names]
 
 
+def _inside_file(root: Path, p: Path) -> bool:
+    """A file the loader finds by itself (classes.txt, data.yaml, a manifest, a COCO JSON) is read only when it
+    really lies inside the root: a symlink there must not make us read a file elsewhere."""
+    return p.is_file() and is_within(p, root)
+
+
 def _read_classes_txt(root: Path) -> list[str] | None:
     p = root / "classes.txt"
-    if not p.is_file():
+    if not _inside_file(root, p):
         return None
     names = [line.strip() for line in p.read_text(encoding="utf-8", errors="replace").splitlines()]
     return [n for n in names if n and not n.startswith("#")]
@@ -140,7 +146,7 @@ def _find_coco_json(root: Path) -> Path | None:
     if (root / "annotations").is_dir():
         candidates += sorted((root / "annotations").glob("*.json"))
     for p in candidates:
-        if not p.is_file() or p.stat().st_size > 2_000_000_000:
+        if not _inside_file(root, p) or p.stat().st_size > 2_000_000_000:
             continue
         try:
             with open(p, "rb") as fh:
@@ -217,7 +223,7 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
     if manifest is None:
-        manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
+        manifest = next((root / n for n in MANIFEST_NAMES if _inside_file(root, root / n)), None)
         if manifest is None:
             raise DatasetError(f"no manifest found in {root}: pass --manifest FILE (CSV or Parquet with path,label[,split])")
     manifest = Path(manifest)
@@ -283,26 +289,41 @@ def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     if not isinstance(obj, dict):
         raise DatasetError(f"COCO file {coco_path} is not a JSON object with images/annotations/categories")
     problems: list[dict] = []
+
+    def section(name: str) -> list:
+        value = obj.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            problems.append(_problem(f"<{coco_path.name}>", "box_malformed",
+                                     f"'{name}' in {coco_path.name} is not a list; it was ignored", "annotation"))
+            return []
+        return value
+
+    def ok_id(v) -> bool:
+        return isinstance(v, (int, str)) and not isinstance(v, bool)
+
     cats = {}
-    for c in obj.get("categories") or []:
-        if isinstance(c, dict) and "id" in c:
+    for c in section("categories"):
+        if isinstance(c, dict) and ok_id(c.get("id")):
             cats[c["id"]] = str(c.get("name", c["id"]))
     base_dirs = ["", "images"]
     img_rows = []
     id_to_image = {}
-    for e in obj.get("images") or []:
-        if not isinstance(e, dict) or "file_name" not in e:
-            problems.append(_problem("<coco>", "box_missing_image", f"COCO image entry without file_name: {str(e)[:80]}",
+    for e in section("images"):
+        if not isinstance(e, dict) or "file_name" not in e or not ok_id(e.get("id", 0)):
+            problems.append(_problem("<coco>", "box_malformed",
+                                     f"COCO image entry without a file_name or with an odd id: {str(e)[:80]}",
                                      "annotation"))
             continue
         image_id = _coco_resolve(root, e["file_name"], base_dirs)
         id_to_image[e.get("id")] = image_id
         img_rows.append({"image_id": image_id, "coco_width_px": e.get("width"), "coco_height_px": e.get("height")})
     box_rows = []
-    for k, a in enumerate(obj.get("annotations") or []):
+    for k, a in enumerate(section("annotations")):
         if not isinstance(a, dict):
             continue
-        image_id = id_to_image.get(a.get("image_id"))
+        image_id = id_to_image.get(a.get("image_id")) if ok_id(a.get("image_id")) else None
         bbox = a.get("bbox")
         if image_id is None:
             problems.append(_problem(f"<coco image {a.get('image_id')}>", "box_missing_image",
@@ -316,6 +337,7 @@ def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
                                      "annotation"))
             continue
         cid = a.get("category_id")
+        cid = cid if ok_id(cid) else None
         box_rows.append({"ann_id": int(a.get("id", k)) if isinstance(a.get("id", k), int) else k,
                          "image_id": image_id, "category": cats.get(cid, pd.NA),
                          "category_id": cid if isinstance(cid, int) else pd.NA,
@@ -423,7 +445,7 @@ def _yolo_label_path(root: Path, image_id: str) -> Path | None:
 
 def load_yolo(root: Path) -> Dataset:
     classes = []
-    if (root / "data.yaml").is_file():
+    if _inside_file(root, root / "data.yaml"):
         classes = parse_yolo_names((root / "data.yaml").read_text(encoding="utf-8", errors="replace"))
     bad_names: list = []
     all_images = walk_images(root, bad_names)
@@ -435,6 +457,11 @@ def load_yolo(root: Path) -> Dataset:
     for image_id in image_ids:
         label_path = _yolo_label_path(root, image_id)
         if label_path is None or not label_path.is_file():
+            continue
+        if not is_within(label_path, root):
+            problems.append(_problem(image_id, "path_outside_root",
+                                     f"its label file {label_path.relative_to(root).as_posix()} resolves outside the "
+                                     "dataset root; not read", "integrity"))
             continue
         shown = label_path.relative_to(root).as_posix()
         try:
@@ -451,7 +478,9 @@ def load_yolo(root: Path) -> Dataset:
                     raise ValueError
                 cid = int(float(parts[0]))
                 cx, cy, w, h = (float(v) for v in parts[1:5])
-            except (ValueError, IndexError):
+                if not all(np.isfinite(v) for v in (cx, cy, w, h)):
+                    raise ValueError
+            except (ValueError, IndexError, OverflowError):
                 problems.append(_problem(image_id, "box_malformed",
                                          f"{shown} line {n}: '{line.strip()[:60]}' is not 'class cx cy w h'",
                                          "annotation"))

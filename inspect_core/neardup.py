@@ -29,6 +29,24 @@ def unit_rows(desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, valid
 
 
+class UnitRows:
+    """The descriptors as unit vectors, made on demand: ``rows[idx]`` gives float32 unit rows for those indices.
+    Only the int8 descriptors and one norm per row are held (a float32 copy of a million descriptors would
+    take 1 GB)."""
+
+    def __init__(self, desc: np.ndarray):
+        self.desc = desc
+        norm = np.sqrt(np.einsum("ij,ij->i", desc, desc, dtype=np.float32))
+        self.valid = norm > 0
+        self.inv_norm = np.where(self.valid, 1.0 / np.where(self.valid, norm, 1.0), 0.0).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.desc)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.desc[idx].astype(np.float32) * self.inv_norm[idx, None]
+
+
 class _Rule:
     """The near-duplicate rule: cosine >= strong, or cosine >= weak with pHash distance <= phash_max."""
 
@@ -83,8 +101,9 @@ def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sam
     return centers
 
 
-def _nearest(y: np.ndarray, centers: np.ndarray, n: int, chunk: int = 65536) -> np.ndarray:
+def _nearest(y: np.ndarray, centers: np.ndarray, n: int) -> np.ndarray:
     """The n nearest centers of each row, nearest first."""
+    chunk = max(1024, 4_000_000 // max(len(centers), 1))  # a rows x centers block stays about 16 MB
     c2 = (centers * centers).sum(1)
     out = np.empty((len(y), n), np.int64)
     for s in range(0, len(y), chunk):
@@ -177,9 +196,9 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
                phash_max: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
     (when ``phash`` is given): arrays (i, j, cosine)."""
-    x, valid = unit_rows(desc)
+    x = UnitRows(desc)
     rule = _Rule(strong, weak if weak is not None else strong, phash, phash_max)
-    idx = np.nonzero(valid)[0]
+    idx = np.nonzero(x.valid)[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(idx) <= BRUTE_FORCE_MAX:
@@ -191,7 +210,9 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         _, vecs = np.linalg.eigh(sample.T @ sample)
         axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
         y = np.zeros((len(x), PCA_DIM), np.float32)
-        y[idx] = x[idx] @ axes
+        for s0 in range(0, len(idx), 65536):
+            part = idx[s0:s0 + 65536]
+            y[part] = x[part] @ axes
         i, j, s = _ivf_pairs(x, y, idx, rule, rng)
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from . import filescan
 from .checks import REGISTRY, family_of
-from .checks.annotation import BOX_CHECKS, box_flags
+from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
 from .checks.context import CheckContext
 from .loaders import Dataset, load_dataset
@@ -40,6 +40,7 @@ SCAN_DIR = "scan"
 SCAN_VERSION = 1                # bump when what a file's row holds changes: old caches are then ignored
 IN_PROCESS_MAX = 300            # below this many files to read, worker processes cost more than they save
 CHUNK_FILES = 96
+CACHE_SLICE_ROWS = 65536
 
 Progress = Callable[[int, int], None]
 
@@ -115,15 +116,25 @@ def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
 
 
 def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
-    keep = ~rows["error_kind"].isin(["missing_file", "path_outside_root"])
-    rows, desc = rows.loc[keep.to_numpy()], desc[keep.to_numpy()]
-    table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
-    desc_arr = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(filescan.DESC_DIM), len(desc), [None, pa.py_buffer(np.ascontiguousarray(desc).tobytes())])
-    table = table.append_column("desc", desc_arr)
-    table = table.replace_schema_metadata({"scan_version": str(SCAN_VERSION)})
+    keep = ~rows["error_kind"].isin(["missing_file", "path_outside_root"]).to_numpy()
     tmp = _tmp_name(ws / CACHE_FILE)
-    pq.write_table(table, tmp)
+    writer = None
+    positions = np.nonzero(keep)[0]
+    try:
+        # in slices, so that no second full copy of the table exists at once
+        for s0 in range(0, max(len(positions), 1), CACHE_SLICE_ROWS):
+            part = positions[s0:s0 + CACHE_SLICE_ROWS]
+            table = pa.Table.from_pandas(rows.iloc[part].reset_index(drop=True), preserve_index=False)
+            d = np.ascontiguousarray(desc[part])
+            table = table.append_column("desc", pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(filescan.DESC_DIM), len(d), [None, pa.py_buffer(d.tobytes())]))
+            table = table.replace_schema_metadata({"scan_version": str(SCAN_VERSION)})
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
     os.replace(tmp, ws / CACHE_FILE)
 
 
@@ -160,12 +171,15 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
                 done_before: int, total: int) -> tuple[pd.DataFrame, np.ndarray]:
     root_s = str(root)
     chunks = [image_ids[k:k + CHUNK_FILES] for k in range(0, len(image_ids), CHUNK_FILES)]
-    results: list[tuple[int, dict]] = []
+    results: list[tuple[int, pd.DataFrame, np.ndarray]] = []
+
+    def keep(k: int, cols: dict) -> None:  # to a compact frame at once: the raw Python lists are freed early
+        results.append((k, _columns_to_frame(cols), cols["desc"]))
     done = done_before
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if len(image_ids) <= IN_PROCESS_MAX or n_workers <= 1:
         for k, chunk in enumerate(chunks):
-            results.append((k, filescan.scan_chunk(root_s, chunk)))
+            keep(k, filescan.scan_chunk(root_s, chunk))
             done += len(chunk)
             if progress:
                 progress(done, total)
@@ -178,10 +192,10 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
             for fut in as_completed(futures):
                 k = futures[fut]
                 try:
-                    results.append((k, fut.result()))
+                    keep(k, fut.result())
                 except Exception as exc:  # noqa: BLE001 - a worker that died: read that chunk here
                     log.warning("worker failed on chunk %d (%s); reading it in-process", k, exc)
-                    results.append((k, filescan.scan_chunk(root_s, chunks[k])))
+                    keep(k, filescan.scan_chunk(root_s, chunks[k]))
                 done += len(chunks[k])
                 if progress:
                     progress(done, total)
@@ -189,9 +203,8 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
     if not results:
         empty = filescan.scan_chunk(root_s, [])
         return _columns_to_frame(empty), empty["desc"]
-    frames = [_columns_to_frame(r) for _, r in results]
-    desc = np.concatenate([r["desc"] for _, r in results])
-    return pd.concat(frames, ignore_index=True), desc
+    desc = np.concatenate([r[2] for r in results])
+    return pd.concat([r[1] for r in results], ignore_index=True), desc
 
 
 def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | None = None,
@@ -292,7 +305,15 @@ def run_checks(ctx: CheckContext, extra: pd.DataFrame | None = None) -> pd.DataF
     findings = pd.concat(frames, ignore_index=True)
     findings["family"] = [f if isinstance(f, str) and f != "<NA>" else (family_of(c) or "")
                           for f, c in zip(findings["family"], findings["check"])]
-    findings = findings.drop_duplicates(["image_id", "check"], keep="first")
+    # one row per (image, check): several problems of one kind on one image (three malformed label lines)
+    # are merged, keeping every detail and the highest score
+    dup = findings.duplicated(["image_id", "check"], keep=False)
+    if dup.any():
+        merged = (findings[dup].groupby(["image_id", "check"], sort=False)
+                  .agg(family=("family", "first"), score=("score", "max"),
+                       detail=("detail", lambda d: "; ".join(dict.fromkeys(d.astype(str)))),
+                       group_id=("group_id", "first")).reset_index())
+        findings = pd.concat([findings[~dup], merged], ignore_index=True)
     return finding_frame(findings.sort_values(["family", "check", "image_id"]).reset_index(drop=True))
 
 
@@ -345,18 +366,18 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
         prev = load_scan(ws)
         if prev is not None and prev.summary.get("input_fingerprint") == input_fp:
             prev.dataset = ds
+            prev.desc = desc
             prev.summary.update(read_stats, reused_saved_scan=True,
                                 elapsed_s=round(time.perf_counter() - t0, 3))
             return prev
-    images = ds.images.reset_index(drop=True).copy()
-    signal = rows.drop(columns=["image_id"])
-    images = pd.concat([images, signal], axis=1)
+    images = pd.concat([ds.images.reset_index(drop=True), rows.drop(columns=["image_id"])], axis=1)
+    del rows  # the per-file rows now live in images only (memory: one copy of the table, not three)
     images["aspect_ratio"] = images["width_px"] / images["height_px"].where(images["height_px"] > 0)
     ann = _boxes_to_px(ds, images)
-    images = pd.concat([images, box_stats(images, ann)], axis=1)
+    for name, column in box_stats(images, ann).items():
+        images[name] = column.to_numpy()
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
-                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes,
-                       box_categories=ds.box_categories)
+                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes)
     findings = run_checks(ctx, ds.problems)
     per_image = findings[findings["image_id"] != ""]
     for name in [c for spec in REGISTRY.values() if not spec.dataset_level for c in spec.checks]:
@@ -364,8 +385,7 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     images["n_findings"] = images["image_id"].map(per_image["image_id"].value_counts()).fillna(0).astype(int)
     pairs = ctx.pairs.drop(columns=["a", "b"])
     if ds.has_boxes and len(ann):
-        flagged = box_flags(ann, images)
-        ann = pd.concat([ann, flagged[[f"is_{c}" for c in BOX_CHECKS]]], axis=1)
+        ann = pd.concat([ann, ctx.box_flags[[f"is_{c}" for c in BOX_CHECKS]]], axis=1)
     balance = balance_table(images, ds.classes) if ds.has_image_labels else pd.DataFrame()
     elapsed = time.perf_counter() - t0
     summary = {
@@ -383,7 +403,6 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
                         annotations=ann, balance=balance, summary=summary,
                         fingerprint=_fingerprint(images, findings), desc=desc)
     result.save(ws / SCAN_DIR)
-    np.save(ws / SCAN_DIR / "desc.npy", desc)
     (ws / SCAN_DIR / "dataset.json").write_text(json.dumps({
         "root": str(ds.root), "format": ds.format, "classes": ds.classes,
         "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
@@ -403,16 +422,16 @@ def load_scan(workspace: Path | str) -> ScanResult | None:
         ann = pd.read_parquet(d / "annotations.parquet")
         balance = pd.read_parquet(d / "balance.parquet")
         summary = json.loads((d / "summary.json").read_text())
-        desc = np.load(d / "desc.npy") if (d / "desc.npy").is_file() else None
-    except (OSError, ValueError, KeyError):
+        ds = Dataset(root=Path(meta["root"]), format=meta["format"],
+                     images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
+                                    if c in images.columns]],
+                     annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
+                     has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
+        return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,
+                          annotations=ann, balance=balance, summary=summary, fingerprint=meta["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged saved scan is a missing one
+        log.warning("ignoring unreadable saved scan in %s: %s", d, exc)
         return None
-    ds = Dataset(root=Path(meta["root"]), format=meta["format"],
-                 images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
-                                if c in images.columns]],
-                 annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
-                 has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
-    return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,
-                      annotations=ann, balance=balance, summary=summary, fingerprint=meta["fingerprint"], desc=desc)
 
 
 __all__ = ["scan", "load_scan", "ScanResult", "read_all_files", "box_stats", "run_checks", "FINDING_COLUMNS"]

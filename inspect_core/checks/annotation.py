@@ -81,7 +81,7 @@ def check_annotation(ctx):
     out = []
     img = ctx.images
     boxes = ctx.annotations
-    b = box_flags(boxes, img)
+    b = ctx.box_flags
     out += _per_image(b[b["is_box_degenerate"]], "box_degenerate",
                       lambda r: f"box {r.ann_id} is {r.box_w_px:g} x {r.box_h_px:g} px")
     out += _per_image(b[b["is_box_outside_image"]], "box_outside_image",

@@ -25,12 +25,17 @@ class CheckContext:
     classes: list
     has_image_labels: bool
     has_boxes: bool
-    box_categories: list
 
     @cached_property
     def decoded(self) -> np.ndarray:
         """Rows whose pixels were read (no integrity error)."""
         return self.images["error_kind"].isna().to_numpy()
+
+    @cached_property
+    def box_flags(self) -> pd.DataFrame:
+        """The boxes with their per-box check flags (annotation.box_flags), computed once per scan."""
+        from .annotation import box_flags
+        return box_flags(self.annotations, self.images)
 
     @cached_property
     def pairs(self) -> pd.DataFrame:
@@ -89,5 +94,4 @@ class CheckContext:
             pairs[f"label_{side}"] = img["label"].to_numpy()[idx]
         groups = neardup.connected_groups(n, a, b)
         pairs["group_id"] = groups[a] if len(a) else np.zeros(0, np.int64)
-        self.group_of = groups
         return pairs

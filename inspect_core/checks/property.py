@@ -75,9 +75,10 @@ def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="
 
 @register("property", CHECKS)
 def check_property(ctx):
-    img = ctx.images.copy()
+    # only the columns the cuts read, plus the derived ones (the scan's table is not copied or changed)
+    img = ctx.images[["image_id", "error_kind", "brightness", "contrast", "blur_laplacian_var", "entropy_bits",
+                      "width_px", "height_px", "aspect_ratio", "is_gray_mode", "colourfulness", "mode"]].copy()
     img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
-    img["aspect_ratio"] = img["width_px"] / img["height_px"].where(img["height_px"] > 0)
     out = []
     out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02, relative=0.35)
     out += _outliers(img, "brightness", "overexposed", "high", absolute=0.85, min_scale=0.02, relative=0.35)

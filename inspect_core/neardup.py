@@ -36,7 +36,10 @@ class UnitRows:
 
     def __init__(self, desc: np.ndarray):
         self.desc = desc
-        norm = np.sqrt(np.einsum("ij,ij->i", desc, desc, dtype=np.float32))
+        norm = np.empty(len(desc), np.float32)
+        for s0 in range(0, len(desc), 16384):  # in blocks: a float copy of every descriptor would cost 1 KB each
+            block = desc[s0:s0 + 16384].astype(np.float32)
+            norm[s0:s0 + 16384] = np.sqrt((block * block).sum(1))
         self.valid = norm > 0
         self.inv_norm = np.where(self.valid, 1.0 / np.where(self.valid, norm, 1.0), 0.0).astype(np.float32)
 
@@ -66,8 +69,8 @@ class _Rule:
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)
         # full cosines in slices, so that memory stays bounded however many candidates there are
-        sims = np.concatenate([np.einsum("ij,ij->i", x[i[s:s + 65536]], x[j[s:s + 65536]])
-                               for s in range(0, len(i), 65536)])
+        sims = np.concatenate([np.einsum("ij,ij->i", x[i[s:s + 8192]], x[j[s:s + 8192]])
+                               for s in range(0, len(i), 8192)])
         ok = sims >= self.strong
         if self.phash is not None:
             ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
@@ -205,13 +208,13 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         i, j, s = _brute_force(x, idx, rule)
     else:
         rng = np.random.default_rng(seed)
-        sample = x[idx[rng.choice(len(idx), min(len(idx), 50000), replace=False)]]
-        sample = sample - sample.mean(0)
-        _, vecs = np.linalg.eigh(sample.T @ sample)
+        sample = x[idx[rng.choice(len(idx), min(len(idx), 20000), replace=False)]]
+        mean = sample.mean(0)
+        _, vecs = np.linalg.eigh(sample.T @ sample / len(sample) - np.outer(mean, mean))
         axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
         y = np.zeros((len(x), PCA_DIM), np.float32)
-        for s0 in range(0, len(idx), 65536):
-            part = idx[s0:s0 + 65536]
+        for s0 in range(0, len(idx), 16384):
+            part = idx[s0:s0 + 16384]
             y[part] = x[part] @ axes
         i, j, s = _ivf_pairs(x, y, idx, rule, rng)
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:

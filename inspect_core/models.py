@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -181,9 +182,44 @@ def load_torchscript(path: Path) -> nn.Module:
         raise ModelLoadError(f"could not load TorchScript {path.name}: {_one_line(exc)}") from None
 
 
+_PROGRAM_LOAD_LOCK = threading.Lock()
+
+
+def _load_program_on_cpu(path: Path):
+    """torch.export.load with every tensor put on the CPU (torch.export.load has no map_location).
+
+    Used where CUDA is missing, so a program saved on a GPU loads on a CPU-only machine: torch's own reader
+    runs with its device lookups answered "cpu" (the archive's weights, and the pickled example inputs read
+    with torch.load), then torch.export.passes.move_to_device_pass moves the device arguments inside the
+    graph (e.g. a tensor made on cuda in forward) to the CPU too. The patches are undone before returning,
+    under a lock."""
+    import functools
+
+    from torch._export.serde import serialize
+    from torch.export.passes import move_to_device_pass
+    from torch.export.pt2_archive import _package
+
+    def on_cpu(_device):
+        return torch.device("cpu")
+
+    with _PROGRAM_LOAD_LOCK:
+        saved = (_package.deserialize_device, serialize.deserialize_device, torch.load)
+        # weights, the graph's tensor metadata and device arguments, and the pickled example inputs
+        _package.deserialize_device = serialize.deserialize_device = on_cpu
+        torch.load = functools.partial(saved[2], map_location="cpu")
+        try:
+            program = torch.export.load(str(path))
+        finally:
+            _package.deserialize_device, serialize.deserialize_device, torch.load = saved
+    return move_to_device_pass(program, "cpu")
+
+
 def load_exported(path: Path):
     try:
-        program = torch.export.load(str(path))
+        if torch.cuda.is_available():
+            program = torch.export.load(str(path))
+        else:
+            program = _load_program_on_cpu(path)         # also a program saved on a GPU
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"could not load torch.export program {path.name}: {_one_line(exc)}") from None
     try:

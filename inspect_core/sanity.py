@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,17 @@ class BatchIndependence:
     detail: str
 
 
+@contextmanager
+def _no_tf32():
+    import torch
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchIndependence:
     """Score each input alone, in a batch, and in the batch reversed; all logits must agree.
 
@@ -111,7 +123,9 @@ def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchInde
     if n < 2:
         return BatchIndependence(False, float("nan"), tolerance, n, "needs at least 2 images to compare")
     try:
-        with torch.inference_mode():
+        # full float32 on GPUs (no TF32): TF32 rounds differently per cuDNN algorithm, and the algorithm
+        # depends on the batch size, which would look like mixing across the batch
+        with torch.inference_mode(), _no_tf32():
             alone = torch.cat([forward(x[i:i + 1]).float().cpu() for i in range(n)])
             together = forward(x).float().cpu()
             rev = torch.flip(forward(torch.flip(x, dims=[0])).float().cpu(), dims=[0])

@@ -57,7 +57,13 @@ def test_every_form_scores_on_cuda_like_on_the_cpu(spec, images, name, factory):
 def test_batch_independence_holds_on_cuda(spec, images):
     from inspect_core.sanity import batch_independence
     gpu = M.load_model(MODEL_DIR / "model.ts.pt", spec, device="cuda")
-    arrays = [image_to_array(load_image_file(SAMPLE / i), spec) for i in images["image_id"][:60]
-              if str(i).startswith("train/")][:16]
+    arrays = []
+    for image_id in images["image_id"]:
+        try:
+            arrays.append(image_to_array(load_image_file(SAMPLE / image_id), spec))
+        except Exception:  # noqa: BLE001 - the sample's planted broken files
+            continue
+        if len(arrays) == 16:
+            break
     result = batch_independence(gpu.forward, torch.from_numpy(np.stack(arrays)).cuda())
     assert result.ok and result.n_images == 16, result.detail

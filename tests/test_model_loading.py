@@ -266,3 +266,20 @@ def test_embedding_knn_on_sample_finds_planted_duplicate_and_odd_images(scored_f
     odd = set(planted.loc[planted["check"].isin(["dark", "overexposed", "low_contrast", "grayscale"]), "image_id"])
     assert len(set(outliers["image_id"]) & odd) >= 3
     assert len(outliers) <= 10
+
+
+def test_torch_export_program_saved_on_a_gpu_loads_and_scores_on_the_cpu(spec, sample_images):
+    # tests/data/gpu_saved/model.pt2 is the sample model exported with its weights on an H100
+    # (bench/gpu_model_files.py); torch.export.load alone fails without CUDA ("not compiled with CUDA")
+    from inspect_core.scoring import score_dataset
+    saved = REPO / "tests" / "data" / "gpu_saved"
+    model = M.load_model(saved / "model.pt2", spec, device="cpu")
+    assert model.device.type == "cpu"
+    assert all(p.device.type == "cpu" for p in model.module.parameters())
+    res = score_dataset(model, SAMPLE, sample_images.images, use_cache=False, workers=0)
+    ok = res.table["error"].isna().to_numpy()
+    gpu_probs = np.load(saved / "gpu_probs_model_pt2.npy")       # the same images scored on the GPU (fp16)
+    assert ok.sum() > 300
+    np.testing.assert_allclose(res.probs[ok], gpu_probs[ok], atol=5e-3)
+    ts = M.load_model(saved / "model.ts.pt", spec, device="cpu")   # TorchScript saved on the GPU, too
+    assert all(p.device.type == "cpu" for p in ts.module.parameters())

@@ -26,7 +26,7 @@ from .preprocess import Preprocess, image_to_pixels, load_image_file, normalize_
 log = logging.getLogger(__name__)
 
 SCORES_DIR = "scores"
-CACHE_VERSION = 2
+CACHE_VERSION = 3   # 3: the centre crop is resized from its box of the source (preprocess.geometry)
 PROB_PREFIX = "prob_"
 
 

@@ -4,11 +4,23 @@ Two rankings, each with a suggested label:
 - by loss: cross-entropy of the given label (largest first); suggestion = the predicted class.
 - confident learning (Northcutt et al., "Confident Learning", JAIR 2021), written here from the paper:
   per-class thresholds t_j = mean p(j | x) over examples GIVEN label j; an example counts toward the
-  confident joint C[given, j] for the class j with the largest p among those with p_j >= t_j; the joint
-  is calibrated so each row sums to that class's count and rounded row by row keeping the row totals; then
-  for every off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are
-  flagged ("prune by noise rate"); examples whose prediction equals the given label are not flagged.
-  (cleanlab implements the same paper but is AGPL; this is an independent implementation.)
+  confident joint C[given, j] for the class j with the largest p among those with p_j >= t_j (up to
+  AT_THRESHOLD_TOL = 1e-6, so float32 rounding of a probability that equals the threshold does not drop it);
+  the joint is calibrated so each row sums to that class's count n_i (C[i, j] * n_i / sum_j C[i, j]) and
+  rounded row by row keeping the row totals (largest remainder, in exact integer arithmetic); then for every
+  off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are flagged
+  ("prune by noise rate"; equal margins: lower example index first); examples whose prediction equals the
+  given label are not flagged.
+  Rounding ties: the fractional parts of a calibrated row are multiples of 1 / sum_j C[i, j], so several cells
+  often have exactly the same remainder (always when their counts are equal). Such ties carry no evidence
+  from the joint; the spare example goes to the tied cell whose next example in line is least likely to carry
+  its given label (lowest p_i, the paper's self-confidence), the diagonal ("keep") last, then the lower class
+  index. Deterministic and independent of floating-point noise.
+  (cleanlab implements the same paper but is AGPL; this is an independent implementation. On the bench
+  scenarios, given the same integer counts, its flagged sets equal ours; the counts differ where exact ties
+  are resolved differently (cleanlab's choice there follows floating-point rounding and sort order, so either
+  is as faithful to the paper) and, rarely, where several classes clear their thresholds: the paper, and this
+  module, then take the argmax among those classes only.)
 """
 from __future__ import annotations
 
@@ -16,6 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+# p_j counts as reaching t_j when p_j >= t_j - AT_THRESHOLD_TOL: probabilities from float32 models carry ~1e-7
+# of rounding noise, so a value a few ulps below the (float64 mean) threshold is "at" the threshold.
+AT_THRESHOLD_TOL = 1e-6
 
 
 @dataclass
@@ -44,7 +60,7 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarra
     n_classes = probs.shape[1]
     if thresholds is None:
         thresholds = per_class_thresholds(probs, labels)
-    above = probs >= (thresholds[None, :] - 1e-12)
+    above = probs >= (thresholds[None, :] - AT_THRESHOLD_TOL)
     masked = np.where(above, probs, -np.inf)
     confident = masked.argmax(axis=1)
     confident[~above.any(axis=1)] = -1
@@ -76,6 +92,33 @@ def round_rows_keeping_totals(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def round_calibrated_joint(joint: np.ndarray, counts: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
+    """Integer version of ``calibrate_joint``: row i of C * n_i / sum_j C[i, j] rounded by largest remainder so
+    it sums to n_i exactly, computed in exact integer arithmetic.
+
+    The fractional parts are multiples of 1 / sum_j C[i, j], so equal fractional parts (ties) are common, also
+    between cells with different counts; in floating point such ties come out a few ulps apart and would be
+    decided by rounding noise. Here they are exact, and the spare units go to the largest remainders, ties to
+    the larger ``tie_key`` (same shape), then to the lower column index.
+    """
+    joint = np.asarray(joint, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    row_sums = joint.sum(axis=1)
+    safe_sums = np.where(row_sums > 0, row_sums, 1)
+    scaled = joint * counts[:, None]
+    out = scaled // safe_sums[:, None]
+    rem = scaled % safe_sums[:, None]
+    if tie_key is None:
+        tie_key = np.zeros(joint.shape)
+    cols = np.arange(joint.shape[1])
+    for i in np.flatnonzero(row_sums > 0):
+        short = int(counts[i] - out[i].sum())
+        if short > 0:
+            out[i, np.lexsort((cols, -tie_key[i], -rem[i]))[:short]] += 1
+    out[row_sums == 0] = 0
+    return out
+
+
 def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
                                    drop_if_prediction_agrees: bool = True) -> ConfidentLearning:
     """Flag likely label errors by confident learning with pruning by noise rate.
@@ -93,27 +136,38 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
     calibrated = calibrate_joint(joint, lab[valid])
     issue = np.zeros(n, dtype=bool)
     suggested = np.full(n, -1, dtype=np.int64)
-    best_margin = np.full(n, -np.inf)
-    rows_given = {i: np.flatnonzero(lab == i) for i in range(n_classes)}
-    counts_to_prune = round_rows_keeping_totals(calibrated)
+    counts = np.bincount(lab[valid], minlength=n_classes)
+    floor = (joint * counts[:, None]) // np.maximum(joint.sum(axis=1), 1)[:, None]
+    # per given class i: margins p_j - p_i of its examples, ranked within each column j (0 = largest margin)
+    per_class = []
+    tie_key = np.full((n_classes, n_classes), -np.inf)
+    cols = np.arange(n_classes)
     for i in range(n_classes):
-        idx = rows_given[i]
+        idx = np.flatnonzero(lab == i)
+        margins = safe[idx] - safe[idx, i][:, None]                      # (n_i, C)
+        order = np.argsort(-margins, axis=0, kind="stable")              # ties: lower example index first
+        per_class.append((idx, margins, order))
         if idx.size == 0:
             continue
-        for j in range(n_classes):
-            if i == j:
-                continue
-            k = int(counts_to_prune[i, j])
-            if k <= 0:
-                continue
-            k = min(k, idx.size)
-            margin = safe[idx, j] - safe[idx, i]
-            top = idx[np.argsort(-margin, kind="stable")[:k]]
-            issue[top] = True
-            m = safe[top, j] - safe[top, i]
-            better = m > best_margin[top]
-            suggested[top[better]] = j
-            best_margin[top[better]] = m[better]
+        # rounding tie between cells (i, j): the spare unit goes to the cell whose next example in line (rank
+        # floor[i, j]) is least likely to carry its given label i (lowest p_i); the diagonal ("keep") comes last
+        nxt = idx[order[np.minimum(floor[i], idx.size - 1), cols]]
+        key = np.where(floor[i] < idx.size, -safe[nxt, i], -np.inf)
+        key[i] = -np.inf
+        tie_key[i] = key
+    counts_to_prune = round_calibrated_joint(joint, counts, tie_key)
+    for i, (idx, margins, order) in enumerate(per_class):
+        if idx.size == 0:
+            continue
+        k = np.clip(counts_to_prune[i], 0, idx.size)
+        k[i] = 0
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(idx.size)[:, None], axis=0)
+        pruned = rank < k[None, :]                                       # (n_i, C): flagged by cell (i, j)
+        cand = np.where(pruned, margins, -np.inf)
+        hit = pruned.any(axis=1)
+        issue[idx[hit]] = True
+        suggested[idx[hit]] = cand[hit].argmax(axis=1)                 # the cell with the largest margin
     if drop_if_prediction_agrees:
         agree = valid & (safe.argmax(axis=1) == lab)
         issue &= ~agree

@@ -63,39 +63,93 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 _DCT32 = _dct_matrix(32)
 _BITS64 = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
+_RESIZE: dict[tuple[int, int], np.ndarray] = {}
 
 
-def _bits_to_int64(bits: np.ndarray) -> int:
-    value = int(np.sum(_BITS64[bits.ravel()], dtype=np.uint64))
-    return value - (1 << 64) if value >= (1 << 63) else value
+def resize_matrix(out_n: int, in_n: int) -> np.ndarray:
+    """Pillow's bilinear filter (a triangle, widened when shrinking: antialiased) as an (out_n, in_n)
+    matrix, so a stack of images resizes in two matrix products: ``R_rows @ images @ R_cols.T``.
+    Equal to Image.resize(BILINEAR) up to Pillow's rounding between its two passes (at most 1 grey level)."""
+    key = (out_n, in_n)
+    m = _RESIZE.get(key)
+    if m is None:
+        scale = in_n / out_n
+        support = max(scale, 1.0)
+        centres = (np.arange(out_n) + 0.5) * scale
+        w = np.maximum(0.0, 1.0 - np.abs(np.arange(in_n)[None, :] + 0.5 - centres[:, None]) / support)
+        m = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+        if len(_RESIZE) < 4096:
+            _RESIZE[key] = m
+    return m
+
+
+def _pack_bits(bits: np.ndarray) -> np.ndarray:
+    """(n, 64) bool -> (n,) int64, first bit most significant."""
+    return (bits.astype(np.uint64) * _BITS64).sum(axis=1, dtype=np.uint64).view(np.int64)
+
+
+def sandwich(x: np.ndarray, rows_m: np.ndarray, cols_m: np.ndarray) -> np.ndarray:
+    """``rows_m @ x[k] @ cols_m.T`` for every image k of a stack x (n, rows, cols), as two large 2-D matrix
+    products (one BLAS call each) rather than 2n small ones."""
+    n, rows, cols = x.shape
+    out_r, out_c = rows_m.shape[0], cols_m.shape[0]
+    a = x.reshape(n * rows, cols) @ cols_m.T                                   # (n*rows, out_c)
+    a = a.reshape(n, rows, out_c).transpose(0, 2, 1).reshape(n * out_c, rows) @ rows_m.T
+    return a.reshape(n, out_c, out_r).transpose(0, 2, 1)
+
+
+_DCT8 = np.ascontiguousarray(_DCT32[:8])
+
+
+def phash_batch(g32: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes of (n, 32, 32) grey images: DCT, the 8x8 lowest frequencies against their
+    median (the construction of imagehash.phash)."""
+    low = sandwich(g32.astype(np.float64), _DCT8, _DCT8).reshape(len(g32), 64)
+    return _pack_bits(low > np.median(low, axis=1)[:, None])
+
+
+def dhash_batch(g32: np.ndarray) -> np.ndarray:
+    """64-bit difference hashes of (n, 32, 32) grey images: on a 9x8 version, is each pixel brighter
+    than its right neighbour."""
+    a = np.rint(sandwich(g32.astype(np.float32), resize_matrix(8, 32), resize_matrix(9, 32)))
+    return _pack_bits((a[:, :, 1:] > a[:, :, :-1]).reshape(len(g32), 64))
+
+
+def descriptor_batch(g32: np.ndarray) -> np.ndarray:
+    """Normalised tiny-image vectors (n, DESC_DIM) int8 of (n, 32, 32) grey images: 2x2-box-averaged to
+    16x16, mean removed, L2-normalised to 127. Robust to re-encoding, resizing and brightness/contrast/colour
+    shifts; all zeros for a flat image."""
+    n = len(g32)
+    v = np.rint(g32.astype(np.float32).reshape(n, DESC_SIDE, 2, DESC_SIDE, 2).mean(axis=(2, 4))).reshape(n, DESC_DIM)
+    v -= v.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.einsum("ij,ij->i", v, v))
+    flat = norm < 1e-3 * DESC_DIM
+    out = np.rint(v * (127.0 / np.where(flat, 1.0, norm))[:, None]).astype(np.int8)
+    out[flat] = 0
+    return out
+
+
+def _grey32(gray_img: Image.Image) -> np.ndarray:
+    if gray_img.mode != "L":
+        gray_img = gray_img.convert("L")
+    if gray_img.size != (32, 32):
+        gray_img = gray_img.resize((32, 32), Image.Resampling.BILINEAR)
+    return np.asarray(gray_img, dtype=np.float32)[None]
 
 
 def phash64(gray_img: Image.Image) -> int:
-    """64-bit perceptual hash: DCT of a 32x32 grey image, 8x8 low frequencies against their median
-    (the same construction as imagehash.phash)."""
-    if gray_img.size != (32, 32):
-        gray_img = gray_img.resize((32, 32), Image.Resampling.BILINEAR)
-    pixels = np.asarray(gray_img, dtype=np.float64)
-    dct = _DCT32 @ pixels @ _DCT32.T
-    low = dct[:8, :8]
-    return _bits_to_int64(low > np.median(low))
+    """64-bit perceptual hash of one image (resized to 32x32 grey first); see ``phash_batch``."""
+    return int(phash_batch(_grey32(gray_img))[0])
 
 
 def dhash64(gray_img: Image.Image) -> int:
-    """64-bit difference hash: is each pixel of a 9x8 grey image brighter than its right neighbour."""
-    pixels = np.asarray(gray_img.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
-    return _bits_to_int64(pixels[:, 1:] > pixels[:, :-1])
+    """64-bit difference hash of one image; see ``dhash_batch``."""
+    return int(dhash_batch(_grey32(gray_img))[0])
 
 
 def descriptor(gray_img: Image.Image) -> np.ndarray:
-    """Normalised tiny-image vector (int8, DESC_DIM): robust to re-encoding, resizing and
-    brightness/contrast/colour shifts; all zeros for a flat image."""
-    v = np.asarray(gray_img.resize((DESC_SIDE, DESC_SIDE), Image.Resampling.BOX), dtype=np.float32).ravel()
-    v = v - v.mean()
-    norm = float(np.sqrt(np.dot(v, v)))
-    if norm < 1e-3 * DESC_DIM:
-        return np.zeros(DESC_DIM, np.int8)
-    return np.round(v * (127.0 / norm)).astype(np.int8)
+    """Tiny-image descriptor of one image; see ``descriptor_batch``."""
+    return descriptor_batch(_grey32(gray_img))[0]
 
 
 def _to_rgb_array(im: Image.Image) -> tuple[np.ndarray, bool]:
@@ -117,36 +171,43 @@ def _to_rgb_array(im: Image.Image) -> tuple[np.ndarray, bool]:
 _LEVELS = np.arange(256, dtype=np.float64)
 
 
-def image_stats(rgb: np.ndarray, gray_hist: np.ndarray | None = None) -> dict:
-    """Statistics of an RGB uint8 array (rows, cols, 3). Brightness and contrast are on a 0..1 scale,
-    from the grey-level histogram (ITU-R 601 luma); colourfulness is Hasler and Suesstrunk's metric."""
-    if gray_hist is None:
-        gray_hist = np.asarray(Image.fromarray(rgb).convert("L").histogram(), dtype=np.float64)
-    n = gray_hist.sum()
-    p = gray_hist / n
-    mean = float((p * _LEVELS).sum())
-    var = float((p * (_LEVELS - mean) ** 2).sum())
-    nz = p[p > 0]
-    entropy = float(-(nz * np.log2(nz)).sum())
-    a = rgb.reshape(-1, 3).astype(np.int16)
-    rg = a[:, 0] - a[:, 1]
-    yb = ((a[:, 0] + a[:, 1]) >> 1) - a[:, 2]
-    colourfulness = (np.sqrt(rg.var() + yb.var()) + 0.3 * np.hypot(rg.mean(), yb.mean())) / 255.0
-    return {
-        "brightness": mean / 255.0,
-        "contrast": float(np.sqrt(var)) / 255.0,
-        "colourfulness": float(colourfulness),
-        "entropy_bits": entropy,
-    }
+def _row_mean_var(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of each row of a float32 (n, k) array."""
+    mean = x.mean(axis=1, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64) / x.shape[1]
+    return mean, np.maximum(sq - mean * mean, 0.0)
 
 
-def laplacian_var(gray_u8: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian (grey levels 0..255) of an image at the fixed stats size."""
-    a = gray_u8.astype(np.float32)
-    if a.shape[0] < 3 or a.shape[1] < 3:
-        return 0.0
-    lap = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4.0 * a[1:-1, 1:-1]
-    return float(lap.var())
+def stats_batch(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """Statistics of a stack of RGB uint8 images (n, rows, cols, 3) of one shape, and their 32x32 greys.
+
+    Brightness and contrast are on a 0..1 scale, from the grey-level histogram (ITU-R 601 luma, the same
+    integer formula as Pillow's convert("L")); entropy in bits of that histogram; colourfulness is Hasler
+    and Suesstrunk's metric; blur is the variance of the 4-neighbour Laplacian of the grey image."""
+    n, rows, cols = rgb.shape[:3]
+    flat = rgb.reshape(n, rows * cols, 3)
+    r, g, b = (flat[:, :, c].astype(np.int32) for c in range(3))
+    gray = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+    hist = np.bincount((gray + (np.arange(n) * 256)[:, None]).ravel(), minlength=256 * n).reshape(n, 256)
+    p = hist / float(rows * cols)
+    mean = p @ _LEVELS
+    var = np.maximum(p @ (_LEVELS ** 2) - mean ** 2, 0.0)
+    plogp = np.zeros_like(p)
+    np.log2(p, out=plogp, where=p > 0)
+    entropy = -(p * plogp).sum(axis=1)
+    rg_mean, rg_var = _row_mean_var((r - g).astype(np.float32))
+    yb_mean, yb_var = _row_mean_var((((r + g) >> 1) - b).astype(np.float32))
+    colourfulness = (np.sqrt(rg_var + yb_var) + 0.3 * np.hypot(rg_mean, yb_mean)) / 255.0
+    grayf = gray.astype(np.float32).reshape(n, rows, cols)
+    if rows >= 3 and cols >= 3:
+        lap = (grayf[:, 1:-1, :-2] + grayf[:, 1:-1, 2:] + grayf[:, :-2, 1:-1] + grayf[:, 2:, 1:-1]
+               - 4.0 * grayf[:, 1:-1, 1:-1])
+        blur = _row_mean_var(lap.reshape(n, -1))[1]
+    else:
+        blur = np.zeros(n)
+    g32 = np.clip(np.rint(sandwich(grayf, resize_matrix(32, rows), resize_matrix(32, cols))), 0, 255)
+    return {"brightness": mean / 255.0, "contrast": np.sqrt(var) / 255.0, "colourfulness": colourfulness,
+            "entropy_bits": entropy, "blur_laplacian_var": blur, "g32": g32}
 
 
 def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
@@ -175,6 +236,9 @@ def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
     return full
 
 
+STAT_COLUMNS = ("brightness", "contrast", "colourfulness", "entropy_bits", "blur_laplacian_var")
+
+
 def _empty_row(image_id: str) -> dict:
     row = {c: None for c in TEXT_COLUMNS}
     row.update({c: np.nan if np.dtype(t).kind == "f" else 0 for c, t in NUMERIC_COLUMNS.items()})
@@ -182,18 +246,24 @@ def _empty_row(image_id: str) -> dict:
     row["image_id"] = image_id
     ext = os.path.splitext(image_id)[1].lower()
     row["ext_format"] = EXT_FORMATS.get(ext)
-    row["desc"] = np.zeros(DESC_DIM, np.int8)
     return row
 
 
-def scan_file(root: str, image_id: str, dir_cache: dict | None = None) -> dict:
-    """Read one file once and return its row. Never raises for a bad file."""
+def _content_hash(data) -> str:
+    """The first 128 bits of the SHA-256 of the bytes, in hex (SHA-256 runs in hardware on most CPUs)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def read_file(root: str, image_id: str, dir_cache: dict) -> tuple[dict, np.ndarray | None]:
+    """Read one file once: its row (size, hashes, format, size in pixels, mode, frames, EXIF orientation,
+    or the error) and its reduced RGB pixels (longer side about STATS_SIDE_PX) for the statistics, None when
+    it could not be decoded. Never raises for a bad file."""
     row = _empty_row(image_id)
-    path = inside_root(root, image_id, {} if dir_cache is None else dir_cache)
+    path = inside_root(root, image_id, dir_cache)
     if path is None:
         row["error_kind"] = "path_outside_root"
         row["error_detail"] = "path resolves outside the dataset root; not opened"
-        return row
+        return row, None
     try:
         st = os.stat(path)
         row["file_size_bytes"] = st.st_size
@@ -201,32 +271,33 @@ def scan_file(root: str, image_id: str, dir_cache: dict | None = None) -> dict:
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device named .jpg would block or never end
             row["error_kind"] = "unreadable"
             row["error_detail"] = "not a regular file (a pipe, device or socket); not opened"
-            return row
+            return row, None
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         row["error_kind"] = "missing_file"
         row["error_detail"] = "listed but not found on disk"
-        return row
+        return row, None
     except OSError as exc:
         row["error_kind"] = "unreadable"
         row["error_detail"] = f"cannot read file: {exc.strerror or exc}"
-        return row
-    row["content_hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        return row, None
+    row["content_hash"] = _content_hash(data)
     if not data:
         row["error_kind"] = "empty_file"
         row["error_detail"] = "file is 0 bytes"
-        return row
+        return row, None
     try:
-        _decode_into(row, data)
+        return row, _decode(row, data)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a finding, not a crash
         if row["error_kind"] is None:
             row["error_kind"] = "unreadable"
             row["error_detail"] = f"decode failed: {type(exc).__name__}: {exc}"[:300]
-    return row
+        return row, None
 
 
-def _decode_into(row: dict, data: bytes) -> None:
+def _decode(row: dict, data: bytes) -> np.ndarray | None:
+    """Fill the header fields of ``row``; return the reduced RGB pixels (None on a decode error)."""
     import io
 
     try:
@@ -236,11 +307,11 @@ def _decode_into(row: dict, data: bytes) -> None:
     except Image.DecompressionBombError as exc:
         row["error_kind"] = "decompression_bomb"
         row["error_detail"] = str(exc)[:300]
-        return
+        return None
     except Exception as exc:  # noqa: BLE001
         row["error_kind"] = "unreadable"
         row["error_detail"] = f"not an image Pillow can identify ({type(exc).__name__})"
-        return
+        return None
     row["format"] = im.format
     width_px, height_px = im.size
     row["width_px"], row["height_px"] = width_px, height_px
@@ -249,7 +320,7 @@ def _decode_into(row: dict, data: bytes) -> None:
         row["error_kind"] = "decompression_bomb"
         row["error_detail"] = (f"{width_px}x{height_px} = {width_px * height_px:,} px exceeds the "
                                f"{MAX_PIXELS:,} px limit; not decoded")
-        return
+        return None
     try:
         row["n_frames"] = int(getattr(im, "n_frames", 1))
         im.seek(0)
@@ -274,33 +345,73 @@ def _decode_into(row: dict, data: bytes) -> None:
         else:
             row["error_kind"] = "unreadable"
             row["error_detail"] = f"decode failed: {text}"[:300]
-        return
+        return None
     rgb, gray_mode = _to_rgb_array(im)
     h, w = rgb.shape[:2]
     if max(w, h) > STATS_SIDE_PX:
         f = max(w, h) / STATS_SIDE_PX
         rgb = np.asarray(Image.fromarray(rgb).resize(
             (max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BILINEAR))
-    row["pixel_hash"] = hashlib.blake2b(
-        f"{width_px}x{height_px}".encode() + rgb.tobytes(), digest_size=16).hexdigest()
-    gray = Image.fromarray(rgb).convert("L")
-    row.update(image_stats(rgb, np.asarray(gray.histogram(), dtype=np.float64)))
+    row["pixel_hash"] = _content_hash(f"{width_px}x{height_px}".encode() + rgb.tobytes())
     row["is_gray_mode"] = gray_mode
-    row["blur_laplacian_var"] = laplacian_var(np.asarray(gray))
-    g32 = gray.resize((32, 32), Image.Resampling.BILINEAR)
-    row["phash"] = phash64(g32)
-    row["dhash"] = dhash64(g32)
-    row["desc"] = descriptor(g32)
+    return rgb
+
+
+def one_blas_thread():
+    """Limit BLAS (OpenBLAS, MKL, ...) to one thread while files are scanned; returns the limiter (a context
+    manager). The scan's matrix products are small: spread over threads that compete with the other scan
+    workers they ran 2-10x slower (measured on 2 cores). Without threadpoolctl: a no-op."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=1, user_api="blas")
+    except Exception:  # noqa: BLE001 - an unknown BLAS must not stop a scan
+        from contextlib import nullcontext
+        return nullcontext()
+
+
+def worker_init() -> None:
+    """Initialiser of a scan worker process: one BLAS thread for the worker's whole life."""
+    global _WORKER_LIMIT
+    _WORKER_LIMIT = one_blas_thread()
+
+
+_WORKER_LIMIT = None
 
 
 def scan_chunk(root: str, image_ids: list[str]) -> dict:
-    """Scan several files; return columns (lists / arrays) so the transfer between processes is cheap."""
+    """Scan several files; return columns (lists / arrays) so the transfer between processes is cheap.
+
+    Each file is read once (``read_file``); the statistics, hashes and descriptors are then computed for
+    all decoded images of one reduced shape at once (``stats_batch``): numpy on stacks, not per image."""
     dir_cache: dict = {}
-    rows = [scan_file(root, i, dir_cache) for i in image_ids]
+    n = len(image_ids)
+    rows, pixels = [], []
+    for image_id in image_ids:
+        row, rgb = read_file(root, image_id, dir_cache)
+        rows.append(row)
+        pixels.append(rgb)
     out: dict = {c: [r[c] for r in rows] for c in TEXT_COLUMNS}
     for c, t in NUMERIC_COLUMNS.items():
         out[c] = np.array([r[c] for r in rows], dtype=t)
     for c in BOOL_COLUMNS:
         out[c] = np.array([r[c] for r in rows], dtype=bool)
-    out["desc"] = np.stack([r["desc"] for r in rows]) if rows else np.zeros((0, DESC_DIM), np.int8)
+    out["desc"] = np.zeros((n, DESC_DIM), np.int8)
+    by_shape: dict[tuple, list[int]] = {}
+    for k, rgb in enumerate(pixels):
+        if rgb is not None:
+            by_shape.setdefault(rgb.shape, []).append(k)
+    for idx in by_shape.values():
+        stats = stats_batch(np.stack([pixels[k] for k in idx]))
+        for c in STAT_COLUMNS:
+            out[c][idx] = stats[c]
+        out["phash"][idx] = phash_batch(stats["g32"])
+        out["dhash"][idx] = dhash_batch(stats["g32"])
+        out["desc"][idx] = descriptor_batch(stats["g32"])
     return out
+
+
+def scan_file(root: str, image_id: str, dir_cache: dict | None = None) -> dict:
+    """One file's row (a dict, with its descriptor under "desc"), computed exactly as a scan does."""
+    cols = scan_chunk(root, [image_id])
+    row = {c: (v[0].item() if isinstance(v, np.ndarray) and c != "desc" else v[0]) for c, v in cols.items()}
+    return row

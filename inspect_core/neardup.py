@@ -120,18 +120,24 @@ def _nearest(y: np.ndarray, centers: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _ivf_pairs(x: np.ndarray, y: np.ndarray, idx: np.ndarray, rule: _Rule, rng, depth: int = 0):
-    """Pairs among rows ``idx`` accepted by the rule, comparing only rows that share a k-means cell."""
-    n = len(idx)
+def _ivf_pairs(x, y: np.ndarray, gidx: np.ndarray, pos: np.ndarray | None, rule: _Rule, rng, depth: int = 0):
+    """Pairs among rows accepted by the rule, comparing only rows that share a k-means cell.
+
+    ``y`` holds the projected rows of ``gidx`` (global row numbers, used for the full vectors in ``x``);
+    ``pos`` selects rows of ``y`` (None: all of them, without copying y)."""
+    n = len(y) if pos is None else len(pos)
     if n <= CELL_MAX or depth >= 3:
-        return _cell_pairs(x, y, idx, rule)
+        return _cell_pairs(x, y, gidx, np.arange(n) if pos is None else pos, rule)
     k = max(2, int(round(n / CELL_TARGET)))
-    yy = y[idx]
+    yy = y if pos is None else y[pos]
     centers = _kmeans(yy, k, rng)
-    near = _nearest(yy, centers, min(N_PROBE, k))
+    near = _nearest(yy, centers, min(N_PROBE, k)).astype(np.int32)
+    del yy
     order = np.argsort(near.ravel(), kind="stable")
-    members = np.repeat(idx, near.shape[1])[order]
+    members = (np.arange(n, dtype=np.int32) if pos is None else pos.astype(np.int32))
+    members = np.repeat(members, near.shape[1])[order]
     cell_of = near.ravel()[order]
+    del near, order
     bounds = np.searchsorted(cell_of, np.arange(k + 1))
     out = []
     for c in range(k):
@@ -139,20 +145,21 @@ def _ivf_pairs(x: np.ndarray, y: np.ndarray, idx: np.ndarray, rule: _Rule, rng, 
         if len(cell) < 2:
             continue
         if len(cell) >= n * 0.9:  # clustering did not split this set: compare it directly
-            out.append(_cell_pairs(x, y, cell, rule))
+            out.append(_cell_pairs(x, y, gidx, cell, rule))
         else:
-            out.append(_ivf_pairs(x, y, cell, rule, rng, depth + 1))
+            out.append(_ivf_pairs(x, y, gidx, cell, rule, rng, depth + 1))
     if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
 
 
-def _cell_pairs(x, y, cell, rule: _Rule, chunk: int = 2048):
+def _cell_pairs(x, y, gidx, cell, rule: _Rule, chunk: int = 2048):
     # On unit vectors: cos >= t  <=>  |a-b|^2 <= 2-2t; the projection can only shrink distances, so a
     # filter on projected distances drops no pair the rule would accept. Squared distances come from one
     # matrix product of augmented rows: [y, |y|^2, 1] . [-2y, 1, |y|^2] = |a|^2 + |b|^2 - 2 a.b
     bound = 2.0 - 2.0 * rule.lowest + 1e-4
     yc = y[cell]
+    rows = gidx[cell]
     n2 = (yc * yc).sum(1, keepdims=True)
     ones = np.ones_like(n2)
     left = np.hstack([yc, n2, ones])
@@ -165,7 +172,7 @@ def _cell_pairs(x, y, cell, rule: _Rule, chunk: int = 2048):
         r, c = np.divmod(flat, m - s)
         upper = c > r  # block row r is cell row s+r; column c is cell row s+c
         # confirm block by block: only accepted pairs are kept, however many candidates a dense cell has
-        out.append(rule.keep(x, cell[s + r[upper]], cell[s + c[upper]], d2.ravel()[flat[upper]]))
+        out.append(rule.keep(x, rows[s + r[upper]], rows[s + c[upper]], d2.ravel()[flat[upper]]))
     if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
@@ -195,12 +202,14 @@ def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, wind
 
 
 def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash: np.ndarray | None = None,
-               phash_max: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               phash_max: int = 0, seed: int = 0, subset: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
-    (when ``phash`` is given): arrays (i, j, cosine)."""
+    (when ``phash`` is given): arrays (i, j, cosine). ``subset``: a boolean mask of the rows to compare (default
+    all); flat descriptors (all zeros) are never paired."""
     x = UnitRows(desc)
     rule = _Rule(strong, weak if weak is not None else strong, phash, phash_max)
-    idx = np.nonzero(x.valid)[0]
+    idx = np.nonzero(x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool)))[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(idx) <= BRUTE_FORCE_MAX:
@@ -211,11 +220,11 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         mean = sample.mean(0)
         _, vecs = np.linalg.eigh(sample.T @ sample / len(sample) - np.outer(mean, mean))
         axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
-        y = np.zeros((len(x), PCA_DIM), np.float32)
+        y = np.empty((len(idx), PCA_DIM), np.float32)       # the projections of the rows idx, in that order
         for s0 in range(0, len(idx), 16384):
-            part = idx[s0:s0 + 16384]
-            y[part] = x[part] @ axes
-        i, j, s = _ivf_pairs(x, y, idx, rule, rng)
+            y[s0:s0 + 16384] = x[idx[s0:s0 + 16384]] @ axes
+        i, j, s = _ivf_pairs(x, y, idx, None, rule, rng)
+        del y
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly
         pi, pj = phash_candidates(phash, idx, phash_max)

@@ -202,7 +202,8 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=filescan.worker_init) as pool:
             futures = {pool.submit(filescan.scan_chunk, root_s, chunk): k for k, chunk in enumerate(chunks)}
             for fut in as_completed(futures):
-                k = futures[fut]
+                # pop: a future holds its chunk's raw result (Python lists) for as long as it is referenced
+                k = futures.pop(fut)
                 try:
                     keep(k, fut.result())
                 except Exception as exc:  # noqa: BLE001 - a worker that died: read that chunk here
@@ -255,8 +256,13 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
         merged_desc = np.concatenate([cdesc[hit_pos[hit]], new_desc])
     else:
         merged, merged_desc = new_rows, new_desc
-    rows = merged.iloc[inv].reset_index(drop=True)
-    desc = merged_desc[inv]
+    cached = new_rows = new_desc = None
+    if np.array_equal(inv, np.arange(len(inv))):        # already in listing order: no copy of the table
+        rows, desc = merged, merged_desc
+    else:
+        rows = merged.iloc[inv].reset_index(drop=True)
+        desc = merged_desc[inv]
+    del merged, merged_desc
     if len(todo):
         _write_cache(ws, rows, desc)
     stats = {"files_read": len(todo), "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
@@ -374,6 +380,7 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
     rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress)
+    del image_ids  # a Python string per image (about 80 MB a million)
     _release_freed_memory()
     input_fp = _input_fingerprint(ds, rows)
     if read_stats["files_read"] == 0:

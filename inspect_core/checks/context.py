@@ -74,12 +74,11 @@ class CheckContext:
         first_copy = ~(img["content_hash"].where(img["file_size_bytes"].gt(0)).duplicated()
                        & img["content_hash"].notna()).to_numpy()
         first_copy &= ~(img["pixel_hash"].duplicated() & img["pixel_hash"].notna()).to_numpy()
-        use = ok & first_copy & self.desc.any(axis=1)
-        sub = np.nonzero(use)[0]
+        use = ok & first_copy
         ph = img["phash"].to_numpy(np.int64)
-        i, j, cos = neardup.near_pairs(self.desc[sub], NEAR_COS_STRONG, NEAR_COS, ph[sub], NEAR_PHASH_MAX)
-        frames.append(pd.DataFrame({"a": sub[i], "b": sub[j], "kind": "near", "score": cos.astype(float),
-                                    "why": ""}))
+        # the whole descriptor array with a mask, not a copy of its rows (256 bytes an image)
+        i, j, cos = neardup.near_pairs(self.desc, NEAR_COS_STRONG, NEAR_COS, ph, NEAR_PHASH_MAX, subset=use)
+        frames.append(pd.DataFrame({"a": i, "b": j, "kind": "near", "score": cos.astype(float), "why": ""}))
         pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["a", "b", "kind", "score", "why"])
         pairs["a"], pairs["b"] = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])

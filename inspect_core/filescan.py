@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 import warnings
 
 import numpy as np
@@ -236,6 +237,9 @@ def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
     return full
 
 
+# Images whose statistics are computed together: 24 reduced images keep the arrays of stats_batch near
+# 6 MB (96 at once took 25 MB, page-faulted in anew by every worker).
+STATS_GROUP = 24
 STAT_COLUMNS = ("brightness", "contrast", "colourfulness", "entropy_bits", "blur_laplacian_var")
 
 
@@ -370,9 +374,20 @@ def one_blas_thread():
 
 
 def worker_init() -> None:
-    """Initialiser of a scan worker process: one BLAS thread for the worker's whole life."""
+    """Initialiser of a scan worker process: one BLAS thread for the worker's whole life, and glibc told to
+    keep freed memory for reuse. By default every array over 128 KB is a fresh mmap, so each chunk's stacks
+    were page-faulted in anew: 40 faults and 0.1 ms of system time a file, 13% of a worker's time (measured).
+    Workers are short-lived; the main process keeps the default and returns memory after each phase."""
     global _WORKER_LIMIT
     _WORKER_LIMIT = one_blas_thread()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 64 << 20)    # M_MMAP_THRESHOLD: allocations below 64 MB come from the heap
+            libc.mallopt(-1, 256 << 20)   # M_TRIM_THRESHOLD: keep up to 256 MB of freed heap
+        except (OSError, AttributeError):
+            pass
 
 
 _WORKER_LIMIT = None
@@ -400,7 +415,8 @@ def scan_chunk(root: str, image_ids: list[str]) -> dict:
     for k, rgb in enumerate(pixels):
         if rgb is not None:
             by_shape.setdefault(rgb.shape, []).append(k)
-    for idx in by_shape.values():
+    groups = [same[s0:s0 + STATS_GROUP] for same in by_shape.values() for s0 in range(0, len(same), STATS_GROUP)]
+    for idx in groups:
         stats = stats_batch(np.stack([pixels[k] for k in idx]))
         for c in STAT_COLUMNS:
             out[c][idx] = stats[c]

@@ -77,13 +77,15 @@ class _Rule:
         return i[ok], j[ok], sims[ok]
 
 
-def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 2048):
+def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 512):
     out_i, out_j = [], []
     xs = x[idx]
     for start in range(0, len(idx), chunk):
+        # this block of rows against itself and every later row: the upper triangle, about half the products
         sim = xs[start:start + chunk] @ xs[start:].T
-        r, c = np.nonzero(np.triu(sim >= rule.lowest, k=1))
-        out_i.append(idx[start + r]), out_j.append(idx[start + c])
+        r, c = np.nonzero(sim >= rule.lowest)
+        upper = c > r
+        out_i.append(idx[start + r[upper]]), out_j.append(idx[start + c[upper]])
     i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
     j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
     return rule.keep(x, i, j)

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import stat
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -144,10 +145,21 @@ def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
+        writer.close()
+        writer = None
+        os.replace(tmp, ws / CACHE_FILE)
     finally:
         if writer is not None:
             writer.close()
-    os.replace(tmp, ws / CACHE_FILE)
+        tmp.unlink(missing_ok=True)          # nothing left behind when the write failed
+
+
+def _write_cache_logged(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
+    """_write_cache for a background thread: a cache that cannot be written costs only a slower next scan."""
+    try:
+        _write_cache(ws, rows, desc)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the scan cache in %s: %s", ws, exc)
 
 
 def _stat_all(root: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -223,33 +235,41 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
 
 
 def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | None = None,
-                   progress: Progress | None = None) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Per-file rows for ``image_ids`` (same order), reading only files new or changed since the cached scan."""
-    sizes, mtimes = _stat_all(root, image_ids)
+                   progress: Progress | None = None, cache_in_background: bool = False
+                   ) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Per-file rows for ``image_ids`` (same order), reading only files new or changed since the cached scan.
+
+    The file cache is written before returning, or, with ``cache_in_background``, by a thread returned in
+    the stats under "cache_writer" (the caller joins it)."""
     cached = _read_cache(ws)
-    want = pd.DataFrame({"image_id": pd.Series(image_ids, dtype="str"), "file_size_bytes": sizes, "mtime_ns": mtimes})
-    hit_pos = np.full(len(image_ids), -1, np.int64)
-    if cached is not None:
+    total = len(image_ids)
+    if cached is None:
+        # a cold scan: every listed path goes to the readers, which report missing, outside-the-root and
+        # non-regular paths themselves (without opening them); no stat pass is needed to find cache hits
+        hit = np.zeros(total, bool)
+        todo, not_files = list(image_ids), []
+        order = None
+    else:
+        sizes, mtimes = _stat_all(root, image_ids)
+        want = pd.DataFrame({"image_id": pd.Series(image_ids, dtype="str"), "file_size_bytes": sizes,
+                             "mtime_ns": mtimes})
         cdf, _ = cached
         key = cdf[["image_id", "file_size_bytes", "mtime_ns"]].copy()
         key["_pos"] = np.arange(len(key))
         m = want.merge(key, on=["image_id", "file_size_bytes", "mtime_ns"], how="left")
         hit_pos = m["_pos"].fillna(-1).to_numpy(np.int64)
-    hit = (hit_pos >= 0) & (sizes >= 0)
-    # missing, outside-the-root and non-regular paths are never read (scan_file reports them without opening)
-    todo = [i for i, h, size in zip(image_ids, hit, sizes) if not h and size >= 0]
-    not_files = [i for i, size in zip(image_ids, sizes) if size < 0]
-    total = len(image_ids)
+        hit = (hit_pos >= 0) & (sizes >= 0)
+        # missing, outside-the-root and non-regular paths are never read (read_file reports them without opening)
+        todo = [i for i, h, size in zip(image_ids, hit, sizes) if not h and size >= 0]
+        not_files = [i for i, size in zip(image_ids, sizes) if size < 0]
+        # rows come back as: cache hits, then files read, then paths that are not files
+        order = np.concatenate([np.nonzero(hit)[0], np.nonzero(~hit & (sizes >= 0))[0], np.nonzero(sizes < 0)[0]])
     if progress:
         progress(int(hit.sum()), total)
     t0 = time.perf_counter()
     new_rows, new_desc = _read_files(root, todo + not_files, workers if len(todo) else 1, progress,
                                      int(hit.sum()), total)
     read_s = time.perf_counter() - t0
-    # rows come back as: cache hits, then files read, then paths that are not files; put them in listing order
-    order = np.concatenate([np.nonzero(hit)[0], np.nonzero(~hit & (sizes >= 0))[0], np.nonzero(sizes < 0)[0]])
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
     if cached is not None and hit.any():
         cdf, cdesc = cached
         merged = pd.concat([cdf.iloc[hit_pos[hit]], new_rows], ignore_index=True)
@@ -257,15 +277,23 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
     else:
         merged, merged_desc = new_rows, new_desc
     cached = new_rows = new_desc = None
-    if np.array_equal(inv, np.arange(len(inv))):        # already in listing order: no copy of the table
+    if order is None or np.array_equal(order, np.arange(len(order))):  # in listing order already: no copy
         rows, desc = merged, merged_desc
     else:
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
         rows = merged.iloc[inv].reset_index(drop=True)
         desc = merged_desc[inv]
     del merged, merged_desc
-    if len(todo):
-        _write_cache(ws, rows, desc)
     stats = {"files_read": len(todo), "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
+    if len(todo):
+        if cache_in_background:
+            # the cache is written while the checks run (Arrow and Parquet work outside the GIL)
+            writer = threading.Thread(target=_write_cache_logged, args=(ws, rows, desc), name="scan-cache-writer")
+            writer.start()
+            stats["cache_writer"] = writer
+        else:
+            _write_cache(ws, rows, desc)
     return rows, desc, stats
 
 
@@ -379,8 +407,23 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
-    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress)
+    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True)
     del image_ids  # a Python string per image (about 80 MB a million)
+    cache_writer = read_stats.pop("cache_writer", None)
+    try:
+        read = [rows, desc]
+        del rows, desc
+        return _check_and_save(ds, ws, read, read_stats, t0)
+    finally:
+        if cache_writer is not None:
+            cache_writer.join()
+
+
+def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: float) -> ScanResult:
+    """The second half of ``scan``: run the checks on the rows read, save and return the result. ``read`` is
+    [rows, desc], emptied here so that the rows table is freed once it has become part of ``images``."""
+    rows, desc = read
+    read.clear()
     _release_freed_memory()
     input_fp = _input_fingerprint(ds, rows)
     if read_stats["files_read"] == 0:

@@ -307,6 +307,54 @@ def test_damaged_cache_is_rebuilt_not_fatal(tmp_path, textured):
     assert third.summary["files_from_cache"] == 4
 
 
+def test_cache_that_cannot_be_written_costs_only_a_full_reread(tmp_path, textured, monkeypatch, caplog):
+    # the file cache is written by a background thread while the checks run: a failure there (disk full,
+    # read-only workspace) must not fail the scan nor leave a temporary file behind
+    from inspect_core import scanner
+    root = tmp_path / "ds"
+    make_good(root, textured, n=4)
+    real = scanner._write_cache
+
+    def full_disk(ws, rows, desc):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scanner, "_write_cache", full_disk)
+    first = inspect_core.scan(root, workers=1)
+    assert first.summary["files_read"] == 4 and len(first.images) == 4
+    assert "could not write the scan cache" in caplog.text
+    assert not (Path(first.workspace) / "filecache.parquet").exists()
+    monkeypatch.setattr(scanner, "_write_cache", real)
+    again = inspect_core.scan(root, workers=1)
+    assert (again.summary["files_read"], again.summary["files_from_cache"]) == (4, 0)
+    pd.testing.assert_frame_equal(again.images, first.images)
+    assert inspect_core.scan(root, workers=1).summary["files_from_cache"] == 4
+
+
+def test_failed_cache_write_leaves_no_temporary_file(tmp_path, textured, monkeypatch):
+    from inspect_core import scanner
+    root = tmp_path / "ds"
+    make_good(root, textured, n=3)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    rows, desc, _ = scanner.read_all_files(root, [f"good/img_{k:03d}.jpg" for k in range(3)], ws, workers=1)
+
+    class Broken:
+        def __init__(self, where, schema):
+            Path(where).write_bytes(b"PAR1")           # the writer has begun the file when the disk fills up
+
+        def write_table(self, table):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(scanner.pq, "ParquetWriter", Broken)
+    (ws / "filecache.parquet").unlink()
+    with pytest.raises(OSError):
+        scanner._write_cache(ws, rows, desc)
+    assert sorted(p.name for p in ws.iterdir()) == []
+
+
 def test_workspace_dir_is_per_root_and_outside_it(tmp_path):
     from inspect_core.workspace import workspace_dir
 

@@ -190,10 +190,22 @@ def _columns_to_table(cols: dict) -> pa.Table:
     return pa.table(data)
 
 
+def _chunks(image_ids: list[str], n_workers: int) -> list[list[str]]:
+    """Chunks of CHUNK_FILES paths, shrinking towards the end (to a quarter) so that the workers finish
+    together: with equal chunks one worker could be left reading a whole chunk alone."""
+    out, k, n = [], 0, len(image_ids)
+    while k < n:
+        left = n - k
+        size = max(CHUNK_FILES // 4, min(CHUNK_FILES, left // (2 * max(1, n_workers))))
+        out.append(image_ids[k:k + size])
+        k += size
+    return out
+
+
 def _read_files(root: Path, image_ids: list[str], workers: int | None, progress: Progress | None,
                 done_before: int, total: int) -> tuple[pd.DataFrame, np.ndarray]:
     root_s = str(root)
-    chunks = [image_ids[k:k + CHUNK_FILES] for k in range(0, len(image_ids), CHUNK_FILES)]
+    chunks = _chunks(image_ids, workers if workers is not None else (os.cpu_count() or 1))
     results: list[tuple[int, pa.Table, np.ndarray]] = []
 
     def keep(k: int, cols: dict) -> None:

@@ -11,7 +11,9 @@ resize, no model), the ceiling the CPU puts on the pipeline.
 The pipeline must reach >= 80% of the bare forward throughput (image loading must not be the bottleneck).
 Runs on the best local device (CUDA > MPS > CPU; --device to force). Each pipeline run is paired with a bare
 run just before and after it; the ratio reported is the median of those paired ratios over --runs runs.
-Writes bench/results/scoring.json. The ResNet-18-like model is defined here (torchvision is not used).
+Writes bench/results/scoring.json. The ResNet-18-like model is defined here (torchvision is not used for it).
+--decoder gpu|pillow|auto picks the pipeline's JPEG decoder (auto: nvJPEG when torchvision is there on a CUDA
+machine); the JSON records the one asked for and the one used. The loader-only ceiling is the Pillow loader's.
 """
 from __future__ import annotations
 
@@ -164,6 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, nargs="*", default=None, help="worker counts to try (default: the default)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--decoder", choices=("auto", "pillow", "gpu"), default="auto",
+                    help="JPEG decoding in the pipeline (score_dataset's decoder): nvJPEG on the GPU or Pillow")
     ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
     ap.add_argument("--out", default=str(HERE / "results" / "scoring.json"))
     args = ap.parse_args(argv)
@@ -188,6 +192,7 @@ def main(argv=None) -> int:
     sync(device)
 
     cpu_s: dict[str, list[float]] = {"bare": [], "pipeline_workers_0": []}
+    decoders_used: set[str] = set()
 
     def bare() -> float:
         t, c = time.perf_counter(), time.process_time()
@@ -211,7 +216,9 @@ def main(argv=None) -> int:
 
     def pipeline(workers: int) -> float:
         t, c = time.perf_counter(), time.process_time()
-        res = score_dataset(model, root, images, batch_size=base.batch_size, workers=workers, use_cache=False)
+        res = score_dataset(model, root, images, batch_size=base.batch_size, workers=workers, use_cache=False,
+                            decoder=args.decoder)
+        decoders_used.add(str(res.source.get("decoder")))
         dt = time.perf_counter() - t
         if workers == 0:   # with workers the decoding CPU time is spent in child processes
             cpu_s["pipeline_workers_0"].append(time.process_time() - c)
@@ -249,6 +256,7 @@ def main(argv=None) -> int:
            "image_size_px": [640, 480], "input_size_px": [224, 224], "model": f"{args.arch}-like ({sum(p.numel() for p in net.parameters()) / 1e6:.1f}M params)",
            "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
            "batch_size": base.batch_size, "amp": base.use_amp, "pin_memory": base.pin_memory,
+           "decoder_asked": args.decoder, "decoder": sorted(decoders_used),
            "bare_forward_img_per_s": round(bare_med, 2), "bare_runs_img_per_s": [round(r, 2) for r in bare_runs],
            "pipeline": rows, "runs": args.runs, "torch": torch.__version__,
            "command": "python bench/bench_scoring.py " + " ".join(argv if argv is not None else sys.argv[1:])}

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None, help="image decoding worker processes")
+    p.add_argument("--decoder", choices=("auto", "pillow", "gpu"), default="auto",
+                   help="JPEG decoding: auto (nvJPEG on the GPU when the model is on CUDA and torchvision is "
+                        "installed, else Pillow), pillow, or gpu (ask for nvJPEG; falls back to Pillow with a note)")
     p.add_argument("--workspace", help="workspace base folder for the score cache (default: the user cache)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
     p.add_argument("--top", type=int, default=10, help="how many worst-loss images to print")
@@ -94,7 +97,7 @@ def run(args) -> int:
             if not args.no_cache:
                 workspace = workspace_dir(ds.root, base=args.workspace)
             result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
-                                   workers=args.workers)
+                                   workers=args.workers, decoder=args.decoder)
         else:
             class_names = None
             if args.preprocess:

@@ -311,3 +311,109 @@ def what_the_model_sees(path: Path | str, spec: Preprocess) -> tuple[np.ndarray,
     """(model input array, that array decoded back into a picture) for one image file."""
     arr = image_to_array(load_image_file(path), spec)
     return arr, decode_array(arr, spec)
+
+
+# --------------------------------------------------------------------------------------------
+# The same geometry on torch tensors (GPU decoding: inspect_core/gpu_decode.py)
+# --------------------------------------------------------------------------------------------
+
+TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic"}
+
+
+def _nearest_index(out_n: int, in_n: int, start: float, end: float) -> list[int]:
+    """Source index of each output pixel for Pillow's NEAREST resize over the box [start, end) of the source
+    (its ImagingScaleAffine): the box held as C floats (float32), a double stepped by ``(end - start) / out_n`` from
+    ``start + step / 2`` and truncated; the same arithmetic in the same order as Pillow, so the same pixels."""
+    start32, end32 = np.float32(start), np.float32(end)
+    step = float(end32 - start32) / out_n
+    v = float(start32) + step * 0.5
+    out = []
+    for _ in range(out_n):
+        out.append(min(max(int(v) if v >= 0 else -1, 0), in_n - 1))
+        v += step
+    return out
+
+
+def resize_tensor(pixels, size_hw: tuple[int, int], interpolation: str,
+                  box_xyxy: tuple[float, float, float, float] | None = None):
+    """uint8 (N, C, H, W) -> uint8 (N, C, size_hw[0], size_hw[1]) with Pillow's filters.
+
+    bilinear / bicubic: torch's antialias mode (Pillow's support and taps) in float32, rounded and clamped back to
+    uint8 once (Pillow rounds between its two passes: a rounding step apart). nearest: Pillow's own index rule,
+    exact; ``box_xyxy`` (nearest only) is Pillow's resize box in source pixels. Same size, no box: a copy (as
+    Pillow)."""
+    import torch
+    import torch.nn.functional as F
+    out_h, out_w = int(size_hw[0]), int(size_hw[1])
+    in_h, in_w = int(pixels.shape[-2]), int(pixels.shape[-1])
+    if interpolation == "nearest":
+        x0, y0, x1, y1 = box_xyxy if box_xyxy is not None else (0.0, 0.0, float(in_w), float(in_h))
+        if box_xyxy is None and (out_h, out_w) == (in_h, in_w):
+            return pixels.clone()
+        cols = torch.tensor(_nearest_index(out_w, in_w, x0, x1), dtype=torch.long, device=pixels.device)
+        rows = torch.tensor(_nearest_index(out_h, in_h, y0, y1), dtype=torch.long, device=pixels.device)
+        return pixels.index_select(-1, cols).index_select(-2, rows)
+    if box_xyxy is not None:
+        raise ValueError("resize_tensor: box_xyxy is for nearest only")
+    if (out_h, out_w) == (in_h, in_w):
+        return pixels.clone()
+    y = F.interpolate(pixels.float(), size=(out_h, out_w), mode=TORCH_MODES[interpolation], align_corners=False,
+                      antialias=True)
+    return y.round_().clamp_(0, 255).to(pixels.dtype)
+
+
+def geometry_tensor(pixels, spec: Preprocess):
+    """``geometry`` for torch uint8 pixels (C, H, W) or (N, C, H, W) (same-size images) on any device.
+
+    Same output size and the same crop / pad offsets as ``geometry`` (Python's own ``round`` where Pillow uses it);
+    shorter_then_center_crop resizes the whole image to the size ``geometry`` computes and crops there (the same
+    filter taps as Pillow's box resize). Pixels agree with Pillow's to a rounding step (Pillow rounds to uint8
+    between its horizontal and vertical passes): tests/test_model_gpu_decode.py measures it."""
+    import torch
+    single = pixels.dim() == 3
+    x = pixels[None] if single else pixels
+    n, c, src_h, src_w = x.shape
+    width_px, height_px = spec.input_size
+    if spec.resize == "stretch":
+        out = resize_tensor(x, (height_px, width_px), spec.interpolation)
+    elif spec.resize == "letterbox":
+        # ImageOps.pad -> ImageOps.contain: the aspect-preserving size, then pasted centred on black
+        new_w, new_h = width_px, height_px
+        im_ratio, dest_ratio = src_w / src_h, width_px / height_px
+        if im_ratio > dest_ratio:
+            new_h = round(src_h / src_w * width_px)
+        elif im_ratio < dest_ratio:
+            new_w = round(src_w / src_h * height_px)
+        out = torch.zeros((n, c, height_px, width_px), dtype=x.dtype, device=x.device)
+        if new_w > 0 and new_h > 0:
+            left, top = round((width_px - new_w) * 0.5), round((height_px - new_h) * 0.5)
+            out[:, :, top:top + new_h, left:left + new_w] = resize_tensor(x, (new_h, new_w), spec.interpolation)
+    elif spec.resize == "shorter_then_center_crop":
+        scale = spec.resize_shorter_px / max(1, min(src_w, src_h))
+        new_w, new_h = max(width_px, round(src_w * scale)), max(height_px, round(src_h * scale))
+        left, top = (new_w - width_px) // 2, (new_h - height_px) // 2
+        if spec.interpolation == "nearest":     # Pillow's box, as geometry() gives it
+            fx, fy = src_w / new_w, src_h / new_h
+            box = (left * fx, top * fy, (left + width_px) * fx, (top + height_px) * fy)
+            out = resize_tensor(x, (height_px, width_px), "nearest", box_xyxy=box)
+        else:
+            out = resize_tensor(x, (new_h, new_w), spec.interpolation)
+            out = out[:, :, top:top + height_px, left:left + width_px].contiguous()
+    else:
+        # center crop; zeros where the crop reaches past the image (Pillow's crop)
+        left, top = (src_w - width_px) // 2, (src_h - height_px) // 2
+        out = torch.zeros((n, c, height_px, width_px), dtype=x.dtype, device=x.device)
+        sx0, sy0 = max(left, 0), max(top, 0)
+        sx1, sy1 = min(left + width_px, src_w), min(top + height_px, src_h)
+        if sx1 > sx0 and sy1 > sy0:
+            out[:, :, sy0 - top:sy1 - top, sx0 - left:sx1 - left] = x[:, :, sy0:sy1, sx0:sx1]
+    return out[0] if single else out
+
+
+def rgb_to_l_tensor(pixels):
+    """Pillow's RGB -> L conversion (ITU-R 601-2 luma, its integer arithmetic) on uint8 (..., 3, H, W) tensors."""
+    import torch
+    x = pixels.to(torch.int32)
+    r, g, b = x.unbind(dim=-3)
+    luma = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+    return luma.to(torch.uint8).unsqueeze(-3)

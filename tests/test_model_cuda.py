@@ -1,4 +1,5 @@
-"""The CUDA path on a real GPU. Skipped where torch sees no CUDA device (CI has none); run on a GPU box with
+"""The CUDA path on a real GPU (and nvJPEG decoding where torchvision is there). Skipped where torch sees no CUDA
+device (CI has none); run on a GPU box with
 ``python -m pytest -q tests/test_model_cuda.py``. Every branch that needs no GPU is covered on the CPU by
 test_model_scoring.py and test_model_loading.py."""
 from __future__ import annotations
@@ -45,7 +46,8 @@ def test_every_form_scores_on_cuda_like_on_the_cpu(spec, images, name, factory):
     gpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cuda")
     cpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cpu")
     assert gpu.device.type == "cuda"
-    res_gpu = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2)     # pinned memory, workers, fp16
+    # pinned memory, workers, fp16; Pillow decoding on both sides (nvJPEG: test_nvjpeg_decoder_scores_like_pillow)
+    res_gpu = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="pillow")
     res_cpu = score_dataset(cpu, SAMPLE, images, use_cache=False, workers=0)
     ok = res_cpu.table["error"].isna().to_numpy()
     assert ok.sum() > 300 and np.array_equal(ok, res_gpu.table["error"].isna().to_numpy())
@@ -67,3 +69,49 @@ def test_batch_independence_holds_on_cuda(spec, images):
             break
     result = batch_independence(gpu.forward, torch.from_numpy(np.stack(arrays)).cuda())
     assert result.ok and result.n_images == 16, result.detail
+
+
+def _nvjpeg_available() -> bool:
+    from inspect_core.gpu_decode import available_decoder
+    return torch.cuda.is_available() and available_decoder(torch.device("cuda")) is not None
+
+
+@pytest.mark.skipif(not _nvjpeg_available(), reason="needs CUDA and torchvision (nvJPEG)")
+def test_nvjpeg_decoder_scores_like_pillow(spec, images):
+    """decoder="gpu" (workers read bytes, nvJPEG decodes, torch resizes on the GPU) against the Pillow path."""
+    from inspect_core.gpu_decode import what_the_model_sees_as
+    from inspect_core.scoring import score_dataset
+    gpu = M.load_model(MODEL_DIR / "model.pt2", spec, device="cuda")
+    res_gpu = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="gpu")
+    res_pil = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="pillow")
+    assert res_gpu.source["decoder"] == "nvjpeg" and res_pil.source["decoder"] == "pillow"
+    ok = res_pil.table["error"].isna().to_numpy()
+    assert ok.sum() > 300 and np.array_equal(ok, res_gpu.table["error"].isna().to_numpy())
+    assert res_gpu.table["error"].fillna("").tolist() == res_pil.table["error"].fillna("").tolist()
+    agree = (res_gpu.probs[ok].argmax(1) == res_pil.probs[ok].argmax(1)).mean()
+    assert agree >= 0.99, agree
+    # nvJPEG's chroma upsampling differs from libjpeg's at sharp colour edges (the sample's shapes are all edges):
+    # measured on an H100, 5 of 1,755 probabilities differ by 0.03-0.043, the rest by less
+    diff = np.abs(res_gpu.probs[ok] - res_pil.probs[ok])
+    assert (diff <= 3e-2).mean() >= 0.995 and diff.max() <= 6e-2 and diff.mean() <= 3e-3, (diff.max(), diff.mean())
+    # "what the model sees" is made by the same code: its tensor gives the scored probabilities
+    first = [i for i, good in zip(images["image_id"], ok) if good and str(i).endswith(".jpg")][:4]
+    for image_id in first:
+        arr, _, note = what_the_model_sees_as(SAMPLE / image_id, spec, "nvjpeg", "cuda")
+        assert note is None
+        with torch.inference_mode():
+            probs = torch.softmax(gpu.forward(torch.from_numpy(arr[None]).cuda()).float(), 1)[0].cpu().numpy()
+        row = int(np.flatnonzero(res_gpu.table["image_id"].to_numpy() == image_id)[0])
+        np.testing.assert_allclose(probs, res_gpu.probs[row], atol=2e-2)
+
+
+def test_geometry_tensor_on_cuda_matches_the_cpu(spec):
+    from inspect_core.preprocess import geometry_tensor
+    img = load_image_file(SAMPLE / "train" / "circle" / "circle_0003.jpg").convert("RGB")
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)))
+    for resize in ("stretch", "shorter_then_center_crop", "center_crop", "letterbox"):
+        for interpolation in ("nearest", "bilinear", "bicubic"):
+            s = type(spec)(input_size=(64, 48), class_names=spec.class_names, resize=resize,
+                           resize_shorter_px=70, interpolation=interpolation)
+            cpu, cuda = geometry_tensor(x, s), geometry_tensor(x.cuda(), s).cpu()
+            assert int((cpu.int() - cuda.int()).abs().max()) <= 1, (resize, interpolation)

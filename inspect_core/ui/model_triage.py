@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from inspect_core.gpu_decode import NVJPEG, what_the_model_sees_as
 from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
 from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, Preprocess,
-                                     PreprocessError, find_sidecar, read_preprocess, what_the_model_sees)
+                                     PreprocessError, find_sidecar, read_preprocess)
 from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
 from inspect_core.ui.widgets import display_jpeg, thumb_grid
@@ -232,6 +233,22 @@ def source_key(*parts) -> str:
 
 
 # -- drawing results ---------------------------------------------------------------------------------
+def decoder_caption(source: dict | None) -> str | None:
+    """One line saying which decoder made the pixels the model scored (None for a predictions file)."""
+    source = source or {}
+    decoder = source.get("decoder")
+    if source.get("kind") == "predictions" or decoder is None:
+        return None
+    if decoder == NVJPEG:
+        return f"JPEGs decoded on the GPU by nvJPEG ({source.get('device', 'cuda')}); other files by Pillow."
+    return "Images decoded by Pillow on the CPU."
+
+
+def _scored_source() -> dict:
+    entry = st.session_state.get(RESULT_KEY) or {}
+    return dict(getattr(entry.get("result"), "source", None) or {})
+
+
 def probs_frame(result, image_id: str, positions: dict[str, int] | None = None) -> pd.DataFrame:
     if positions is not None:
         row = positions.get(str(image_id))
@@ -277,8 +294,9 @@ def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
     if path is None:
         st.warning("This image lies outside the dataset root; it is not opened.")
         return
-    try:
-        arr, picture = what_the_model_sees(path, spec)
+    source = _scored_source()
+    try:   # decoded the way the scores were (nvJPEG when they were and this machine can), else Pillow with a note
+        arr, picture, decoder_note = what_the_model_sees_as(path, spec, source.get("decoder"), source.get("device"))
     except Exception as exc:  # noqa: BLE001 - unreadable file
         st.warning(md_escape(f"Cannot read this image: {' '.join(str(exc).split())[:160]}"))
         return
@@ -301,6 +319,9 @@ def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
                           "max": arr.reshape(arr.shape[0], -1).max(axis=1)})
     st.caption(md_escape(f"Tensor shape {tuple(arr.shape)} (channels, height, width), float32, after resize "
                          f"{spec.resize}, scaling to 0..1 and (x - mean) / std; the picture is that tensor decoded back."))
+    caption = decoder_caption(source)
+    if decoder_note or caption:
+        st.caption(md_escape(decoder_note or caption))
     st.dataframe(stats, hide_index=True, width="stretch")
 
 
@@ -331,6 +352,9 @@ def sanity_panel(result, model=None, scan=None, embedding=None) -> None:
     """Baselines, the batch-independence check (on a click) and the embedding kNN findings. ``embedding``:
     ``(pairs, outliers)`` computed once per result (``embedding_findings_of``); computed here when None."""
     from inspect_core.sanity import baselines, baselines_frame, embedding_findings
+    caption = decoder_caption(result.source)
+    if caption:
+        st.caption(md_escape(caption))
     base = baselines(result.table, result.class_names)
     if not base:
         st.info("No labelled, scored images: the baselines need labels.")

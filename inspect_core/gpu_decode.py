@@ -180,7 +180,19 @@ def _pillow_pixels(data: "torch.Tensor", spec: Preprocess, path: Path | str | No
         return image_to_pixels(img, spec)
 
 
-def _decode_all(datas: list, device, decode: DecodeFn) -> list:
+DECODE_CHUNK = 32   # JPEGs per decoder call: a bad file spoils only its chunk, and other threads run between calls
+
+
+def _decode_all(datas: list, device, decode: DecodeFn, chunk: int | None = None) -> list:
+    """Batched decodes of ``chunk`` files at a time (default ``DECODE_CHUNK``); None where a file failed."""
+    chunk = max(1, int(chunk or DECODE_CHUNK))
+    out: list = []
+    for start in range(0, len(datas), chunk):
+        out += _decode_chunk(datas[start:start + chunk], device, decode)
+    return out
+
+
+def _decode_chunk(datas: list, device, decode: DecodeFn) -> list:
     """One batched decode; when it raises (one bad file spoils the batch), file by file. None where it failed."""
     def valid(t) -> bool:
         return getattr(t, "dim", lambda: 0)() == 3 and t.shape[0] == 3 and t.shape[1] > 0 and t.shape[2] > 0

@@ -103,6 +103,9 @@ m4.metric("Mean loss", f"{labelled['loss'].mean():.3f}" if len(labelled) else "-
 m5.metric("Confident-learning flags", f"{int(issues['cl_issue'].sum()):,}")
 if result.from_cache:
     st.caption("Scores reopened from the workspace cache.")
+decoded_by = mt.decoder_caption(result.source)
+if decoded_by:
+    st.caption(decoded_by)
 for note in result.notes:
     st.caption(md_escape(note))
 

@@ -86,6 +86,7 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     assert int(metrics["Scored images"].replace(",", "")) + int(metrics["Errors"]) == n_ok
     acc = float(metrics["Accuracy"].rstrip("%"))
     assert acc > 80
+    assert "Images decoded by Pillow on the CPU." in [c.value for c in at.caption]   # no GPU here: Pillow
     opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
     assert len(opens) == 24
     planted = pd.read_csv(SAMPLE / "PLANTED.csv")

@@ -366,6 +366,7 @@ def test_cancel_stops_the_gpu_decode_thread(tmp_path, monkeypatch):
 
 
 def test_decoder_caption_names_the_decoder():
+    pytest.importorskip("streamlit")          # the UI module; a bare GPU box may lack the app's packages
     from inspect_core.ui.model_triage import decoder_caption
     assert "nvJPEG" in decoder_caption({"kind": "state_dict", "decoder": "nvjpeg", "device": "cuda:0"})
     assert "Pillow" in decoder_caption({"kind": "state_dict", "decoder": "pillow"})

@@ -10,48 +10,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(REPO / "tests"))
+from browser_support import CHROMIUM, CHROMIUM_ARGS, App, main_area, open_image, pick_option, \
+    wait_idle  # noqa: E402 - the browser test's own helpers
+
 MAX_BYTES = 400_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(port: int, cache: Path, root: str = "sample_data") -> subprocess.Popen:
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--", "--root", root]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def wait_healthy(port: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"the app did not answer on port {port} within {timeout_s} s")
 
 
 def save_small(png: bytes, path: Path) -> int:
@@ -67,14 +37,6 @@ def save_small(png: bytes, path: Path) -> int:
         img.quantize(colors=128).save(buf, "PNG", optimize=True)
     path.write_bytes(buf.getvalue())
     return buf.tell()
-
-
-def wait_idle(page, timeout_ms: int = 30_000) -> None:
-    """Until Streamlit has finished running the script (no 'Running...' status widget)."""
-    page.wait_for_timeout(400)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(300)
 
 
 def pick_images(cache: Path) -> tuple[str, str]:
@@ -108,19 +70,7 @@ def shot(page, out: Path, name: str) -> None:
 
 
 def pick(page, label: str, option: str) -> None:
-    page.get_by_test_id("stMain").get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
-
-
-def open_image(page, image_id: str) -> None:
-    search = page.get_by_test_id("stSidebar").get_by_label("Path contains")
-    search.fill(image_id)
-    search.press("Enter")
-    wait_idle(page)
-    page.get_by_test_id("stMain").get_by_role("button", name="Open", exact=True).first.click()
-    page.get_by_text("Decision:").first.wait_for()
-    wait_idle(page)
+    pick_option(page, main_area(page).get_by_test_id("stSelectbox").filter(has_text=label), option)
 
 
 SAMPLE_MODEL = "sample_data/model/model.pt2"
@@ -149,12 +99,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="di-shots-") as tmp:
-        proc = start_app(port, Path(tmp))
+        app = App(Path(tmp))
+        app.start()
         try:
-            wait_healthy(port)
-            base = f"http://127.0.0.1:{port}"
+            base = app.url
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -203,11 +152,7 @@ def main() -> int:
                     model_triage_shot(page, base, out)
                 browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            app.stop()
     return 0
 
 

@@ -160,7 +160,7 @@ def spec_for_model(model_path: str, preprocess_path: str, class_names: list[str]
 def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
     """Score with a progress bar; a click on Cancel stops it (Streamlit interrupts the run)."""
     from inspect_core.scoring import ScoringCancelled, score_dataset
-    from inspect_core.ui.state import _plain_main_module
+    from inspect_core.ui.state import plain_main_module
     bar = st.progress(0.0, text="Scoring...")
     # A click on Cancel makes Streamlit stop this run at its next progress update; the flag (set by the
     # click's callback) tells the next run to say so, and stops scoring when the run is not interrupted.
@@ -174,7 +174,7 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
         return bool(st.session_state.get(cancel_key + "_flag"))
 
     try:
-        with _plain_main_module():
+        with plain_main_module():
             result = score_dataset(model, scan.dataset.root, scan.images, workspace=scan.workspace,
                                    progress=progress, cancel=cancelled)
     except ScoringCancelled:

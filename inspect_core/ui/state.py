@@ -203,8 +203,8 @@ _MAIN_LOCK = threading.Lock()
 
 
 @contextmanager
-def _plain_main_module():
-    """Streamlit runs each page as ``sys.modules["__main__"]``; the scan's "spawn" worker processes would
+def plain_main_module():
+    """Streamlit runs each page as ``sys.modules["__main__"]``; "spawn" worker processes (scan, scoring) would
     re-run that page script on start (and fail without a Streamlit session). While scanning, ``__main__``
     is a bare module, so workers start clean."""
     with _MAIN_LOCK:
@@ -231,7 +231,7 @@ def run_scan(root: str, fmt: str = "auto"):
             pass
 
     try:
-        with _plain_main_module():
+        with plain_main_module():
             scan = inspect_core.scan(root_real, format=fmt, progress=progress)
     except Exception as exc:  # a bad root / manifest is normal input: say what and what to do
         bar.empty()

@@ -49,17 +49,18 @@ if source == "Model file":
         st.error(md_escape(str(exc)))
         st.stop()
     st.caption(md_escape(f"Loaded {model.kind} model on {model.device}; {model.n_classes} classes"))
-    key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint)
+    decoder = mt.decoder_choice(model)
+    key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint, decoder)
     entry = st.session_state.get(mt.RESULT_KEY)
     if entry is None or entry["key"] != key:
-        saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace)
+        saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace, decoder=decoder)
         if saved is not None:                       # scored before: reopen at once
             mt.remember_result(saved, key)
             st.rerun()
         if st.session_state.pop(mt.K + "cancel_flag", False):
             st.warning("Scoring cancelled; nothing was saved. Score again when ready.")
         if st.button("Score every image", type="primary", key=mt.K + "score"):
-            result = mt.run_scoring(model, scan)
+            result = mt.run_scoring(model, scan, decoder=decoder)
             if result is not None:
                 mt.remember_result(result, key)
                 st.rerun()

@@ -219,3 +219,36 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
         mt._top_probs_text(entry["result"], iid)
     assert any(c.value == mt._top_probs_text(entry["result"], iid).replace(".", "\\.") or
                c.value == mt._top_probs_text(entry["result"], iid) for c in at.caption)
+
+
+def test_a_gpu_model_offers_exact_pillow_decoding(sample_scan, monkeypatch):
+    """On a CUDA model the page offers a toggle for exact Pillow decoding, and scoring gets that choice; on the
+    CPU there is nothing to choose (Pillow is the only decoder)."""
+    import dataclasses
+
+    import torch
+
+    from inspect_core.ui import model_triage as mt
+    real_get = mt.get_model
+    seen: list[str] = []
+    monkeypatch.setattr(mt, "get_model", lambda *a, **k: dataclasses.replace(real_get(*a, **k),
+                                                                              device=torch.device("cuda")))
+    monkeypatch.setattr(mt, "run_scoring", lambda model, scan, **kw: seen.append(kw.get("decoder")))
+    import inspect_core.scoring as scoring
+    monkeypatch.setattr(scoring, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
+    at = _page(sample_scan)
+    at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.toggle if t.key == "di_mt_pillow_decoder"] == ["Exact Pillow decoding"]
+    at.button(key="di_mt_score").click().run()
+    at.toggle(key="di_mt_pillow_decoder").set_value(True).run()
+    at.button(key="di_mt_score").click().run()
+    assert not at.exception, at.exception
+    assert seen == ["auto", "pillow"]
+
+
+def test_a_cpu_model_has_no_decoder_toggle(sample_scan):
+    at = _page(sample_scan)
+    at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
+    assert not at.exception
+    assert not [t for t in at.toggle if t.key == "di_mt_pillow_decoder"]

@@ -157,7 +157,19 @@ def spec_for_model(model_path: str, preprocess_path: str, class_names: list[str]
 
 
 # -- scoring ----------------------------------------------------------------------------------------
-def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
+def decoder_choice(model) -> str:
+    """The JPEG decoder to score with: on a CUDA model a toggle offers Pillow's exact preprocessing instead of
+    nvJPEG on the GPU (the default, used when torchvision is installed); elsewhere always "auto" (Pillow)."""
+    if getattr(model.device, "type", "cpu") != "cuda":
+        return "auto"
+    exact = st.toggle("Exact Pillow decoding", key=K + "pillow_decoder",
+                      help="By default JPEGs are decoded on the GPU by nvJPEG when torchvision is installed: "
+                           "much faster, but its pixels can differ from Pillow's by a few levels at sharp colour "
+                           "edges. Turn this on to score with exactly the Pillow preprocessing.")
+    return "pillow" if exact else "auto"
+
+
+def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "auto"):
     """Score with a progress bar; a click on Cancel stops it (Streamlit interrupts the run)."""
     from inspect_core.scoring import ScoringCancelled, score_dataset
     from inspect_core.ui.state import plain_main_module
@@ -176,7 +188,7 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel"):
     try:
         with plain_main_module():
             result = score_dataset(model, scan.dataset.root, scan.images, workspace=scan.workspace,
-                                   progress=progress, cancel=cancelled)
+                                   progress=progress, cancel=cancelled, decoder=decoder)
     except ScoringCancelled:
         bar.empty()
         st.session_state.pop(cancel_key + "_flag", None)

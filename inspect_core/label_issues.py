@@ -5,7 +5,7 @@ Two rankings, each with a suggested label:
 - confident learning (Northcutt et al., "Confident Learning", JAIR 2021), written here from the paper:
   per-class thresholds t_j = mean p(j | x) over examples GIVEN label j; an example counts toward the
   confident joint C[given, j] for the class j with the largest p among those with p_j >= t_j (up to
-  AT_THRESHOLD_TOL = 1e-6, so float32 rounding of a probability that equals the threshold does not drop it);
+  a relative AT_THRESHOLD_TOL = 1e-6, so float32 rounding of a probability equal to the threshold does not drop it);
   the joint is calibrated so each row sums to that class's count n_i (C[i, j] * n_i / sum_j C[i, j]) and
   rounded row by row keeping the row totals (largest remainder, in exact integer arithmetic); then for every
   off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are flagged
@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# p_j counts as reaching t_j when p_j >= t_j - AT_THRESHOLD_TOL: probabilities from float32 models carry ~1e-7
-# of rounding noise, so a value a few ulps below the (float64 mean) threshold is "at" the threshold.
+# p_j counts as reaching t_j when p_j >= t_j * (1 - AT_THRESHOLD_TOL): probabilities from float32 models carry
+# ~1e-7 of relative rounding noise, so a value a few ulps below the (float64 mean) threshold is "at" it. Relative,
+# so that a class the model almost never predicts (t_j near 0) is not cleared by every example.
 AT_THRESHOLD_TOL = 1e-6
 
 
@@ -60,7 +61,7 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarra
     n_classes = probs.shape[1]
     if thresholds is None:
         thresholds = per_class_thresholds(probs, labels)
-    above = probs >= (thresholds[None, :] - AT_THRESHOLD_TOL)
+    above = probs >= (thresholds * (1.0 - AT_THRESHOLD_TOL))[None, :]
     masked = np.where(above, probs, -np.inf)
     confident = masked.argmax(axis=1)
     confident[~above.any(axis=1)] = -1
@@ -138,17 +139,20 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
     suggested = np.full(n, -1, dtype=np.int64)
     counts = np.bincount(lab[valid], minlength=n_classes)
     floor = (joint * counts[:, None]) // np.maximum(joint.sum(axis=1), 1)[:, None]
-    # per given class i: margins p_j - p_i of its examples, ranked within each column j (0 = largest margin)
-    per_class = []
+    # per given class i: the margins p_j - p_i of its examples, ranked within each column j (0 = largest
+    # margin, ties: lower example index first). Made one class at a time and dropped at once: all classes'
+    # (n_i, C) arrays together would take 16 bytes x N x C (0.4 GB at 50,000 x 1,000).
+    def ranked(idx: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+        margins = safe[idx] - safe[idx, i][:, None]                     # (n_i, C)
+        return margins, np.argsort(-margins, axis=0, kind="stable")
+
+    members = [np.flatnonzero(lab == i) for i in range(n_classes)]
     tie_key = np.full((n_classes, n_classes), -np.inf)
     cols = np.arange(n_classes)
-    for i in range(n_classes):
-        idx = np.flatnonzero(lab == i)
-        margins = safe[idx] - safe[idx, i][:, None]                      # (n_i, C)
-        order = np.argsort(-margins, axis=0, kind="stable")              # ties: lower example index first
-        per_class.append((idx, margins, order))
+    for i, idx in enumerate(members):
         if idx.size == 0:
             continue
+        _, order = ranked(idx, i)
         # rounding tie between cells (i, j): the spare unit goes to the cell whose next example in line (rank
         # floor[i, j]) is least likely to carry its given label i (lowest p_i); the diagonal ("keep") comes last
         nxt = idx[order[np.minimum(floor[i], idx.size - 1), cols]]
@@ -156,11 +160,12 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
         key[i] = -np.inf
         tie_key[i] = key
     counts_to_prune = round_calibrated_joint(joint, counts, tie_key)
-    for i, (idx, margins, order) in enumerate(per_class):
-        if idx.size == 0:
-            continue
+    for i, idx in enumerate(members):
         k = np.clip(counts_to_prune[i], 0, idx.size)
         k[i] = 0
+        if idx.size == 0 or not k.any():
+            continue
+        margins, order = ranked(idx, i)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(idx.size)[:, None], axis=0)
         pruned = rank < k[None, :]                                       # (n_i, C): flagged by cell (i, j)

@@ -59,3 +59,17 @@ def test_round_calibrated_joint_is_exact():
     joint = np.array([[336, 14, 4, 14], [0, 0, 0, 0]])
     out = round_calibrated_joint(joint, np.array([560, 7]))
     assert out.sum(axis=1).tolist() == [560, 0] and out[0].tolist() == [512, 21, 6, 21]
+
+
+def test_threshold_tolerance_is_relative_so_a_never_predicted_class_is_not_cleared_by_everyone():
+    # Class 2 is (almost) never predicted: its given-2 examples have p2 = 1e-7, so t2 = 1e-7; t0 = t1 = 0.85.
+    # The second given-0 row (p0 = 0.8) and the first given-1 row (p1 = 0.8) reach no threshold of their own.
+    # With an absolute tolerance of 1e-6 their p2 = 0 would count as "at" t2 = 1e-7 and put them in column 2
+    # (C = [[1, 0, 1], [0, 1, 1], [0, 0, 2]]); relative to t2, p2 = 0 does not reach it:
+    # C = [[1, 0, 0], [0, 1, 0], [0, 0, 2]].
+    probs = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.2, 0.8, 0.0], [0.1, 0.9, 0.0],
+                      [0.6, 0.4 - 1e-7, 1e-7], [0.4, 0.6 - 1e-7, 1e-7]])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    cl = find_issues_confident_learning(probs, labels)
+    assert cl.thresholds[2] == 1e-7
+    assert cl.confident_joint.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 2]]

@@ -10,7 +10,9 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -361,16 +363,40 @@ def _decode(row: dict, data: bytes) -> np.ndarray | None:
     return rgb
 
 
-def one_blas_thread():
-    """Limit BLAS (OpenBLAS, MKL, ...) to one thread while files are scanned; returns the limiter (a context
-    manager). The scan's matrix products are small: spread over threads that compete with the other scan
-    workers they ran 2-10x slower (measured on 2 cores). Without threadpoolctl: a no-op."""
+def _limit_blas():
+    """Limit BLAS (OpenBLAS, MKL, ...) to one thread now; the limiter (to restore later), or None without
+    threadpoolctl or with a BLAS it does not know."""
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=1, user_api="blas")
     except Exception:  # noqa: BLE001 - an unknown BLAS must not stop a scan
-        from contextlib import nullcontext
-        return nullcontext()
+        return None
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMITER = None
+
+
+@contextmanager
+def one_blas_thread():
+    """One BLAS thread while files are scanned in this process. The scan's matrix products are small: spread
+    over threads that compete with the other scan workers they ran 2-10x slower (measured on 2 cores).
+    Reference-counted: scans that overlap in threads share one limit, and the last one out restores the
+    process's own setting."""
+    global _BLAS_USERS, _BLAS_LIMITER
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            _BLAS_LIMITER = _limit_blas()
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0 and _BLAS_LIMITER is not None:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 def worker_init() -> None:
@@ -379,7 +405,7 @@ def worker_init() -> None:
     were page-faulted in anew: 40 faults and 0.1 ms of system time a file, 13% of a worker's time (measured).
     Workers are short-lived; the main process keeps the default and returns memory after each phase."""
     global _WORKER_LIMIT
-    _WORKER_LIMIT = one_blas_thread()
+    _WORKER_LIMIT = _limit_blas()
     if sys.platform.startswith("linux"):
         try:
             import ctypes

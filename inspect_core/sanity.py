@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -98,15 +99,30 @@ class BatchIndependence:
     detail: str
 
 
+_TF32_LOCK = threading.Lock()
+_TF32_USERS = 0
+_TF32_SAVED: tuple[bool, bool] | None = None
+
+
 @contextmanager
 def _no_tf32():
+    """Full float32 on GPUs while the check runs. Reference-counted: checks that overlap in threads share it,
+    and the last one out restores the process's own TF32 settings."""
     import torch
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    global _TF32_USERS, _TF32_SAVED
+    with _TF32_LOCK:
+        if _TF32_USERS == 0:
+            _TF32_SAVED = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        _TF32_USERS += 1
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        with _TF32_LOCK:
+            _TF32_USERS -= 1
+            if _TF32_USERS == 0 and _TF32_SAVED is not None:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32_SAVED
+                _TF32_SAVED = None
 
 
 def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchIndependence:

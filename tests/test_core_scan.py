@@ -508,3 +508,25 @@ def test_a_fifo_named_jpg_does_not_hang_the_scan(tmp_path):
         worker.join(timeout=5)
     assert not hung, "scan_file blocked on a FIFO"
     assert box["row"]["error_kind"] == "unreadable"
+
+
+def test_overlapping_scans_restore_the_processes_blas_threads():
+    # scans in threads overlap: A starts, B starts, A ends, B ends. The one-BLAS-thread limit is shared and the
+    # last one out restores the process's own setting (a save/restore per scan would leave A's limit behind).
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            return test_overlapping_scans_restore_the_processes_blas_threads()
+    a, b = filescan.one_blas_thread(), filescan.one_blas_thread()
+    a.__enter__()
+    b.__enter__()
+    assert max(blas_threads()) == 1
+    a.__exit__(None, None, None)
+    assert max(blas_threads()) == 1          # B is still scanning
+    b.__exit__(None, None, None)
+    assert blas_threads() == before

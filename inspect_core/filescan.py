@@ -419,12 +419,12 @@ def worker_init() -> None:
 _WORKER_LIMIT = None
 
 
-def scan_chunk(root: str, image_ids: list[str]) -> dict:
+def scan_chunk(root: str, image_ids: list[str], dir_cache: dict | None = None) -> dict:
     """Scan several files; return columns (lists / arrays) so the transfer between processes is cheap.
 
     Each file is read once (``read_file``); the statistics, hashes and descriptors are then computed for
     all decoded images of one reduced shape at once (``stats_batch``): numpy on stacks, not per image."""
-    dir_cache: dict = {}
+    dir_cache = {} if dir_cache is None else dir_cache
     n = len(image_ids)
     rows, pixels = [], []
     for image_id in image_ids:
@@ -454,6 +454,6 @@ def scan_chunk(root: str, image_ids: list[str]) -> dict:
 
 def scan_file(root: str, image_id: str, dir_cache: dict | None = None) -> dict:
     """One file's row (a dict, with its descriptor under "desc"), computed exactly as a scan does."""
-    cols = scan_chunk(root, [image_id])
+    cols = scan_chunk(root, [image_id], dir_cache)
     row = {c: (v[0].item() if isinstance(v, np.ndarray) and c != "desc" else v[0]) for c, v in cols.items()}
     return row

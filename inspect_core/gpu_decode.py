@@ -125,9 +125,10 @@ def plan_decoder(choice: str | None, device, spec: Preprocess) -> DecoderPlan:
 
 
 # -- in the loader's workers ---------------------------------------------------------------------------
-def jpeg_components(data: np.ndarray | bytes) -> int | None:
-    """Colour components of a JPEG from its frame header (SOFn), or None when the header cannot be read."""
-    buf = bytes(data[:65536]) if not isinstance(data, bytes) else data[:65536]
+def jpeg_frame(data: np.ndarray | bytes) -> tuple[int, int, int] | None:
+    """(colour components, width_px, height_px) of a JPEG from its frame header (SOFn), or None when the header
+    cannot be read. The whole file is searched: a camera's EXIF or ICC blocks can push the header far in."""
+    buf = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     pos = 2
     while pos + 4 <= len(buf):
         if buf[pos] != 0xFF:
@@ -141,21 +142,37 @@ def jpeg_components(data: np.ndarray | bytes) -> int | None:
             continue
         length = int.from_bytes(buf[pos + 2:pos + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return buf[pos + 9] if pos + 9 < len(buf) else None
+            if pos + 9 >= len(buf):
+                return None
+            height_px = int.from_bytes(buf[pos + 5:pos + 7], "big")
+            width_px = int.from_bytes(buf[pos + 7:pos + 9], "big")
+            return buf[pos + 9], width_px, height_px
         if marker in (0xDA, 0xD9) or length < 2:
             return None
         pos += 2 + length
     return None
 
 
+def jpeg_components(data: np.ndarray | bytes) -> int | None:
+    """Colour components of a JPEG from its frame header (SOFn), or None when the header cannot be read."""
+    frame = jpeg_frame(data)
+    return None if frame is None else frame[0]
+
+
 def gpu_decodable(data: np.ndarray) -> bool:
-    """A JPEG (magic bytes FF D8 FF) with its end-of-image marker and 1 or 3 colour components: nvJPEG decodes it
-    as Pillow would. Truncated, CMYK or unparsable JPEGs are left to Pillow (its errors, its colour conversion)."""
+    """A JPEG (magic bytes FF D8 FF) with its end-of-image marker, 1 or 3 colour components and no more pixels
+    than Pillow's decompression-bomb limit: nvJPEG decodes it as Pillow would. Truncated, CMYK, oversized or
+    unparsable JPEGs are left to Pillow (its errors, its colour conversion, its size limit)."""
     if data.size < 4 or data[:3].tobytes() != JPEG_MAGIC:
         return False
     if b"\xff\xd9" not in data[-EOI_TAIL_BYTES:].tobytes():
         return False
-    return jpeg_components(data) in (1, 3)
+    frame = jpeg_frame(data)
+    if frame is None or frame[0] not in (1, 3):
+        return False
+    from PIL import Image
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is None or frame[1] * frame[2] <= limit
 
 
 def read_payload(path: Path | str, spec: Preprocess) -> tuple[np.ndarray, bool]:
@@ -279,8 +296,14 @@ def what_the_model_sees_as(path: Path | str, spec: Preprocess, decoder: str | No
         decode = None
     if decode is None:
         arr, picture = what_the_model_sees(path, spec)
-        return arr, picture, ("This view was made with Pillow; the model saw pixels decoded by nvJPEG on the GPU, "
-                              "which may differ by a rounding step.")
+        try:
+            by_gpu = unsupported_reason(spec) is None and gpu_decodable(np.fromfile(path, dtype=np.uint8))
+        except OSError:
+            by_gpu = False
+        # only JPEGs went through nvJPEG when scoring; other files were decoded by Pillow then too
+        note = ("This view was made with Pillow; the model saw pixels decoded by nvJPEG on the GPU, which may "
+                "differ by a rounding step.") if by_gpu else None
+        return arr, picture, note
     data, jpeg = read_payload(path, spec)
     pixels, errors, _ = decode_batch([torch.from_numpy(data)], [jpeg], spec, dev, decode, path_of=lambda _k: path)
     if errors[0]:

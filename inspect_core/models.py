@@ -188,11 +188,12 @@ _PROGRAM_LOAD_LOCK = threading.Lock()
 def _load_program_on_cpu(path: Path):
     """torch.export.load with every tensor put on the CPU (torch.export.load has no map_location).
 
-    Used where CUDA is missing, so a program saved on a GPU loads on a CPU-only machine: torch's own reader
+    Used for a CPU model (always where CUDA is missing), so a program saved on a GPU loads on a CPU-only machine: torch's own reader
     runs with its device lookups answered "cpu" (the archive's weights, and the pickled example inputs read
     with torch.load), then torch.export.passes.move_to_device_pass moves the device arguments inside the
     graph (e.g. a tensor made on cuda in forward) to the CPU too. The patches are undone before returning,
-    under a lock."""
+    under a lock; for those milliseconds a torch.load in another thread also reads onto the CPU (this package's
+    own always do)."""
     import functools
 
     from torch._export.serde import serialize
@@ -214,12 +215,14 @@ def _load_program_on_cpu(path: Path):
     return move_to_device_pass(program, "cpu")
 
 
-def load_exported(path: Path):
+def load_exported(path: Path, device: torch.device | None = None):
+    """The module of a torch.export program. Read onto the CPU (also a program saved on a GPU) unless it is
+    going to a CUDA device that this machine has."""
     try:
-        if torch.cuda.is_available():
+        if device is not None and device.type == "cuda" and torch.cuda.is_available():
             program = torch.export.load(str(path))
         else:
-            program = _load_program_on_cpu(path)         # also a program saved on a GPU
+            program = _load_program_on_cpu(path)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"could not load torch.export program {path.name}: {_one_line(exc)}") from None
     try:
@@ -361,7 +364,7 @@ def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None
     if kind == "torchscript":
         module = load_torchscript(path)
     elif kind == "export":
-        module = load_exported(path)
+        module = load_exported(path, dev)
     else:
         if not factory:
             raise ModelLoadError(f"{path.name} is a state dict: give the factory that builds the model as "

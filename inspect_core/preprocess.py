@@ -334,27 +334,27 @@ def _nearest_index(out_n: int, in_n: int, start: float, end: float) -> list[int]
     return out
 
 
-def resize_tensor(pixels, size_hw: tuple[int, int], interpolation: str,
-                  box_xyxy: tuple[float, float, float, float] | None = None):
-    """uint8 (N, C, H, W) -> uint8 (N, C, size_hw[0], size_hw[1]) with Pillow's filters.
+def resize_tensor(pixels, out_shape: tuple[int, int], interpolation: str,
+                  box_xyxy_px: tuple[float, float, float, float] | None = None):
+    """uint8 (N, C, H, W) -> uint8 (N, C, out_shape[0], out_shape[1]) (rows, cols) with Pillow's filters.
 
     bilinear / bicubic: torch's antialias mode (Pillow's support and taps) in float32, rounded and clamped back to
     uint8 once (Pillow rounds between its two passes: a rounding step apart). nearest: Pillow's own index rule,
-    exact; ``box_xyxy`` (nearest only) is Pillow's resize box in source pixels. Same size, no box: a copy (as
+    exact; ``box_xyxy_px`` (nearest only) is Pillow's resize box in source pixels. Same size, no box: a copy (as
     Pillow)."""
     import torch
     import torch.nn.functional as F
-    out_h, out_w = int(size_hw[0]), int(size_hw[1])
+    out_h, out_w = int(out_shape[0]), int(out_shape[1])
     in_h, in_w = int(pixels.shape[-2]), int(pixels.shape[-1])
     if interpolation == "nearest":
-        x0, y0, x1, y1 = box_xyxy if box_xyxy is not None else (0.0, 0.0, float(in_w), float(in_h))
-        if box_xyxy is None and (out_h, out_w) == (in_h, in_w):
+        x0, y0, x1, y1 = box_xyxy_px if box_xyxy_px is not None else (0.0, 0.0, float(in_w), float(in_h))
+        if box_xyxy_px is None and (out_h, out_w) == (in_h, in_w):
             return pixels.clone()
         cols = torch.tensor(_nearest_index(out_w, in_w, x0, x1), dtype=torch.long, device=pixels.device)
         rows = torch.tensor(_nearest_index(out_h, in_h, y0, y1), dtype=torch.long, device=pixels.device)
         return pixels.index_select(-1, cols).index_select(-2, rows)
-    if box_xyxy is not None:
-        raise ValueError("resize_tensor: box_xyxy is for nearest only")
+    if box_xyxy_px is not None:
+        raise ValueError("resize_tensor: box_xyxy_px is for nearest only")
     if (out_h, out_w) == (in_h, in_w):
         return pixels.clone()
     y = F.interpolate(pixels.float(), size=(out_h, out_w), mode=TORCH_MODES[interpolation], align_corners=False,
@@ -395,7 +395,7 @@ def geometry_tensor(pixels, spec: Preprocess):
         if spec.interpolation == "nearest":     # Pillow's box, as geometry() gives it
             fx, fy = src_w / new_w, src_h / new_h
             box = (left * fx, top * fy, (left + width_px) * fx, (top + height_px) * fy)
-            out = resize_tensor(x, (height_px, width_px), "nearest", box_xyxy=box)
+            out = resize_tensor(x, (height_px, width_px), "nearest", box_xyxy_px=box)
         else:
             out = resize_tensor(x, (new_h, new_w), spec.interpolation)
             out = out[:, :, top:top + height_px, left:left + width_px].contiguous()

@@ -282,6 +282,8 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
     new_rows, new_desc = _read_files(root, todo + not_files, workers if len(todo) else 1, progress,
                                      int(hit.sum()), total)
     read_s = time.perf_counter() - t0
+    # files actually read (a cold scan also sends missing and outside-the-root paths to the readers)
+    n_read = int(new_rows["content_hash"].notna().sum())
     if cached is not None and hit.any():
         cdf, cdesc = cached
         merged = pd.concat([cdf.iloc[hit_pos[hit]], new_rows], ignore_index=True)
@@ -297,7 +299,7 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
         rows = merged.iloc[inv].reset_index(drop=True)
         desc = merged_desc[inv]
     del merged, merged_desc
-    stats = {"files_read": len(todo), "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
+    stats = {"files_read": n_read, "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
     if len(todo):
         if cache_in_background:
             # the cache is written while the checks run (Arrow and Parquet work outside the GIL)

@@ -267,6 +267,7 @@ def test_rescan_with_missing_and_outside_paths_reads_nothing(tmp_path, textured)
     first = inspect_core.scan(root, workers=1)
     assert pairs_of(first.findings, "integrity") == {("img/gone.jpg", "missing_file"),
                                                      ("../x.jpg", "path_outside_root")}
+    assert first.summary["files_read"] == 2            # the missing and the outside path were not read
     again = inspect_core.scan(root, workers=1)
     assert pairs_of(again.findings) == pairs_of(first.findings)
     assert (again.summary["files_read"], again.summary["files_from_cache"]) == (0, 2)

@@ -116,6 +116,19 @@ def test_only_complete_rgb_or_grey_jpegs_go_to_the_gpu():
     assert not G.gpu_decodable(arr(png.getvalue())) and not G.gpu_decodable(arr(b"\xff\xd8"))
 
 
+def test_frame_header_after_large_camera_blocks_and_the_pillow_size_limit(monkeypatch):
+    arr = lambda b: np.frombuffer(b, dtype=np.uint8)   # noqa: E731
+    plain = _jpeg_bytes(size=(48, 36))
+    assert G.jpeg_frame(plain) == (3, 48, 36)
+    # an APP2 block (ICC profiles are stored so) of 60 KB, twice: the frame header lies past the first 64 KB
+    app2 = b"\xff\xe2" + (65533).to_bytes(2, "big") + b"\0" * 65531
+    camera = plain[:2] + app2 + app2 + plain[2:]
+    assert G.jpeg_frame(camera) == (3, 48, 36) and G.gpu_decodable(arr(camera))
+    # above Pillow's decompression-bomb limit: left to Pillow (its size check), never sent to the GPU
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 48 * 36 - 1)
+    assert not G.gpu_decodable(arr(plain))
+
+
 # ------------------------------------------------------------------------------------------- decoder choice
 def _fake_decoder(calls: list):
     """Stands in for torchvision's decode_jpeg: Pillow-decodes each JPEG into uint8 RGB (3, H, W) on the device;
@@ -308,6 +321,9 @@ def test_what_the_model_sees_uses_the_scoring_decoder(tmp_path, monkeypatch):
     monkeypatch.setattr(G, "available_decoder", lambda device: None)
     arr, _, note = G.what_the_model_sees_as(path, spec, "nvjpeg", "cuda:0")
     assert np.array_equal(arr, arr_pil) and "Pillow" in note and "rounding step" in note
+    # a PNG was decoded by Pillow while scoring too: no note that the model saw nvJPEG's pixels
+    photo.save(tmp_path / "photo.png")
+    assert G.what_the_model_sees_as(tmp_path / "photo.png", spec, "nvjpeg", "cuda:0")[2] is None
     # with the decoder available: the scoring code's pixels (a rounding step from Pillow's)
     monkeypatch.setattr(G, "available_decoder", lambda device: _fake_decoder([]))
     arr, picture, note = G.what_the_model_sees_as(path, spec, "nvjpeg", "cpu")

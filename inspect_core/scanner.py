@@ -223,6 +223,8 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
         # fork on Linux: workers start in milliseconds (spawn cost about 1.5 s more per 2,000-image scan,
         # bench/bench_scan.py); they run only filescan (numpy + Pillow), never torch or Streamlit code.
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        if ctx.get_start_method() == "fork":
+            filescan.warm_up()          # forked workers inherit what it imports and builds
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=filescan.worker_init) as pool:
             futures = {pool.submit(filescan.scan_chunk, root_s, chunk): k for k, chunk in enumerate(chunks)}
             for fut in as_completed(futures):

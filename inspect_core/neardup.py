@@ -71,6 +71,10 @@ class _Rule:
         # full cosines in slices, so that memory stays bounded however many candidates there are
         sims = np.concatenate([np.einsum("ij,ij->i", x[i[s:s + 8192]], x[j[s:s + 8192]])
                                for s in range(0, len(i), 8192)])
+        return self.accept(i, j, sims)
+
+    def accept(self, i, j, sims):
+        """The pairs (i, j) with full cosines ``sims`` that the rule accepts: (i, j, cosine)."""
         ok = sims >= self.strong
         if self.phash is not None:
             ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
@@ -78,17 +82,19 @@ class _Rule:
 
 
 def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 512):
-    out_i, out_j = [], []
+    out = []
     xs = x[idx]
     for start in range(0, len(idx), chunk):
         # this block of rows against itself and every later row: the upper triangle, about half the products
         sim = xs[start:start + chunk] @ xs[start:].T
         r, c = np.nonzero(sim >= rule.lowest)
         upper = c > r
-        out_i.append(idx[start + r[upper]]), out_j.append(idx[start + c[upper]])
-    i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
-    j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
-    return rule.keep(x, i, j)
+        r, c = r[upper], c[upper]
+        # these are the full cosines already: the rule is applied to them directly
+        out.append(rule.accept(idx[start + r], idx[start + c], sim[r, c]))
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
 
 
 def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sample: int = 65536) -> np.ndarray:

@@ -145,11 +145,6 @@ def phash64(gray_img: Image.Image) -> int:
     return int(phash_batch(_grey32(gray_img))[0])
 
 
-def dhash64(gray_img: Image.Image) -> int:
-    """64-bit difference hash of one image; see ``dhash_batch``."""
-    return int(dhash_batch(_grey32(gray_img))[0])
-
-
 def descriptor(gray_img: Image.Image) -> np.ndarray:
     """Tiny-image descriptor of one image; see ``descriptor_batch``."""
     return descriptor_batch(_grey32(gray_img))[0]

@@ -153,12 +153,6 @@ def jpeg_frame(data: np.ndarray | bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def jpeg_components(data: np.ndarray | bytes) -> int | None:
-    """Colour components of a JPEG from its frame header (SOFn), or None when the header cannot be read."""
-    frame = jpeg_frame(data)
-    return None if frame is None else frame[0]
-
-
 def gpu_decodable(data: np.ndarray) -> bool:
     """A JPEG (magic bytes FF D8 FF) with its end-of-image marker, 1 or 3 colour components and no more pixels
     than Pillow's decompression-bomb limit: nvJPEG decodes it as Pillow would. Truncated, CMYK, oversized or

@@ -80,19 +80,6 @@ def calibrate_joint(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return joint * scale[:, None]
 
 
-def round_rows_keeping_totals(matrix: np.ndarray) -> np.ndarray:
-    """Round each row to integers whose sum equals the row's rounded total (largest-remainder method), so
-    rounding many small off-diagonal cells does not lose or invent examples."""
-    floor = np.floor(matrix).astype(np.int64)
-    out = floor.copy()
-    for i, row in enumerate(matrix):
-        short = int(round(row.sum())) - int(floor[i].sum())
-        if short > 0:
-            order = np.argsort(-(row - floor[i]), kind="stable")[:short]
-            out[i, order] += 1
-    return out
-
-
 def round_calibrated_joint(joint: np.ndarray, counts: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
     """Integer version of ``calibrate_joint``: row i of C * n_i / sum_j C[i, j] rounded by largest remainder so
     it sums to n_i exactly, computed in exact integer arithmetic.

@@ -20,15 +20,6 @@ CELL_MAX = 6000             # a cell larger than this is split again
 N_PROBE = 3                 # each image is placed in its N_PROBE nearest cells
 
 
-def unit_rows(desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 unit vectors from int8 descriptors, and the mask of usable (non-flat) rows."""
-    x = desc.astype(np.float32)
-    norm = np.sqrt((x * x).sum(1))
-    valid = norm > 0
-    x[valid] /= norm[valid, None]
-    return x, valid
-
-
 class UnitRows:
     """The descriptors as unit vectors, made on demand: ``rows[idx]`` gives float32 unit rows for those indices.
     Only the int8 descriptors and one norm per row are held (a float32 copy of a million descriptors would

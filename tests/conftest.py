@@ -15,6 +15,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory, request):
+    """One XDG_CACHE_HOME for a whole test module (app page tests): the scans made once per module are seen
+    by every test's app. A module opts in with ``pytestmark = pytest.mark.usefixtures("module_cache")``."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_xdg")
+
+
+@pytest.fixture()
+def module_cache(_isolated_cache, cache_home, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
 def _textured(seed: int, size=(64, 48), colour: bool = True):
     """A photo-like RGB image (size = (width, height)): smooth random noise, a gradient and a few shapes.
     Different seeds give visually different images; no two are near duplicates."""

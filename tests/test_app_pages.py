@@ -25,15 +25,7 @@ XSS = "<img src=x onerror=alert(1)>"
 TIMEOUT_S = 60
 
 
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory):
-    """This module's XDG_CACHE_HOME: the scans made once per module are seen by every test's app."""
-    return tmp_path_factory.mktemp("app_pages_xdg")
-
-
-@pytest.fixture(autouse=True)
-def _module_cache(_isolated_cache, cache_home, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+pytestmark = pytest.mark.usefixtures("module_cache")   # one cache folder for the module (conftest.py)
 
 
 def _scan(root, cache_home):

@@ -107,7 +107,7 @@ def _header_only_jpeg() -> bytes:
 def test_only_complete_rgb_or_grey_jpegs_go_to_the_gpu():
     arr = lambda b: np.frombuffer(b, dtype=np.uint8)   # noqa: E731
     rgb, grey, cmyk = _jpeg_bytes(), _jpeg_bytes("L"), _jpeg_bytes("CMYK", colour=(0, 200, 200, 0))
-    assert G.jpeg_components(rgb) == 3 and G.jpeg_components(grey) == 1 and G.jpeg_components(cmyk) == 4
+    assert G.jpeg_frame(rgb)[0] == 3 and G.jpeg_frame(grey)[0] == 1 and G.jpeg_frame(cmyk)[0] == 4
     assert G.gpu_decodable(arr(rgb)) and G.gpu_decodable(arr(grey))
     assert not G.gpu_decodable(arr(cmyk))                              # Pillow's CMYK conversion, not nvJPEG's
     assert not G.gpu_decodable(arr(rgb[: len(rgb) // 2]))              # truncated: Pillow's error

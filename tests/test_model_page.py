@@ -19,14 +19,7 @@ MODEL = SAMPLE / "model" / "model.pt2"
 TIMEOUT_S = 120
 
 
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("model_page_xdg")
-
-
-@pytest.fixture(autouse=True)
-def _module_cache(_isolated_cache, cache_home, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+pytestmark = pytest.mark.usefixtures("module_cache")   # one cache folder for the module (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -25,5 +25,6 @@ bench: setup
 	$(BIN)/python bench/bench_neardup.py recall
 	$(BIN)/python bench/bench_neardup.py million --n 1000000 --runs 3
 	$(BIN)/python bench/bench_rescan.py --n 100000 --runs 3
+	$(BIN)/python bench/bench_label_issues.py --runs 5
 
 .PHONY: setup app test bench

@@ -8,7 +8,7 @@ Two rankings, each with a suggested label:
   a relative AT_THRESHOLD_TOL = 1e-6, so float32 rounding of a probability equal to the threshold does not drop it);
   the joint is calibrated so each row sums to that class's count n_i (C[i, j] * n_i / sum_j C[i, j]) and
   rounded row by row keeping the row totals (largest remainder, in exact integer arithmetic); then for every
-  off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are flagged
+  off-diagonal cell (i, j) the C[i, j] examples given i with the largest margin p_j - p_i are marked
   ("prune by noise rate"; equal margins: lower example index first); examples whose prediction equals the
   given label are not flagged.
   Rounding ties: the fractional parts of a calibrated row are multiples of 1 / sum_j C[i, j], so several cells
@@ -16,11 +16,26 @@ Two rankings, each with a suggested label:
   from the joint; the spare example goes to the tied cell whose next example in line is least likely to carry
   its given label (lowest p_i, the paper's self-confidence), the diagonal ("keep") last, then the lower class
   index. Deterministic and independent of floating-point noise.
-  (cleanlab implements the same paper but is AGPL; this is an independent implementation. On the bench
-  scenarios, given the same integer counts, its flagged sets equal ours; the counts differ where exact ties
-  are resolved differently (cleanlab's choice there follows floating-point rounding and sort order, so either
-  is as faithful to the paper) and, rarely, where several classes clear their thresholds: the paper, and this
-  module, then take the argmax among those classes only.)
+
+  Which examples (``select``). "margin" flags the marked examples themselves: the paper's rule.
+  "posterior" (the default) keeps the paper's number of flags per given class, m_i, and flags the m_i examples
+  given i (prediction != i) whose given label is least likely under the noise the joint estimated:
+    T[i, j] = P(given i | true j), the calibrated joint's column j normalised;
+    q_j(x) proportional to p_j(x)^tau * T[i, j] (Bayes: the model's belief that x is j, times the chance a j is
+    labelled i), with one temperature tau fitted to the given labels by maximum likelihood of
+    sum_j p_j^tau T[given, j] (a grid, 2^-3 .. 2^3), because p is rarely calibrated (label smoothing makes it
+    underconfident, training data overconfident);
+    ranked by the normalised margin max_{j != i} q_j - q_i; the suggestion is that j, and 1 - q_i is reported as
+    the probability that the given label is wrong.
+  Within a given class the margin rule ranks each confusion cell separately by p_j - p_i; the posterior weighs
+  every alternative class by how often the joint says such labels come from it, so with pairwise noise (cats
+  labelled dog) a dog that is a bit cat-like outranks one that is a bit car-like. With the same number of flags,
+  more of them are true flips: bench/bench_label_issues.py, in BENCHMARKS.md.
+  (cleanlab implements the same paper but is AGPL; this is an independent implementation. With
+  select="margin" and the same integer counts its flagged sets equal ours; the counts differ only where exact
+  ties are resolved differently (cleanlab's choice there follows floating-point rounding and sort order, so
+  either is as faithful to the paper) and, rarely, where several classes clear their thresholds: the paper,
+  and this module, then take the argmax among those classes only.)
 """
 from __future__ import annotations
 
@@ -33,6 +48,9 @@ import pandas as pd
 # ~1e-7 of relative rounding noise, so a value a few ulps below the (float64 mean) threshold is "at" it. Relative,
 # so that a class the model almost never predicts (t_j near 0) is not cleared by every example.
 AT_THRESHOLD_TOL = 1e-6
+# the temperatures tried for the posterior (p^tau), and at most this many rows fit it (a seeded sample)
+TEMPERATURES = 2.0 ** np.arange(-3.0, 3.01, 0.25)
+TEMPERATURE_FIT_ROWS = 20_000
 
 
 @dataclass
@@ -42,7 +60,11 @@ class ConfidentLearning:
     calibrated_joint: np.ndarray    # (C, C) float, rows sum to the class counts
     issue_mask: np.ndarray          # (N,) bool
     suggested: np.ndarray           # (N,) int, -1 where no suggestion
-    margin: np.ndarray              # (N,) p[suggested] - p[given] (higher = more likely a label error)
+    margin: np.ndarray              # (N,) ranking score, higher = more likely a label error: select="posterior":
+                                    # q[suggested] - q[given]; select="margin": p[suggested] - p[given]
+    noise_matrix: np.ndarray        # (C, C) T[i, j] = P(given i | true j), columns sum to 1 (0 for unseen j)
+    temperature: float              # tau of the posterior q ~ p^tau * T[given, :]
+    error_prob: np.ndarray          # (N,) 1 - q[given]: probability that the given label is wrong (NaN: no label)
 
 
 def per_class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -107,12 +129,56 @@ def round_calibrated_joint(joint: np.ndarray, counts: np.ndarray, tie_key: np.nd
     return out
 
 
-def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
+def noise_matrix(calibrated: np.ndarray) -> np.ndarray:
+    """T[i, j] = P(given i | true j) from a calibrated joint (rows: given, columns: true): columns normalised."""
+    calibrated = np.asarray(calibrated, dtype=np.float64)
+    col = calibrated.sum(axis=0, keepdims=True)
+    return np.divide(calibrated, col, out=np.zeros_like(calibrated), where=col > 0)
+
+
+def tempered(probs: np.ndarray, tau: float) -> np.ndarray:
+    """Rows of p^tau renormalised (softmax of tau * log p); zeros stay zero."""
+    with np.errstate(divide="ignore"):
+        z = tau * np.log(probs)
+    z -= z.max(axis=1, keepdims=True)
+    out = np.exp(z)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, noise: np.ndarray,
+                    temperatures: np.ndarray = TEMPERATURES, max_rows: int = TEMPERATURE_FIT_ROWS) -> float:
+    """The tau that maximises the likelihood of the given labels, sum log sum_j p_j^tau T[given, j]: the model's
+    beliefs sharpened or softened until, passed through the estimated label noise, they explain the labels
+    best. At most ``max_rows`` rows (a seeded sample) take part; ties go to the tau nearest 1."""
+    if len(labels) > max_rows:
+        rows = np.sort(np.random.default_rng(0).choice(len(labels), size=max_rows, replace=False))
+        probs, labels = probs[rows], labels[rows]
+    weights = noise[labels]                                               # (n, C): T[given, j]
+    best_tau, best_nll = 1.0, None
+    for tau in sorted(temperatures, key=lambda t: abs(np.log(t))):
+        nll = -np.log(np.maximum((tempered(probs, tau) * weights).sum(axis=1), 1e-300)).sum()
+        if best_nll is None or nll < best_nll - 1e-9 * abs(best_nll):
+            best_tau, best_nll = float(tau), nll
+    return best_tau
+
+
+def posterior(probs: np.ndarray, given: int, noise: np.ndarray, tau: float) -> np.ndarray:
+    """q_j proportional to p_j^tau * T[given, j], rows summing to 1 (probs: examples all given ``given``)."""
+    lik = tempered(probs, tau) * noise[given][None, :]
+    total = lik.sum(axis=1, keepdims=True)
+    return np.divide(lik, total, out=np.zeros_like(lik), where=total > 0)
+
+
+def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, select: str = "posterior",
                                    drop_if_prediction_agrees: bool = True) -> ConfidentLearning:
-    """Flag likely label errors by confident learning with pruning by noise rate.
+    """Flag likely label errors by confident learning: as many per given class as pruning by noise rate marks;
+    ``select`` "posterior" (default) or "margin" picks which (module docstring).
 
     ``labels`` are class indices, -1 for images without a (known) label (never flagged).
     """
+    if select not in ("posterior", "margin"):
+        raise ValueError(f"select must be 'posterior' or 'margin', not {select!r}")
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, n_classes = probs.shape
@@ -127,61 +193,96 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *,
     counts = np.bincount(lab[valid], minlength=n_classes)
     floor = (joint * counts[:, None]) // np.maximum(joint.sum(axis=1), 1)[:, None]
     # per given class i: the margins p_j - p_i of its examples, ranked within each column j (0 = largest
-    # margin, ties: lower example index first). Made one class at a time and dropped at once: all classes'
-    # (n_i, C) arrays together would take 16 bytes x N x C (0.4 GB at 50,000 x 1,000).
-    def ranked(idx: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
-        margins = safe[idx] - safe[idx, i][:, None]                     # (n_i, C)
+    # margin, ties: lower example index first), for the columns j != i where C[i, j] > 0 only: a cell with
+    # C[i, j] = 0 prunes nothing and, with a zero remainder, never gets a spare unit (more cells than spare units
+    # have a positive remainder). Made one class at a time and dropped at once: all classes' (n_i, C) arrays
+    # together would take 16 bytes x N x C (0.4 GB at 50,000 x 1,000).
+    def ranked(idx: np.ndarray, i: int, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        margins = safe[np.ix_(idx, cols)] - safe[idx, i][:, None]      # (n_i, len(cols))
         return margins, np.argsort(-margins, axis=0, kind="stable")
 
     members = [np.flatnonzero(lab == i) for i in range(n_classes)]
     tie_key = np.full((n_classes, n_classes), -np.inf)
-    cols = np.arange(n_classes)
     for i, idx in enumerate(members):
-        if idx.size == 0:
+        cols = np.flatnonzero(joint[i] > 0)
+        cols = cols[cols != i]
+        if idx.size == 0 or cols.size == 0:
             continue
-        _, order = ranked(idx, i)
+        _, order = ranked(idx, i, cols)
         # rounding tie between cells (i, j): the spare unit goes to the cell whose next example in line (rank
         # floor[i, j]) is least likely to carry its given label i (lowest p_i); the diagonal ("keep") comes last
-        nxt = idx[order[np.minimum(floor[i], idx.size - 1), cols]]
-        key = np.where(floor[i] < idx.size, -safe[nxt, i], -np.inf)
-        key[i] = -np.inf
-        tie_key[i] = key
+        nxt = idx[order[np.minimum(floor[i, cols], idx.size - 1), np.arange(cols.size)]]
+        tie_key[i, cols] = np.where(floor[i, cols] < idx.size, -safe[nxt, i], -np.inf)
     counts_to_prune = round_calibrated_joint(joint, counts, tie_key)
     for i, idx in enumerate(members):
         k = np.clip(counts_to_prune[i], 0, idx.size)
         k[i] = 0
-        if idx.size == 0 or not k.any():
+        cols = np.flatnonzero(k)
+        if idx.size == 0 or cols.size == 0:
             continue
-        margins, order = ranked(idx, i)
+        margins, order = ranked(idx, i, cols)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(idx.size)[:, None], axis=0)
-        pruned = rank < k[None, :]                                       # (n_i, C): flagged by cell (i, j)
+        pruned = rank < k[cols][None, :]                                 # (n_i, len(cols)): flagged by cell (i, j)
         cand = np.where(pruned, margins, -np.inf)
         hit = pruned.any(axis=1)
         issue[idx[hit]] = True
-        suggested[idx[hit]] = cand[hit].argmax(axis=1)                 # the cell with the largest margin
+        suggested[idx[hit]] = cols[cand[hit].argmax(axis=1)]           # the cell with the largest margin
+    agree = valid & (safe.argmax(axis=1) == lab)
     if drop_if_prediction_agrees:
-        agree = valid & (safe.argmax(axis=1) == lab)
         issue &= ~agree
-    # suggestion for every labelled example: the most likely other class
+    issue &= valid
+    # the posterior q ~ p^tau * T[given, :] of every labelled example (module docstring)
+    noise = noise_matrix(calibrated)
+    tau = fit_temperature(safe[valid], lab[valid], noise) if valid.any() else 1.0
+    error_prob = np.full(n, np.nan)
+    post_margin = np.full(n, np.nan)
+    post_suggested = np.full(n, -1, dtype=np.int64)
+    for i, idx in enumerate(members):
+        if idx.size == 0:
+            continue
+        q = posterior(safe[idx], i, noise, tau)
+        error_prob[idx] = 1.0 - q[:, i]
+        other = q.copy()
+        other[:, i] = -np.inf
+        best = other.argmax(axis=1)
+        best_q = other[np.arange(idx.size), best]
+        post_margin[idx] = best_q - q[:, i]
+        post_suggested[idx] = np.where(best_q > 0, best, -1)   # -1: the joint saw no noise into class i
+    if select == "posterior":
+        # the paper's number of flags per given class; which ones: the highest posterior margins
+        n_flags = np.bincount(lab[issue], minlength=n_classes)
+        issue = np.zeros(n, dtype=bool)
+        for i, idx in enumerate(members):
+            if n_flags[i] == 0:
+                continue
+            cand = idx[~agree[idx]] if drop_if_prediction_agrees else idx
+            issue[cand[np.argsort(-post_margin[cand], kind="stable")[:n_flags[i]]]] = True
+        suggested = post_suggested
+    # suggestion for every other labelled example: the most likely other class
     others = safe.copy()
     others[np.arange(n), np.clip(lab, 0, None)] = -np.inf
     fallback = others.argmax(axis=1)
     no_sugg = valid & (suggested < 0)
     suggested[no_sugg] = fallback[no_sugg]
-    margin = np.where(valid, safe[np.arange(n), np.clip(suggested, 0, None)] - safe[np.arange(n), np.clip(lab, 0, None)],
-                      np.nan)
-    issue &= valid
+    if select == "posterior":
+        margin = post_margin
+    else:
+        margin = np.where(valid, safe[np.arange(n), np.clip(suggested, 0, None)]
+                          - safe[np.arange(n), np.clip(lab, 0, None)], np.nan)
     return ConfidentLearning(thresholds=thresholds, confident_joint=joint, calibrated_joint=calibrated,
-                             issue_mask=issue, suggested=np.where(valid, suggested, -1), margin=margin)
+                             issue_mask=issue, suggested=np.where(valid, suggested, -1), margin=margin,
+                             noise_matrix=noise, temperature=float(tau), error_prob=error_prob)
 
 
 def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image.
 
-    Columns: image_id, split, given_label, pred_label, suggested_label (confident-learning suggestion,
-    else the prediction), loss, self_confidence, confidence, loss_rank (1 = worst), cl_issue, cl_margin,
-    cl_rank (1 = most likely error among flagged; <NA> when not flagged). Sorted by loss_rank.
+    Columns: image_id, split, given_label, pred_label, suggested_label (confident-learning suggestion:
+    the most likely true class under the estimated label noise), loss, self_confidence, confidence,
+    loss_rank (1 = worst), cl_issue, cl_margin (the ranking score), cl_error_prob (probability that the
+    given label is wrong), cl_rank (1 = most likely error among flagged; <NA> when not flagged).
+    Sorted by loss_rank.
     """
     labels = table["label_index"].to_numpy(dtype=np.int64)
     cl = find_issues_confident_learning(probs, labels)
@@ -197,6 +298,7 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
         "confidence": table["confidence"].to_numpy(dtype=np.float64),
         "cl_issue": cl.issue_mask,
         "cl_margin": cl.margin,
+        "cl_error_prob": cl.error_prob,
     })[ok].copy()
     for col in ("image_id", "split", "given_label", "pred_label", "suggested_label"):
         out[col] = out[col].astype("string")

@@ -150,7 +150,7 @@ with tab_worst:
     pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
     pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
     g1, g2, g3, g4 = st.columns(4)
-    only_flagged = g1.toggle("Only confident-learning flags", key=mt.K + "f_flag",
+    only_flagged = g1.toggle("Only flagged labels", key=mt.K + "f_flag",
                              help="Confident learning estimates how many labels of each class are wrong and "
                                   "flags that many: those most likely wrong given the label noise it estimated.")
     only_wrong = g2.toggle("Only mispredicted", key=mt.K + "f_wrong")

@@ -87,8 +87,6 @@ def model_triage_shot(page, base: str, out: Path) -> None:
     page.get_by_text("Cancel scoring").first.wait_for(timeout=30_000)
     page.get_by_text("Cancel scoring").first.wait_for(state="detached", timeout=180_000)
     wait_idle(page)
-    pick(page, "Order", "Most likely label error first")
-    wait_idle(page)
     page.set_viewport_size({"width": 1400, "height": 1700})     # the headline and the first rows of the grid
     page.get_by_text("Scored images").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1500)

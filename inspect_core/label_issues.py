@@ -25,8 +25,12 @@ Two rankings, each with a suggested label:
     labelled i), with one temperature tau fitted to the given labels by maximum likelihood of
     sum_j p_j^tau T[given, j] (a grid, 2^-3 .. 2^3), because p is rarely calibrated (label smoothing makes it
     underconfident, training data overconfident);
-    ranked by the normalised margin max_{j != i} q_j - q_i; the suggestion is that j, and 1 - q_i is reported as
-    the probability that the given label is wrong.
+    ranked by the normalised margin max_{j != i} q_j - q_i; a flagged example's suggestion is that j.
+  Every other labelled example's suggestion is the model's most likely class other than its label (its
+  prediction when that differs): where the joint saw no label-i errors from a class, q gives that class no chance
+  at all, however sure the model is, so q is used only to choose among the flagged. (1 - q_i is not reported as
+  a probability of error: it inherits the joint's estimate of the noise rate, which runs high when the model is
+  often wrong, and it is exactly 0 or 1 where the noise matrix has zeros.)
   Within a given class the margin rule ranks each confusion cell separately by p_j - p_i; the posterior weighs
   every alternative class by how often the joint says such labels come from it, so with pairwise noise (cats
   labelled dog) a dog that is a bit cat-like outranks one that is a bit car-like. With the same number of flags,
@@ -64,7 +68,6 @@ class ConfidentLearning:
                                     # q[suggested] - q[given]; select="margin": p[suggested] - p[given]
     noise_matrix: np.ndarray        # (C, C) T[i, j] = P(given i | true j), columns sum to 1 (0 for unseen j)
     temperature: float              # tau of the posterior q ~ p^tau * T[given, :]
-    error_prob: np.ndarray          # (N,) 1 - q[given]: probability that the given label is wrong (NaN: no label)
 
 
 def per_class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -182,7 +185,8 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, n_classes = probs.shape
-    valid = (labels >= 0) & np.isfinite(probs).all(axis=1)
+    # a row that is not a probability distribution (NaN, negative, all zero) is treated as unscored
+    valid = (labels >= 0) & np.isfinite(probs).all(axis=1) & (probs >= 0).all(axis=1) & (probs.sum(axis=1) > 0)
     lab = np.where(valid, labels, -1)
     safe = np.where(valid[:, None], probs, 0.0)
     thresholds = per_class_thresholds(safe[valid], lab[valid])
@@ -235,14 +239,12 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     # the posterior q ~ p^tau * T[given, :] of every labelled example (module docstring)
     noise = noise_matrix(calibrated)
     tau = fit_temperature(safe[valid], lab[valid], noise) if valid.any() else 1.0
-    error_prob = np.full(n, np.nan)
     post_margin = np.full(n, np.nan)
     post_suggested = np.full(n, -1, dtype=np.int64)
     for i, idx in enumerate(members):
         if idx.size == 0:
             continue
         q = posterior(safe[idx], i, noise, tau)
-        error_prob[idx] = 1.0 - q[:, i]
         other = q.copy()
         other[:, i] = -np.inf
         best = other.argmax(axis=1)
@@ -258,8 +260,8 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
                 continue
             cand = idx[~agree[idx]] if drop_if_prediction_agrees else idx
             issue[cand[np.argsort(-post_margin[cand], kind="stable")[:n_flags[i]]]] = True
-        suggested = post_suggested
-    # suggestion for every other labelled example: the most likely other class
+        suggested = np.where(issue, post_suggested, -1)
+    # suggestion for every other labelled example: the model's most likely class other than the label
     others = safe.copy()
     others[np.arange(n), np.clip(lab, 0, None)] = -np.inf
     fallback = others.argmax(axis=1)
@@ -272,17 +274,16 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
                           - safe[np.arange(n), np.clip(lab, 0, None)], np.nan)
     return ConfidentLearning(thresholds=thresholds, confident_joint=joint, calibrated_joint=calibrated,
                              issue_mask=issue, suggested=np.where(valid, suggested, -1), margin=margin,
-                             noise_matrix=noise, temperature=float(tau), error_prob=error_prob)
+                             noise_matrix=noise, temperature=float(tau))
 
 
 def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image.
 
-    Columns: image_id, split, given_label, pred_label, suggested_label (confident-learning suggestion:
-    the most likely true class under the estimated label noise), loss, self_confidence, confidence,
-    loss_rank (1 = worst), cl_issue, cl_margin (the ranking score), cl_error_prob (probability that the
-    given label is wrong), cl_rank (1 = most likely error among flagged; <NA> when not flagged).
-    Sorted by loss_rank.
+    Columns: image_id, split, given_label, pred_label, suggested_label (for a flagged image the most likely
+    true class under the estimated label noise, else the model's most likely other class), loss,
+    self_confidence, confidence, loss_rank (1 = worst), cl_issue, cl_margin (the confident-learning ranking
+    score), cl_rank (1 = most likely error among flagged; <NA> when not flagged). Sorted by loss_rank.
     """
     labels = table["label_index"].to_numpy(dtype=np.int64)
     cl = find_issues_confident_learning(probs, labels)
@@ -298,7 +299,6 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
         "confidence": table["confidence"].to_numpy(dtype=np.float64),
         "cl_issue": cl.issue_mask,
         "cl_margin": cl.margin,
-        "cl_error_prob": cl.error_prob,
     })[ok].copy()
     for col in ("image_id", "split", "given_label", "pred_label", "suggested_label"):
         out[col] = out[col].astype("string")

@@ -85,8 +85,7 @@ else:
         st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
-if "confusion" not in entry or "cl_error_prob" not in entry["issues"]:
-    # an entry kept by an older session: add what is now computed once per result
+if "confusion" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
 result, issues = entry["result"], entry["issues"]
@@ -125,7 +124,7 @@ if selected:
             r = rec.iloc[0]
             st.text(f"Given: {label_text(r['given_label'])}   Predicted: {label_text(r['pred_label'])}   "
                     f"Suggested: {label_text(r['suggested_label'])}   Loss: {r['loss']:.3f}   "
-                    f"Loss rank: {r['loss_rank']}   P(label wrong): {r['cl_error_prob']:.2f}")
+                    f"Loss rank: {r['loss_rank']}")
         left, right = st.columns([3, 2])
         with left:
             mt.model_view(scan, spec, selected)
@@ -149,22 +148,20 @@ with tab_worst:
     pairs = pairs[(pairs["given"] != pairs["predicted"]) & (pairs["count"] > 0)]
     pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
     pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
-    g1, g2, g3, g4 = st.columns(4)
+    g1, g2, g3 = st.columns(3)
     only_flagged = g1.toggle("Only flagged labels", key=mt.K + "f_flag",
-                             help="Confident learning estimates how many labels of each class are wrong and "
-                                  "flags that many: those most likely wrong given the label noise it estimated.")
+                             help="Confident learning estimates from the model's probabilities how many labels of "
+                                  "each class are wrong, and flags that many: those least likely under the label "
+                                  "noise it estimated.")
     only_wrong = g2.toggle("Only mispredicted", key=mt.K + "f_wrong")
-    order_name = g3.selectbox("Order", list(mt.ORDERS), key=mt.K + "f_order",
-                              help="P(label wrong): the model's probabilities, weighed by how often each class "
-                                   "is given this label by mistake (the noise confident learning estimated).")
-    n_show = g4.selectbox("Images shown", [24, 48, 96], key=mt.K + "f_n")
+    n_show = g3.selectbox("Images shown", [24, 48, 96], key=mt.K + "f_n")
     pair = None
     if pair_choice != mt.ANY:
         idx = pair_opts.index(pair_choice) - 1
         pair = (str(pairs.iloc[idx]["given"]), str(pairs.iloc[idx]["predicted"]))
     rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
-                            only_flagged=only_flagged, only_wrong=only_wrong, order=mt.ORDERS[order_name])
-    st.text(f"{len(rows):,} scored images match; {order_name.lower()}")
+                            only_flagged=only_flagged, only_wrong=only_wrong)
+    st.text(f"{len(rows):,} scored images match; worst loss first")
     mt.worst_grid(scan, result, rows.head(int(n_show)), positions=positions)
 
 with tab_conf:

@@ -134,17 +134,78 @@ def test_posterior_select_keeps_the_papers_counts_and_finds_more_flips_with_pair
     # the noise matrix found the neighbour structure: P(given j+1 | true j) is the largest off-diagonal entry
     off = post.noise_matrix - np.diag(np.diag(post.noise_matrix))
     assert (off.argmax(axis=0) == (np.arange(10) + 1) % 10).all()
-    # the suggestion for a flagged flip is most often its true class, i.e. one below the given label
+    # the suggestion for a flagged flip is most often its true class, i.e. one below the given label, and more
+    # often than the model's own best other class is (0.90 against 0.77 with this seed)
     found = post.issue_mask & flip
-    assert (post.suggested[found] == (given[found] - 1) % 10).mean() > 0.8
-    assert np.nanmin(post.error_prob) >= 0 and np.nanmax(post.error_prob) <= 1
-    assert post.error_prob[found].mean() > post.error_prob[~post.issue_mask].mean()
+    hit_post = (post.suggested[found] == (given[found] - 1) % 10).mean()
+    others = probs.copy()
+    others[np.arange(len(given)), given] = -1
+    hit_model = (others.argmax(1)[found] == (given[found] - 1) % 10).mean()
+    assert hit_post > 0.85 and hit_post > hit_model + 0.1, (hit_post, hit_model)
 
 
-def test_unlabelled_rows_get_no_error_probability_and_select_is_checked():
-    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
-    cl = find_issues_confident_learning(probs, np.array([0, 0, 1, 1, -1]))
-    assert np.isnan(cl.error_prob[4]) and not cl.issue_mask[4] and cl.suggested[4] == -1
-    assert np.isfinite(cl.error_prob[:4]).all()
+def test_the_default_is_the_posterior_under_the_fitted_temperature_composed_from_the_public_steps():
+    from bench_label_issues import synthetic
+    probs, given, _ = synthetic(4000, 10, 0.15, 1, True, True)
+    cl = find_issues_confident_learning(probs, given)
+    paper = find_issues_confident_learning(probs, given, select="margin")
+    noise = noise_matrix(cl.calibrated_joint)
+    np.testing.assert_array_equal(cl.noise_matrix, noise)
+    tau = fit_temperature(probs, given, noise)
+    assert cl.temperature == tau != 1.0
+    expected = np.zeros(len(given), dtype=bool)
+    best_other = np.full(len(given), -1)
+    n_flags = np.bincount(given[paper.issue_mask], minlength=10)
+    for i in range(10):
+        idx = np.flatnonzero((given == i) & (probs.argmax(1) != i))
+        q = posterior(probs[idx], i, noise, tau)
+        q_i = q[:, i].copy()
+        q[:, i] = -np.inf
+        expected[idx[np.argsort(-(q.max(1) - q_i), kind="stable")[:n_flags[i]]]] = True
+        best_other[idx] = q.argmax(1)
+    np.testing.assert_array_equal(cl.issue_mask, expected)
+    np.testing.assert_array_equal(cl.suggested[expected], best_other[expected])
+    # the temperature matters: at tau = 1 another set would be flagged
+    at_one = np.zeros(len(given), dtype=bool)
+    for i in range(10):
+        idx = np.flatnonzero((given == i) & (probs.argmax(1) != i))
+        q = posterior(probs[idx], i, noise, 1.0)
+        q_i = q[:, i].copy()
+        q[:, i] = -np.inf
+        at_one[idx[np.argsort(-(q.max(1) - q_i), kind="stable")[:n_flags[i]]]] = True
+    assert (at_one != expected).any()
+
+
+def test_an_unflagged_image_is_suggested_the_models_best_other_class():
+    # Row 8 (given 0) is 0.90 class 2, below t2 = 0.97, so no given-0 image is confidently class 2: the joint's
+    # column 2 has no label-0 errors and the posterior gives class 2 no chance for any given-0 image. Row 8 is not
+    # flagged (class 0's one flag goes to a row that looks like class 1, where the joint saw label-0 errors), and
+    # its suggestion is the model's best other class, 2, not the posterior's 1.
+    probs = np.array([[0.90, 0.08, 0.02]] * 6 + [[0.05, 0.93, 0.02]] * 2 + [[0.05, 0.05, 0.90]]
+                     + [[0.10, 0.88, 0.02]] * 6 + [[0.01, 0.01, 0.98]] * 5 + [[0.02, 0.02, 0.96]] * 5)
+    labels = np.array([0] * 9 + [1] * 6 + [2] * 10)
+    cl = find_issues_confident_learning(probs, labels)
+    assert cl.confident_joint[0].tolist() == [6, 2, 0] and cl.noise_matrix[0, 2] == 0.0
+    assert not cl.issue_mask[8] and cl.suggested[8] == 2
+    flagged = np.flatnonzero(cl.issue_mask)
+    assert set(flagged) <= {6, 7} and (cl.suggested[flagged] == 1).all()
+
+
+def test_rows_that_are_not_distributions_are_unscored_and_do_not_disturb_the_rest():
+    from bench_label_issues import synthetic
+    probs, given, _ = synthetic(3000, 10, 0.1, 2, False, True)
+    reference = find_issues_confident_learning(probs, np.where(np.arange(3000) < 3, -1, given))
+    bad = probs.copy()
+    bad[0] = 0.0                                        # all zero
+    bad[1, :2] = [-0.1, 1.1]                            # a negative entry
+    bad[2] = np.nan
+    cl = find_issues_confident_learning(bad, given)
+    assert cl.temperature == reference.temperature
+    np.testing.assert_array_equal(cl.issue_mask, reference.issue_mask)
+    assert not cl.issue_mask[:3].any() and (cl.suggested[:3] == -1).all() and np.isnan(cl.margin[:3]).all()
+
+
+def test_select_is_checked():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])
     with pytest.raises(ValueError, match="select"):
-        find_issues_confident_learning(probs, np.array([0, 0, 1, 1, -1]), select="loss")
+        find_issues_confident_learning(probs, np.array([0, 0, 1, 1]), select="loss")

@@ -30,14 +30,12 @@ K = "di_mt_"                    # session-state key prefix of this page
 RESULT_KEY = K + "result"       # {"key", "result": ScoreResult, "issues", "confusion", "positions"} (see remember_result)
 SELECTED_KEY = K + "selected"
 ANY = "(any)"
-ORDERS = {"Worst loss first": "loss", "Most likely label error first": "error_prob"}
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
 def filter_scores(issues: pd.DataFrame, *, given=(), predicted=(), splits=(), pair: tuple[str, str] | None = None,
-                  only_flagged: bool = False, only_wrong: bool = False, order: str = "loss") -> pd.DataFrame:
-    """Rows of a ``rank_label_issues`` table matching the filters; ``order`` "loss": worst loss first,
-    "error_prob": the highest probability that the given label is wrong first (equal: worse loss first)."""
+                  only_flagged: bool = False, only_wrong: bool = False) -> pd.DataFrame:
+    """Rows of a ``rank_label_issues`` table matching the filters, worst loss first."""
     rows = issues
     if given:
         rows = rows[rows["given_label"].isin(list(given))]
@@ -51,10 +49,6 @@ def filter_scores(issues: pd.DataFrame, *, given=(), predicted=(), splits=(), pa
         rows = rows[rows["cl_issue"]]
     if only_wrong:
         rows = rows[rows["given_label"] != rows["pred_label"]]
-    if order == "error_prob":
-        return rows.sort_values(["cl_error_prob", "loss_rank"], ascending=[False, True], kind="stable")
-    if order != "loss":
-        raise ValueError(f"order must be 'loss' or 'error_prob', not {order!r}")
     return rows.sort_values("loss_rank", kind="stable")
 
 
@@ -295,10 +289,8 @@ def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: st
 
     def caption(rec: dict) -> list[str]:
         flag = " | CL flag" if rec.get("cl_issue") else ""
-        wrong = rec.get("cl_error_prob")
-        wrong = f" | P(label wrong) {wrong:.2f}" if wrong is not None and pd.notna(wrong) else ""
         return [f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
-                f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{wrong}{flag}",
+                f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}",
                 _top_probs_text(result, str(rec["image_id"]), positions=positions)]
     thumb_grid(scan, rows, key_prefix=key_prefix, n_cols=n_cols, caption=caption, selected_key=SELECTED_KEY,
                empty_text="No scored images match these filters.",

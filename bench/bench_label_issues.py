@@ -153,6 +153,24 @@ def pooled(results: list[dict]) -> dict:
     return out
 
 
+def scale(n: int, n_classes: int, runs: int) -> dict:
+    """Seconds per call, ours and cleanlab, on one large synthetic set (median of ``runs``)."""
+    from cleanlab.filter import find_label_issues
+
+    from inspect_core.label_issues import find_issues_confident_learning
+    probs, given, _ = family(n, n_classes, 0.1, 0, 1.0, "uniform", False)
+    times = {"ours": [], "cleanlab": []}
+    for _ in range(runs):
+        t = time.perf_counter()
+        find_issues_confident_learning(probs, given)
+        times["ours"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        find_label_issues(labels=given, pred_probs=probs, n_jobs=1)
+        times["cleanlab"].append(time.perf_counter() - t)
+    return {"n": n, "n_classes": n_classes, **{k: round(statistics.median(v), 2) for k, v in times.items()},
+            "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()}}
+
+
 def sample_scenario() -> dict | None:
     import pandas as pd
 
@@ -185,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--out", default=str(HERE / "results" / "label_issues.json"))
+    ap.add_argument("--scale-n", type=int, default=1_000_000, help="examples for the timing at scale")
+    ap.add_argument("--scale-classes", type=int, default=100)
     args = ap.parse_args(argv)
     try:
         import cleanlab
@@ -208,6 +228,7 @@ def main(argv=None) -> int:
                                "imbalanced": imbalanced, "noise": noise, **pooled(runs)})
     result = {"cleanlab_version": cleanlab.__version__, "n": args.n, "n_classes": args.classes, "runs": args.runs,
               "synthetic": scenarios, "robustness": robustness, "sample_data": sample_scenario(),
+              "scale": scale(args.scale_n, args.scale_classes, runs=3),
               "command": "python bench/bench_label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
@@ -237,6 +258,9 @@ def main(argv=None) -> int:
                          + "; ".join(f"{m} P {s[m]['precision']:.3f} R {s[m]['recall']:.3f} ({s[m]['n_flagged']} flagged)"
                                      for m in ("ours", "ours_margin", "cleanlab"))
                          + f"; loss top-K recall {s['ours_loss_top_k']['recall']:.3f}\n")
+    sc = result["scale"]
+    sys.stdout.write(f"{sc['n']:,} examples x {sc['n_classes']} classes: ours {sc['ours']} s, cleanlab {sc['cleanlab']} s "
+                     f"(median of {len(sc['runs_s']['ours'])})\n")
     return 0
 
 

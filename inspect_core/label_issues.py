@@ -52,9 +52,11 @@ import pandas as pd
 # ~1e-7 of relative rounding noise, so a value a few ulps below the (float64 mean) threshold is "at" it. Relative,
 # so that a class the model almost never predicts (t_j near 0) is not cleared by every example.
 AT_THRESHOLD_TOL = 1e-6
-# the temperatures tried for the posterior (p^tau), and at most this many rows fit it (a seeded sample)
+# the temperatures tried for the posterior (p^tau); a seeded sample of at most this many rows, and of at most
+# TEMPERATURE_FIT_VALUES probabilities (rows x classes), fits it: one number on a coarse grid
 TEMPERATURES = 2.0 ** np.arange(-3.0, 3.01, 0.25)
 TEMPERATURE_FIT_ROWS = 20_000
+TEMPERATURE_FIT_VALUES = 4_000_000
 
 
 @dataclass
@@ -153,14 +155,20 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, noise: np.ndarray,
                     temperatures: np.ndarray = TEMPERATURES, max_rows: int = TEMPERATURE_FIT_ROWS) -> float:
     """The tau that maximises the likelihood of the given labels, sum log sum_j p_j^tau T[given, j]: the model's
     beliefs sharpened or softened until, passed through the estimated label noise, they explain the labels
-    best. At most ``max_rows`` rows (a seeded sample) take part; ties go to the tau nearest 1."""
+    best. At most ``max_rows`` rows and TEMPERATURE_FIT_VALUES probabilities (a seeded sample) take part; ties
+    go to the tau nearest 1."""
+    max_rows = max(1, min(max_rows, TEMPERATURE_FIT_VALUES // max(1, probs.shape[1])))
     if len(labels) > max_rows:
         rows = np.sort(np.random.default_rng(0).choice(len(labels), size=max_rows, replace=False))
         probs, labels = probs[rows], labels[rows]
     weights = noise[labels]                                               # (n, C): T[given, j]
+    with np.errstate(divide="ignore"):
+        log_p = np.log(probs)
+    log_p -= log_p.max(axis=1, keepdims=True)                             # (tempered: the same, once)
     best_tau, best_nll = 1.0, None
     for tau in sorted(temperatures, key=lambda t: abs(np.log(t))):
-        nll = -np.log(np.maximum((tempered(probs, tau) * weights).sum(axis=1), 1e-300)).sum()
+        e = np.exp(tau * log_p)
+        nll = -np.log(np.maximum((e * weights).sum(axis=1) / e.sum(axis=1), 1e-300)).sum()
         if best_nll is None or nll < best_nll - 1e-9 * abs(best_nll):
             best_tau, best_nll = float(tau), nll
     return best_tau
@@ -171,6 +179,34 @@ def posterior(probs: np.ndarray, given: int, noise: np.ndarray, tau: float) -> n
     lik = tempered(probs, tau) * noise[given][None, :]
     total = lik.sum(axis=1, keepdims=True)
     return np.divide(lik, total, out=np.zeros_like(lik), where=total > 0)
+
+
+def _value_at_rank(values: np.ndarray, rank: int) -> tuple[float, int]:
+    """(the value at 0-based ``rank`` of ``values`` in descending order, how many values are larger)."""
+    v = np.partition(values, values.size - 1 - rank)[values.size - 1 - rank]
+    return v, int(np.count_nonzero(values > v))
+
+
+def position_at_rank(values: np.ndarray, rank: int) -> int:
+    """The position of the element at 0-based ``rank`` of a stable descending sort of ``values`` (equal values:
+    lower position first), i.e. ``np.argsort(-values, kind="stable")[rank]``, found in linear time."""
+    v, larger = _value_at_rank(values, rank)
+    return int(np.flatnonzero(values == v)[rank - larger])
+
+
+def first_in_order(values: np.ndarray, count: int) -> np.ndarray:
+    """Mask of the first ``count`` elements of a stable descending sort of ``values`` (equal values: lower
+    position first), i.e. of ``np.argsort(-values, kind="stable")[:count]``, found in linear time."""
+    mask = np.zeros(values.size, dtype=bool)
+    if count <= 0:
+        return mask
+    if count >= values.size:
+        mask[:] = True
+        return mask
+    v, larger = _value_at_rank(values, count - 1)
+    mask[values > v] = True
+    mask[np.flatnonzero(values == v)[:count - larger]] = True
+    return mask
 
 
 def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, select: str = "posterior",
@@ -188,57 +224,58 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     # a row that is not a probability distribution (NaN, negative, all zero) is treated as unscored
     valid = (labels >= 0) & np.isfinite(probs).all(axis=1) & (probs >= 0).all(axis=1) & (probs.sum(axis=1) > 0)
     lab = np.where(valid, labels, -1)
-    safe = np.where(valid[:, None], probs, 0.0)
-    thresholds = per_class_thresholds(safe[valid], lab[valid])
-    joint, _ = confident_joint(safe[valid], lab[valid], thresholds)
+    safe = probs if valid.all() else np.where(valid[:, None], probs, 0.0)
+    scored = safe if valid.all() else safe[valid]
+    thresholds = per_class_thresholds(scored, lab[valid])
+    joint, _ = confident_joint(scored, lab[valid], thresholds)
     calibrated = calibrate_joint(joint, lab[valid])
     issue = np.zeros(n, dtype=bool)
     suggested = np.full(n, -1, dtype=np.int64)
     counts = np.bincount(lab[valid], minlength=n_classes)
     floor = (joint * counts[:, None]) // np.maximum(joint.sum(axis=1), 1)[:, None]
-    # per given class i: the margins p_j - p_i of its examples, ranked within each column j (0 = largest
-    # margin, ties: lower example index first), for the columns j != i where C[i, j] > 0 only: a cell with
-    # C[i, j] = 0 prunes nothing and, with a zero remainder, never gets a spare unit (more cells than spare units
-    # have a positive remainder). Made one class at a time and dropped at once: all classes' (n_i, C) arrays
-    # together would take 16 bytes x N x C (0.4 GB at 50,000 x 1,000).
-    def ranked(idx: np.ndarray, i: int, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        margins = safe[np.ix_(idx, cols)] - safe[idx, i][:, None]      # (n_i, len(cols))
-        return margins, np.argsort(-margins, axis=0, kind="stable")
-
+    # per given class i and column j != i: the margins p_j - p_i of its examples, in descending order (ties: lower
+    # example index first). Only the columns where C[i, j] > 0: a cell with C[i, j] = 0 prunes nothing and, with a
+    # zero remainder, never gets a spare unit (more cells than spare units have a positive remainder). Only the
+    # places in that order that are needed are found (a partition per column, not a sort).
     members = [np.flatnonzero(lab == i) for i in range(n_classes)]
     tie_key = np.full((n_classes, n_classes), -np.inf)
     for i, idx in enumerate(members):
         cols = np.flatnonzero(joint[i] > 0)
-        cols = cols[cols != i]
-        if idx.size == 0 or cols.size == 0:
+        cols = cols[(cols != i) & (floor[i, cols] < idx.size)]
+        if cols.size == 0:
             continue
-        _, order = ranked(idx, i, cols)
-        # rounding tie between cells (i, j): the spare unit goes to the cell whose next example in line (rank
-        # floor[i, j]) is least likely to carry its given label i (lowest p_i); the diagonal ("keep") comes last
-        nxt = idx[order[np.minimum(floor[i, cols], idx.size - 1), np.arange(cols.size)]]
-        tie_key[i, cols] = np.where(floor[i, cols] < idx.size, -safe[nxt, i], -np.inf)
+        block = safe[idx]
+        own = block[:, i]
+        for j in cols:
+            # rounding tie between cells (i, j): the spare unit goes to the cell whose next example in line (place
+            # floor[i, j]) is least likely to carry its given label i (lowest p_i); the diagonal ("keep") comes last
+            tie_key[i, j] = -own[position_at_rank(block[:, j] - own, int(floor[i, j]))]
     counts_to_prune = round_calibrated_joint(joint, counts, tie_key)
     for i, idx in enumerate(members):
         k = np.clip(counts_to_prune[i], 0, idx.size)
         k[i] = 0
         cols = np.flatnonzero(k)
-        if idx.size == 0 or cols.size == 0:
+        if cols.size == 0:
             continue
-        margins, order = ranked(idx, i, cols)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(idx.size)[:, None], axis=0)
-        pruned = rank < k[cols][None, :]                                 # (n_i, len(cols)): flagged by cell (i, j)
-        cand = np.where(pruned, margins, -np.inf)
-        hit = pruned.any(axis=1)
+        block = safe[idx]
+        own = block[:, i]
+        best = np.full(idx.size, -np.inf)                                # largest margin among the cells that
+        best_col = np.full(idx.size, -1, dtype=np.int64)                 # flag the example, and that cell
+        for j in cols:
+            margins = block[:, j] - own
+            better = first_in_order(margins, int(k[j])) & (margins > best)
+            best[better] = margins[better]
+            best_col[better] = j
+        hit = best_col >= 0
         issue[idx[hit]] = True
-        suggested[idx[hit]] = cols[cand[hit].argmax(axis=1)]           # the cell with the largest margin
+        suggested[idx[hit]] = best_col[hit]
     agree = valid & (safe.argmax(axis=1) == lab)
     if drop_if_prediction_agrees:
         issue &= ~agree
     issue &= valid
     # the posterior q ~ p^tau * T[given, :] of every labelled example (module docstring)
     noise = noise_matrix(calibrated)
-    tau = fit_temperature(safe[valid], lab[valid], noise) if valid.any() else 1.0
+    tau = fit_temperature(scored, lab[valid], noise) if valid.any() else 1.0
     post_margin = np.full(n, np.nan)
     post_suggested = np.full(n, -1, dtype=np.int64)
     for i, idx in enumerate(members):
@@ -262,11 +299,12 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
             issue[cand[np.argsort(-post_margin[cand], kind="stable")[:n_flags[i]]]] = True
         suggested = np.where(issue, post_suggested, -1)
     # suggestion for every other labelled example: the model's most likely class other than the label
-    others = safe.copy()
-    others[np.arange(n), np.clip(lab, 0, None)] = -np.inf
-    fallback = others.argmax(axis=1)
-    no_sugg = valid & (suggested < 0)
-    suggested[no_sugg] = fallback[no_sugg]
+    for i, idx in enumerate(members):
+        rest = idx[suggested[idx] < 0]
+        if rest.size:
+            others = safe[rest]
+            others[:, i] = -np.inf
+            suggested[rest] = others.argmax(axis=1)
     if select == "posterior":
         margin = post_margin
     else:

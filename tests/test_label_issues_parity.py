@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspect_core.label_issues import (TEMPERATURES, find_issues_confident_learning, fit_temperature, noise_matrix,
-                                       posterior, round_calibrated_joint, tempered)
+from inspect_core.label_issues import (TEMPERATURES, find_issues_confident_learning, first_in_order, fit_temperature,
+                                       noise_matrix, position_at_rank, posterior, round_calibrated_joint, tempered)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -52,6 +52,24 @@ def test_rounding_tie_goes_to_the_cell_whose_next_example_is_least_likely_its_la
     # mirror the two candidates: now e is the less likely class 0, so e is flagged and f is not
     probs[[4, 5]] = [[0.2, 0.7, 0.1], [0.3, 0.1, 0.6]]
     assert np.flatnonzero(find_issues_confident_learning(probs, labels, select="margin").issue_mask).tolist() == [2, 3, 4]
+
+
+def test_places_in_a_stable_descending_order_are_found_without_sorting():
+    # hand case: [0.2, 0.5, 0.2, 0.5, 0.1] in stable descending order is positions 1, 3, 0, 2, 4
+    values = np.array([0.2, 0.5, 0.2, 0.5, 0.1])
+    assert [position_at_rank(values, r) for r in range(5)] == [1, 3, 0, 2, 4]
+    assert np.flatnonzero(first_in_order(values, 3)).tolist() == [0, 1, 3]
+    assert not first_in_order(values, 0).any() and first_in_order(values, 9).all()
+    # against numpy's stable argsort, on values with many ties (including -0.0 and 0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        values = np.round(rng.normal(size=int(rng.integers(1, 40))), 1) * rng.choice([1.0, -1.0])
+        order = np.argsort(-values, kind="stable")
+        r = int(rng.integers(0, values.size))
+        assert position_at_rank(values, r) == order[r]
+        expected = np.zeros(values.size, dtype=bool)
+        expected[order[:r]] = True
+        np.testing.assert_array_equal(first_in_order(values, r), expected)
 
 
 def test_round_calibrated_joint_is_exact():

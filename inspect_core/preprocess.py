@@ -14,11 +14,24 @@ A spec comes from a JSON sidecar beside the model (``<model>.preprocess.json``) 
      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],   # on 0..1 pixel values
      "channel_order": "RGB",              # or "BGR"; "L" for one-channel models
      "class_names": ["circle", "square"], # in the model's output order
-     "interpolation": "bilinear"}         # or "nearest", "bicubic"
+     "interpolation": "bilinear",         # or "nearest", "bicubic"
+     "exif_transpose": false}             # true: turn photos upright by their EXIF orientation first
+
+``input_size`` may also be ``{"width": 64, "height": 64}`` or one number for a square. Sizes are whole
+numbers of pixels, each side (and ``resize_shorter_px``) 1 to ``MAX_SIDE_PX`` (4096): a bigger input does not
+fit in memory for a batch. ``mean`` / ``std`` are finite numbers (one per channel, or one for all);
+``exif_transpose`` is a JSON boolean (``"false"`` in quotes is refused, not read as true). A spec that breaks
+any of these raises ``PreprocessError`` with one line naming the field.
+
+Images with more than 8 bits per pixel become 8-bit grey before anything else (``to_8_bit``): 16-bit
+(``I;16*``) by their high byte (``value >> 8``: 0..65535 -> 0..255, a dark 16-bit picture stays dark);
+32-bit integer (``I``) and float (``F``) pictures by their own range (min -> 0, max -> 255, linear).
 """
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +48,7 @@ INTERPOLATIONS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampl
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIDECAR_SUFFIX = ".preprocess.json"
+MAX_SIDE_PX = 4096          # largest input_size side / resize_shorter_px: 4096 x 4096 x 3 float32 is 200 MB an image
 
 
 class PreprocessError(ValueError):
@@ -71,30 +85,24 @@ class Preprocess:
         known = {"input_size", "class_names", "resize", "resize_shorter_px", "mean", "std",
                  "channel_order", "interpolation", "exif_transpose"}
         try:
-            size = data.get("input_size")
-            if isinstance(size, (int, float)):
-                size = (int(size), int(size))
-            if size is None or len(size) != 2:
-                raise PreprocessError(f"{source}: input_size must be [width, height] in pixels")
-            width_px, height_px = int(size[0]), int(size[1])
+            width_px, height_px = _input_size(data.get("input_size"), source)
             names = data.get("class_names")
             if not names or not isinstance(names, (list, tuple)):
                 raise PreprocessError(f"{source}: class_names must list the classes in the model's output order")
             order = str(data.get("channel_order", "RGB")).upper()
             n_ch = 1 if order == "L" else 3
-            mean = data.get("mean", IMAGENET_MEAN if n_ch == 3 else (0.5,))
-            std = data.get("std", IMAGENET_STD if n_ch == 3 else (0.5,))
-            mean = tuple(float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean] * n_ch))
-            std = tuple(float(v) for v in (std if isinstance(std, (list, tuple)) else [std] * n_ch))
+            mean = _per_channel(data.get("mean", IMAGENET_MEAN if n_ch == 3 else (0.5,)), "mean", n_ch, source)
+            std = _per_channel(data.get("std", IMAGENET_STD if n_ch == 3 else (0.5,)), "std", n_ch, source)
             shorter = data.get("resize_shorter_px")
             spec = cls(
                 input_size=(width_px, height_px),
                 class_names=tuple(str(n) for n in names),
                 resize=str(data.get("resize", "stretch")),
-                resize_shorter_px=int(shorter) if shorter not in (None, "") else None,
+                resize_shorter_px=(_whole_px(shorter, "resize_shorter_px", source)
+                                   if shorter not in (None, "") else None),
                 mean=mean, std=std, channel_order=order,
                 interpolation=str(data.get("interpolation", "bilinear")).lower(),
-                exif_transpose=bool(data.get("exif_transpose", False)),
+                exif_transpose=_json_bool(data.get("exif_transpose", False), "exif_transpose", source),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except PreprocessError:
@@ -106,8 +114,12 @@ class Preprocess:
 
     def validate(self, source: str = "preprocess spec") -> None:
         width_px, height_px = self.input_size
-        if not (1 <= width_px <= 8192 and 1 <= height_px <= 8192):
-            raise PreprocessError(f"{source}: input_size {self.input_size} must be between 1 and 8192 pixels")
+        if not (1 <= width_px <= MAX_SIDE_PX and 1 <= height_px <= MAX_SIDE_PX):
+            raise PreprocessError(f"{source}: input_size [{width_px}, {height_px}] is out of range: each side must be "
+                                  f"1 to {MAX_SIDE_PX} pixels; give the size the model was trained with")
+        if self.resize_shorter_px is not None and not 1 <= self.resize_shorter_px <= MAX_SIDE_PX:
+            raise PreprocessError(f"{source}: resize_shorter_px {self.resize_shorter_px} is out of range: it must be "
+                                  f"1 to {MAX_SIDE_PX} pixels")
         if self.resize not in RESIZE_MODES:
             raise PreprocessError(f"{source}: resize {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
         if self.channel_order not in CHANNEL_ORDERS:
@@ -117,8 +129,14 @@ class Preprocess:
                                   f"{', '.join(INTERPOLATIONS)}")
         if len(self.mean) != self.n_channels or len(self.std) != self.n_channels:
             raise PreprocessError(f"{source}: mean and std need {self.n_channels} values for {self.channel_order}")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if not all(math.isfinite(v) for v in values):
+                raise PreprocessError(f"{source}: {name} {list(values)} must be finite numbers (no NaN or infinity); "
+                                      f"give the per-channel {name} on 0..1 pixel values")
         if any(s <= 0 for s in self.std):
             raise PreprocessError(f"{source}: std values must be > 0")
+        if not isinstance(self.exif_transpose, bool):
+            raise PreprocessError(f"{source}: exif_transpose {self.exif_transpose!r} must be true or false")
         if self.resize == "shorter_then_center_crop":
             if self.resize_shorter_px is None or self.resize_shorter_px < min(self.input_size):
                 raise PreprocessError(f"{source}: resize_shorter_px must be >= the input size for "
@@ -142,6 +160,62 @@ class Preprocess:
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def _short(value, limit: int = 60) -> str:
+    """A user's value as JSON (``repr`` if it is no JSON) for a one-line message, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole_px(value, name: str, source: str) -> int:
+    """A JSON number that is a whole number of pixels (96 or 96.0), else ``PreprocessError`` naming the field."""
+    if _is_number(value) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise PreprocessError(f"{source}: {name} {_short(value)} must be a whole number of pixels")
+
+
+def _input_size(value, source: str) -> tuple[int, int]:
+    """(width_px, height_px) from ``[width, height]``, ``{"width": W, "height": H}`` or one number (a square)."""
+    forms = '[width, height] in pixels (or {"width": W, "height": H}, or one number for a square)'
+    if _is_number(value):
+        side = _whole_px(value, "input_size", source)
+        return side, side
+    if isinstance(value, dict) and set(value) == {"width", "height"}:
+        pair = (value["width"], value["height"])
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        pair = tuple(value)
+    else:
+        raise PreprocessError(f"{source}: input_size {_short(value)} must be {forms}")
+    if not all(_is_number(v) and math.isfinite(v) and float(v).is_integer() for v in pair):
+        raise PreprocessError(f"{source}: input_size {_short(value)} must be {forms}, whole numbers")
+    return int(pair[0]), int(pair[1])
+
+
+def _per_channel(value, name: str, n_channels: int, source: str) -> tuple[float, ...]:
+    """mean / std: one JSON number per channel, or one number for all of them (finiteness: ``validate``)."""
+    if _is_number(value):
+        return (float(value),) * n_channels
+    if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value):
+        return tuple(float(v) for v in value)
+    raise PreprocessError(f"{source}: {name} {_short(value)} must be {n_channels} numbers (one per channel, "
+                          "on 0..1 pixel values) or one number")
+
+
+def _json_bool(value, name: str, source: str) -> bool:
+    """A real JSON boolean (null: false). ``"false"``, ``0`` or ``1`` are refused rather than guessed at."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    raise PreprocessError(f"{source}: {name} {_short(value)} must be true or false (a JSON boolean, no quotes)")
 
 
 def read_preprocess(path: Path | str) -> Preprocess:
@@ -213,16 +287,56 @@ def _pad_colour(image: Image.Image, spec: Preprocess):
     return 0 if image.mode == "L" else (0, 0, 0)
 
 
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float picture as an 8-bit grey ("L") one; other pictures unchanged.
+
+    Pillow's own ``convert("L")`` / ``convert("RGB")`` clips such pictures at 255, which turns them solid white
+    (or black). The rule here:
+
+    * 16-bit (modes ``I;16``, ``I;16L``, ``I;16B``, ``I;16N``): the high byte, ``value >> 8``; 0..65535 maps to
+      0..255 on the format's own scale (the 8-bit picture ``v`` saved as 16-bit ``v * 257`` comes back as ``v``),
+      so a dark 16-bit picture stays dark.
+    * 32-bit integer (``I``, and other ``I;*`` modes) and float (``F``): the picture's own range, linearly:
+      its smallest value -> 0, its largest -> 255, rounded to the nearest level. These formats have no fixed
+      white level (floats may be 0..1, 0..255 or physical units), so the range is the one scale that always
+      shows the picture. A constant picture becomes 0 (black). Only finite values set the range; NaN counts
+      as the minimum (0), -inf as 0 and +inf as 255.
+    """
+    mode = image.mode
+    if not (mode in HIGH_BIT_MODES or mode.startswith("I;")):
+        return image
+    try:
+        values = np.asarray(image)
+    except (TypeError, ValueError, KeyError):       # a mode numpy has no dtype for: its values as float32
+        values = np.asarray(image.convert("F"))
+    if mode.startswith("I;16") and values.dtype.kind == "u":
+        return Image.fromarray((values.astype(np.uint16) >> 8).astype(np.uint8))      # 2-D uint8: mode L
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    out = np.zeros(values.shape, dtype=np.float64)
+    if finite.any():
+        low, high = values[finite].min(), values[finite].max()
+        if high > low:
+            out = (np.where(finite, values, low) - low) * (255.0 / (high - low))
+    out[values == np.inf] = 255.0
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+
+
 def image_to_pixels(image: Image.Image, spec: Preprocess) -> np.ndarray:
     """The geometric half of THE preprocessing: PIL image -> uint8 array (channels, height, width).
 
-    Steps: optional EXIF transpose; convert to RGB (or L; transparency composited on black); resize/crop;
-    reorder channels (BGR); HWC -> CHW. ``normalize_pixels`` (or ``normalize_batch`` on the model's device)
-    finishes the job. Scoring ships these uint8 pixels to the device (4x fewer bytes than float32) and
-    normalises there; the arithmetic is the same float32 arithmetic as ``image_to_array``.
+    Steps: optional EXIF transpose; 16-bit / 32-bit / float pictures to 8-bit grey (``to_8_bit``: 16-bit by
+    the high byte, 32-bit and float by their own min..max); convert to RGB (or L; transparency composited on
+    black); resize/crop; reorder channels (BGR); HWC -> CHW. ``normalize_pixels`` (or ``normalize_batch`` on
+    the model's device) finishes the job. Scoring ships these uint8 pixels to the device (4x fewer bytes than
+    float32) and normalises there; the arithmetic is the same float32 arithmetic as ``image_to_array``.
     """
     if spec.exif_transpose:
         image = ImageOps.exif_transpose(image)
+    image = to_8_bit(image)
     if image.mode != ("L" if spec.channel_order == "L" else "RGB"):
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             image = image.convert("RGBA")

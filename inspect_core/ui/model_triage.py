@@ -18,8 +18,8 @@ import streamlit as st
 
 from inspect_core.gpu_decode import NVJPEG, what_the_model_sees_as
 from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
-from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES, Preprocess,
-                                     PreprocessError, find_sidecar, read_preprocess)
+from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE_PX, RESIZE_MODES,
+                                     Preprocess, PreprocessError, find_sidecar, read_preprocess)
 from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
 from inspect_core.ui.widgets import display_jpeg, thumb_grid
@@ -97,10 +97,10 @@ def selected_cell(event) -> tuple[str, str] | None:
 def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess | None:
     """The preprocessing form (when no sidecar is found). Returns a spec or None after an error."""
     c1, c2, c3 = st.columns(3)
-    width_px = c1.number_input("Input width (px)", 8, 4096, 224, key=f"{key}_w")
-    height_px = c1.number_input("Input height (px)", 8, 4096, 224, key=f"{key}_h")
+    width_px = c1.number_input("Input width (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_w")
+    height_px = c1.number_input("Input height (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_h")
     resize = c2.selectbox("Resize", RESIZE_MODES, index=1, key=f"{key}_resize")
-    shorter = c2.number_input("Shorter side before crop (px)", 8, 8192, 256, key=f"{key}_shorter")
+    shorter = c2.number_input("Shorter side before crop (px)", 8, MAX_SIDE_PX, 256, key=f"{key}_shorter")
     order = c3.selectbox("Channel order", CHANNEL_ORDERS, key=f"{key}_order")
     mean = c3.text_input("Mean (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_MEAN), key=f"{key}_mean")
     std = c3.text_input("Std (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_STD), key=f"{key}_std")

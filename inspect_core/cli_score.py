@@ -80,6 +80,8 @@ def run(args) -> int:
     out = Path(args.out)
     if _inside(out, root):
         return _fail(f"--out {out} lies inside the dataset root; choose a folder outside the dataset")
+    if out.exists() and not out.is_dir():
+        return _fail(f"--out {out} is a file, not a folder; give a folder to write the results into")
     try:
         ds = _load_dataset(args)
     except Exception as exc:  # noqa: BLE001 - loader errors are user errors here
@@ -92,22 +94,29 @@ def run(args) -> int:
                 return _fail(f"no preprocessing for {args.model}: put {Path(args.model).name.split('.')[0]}"
                              ".preprocess.json beside it or give --preprocess FILE")
             spec = read_preprocess(pre_path)
-            model = load_model(args.model, spec, factory=args.factory, device=args.device)
+            labels = images["label"].dropna().astype(str) if "label" in images else []
+            if len(labels) and not set(labels) & set(map(str, spec.class_names)):
+                return _fail(f"the model's classes in {pre_path} ({', '.join(list(spec.class_names)[:5])}) match none "
+                             f"of the dataset's labels ({', '.join(sorted(set(labels))[:5])}); fix class_names there "
+                             "(the dataset's label names, in the model's output order)")
             workspace = None
             if not args.no_cache:
-                workspace = workspace_dir(ds.root, base=args.workspace)
+                try:
+                    workspace = workspace_dir(ds.root, base=args.workspace)
+                except ValueError as exc:
+                    return _fail(" ".join(str(exc).split()))
+            model = load_model(args.model, spec, factory=args.factory, device=args.device)
             result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
                                    workers=args.workers, decoder=args.decoder)
         else:
             class_names = None
             if args.preprocess:
                 class_names = list(read_preprocess(args.preprocess).class_names)
-            elif Path(args.predictions).suffix.lower() == ".npy":
-                class_names = list(ds.classes)
             order = None
             if args.predictions_order:
                 order = [ln.strip() for ln in Path(args.predictions_order).read_text().splitlines() if ln.strip()]
-            result = score_predictions(args.predictions, images, class_names=class_names, order=order)
+            result = score_predictions(args.predictions, images, class_names=class_names, order=order,
+                                       dataset_classes=list(ds.classes))
     except (ModelLoadError, PreprocessError, PredictionsError) as exc:
         return _fail(str(exc))
     except OSError as exc:

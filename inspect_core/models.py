@@ -161,8 +161,10 @@ def logits_of(output) -> torch.Tensor:
         for key in ("logits", "out", "output"):
             if isinstance(output.get(key), torch.Tensor):
                 return output[key]
-    raise ModelLoadError(f"the model returned {type(output).__name__}, not a logits tensor "
-                         "(expected a (batch, classes) tensor)")
+    keys = f" with keys {', '.join(map(str, list(output)[:6]))}" if isinstance(output, dict) else ""
+    raise ModelLoadError(f"the model returned a {type(output).__name__}{keys}, not a logits tensor: it must return "
+                         "a (batch, classes) tensor, a tuple whose first item is one, or a dict with it under "
+                         "'logits', 'out' or 'output'")
 
 
 def _set_eval(module) -> None:

@@ -144,6 +144,27 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+OUTPUTS_ARE_PROBABILITIES = ("the model's outputs are already probabilities (every row in 0..1, summing to 1): used "
+                             "as they are, not passed through another softmax")
+NAN_OUTPUT = ("the model returned NaN or inf for this image: check the preprocessing's mean and std, and the model "
+              "on this input")
+
+
+def model_probabilities(logits: np.ndarray, errors: list) -> tuple[np.ndarray, list[str]]:
+    """Probabilities from a model's outputs: a softmax, unless every finite row already is a probability
+    distribution (a model exported with its final softmax). Rows with NaN/inf outputs get NAN_OUTPUT as their
+    error (``errors`` is updated in place)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    finite = np.isfinite(logits).all(axis=1)
+    for i in np.flatnonzero(~finite):
+        if not errors[i]:
+            errors[i] = NAN_OUTPUT
+    if finite.any() and logits.shape[1] >= 2 and looks_like_probabilities(logits[finite], tol=1e-3):
+        probs = np.where(finite[:, None], np.clip(logits, 0.0, None), np.nan)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32), [OUTPUTS_ARE_PROBABILITIES]
+    return _softmax(logits).astype(np.float32), []
+
+
 def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str],
                 errors: Sequence[str | None] | None = None) -> pd.DataFrame:
     """Per-image metrics from probabilities. ``images`` has image_id, label, split (in the row order of probs)."""
@@ -597,7 +618,19 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
     batches = _Prefetcher(loader, prepare, torch.cuda.Stream(model.device) if on_cuda else None,
                           device=model.device if on_cuda else None) if raw else loader
     done = 0
+    scored = 0
     n_fallback = 0
+
+    def one_at_a_time(rows, xb, st) -> int:
+        """Forward each image alone; an image the model raises on gets an error row. Returns how many worked."""
+        n_ok = 0
+        for k, pos in enumerate(rows):
+            try:
+                store((rows[k:k + 1],) + _forward_batch(model, xb[k:k + 1], st, tap))
+                n_ok += 1
+            except Exception as exc:  # noqa: BLE001
+                errors[pos] = f"the model failed on this image: {' '.join(str(exc).split())[-160:]}"
+        return n_ok
 
     def store(fetched) -> None:
         nonlocal emb_all
@@ -634,12 +667,25 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
                 try:
                     fetched = run(settings)
                 except Exception as exc:  # noqa: BLE001
-                    if not settings.use_amp:
-                        raise
-                    # mixed precision is unsupported by this model: fall back to float32 for the rest
-                    notes.append(f"mixed precision failed ({' '.join(str(exc).split())[:120]}); using float32")
-                    settings = RuntimeSettings(**{**settings.__dict__, "use_amp": False, "amp_dtype": None})
-                    fetched = run(settings)
+                    fetched = None
+                    if settings.use_amp:
+                        # mixed precision is unsupported by this model: fall back to float32 for the rest
+                        notes.append(f"mixed precision failed ({' '.join(str(exc).split())[:120]}); using float32")
+                        settings = RuntimeSettings(**{**settings.__dict__, "use_amp": False, "amp_dtype": None})
+                        try:
+                            fetched = run(settings)
+                        except Exception as again:  # noqa: BLE001
+                            exc = again
+                    if fetched is None:
+                        # the model fails on this batch: score its images one at a time, so one image the model
+                        # cannot take costs that image only (a model that fails on everything still stops here)
+                        store(launcher.flush())
+                        n_ok = one_at_a_time(idx[good], xb, settings)
+                        if n_ok == 0 and scored == 0:
+                            raise exc
+                        scored += n_ok
+                else:
+                    scored += int(good.sum())
                 store(fetched)
             done += len(idx)
             if progress is not None:
@@ -670,12 +716,14 @@ def _from_cache(workspace, key: str, frame: pd.DataFrame, image_ids: list[str], 
     if cached is None or cached[0] != image_ids:
         return None
     _, logits, emb, errors, meta = cached
-    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
     errors = [e or None for e in errors]
+    probs, prob_notes = model_probabilities(logits, errors)
     table = build_table(frame, probs, spec.class_names, errors)
+    notes = [n for n in meta.get("notes", []) if n not in prob_notes] + prob_notes
+    notes += [n for n in unknown_label_notes(frame, spec.class_names) if n not in notes]
     return ScoreResult(table=table, probs=probs, class_names=list(spec.class_names), embeddings=emb,
                        logits=logits, source={**source, **meta.get("source", {}), "cache_key": key},
-                       from_cache=True, elapsed_s=time.perf_counter() - t0, notes=meta.get("notes", []))
+                       from_cache=True, elapsed_s=time.perf_counter() - t0, notes=notes)
 
 
 def cached_scores(model, root: Path | str, images: pd.DataFrame, workspace: Path | str,
@@ -723,7 +771,8 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
     if plan.name == gpu_decode.NVJPEG:
         notes.append("JPEGs decoded on the GPU by nvJPEG (torchvision); their pixels may differ from Pillow's by a "
                      "rounding step")
-    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+    probs, prob_notes = model_probabilities(logits, errors)
+    notes += prob_notes + unknown_label_notes(frame, spec.class_names)
     table = build_table(frame, probs, spec.class_names, errors)
     elapsed = time.perf_counter() - t0
     source = {**source, "cache_key": key, "batch_size": settings.batch_size, "num_workers": settings.num_workers,
@@ -758,14 +807,42 @@ def looks_like_probabilities(matrix: np.ndarray, tol: float = 5e-3) -> bool:
     return bool(np.all(np.abs(rows.sum(axis=1) - 1.0) <= tol))
 
 
-def to_probabilities(matrix: np.ndarray, kind: str = "auto") -> tuple[np.ndarray, str]:
-    """(probabilities, 'probabilities' | 'logits') from a probabilities-or-logits matrix."""
+# rows of probabilities written with a few decimals sum to 1 only roughly: 2 decimals over 5 classes, +-0.025
+ROUNDED_SUM_TOL = 0.05
+
+
+def detect_values(matrix: np.ndarray, source: str = "the values") -> str:
+    """What a predictions matrix holds: "probabilities" (every finite row in 0..1, summing to 1 within
+    ROUNDED_SUM_TOL: rounded probabilities count), "percentages" (0..100, summing to 100 within 100 x that),
+    or "logits" (anything else that is not a mix). Rows in 0..1 that do not sum to 1 are refused: they are
+    probabilities with a class missing, or per-class scores, and reading them as logits would be wrong."""
+    rows = matrix[np.isfinite(matrix).all(axis=1)]
+    if rows.size == 0:
+        return "probabilities"
+    sums = rows.sum(axis=1)
+    lo, hi = float(rows.min()), float(rows.max())
+    if lo >= -1e-6 and hi <= 1 + 1e-6:
+        if np.all(np.abs(sums - 1.0) <= ROUNDED_SUM_TOL):
+            return "probabilities"
+        raise PredictionsError(
+            f"{source} lie in 0..1 but their rows sum to {sums.min():.3g}..{sums.max():.3g}, not 1: if they are "
+            "probabilities, a class column is missing (give one column per class); if they are logits, name the "
+            "columns logit_<class>")
+    if lo >= -1e-6 and hi <= 100 + 1e-4 and np.all(np.abs(sums - 100.0) <= 100 * ROUNDED_SUM_TOL):
+        return "percentages"
+    return "logits"
+
+
+def to_probabilities(matrix: np.ndarray, kind: str = "auto", source: str = "the values") -> tuple[np.ndarray, str]:
+    """(probabilities, 'probabilities' | 'percentages' | 'logits') from a predictions matrix; ``kind`` "auto"
+    decides by ``detect_values``. Probabilities and percentages are renormalised so rows sum to 1 exactly."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if kind == "auto":
-        kind = "probabilities" if looks_like_probabilities(matrix) else "logits"
-    if kind == "probabilities":
+        kind = detect_values(matrix, source)
+    if kind in ("probabilities", "percentages"):
         clipped = np.clip(matrix, 0.0, None)
-        probs = clipped / clipped.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            probs = clipped / clipped.sum(axis=1, keepdims=True)
     elif kind == "logits":
         probs = _softmax(matrix)
     else:
@@ -788,34 +865,46 @@ def _parse_list_cell(value):
 
 
 def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = None,
-                     image_ids: Sequence[str] | None = None, kind: str = "auto"):
-    """Read a predictions file. Returns (image_ids, probabilities (N,C), class_names, kind_detected).
+                     image_ids: Sequence[str] | None = None, kind: str = "auto",
+                     dataset_classes: Sequence[str] | None = None):
+    """Read a predictions file. Returns (image_ids, probabilities (N,C), class_names, kind_detected, notes).
 
     CSV/Parquet: an ``image_id`` column plus either one column per class (named as the class, or
     ``prob_<class>`` / ``logit_<class>``) or one list column (probs / logits / scores). NPY: an (N, C)
     array whose rows follow ``image_ids`` (the dataset's image order unless a list is given).
+    ``class_names``: the model's classes in output order (all must have a column). Without them,
+    ``dataset_classes`` (the dataset's labels) pick the class columns when the file has columns for them,
+    and name the list column's values when their count matches; other numeric columns are ignored (a note
+    names them); a dataset class without a column is an error when the values are probabilities.
     """
+    notes: list[str] = []
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise PredictionsError(f"predictions file {path} is a folder; give the CSV, Parquet or NPY file in it")
     if not path.is_file():
         raise PredictionsError(f"predictions file {path} not found; check the path")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
             matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise PredictionsError(f"{path.name} is not a plain numeric .npy array ({exc})") from None
-        if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+        except (ValueError, OSError):
+            raise PredictionsError(f"{path.name} is not a plain numeric .npy array (save it with "
+                                   "numpy.save(path, array_of_numbers))") from None
+        if matrix.ndim != 2:
             raise PredictionsError(f"{path.name} holds shape {matrix.shape}; expected (n_images, n_classes) numbers")
+        if not np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_:
+            raise PredictionsError(f"{path.name} holds {matrix.dtype} values; expected numbers (probabilities or "
+                                   "logits), shape (n_images, n_classes)")
         if image_ids is None:
             raise PredictionsError(f"{path.name} is an .npy array: give the image_id order its rows follow")
         if len(image_ids) != matrix.shape[0]:
             raise PredictionsError(f"{path.name} has {matrix.shape[0]} rows but there are {len(image_ids)} image_ids; "
                                    "rows must follow the image_id order one to one")
-        names = list(class_names) if class_names else [str(i) for i in range(matrix.shape[1])]
+        names = list(class_names or dataset_classes or []) or [str(i) for i in range(matrix.shape[1])]
         if len(names) != matrix.shape[1]:
             raise PredictionsError(f"{path.name} has {matrix.shape[1]} columns but there are {len(names)} classes")
-        probs, kind = to_probabilities(matrix, kind)
-        return [str(i) for i in image_ids], probs, names, kind
+        probs, kind = to_probabilities(matrix, kind, path.name)
+        return [str(i) for i in image_ids], probs, names, kind, notes
     try:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -831,9 +920,28 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         raise PredictionsError(f"{path.name} has no image_id column")
     ids = [str(v) for v in frame["image_id"]]
     list_col = next((c for c in frame.columns if str(c).lower() in LIST_COLUMNS), None)
-    if class_names is None:
-        ignore = {"image_id", "label", "split", "given_label", "pred_label", "path"}
-        num_cols = [c for c in frame.columns if c not in ignore and pd.api.types.is_numeric_dtype(frame[c])]
+    ignore = {"image_id", "label", "split", "given_label", "pred_label", "path"}
+    num_cols = [c for c in frame.columns if c not in ignore and pd.api.types.is_numeric_dtype(frame[c])]
+
+    def column_for(name: str):
+        return next((c for c in (f"{PROB_PREFIX}{name}", f"logit_{name}", name) if c in frame.columns), None)
+    by_dataset = {n: column_for(str(n)) for n in (dataset_classes or [])}
+    by_dataset = {n: c for n, c in by_dataset.items() if c is not None}
+    if class_names is None and len(by_dataset) >= 2:
+        per_class = by_dataset
+        others = [str(c) for c in num_cols if c not in set(per_class.values())]
+        if others:
+            notes.append(f"{len(others)} numeric columns that name no class of the dataset were ignored: "
+                         f"{', '.join(others[:6])}{' ...' if len(others) > 6 else ''}")
+        unmatched = [str(n) for n in dataset_classes if n not in per_class]
+        if unmatched:
+            values = frame[list(per_class.values())].to_numpy(dtype=np.float64, na_value=np.nan)
+            if not all(str(c).startswith("logit_") for c in per_class.values()) and kind != "logits" \
+                    and detect_values_quietly(values) != "logits":
+                raise PredictionsError(f"{path.name} has no column for classes {', '.join(unmatched[:6])}: give one "
+                                       "probability column per class (prob_<class> or the class name)")
+            notes.append(f"no column for classes {', '.join(unmatched[:6])}: their images count as unlabelled")
+    elif class_names is None:
         inferred = [str(c) for c in num_cols if str(c).startswith((PROB_PREFIX, "logit_"))] or [str(c) for c in num_cols]
         per_class = {}
         for c in inferred:
@@ -859,7 +967,8 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         if width < 2:
             raise PredictionsError(f"{path.name}: column {list_col} holds no lists of per-class values")
         matrix = np.array([r if r is not None and len(r) == width else [np.nan] * width for r in rows], dtype=np.float64)
-        names = list(class_names) if class_names else [str(i) for i in range(width)]
+        names = list(class_names) if class_names else \
+            list(dataset_classes) if dataset_classes and len(dataset_classes) == width else [str(i) for i in range(width)]
         if len(names) != width:
             raise PredictionsError(f"{path.name}: lists have {width} values but there are {len(names)} classes")
         if kind == "auto" and str(list_col).lower() == "logits":
@@ -868,12 +977,39 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         missing = [n for n in (class_names or []) if not any(c in frame.columns for c in (n, PROB_PREFIX + n, "logit_" + n))]
         hint = f"; missing columns for classes: {', '.join(missing[:5])}" if missing else ""
         raise PredictionsError(f"{path.name}: no per-class columns and no probs/logits list column{hint}")
-    probs, kind = to_probabilities(matrix, kind)
-    return ids, probs, names, kind
+    probs, kind = to_probabilities(matrix, kind, path.name)
+    return ids, probs, names, kind, notes
+
+
+def detect_values_quietly(matrix: np.ndarray) -> str:
+    """``detect_values``, with "mixed" instead of an error."""
+    try:
+        return detect_values(matrix)
+    except PredictionsError:
+        return "mixed"
+
+
+def unknown_label_notes(frame: pd.DataFrame, class_names: Sequence[str]) -> list[str]:
+    """A note when labelled images carry labels that are not among the model's classes (they get no loss)."""
+    if "label" not in frame:
+        return []
+    labels = frame["label"].dropna().astype(str)
+    unknown = labels[~labels.isin(set(map(str, class_names)))]
+    if unknown.empty:
+        return []
+    names = unknown.value_counts().index.tolist()
+    shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+    if len(unknown) == len(labels):
+        return [f"none of the {len(labels)} labelled images has a label among the model's classes "
+                f"({', '.join(map(str, list(class_names)[:6]))}); the dataset's labels are {shown}: check the class "
+                "names (in the model's output order) in the preprocessing or the predictions file"]
+    return [f"{len(unknown)} labelled images have labels the model has no class for ({shown}): they are scored "
+            "but get no loss"]
 
 
 def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Sequence[str] | None = None,
-                      kind: str = "auto", order: Sequence[str] | None = None) -> ScoreResult:
+                      kind: str = "auto", order: Sequence[str] | None = None,
+                      dataset_classes: Sequence[str] | None = None) -> ScoreResult:
     """Score a dataset from a predictions file, aligning rows by image_id (no model needed).
 
     Images with no prediction get an error row; predictions for unknown image_ids are counted in notes.
@@ -882,7 +1018,8 @@ def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Se
     t0 = time.perf_counter()
     frame = _image_frame(images)
     dataset_ids = [str(v) for v in frame["image_id"]]
-    ids, probs, names, kind = read_predictions(path, class_names=class_names, image_ids=order or dataset_ids, kind=kind)
+    ids, probs, names, kind, notes = read_predictions(path, class_names=class_names, image_ids=order or dataset_ids,
+                                                      kind=kind, dataset_classes=dataset_classes)
     position = {}
     for i, image_id in enumerate(ids):
         position.setdefault(image_id, i)
@@ -896,7 +1033,9 @@ def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Se
             full[row] = probs[pos]
             if not np.isfinite(probs[pos]).all():
                 errors[row] = "prediction row has missing values"
-    notes = []
+    notes.append(f"values read as {kind}" + (" (divided by 100)" if kind == "percentages" else "")
+                 + (" and renormalised to sum to 1" if kind != "logits" else ", turned into probabilities by softmax"))
+    notes += unknown_label_notes(frame, names)
     extra = len(set(ids) - set(dataset_ids))
     if extra:
         notes.append(f"{extra} predictions name image_ids not in the dataset (ignored)")

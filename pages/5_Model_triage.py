@@ -73,12 +73,11 @@ else:
                 "(or a probs / logits list column). No model is needed.")
         st.stop()
     try:
-        is_npy = pred_path.lower().endswith(".npy")
         key = mt.source_key("pred", pred_path, Path(pred_path).expanduser().stat().st_mtime_ns
                             if Path(pred_path).expanduser().exists() else 0, scan.fingerprint)
         entry = st.session_state.get(mt.RESULT_KEY)
         if entry is None or entry["key"] != key:
-            result = score_predictions(pred_path, scan.images, class_names=classes if is_npy else None)
+            result = score_predictions(pred_path, scan.images, dataset_classes=classes)
             mt.remember_result(result, key)
     except PredictionsError as exc:
         st.error(md_escape(str(exc)))
@@ -108,7 +107,7 @@ decoded_by = mt.decoder_caption(result.source)
 if decoded_by:
     st.caption(decoded_by)
 for note in result.notes:
-    st.caption(md_escape(note))
+    (st.warning if note.startswith("none of the") else st.caption)(md_escape(note))
 
 # -- the opened image (from any grid): given vs predicted, what the model sees, the decision -----------
 selected = st.session_state.get(mt.SELECTED_KEY)

@@ -1,0 +1,215 @@
+"""Bad input to model triage is normal input: predictions files with extra columns, rounded or percentage
+probabilities, class names that do not match the labels, models that fail on some images, end in a softmax or
+return NaN, and CLI paths that cannot work. Each gives a right result or a one-line message naming the thing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import inspect_core.scoring as S
+from inspect_core.loaders import load_dataset
+from inspect_core.models import load_model
+from inspect_core.preprocess import read_preprocess
+from inspect_core.sample_model import make_model
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+MODEL_DIR = SAMPLE / "model"
+CLASSES = ["circle", "square", "triangle", "star", "hexagon"]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return read_preprocess(MODEL_DIR / "model.preprocess.json")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, spec):
+    """The sample model's scores, and a 'good model' predictions frame: 0.96 on the given label."""
+    res = S.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), SAMPLE, dataset.images, workers=0)
+    labelled = dataset.images[dataset.images["label"].isin(CLASSES)]
+    probs = np.full((len(labelled), 5), 0.01)
+    probs[np.arange(len(labelled)), [CLASSES.index(v) for v in labelled["label"]]] = 0.96
+    good = pd.DataFrame(probs, columns=CLASSES)
+    good.insert(0, "image_id", labelled["image_id"].to_numpy())
+    return res, good
+
+
+def _inner():
+    m = make_model()
+    m.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
+    return m.eval()
+
+
+# ---------------------------------------------------------------------------------------- predictions files
+
+def test_extra_numeric_columns_are_not_classes(tmp_path, dataset, reference):
+    _, good = reference
+    path = tmp_path / "preds.csv"
+    good.assign(fold=1).to_csv(path)                        # pandas' default: the index becomes "Unnamed: 0"
+    res = S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+    assert res.class_names == CLASSES
+    loss = res.table["loss"].dropna()
+    assert loss.max() == pytest.approx(-np.log(0.96), abs=1e-4)
+    assert any("Unnamed: 0" in n and "fold" in n for n in res.notes), res.notes
+
+
+def test_rounded_probabilities_and_percentages_are_probabilities(tmp_path, dataset, reference):
+    res, _ = reference
+    frame = res.to_frame()[["image_id"] + [f"prob_{c}" for c in CLASSES]].dropna()
+    exact = S.score_predictions(_save(frame, tmp_path / "exact.csv"), dataset.images)
+    rounded = S.score_predictions(_save(frame.round(2), tmp_path / "rounded.csv"), dataset.images)
+    assert rounded.source["values"] == "probabilities"
+    # two decimals keep every loss below -log(0.05) = 3 to within 0.2 (smaller probabilities round to 0 or 0.01)
+    near = exact.table["loss"].to_numpy() < 3
+    np.testing.assert_allclose(rounded.table["loss"].to_numpy()[near], exact.table["loss"].to_numpy()[near], atol=0.2)
+    assert any("probabilities" in n for n in rounded.notes)
+    pct = frame.copy()
+    pct[pct.columns[1:]] *= 100
+    as_pct = S.score_predictions(_save(pct, tmp_path / "pct.csv"), dataset.images)
+    assert as_pct.source["values"] == "percentages"
+    np.testing.assert_allclose(as_pct.table["loss"].to_numpy(), exact.table["loss"].to_numpy(), atol=1e-4)
+
+
+def test_probabilities_with_a_missing_column_are_refused_not_read_as_logits(tmp_path, dataset, reference):
+    _, good = reference
+    path = _save(good.drop(columns=["hexagon"]), tmp_path / "four.csv")
+    with pytest.raises(S.PredictionsError, match="sum"):
+        S.score_predictions(path, dataset.images)
+    # the dataset's classes name what is missing
+    with pytest.raises(S.PredictionsError, match="hexagon"):
+        S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+
+
+def test_a_list_column_takes_the_dataset_classes(tmp_path, dataset, reference):
+    _, good = reference
+    lists = pd.DataFrame({"image_id": good["image_id"], "probs": list(good[CLASSES].to_numpy())})
+    path = tmp_path / "lists.parquet"
+    lists.to_parquet(path)
+    res = S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+    assert res.class_names == CLASSES
+    assert res.table["loss"].notna().sum() == len(good)
+
+
+def test_labels_the_model_does_not_know_are_reported(tmp_path, dataset, reference):
+    _, good = reference
+    path = _save(good.rename(columns={"hexagon": "Hexagon"}).assign(Hexagon=good["hexagon"]), tmp_path / "h.csv")
+    res = S.score_predictions(path, dataset.images)
+    labels = dataset.images["label"]
+    n_unknown = int((labels.notna() & ~labels.isin(CLASSES[:4])).sum())          # hexagon, and the planted "blob"
+    assert any(f"{n_unknown} labelled images" in n and "hexagon" in n for n in res.notes), res.notes
+
+
+def test_a_folder_or_a_bool_array_is_named_for_what_it_is(tmp_path, dataset):
+    folder = tmp_path / "preds.csv"
+    folder.mkdir()
+    with pytest.raises(S.PredictionsError, match="is a folder"):
+        S.score_predictions(folder, dataset.images)
+    flags = tmp_path / "flags.npy"
+    np.save(flags, np.zeros((len(dataset.images), 5), dtype=bool))
+    with pytest.raises(S.PredictionsError, match="bool values"):
+        S.score_predictions(flags, dataset.images, dataset_classes=dataset.classes)
+
+
+# ---------------------------------------------------------------------------------------- models
+
+def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones():
+    from inspect_core.models import ModelLoadError, logits_of
+    with pytest.raises(ModelLoadError, match="keys scores, aux.*'logits', 'out' or 'output'"):
+        logits_of({"scores": torch.zeros(1, 5), "aux": torch.zeros(1)})
+
+
+def test_a_model_that_fails_on_some_images_scores_the_rest(tmp_path, dataset, spec):
+    class FailsOnBright(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            if bool((x.mean(dim=(1, 2, 3)) > 0.3).any()):
+                raise RuntimeError("boom: unsupported input")
+            return self.m(x)
+    path = tmp_path / "fails.ts.pt"
+    torch.jit.script(FailsOnBright(_inner())).save(str(path))
+    res = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0, batch_size=16)
+    errors = res.table["error"].dropna()
+    failed = errors[errors.str.contains("boom")]
+    assert len(failed) > 0 and res.table["loss"].notna().sum() > 100
+    assert failed.str.contains("the model failed on this image").all()
+
+
+def test_a_model_that_ends_in_softmax_is_not_softmaxed_twice(tmp_path, dataset, spec, reference):
+    res, _ = reference
+
+    class WithSoftmax(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return torch.softmax(self.m(x), dim=1)
+    path = tmp_path / "softmax.ts.pt"
+    torch.jit.script(WithSoftmax(_inner())).save(str(path))
+    twice = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
+    np.testing.assert_allclose(twice.table["loss"].to_numpy(), res.table["loss"].to_numpy(), atol=2e-3)
+    assert any("already probabilities" in n for n in twice.notes)
+
+
+def test_nan_outputs_are_named(tmp_path, dataset, spec):
+    class NanOnBright(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            out = self.m(x)
+            bright = (x.mean(dim=(1, 2, 3)) > 0.3)[:, None]
+            return torch.where(bright, torch.full_like(out, float("nan")), out)
+    path = tmp_path / "nan.ts.pt"
+    torch.jit.script(NanOnBright(_inner())).save(str(path))
+    res = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
+    errors = res.table["error"].dropna()
+    assert errors.str.contains("NaN").sum() > 0 and not (errors == "no score").any()
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+def test_cli_refuses_unusable_paths_and_unknown_class_names_before_scoring(tmp_path, capsys):
+    from inspect_core.cli_score import main
+    model = str(MODEL_DIR / "model.ts.pt")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    assert main(["score", str(SAMPLE), "--model", model, "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert "afile" in err and err.count("\n") == 1
+    assert main(["score", str(SAMPLE), "--model", model, "--out", str(tmp_path / "o"),
+                 "--workspace", str(SAMPLE / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert "inside the dataset" in err and err.count("\n") == 1
+    assert not (SAMPLE / "ws").exists()
+    pre = read_preprocess(MODEL_DIR / "model.preprocess.json")
+    shouting = tmp_path / "shout.preprocess.json"
+    import dataclasses
+    import json
+    d = dataclasses.asdict(pre)
+    d["class_names"] = [c.upper() for c in CLASSES]
+    shouting.write_text(json.dumps(d))
+    assert main(["score", str(SAMPLE), "--model", model, "--preprocess", str(shouting),
+                 "--out", str(tmp_path / "o2"), "--no-cache", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "CIRCLE" in err and "circle" in err and err.count("\n") == 1
+
+
+def _save(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path

@@ -87,6 +87,8 @@ def run(args) -> int:
     except Exception as exc:  # noqa: BLE001 - loader errors are user errors here
         return _fail(f"could not load dataset {root}: {' '.join(str(exc).split())[:200]}")
     images = ds.images
+    if len(images) == 0:
+        return _fail(f"no images found in {root} (format {args.format}); check the folder and --format / --manifest")
     try:
         if args.model:
             pre_path = Path(args.preprocess) if args.preprocess else find_sidecar(args.model)

@@ -415,6 +415,8 @@ def load_image_file(path: Path | str) -> Image.Image:
         if not os.path.lexists(path):
             raise FileNotFoundError(f"{path}: file missing")
         raise OSError(f"{path}: not a regular file")
+    if os.path.getsize(path) == 0:
+        raise OSError(f"{path}: empty file (0 bytes)")
     with Image.open(path) as img:
         img.load()
         # the decoded pixels outlive the closed file; palette images become RGBA here

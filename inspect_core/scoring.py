@@ -1,7 +1,7 @@
 """Score every image of a dataset with a model (or read a predictions file) into one table.
 
 Per image: cross-entropy loss of the given label, probabilities, predicted class, confidence, margin,
-self-confidence (probability of the given label), entropy, and the penultimate embedding when one
+self-confidence (probability of the given label), entropy (entropy_nats), and the penultimate embedding when one
 can be had. One unreadable image gives a row with ``error`` set, never a crash. Results are cached in
 the workspace keyed by (model file hash, preprocessing, image files) so reopening is instant.
 """
@@ -203,13 +203,13 @@ def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[s
         "self_confidence": self_conf.astype(np.float64),
         "label_margin": label_margin.astype(np.float64),
         "loss": loss.astype(np.float64),
-        "entropy": entropy.astype(np.float64),
+        "entropy_nats": entropy.astype(np.float64),
         "correct": pd.array([bool(p == y) if y >= 0 else None for p, y in zip(pred, label_idx)], dtype="boolean"),
         "error": pd.array(err, dtype="string"),
     })
     bad = ~ok
     if bad.any():
-        for col in ("confidence", "margin", "self_confidence", "label_margin", "loss", "entropy"):
+        for col in ("confidence", "margin", "self_confidence", "label_margin", "loss", "entropy_nats"):
             table.loc[bad, col] = np.nan
         table.loc[bad, "pred_label"] = pd.NA
         table.loc[bad, "pred_index"] = -1

@@ -213,3 +213,22 @@ def test_cli_refuses_unusable_paths_and_unknown_class_names_before_scoring(tmp_p
 def _save(frame: pd.DataFrame, path: Path) -> Path:
     frame.to_csv(path, index=False)
     return path
+
+
+def test_an_empty_image_file_is_named_as_empty(tmp_path, spec):
+    from inspect_core.preprocess import load_image_file
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(OSError, match=r"empty file \(0 bytes\)"):
+        load_image_file(empty)
+    res = S.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), tmp_path,
+                          pd.DataFrame({"image_id": ["empty.jpg"], "label": ["circle"]}), workers=0)
+    assert "empty file (0 bytes)" in res.table["error"].iloc[0]
+
+
+def test_cli_says_when_the_dataset_has_no_images(tmp_path, capsys):
+    from inspect_core.cli_score import main
+    (tmp_path / "data").mkdir()
+    rc = main(["score", str(tmp_path / "data"), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no images" in err and err.count("\n") == 1

@@ -157,7 +157,7 @@ def test_score_dataset_metrics_errors_cache_and_cancel(tmp_path):
     row = t[ok].iloc[0]
     p = result.probs[t.index[ok][0]]
     assert row["confidence"] == pytest.approx(p.max(), abs=1e-6)
-    assert row["entropy"] == pytest.approx(-(p * np.log(p)).sum(), abs=1e-5)
+    assert row["entropy_nats"] == pytest.approx(-(p * np.log(p)).sum(), abs=1e-5)
     assert row["margin"] == pytest.approx(np.sort(p)[-1] - np.sort(p)[-2], abs=1e-6)
     assert result.embeddings is not None and result.embeddings.shape == (len(images), 3)
     # second call: from the cache, same numbers, model not called

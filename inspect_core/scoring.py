@@ -1003,8 +1003,9 @@ def unknown_label_notes(frame: pd.DataFrame, class_names: Sequence[str]) -> list
         return [f"none of the {len(labels)} labelled images has a label among the model's classes "
                 f"({', '.join(map(str, list(class_names)[:6]))}); the dataset's labels are {shown}: check the class "
                 "names (in the model's output order) in the preprocessing or the predictions file"]
-    return [f"{len(unknown)} labelled images have labels the model has no class for ({shown}): they are scored "
-            "but get no loss"]
+    many = len(unknown) != 1
+    return [f"{len(unknown)} labelled image{'s have labels' if many else ' has a label'} the model has no class for "
+            f"({shown}): {'they are' if many else 'it is'} scored but get{'' if many else 's'} no loss"]
 
 
 def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Sequence[str] | None = None,

@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "dev", "holdout"}
+
+
 def _fail(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
     return 2
@@ -98,6 +101,11 @@ def run(args) -> int:
             spec = read_preprocess(pre_path)
             labels = images["label"].dropna().astype(str) if "label" in images else []
             if len(labels) and not set(labels) & set(map(str, spec.class_names)):
+                split_like = sorted(set(labels) & SPLIT_NAMES)
+                if split_like:
+                    return _fail(f"the dataset's labels ({', '.join(sorted(set(labels))[:6])}) are mostly split names "
+                                 f"({', '.join(split_like)}): the folders were not read as split/class folders, "
+                                 "probably because of a folder that is not a split; move it out or give --format")
                 return _fail(f"the model's classes in {pre_path} ({', '.join(list(spec.class_names)[:5])}) match none "
                              f"of the dataset's labels ({', '.join(sorted(set(labels))[:5])}); fix class_names there "
                              "(the dataset's label names, in the model's output order)")
@@ -110,6 +118,7 @@ def run(args) -> int:
             model = load_model(args.model, spec, factory=args.factory, device=args.device)
             result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
                                    workers=args.workers, decoder=args.decoder)
+            result.source["preprocess_path"] = str(pre_path)
         else:
             class_names = None
             if args.preprocess:
@@ -136,6 +145,8 @@ def run(args) -> int:
     if result.embeddings is not None:
         import numpy as np
         np.save(out / "embeddings.npy", result.embeddings)
+    else:
+        (out / "embeddings.npy").unlink(missing_ok=True)      # an earlier run's, not these scores
     sanity = {"baselines": baselines_frame(base).to_dict(orient="records"),
               "embedding_near_duplicates": dups.to_dict(orient="records"),
               "embedding_outliers": outliers.to_dict(orient="records"),
@@ -146,6 +157,11 @@ def run(args) -> int:
     n_err = int(table["error"].notna().sum())
     lines = [f"scored {len(table)} images ({n_err} with errors) in {result.elapsed_s:.1f} s"
              f"{' (from cache)' if result.from_cache else ''}; source: {result.source.get('kind')}"]
+    if result.source.get("preprocess_path"):
+        lines.append(f"preprocessing: {result.source['preprocess_path']}")
+    if "label" not in images or images["label"].isna().all():
+        lines.append("no image has a label, so there are no losses or label issues; the predictions are in "
+                     f"{out / 'scores.parquet'}")
     for b in base:
         lines.append(f"  {b.split}: loss {b.model_loss:.3f} (uniform {b.uniform_loss:.3f}, prior {b.prior_loss:.3f}), "
                      f"accuracy {b.model_accuracy:.1%} (majority {b.majority_accuracy:.1%})")

@@ -139,13 +139,14 @@ class LoadedModel:
     factory: str | None = None
     max_batch: int | None = None      # 1 for programs exported with a fixed batch of 1
     notes: list[str] = field(default_factory=list)
+    factory_sha256: str = ""          # of the factory module's source file (state dicts)
 
     @property
     def n_classes(self) -> int:
         return len(self.spec.class_names)
 
     def cache_key(self) -> str:
-        return f"{self.file_sha256}:{self.kind}:{self.factory or ''}"
+        return f"{self.file_sha256}:{self.kind}:{self.factory or ''}:{self.factory_sha256}"
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return logits_of(self.module(batch))
@@ -258,6 +259,30 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+_FACTORY_STAMPS: dict[str, tuple[int, int]] = {}     # module name -> (mtime_ns, size) of its file when imported
+
+
+def _file_stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def factory_source_sha256(factory: str) -> str:
+    """SHA-256 of the file that defines the factory's module ("" when it has none): part of the score cache's
+    key, so scores made by an edited factory are never served for the new code."""
+    module = sys.modules.get(factory.partition(":")[0].strip())
+    source = getattr(module, "__file__", None)
+    if not source:
+        return ""
+    try:
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def import_factory(factory: str) -> Callable:
     """Import ``module:function`` (the user's own code; the repo root and cwd are on the path)."""
     if not factory or ":" not in factory:
@@ -266,11 +291,21 @@ def import_factory(factory: str) -> Callable:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.append(cwd)
+    # the user's code often lies beside (or inside) the dataset: importing it must not write __pycache__ there
+    was = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
     try:
         module = importlib.import_module(module_name.strip())
+        source = getattr(module, "__file__", None)
+        if source and _FACTORY_STAMPS.get(module.__name__, _file_stamp(source)) != _file_stamp(source):
+            module = importlib.reload(module)                            # edited since it was imported
+        if source:
+            _FACTORY_STAMPS[module.__name__] = _file_stamp(source)
     except Exception as exc:  # noqa: BLE001 - user code can raise anything at import
         raise ModelLoadError(f"factory module {module_name!r} could not be imported ({_one_line(exc, 160)}); "
                              "run from the folder that contains it or install it") from None
+    finally:
+        sys.dont_write_bytecode = was
     obj = module
     for part in attr.strip().split("."):
         obj = getattr(obj, part, None)
@@ -382,7 +417,8 @@ def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None
     _set_eval(module)
     max_batch = check_model(module, spec, dev, path.name)
     model = LoadedModel(module=module, kind=kind, path=path, file_sha256=file_sha256(path), device=dev, spec=spec,
-                        factory=factory if kind == "state_dict" else None, max_batch=max_batch)
+                        factory=factory if kind == "state_dict" else None, max_batch=max_batch,
+                        factory_sha256=factory_source_sha256(factory) if kind == "state_dict" else "")
     if max_batch == 1:
         model.notes.append("model accepts only one image per batch (fixed batch size); scoring one at a time")
     return model

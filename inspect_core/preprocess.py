@@ -230,28 +230,43 @@ def read_preprocess(path: Path | str) -> Preprocess:
 
 
 def sidecar_candidates(model_path: Path | str) -> list[Path]:
-    """Where a model's sidecar may lie: ``model.ts.pt.preprocess.json``, ``model.ts.preprocess.json``,
-    ``model.preprocess.json``, ``preprocess.json`` in the model's folder."""
+    """Where a model's sidecar may lie, most specific first: for ``model.v2.ts.pt``: ``model.v2.ts.pt``,
+    ``model.v2.ts``, ``model.v2`` and ``model`` + ``.preprocess.json``, then ``preprocess.json``, in the model's
+    folder; for a symbolic link, the same beside the file it points to after those beside the link."""
     model_path = Path(model_path)
-    folder, name = model_path.parent, model_path.name
-    stems = [name, model_path.stem, name.split(".")[0]]
+    places = [model_path]
+    target = Path(os.path.realpath(model_path))
+    if target != model_path.absolute():
+        places.append(target)
     out: list[Path] = []
-    for stem in stems:
-        cand = folder / f"{stem}{SIDECAR_SUFFIX}"
-        if cand not in out:
-            out.append(cand)
-    out.append(folder / "preprocess.json")
+    for place in places:
+        folder, name = place.parent, place.name
+        parts = name.split(".")
+        stems = [".".join(parts[:k]) for k in range(len(parts), 0, -1)]      # drop one suffix at a time
+        for cand in [folder / f"{stem}{SIDECAR_SUFFIX}" for stem in stems if stem] + [folder / "preprocess.json"]:
+            if cand not in out:
+                out.append(cand)
     return out
 
 
 def find_sidecar(model_path: Path | str) -> Path | None:
-    """The sidecar for a model file, or the only ``*.preprocess.json`` in its folder, or None."""
+    """The sidecar for a model file (``sidecar_candidates``), or else the only ``*.preprocess.json`` in its
+    folder when it is named for a variant of this model (``model.preprocess.json`` for ``model_state.pt``) or for
+    no other file there (``a.preprocess.json`` beside ``a.ts.pt`` belongs to model ``a``, never to
+    ``b.ts.pt``), or None."""
     for cand in sidecar_candidates(model_path):
         if cand.is_file():
             return cand
     folder = Path(model_path).parent
     others = sorted(folder.glob(f"*{SIDECAR_SUFFIX}")) if folder.is_dir() else []
-    return others[0] if len(others) == 1 else None
+    if len(others) != 1:
+        return None
+    stem = others[0].name[:-len(SIDECAR_SUFFIX)]
+    name = Path(model_path).name
+    if any(name.startswith(stem + sep) for sep in "._-"):       # model_state.pt, model-ema.pt: variants of model
+        return others[0]
+    owned = any(f.name.startswith(f"{stem}.") and f != others[0] for f in folder.iterdir())
+    return None if owned else others[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,7 +328,7 @@ def save_cache(workspace: Path | str, key: str, image_ids, logits, embeddings, e
     arrays = {"logits": logits.astype(np.float32)}
     if embeddings is not None:
         arrays["embeddings"] = embeddings.astype(np.float32)
-    tmp = folder / "outputs.tmp.npz"
+    tmp = folder / f"outputs.{os.getpid()}.{threading.get_ident()}.tmp.npz"    # one per writer
     np.savez(tmp, **arrays)
     os.replace(tmp, folder / "outputs.npz")
     (folder / "rows.json").write_text(json.dumps({"image_ids": list(image_ids), "errors": list(errors)}))
@@ -348,7 +350,7 @@ def load_cache(workspace: Path | str, key: str):
         if not isinstance(meta, dict) or logits.ndim != 2 or len(image_ids) != len(logits) \
                 or len(errors) != len(image_ids) or (embeddings is not None and len(embeddings) != len(logits)):
             return None
-    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError, zipfile.BadZipFile):
         return None
     return image_ids, logits, embeddings, errors, meta
 

@@ -232,3 +232,98 @@ def test_cli_says_when_the_dataset_has_no_images(tmp_path, capsys):
     rc = main(["score", str(tmp_path / "data"), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "no images" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------- round 2
+
+def test_sidecar_lookup_prefers_the_longest_matching_name_and_never_another_models_file(tmp_path):
+    from inspect_core.preprocess import find_sidecar
+    for name in ("model.ts.pt", "model.v2.ts.pt", "model.preprocess.json", "model.v2.preprocess.json"):
+        (tmp_path / name).write_text("{}")
+    assert find_sidecar(tmp_path / "model.v2.ts.pt") == tmp_path / "model.v2.preprocess.json"
+    assert find_sidecar(tmp_path / "model.ts.pt") == tmp_path / "model.preprocess.json"
+    other = tmp_path / "b"
+    other.mkdir()
+    for name in ("resnet_a.ts.pt", "resnet_b.ts.pt", "resnet_a.preprocess.json"):
+        (other / name).write_text("{}")
+    assert find_sidecar(other / "resnet_b.ts.pt") is None            # resnet_a's file is not resnet_b's
+    lone = tmp_path / "c"
+    lone.mkdir()
+    (lone / "net.ts.pt").write_text("{}")
+    (lone / "settings.preprocess.json").write_text("{}")
+    assert find_sidecar(lone / "net.ts.pt") == lone / "settings.preprocess.json"   # the only one, for nobody else
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "model.ts.pt").write_text("{}")
+    (runs / "model.preprocess.json").write_text("{}")
+    link_dir = tmp_path / "d"
+    link_dir.mkdir()
+    (link_dir / "latest.ts.pt").symlink_to(runs / "model.ts.pt")
+    assert find_sidecar(link_dir / "latest.ts.pt") == runs / "model.preprocess.json"
+
+
+def test_a_damaged_score_cache_is_a_miss(tmp_path):
+    ids = ["a.jpg", "b.jpg"]
+    folder = S.save_cache(tmp_path, "k", ids, np.zeros((2, 3)), None, ["", ""], {})
+    assert S.load_cache(tmp_path, "k") is not None
+    npz = folder / "outputs.npz"
+    npz.write_bytes(npz.read_bytes()[:40])
+    assert S.load_cache(tmp_path, "k") is None
+
+
+def test_factory_code_is_part_of_the_cache_key_and_is_not_compiled_into_the_dataset(tmp_path, monkeypatch, spec):
+    import sys
+    data = tmp_path / "data"
+    data.mkdir()
+    code = "from inspect_core.sample_model import make_model as _m\ndef make(num_classes=5):\n    return _m()\n"
+    (data / "mynet_factory_t.py").write_text(code)
+    monkeypatch.chdir(data)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    first = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert not (data / "__pycache__").exists()                       # nothing written into the user's folder
+    (data / "mynet_factory_t.py").write_text(code + "# edited\n")
+    second = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert first.cache_key() != second.cache_key()
+    sys.modules.pop("mynet_factory_t", None)
+
+
+def test_cli_names_its_preprocessing_drops_stale_embeddings_and_explains_unlabelled_data(tmp_path, capsys, dataset,
+                                                                                       reference):
+    from inspect_core.cli_score import main
+    import json
+    out = tmp_path / "o"
+    assert main(["score", str(SAMPLE), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(out),
+                 "--workspace", str(tmp_path / "ws"), "--workers", "0"]) == 0
+    text = capsys.readouterr().out
+    assert f"preprocessing: {MODEL_DIR / 'model.preprocess.json'}" in text
+    assert json.loads((out / "sanity.json").read_text())["source"]["preprocess_path"].endswith("model.preprocess.json")
+    assert (out / "embeddings.npy").exists()
+    _, good = reference
+    good.to_csv(tmp_path / "p.csv", index=False)
+    assert main(["score", str(SAMPLE), "--predictions", str(tmp_path / "p.csv"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert not (out / "embeddings.npy").exists()                     # it belonged to the model run
+    # a dataset with no labels at all (a folder of images): the summary says why there are no losses
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted((SAMPLE / "train" / "circle").glob("*.jpg"))[:3]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    assert main(["score", str(flat), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o3"),
+                 "--no-cache", "--workers", "0"]) == 0
+    assert "no image has a label" in capsys.readouterr().out
+
+
+def test_cli_says_when_split_folders_were_read_as_labels(tmp_path, capsys):
+    from inspect_core.cli_score import main
+    root = tmp_path / "data"
+    for split in ("train", "valid"):
+        for cls in ("circle", "square"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for p in sorted((SAMPLE / "train" / cls).glob("*.jpg"))[:2]:
+                (d / p.name).write_bytes(p.read_bytes())
+    (root / "previews").mkdir()
+    (root / "previews" / "a.jpg").write_bytes(next((SAMPLE / "train" / "circle").glob("*.jpg")).read_bytes())
+    rc = main(["score", str(root), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "split names" in err and err.count("\n") == 1

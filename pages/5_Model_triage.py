@@ -20,19 +20,20 @@ store = state.store_for(scan)
 classes = list(scan.dataset.classes)
 
 # -- source: a model file or a predictions file -------------------------------------------------------
+# Every input below keeps its value across a visit to another page (mt.KEEP): the results stay shown.
 source = st.segmented_control("Scores from", ["Model file", "Predictions file"], default="Model file",
-                              key=mt.K + "source") or "Model file"
+                              key=mt.K + "source", **mt.KEEP) or "Model file"
 model = None
 spec = None
 if source == "Model file":
     st.warning(TRUST_WARNING)
     model_path = st.text_input("Model file (TorchScript, .pt2, or state dict)", key=mt.K + "model",
-                               placeholder="/path/to/model.pt2").strip()
+                               placeholder="/path/to/model.pt2", **mt.KEEP).strip()
     c1, c2 = st.columns(2)
     factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
-                            placeholder="mypkg.models:make_model").strip()
+                            placeholder="mypkg.models:make_model", **mt.KEEP).strip()
     pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",
-                             key=mt.K + "preprocess").strip()
+                             key=mt.K + "preprocess", **mt.KEEP).strip()
     if not model_path:
         st.info("Type the path of your trained model file to score every image, or switch to a predictions file. "
                 "The sample dataset ships one: sample_data/model/model.pt2.")
@@ -67,7 +68,7 @@ if source == "Model file":
         st.stop()
 else:
     pred_path = st.text_input("Predictions file (CSV / Parquet with image_id and per-class columns, or NPY)",
-                              key=mt.K + "pred").strip()
+                              key=mt.K + "pred", **mt.KEEP).strip()
     if not pred_path:
         st.info("Type the path of a predictions file: image_id plus one probability or logit column per class "
                 "(or a probs / logits list column). No model is needed.")

@@ -327,3 +327,18 @@ def test_cli_says_when_split_folders_were_read_as_labels(tmp_path, capsys):
     rc = main(["score", str(root), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "split names" in err and err.count("\n") == 1
+
+
+def test_the_page_reloads_an_edited_factory(tmp_path, monkeypatch, spec):
+    import sys
+    from inspect_core.ui import model_triage as mt
+    code = "from inspect_core.sample_model import make_model as _m\ndef make(num_classes=5):\n    return _m()\n"
+    (tmp_path / "page_factory_t.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make")
+    assert mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make") is first
+    (tmp_path / "page_factory_t.py").write_text(code + "# edited, and longer\n")
+    second = mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make")
+    assert second is not first and second.cache_key() != first.cache_key()
+    sys.modules.pop("page_factory_t", None)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,13 @@ K = "di_mt_"                    # session-state key prefix of this page
 RESULT_KEY = K + "result"       # {"key", "result": ScoreResult, "issues", "confusion", "positions"} (see remember_result)
 SELECTED_KEY = K + "selected"
 ANY = "(any)"
+# What the user types on this page (model / factory / preprocessing / predictions paths, "Scores from", the
+# preprocessing form, the decoder toggle) must survive a visit to another page: Streamlit drops the state of a
+# keyed widget that is not drawn on a run, so the page came back empty and its results hidden. Pass
+# ``**KEEP`` to every such widget (it needs a key): its value is kept for the whole session and comes back
+# when the user returns, like the Gallery's filters (``widgets.filter_widgets``).
+KEEP = {"persist_state": "session"}
+EXIF_ORIENTATION_TAG = 0x0112
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
@@ -97,15 +106,17 @@ def selected_cell(event) -> tuple[str, str] | None:
 def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess | None:
     """The preprocessing form (when no sidecar is found). Returns a spec or None after an error."""
     c1, c2, c3 = st.columns(3)
-    width_px = c1.number_input("Input width (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_w")
-    height_px = c1.number_input("Input height (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_h")
-    resize = c2.selectbox("Resize", RESIZE_MODES, index=1, key=f"{key}_resize")
-    shorter = c2.number_input("Shorter side before crop (px)", 8, MAX_SIDE_PX, 256, key=f"{key}_shorter")
-    order = c3.selectbox("Channel order", CHANNEL_ORDERS, key=f"{key}_order")
-    mean = c3.text_input("Mean (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_MEAN), key=f"{key}_mean")
-    std = c3.text_input("Std (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_STD), key=f"{key}_std")
+    width_px = c1.number_input("Input width (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_w", **KEEP)
+    height_px = c1.number_input("Input height (px)", 8, MAX_SIDE_PX, 224, key=f"{key}_h", **KEEP)
+    resize = c2.selectbox("Resize", RESIZE_MODES, index=1, key=f"{key}_resize", **KEEP)
+    shorter = c2.number_input("Shorter side before crop (px)", 8, MAX_SIDE_PX, 256, key=f"{key}_shorter", **KEEP)
+    order = c3.selectbox("Channel order", CHANNEL_ORDERS, key=f"{key}_order", **KEEP)
+    mean = c3.text_input("Mean (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_MEAN), key=f"{key}_mean",
+                         **KEEP)
+    std = c3.text_input("Std (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_STD), key=f"{key}_std",
+                        **KEEP)
     names = st.text_area("Class names in the model's output order (one per line)", "\n".join(class_names),
-                         key=f"{key}_classes")
+                         key=f"{key}_classes", **KEEP)
     try:
         return Preprocess.from_dict({
             "input_size": [int(width_px), int(height_px)], "resize": resize, "resize_shorter_px": int(shorter),
@@ -131,7 +142,20 @@ def get_model(path: str, spec: Preprocess, factory: str | None):
         stamp = f"{st_.st_size}:{st_.st_mtime_ns}"
     except OSError:
         stamp = "missing"
+    if factory:                                     # an edited factory module is a different model
+        stamp += f":{_factory_stamp(factory)}"
     return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory)
+
+
+def _factory_stamp(factory: str) -> str:
+    """size:mtime of the file that defines a factory's module ("" when it cannot be found without importing)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec(factory.partition(":")[0].strip())
+        st_ = os.stat(found.origin) if found is not None and found.origin else None
+    except (ImportError, ValueError, OSError):
+        return ""
+    return f"{st_.st_size}:{st_.st_mtime_ns}" if st_ is not None else ""
 
 
 def spec_for_model(model_path: str, preprocess_path: str, class_names: list[str]) -> Preprocess | None:
@@ -162,7 +186,7 @@ def decoder_choice(model) -> str:
     nvJPEG on the GPU (the default, used when torchvision is installed); elsewhere always "auto" (Pillow)."""
     if getattr(model.device, "type", "cpu") != "cuda":
         return "auto"
-    exact = st.toggle("Exact Pillow decoding", key=K + "pillow_decoder",
+    exact = st.toggle("Exact Pillow decoding", key=K + "pillow_decoder", **KEEP,
                       help="By default JPEGs are decoded on the GPU by nvJPEG when torchvision is installed: "
                            "much faster, but its pixels can differ from Pillow's by a few levels at sharp colour "
                            "edges. Turn this on to score with exactly the Pillow preprocessing.")
@@ -297,6 +321,37 @@ def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: st
                open_key=lambda iid: f"{key_prefix}_{hashlib.sha1(iid.encode()).hexdigest()[:12]}")
 
 
+def exif_orientation_of(path) -> int:
+    """The file's EXIF orientation (1-8; 1: stored upright), 0 when it has none or cannot be read. Only a
+    regular file's header is read (a FIFO named .jpg would block)."""
+    from PIL import Image
+
+    from inspect_core.paths import is_regular_file
+    if path is None or not is_regular_file(path):
+        return 0
+    try:
+        with Image.open(path) as im:
+            value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 0) or 0)
+    except Exception:  # noqa: BLE001 - unreadable or odd EXIF: shown as stored
+        return 0
+    return value if 1 <= value <= 8 else 0
+
+
+def upright_for_display(data: bytes, orientation: int) -> bytes:
+    """Display image bytes (decoded as stored, EXIF dropped) turned upright for the file's EXIF ``orientation``
+    with ``PIL.ImageOps.exif_transpose``. For display only: box coordinates and the model input use the
+    stored pixels (unless the preprocessing asks for ``exif_transpose``)."""
+    if orientation not in range(2, 9):
+        return data
+    from PIL import Image, ImageOps
+    with Image.open(io.BytesIO(data)) as im:
+        picture = im.convert("RGB")           # a new image: its EXIF is read from .info on first use
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = int(orientation)
+    picture.info["exif"] = exif.tobytes()
+    return image_bytes(ImageOps.exif_transpose(picture))
+
+
 def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
     """'What the model sees': the original and the exact model input decoded back into a picture."""
     if spec is None:
@@ -317,7 +372,12 @@ def model_view(scan, spec: Preprocess | None, image_id: str) -> None:
     with c1:
         st.text("The file")
         if original is not None:
-            st.image(original, width="stretch")
+            orientation = exif_orientation_of(path)
+            st.image(upright_for_display(original, orientation), width="stretch")
+            if orientation > 1:
+                st.caption(f"EXIF orientation {orientation}: shown upright here; the model "
+                           + ("input is turned upright too (exif_transpose)." if spec.exif_transpose else
+                              "sees the pixels as stored (exif_transpose is off)."))
         else:
             st.warning(md_escape(f"Cannot show this image: {reason}"))
     with c2:

@@ -54,11 +54,26 @@ class Dataset:
         return resolve_inside(self.root, image_id)
 
 
-def normalise_split(value) -> object:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+def cell_text(value) -> object:
+    """A manifest cell (label, split) as text; an empty or missing cell is ``pd.NA``.
+
+    Parquet keeps a column's type, and pandas turns an integer column with one empty cell into float64
+    (0.0, 1.0, NaN), so a whole-number float reads as the integer it stands for ("0", not "0.0");
+    other numbers keep their own text ("0.5"). Nullable missing values (pd.NA, NaT) stay missing."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return pd.NA
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return pd.NA
+        if np.isfinite(value) and float(value).is_integer():
+            return str(int(value))
     text = str(value).strip()
-    return SPLIT_ALIASES.get(text.lower(), text) if text else pd.NA
+    return text if text else pd.NA
+
+
+def normalise_split(value) -> object:
+    text = cell_text(value)
+    return pd.NA if text is pd.NA else SPLIT_ALIASES.get(text.lower(), text)
 
 
 def _problem(image_id: str, check: str, detail: str, family: str) -> dict:
@@ -250,8 +265,8 @@ def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
         image_ids.append(norm)
         keep_rows.append(k)
     kept = df.iloc[keep_rows].reset_index(drop=True)
-    labels = kept[label_col].map(lambda v: pd.NA if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" else str(v).strip()).tolist() if label_col else None
-    splits = kept[split_col].map(normalise_split).tolist() if split_col else None
+    labels = [cell_text(v) for v in kept[label_col].tolist()] if label_col else None
+    splits = [normalise_split(v) for v in kept[split_col].tolist()] if split_col else None
     extra = kept.drop(columns=[c for c in (path_col, label_col, split_col) if c])
     extra.columns = [f"meta_{c}" if c in ("image_id", "label", "split") else str(c) for c in extra.columns]
     images = _images_frame(image_ids, labels, splits, extra)

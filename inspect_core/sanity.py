@@ -37,7 +37,8 @@ class Baselines:
 
 
 def baselines(table: pd.DataFrame, class_names: list[str], *, prior_split: str | None = "train") -> list[Baselines]:
-    """Per split (plus "all"): model loss/accuracy against the dumb baselines.
+    """Per split (plus "all" first): model loss/accuracy against the dumb baselines. Every split present gets
+    a row: train, val, test first, then any other split name (holdout, fold1...) in sorted order.
 
     Class priors come from the ``prior_split`` labels (the training split) when present, else from all labels.
     """
@@ -51,8 +52,12 @@ def baselines(table: pd.DataFrame, class_names: list[str], *, prior_split: str |
     majority = int(np.argmax(counts)) if counts.sum() > 0 else None
     groups = [("all", labelled)]
     if "split" in labelled:
-        for split in [s for s in ("train", "val", "test") if (labelled["split"] == s).any()]:
-            groups.append((split, labelled[labelled["split"] == split]))
+        # every split present: train/val/test first, then any other (holdout, fold1...) in sorted order
+        present = {str(s) for s in labelled["split"].dropna().unique()}
+        usual = [s for s in ("train", "val", "test") if s in present]
+        split_text = labelled["split"].astype("string")
+        for split in usual + sorted(present - set(usual)):
+            groups.append((split, labelled[(split_text == split).fillna(False).to_numpy(dtype=bool)]))
     out = []
     uniform = math.log(n_classes) if n_classes else float("nan")
     for name, rows in groups:

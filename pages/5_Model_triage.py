@@ -148,21 +148,26 @@ with tab_worst:
     pairs = pairs[(pairs["given"] != pairs["predicted"]) & (pairs["count"] > 0)]
     pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
     pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
-    g1, g2, g3 = st.columns(3)
+    g1, g2, g3, g4 = st.columns(4)
     only_flagged = g1.toggle("Only flagged labels", key=mt.K + "f_flag",
                              help="Confident learning estimates from the model's probabilities how many labels of "
                                   "each class are wrong, and flags that many: those least likely under the label "
                                   "noise it estimated.")
     only_wrong = g2.toggle("Only mispredicted", key=mt.K + "f_wrong")
-    n_show = g3.selectbox("Images shown", [24, 48, 96], key=mt.K + "f_n")
+    hide_decided = g3.toggle("Hide decided", key=mt.K + "f_undecided",
+                             help="Leave out images that already have a relabel, remove or keep decision.")
+    n_show = g4.selectbox("Images shown", [24, 48, 96], key=mt.K + "f_n")
     pair = None
     if pair_choice != mt.ANY:
         idx = pair_opts.index(pair_choice) - 1
         pair = (str(pairs.iloc[idx]["given"]), str(pairs.iloc[idx]["predicted"]))
     rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
                             only_flagged=only_flagged, only_wrong=only_wrong)
+    decisions = store.current()
+    if hide_decided:
+        rows = rows[~rows["image_id"].isin(set(decisions["image_id"]))]
     st.text(f"{len(rows):,} scored images match; worst loss first")
-    mt.worst_grid(scan, result, rows.head(int(n_show)), positions=positions)
+    mt.worst_grid(scan, result, rows.head(int(n_show)), positions=positions, decisions=decisions)
 
 with tab_conf:
     st.caption("Rows: given label; columns: predicted class. Click a cell to see its images.")
@@ -172,7 +177,8 @@ with tab_conf:
     if cell is not None:
         cell_rows = mt.filter_scores(issues, pair=cell)
         st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")
-        mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open", positions=positions)
+        mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open", positions=positions,
+                      decisions=store.current())
     st.dataframe(matrix, width="stretch")
 
 with tab_class:

@@ -99,6 +99,11 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     dec = ReviewStore(sample_scan.workspace).decision_for(target)
     given = sample_scan.images.set_index("image_id").loc[target, "label"]
     assert dec["action"] == "relabel" and dec["new_label"] == suggested and dec["old_label"] == given
+    # the grid marks the decided image, and "Hide decided" leaves it out
+    assert f"decided: relabel -> {suggested}" in [c.value.replace("\\", "") for c in at.caption]
+    at.toggle(key="di_mt_f_undecided").set_value(True).run()
+    assert target not in [b.help for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    at.toggle(key="di_mt_f_undecided").set_value(False).run()
 
     # sanity checks: baselines beaten, and the shipped model is batch independent (it was saved in eval mode)
     at.button(key="di_mt_batch_check").click().run()

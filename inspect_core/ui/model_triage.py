@@ -305,17 +305,35 @@ def _top_probs_text(result, image_id: str, n: int = 3, positions: dict[str, int]
     return ", ".join(f"{c} {p:.2f}" for c, p in zip(frame["class"], frame["probability"]))
 
 
+def decision_texts(decisions: pd.DataFrame | None) -> dict[str, str]:
+    """image_id -> "decided: relabel -> cat" / "decided: remove" / "decided: keep" (the review store's current)."""
+    if decisions is None or decisions.empty:
+        return {}
+    out = {}
+    for rec in decisions.to_dict(orient="records"):
+        text = f"decided: {rec['action']}"
+        if rec["action"] == "relabel" and not pd.isna(rec.get("new_label")):
+            text += f" -> {label_text(rec['new_label'])}"
+        out[str(rec["image_id"])] = text
+    return out
+
+
 def worst_grid(scan, result, rows: pd.DataFrame, n_cols: int = 6, key_prefix: str = K + "open",
-               positions: dict[str, int] | None = None) -> None:
-    """Thumbnails with given vs predicted label, loss and top probabilities; Open selects one."""
+               positions: dict[str, int] | None = None, decisions: pd.DataFrame | None = None) -> None:
+    """Thumbnails with given vs predicted label, loss and top probabilities, and the decision already made on
+    the image (``decisions``: the review store's current); Open selects one."""
     if positions is None:
         positions = row_positions(result.table)
+    decided = decision_texts(decisions)
 
     def caption(rec: dict) -> list[str]:
         flag = " | CL flag" if rec.get("cl_issue") else ""
-        return [f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
-                f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}",
-                _top_probs_text(result, str(rec["image_id"]), positions=positions)]
+        lines = [f"#{rec['loss_rank']} given {label_text(rec['given_label'])} -> predicted "
+                 f"{label_text(rec['pred_label'])} | loss {rec['loss']:.2f}{flag}",
+                 _top_probs_text(result, str(rec["image_id"]), positions=positions)]
+        if str(rec["image_id"]) in decided:
+            lines.append(decided[str(rec["image_id"])])
+        return lines
     thumb_grid(scan, rows, key_prefix=key_prefix, n_cols=n_cols, caption=caption, selected_key=SELECTED_KEY,
                empty_text="No scored images match these filters.",
                open_key=lambda iid: f"{key_prefix}_{hashlib.sha1(iid.encode()).hexdigest()[:12]}")

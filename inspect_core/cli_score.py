@@ -68,7 +68,7 @@ def _load_dataset(args):
 def run(args) -> int:
     from .label_issues import rank_label_issues
     from .models import ModelLoadError, load_model
-    from .preprocess import PreprocessError, find_sidecar, read_preprocess
+    from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
     from .sanity import baselines, baselines_frame, embedding_findings
     from .scoring import PredictionsError, score_dataset, score_predictions
     from .workspace import workspace_dir
@@ -96,8 +96,8 @@ def run(args) -> int:
         if args.model:
             pre_path = Path(args.preprocess) if args.preprocess else find_sidecar(args.model)
             if pre_path is None:
-                return _fail(f"no preprocessing for {args.model}: put {Path(args.model).name.split('.')[0]}"
-                             ".preprocess.json beside it or give --preprocess FILE")
+                return _fail(f"no preprocessing for {args.model}: put {sidecar_name(args.model)} beside it or give "
+                             "--preprocess FILE")
             spec = read_preprocess(pre_path)
             labels = images["label"].dropna().astype(str) if "label" in images else []
             if len(labels) and not set(labels) & set(map(str, spec.class_names)):

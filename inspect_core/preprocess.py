@@ -249,6 +249,18 @@ def sidecar_candidates(model_path: Path | str) -> list[Path]:
     return out
 
 
+MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".jit", ".torchscript", ".ckpt", ".bin", ".safetensors")
+
+
+def sidecar_name(model_path: Path | str) -> str:
+    """The sidecar file name to suggest for a model: its name without model suffixes + ``.preprocess.json``
+    (``net.v3.ts.pt`` -> ``net.v3.preprocess.json``: found first for that model, and by no other ``net.*``)."""
+    name = Path(model_path).name
+    while Path(name).suffix.lower() in MODEL_SUFFIXES and Path(name).stem:
+        name = Path(name).stem
+    return f"{name}{SIDECAR_SUFFIX}"
+
+
 def find_sidecar(model_path: Path | str) -> Path | None:
     """The sidecar for a model file (``sidecar_candidates``), or else the only ``*.preprocess.json`` in its
     folder when it is named for a variant of this model (``model.preprocess.json`` for ``model_state.pt``) or for

@@ -342,3 +342,12 @@ def test_the_page_reloads_an_edited_factory(tmp_path, monkeypatch, spec):
     second = mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make")
     assert second is not first and second.cache_key() != first.cache_key()
     sys.modules.pop("page_factory_t", None)
+
+
+def test_the_suggested_sidecar_name_is_the_models_own():
+    from inspect_core.preprocess import sidecar_candidates, sidecar_name
+    assert sidecar_name("runs/net.v3.ts.pt") == "net.v3.preprocess.json"
+    assert sidecar_name("model.pt2") == "model.preprocess.json" and sidecar_name("best.ckpt.pt") == "best.preprocess.json"
+    # and the lookup tries it before any shorter name
+    names = [c.name for c in sidecar_candidates(Path("runs/net.v3.ts.pt"))]
+    assert names.index("net.v3.preprocess.json") < names.index("net.preprocess.json")

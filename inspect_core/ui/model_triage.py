@@ -21,7 +21,7 @@ import streamlit as st
 from inspect_core.gpu_decode import NVJPEG, what_the_model_sees_as
 from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
 from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE_PX, RESIZE_MODES,
-                                     Preprocess, PreprocessError, find_sidecar, read_preprocess)
+                                     Preprocess, PreprocessError, find_sidecar, read_preprocess, sidecar_name)
 from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
 from inspect_core.ui.widgets import display_jpeg, thumb_grid
@@ -176,7 +176,8 @@ def spec_for_model(model_path: str, preprocess_path: str, class_names: list[str]
         st.caption(md_escape(f"Preprocessing from {sidecar.name}: input {spec.input_size[0]}x{spec.input_size[1]} px, "
                              f"{spec.resize}, {spec.channel_order}, {len(spec.class_names)} classes"))
         return spec
-    st.info("No preprocessing file beside the model (model.preprocess.json): describe how the model was trained.")
+    st.info(md_escape(f"No preprocessing file beside the model ({sidecar_name(model_path)}): describe how the "
+                      "model was trained, or save that file beside it."))
     return preprocess_form(class_names)
 
 

@@ -42,7 +42,12 @@ class ModelLoadError(RuntimeError):
 
 
 def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split())
+    """The exception as one line of at most ``limit`` characters. A TorchScript interpreter error is a
+    traceback of the scripted code whose last line holds the model's own message: that line is kept."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and "TorchScript" in lines[0]:
+        lines = lines[-1:]
+    text = " ".join(" ".join(lines).split())
     return (text[: limit - 3] + "...") if len(text) > limit else (text or type(exc).__name__)
 
 

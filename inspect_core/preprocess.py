@@ -277,7 +277,7 @@ def find_sidecar(model_path: Path | str) -> Path | None:
     name = Path(model_path).name
     if any(name.startswith(stem + sep) for sep in "._-"):       # model_state.pt, model-ema.pt: variants of model
         return others[0]
-    owned = any(f.name.startswith(f"{stem}.") and f != others[0] for f in folder.iterdir())
+    owned = any(f.name.startswith(f"{stem}.") and f.suffix.lower() in MODEL_SUFFIXES for f in folder.iterdir())
     return None if owned else others[0]
 
 

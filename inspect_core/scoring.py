@@ -146,6 +146,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+# a model that has failed on this many images one at a time, and worked on none, fails on everything
+GIVE_UP_AFTER_FAILURES = 256
 OUTPUTS_ARE_PROBABILITIES = ("the model's outputs are already probabilities (every row in 0..1, summing to 1): used "
                              "as they are, not passed through another softmax")
 NAN_OUTPUT = ("the model returned NaN or inf for this image: check the preprocessing's mean and std, and the model "
@@ -161,7 +163,9 @@ def model_probabilities(logits: np.ndarray, errors: list) -> tuple[np.ndarray, l
     for i in np.flatnonzero(~finite):
         if not errors[i]:
             errors[i] = NAN_OUTPUT
-    if finite.any() and logits.shape[1] >= 2 and looks_like_probabilities(logits[finite], tol=1e-3):
+    # with 2 classes a few logit rows can happen to lie on the simplex: ask for several rows there
+    enough = finite.sum() >= (8 if logits.shape[1] == 2 else 1)
+    if enough and logits.shape[1] >= 2 and looks_like_probabilities(logits[finite], tol=1e-3):
         probs = np.where(finite[:, None], np.clip(logits, 0.0, None), np.nan)
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32), [OUTPUTS_ARE_PROBABILITIES]
     return _softmax(logits).astype(np.float32), []
@@ -621,6 +625,7 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
                           device=model.device if on_cuda else None) if raw else loader
     done = 0
     scored = 0
+    failed_alone = 0
     n_fallback = 0
 
     def one_at_a_time(rows, xb, st) -> int:
@@ -683,9 +688,10 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
                         # cannot take costs that image only (a model that fails on everything still stops here)
                         store(launcher.flush())
                         n_ok = one_at_a_time(idx[good], xb, settings)
-                        if n_ok == 0 and scored == 0:
-                            raise exc
+                        failed_alone += int(good.sum()) - n_ok
                         scored += n_ok
+                        if scored == 0 and failed_alone >= min(n, GIVE_UP_AFTER_FAILURES):
+                            raise exc                            # the model fails on everything: say so once
                 else:
                     scored += int(good.sum())
                 store(fetched)
@@ -814,23 +820,27 @@ ROUNDED_SUM_TOL = 0.05
 
 
 def detect_values(matrix: np.ndarray, source: str = "the values") -> str:
-    """What a predictions matrix holds: "probabilities" (every finite row in 0..1, summing to 1 within
-    ROUNDED_SUM_TOL: rounded probabilities count), "percentages" (0..100, summing to 100 within 100 x that),
-    or "logits" (anything else that is not a mix). Rows in 0..1 that do not sum to 1 are refused: they are
-    probabilities with a class missing, or per-class scores, and reading them as logits would be wrong."""
+    """What a predictions matrix holds: "probabilities" (every finite row in 0..1, summing to 1 within the
+    rounding of C values: max(ROUNDED_SUM_TOL, C x 0.005), so 2-decimal probabilities count), "percentages"
+    (0..100, summing to 100 within 100 x that: integer percentages count), or "logits" (anything else).
+    Rows in 0..1 that do not sum to 1 are refused: they are probabilities with a class missing, or per-class
+    scores, and reading them as logits would be wrong. All-zero rows (placeholders) are left out of the test;
+    they become missing predictions. Float error down to -1e-4 counts as 0."""
     rows = matrix[np.isfinite(matrix).all(axis=1)]
+    rows = rows[np.abs(rows).sum(axis=1) > 0]
     if rows.size == 0:
         return "probabilities"
+    tol = max(ROUNDED_SUM_TOL, rows.shape[1] * 0.005)
     sums = rows.sum(axis=1)
     lo, hi = float(rows.min()), float(rows.max())
-    if lo >= -1e-6 and hi <= 1 + 1e-6:
-        if np.all(np.abs(sums - 1.0) <= ROUNDED_SUM_TOL):
+    if lo >= -1e-4 and hi <= 1 + 1e-4:
+        if np.all(np.abs(sums - 1.0) <= tol):
             return "probabilities"
         raise PredictionsError(
             f"{source} lie in 0..1 but their rows sum to {sums.min():.3g}..{sums.max():.3g}, not 1: if they are "
             "probabilities, a class column is missing (give one column per class); if they are logits, name the "
             "columns logit_<class>")
-    if lo >= -1e-6 and hi <= 100 + 1e-4 and np.all(np.abs(sums - 100.0) <= 100 * ROUNDED_SUM_TOL):
+    if lo >= -1e-2 and hi <= 100 + 1e-2 and np.all(np.abs(sums - 100.0) <= 100 * tol):
         return "percentages"
     return "logits"
 
@@ -930,7 +940,13 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
     by_dataset = {n: column_for(str(n)) for n in (dataset_classes or [])}
     by_dataset = {n: c for n, c in by_dataset.items() if c is not None}
     if class_names is None and len(by_dataset) >= 2:
-        per_class = by_dataset
+        per_class = dict(by_dataset)
+        # prob_<x> / logit_<x> columns are classes even when the dataset has no image of x (a model that knows
+        # more classes): dropping them would renormalise the probabilities over a subset
+        for c in num_cols:
+            text = str(c)
+            if c not in set(per_class.values()) and text.startswith((PROB_PREFIX, "logit_")):
+                per_class[text.split("_", 1)[1]] = c
         others = [str(c) for c in num_cols if c not in set(per_class.values())]
         if others:
             notes.append(f"{len(others)} numeric columns that name no class of the dataset were ignored: "

@@ -351,3 +351,102 @@ def test_the_suggested_sidecar_name_is_the_models_own():
     # and the lookup tries it before any shorter name
     names = [c.name for c in sidecar_candidates(Path("runs/net.v3.ts.pt"))]
     assert names.index("net.v3.preprocess.json") < names.index("net.preprocess.json")
+
+
+# ---------------------------------------------------------------------------------------- review of the fixes
+
+def test_a_model_class_the_dataset_lacks_is_kept_not_renormalised_away(tmp_path):
+    images = pd.DataFrame({"image_id": ["a", "b"], "label": ["cat", "dog"]})
+    frame = pd.DataFrame({"image_id": ["a", "b"], "prob_cat": [0.1, 0.2], "prob_dog": [0.1, 0.7],
+                          "prob_fox": [0.8, 0.1], "fold": [1, 2]})
+    res = S.score_predictions(_save(frame, tmp_path / "p.csv"), images, dataset_classes=["cat", "dog"])
+    assert res.class_names == ["cat", "dog", "fox"]
+    np.testing.assert_allclose(res.probs[0], [0.1, 0.1, 0.8], atol=1e-6)
+    assert any("fold" in n for n in res.notes)
+
+
+def test_rounded_values_over_many_classes_and_float_error_are_still_probabilities():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(100), size=50)
+    assert S.detect_values(np.round(p, 2)) == "probabilities"
+    assert S.detect_values(np.round(p * 100)) == "percentages"
+    two = np.array([[0.25, 0.75], [1 + 2e-6, -2e-6]])
+    assert S.detect_values(two) == "probabilities"
+    with_placeholder = np.vstack([p[:3], np.zeros((1, 100))])
+    assert S.detect_values(with_placeholder) == "probabilities"
+    assert S.detect_values(rng.normal(size=(20, 100))) == "logits"
+
+
+def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dataset, spec):
+    class FailsOnBright(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            if bool((x.mean(dim=(1, 2, 3)) > 0.3).any()):
+                raise RuntimeError("boom: unsupported input")
+            return self.m(x)
+    path = tmp_path / "fails.ts.pt"
+    torch.jit.script(FailsOnBright(_inner())).save(str(path))
+    model = load_model(path, spec)
+    # the images it fails on first: those whose model input is bright, then the others
+    from inspect_core.preprocess import what_the_model_sees
+    images = dataset.images[dataset.images["label"].isin(CLASSES)].copy()
+
+    def input_mean(image_id):
+        try:
+            return float(what_the_model_sees(SAMPLE / image_id, spec)[0].mean())
+        except OSError:                                      # the sample's planted broken files
+            return -9.0
+    images["m"] = [input_mean(i) for i in images["image_id"]]
+    bright, dark = images[images["m"] > 0.3], images[(images["m"] <= 0.3) & (images["m"] > -9)]
+    assert len(bright) >= 16 and len(dark) >= 16
+    images = pd.concat([bright.head(16), dark.head(16)])
+    res = S.score_dataset(model, SAMPLE, images, workers=0, batch_size=8)
+    failed = res.table["error"].fillna("").str.contains("boom")
+    assert failed.iloc[:16].all() and not failed.iloc[16:].any() and res.table["loss"].iloc[16:].notna().all()
+
+
+def test_sidecar_fallback_ignores_files_that_are_not_models(tmp_path):
+    from inspect_core.preprocess import find_sidecar
+    for name in ("model.preprocess.json", "model.preprocess.json~", "best.pt"):
+        (tmp_path / name).write_text("{}")
+    assert find_sidecar(tmp_path / "best.pt") == tmp_path / "model.preprocess.json"
+    other = tmp_path / "r"
+    other.mkdir()
+    for name in ("resnet50.preprocess.json", "resnet50.md", "checkpoint.pt"):
+        (other / name).write_text("{}")
+    assert find_sidecar(other / "checkpoint.pt") == other / "resnet50.preprocess.json"
+
+
+def test_the_page_does_not_run_a_factory_package_outside_the_safe_import(tmp_path, monkeypatch, spec):
+    import sys
+    from inspect_core.models import ModelLoadError
+    from inspect_core.ui import model_triage as mt
+    pkg = tmp_path / "badpkg_t"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('needs CUDA_HOME')\n")
+    (pkg / "nets.py").write_text("def make():\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    with pytest.raises(ModelLoadError, match="needs CUDA_HOME"):
+        mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "badpkg_t.nets:make")
+    assert not (pkg / "__pycache__").exists()
+
+
+def test_a_model_that_fails_on_everything_stops_with_its_error(tmp_path, dataset, spec):
+    class AlwaysFails(nn.Module):              # passes the load-time check (an all-zero input), fails on images
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            if bool(x.abs().sum() > 0):
+                raise RuntimeError("boom: this model is broken")
+            return self.m(x)
+    path = tmp_path / "broken.ts.pt"
+    torch.jit.script(AlwaysFails(_inner())).save(str(path))
+    model = load_model(path, spec)
+    with pytest.raises(Exception, match="this model is broken"):
+        S.score_dataset(model, SAMPLE, dataset.images, workers=0, batch_size=32)

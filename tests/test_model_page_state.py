@@ -115,7 +115,12 @@ def _form_values(at: AppTest) -> dict:
     return {"w": at.number_input(key="di_mt_form_w").value, "h": at.number_input(key="di_mt_form_h").value,
             "resize": at.selectbox(key="di_mt_form_resize").value,
             "mean": at.text_input(key="di_mt_form_mean").value, "std": at.text_input(key="di_mt_form_std").value,
-            "classes": at.text_area(key="di_mt_form_classes").value}
+            "classes": _classes_box(at).value}
+
+
+def _classes_box(at: AppTest):
+    """The class-names text area (its key carries the dataset's classes, so each dataset has its own)."""
+    return next(t for t in at.text_area if t.label.startswith("Class names"))
 
 
 def test_hand_filled_preprocessing_form_survives_a_page_switch(sample_scan, tmp_path):
@@ -129,7 +134,7 @@ def test_hand_filled_preprocessing_form_survives_a_page_switch(sample_scan, tmp_
     at.selectbox(key="di_mt_form_resize").set_value(FORM["resize"]).run()
     at.text_input(key="di_mt_form_mean").set_value(FORM["mean"]).run()
     at.text_input(key="di_mt_form_std").set_value(FORM["std"]).run()
-    at.text_area(key="di_mt_form_classes").set_value(FORM["classes"]).run()
+    _classes_box(at).set_value(FORM["classes"]).run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     assert _form_values(at) == FORM

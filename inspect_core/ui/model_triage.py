@@ -115,8 +115,10 @@ def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess
                          **KEEP)
     std = c3.text_input("Std (0..1, comma separated)", ", ".join(str(v) for v in IMAGENET_STD), key=f"{key}_std",
                         **KEEP)
+    # one text per dataset (its classes are the default): another dataset's class names are never carried over
+    per_dataset = hashlib.sha1("\n".join(class_names).encode()).hexdigest()[:10]
     names = st.text_area("Class names in the model's output order (one per line)", "\n".join(class_names),
-                         key=f"{key}_classes", **KEEP)
+                         key=f"{key}_classes_{per_dataset}", **KEEP)
     try:
         return Preprocess.from_dict({
             "input_size": [int(width_px), int(height_px)], "resize": resize, "resize_shorter_px": int(shorter),
@@ -143,17 +145,21 @@ def get_model(path: str, spec: Preprocess, factory: str | None):
     except OSError:
         stamp = "missing"
     if factory:                                     # an edited factory module is a different model
+        from inspect_core.models import import_factory
+        import_factory(factory)                     # imported (or reloaded when edited) safely; ModelLoadError
         stamp += f":{_factory_stamp(factory)}"
     return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory)
 
 
 def _factory_stamp(factory: str) -> str:
-    """size:mtime of the file that defines a factory's module ("" when it cannot be found without importing)."""
-    import importlib.util
+    """size:mtime of the file of a factory's module once it has been imported ("" before): read from
+    ``sys.modules`` only, so no user code runs here (import_factory imports it, without writing bytecode)."""
+    import sys
+    module = sys.modules.get(factory.partition(":")[0].strip())
+    source = getattr(module, "__file__", None)
     try:
-        found = importlib.util.find_spec(factory.partition(":")[0].strip())
-        st_ = os.stat(found.origin) if found is not None and found.origin else None
-    except (ImportError, ValueError, OSError):
+        st_ = os.stat(source) if source else None
+    except OSError:
         return ""
     return f"{st_.st_size}:{st_.st_mtime_ns}" if st_ is not None else ""
 

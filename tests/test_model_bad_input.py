@@ -45,6 +45,18 @@ def reference(dataset, spec):
     return res, good
 
 
+class FailsOnBright(nn.Module):
+    """The sample model, raising on any batch with a bright input (like a model with a shape or range check)."""
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        if bool((x.mean(dim=(1, 2, 3)) > 0.3).any()):
+            raise RuntimeError("boom: unsupported input")
+        return self.m(x)
+
+
 def _inner():
     m = make_model()
     m.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
@@ -130,15 +142,6 @@ def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones(
 
 
 def test_a_model_that_fails_on_some_images_scores_the_rest(tmp_path, dataset, spec):
-    class FailsOnBright(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            if bool((x.mean(dim=(1, 2, 3)) > 0.3).any()):
-                raise RuntimeError("boom: unsupported input")
-            return self.m(x)
     path = tmp_path / "fails.ts.pt"
     torch.jit.script(FailsOnBright(_inner())).save(str(path))
     res = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0, batch_size=16)
@@ -378,15 +381,6 @@ def test_rounded_values_over_many_classes_and_float_error_are_still_probabilitie
 
 
 def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dataset, spec):
-    class FailsOnBright(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            if bool((x.mean(dim=(1, 2, 3)) > 0.3).any()):
-                raise RuntimeError("boom: unsupported input")
-            return self.m(x)
     path = tmp_path / "fails.ts.pt"
     torch.jit.script(FailsOnBright(_inner())).save(str(path))
     model = load_model(path, spec)

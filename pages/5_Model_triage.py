@@ -135,6 +135,7 @@ if selected:
                             suggested_label=None if rec.empty else rec.iloc[0]["suggested_label"],
                             key_prefix=mt.K + "dw")
 
+decisions = store.current()      # read once per run: both grids mark the images already decided
 tab_worst, tab_conf, tab_class, tab_sanity, tab_errors = st.tabs(
     ["Worst losses", "Confusion matrix", "Per class", "Sanity checks", "Unscored images"])
 
@@ -163,7 +164,6 @@ with tab_worst:
         pair = (str(pairs.iloc[idx]["given"]), str(pairs.iloc[idx]["predicted"]))
     rows = mt.filter_scores(issues, given=given, predicted=predicted, splits=splits, pair=pair,
                             only_flagged=only_flagged, only_wrong=only_wrong)
-    decisions = store.current()
     if hide_decided:
         rows = rows[~rows["image_id"].isin(set(decisions["image_id"]))]
     st.text(f"{len(rows):,} scored images match; worst loss first")
@@ -178,7 +178,7 @@ with tab_conf:
         cell_rows = mt.filter_scores(issues, pair=cell)
         st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")
         mt.worst_grid(scan, result, cell_rows.head(48), key_prefix=mt.K + "cell_open", positions=positions,
-                      decisions=store.current())
+                      decisions=decisions)
     st.dataframe(matrix, width="stretch")
 
 with tab_class:

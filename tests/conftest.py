@@ -5,6 +5,8 @@ Kept light on purpose: nothing heavy is imported at the top; helpers import nump
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -25,6 +27,17 @@ def cache_home(tmp_path_factory, request):
 @pytest.fixture()
 def module_cache(_isolated_cache, cache_home, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+
+
+@pytest.fixture(scope="module")
+def sample_scan(cache_home):
+    """sample_data scanned once per module into the module's cache folder (page tests)."""
+    import streamlit as st
+
+    import inspect_core
+    st.cache_resource.clear()   # scans cached in this process by other test modules live in their workspaces
+    return inspect_core.scan(Path(__file__).resolve().parents[1] / "sample_data",
+                             workspace=cache_home / "dataset-inspector")
 
 
 def _textured(seed: int, size=(64, 48), colour: bool = True):

@@ -2,46 +2,23 @@
 model / a bad path / a bad file, a relabel made on the page reaches the review store."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import inspect_core
 from inspect_core.review import ReviewStore
+from page_support import SAMPLE, open_page
+from page_support import texts as _texts
 
-REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
 PAGE = "pages/5_Model_triage.py"
-SAMPLE = REPO / "sample_data"
 MODEL = SAMPLE / "model" / "model.pt2"
-TIMEOUT_S = 120
 
 
 pytestmark = pytest.mark.usefixtures("module_cache")   # one cache folder for the module (conftest.py)
 
 
-@pytest.fixture(scope="module")
-def sample_scan(cache_home):
-    import streamlit as st
-    st.cache_resource.clear()   # scans cached in this process by other test modules live in their workspaces
-    return inspect_core.scan(SAMPLE, workspace=cache_home / "dataset-inspector")
-
-
 def _page(sample_scan) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    at.session_state["di_root"] = str(SAMPLE)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
-
-
-def _texts(at) -> str:
-    parts = [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.info]
-    parts += [e.value for e in at.error] + [e.value for e in at.warning]
-    return "\n".join(str(p) for p in parts)
+    return open_page(PAGE)
 
 
 def test_no_model_bad_path_and_bad_file_give_clear_messages(sample_scan, tmp_path):

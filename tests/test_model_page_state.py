@@ -13,33 +13,19 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import inspect_core
+from page_support import SAMPLE, open_page
+from page_support import texts as _texts
 
-REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
 PAGE = "pages/5_Model_triage.py"
 OTHER_PAGE = "pages/4_Review.py"
-SAMPLE = REPO / "sample_data"
 MODEL = SAMPLE / "model" / "model.pt2"
 SIDECAR = SAMPLE / "model" / "model.preprocess.json"
-TIMEOUT_S = 120
 
 pytestmark = pytest.mark.usefixtures("module_cache")   # one cache folder for the module (conftest.py)
 
 
-@pytest.fixture(scope="module")
-def sample_scan(cache_home):
-    import streamlit as st
-    st.cache_resource.clear()   # scans cached in this process by other test modules live in their workspaces
-    return inspect_core.scan(SAMPLE, workspace=cache_home / "dataset-inspector")
-
-
 def _page(root: Path | str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    at.session_state["di_root"] = str(root)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
+    return open_page(PAGE, root)
 
 
 def _away_and_back(at: AppTest) -> None:
@@ -51,12 +37,6 @@ def _away_and_back(at: AppTest) -> None:
 
 def _metrics(at: AppTest) -> dict:
     return {m.label: m.value for m in at.metric}
-
-
-def _texts(at) -> str:
-    parts = [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.info]
-    parts += [e.value for e in at.error] + [e.value for e in at.warning]
-    return "\n".join(str(p) for p in parts)
 
 
 def test_model_path_and_scores_survive_a_page_switch(sample_scan):

@@ -27,3 +27,16 @@ def texts(at: AppTest) -> str:
     parts = [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.info]
     parts += [e.value for e in at.error] + [e.value for e in at.warning]
     return "\n".join(str(p) for p in parts)
+
+
+def write_sample_predictions(images, path: Path):
+    """Score ``images`` of sample_data with the sample model and write its probabilities as a predictions CSV
+    (image_id, prob_<class>) at ``path``. Returns the ScoreResult."""
+    from inspect_core.models import load_model
+    from inspect_core.preprocess import read_preprocess
+    from inspect_core.scoring import score_dataset
+    model_dir = SAMPLE / "model"
+    res = score_dataset(load_model(model_dir / "model.pt2", read_preprocess(model_dir / "model.preprocess.json")),
+                        SAMPLE, images, workers=0)
+    res.to_frame()[["image_id"] + [f"prob_{c}" for c in res.class_names]].dropna().to_csv(path, index=False)
+    return res

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_core.review import ReviewStore
-from page_support import SAMPLE, open_page
+from page_support import SAMPLE, open_page, write_sample_predictions
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -107,13 +107,8 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
 
 
 def test_predictions_file_needs_no_model(sample_scan, tmp_path):
-    from inspect_core.models import load_model
-    from inspect_core.preprocess import read_preprocess
-    from inspect_core.scoring import score_dataset
-    spec = read_preprocess(SAMPLE / "model" / "model.preprocess.json")
-    res = score_dataset(load_model(MODEL, spec), SAMPLE, sample_scan.dataset.images, workers=0)
     path = tmp_path / "preds.csv"
-    res.to_frame()[["image_id"] + [f"prob_{c}" for c in res.class_names]].dropna().to_csv(path, index=False)
+    res = write_sample_predictions(sample_scan.dataset.images, path)
     at = _page(sample_scan)
     at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
     at.text_input(key="di_mt_pred").set_value(str(path)).run()

@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import inspect_core
-from page_support import SAMPLE, open_page
+from page_support import SAMPLE, open_page, write_sample_predictions
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -69,12 +69,8 @@ def test_factory_and_preprocessing_path_survive_a_page_switch(sample_scan):
 
 
 def test_predictions_source_and_path_survive_a_page_switch(sample_scan, tmp_path):
-    from inspect_core.models import load_model
-    from inspect_core.preprocess import read_preprocess
-    from inspect_core.scoring import score_dataset
-    res = score_dataset(load_model(MODEL, read_preprocess(SIDECAR)), SAMPLE, sample_scan.dataset.images, workers=0)
     path = tmp_path / "preds.csv"
-    res.to_frame()[["image_id"] + [f"prob_{c}" for c in res.class_names]].dropna().to_csv(path, index=False)
+    res = write_sample_predictions(sample_scan.dataset.images, path)
     at = _page(SAMPLE)
     at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
     at.text_input(key="di_mt_pred").set_value(str(path)).run()

@@ -141,12 +141,17 @@ def noise_matrix(calibrated: np.ndarray) -> np.ndarray:
     return np.divide(calibrated, col, out=np.zeros_like(calibrated), where=col > 0)
 
 
-def tempered(probs: np.ndarray, tau: float) -> np.ndarray:
-    """Rows of p^tau renormalised (softmax of tau * log p); zeros stay zero."""
+def shifted_log(probs: np.ndarray) -> np.ndarray:
+    """log p per row minus the row's largest (0 for the most likely class, -inf for zeros)."""
     with np.errstate(divide="ignore"):
-        z = tau * np.log(probs)
-    z -= z.max(axis=1, keepdims=True)
-    out = np.exp(z)
+        log_p = np.log(probs)
+    return log_p - log_p.max(axis=1, keepdims=True)
+
+
+def tempered(probs: np.ndarray, tau: float, log_p: np.ndarray | None = None) -> np.ndarray:
+    """Rows of p^tau renormalised (softmax of tau * log p); zeros stay zero. ``log_p``: ``shifted_log(probs)``
+    when the caller already has it (one log for many taus)."""
+    out = np.exp(tau * (shifted_log(probs) if log_p is None else log_p))
     out /= out.sum(axis=1, keepdims=True)
     return out
 
@@ -162,13 +167,10 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray, noise: np.ndarray,
         rows = np.sort(np.random.default_rng(0).choice(len(labels), size=max_rows, replace=False))
         probs, labels = probs[rows], labels[rows]
     weights = noise[labels]                                               # (n, C): T[given, j]
-    with np.errstate(divide="ignore"):
-        log_p = np.log(probs)
-    log_p -= log_p.max(axis=1, keepdims=True)                             # (tempered: the same, once)
+    log_p = shifted_log(probs)
     best_tau, best_nll = 1.0, None
     for tau in sorted(temperatures, key=lambda t: abs(np.log(t))):
-        e = np.exp(tau * log_p)
-        nll = -np.log(np.maximum((e * weights).sum(axis=1) / e.sum(axis=1), 1e-300)).sum()
+        nll = -np.log(np.maximum((tempered(probs, tau, log_p) * weights).sum(axis=1), 1e-300)).sum()
         if best_nll is None or nll < best_nll - 1e-9 * abs(best_nll):
             best_tau, best_nll = float(tau), nll
     return best_tau

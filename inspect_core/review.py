@@ -12,6 +12,7 @@ decision of that image; nothing is ever deleted.
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,9 +79,30 @@ class ReviewStore:
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.path = self.workspace / DB_NAME
         self.busy_timeout_s = float(busy_timeout_s)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+        self._create()
+
+    def _create(self) -> None:
+        """Switch the file to WAL and create the table, waiting out other processes doing the same.
+
+        Switching a new file to WAL needs the file to itself, and SQLite answers "database is
+        locked" at once, without the busy timeout, when two connections race for that (each holds
+        a read lock the other must wait for). So the switch is retried until the busy timeout.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                with self._connect() as con:
+                    con.execute("PRAGMA journal_mode=WAL")
+                    con.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError(
+                        f"{self.path} stayed locked for {self.busy_timeout_s:.0f} s: another program "
+                        "holds it; close other Dataset Inspector windows on this workspace and retry") from exc
+                time.sleep(0.01)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

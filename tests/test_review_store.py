@@ -97,6 +97,31 @@ def test_two_threads_write_at_once(tmp_path):
     assert (cur["new_label"].value_counts().to_dict()) == {"t1": n, "t2": n}
 
 
+def test_stores_opened_at_once_on_a_new_workspace(tmp_path):
+    # Regression (CI run of session 3): two processes opening a fresh workspace at the same moment
+    # raced on switching the new file to WAL, and one died with "database is locked" although the
+    # busy timeout was 30 s. Eight threads opening the same new workspace at once, many times over.
+    errors = []
+    for trial in range(60):
+        workspace = tmp_path / f"w{trial}"
+        barrier = threading.Barrier(8)
+
+        def open_store():
+            barrier.wait()
+            try:
+                ReviewStore(workspace).decide("a.jpg", "keep")
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(f"{workspace.name}: {exc!r}")
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert len(ReviewStore(tmp_path / "w0").history()) == 8
+
+
 _WRITER = textwrap.dedent("""
     import sys
     from inspect_core.review import ReviewStore

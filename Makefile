@@ -26,5 +26,8 @@ bench: setup
 	$(BIN)/python bench/bench_neardup.py million --n 1000000 --runs 3
 	$(BIN)/python bench/bench_rescan.py --n 100000 --runs 3
 	$(BIN)/python bench/bench_label_issues.py --runs 5
+	$(BIN)/python bench/bench_knn.py --runs 3
+	$(BIN)/python bench/bench_triage.py --n-images 100000 --repeats 5
+	$(BIN)/python bench/bench_triage.py --n-images 1000000 --repeats 3
 
 .PHONY: setup app test bench

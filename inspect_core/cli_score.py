@@ -70,7 +70,7 @@ def run(args) -> int:
     from .models import ModelLoadError, load_model
     from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
     from .sanity import baselines, baselines_frame, embedding_findings
-    from .scoring import PredictionsError, score_dataset, score_predictions
+    from .scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
     from .workspace import workspace_dir
 
     root = Path(args.root)
@@ -120,6 +120,7 @@ def run(args) -> int:
                                    workers=args.workers, decoder=args.decoder)
             result.source["preprocess_path"] = str(pre_path)
         else:
+            workspace = None
             class_names = None
             if args.preprocess:
                 class_names = list(read_preprocess(args.preprocess).class_names)
@@ -141,7 +142,7 @@ def run(args) -> int:
     listed.to_csv(out / "label_issues.csv", index=False)
     listed.to_parquet(out / "label_issues.parquet", index=False)
     base = baselines(result.table, result.class_names)
-    dups, outliers = embedding_findings(result.table["image_id"], result.embeddings)
+    dups, outliers = embedding_findings_cached(result, workspace) or embedding_findings([], None)
     if result.embeddings is not None:
         import numpy as np
         np.save(out / "embeddings.npy", result.embeddings)

@@ -317,6 +317,23 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
                              noise_matrix=noise, temperature=float(tau))
 
 
+def _worst_loss_first(frame: pd.DataFrame) -> np.ndarray:
+    """Row order by loss, highest first, equal losses by image_id: a numeric sort, then the image_id sort only
+    for the rows whose loss ties another's (a two-key sort with strings took 1 s at 1,000,000 rows)."""
+    loss = frame["loss"].to_numpy(dtype=np.float64)
+    order = np.argsort(-loss, kind="stable")
+    ranked = loss[order]
+    same_as_next = ranked[1:] == ranked[:-1]
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] |= same_as_next
+    tied[:-1] |= same_as_next
+    if tied.any():
+        rows = order[tied]               # blocks of equal loss, in descending loss: each block sorted by image_id
+        sub = pd.DataFrame({"loss": loss[rows], "image_id": frame["image_id"].to_numpy()[rows], "row": rows})
+        order[tied] = sub.sort_values(["loss", "image_id"], ascending=[False, True], kind="stable")["row"].to_numpy()
+    return order
+
+
 def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image.
 
@@ -333,7 +350,8 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
         "split": table["split"].to_numpy() if "split" in table else pd.NA,
         "given_label": table["label"].to_numpy(),
         "pred_label": table["pred_label"].to_numpy(),
-        "suggested_label": [class_names[s] if s >= 0 else None for s in cl.suggested],
+        "suggested_label": np.asarray(list(class_names) + [None], dtype=object)[
+            np.where(cl.suggested >= 0, cl.suggested, len(class_names))],
         "loss": table["loss"].to_numpy(dtype=np.float64),
         "self_confidence": table["self_confidence"].to_numpy(dtype=np.float64),
         "confidence": table["confidence"].to_numpy(dtype=np.float64),
@@ -342,10 +360,10 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
     })[ok].copy()
     for col in ("image_id", "split", "given_label", "pred_label", "suggested_label"):
         out[col] = out[col].astype("string")
-    out = out.sort_values(["loss", "image_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out = out.iloc[_worst_loss_first(out)].reset_index(drop=True)
     out.insert(0, "loss_rank", np.arange(1, len(out) + 1))
     flagged = out[out["cl_issue"]].sort_values(["cl_margin", "loss"], ascending=[False, False], kind="stable")
-    out["cl_rank"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    out["cl_rank"] = pd.arrays.IntegerArray(np.zeros(len(out), dtype=np.int64), np.ones(len(out), dtype=bool))
     out.loc[flagged.index, "cl_rank"] = np.arange(1, len(flagged) + 1)
     return out
 

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .knn import exact_rows, is_exact, knn
+
+VERIFY_MAX_ROWS = 1000      # outlier flags of the approximate kNN confirmed by an exact search (highest first)
+
 
 @dataclass
 class Baselines:
@@ -174,30 +178,6 @@ def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchInde
     return BatchIndependence(ok, worst, tolerance, n, detail)
 
 
-def _unit_rows(emb: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(emb, axis=1, keepdims=True)
-    return emb / np.where(norm > 0, norm, 1.0)
-
-
-def knn(embeddings: np.ndarray, k: int = 5, chunk_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine-distance k nearest neighbours (excluding self): (distances (N,k), indices (N,k))."""
-    emb = _unit_rows(np.asarray(embeddings, dtype=np.float32))
-    n = emb.shape[0]
-    k = max(1, min(k, n - 1))
-    dist_out = np.empty((n, k), dtype=np.float32)
-    idx_out = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        d = 1.0 - emb[start:stop] @ emb.T
-        d[np.arange(stop - start), np.arange(start, stop)] = np.inf
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        pd_ = np.take_along_axis(d, part, axis=1)
-        order = np.argsort(pd_, axis=1, kind="stable")
-        idx_out[start:stop] = np.take_along_axis(part, order, axis=1)
-        dist_out[start:stop] = np.take_along_axis(pd_, order, axis=1)
-    return np.clip(dist_out, 0.0, 2.0), idx_out
-
-
 def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
                        duplicate_max_distance: float = 1e-3, outlier_z: float = 6.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(near-duplicate pairs, outliers) from model embeddings.
@@ -205,34 +185,49 @@ def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
     Near duplicates: pairs whose cosine distance is <= ``duplicate_max_distance`` (the model sees them as
     the same picture). Outliers: mean distance to the k nearest neighbours more than ``outlier_z``
     robust standard deviations (1.4826 * MAD) above the median. Rows with NaN embeddings are skipped.
+    Above ``knn.EXACT_MAX_ROWS`` rows the neighbours come from an inverted-file search (see ``knn``), and the
+    outliers it flags are confirmed by an exact search of their neighbours (up to ``VERIFY_MAX_ROWS`` of them,
+    highest score first; more than that are flagged on the approximate distances).
     """
     dup_cols = ["image_id", "neighbour_id", "cosine_distance"]
     out_cols = ["image_id", "knn_mean_distance", "robust_z", "nearest_id", "nearest_distance"]
     if embeddings is None:
         return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
-    ids = np.asarray([str(i) for i in image_ids])
-    ok = np.isfinite(embeddings).all(axis=1)
-    ids, emb = ids[ok], embeddings[ok]
+    ids = pd.Series(image_ids, dtype=object).astype(str).to_numpy(dtype=object)
+    ok = np.concatenate([np.isfinite(embeddings[s:s + 65536]).all(axis=1)      # by blocks: no N x D temporary
+                         for s in range(0, len(embeddings), 65536)] or [np.zeros(0, dtype=bool)])
+    if ok.all():                    # no copy of what can be gigabytes (1,000,000 x 2048 float32: 8 GB)
+        emb = embeddings
+    else:
+        ids, emb = ids[ok], embeddings[ok]
     if len(ids) < 3:
         return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
     dist, idx = knn(emb, k=k)
-    pairs = []
-    seen = set()
-    for i in range(len(ids)):
-        for d, j in zip(dist[i], idx[i]):
-            if d > duplicate_max_distance:
-                break
-            key = (min(i, j), max(i, j))
-            if key not in seen:
-                seen.add(key)
-                pairs.append((ids[key[0]], ids[key[1]], float(d)))
-    dups = pd.DataFrame(pairs, columns=dup_cols).sort_values("cosine_distance", kind="stable").reset_index(drop=True)
     mean_d = dist.mean(axis=1)
     med = float(np.median(mean_d))
     mad = float(np.median(np.abs(mean_d - med))) * 1.4826
     z = (mean_d - med) / (mad if mad > 1e-12 else 1e-12)
+    if not is_exact(len(emb)):
+        # The inverted file can miss a true neighbour, which only makes a row look farther from the rest than
+        # it is: the rows it flags are searched again exactly (the VERIFY_MAX_ROWS highest scores) and keep
+        # their flag only if the exact distances confirm it.
+        flagged = np.flatnonzero(z >= outlier_z)
+        check = flagged[np.argsort(-z[flagged], kind="stable")[:VERIFY_MAX_ROWS]]
+        if len(check):
+            dist[check], idx[check] = exact_rows(emb, check, k=dist.shape[1])
+            mean_d[check] = dist[check].mean(axis=1)
+            z[check] = (mean_d[check] - med) / (mad if mad > 1e-12 else 1e-12)
+    # pairs within duplicate_max_distance, each once (first seen: row order, then neighbour order)
+    rows, slots = np.nonzero(dist <= duplicate_max_distance)
+    first_ids, other_ids = rows, idx[rows, slots]
+    lo, hi = np.minimum(first_ids, other_ids), np.maximum(first_ids, other_ids)
+    _, first = np.unique(np.stack([lo, hi], axis=1), axis=0, return_index=True) if len(lo) else ([], [])
+    first = np.sort(np.asarray(first, dtype=np.int64))
+    dups = pd.DataFrame({"image_id": ids[lo[first]], "neighbour_id": ids[hi[first]],
+                         "cosine_distance": dist[rows[first], slots[first]].astype(float)}, columns=dup_cols)
+    dups = dups.sort_values("cosine_distance", kind="stable").reset_index(drop=True)
     order = np.argsort(-z, kind="stable")
-    sel = [i for i in order if z[i] >= outlier_z]
+    sel = order[z[order] >= outlier_z]
     outliers = pd.DataFrame({"image_id": ids[sel], "knn_mean_distance": mean_d[sel].astype(float),
                              "robust_z": z[sel].astype(float), "nearest_id": ids[idx[sel, 0]],
                              "nearest_distance": dist[sel, 0].astype(float)}, columns=out_cols)

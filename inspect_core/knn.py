@@ -105,7 +105,9 @@ def _exact(emb: np.ndarray, norms: np.ndarray, k: int, rows: np.ndarray | None =
 
 
 def _merge(best_d, best_i, values, indices, k: int):
-    """The k smallest of the kept (best) and new (values, indices) per row."""
+    """The k smallest of the kept (best) and new (values, indices) per row. A masked (inf) entry, a row's own
+    column, carries index -1 like an empty slot, so it is never taken for a neighbour."""
+    indices = torch.where(torch.isinf(values), torch.full_like(indices, -1), indices)
     merged_d = torch.cat([best_d, values], dim=1)
     merged_i = torch.cat([best_i, indices], dim=1)
     keep = torch.topk(merged_d, k, dim=1, largest=False).indices
@@ -167,7 +169,7 @@ def _inverted_file(emb: np.ndarray, norms: np.ndarray, k: int, seed: int) -> tup
     rng = np.random.default_rng(seed)
     n = emb.shape[0]
     low = _projection(emb, norms, rng)
-    n_cells = max(16, int(round(CELLS_PER_SQRT_N * math.sqrt(n))))
+    n_cells = min(n, max(16, int(round(CELLS_PER_SQRT_N * math.sqrt(n)))))
     train = low[torch.from_numpy(np.sort(rng.choice(n, size=min(n, KMEANS_SAMPLE_PER_CELL * n_cells),
                                                     replace=False)))]
     centres = _kmeans(train, n_cells, rng)

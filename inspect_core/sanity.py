@@ -193,7 +193,7 @@ def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
     out_cols = ["image_id", "knn_mean_distance", "robust_z", "nearest_id", "nearest_distance"]
     if embeddings is None:
         return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
-    ids = pd.Series(image_ids, dtype=object).astype(str).to_numpy(dtype=object)
+    ids = np.asarray(pd.Series(image_ids, dtype=object), dtype=object).astype(str).astype(object)
     ok = np.concatenate([np.isfinite(embeddings[s:s + 65536]).all(axis=1)      # by blocks: no N x D temporary
                          for s in range(0, len(embeddings), 65536)] or [np.zeros(0, dtype=bool)])
     if ok.all():                    # no copy of what can be gigabytes (1,000,000 x 2048 float32: 8 GB)

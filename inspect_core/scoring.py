@@ -172,8 +172,16 @@ def model_probabilities(logits: np.ndarray, errors: list) -> tuple[np.ndarray, l
 
 
 def _as_text(values) -> pd.api.extensions.ExtensionArray:
-    """A column as pandas strings: each value as ``str(value)``, missing values as <NA>."""
-    return pd.array(np.asarray(values, dtype=object), dtype="string")
+    """A column as pandas strings: each value as ``str(value)``, missing values as <NA>. (A categorical column
+    gives its categories' values: ``np.asarray`` alone would turn integer categories into floats.)"""
+    objects = values.astype(object) if isinstance(values, pd.Series) else values
+    return pd.array(np.asarray(objects, dtype=object), dtype="string")
+
+
+def _id_texts(values) -> list[str]:
+    """image_ids as ``str(value)`` each (a missing id: "nan" / "<NA>" / "None", as ``str`` gives), in C loops."""
+    objects = values.astype(object) if isinstance(values, pd.Series) else values
+    return np.asarray(objects, dtype=object).astype(str).tolist()
 
 
 def build_table(images: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str],
@@ -967,7 +975,7 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         raise PredictionsError(f"could not read predictions {path.name}: {' '.join(str(exc).split())[:160]}") from None
     if "image_id" not in frame.columns:
         raise PredictionsError(f"{path.name} has no image_id column")
-    ids = frame["image_id"].astype(str).tolist()
+    ids = _id_texts(frame["image_id"])
     list_col = next((c for c in frame.columns if str(c).lower() in LIST_COLUMNS), None)
     ignore = {"image_id", "label", "split", "given_label", "pred_label", "path"}
     num_cols = [c for c in frame.columns if c not in ignore and pd.api.types.is_numeric_dtype(frame[c])]
@@ -1073,7 +1081,7 @@ def score_predictions(path: Path | str, images: pd.DataFrame, *, class_names: Se
     """
     t0 = time.perf_counter()
     frame = _image_frame(images)
-    dataset_ids = frame["image_id"].astype(str).tolist()
+    dataset_ids = _id_texts(frame["image_id"])
     ids, probs, names, kind, notes = read_predictions(path, class_names=class_names, image_ids=order or dataset_ids,
                                                       kind=kind, dataset_classes=dataset_classes)
     given = pd.Index(ids)

@@ -165,3 +165,18 @@ def test_outliers_flagged_by_the_approximate_search_are_confirmed_exactly(monkey
     assert set(embedding_findings(ids, emb)[1]["image_id"]) == exact
     monkeypatch.setattr(sanity, "VERIFY_MAX_ROWS", 0)                 # without the exact check: false flags
     assert {"i0", "i1", "i2", "i3", "i4"} <= set(embedding_findings(ids, emb)[1]["image_id"])
+
+
+def test_inverted_file_never_lists_a_row_as_its_own_neighbour_when_cells_run_short():
+    # review of session 4: a row whose probed cells held exactly k-1 other rows listed itself at distance 2
+    emb = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
+    dist, idx = K.knn(emb, k=1000, exact_max_rows=100)
+    assert not (idx == np.arange(len(emb))[:, None]).any()
+    assert (idx >= 0).all() and np.isfinite(dist).all()
+
+
+def test_inverted_file_on_fewer_rows_than_its_minimum_cells():
+    emb = clustered(10, 8)
+    dist, idx = K.knn(emb, k=3, exact_max_rows=5)
+    ref_d, _ = brute_force(emb, 3)
+    np.testing.assert_allclose(dist, ref_d, atol=1e-5)

@@ -152,3 +152,18 @@ def test_filter_scores_keeps_loss_order_and_sorts_a_shuffled_table():
     assert rows["loss_rank"].is_monotonic_increasing and set(rows["given_label"]) == {"cat"}
     shuffled = filter_scores(issues.sample(frac=1.0, random_state=1), given=["cat"])
     assert shuffled["image_id"].tolist() == rows["image_id"].tolist()
+
+
+def test_categorical_integer_labels_keep_their_values():
+    # review of session 4: np.asarray on a categorical of integers gave floats ("0.0"), which match no class
+    images = pd.DataFrame({"image_id": ["a", "b", "c"], "label": pd.Categorical([0, 1, None])})
+    table = build_table(images, random_probs(3, 0, n_classes=2), ["0", "1"])
+    assert table["label_index"].tolist() == [0, 1, -1] and table["label"].tolist() == ["0", "1", pd.NA]
+
+
+def test_a_missing_image_id_still_lines_up_with_npy_rows(tmp_path):
+    # review of session 4: pandas 3's astype(str) keeps NaN, while the .npy order used str(id) ("nan")
+    images = pd.DataFrame({"image_id": pd.Series(["a", "b", np.nan], dtype=object), "label": ["cat", "dog", "fox"]})
+    np.save(tmp_path / "p.npy", random_probs(3, 1))
+    result = score_predictions(tmp_path / "p.npy", images, class_names=NAMES)
+    assert result.table["error"].isna().all()

@@ -44,8 +44,9 @@ def _norms(emb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _unit_block(emb: np.ndarray, norms: np.ndarray, start: int, stop: int) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(emb[start:stop], dtype=np.float32) / norms[start:stop, None])
+def _unit(emb: np.ndarray, norms: np.ndarray, rows) -> torch.Tensor:
+    """Rows of the embedding (a slice or an index array) scaled to unit length, float32."""
+    return torch.from_numpy(np.asarray(emb[rows], dtype=np.float32) / norms[rows, None])
 
 
 def knn(embeddings: np.ndarray, k: int = 5, *, exact_max_rows: int | None = None,
@@ -90,12 +91,12 @@ def _exact(emb: np.ndarray, norms: np.ndarray, k: int, rows: np.ndarray | None =
     step = CHUNK_ROWS // 2
     for start in range(0, len(rows), step):
         query_rows = rows[start:start + step]
-        q = torch.from_numpy(np.asarray(emb[query_rows], dtype=np.float32) / norms[query_rows, None])
+        q = _unit(emb, norms, query_rows)
         best_d = torch.full((len(query_rows), k), math.inf)
         best_i = torch.full((len(query_rows), k), -1, dtype=torch.int64)
         for key_start in range(0, n, CHUNK_ROWS):
             key_stop = min(n, key_start + CHUNK_ROWS)
-            d = 1.0 - q @ _unit_block(emb, norms, key_start, key_stop).T
+            d = 1.0 - q @ _unit(emb, norms, slice(key_start, key_stop)).T
             own = torch.from_numpy((query_rows >= key_start) & (query_rows < key_stop))
             d[own.nonzero()[:, 0], torch.from_numpy(query_rows)[own] - key_start] = math.inf
             values, cols = torch.topk(d, min(k, key_stop - key_start), dim=1, largest=False)
@@ -126,7 +127,7 @@ def _projection(emb: np.ndarray, norms: np.ndarray, rng: np.random.Generator) ->
     """The unit rows on their top principal axes (fitted on a sample): (N, PROJECTED_DIMS) float32."""
     n, dims = emb.shape
     sample = np.sort(rng.choice(n, size=min(n, PCA_SAMPLE_ROWS), replace=False))
-    unit_sample = torch.from_numpy(np.asarray(emb[sample], dtype=np.float32) / norms[sample, None])
+    unit_sample = _unit(emb, norms, sample)
     mean = unit_sample.mean(dim=0)
     if dims <= PROJECTED_DIMS:
         axes = torch.eye(dims)
@@ -135,7 +136,7 @@ def _projection(emb: np.ndarray, norms: np.ndarray, rng: np.random.Generator) ->
         centred = (unit_sample - mean).double()
         _, vectors = torch.linalg.eigh(centred.T @ centred)            # ascending eigenvalues
         axes = vectors[:, -PROJECTED_DIMS:].flip(1).float().contiguous()
-    return torch.cat([(_unit_block(emb, norms, s, min(n, s + CHUNK_ROWS)) - mean) @ axes
+    return torch.cat([(_unit(emb, norms, slice(s, s + CHUNK_ROWS)) - mean) @ axes
                       for s in range(0, n, CHUNK_ROWS)])
 
 
@@ -192,10 +193,8 @@ def _inverted_file(emb: np.ndarray, norms: np.ndarray, k: int, seed: int) -> tup
         queries = flat_rows[query_order[query_bounds[cell]:query_bounds[cell + 1]]]
         if len(members) == 0 or len(queries) == 0:
             continue
-        m_np, q_np = members.numpy(), queries.numpy()
-        m = torch.from_numpy(np.asarray(emb[m_np], dtype=np.float32) / norms[m_np, None])
-        q = torch.from_numpy(np.asarray(emb[q_np], dtype=np.float32) / norms[q_np, None])
-        d = 1.0 - q @ m.T                                             # exact cosine distances
+        # exact cosine distances in the full embedding
+        d = 1.0 - _unit(emb, norms, queries.numpy()) @ _unit(emb, norms, members.numpy()).T
         d[queries[:, None] == members[None, :]] = math.inf            # never a row's own neighbour
         values, cols = torch.topk(d, min(k, len(members)), dim=1, largest=False)
         best_d[queries], best_i[queries] = _merge(best_d[queries], best_i[queries], values, members[cols], k)

@@ -206,7 +206,8 @@ def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
     mean_d = dist.mean(axis=1)
     med = float(np.median(mean_d))
     mad = float(np.median(np.abs(mean_d - med))) * 1.4826
-    z = (mean_d - med) / (mad if mad > 1e-12 else 1e-12)
+    scale = max(mad, 1e-12)
+    z = (mean_d - med) / scale
     if not is_exact(len(emb)):
         # The inverted file can miss a true neighbour, which only makes a row look farther from the rest than
         # it is: the rows it flags are searched again exactly (the VERIFY_MAX_ROWS highest scores) and keep
@@ -216,7 +217,7 @@ def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
         if len(check):
             dist[check], idx[check] = exact_rows(emb, check, k=dist.shape[1])
             mean_d[check] = dist[check].mean(axis=1)
-            z[check] = (mean_d[check] - med) / (mad if mad > 1e-12 else 1e-12)
+            z[check] = (mean_d[check] - med) / scale
     # pairs within duplicate_max_distance, each once (first seen: row order, then neighbour order)
     rows, slots = np.nonzero(dist <= duplicate_max_distance)
     first_ids, other_ids = rows, idx[rows, slots]

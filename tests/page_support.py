@@ -40,3 +40,14 @@ def write_sample_predictions(images, path: Path):
                         SAMPLE, images, workers=0)
     res.to_frame()[["image_id"] + [f"prob_{c}" for c in res.class_names]].dropna().to_csv(path, index=False)
     return res
+
+
+def open_on_predictions(images, path: Path):
+    """The Model triage page on sample_data, scored from a predictions file of the sample model written at
+    ``path`` (``write_sample_predictions``). Returns (AppTest, ScoreResult)."""
+    res = write_sample_predictions(images, path)
+    at = open_page("pages/5_Model_triage.py")
+    at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
+    at.text_input(key="di_mt_pred").set_value(str(path)).run()
+    assert not at.exception
+    return at, res

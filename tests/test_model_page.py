@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_core.review import ReviewStore
-from page_support import SAMPLE, open_page, write_sample_predictions
+from page_support import SAMPLE, open_on_predictions, open_page
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -108,11 +108,7 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
 
 def test_predictions_file_needs_no_model(sample_scan, tmp_path):
     path = tmp_path / "preds.csv"
-    res = write_sample_predictions(sample_scan.dataset.images, path)
-    at = _page(sample_scan)
-    at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
-    at.text_input(key="di_mt_pred").set_value(str(path)).run()
-    assert not at.exception
+    at, res = open_on_predictions(sample_scan.dataset.images, path)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Scored images"] == f"{int(res.table['error'].isna().sum()):,}"
     at.text_input(key="di_mt_pred").set_value(str(tmp_path / "missing.csv")).run()

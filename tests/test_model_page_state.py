@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import inspect_core
-from page_support import SAMPLE, open_page, write_sample_predictions
+from page_support import SAMPLE, open_on_predictions, open_page
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -70,11 +70,7 @@ def test_factory_and_preprocessing_path_survive_a_page_switch(sample_scan):
 
 def test_predictions_source_and_path_survive_a_page_switch(sample_scan, tmp_path):
     path = tmp_path / "preds.csv"
-    res = write_sample_predictions(sample_scan.dataset.images, path)
-    at = _page(SAMPLE)
-    at.segmented_control(key="di_mt_source").set_value("Predictions file").run()
-    at.text_input(key="di_mt_pred").set_value(str(path)).run()
-    assert not at.exception
+    at, res = open_on_predictions(sample_scan.dataset.images, path)
     scored = _metrics(at)
     assert scored["Scored images"] == f"{int(res.table['error'].isna().sum()):,}"
     _away_and_back(at)

@@ -184,8 +184,8 @@ with tab_class:
     st.dataframe(entry["per_class"], hide_index=True, width="stretch")
 
 with tab_sanity:
-    mt.sanity_panel(result, model=model, scan=scan, embedding=mt.embedding_findings_of(entry, scan.workspace),
-                    base=entry["baselines"])
+    mt.sanity_panel(result, entry["baselines"], mt.embedding_findings_of(entry, scan.workspace), model=model,
+                    scan=scan)
 
 with tab_errors:
     bad = table[table["error"].notna()][["image_id", "label", "split", "error"]]

@@ -462,16 +462,14 @@ def batch_check(model, scan, result, n_images: int = 8):
     return batch_independence(model.forward, x)
 
 
-def sanity_panel(result, model=None, scan=None, embedding=None, base=None) -> None:
-    """Baselines, the batch-independence check (on a click) and the embedding kNN findings. ``embedding``:
-    ``(pairs, outliers)`` computed once per result (``embedding_findings_of``), ``base``: the baselines
-    (``make_entry``); each is computed here when None."""
-    from inspect_core.sanity import baselines, baselines_frame, embedding_findings
+def sanity_panel(result, base, embedding, model=None, scan=None) -> None:
+    """Baselines, the batch-independence check (on a click) and the embedding kNN findings, from what is computed
+    once per result: ``base`` the baselines (``make_entry``), ``embedding`` ``(pairs, outliers)`` or None without
+    embeddings (``embedding_findings_of``)."""
+    from inspect_core.sanity import baselines_frame
     caption = decoder_caption(result.source)
     if caption:
         st.caption(md_escape(caption))
-    if base is None:
-        base = baselines(result.table, result.class_names)
     if not base:
         st.info("No labelled, scored images: the baselines need labels.")
     else:
@@ -485,11 +483,10 @@ def sanity_panel(result, model=None, scan=None, embedding=None, base=None) -> No
                 st.warning("Not enough readable images for the batch-independence check.")
             else:
                 (st.success if check.ok else st.error)(md_escape(check.detail))
-    if result.embeddings is None:
+    if embedding is None:
         st.caption("The model gives no embedding here (no final linear layer or embed method): kNN checks skipped.")
     else:
-        dups, outliers = embedding if embedding is not None else embedding_findings(result.table["image_id"],
-                                                                                    result.embeddings)
+        dups, outliers = embedding
         st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")
         if len(dups):
             st.dataframe(dups.head(200), hide_index=True, width="stretch")

@@ -25,6 +25,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("root", help="dataset root folder")
     p.add_argument("--model", help="model file: TorchScript, .pt2, or a state dict (then give --factory)")
     p.add_argument("--factory", help="for a state dict: module:function that builds the model")
+    p.add_argument("--model-format", choices=("auto", "torchscript", "export", "state_dict"), default="auto",
+                   help="what the model file is; auto: a state dict when --factory is given, a torch.export program "
+                        "for a .pt2 name, else TorchScript. A file whose contents disagree is refused unread")
+    p.add_argument("--max-model-mb", type=float, default=None,
+                   help="refuse model files larger than this (default 8589.9 MB, i.e. 8 GiB)")
     p.add_argument("--preprocess", help="preprocessing JSON (default: <model>.preprocess.json beside the model)")
     p.add_argument("--predictions", help="CSV/Parquet/NPY of per-class probabilities or logits (no model needed)")
     p.add_argument("--predictions-order", help="for .npy predictions: text file with one image_id per row")
@@ -115,10 +120,13 @@ def run(args) -> int:
                     workspace = workspace_dir(ds.root, base=args.workspace)
                 except ValueError as exc:
                     return _fail(" ".join(str(exc).split()))
-            model = load_model(args.model, spec, factory=args.factory, device=args.device)
+            cap = {} if args.max_model_mb is None else {"max_bytes": int(args.max_model_mb * 1e6)}
+            model = load_model(args.model, spec, factory=args.factory, device=args.device, kind=args.model_format,
+                               **cap)
             result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
                                    workers=args.workers, decoder=args.decoder)
             result.source["preprocess_path"] = str(pre_path)
+            result.source["model_form"] = f"{model.kind} ({model.form_reason})"
         else:
             workspace = None
             class_names = None
@@ -158,6 +166,8 @@ def run(args) -> int:
     n_err = int(table["error"].notna().sum())
     lines = [f"scored {len(table)} images ({n_err} with errors) in {result.elapsed_s:.1f} s"
              f"{' (from cache)' if result.from_cache else ''}; source: {result.source.get('kind')}"]
+    if result.source.get("model_form"):
+        lines.append(f"model loaded as {result.source['model_form']}")
     if result.source.get("preprocess_path"):
         lines.append(f"preprocessing: {result.source['preprocess_path']}")
     if "label" not in images or images["label"].isna().all():

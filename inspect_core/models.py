@@ -7,6 +7,13 @@ Forms:
   user's own code that builds the architecture. The state dict is read with
   ``torch.load(weights_only=True)``: a pickle that tries to run code is refused.
 
+The form is the user's choice, never the file's: an explicit ``kind``; else a state dict when a factory is
+given; else a torch.export program for a ``.pt2`` name and a TorchScript program for any other name. The
+file's contents are then checked against that form (reading the zip listing or two bytes, running nothing),
+and a file whose contents disagree is refused with what it really is: a program is only ever loaded where
+the user chose a program form, and a state-dict path is only ever read with ``weights_only=True``. Only
+regular files under ``MAX_MODEL_FILE_BYTES`` are opened (no devices, pipes or sockets).
+
 Every failure raises ``ModelLoadError`` with a one-line message naming the file and what to do.
 """
 from __future__ import annotations
@@ -17,6 +24,7 @@ import inspect
 import logging
 import os
 import pickle
+import stat
 import sys
 import threading
 import warnings
@@ -35,6 +43,11 @@ log = logging.getLogger(__name__)
 TRUST_WARNING = ("TorchScript and .pt2 files are programs, not data: load only model files you trust "
                  "(from your own training run). State dicts are read with weights_only=True.")
 FORMATS = ("torchscript", "export", "state_dict")
+FORM_NAMES = {"torchscript": "TorchScript program", "export": "torch.export program",
+              "state_dict": "state dict (weights only)"}
+# A model file larger than this is refused before it is opened (the largest public image classifiers
+# are a few GB); load_model(max_bytes=...) and the CLI's --max-model-mb change it.
+MAX_MODEL_FILE_BYTES = 8 * 1024 ** 3
 
 
 class ModelLoadError(RuntimeError):
@@ -112,6 +125,51 @@ def detect_format(path: Path | str) -> str:
     raise ModelLoadError(f"{path.name} is a zip file but not a TorchScript, .pt2 or torch.save archive")
 
 
+def choose_form(path: Path | str, factory: str | None = None, kind: str | None = None) -> tuple[str, str]:
+    """The form the user asked for, and why: an explicit ``kind`` ("auto"/None = not given), else a state dict
+    when a factory is given, else by the file name (``.pt2`` a torch.export program, anything else TorchScript).
+    Never from the file's contents."""
+    name = Path(path).name
+    if kind and kind != "auto":
+        if kind not in FORMATS:
+            raise ModelLoadError(f"unknown model form {kind!r}; use auto, {', '.join(FORMATS)}")
+        if kind != "state_dict" and factory:
+            raise ModelLoadError(f"a factory ({factory}) builds the model for a state dict only, but {name} was given "
+                                 f"as a {FORM_NAMES[kind]}; drop the factory or choose the state-dict form")
+        return kind, f"chosen as a {FORM_NAMES[kind]}"
+    if factory:
+        return "state_dict", "a factory was given, so it is read as a state dict"
+    if name.lower().endswith(".pt2"):
+        return "export", "its name ends in .pt2"
+    return "torchscript", "no factory was given and its name does not end in .pt2"
+
+
+def _advice(asked: str, found: str) -> str:
+    if asked == "state_dict":
+        return (f"a program can run code when it is loaded, so it was not; if you trust this file, load it as a "
+                f"{FORM_NAMES[found]} (CLI: --model-format {found} without --factory; app: Model form)")
+    if found == "state_dict":
+        return "give the factory that builds the model as module:function (e.g. --factory mypkg.models:make_model)"
+    return f"if you trust it, choose that form (CLI: --model-format {found}; app: Model form)"
+
+
+def check_model_file(path: Path, max_bytes: int = MAX_MODEL_FILE_BYTES) -> os.stat_result:
+    """The file's stat if it is a regular file of at most ``max_bytes``, else ModelLoadError (a device, a pipe,
+    a socket or a huge file is never opened)."""
+    try:
+        st = os.stat(path)                        # follows symlinks: a link to /dev/zero is a device
+    except OSError as exc:
+        raise ModelLoadError(f"model file {path} cannot be read ({exc.strerror}); check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelLoadError(f"model path {path} is not a regular file (a device, pipe or socket); "
+                             "give the saved model file")
+    if st.st_size > max_bytes:
+        raise ModelLoadError(f"model file {path.name} is {st.st_size / 1e6:,.0f} MB, over the "
+                             f"{max_bytes / 1e6:,.0f} MB cap for model files; raise it with --max-model-mb "
+                             "(max_bytes= in Python) if the file is right")
+    return st
+
+
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
@@ -145,6 +203,7 @@ class LoadedModel:
     max_batch: int | None = None      # 1 for programs exported with a fixed batch of 1
     notes: list[str] = field(default_factory=list)
     factory_sha256: str = ""          # of the factory module's source file (state dicts)
+    form_reason: str = ""             # why it was loaded in this form (choose_form)
 
     @property
     def n_classes(self) -> int:
@@ -392,20 +451,24 @@ def check_model(module: Callable, spec: Preprocess, device: torch.device, name: 
 
 
 def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None, device: str | torch.device | None = None,
-               kind: str | None = None) -> LoadedModel:
-    """Load a model file and check it against ``spec``. ``kind`` None = detect from the archive."""
+               kind: str | None = None, max_bytes: int = MAX_MODEL_FILE_BYTES) -> LoadedModel:
+    """Load a model file in the form the user asked for (``choose_form``) and check it against ``spec``.
+    A file whose contents are another form is refused before anything in it is loaded."""
     path = Path(path).expanduser()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise ModelLoadError(f"model file {path} not found; check the path")
     if path.is_dir():
         raise ModelLoadError(f"model path {path} is a folder; give the model file inside it")
+    form, why = choose_form(path, factory, kind)
+    check_model_file(path, max_bytes)
+    found = detect_format(path)                  # the zip listing or two bytes: nothing is run
+    if found != form:
+        raise ModelLoadError(f"refused {path.name}: it was given as a {FORM_NAMES[form]} ({why}) but it is a "
+                             f"{FORM_NAMES[found]}; nothing in it was loaded. {_advice(form, found)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    kind = kind or detect_format(path)
-    if kind not in FORMATS:
-        raise ModelLoadError(f"unknown model kind {kind!r}; use one of {', '.join(FORMATS)}")
-    if kind == "torchscript":
+    if form == "torchscript":
         module = load_torchscript(path)
-    elif kind == "export":
+    elif form == "export":
         module = load_exported(path, dev)
     else:
         if not factory:
@@ -421,9 +484,10 @@ def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None
             raise ModelLoadError(f"could not move {path.name} to {dev}: {_one_line(exc)}") from None
     _set_eval(module)
     max_batch = check_model(module, spec, dev, path.name)
-    model = LoadedModel(module=module, kind=kind, path=path, file_sha256=file_sha256(path), device=dev, spec=spec,
-                        factory=factory if kind == "state_dict" else None, max_batch=max_batch,
-                        factory_sha256=factory_source_sha256(factory) if kind == "state_dict" else "")
+    model = LoadedModel(module=module, kind=form, path=path, file_sha256=file_sha256(path), device=dev, spec=spec,
+                        factory=factory if form == "state_dict" else None, max_batch=max_batch,
+                        factory_sha256=factory_source_sha256(factory) if form == "state_dict" else "",
+                        form_reason=why)
     if max_batch == 1:
         model.notes.append("model accepts only one image per batch (fixed batch size); scoring one at a time")
     return model

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspect_core.models import TRUST_WARNING, ModelLoadError
+from inspect_core.models import FORM_NAMES, TRUST_WARNING, ModelLoadError
 from inspect_core.scoring import PredictionsError, cached_scores, score_predictions
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
@@ -29,7 +29,10 @@ if source == "Model file":
     st.warning(TRUST_WARNING)
     model_path = st.text_input("Model file (TorchScript, .pt2, or state dict)", key=mt.K + "model",
                                placeholder="/path/to/model.pt2", **mt.KEEP).strip()
-    c1, c2 = st.columns(2)
+    c0, c1, c2 = st.columns(3)
+    form = mt.MODEL_FORMS[c0.selectbox("Model form", list(mt.MODEL_FORMS), key=mt.K + "form_kind", **mt.KEEP,
+                                       help="What the file is. A file whose contents are another form is refused "
+                                            "unread: a state dict is never loaded as a program.")]
     factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
                             placeholder="mypkg.models:make_model", **mt.KEEP).strip()
     pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",
@@ -45,11 +48,12 @@ if source == "Model file":
     if spec is None:
         st.stop()
     try:
-        model = mt.get_model(model_path, spec, factory or None)
+        model = mt.get_model(model_path, spec, factory or None, form)
     except ModelLoadError as exc:
         st.error(md_escape(str(exc)))
         st.stop()
-    st.caption(md_escape(f"Loaded {model.kind} model on {model.device}; {model.n_classes} classes"))
+    st.caption(md_escape(f"Loaded a {FORM_NAMES[model.kind]} on {model.device}, {model.n_classes} classes "
+                         f"({model.form_reason})"))
     decoder = mt.decoder_choice(model)
     key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint, decoder)
     entry = st.session_state.get(mt.RESULT_KEY)

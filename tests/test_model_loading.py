@@ -289,3 +289,131 @@ def test_torch_export_program_saved_on_a_gpu_loads_and_scores_on_the_cpu(spec, s
     np.testing.assert_allclose(res.probs[ok], gpu_probs[ok], atol=5e-3)
     ts = M.load_model(saved / "model.ts.pt", spec, device="cpu")   # TorchScript saved on the GPU, too
     assert all(p.device.type == "cpu" for p in ts.module.parameters())
+
+
+def _malicious_program(src: Path, dst: Path, marker: Path) -> Path:
+    """A torch.export archive whose first weight is a pickle that writes ``marker`` when torch.export.load
+    reads it (torch reads pickled weights with weights_only=False): a program dressed as a state dict."""
+    import json
+    import zipfile
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data/weights/model_weights_config.json"):
+                config = json.loads(data)
+                first = next(iter(config["config"].values()))
+                first["use_pickle"] = True
+                victim = first["path_name"]
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+    with zipfile.ZipFile(dst) as z:
+        names = z.namelist()
+    weight = next(n for n in names if n.endswith(f"data/weights/{victim}"))
+    rebuilt = dst.with_suffix(".tmp")
+    with zipfile.ZipFile(dst) as zin, zipfile.ZipFile(rebuilt, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, pickle.dumps(_Evil(str(marker))) if item.filename == weight else zin.read(item.filename))
+    rebuilt.replace(dst)
+    return dst
+
+
+def test_a_program_renamed_as_a_state_dict_is_refused_and_runs_nothing(tmp_path, spec):
+    marker = tmp_path / "pwned.txt"
+    evil = _malicious_program(MODEL_DIR / "model.pt2", tmp_path / "weights_state_dict.pth", marker)
+    # given with a factory, the user asked for a state dict: it is refused, and says what it is
+    with pytest.raises(M.ModelLoadError, match="torch.export program") as info:
+        M.load_model(evil, spec, factory=FACTORY)
+    assert "state dict" in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
+    # asked for explicitly as a state dict (no factory given): refused the same way, before any factory is needed
+    with pytest.raises(M.ModelLoadError, match="torch.export program"):
+        M.load_model(evil, spec, kind="state_dict")
+    assert not marker.exists()
+    # without a factory a .pth is taken as TorchScript (stated): its contents disagree, so it is refused too
+    with pytest.raises(M.ModelLoadError, match="torch.export program"):
+        M.load_model(evil, spec)
+    assert not marker.exists()
+
+
+def test_the_payload_runs_when_the_user_chooses_the_program_form(tmp_path, spec):
+    """The marker test above can fail: torch.export.load does run this archive's pickle."""
+    marker = tmp_path / "pwned.txt"
+    evil = _malicious_program(MODEL_DIR / "model.pt2", tmp_path / "trusted.pt2", marker)
+    try:
+        M.load_model(evil, spec, kind="export")
+    except M.ModelLoadError:
+        pass                        # the payload is no tensor; the load may fail after the pickle ran
+    assert marker.exists()
+
+
+def test_the_form_is_the_users_choice_and_is_stated(tmp_path, spec):
+    ts = M.load_model(MODEL_DIR / "model.ts.pt", spec, device="cpu")
+    assert ts.kind == "torchscript" and "no factory" in ts.form_reason
+    ex = M.load_model(MODEL_DIR / "model.pt2", spec, device="cpu")
+    assert ex.kind == "export" and ".pt2" in ex.form_reason
+    sd = M.load_model(MODEL_DIR / "model_state.pt", spec, factory=FACTORY, device="cpu")
+    assert sd.kind == "state_dict" and "factory" in sd.form_reason
+    # a program with a .pt2 name but TorchScript inside, and a state dict named .pt2
+    for src, name, found in (("model.ts.pt", "m.pt2", "TorchScript"), ("model_state.pt", "w.pt2", "state dict")):
+        (tmp_path / name).write_bytes((MODEL_DIR / src).read_bytes())
+        with pytest.raises(M.ModelLoadError, match=found):
+            M.load_model(tmp_path / name, spec)
+    # the explicit form wins over the extension; a factory with a program form is a contradiction
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes((MODEL_DIR / "model.pt2").read_bytes())
+    assert M.load_model(renamed, spec, kind="export", device="cpu").kind == "export"
+    with pytest.raises(M.ModelLoadError, match="factory"):
+        M.load_model(MODEL_DIR / "model.ts.pt", spec, kind="torchscript", factory=FACTORY)
+
+
+def test_only_regular_files_under_the_size_cap_are_read(tmp_path, spec):
+    import os
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(M.ModelLoadError, match="not a regular file"):
+        M.load_model(fifo, spec)                 # would hang forever if opened
+    with pytest.raises(M.ModelLoadError, match="not a regular file"):
+        M.load_model("/dev/zero", spec, factory=FACTORY)
+    link = tmp_path / "zero.pt"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(M.ModelLoadError, match="not a regular file"):
+        M.load_model(link, spec, factory=FACTORY)
+    with pytest.raises(M.ModelLoadError, match=r"over the .* cap") as info:
+        M.load_model(MODEL_DIR / "model_state.pt", spec, factory=FACTORY, max_bytes=1000)
+    assert "max_bytes" in str(info.value) or "--max-model-mb" in str(info.value)
+
+
+def test_the_cli_refuses_a_program_given_as_a_state_dict(tmp_path, capsys):
+    from inspect_core.cli import main
+    marker = tmp_path / "pwned.txt"
+    evil = _malicious_program(MODEL_DIR / "model.pt2", tmp_path / "weights_state_dict.pth", marker)
+    (tmp_path / "weights_state_dict.preprocess.json").write_text((MODEL_DIR / "model.preprocess.json").read_text())
+    rc = main(["score", str(SAMPLE), "--model", str(evil), "--factory", FACTORY, "--out", str(tmp_path / "out"),
+               "--no-cache", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "refused weights_state_dict.pth" in err and "torch.export program" in err and len(err.splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "out" / "scores.parquet").exists()
+    # --model-format state_dict without a factory: refused the same way
+    rc = main(["score", str(SAMPLE), "--model", str(evil), "--model-format", "state_dict",
+               "--out", str(tmp_path / "out"), "--no-cache"])
+    assert rc == 2 and "refused" in capsys.readouterr().err and not marker.exists()
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_the_page_refuses_a_program_given_as_a_state_dict(tmp_path, sample_scan):
+    from page_support import open_page
+    marker = tmp_path / "pwned.txt"
+    evil = _malicious_program(MODEL_DIR / "model.pt2", tmp_path / "weights_state_dict.pth", marker)
+    (tmp_path / "weights_state_dict.preprocess.json").write_text((MODEL_DIR / "model.preprocess.json").read_text())
+    at = open_page("pages/5_Model_triage.py")
+    at.text_input(key="di_mt_model").set_value(str(evil)).run()
+    at.text_input(key="di_mt_factory").set_value(FACTORY).run()
+    assert not at.exception
+    errors = [str(e.value).replace("\\", "") for e in at.error]     # shown Markdown-escaped
+    assert any("refused weights_state_dict.pth" in e and "torch.export program" in e for e in errors), errors
+    assert not marker.exists()
+    assert not [c.value for c in at.caption if str(c.value).startswith("Loaded")]
+    # choosing the state-dict form explicitly changes nothing
+    at.selectbox(key="di_mt_form_kind").set_value("State dict + factory (weights only)").run()
+    assert any("refused" in e.value for e in at.error) and not marker.exists()

@@ -132,14 +132,20 @@ def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess
         return None
 
 
+# The "Model form" box: the user says what the file is (load_model refuses a file whose contents disagree).
+MODEL_FORMS = {"Auto: a factory means a state dict, .pt2 a torch.export program, else TorchScript": "auto",
+               "TorchScript program": "torchscript", "torch.export program (.pt2)": "export",
+               "State dict + factory (weights only)": "state_dict"}
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _cached_model(path: str, stamp: str, spec_json: str, factory: str | None):
+def _cached_model(path: str, stamp: str, spec_json: str, factory: str | None, kind: str = "auto"):
     spec = Preprocess.from_dict(json.loads(spec_json))
-    return load_model(path, spec, factory=factory or None)
+    return load_model(path, spec, factory=factory or None, kind=kind)
 
 
-def get_model(path: str, spec: Preprocess, factory: str | None):
-    """The loaded model (cached per file version, preprocessing and factory), or raises ModelLoadError."""
+def get_model(path: str, spec: Preprocess, factory: str | None, kind: str = "auto"):
+    """The loaded model (cached per file version, preprocessing, factory and form), or raises ModelLoadError."""
     p = Path(path).expanduser()
     try:
         st_ = p.stat()
@@ -150,7 +156,7 @@ def get_model(path: str, spec: Preprocess, factory: str | None):
         from inspect_core.models import import_factory
         import_factory(factory)                     # imported (or reloaded when edited) safely; ModelLoadError
         stamp += f":{_factory_stamp(factory)}"
-    return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory)
+    return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory, kind)
 
 
 def _factory_stamp(factory: str) -> str:

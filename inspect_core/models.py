@@ -502,3 +502,41 @@ def embedding_layer(module) -> nn.Module | None:
         if isinstance(sub, nn.Linear):
             last = sub
     return last
+
+
+# How to get embeddings when a model form yields none (said on the page and in the CLI summary).
+EMBEDDING_HOWTO = ("give the model an `embed(x)` method that returns the penultimate features, or score it as a "
+                   ".pt2 program or a state dict + factory")
+
+
+def script_embedding_function(module) -> tuple[Callable | None, str]:
+    """For a TorchScript module without an ``embed`` method: a function ``fn(x) -> (output, embedding)`` that
+    runs the module's own forward graph once and also returns the input of its last linear op (``aten::linear``
+    or ``aten::addmm``), made from a copy of the graph with the calls inlined; the module is not changed.
+    Returns (None, why) when the graph has no such op at its top level (e.g. inside a branch or a loop)."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return None, "not a TorchScript module"
+    try:
+        graph = module.forward.graph.copy()
+        torch._C._jit_pass_inline(graph)
+        ops = {"aten::linear": 0, "aten::addmm": 1}
+        linear = [n for n in graph.findAllNodes("aten::linear") + graph.findAllNodes("aten::addmm")]
+        if not linear:
+            return None, "its forward graph has no linear layer"
+        top = [n for n in graph.nodes() if n.kind() in ops]
+        if not top:
+            return None, "its last linear layer sits inside a branch or loop of the scripted code"
+        last = top[-1]
+        feature = list(last.inputs())[ops[last.kind()]]
+        ret = graph.return_node()
+        output = list(ret.inputs())[0]
+        both = graph.create("prim::TupleConstruct", [output, feature])
+        both.output().setType(torch._C.TupleType([output.type(), feature.type()]))
+        both.insertBefore(ret)
+        ret.replaceInput(0, both.output())
+        graph.lint()
+        function = torch._C._create_function_from_graph("forward_with_embedding", graph)
+    except Exception as exc:  # noqa: BLE001 - TorchScript internals: never fail loading for embeddings
+        return None, f"its scripted graph could not be tapped ({_one_line(exc, 100)})"
+    owner = module._c
+    return (lambda x: function(owner, x)), ""

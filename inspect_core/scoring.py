@@ -29,7 +29,7 @@ from .preprocess import Preprocess, image_to_pixels, load_image_file, normalize_
 log = logging.getLogger(__name__)
 
 SCORES_DIR = "scores"
-CACHE_VERSION = 3   # 3: the centre crop is resized from its box of the source (preprocess.geometry)
+CACHE_VERSION = 4   # 4: TorchScript models without an embed method give embeddings; 3: centre crop from its box
 PROB_PREFIX = "prob_"
 
 
@@ -444,14 +444,18 @@ def graph_embedding_slot(module) -> dict | None:
 
 class _EmbeddingTap:
     """Captures the penultimate embedding during forward: the input of the last nn.Linear (eager modules,
-    by a forward pre-hook), of the last linear op (torch.export programs), or an ``embed`` method (TorchScript)."""
+    by a forward pre-hook), of the last linear op (torch.export programs), an ``embed`` method (TorchScript),
+    or else the input of the last linear op of the scripted graph (``models.script_embedding_function``: the
+    forward runs through it, once). ``why_none`` says why a module yields no embedding."""
 
     def __init__(self, module):
-        from .models import embedding_layer
+        from .models import embedding_layer, script_embedding_function
         self.value = None
         self.handle = None
         self.slot = None
         self.method = None
+        self.forward_with_embedding = None
+        self.why_none = ""
         layer = embedding_layer(module)
         if layer is not None:
             self.handle = layer.register_forward_pre_hook(self._hook)
@@ -462,6 +466,8 @@ class _EmbeddingTap:
             self.slot = None
         if self.slot is None:
             self.method = getattr(module, "embed", None)
+        if self.slot is None and self.method is None:
+            self.forward_with_embedding, self.why_none = script_embedding_function(module)
 
     def _hook(self, _module, inputs):
         if inputs and hasattr(inputs[0], "detach"):
@@ -483,9 +489,14 @@ class _EmbeddingTap:
 def _launch_batch(model, x, settings: RuntimeSettings, tap: _EmbeddingTap | None):
     """The forward pass, queued on the device: (logits, embedding or None), not yet copied to the host."""
     import torch
+
+    from .models import logits_of
     if tap is not None:
         tap.reset()
     with torch.inference_mode(), autocast_context(settings):
+        if tap is not None and tap.forward_with_embedding is not None:
+            output, emb = tap.forward_with_embedding(x)
+            return logits_of(output), emb
         logits = model.forward(x)
         emb = None
         if tap is not None:
@@ -751,6 +762,11 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
             tap.close()
     if n_fallback:
         notes.append(f"{n_fallback} JPEG files nvJPEG could not decode were decoded with Pillow")
+    if tap is not None and emb_all is None and scored:
+        from .models import EMBEDDING_HOWTO
+        why = tap.why_none or "the model gave no penultimate features"
+        notes.append(f"no embeddings, so the embedding near-duplicate and outlier sections are empty: {why}; "
+                     f"to get them, {EMBEDDING_HOWTO}")
     return logits_all, emb_all, errors, notes
 
 

@@ -417,3 +417,58 @@ def test_the_page_refuses_a_program_given_as_a_state_dict(tmp_path, sample_scan)
     # choosing the state-dict form explicitly changes nothing
     at.selectbox(key="di_mt_form_kind").set_value("State dict + factory (weights only)").run()
     assert any("refused" in e.value for e in at.error) and not marker.exists()
+
+
+class _BranchyHead(nn.Module):
+    """Its last linear layer runs inside a branch of the scripted code: no top-level linear op to tap."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3, 5)
+
+    def forward(self, x):
+        if x.shape[0] > 0:
+            return self.head(x.mean((2, 3)))
+        return x.new_zeros((0, 5))
+
+
+class _NoEmbed(nn.Module):
+    """The sample CNN's layers with no ``embed`` method (as most users' traced models are)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.features, self.pool, self.head = net.features, net.pool, net.head
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def test_traced_torchscript_without_embed_gives_the_eager_embeddings(tmp_path, spec, sample_images, scored_forms):
+    from inspect_core.sample_model import make_model
+    from inspect_core.scoring import score_dataset
+    eager = make_model(len(spec.class_names))
+    eager.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
+    traced = torch.jit.trace(_NoEmbed(eager).eval(), torch.zeros((2, *spec.input_shape)))
+    assert not hasattr(traced, "embed")
+    path = tmp_path / "traced.ts.pt"
+    torch.jit.save(traced, str(path))
+    model = M.load_model(path, spec, device="cpu")
+    result = score_dataset(model, sample_images.root, sample_images.images, workers=0, use_cache=False)
+    ref = scored_forms["state_dict"][1]
+    ok = np.isfinite(ref.embeddings).all(axis=1)
+    assert result.embeddings is not None
+    np.testing.assert_allclose(result.embeddings[ok], ref.embeddings[ok], atol=1e-4)
+    np.testing.assert_allclose(result.probs[ok], ref.probs[ok], atol=1e-4)          # forward ran once, unchanged
+    assert not [n for n in result.notes if "no embeddings" in n]
+
+
+def test_a_model_with_no_tappable_layer_says_why_the_embedding_sections_are_empty(tmp_path, spec, sample_images):
+    from inspect_core.scoring import score_dataset
+    path = tmp_path / "branchy.ts.pt"
+    torch.jit.save(torch.jit.script(_BranchyHead().eval()), str(path))
+    model = M.load_model(path, spec, device="cpu")
+    images = sample_images.images.head(12)
+    result = score_dataset(model, sample_images.root, images, workers=0, use_cache=False)
+    assert result.embeddings is None
+    note = next(n for n in result.notes if "no embeddings" in n)
+    assert "branch or loop" in note and "embed" in note and ".pt2" in note

@@ -490,7 +490,9 @@ def sanity_panel(result, base, embedding, model=None, scan=None) -> None:
             else:
                 (st.success if check.ok else st.error)(md_escape(check.detail))
     if embedding is None:
-        st.caption("The model gives no embedding here (no final linear layer or embed method): kNN checks skipped.")
+        from inspect_core.models import EMBEDDING_HOWTO
+        st.caption(md_escape(f"The model gives no embeddings (the note above says why): kNN checks skipped. To get "
+                             f"them, {EMBEDDING_HOWTO}."))
     else:
         dups, outliers = embedding
         st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")

@@ -24,7 +24,9 @@ Label errors are injected at known rates, per seed:
 Scores: precision and recall of the flags against the injected errors, precision at k (k = number of injected
 errors) of each ranking (ours: flags by ``cl_margin`` then the rest by it; cleanlab: its flags ranked by
 self-confidence, then the rest by ``get_label_quality_scores``), and the rare class's correct images flagged.
-Medians over the seeds. Writes bench/results/label_issues_real.json and prints a Markdown table.
+"ours" is what the app flags; "every-class" is ours with the model-problem rule off
+(``model_problem_recall_ratio`` 0: every class judged, as cleanlab does), to separate the ranking from that rule.
+Medians over the seeds (pooled figures are in the JSON too). Writes bench/results/label_issues_real.json and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -151,10 +153,10 @@ def make_noisy(x, y, scenario: str, rate: float, seed: int, confused: np.ndarray
     return x, y, given, None
 
 
-def ranking_ours(probs, given) -> tuple[np.ndarray, np.ndarray]:
+def ranking_ours(probs, given, settings=None) -> tuple[np.ndarray, np.ndarray]:
     """(flag mask, ranking: flagged by cl_margin, then the rest by it) as rank_label_issues orders them."""
     from inspect_core.label_issues import find_issues_confident_learning
-    cl = find_issues_confident_learning(probs, given)
+    cl = find_issues_confident_learning(probs, given, settings=settings)
     order = np.lexsort((-np.nan_to_num(cl.margin, nan=-np.inf), ~cl.issue_mask))
     return cl.issue_mask, order
 
@@ -180,7 +182,8 @@ def one_run(dataset: str, scenario: str, rate: float, seed: int, data, confused)
     probs = out_of_sample(x, given, MODEL_C[dataset], seed)
     truth = given != y
     out = {"accuracy_vs_true": float((probs.argmax(1) == y).mean()), "n_errors": int(truth.sum())}
-    for name, method in (("ours", ranking_ours), ("cleanlab", ranking_cleanlab)):
+    every_class = lambda p, g: ranking_ours(p, g, {"model_problem_recall_ratio": 0.0})   # noqa: E731
+    for name, method in (("ours", ranking_ours), ("ours_every_class", every_class), ("cleanlab", ranking_cleanlab)):
         mask, order = method(probs, given)
         scores = prf(mask, truth)
         scores["precision_at_k"] = precision_at_k(order, truth)
@@ -195,12 +198,17 @@ def one_run(dataset: str, scenario: str, rate: float, seed: int, data, confused)
 def medians(runs: list[dict]) -> dict:
     out = {"seeds": len(runs), "accuracy_vs_true": statistics.median(r["accuracy_vs_true"] for r in runs),
            "n_errors": statistics.median(r["n_errors"] for r in runs)}
-    for name in ("ours", "cleanlab"):
+    for name in ("ours", "ours_every_class", "cleanlab"):
         keys = [k for k in runs[0][name] if isinstance(runs[0][name][k], (int, float))]
         out[name] = {k: statistics.median(r[name][k] for r in runs) for k in keys}
     for metric in ("precision", "recall", "precision_at_k"):
         out[f"seeds_ours_below_cleanlab_{metric}"] = sum(r["ours"][metric] < r["cleanlab"][metric] - 1e-12
                                                           for r in runs)
+    # precision and recall pooled over the seeds (sum of true positives over sum of flags / of errors)
+    for name in ("ours", "ours_every_class", "cleanlab"):
+        tp, flagged = sum(r[name]["tp"] for r in runs), sum(r[name]["n_flagged"] for r in runs)
+        out[name]["pooled_precision"] = tp / max(1, flagged)
+        out[name]["pooled_recall"] = tp / max(1, sum(r["n_errors"] for r in runs))
     return out
 
 
@@ -228,18 +236,19 @@ def main(argv=None) -> int:
                                                                                else sys.argv[1:])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["| dataset | errors | rate | model acc. | errors (median) | ours P | cleanlab P | ours R | cleanlab R | "
-             "ours P@k | cleanlab P@k | seeds ours < cleanlab (P / R / P@k) | rare correct flagged ours / cleanlab |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| dataset | errors | rate | model acc. | errors | ours P | ours R | ours P@k | every-class P | "
+             "every-class R | every-class P@k | cleanlab P | cleanlab R | cleanlab P@k | seeds ours < cleanlab "
+             "(P / R / P@k) | rare class's correct images flagged: ours / every-class / cleanlab |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        o, c = r["ours"], r["cleanlab"]
-        rare = (f"{o['rare_correct_flagged']:g} / {c['rare_correct_flagged']:g} of {o['rare_correct']:g}"
-                if "rare_correct" in o else "")
+        o, e, c = r["ours"], r["ours_every_class"], r["cleanlab"]
+        rare = (f"{o['rare_correct_flagged']:g} / {e['rare_correct_flagged']:g} / {c['rare_correct_flagged']:g} "
+                f"of {o['rare_correct']:g}" if "rare_correct" in o else "")
+        cells = " | ".join(f"{m['precision']:.3f} | {m['recall']:.3f} | {m['precision_at_k']:.3f}" for m in (o, e, c))
         lines.append(f"| {r['dataset']} | {r['scenario']} | {r['rate']:.0%} | {r['accuracy_vs_true']:.3f} | "
-                     f"{r['n_errors']:g} | {o['precision']:.3f} | {c['precision']:.3f} | {o['recall']:.3f} | "
-                     f"{c['recall']:.3f} | {o['precision_at_k']:.3f} | {c['precision_at_k']:.3f} | "
-                     f"{r['seeds_ours_below_cleanlab_precision']} / {r['seeds_ours_below_cleanlab_recall']} / "
-                     f"{r['seeds_ours_below_cleanlab_precision_at_k']} of {r['seeds']} | {rare} |")
+                     f"{r['n_errors']:g} | {cells} | {r['seeds_ours_below_cleanlab_precision']} / "
+                     f"{r['seeds_ours_below_cleanlab_recall']} / {r['seeds_ours_below_cleanlab_precision_at_k']} "
+                     f"of {r['seeds']} | {rare} |")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

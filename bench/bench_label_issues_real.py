@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_label_issues import prf
+from bench.bench_label_issues import cleanlab_version, prf
 
 HERE = Path(__file__).resolve().parent
 TEXTURE_PHOTOS = ("brick", "grass", "gravel", "camera", "moon", "coins", "astronaut", "coffee", "chelsea", "rocket")
@@ -218,10 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
     ap.add_argument("--out", default=str(HERE / "results" / "label_issues_real.json"))
     args = ap.parse_args(argv)
-    try:
-        import cleanlab
-    except ImportError:
-        sys.stderr.write("error: cleanlab is not installed; .venv/bin/pip install -r bench/requirements.txt\n")
+    version = cleanlab_version()
+    if version is None:
         return 2
     rows = []
     for dataset in args.datasets:
@@ -231,7 +229,7 @@ def main(argv=None) -> int:
             runs = [one_run(dataset, scenario, rate, seed, data, confused) for seed in range(args.seeds)]
             rows.append({"dataset": dataset, "scenario": scenario, "rate": rate, **medians(runs), "runs": runs})
             sys.stderr.write(f"{dataset} {scenario} {rate}: done\n")
-    result = {"cleanlab_version": cleanlab.__version__, "seeds": args.seeds, "scenarios": rows,
+    result = {"cleanlab_version": version, "seeds": args.seeds, "scenarios": rows,
               "command": "python -m bench.bench_label_issues_real " + " ".join(argv if argv is not None
                                                                                else sys.argv[1:])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

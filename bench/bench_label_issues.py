@@ -197,6 +197,16 @@ def sample_scenario() -> dict | None:
     return out
 
 
+def cleanlab_version() -> str | None:
+    """cleanlab's version, or None (after saying how to install it) when it is not installed."""
+    try:
+        import cleanlab
+    except ImportError:
+        sys.stderr.write("error: cleanlab is not installed; .venv/bin/pip install -r bench/requirements.txt\n")
+        return None
+    return cleanlab.__version__
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -206,10 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-n", type=int, default=1_000_000, help="examples for the timing at scale")
     ap.add_argument("--scale-classes", type=int, default=100)
     args = ap.parse_args(argv)
-    try:
-        import cleanlab
-    except ImportError:
-        sys.stderr.write("error: cleanlab is not installed; .venv/bin/pip install -r bench/requirements.txt\n")
+    version = cleanlab_version()
+    if version is None:
         return 2
     scenarios = []
     for imbalanced in (False, True):
@@ -226,7 +234,7 @@ def main(argv=None) -> int:
                     for seed in range(args.runs)]
             robustness.append({"classes": n_classes, "temperature": temperature, "flips": flips,
                                "imbalanced": imbalanced, "noise": noise, **pooled(runs)})
-    result = {"cleanlab_version": cleanlab.__version__, "n": args.n, "n_classes": args.classes, "runs": args.runs,
+    result = {"cleanlab_version": version, "n": args.n, "n_classes": args.classes, "runs": args.runs,
               "synthetic": scenarios, "robustness": robustness, "sample_data": sample_scenario(),
               "scale": scale(args.scale_n, args.scale_classes, runs=3),
               "command": "python bench/bench_label_issues.py " + " ".join(argv if argv is not None else sys.argv[1:])}

@@ -71,10 +71,10 @@ def _load_dataset(args):
 
 
 def run(args) -> int:
-    from .label_issues import rank_label_issues
+    from .label_issues import triage_labels
     from .models import ModelLoadError, load_model
     from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
-    from .sanity import baselines, baselines_frame, embedding_findings
+    from .sanity import baselines, baselines_frame, class_alarms, embedding_findings
     from .scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
     from .workspace import workspace_dir
 
@@ -145,7 +145,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     frame = result.to_frame()
     frame.to_parquet(out / "scores.parquet", index=False)
-    issues = rank_label_issues(result.table, result.probs, result.class_names)
+    issues, model_problems = triage_labels(result.table, result.probs, result.class_names)
     listed = issues[issues["cl_issue"] | (issues["pred_label"] != issues["given_label"])]
     listed.to_csv(out / "label_issues.csv", index=False)
     listed.to_parquet(out / "label_issues.parquet", index=False)
@@ -176,8 +176,14 @@ def run(args) -> int:
     for b in base:
         lines.append(f"  {b.split}: loss {b.model_loss:.3f} (uniform {b.uniform_loss:.3f}, prior {b.prior_loss:.3f}), "
                      f"accuracy {b.model_accuracy:.1%} (majority {b.majority_accuracy:.1%})")
+    alarms = class_alarms(table, result.class_names)
+    for level, verdict in zip(alarms["level"], alarms["verdict"]):
+        if level != "ok":
+            lines.append(f"  per-class alarm ({level}): {verdict}")
     lines.append(f"label issues: {int(issues['cl_issue'].sum())} flagged by confident learning; "
                  f"{len(listed)} listed in {out / 'label_issues.csv'}")
+    for finding in model_problems["finding"]:
+        lines.append(f"  model problem: {finding}")
     lines.append(f"worst {min(args.top, len(issues))} by loss:")
     for row in issues.head(args.top).itertuples():
         lines.append(f"  {row.loss:7.3f}  {row.image_id}  given {row.given_label} -> suggested {row.suggested_label}")

@@ -58,6 +58,33 @@ TEMPERATURES = 2.0 ** np.arange(-3.0, 3.01, 0.25)
 TEMPERATURE_FIT_ROWS = 20_000
 TEMPERATURE_FIT_VALUES = 4_000_000
 
+# The defaults of the choices a caller can override (``settings={...}`` of find_issues_confident_learning,
+# rank_label_issues and model_problems); each one's reason is in the module docstring.
+CL_SETTINGS = {
+    # pseudo-count added to every off-diagonal cell of the calibrated joint (among the learnt classes) before its
+    # columns are normalised into the noise matrix the posterior uses: a prior that label errors can come from
+    # any class, which the joint's few counts per cell then move
+    "noise_pseudo_count": 5.0,
+    # a class whose labelled images the model predicts as that class for less than this share of the accuracy
+    # it reaches on the other classes' images is a model problem (reported as such)
+    "model_problem_recall_ratio": 0.2,
+    # ... and its labels are judged only if the model still ranks the class: p(class) separates the images
+    # labelled with it from the others with at least this area under the ROC curve; else none is flagged
+    "model_problem_min_auc": 0.85,
+    # ... and then at most as many of its images are flagged as look no more like it than the other classes'
+    # images do: those whose p(class) is at most this quantile of p(class) over the other classes' images,
+    # divided by the quantile (the expected count of such images if every one of them were another class)
+    "model_problem_other_quantile": 0.9,
+}
+
+
+def cl_settings(settings: dict | None = None) -> dict:
+    """CL_SETTINGS with the caller's overrides (an unknown name is an error, not silently ignored)."""
+    unknown = set(settings or {}) - set(CL_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown confident-learning settings {sorted(unknown)}; known: {sorted(CL_SETTINGS)}")
+    return {**CL_SETTINGS, **(settings or {})}
+
 
 @dataclass
 class ConfidentLearning:
@@ -70,6 +97,48 @@ class ConfidentLearning:
                                     # q[suggested] - q[given]; select="margin": p[suggested] - p[given]
     noise_matrix: np.ndarray        # (C, C) T[i, j] = P(given i | true j), columns sum to 1 (0 for unseen j)
     temperature: float              # tau of the posterior q ~ p^tau * T[given, :]
+    class_images: np.ndarray        # (C,) labelled, scored images per class
+    class_predicted_right: np.ndarray  # (C,) of those, how many the model predicts as their label
+    model_problem: np.ndarray       # (C,) bool: classes the model (almost) never predicts for their own images
+                                    # (model_problem_classes)
+    class_auc: np.ndarray           # (C,) how well p(class) ranks the images labelled with it above the others
+                                    # (area under the ROC curve; computed for the model-problem classes, else NaN)
+    unjudged: np.ndarray            # (C,) bool: model-problem classes the model does not even rank (class_auc below
+                                    # the setting): left out of the joint, their images never flagged, never suggested
+    flag_bound: np.ndarray          # (C,) most flags a model-problem class may get (its evidence bound; -1: no bound)
+
+
+def class_recall_counts(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images labelled j, of those how many are predicted j) per class j; labels < 0 are left out."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ok = labels >= 0
+    n_images = np.bincount(labels[ok], minlength=n_classes)
+    n_right = np.bincount(labels[ok & (np.asarray(predicted) == labels)], minlength=n_classes)
+    return n_images, n_right
+
+
+def class_auc(probs: np.ndarray, labels: np.ndarray, j: int) -> float:
+    """Area under the ROC curve of p_j as a score for "labelled j" (Mann-Whitney, ties counted half); NaN when
+    no image or every image is labelled j. ``probs``/``labels``: the scored rows only."""
+    positive = labels == j
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(probs[:, j]).rank(method="average").to_numpy()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def model_problem_classes(n_images: np.ndarray, n_right: np.ndarray, recall_ratio: float) -> np.ndarray:
+    """Classes whose images the model predicts as their label (recall) for less than ``recall_ratio`` times the
+    accuracy it reaches on the other classes' images: the model has not learnt them (too few training images?).
+    Confident learning cannot tell label errors there: the model sees every image of such a class as another
+    class, so it would flag the class wholesale and read its correct images as errors."""
+    n_images, n_right = np.asarray(n_images, dtype=np.int64), np.asarray(n_right, dtype=np.int64)
+    others_images, others_right = n_images.sum() - n_images, n_right.sum() - n_right
+    others_accuracy = np.divide(others_right, others_images, out=np.zeros(n_images.size), where=others_images > 0)
+    recall = np.divide(n_right, n_images, out=np.ones(n_images.size), where=n_images > 0)
+    return (n_images > 0) & (recall < recall_ratio * others_accuracy)
 
 
 def per_class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -183,6 +252,17 @@ def posterior(probs: np.ndarray, given: int, noise: np.ndarray, tau: float) -> n
     return np.divide(lik, total, out=np.zeros_like(lik), where=total > 0)
 
 
+def best_other_log_odds(values: np.ndarray, given: int, *, is_log: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(log v_j - log v_given for the best other class j, that j) per row of ``values`` (probabilities, or their
+    logs when ``is_log``). Probabilities are floored at the smallest positive float, so the odds stay finite."""
+    logs = values.copy() if is_log else np.log(np.maximum(values, np.finfo(np.float64).tiny))
+    own = logs[:, given].copy()
+    logs[:, given] = -np.inf
+    best = logs.argmax(axis=1)
+    with np.errstate(invalid="ignore"):
+        return logs[np.arange(len(logs)), best] - own, best
+
+
 def _value_at_rank(values: np.ndarray, rank: int) -> tuple[float, int]:
     """(the value at 0-based ``rank`` of ``values`` in descending order, how many values are larger)."""
     v = np.partition(values, values.size - 1 - rank)[values.size - 1 - rank]
@@ -212,14 +292,18 @@ def first_in_order(values: np.ndarray, count: int) -> np.ndarray:
 
 
 def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, select: str = "posterior",
-                                   drop_if_prediction_agrees: bool = True) -> ConfidentLearning:
+                                   drop_if_prediction_agrees: bool = True,
+                                   settings: dict | None = None) -> ConfidentLearning:
     """Flag likely label errors by confident learning: as many per given class as pruning by noise rate marks;
-    ``select`` "posterior" (default) or "margin" picks which (module docstring).
+    ``select`` "posterior" (default) or "margin" picks which (module docstring). Classes the model has not learnt
+    (``model_problem_classes``) are left out: never flagged, never suggested. ``settings``: overrides of
+    CL_SETTINGS.
 
     ``labels`` are class indices, -1 for images without a (known) label (never flagged).
     """
     if select not in ("posterior", "margin"):
         raise ValueError(f"select must be 'posterior' or 'margin', not {select!r}")
+    settings = cl_settings(settings)
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, n_classes = probs.shape
@@ -228,8 +312,26 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     lab = np.where(valid, labels, -1)
     safe = probs if valid.all() else np.where(valid[:, None], probs, 0.0)
     scored = safe if valid.all() else safe[valid]
+    class_images, class_right = class_recall_counts(lab, safe.argmax(axis=1), n_classes)
+    problem = model_problem_classes(class_images, class_right, settings["model_problem_recall_ratio"])
+    auc = np.full(n_classes, np.nan)
+    for j in np.flatnonzero(problem):
+        auc[j] = class_auc(scored, lab[valid], j)
+    unjudged = problem & ~(auc >= settings["model_problem_min_auc"])
+    bound = np.full(n_classes, -1, dtype=np.int64)
+    q = settings["model_problem_other_quantile"]
+    for j in np.flatnonzero(problem & ~unjudged):
+        own = lab[valid] == j
+        cut = np.quantile(scored[~own, j], q)
+        bound[j] = int(np.count_nonzero(scored[own, j] <= cut) / q)
     thresholds = per_class_thresholds(scored, lab[valid])
-    joint, _ = confident_joint(scored, lab[valid], thresholds)
+    measured_joint, _ = confident_joint(scored, lab[valid], thresholds)
+    # a class the model neither predicts nor ranks is nobody's confident class (its threshold, near 0, would let
+    # every image clear it) and its own images' labels are not judged: its column and row leave the joint here
+    joint = measured_joint
+    if unjudged.any():
+        joint, _ = confident_joint(scored, lab[valid], np.where(unjudged, np.inf, thresholds))
+        joint[unjudged] = 0
     calibrated = calibrate_joint(joint, lab[valid])
     issue = np.zeros(n, dtype=bool)
     suggested = np.full(n, -1, dtype=np.int64)
@@ -275,31 +377,43 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     if drop_if_prediction_agrees:
         issue &= ~agree
     issue &= valid
-    # the posterior q ~ p^tau * T[given, :] of every labelled example (module docstring)
+    # the posterior q ~ p^tau * T'[given, :] of every labelled example, T' from the joint plus pseudo-counts
+    # (module docstring); its log-odds choose which examples of a class to flag
     noise = noise_matrix(calibrated)
-    tau = fit_temperature(scored, lab[valid], noise) if valid.any() else 1.0
-    post_margin = np.full(n, np.nan)
+    learnt = ~unjudged
+    prior_counts = settings["noise_pseudo_count"] * (np.outer(learnt, learnt) & ~np.eye(n_classes, dtype=bool))
+    posterior_noise = noise_matrix(calibrated + prior_counts)
+    fit_rows = learnt[lab[valid]]
+    tau = fit_temperature(scored[fit_rows], lab[valid][fit_rows], noise) if fit_rows.any() else 1.0
+    post_odds = np.full(n, np.nan)
     post_suggested = np.full(n, -1, dtype=np.int64)
+    model_odds = np.full(n, np.nan)
     for i, idx in enumerate(members):
         if idx.size == 0:
             continue
-        q = posterior(safe[idx], i, noise, tau)
-        other = q.copy()
-        other[:, i] = -np.inf
-        best = other.argmax(axis=1)
-        best_q = other[np.arange(idx.size), best]
-        post_margin[idx] = best_q - q[:, i]
-        post_suggested[idx] = np.where(best_q > 0, best, -1)   # -1: the joint saw no noise into class i
+        model_odds[idx] = best_other_log_odds(safe[idx], i)[0]
+        if unjudged[i]:
+            continue
+        with np.errstate(divide="ignore"):
+            log_q = np.log(posterior(safe[idx], i, posterior_noise, tau))
+        post_odds[idx], post_suggested[idx] = best_other_log_odds(log_q, i, is_log=True)
     if select == "posterior":
-        # the paper's number of flags per given class; which ones: the highest posterior margins
+        # the paper's number of flags per given class; which ones: the highest posterior log-odds
         n_flags = np.bincount(lab[issue], minlength=n_classes)
         issue = np.zeros(n, dtype=bool)
         for i, idx in enumerate(members):
             if n_flags[i] == 0:
                 continue
             cand = idx[~agree[idx]] if drop_if_prediction_agrees else idx
-            issue[cand[np.argsort(-post_margin[cand], kind="stable")[:n_flags[i]]]] = True
+            issue[cand[np.argsort(-post_odds[cand], kind="stable")[:n_flags[i]]]] = True
         suggested = np.where(issue, post_suggested, -1)
+    # a model-problem class keeps at most its evidence bound of flags: those least likely to be of the class
+    for j in np.flatnonzero(bound >= 0):
+        mine = members[j][issue[members[j]]]
+        if mine.size > bound[j]:
+            drop = mine[np.argsort(safe[mine, j], kind="stable")[bound[j]:]]
+            issue[drop] = False
+            suggested[drop] = -1
     # suggestion for every other labelled example: the model's most likely class other than the label
     for i, idx in enumerate(members):
         rest = idx[suggested[idx] < 0]
@@ -308,13 +422,15 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
             others[:, i] = -np.inf
             suggested[rest] = others.argmax(axis=1)
     if select == "posterior":
-        margin = post_margin
+        margin = model_odds
     else:
         margin = np.where(valid, safe[np.arange(n), np.clip(suggested, 0, None)]
                           - safe[np.arange(n), np.clip(lab, 0, None)], np.nan)
-    return ConfidentLearning(thresholds=thresholds, confident_joint=joint, calibrated_joint=calibrated,
+    return ConfidentLearning(thresholds=thresholds, confident_joint=measured_joint, calibrated_joint=calibrated,
                              issue_mask=issue, suggested=np.where(valid, suggested, -1), margin=margin,
-                             noise_matrix=noise, temperature=float(tau))
+                             noise_matrix=noise, temperature=float(tau), class_images=class_images,
+                             class_predicted_right=class_right, model_problem=problem,
+                             class_auc=auc, unjudged=unjudged, flag_bound=bound)
 
 
 def _worst_loss_first(frame: pd.DataFrame) -> np.ndarray:
@@ -334,16 +450,25 @@ def _worst_loss_first(frame: pd.DataFrame) -> np.ndarray:
     return order
 
 
-def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image.
+def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[str],
+                      settings: dict | None = None) -> pd.DataFrame:
+    """Both rankings for a scores table (from ``scoring.build_table``), one row per labelled, scored image
+    (``triage_labels`` without the model-problem report).
 
     Columns: image_id, split, given_label, pred_label, suggested_label (for a flagged image the most likely
     true class under the estimated label noise, else the model's most likely other class), loss,
     self_confidence, confidence, loss_rank (1 = worst), cl_issue, cl_margin (the confident-learning ranking
-    score), cl_rank (1 = most likely error among flagged; <NA> when not flagged). Sorted by loss_rank.
+    score: the model's log-odds of its best other class against the label), cl_rank (1 = most likely error
+    among flagged; <NA> when not flagged). Sorted by loss_rank.
     """
+    return triage_labels(table, probs, class_names, settings)[0]
+
+
+def triage_labels(table: pd.DataFrame, probs: np.ndarray, class_names: list[str],
+                  settings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the ``rank_label_issues`` table, the ``model_problems`` report): what the page and the CLI show."""
     labels = table["label_index"].to_numpy(dtype=np.int64)
-    cl = find_issues_confident_learning(probs, labels)
+    cl = find_issues_confident_learning(probs, labels, settings=settings)
     ok = (labels >= 0) & np.isfinite(table["loss"].to_numpy(dtype=np.float64))
     out = pd.DataFrame({
         "image_id": table["image_id"].to_numpy(),
@@ -365,7 +490,36 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
     flagged = out[out["cl_issue"]].sort_values(["cl_margin", "loss"], ascending=[False, False], kind="stable")
     out["cl_rank"] = pd.arrays.IntegerArray(np.zeros(len(out), dtype=np.int64), np.ones(len(out), dtype=bool))
     out.loc[flagged.index, "cl_rank"] = np.arange(1, len(flagged) + 1)
-    return out
+    return out, model_problems(cl, class_names)
+
+
+MODEL_PROBLEM_COLUMNS = ["class", "n_images", "n_predicted_as_class", "recall", "other_classes_accuracy",
+                         "class_auc", "max_flags", "finding"]
+
+
+def model_problems(cl: ConfidentLearning, class_names: list[str]) -> pd.DataFrame:
+    """One row per class the model (almost) never predicts for its own images (``model_problem_classes``), with
+    the evidence and a finding that says it is a model problem, not a class of label errors. ``max_flags``: 0
+    when its images are not judged at all, else its evidence bound."""
+    rows = []
+    right, images = cl.class_predicted_right, cl.class_images
+    for j in np.flatnonzero(cl.model_problem):
+        name = str(class_names[j])
+        others = (right.sum() - right[j]) / max(1, images.sum() - images[j])
+        text = (f"the model predicts class {name!r} for {right[j]} of {images[j]} images labelled {name!r} "
+                f"(it predicts {others:.0%} of the other classes' images right): a model problem (too few "
+                "training images?), not label errors; ")
+        if cl.unjudged[j]:
+            text += (f"its images are not flagged (p({name}) ranks them above the other images too weakly to "
+                     f"judge them: AUC {cl.class_auc[j]:.2f})")
+        else:
+            text += (f"at most {cl.flag_bound[j]} of its images are flagged, those that look no more like "
+                     f"{name!r} than the other classes' images (p({name}) still ranks them: AUC {cl.class_auc[j]:.2f})")
+        rows.append({"class": name, "n_images": int(images[j]), "n_predicted_as_class": int(right[j]),
+                     "recall": right[j] / max(1, images[j]), "other_classes_accuracy": float(others),
+                     "class_auc": float(cl.class_auc[j]),
+                     "max_flags": 0 if cl.unjudged[j] else int(cl.flag_bound[j]), "finding": text})
+    return pd.DataFrame(rows, columns=MODEL_PROBLEM_COLUMNS)
 
 
 def recall_at_k(ranked_ids, planted_ids, k: int) -> float:

@@ -2,6 +2,10 @@
 
 - baselines: mean loss vs the uniform baseline -log(1/C) and the class-prior baseline; accuracy vs
   always predicting the majority class. A model that does not beat them has not learnt from the input.
+- per-class alarm: a class whose accuracy (recall) is far below the accuracy on the other classes' images, judged
+  on the upper end of its binomial (Wilson) interval so that a class of a few images does not flap; the
+  chance-by-shares baseline (a guess in proportion to the class shares is right on a class as often as its share)
+  is shown beside it. A class at 0% while the others are at 90% turns the panel red.
 - batch independence: an image scored alone and inside a batch must give the same logits (catches a
   model left in train mode, batch-norm statistics leaking across the batch, ops mixing the batch).
 - embeddings kNN: near duplicates (tiny cosine distance to the nearest neighbour) and outliers (large
@@ -10,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +25,15 @@ import pandas as pd
 from .knn import exact_rows, is_exact, knn
 
 VERIFY_MAX_ROWS = 1000      # outlier flags of the approximate kNN confirmed by an exact search (highest first)
+
+# The per-class alarm's cuts (thresholds as data: pass your own dict, or a few keys, to class_alarms)
+CLASS_ALARM = {
+    "confidence": 0.95,     # two-sided Wilson interval of a class's accuracy
+    "red_ratio": 0.5,       # red: even the interval's upper end is below this share of the other classes' accuracy
+    "amber_ratio": 0.8,     # amber: the upper end is below this share of it (clearly worse than the rest)
+}
+CLASS_ALARM_COLUMNS = ["class", "level", "n_images", "n_correct", "accuracy", "accuracy_low", "accuracy_high",
+                       "other_classes_accuracy", "chance_accuracy", "verdict"]
 
 
 @dataclass
@@ -97,6 +111,54 @@ def baselines_frame(items: list[Baselines]) -> pd.DataFrame:
                           "model_accuracy": b.model_accuracy, "majority_class": b.majority_class,
                           "majority_accuracy": b.majority_accuracy, "ok": b.ok,
                           "verdict": "; ".join(b.verdicts)} for b in items])
+
+
+def wilson_interval(n_correct: np.ndarray, n_images: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Wilson score interval of the proportion n_correct / n_images (elementwise; NaN where n = 0)."""
+    k, n = np.asarray(n_correct, dtype=np.float64), np.asarray(n_images, dtype=np.float64)
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def class_alarms(table: pd.DataFrame, class_names: list[str], thresholds: dict | None = None) -> pd.DataFrame:
+    """Per class (with labelled, scored images): its accuracy against the accuracy on the other classes' images,
+    with the evidence. ``level`` "red" when the upper end of the class's Wilson interval is below
+    ``red_ratio`` x the others' accuracy, "amber" when below ``amber_ratio`` x it, else "ok" (CLASS_ALARM,
+    overridable by ``thresholds``). Sorted red, amber, ok, then by accuracy."""
+    from .label_issues import class_recall_counts
+    cuts = {**CLASS_ALARM, **(thresholds or {})}
+    labelled = (table["label_index"].to_numpy() >= 0) & table["loss"].notna().to_numpy()
+    n_images, n_right = class_recall_counts(table["label_index"].to_numpy(dtype=np.int64)[labelled],
+                                            table["pred_index"].to_numpy(dtype=np.int64)[labelled], len(class_names))
+    low, high = wilson_interval(n_right, n_images, cuts["confidence"])
+    others_n, others_right = n_images.sum() - n_images, n_right.sum() - n_right
+    with np.errstate(invalid="ignore", divide="ignore"):
+        others = others_right / others_n
+        accuracy = n_right / n_images
+    chance = n_images / max(1, n_images.sum())
+    rows = []
+    for j in np.flatnonzero(n_images > 0):
+        level = ("red" if high[j] < cuts["red_ratio"] * others[j] else
+                 "amber" if high[j] < cuts["amber_ratio"] * others[j] else "ok")
+        evidence = (f"class {class_names[j]!r}: accuracy {accuracy[j]:.0%} ({n_right[j]} of {n_images[j]}; "
+                    f"{cuts['confidence']:.0%} interval {low[j]:.0%}-{high[j]:.0%}) against {others[j]:.0%} on the "
+                    f"other classes' images; a guess by the class shares gets {chance[j]:.1%}")
+        verdict = {"red": f"{evidence}: far below the others (upper end under {cuts['red_ratio']:.0%} of their "
+                          "accuracy): the model has not learnt this class (too few training images?)",
+                   "amber": f"{evidence}: well below the others (upper end under {cuts['amber_ratio']:.0%} of their "
+                            "accuracy)",
+                   "ok": evidence}[level]
+        rows.append({"class": str(class_names[j]), "level": level, "n_images": int(n_images[j]),
+                     "n_correct": int(n_right[j]), "accuracy": float(accuracy[j]), "accuracy_low": float(low[j]),
+                     "accuracy_high": float(high[j]), "other_classes_accuracy": float(others[j]),
+                     "chance_accuracy": float(chance[j]), "verdict": verdict})
+    out = pd.DataFrame(rows, columns=CLASS_ALARM_COLUMNS)
+    order = out["level"].map({"red": 0, "amber": 1, "ok": 2})
+    return out.assign(_o=order).sort_values(["_o", "accuracy"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
 @dataclass

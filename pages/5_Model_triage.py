@@ -89,7 +89,7 @@ else:
         st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
-if "per_class" not in entry:  # an entry kept by an older session: add what is now computed once per result
+if "class_alarms" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
 result, issues = entry["result"], entry["issues"]
@@ -112,6 +112,7 @@ if decoded_by:
     st.caption(decoded_by)
 for note in result.notes:
     (st.warning if note.startswith("none of the") else st.caption)(md_escape(note))
+mt.model_problem_notes(entry["model_problems"])     # classes the model never predicts: not flagged as label errors
 
 # -- the opened image (from any grid): given vs predicted, what the model sees, the decision -----------
 selected = st.session_state.get(mt.SELECTED_KEY)
@@ -189,7 +190,7 @@ with tab_class:
 
 with tab_sanity:
     mt.sanity_panel(result, entry["baselines"], mt.embedding_findings_of(entry, scan.workspace), model=model,
-                    scan=scan)
+                    scan=scan, alarms=entry["class_alarms"])
 
 with tab_errors:
     bad = table[table["error"].notna()][["image_id", "label", "split", "error"]]

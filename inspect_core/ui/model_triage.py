@@ -250,14 +250,14 @@ def row_positions(table: pd.DataFrame) -> dict[str, int]:
 
 def make_entry(result, key: str) -> dict:
     """What the page keeps per scored result, computed once (not on every rerun: at 1,000,000 images each of
-    these takes 0.1-4 s): the ranked issues, the confusion matrix, image_id -> row positions, the headline
-    figures, the per-class table and the baselines. The embedding kNN findings are added on first use
-    (``embedding_findings_of``)."""
-    from inspect_core.label_issues import rank_label_issues
-    from inspect_core.sanity import baselines
+    these takes 0.1-4 s): the ranked issues, the classes that are a model problem (not label errors), the
+    confusion matrix, image_id -> row positions, the headline figures, the per-class table, the baselines and the
+    per-class alarms. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
+    from inspect_core.label_issues import triage_labels
+    from inspect_core.sanity import baselines, class_alarms
     from inspect_core.scoring import confusion_matrix, per_class_metrics
     table = result.table
-    issues = rank_label_issues(table, result.probs, result.class_names)
+    issues, model_problems = triage_labels(table, result.probs, result.class_names)
     scored = table["error"].isna().to_numpy()
     labelled = scored & (table["label_index"].to_numpy() >= 0)
     headline = {"n_scored": int(scored.sum()), "n_errors": int((~scored).sum()),
@@ -267,11 +267,12 @@ def make_entry(result, key: str) -> dict:
                 "mean_loss": float(np.nanmean(table["loss"].to_numpy(dtype=float)[labelled]))
                 if labelled.any() else None,
                 "n_flagged": int(issues["cl_issue"].sum())}
-    return {"key": key, "result": result, "issues": issues,
+    return {"key": key, "result": result, "issues": issues, "model_problems": model_problems,
             "confusion": confusion_matrix(table, result.class_names),
             "positions": row_positions(table), "headline": headline,
             "per_class": per_class_metrics(table, result.class_names),
-            "baselines": baselines(table, result.class_names)}
+            "baselines": baselines(table, result.class_names),
+            "class_alarms": class_alarms(table, result.class_names)}
 
 
 def remember_result(result, key: str) -> dict:
@@ -468,10 +469,34 @@ def batch_check(model, scan, result, n_images: int = 8):
     return batch_independence(model.forward, x)
 
 
-def sanity_panel(result, base, embedding, model=None, scan=None) -> None:
-    """Baselines, the batch-independence check (on a click) and the embedding kNN findings, from what is computed
-    once per result: ``base`` the baselines (``make_entry``), ``embedding`` ``(pairs, outliers)`` or None without
-    embeddings (``embedding_findings_of``)."""
+def model_problem_notes(model_problems: pd.DataFrame) -> None:
+    """One warning per class the model (almost) never predicts: a model problem, not label errors."""
+    for finding in model_problems["finding"]:
+        st.warning(md_escape(finding[0].upper() + finding[1:]))
+
+
+ALARM_STYLE = {"red": "error", "amber": "warning"}
+
+
+def class_alarm_panel(alarms: pd.DataFrame) -> None:
+    """The per-class alarm (``sanity.class_alarms``): red and amber classes with their evidence, or one green line,
+    then the table."""
+    if alarms.empty:
+        return
+    bad = alarms[alarms["level"] != "ok"]
+    for level, verdict in zip(bad["level"], bad["verdict"]):
+        getattr(st, ALARM_STYLE[level])(md_escape(f"Per-class accuracy ({level}): {verdict}"))
+    if bad.empty:
+        worst = alarms.iloc[0]
+        st.success(md_escape(f"Per-class accuracy: no class is far below the others (lowest: {worst['verdict']})"))
+    with st.expander("Per-class accuracy against the other classes", expanded=not bad.empty):
+        st.dataframe(alarms.drop(columns="verdict"), hide_index=True, width="stretch")
+
+
+def sanity_panel(result, base, embedding, model=None, scan=None, alarms: pd.DataFrame | None = None) -> None:
+    """Baselines, the per-class alarm, the batch-independence check (on a click) and the embedding kNN findings,
+    from what is computed once per result: ``base`` the baselines and ``alarms`` the per-class alarms
+    (``make_entry``), ``embedding`` ``(pairs, outliers)`` or None without embeddings (``embedding_findings_of``)."""
     from inspect_core.sanity import baselines_frame
     caption = decoder_caption(result.source)
     if caption:
@@ -482,6 +507,8 @@ def sanity_panel(result, base, embedding, model=None, scan=None) -> None:
         for b in base:
             (st.success if b.ok else st.error)(md_escape(f"{b.split}: " + "; ".join(b.verdicts)))
         st.dataframe(baselines_frame(base), hide_index=True, width="stretch")
+    if alarms is not None:
+        class_alarm_panel(alarms)
     if model is not None and scan is not None:
         if st.button("Run the batch-independence check", key=K + "batch_check"):
             check = batch_check(model, scan, result)

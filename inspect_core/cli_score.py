@@ -33,6 +33,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--preprocess", help="preprocessing JSON (default: <model>.preprocess.json beside the model)")
     p.add_argument("--predictions", help="CSV/Parquet/NPY of per-class probabilities or logits (no model needed)")
     p.add_argument("--predictions-order", help="for .npy predictions: text file with one image_id per row")
+    p.add_argument("--trained-on", default=None,
+                   help="the split(s) the model was trained on, comma-separated, or all / none (default: train); "
+                        "their probabilities are in-sample, so their label issues are ranked apart")
+    p.add_argument("--probe", action="store_true",
+                   help="label issues of the training split from out-of-fold probabilities of a 5-fold linear "
+                        "probe on the model's embeddings (no retraining)")
+    p.add_argument("--oof-predictions", action="append", default=None, metavar="FILE",
+                   help="your own cross-validated (out-of-fold) predictions for the training split, in the "
+                        "predictions-file format: one file with a fold column, or one file per fold (repeat)")
     p.add_argument("--out", required=True, help="output folder (outside the dataset)")
     p.add_argument("--format", default="auto", help="dataset format: auto, folder, csv, coco, yolo")
     p.add_argument("--manifest", help="manifest CSV (csv format)")
@@ -71,7 +80,7 @@ def _load_dataset(args):
 
 
 def run(args) -> int:
-    from .label_issues import triage_labels
+    from .probe import label_triage, merge_out_of_fold
     from .models import ModelLoadError, load_model
     from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
     from .sanity import baselines, baselines_frame, class_alarms, embedding_findings
@@ -145,7 +154,20 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     frame = result.to_frame()
     frame.to_parquet(out / "scores.parquet", index=False)
-    issues, model_problems = triage_labels(result.table, result.probs, result.class_names)
+    oof = None
+    if args.oof_predictions:
+        try:
+            parts = [score_predictions(f, images, class_names=result.class_names,
+                                       dataset_classes=list(ds.classes)) for f in args.oof_predictions]
+        except (PredictionsError, OSError) as exc:
+            return _fail(f"--oof-predictions: {exc}")
+        for f, part in zip(args.oof_predictions, parts):
+            if list(part.class_names) != list(result.class_names):
+                return _fail(f"--oof-predictions {f}: its classes ({', '.join(part.class_names[:5])}) are not the "
+                             f"model's ({', '.join(result.class_names[:5])}) in the same order")
+        oof = merge_out_of_fold([part.probs for part in parts])
+    triage = label_triage(result, trained_on=args.trained_on, probe=args.probe, oof_probs=oof)
+    issues, model_problems = triage.issues, triage.model_problems
     listed = issues[issues["cl_issue"] | (issues["pred_label"] != issues["given_label"])]
     listed.to_csv(out / "label_issues.csv", index=False)
     listed.to_parquet(out / "label_issues.parquet", index=False)
@@ -180,8 +202,12 @@ def run(args) -> int:
     for level, verdict in zip(alarms["level"], alarms["verdict"]):
         if level != "ok":
             lines.append(f"  per-class alarm ({level}): {verdict}")
-    lines.append(f"label issues: {int(issues['cl_issue'].sum())} flagged by confident learning; "
+    n_in_flags = int((issues["cl_issue"] & issues["in_sample"]).sum())
+    lines.append(f"label issues: {int(issues['cl_issue'].sum()) - n_in_flags} flagged by confident learning among "
+                 f"out-of-sample images, {n_in_flags} among in-sample ones (ranked apart; column in_sample); "
                  f"{len(listed)} listed in {out / 'label_issues.csv'}")
+    for note in triage.notes:
+        lines.append(f"  {note}")
     for finding in model_problems["finding"]:
         lines.append(f"  model problem: {finding}")
     lines.append(f"worst {min(args.top, len(issues))} by loss:")

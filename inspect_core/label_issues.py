@@ -44,6 +44,7 @@ Two rankings, each with a suggested label:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -464,11 +465,56 @@ def rank_label_issues(table: pd.DataFrame, probs: np.ndarray, class_names: list[
     return triage_labels(table, probs, class_names, settings)[0]
 
 
+# The splits a model is taken to have been trained on, unless the user says otherwise (--trained-on, the page).
+TRAINED_ON_DEFAULT = ("train", "training")
+
+
+def trained_on_mask(splits, trained_on: str | Sequence[str] | None = None) -> np.ndarray:
+    """Per row, whether the model was trained on it (its probabilities are in-sample), from its split:
+    ``trained_on`` a split name or names (comma-separated text too), "all" or "none"; default
+    ``TRAINED_ON_DEFAULT``. Split names compare without case; a row without a split is out-of-sample unless "all"."""
+    splits = pd.Series(splits, dtype="string").str.strip().str.lower()
+    if trained_on is None:
+        names = set(TRAINED_ON_DEFAULT)
+    else:
+        items = trained_on.split(",") if isinstance(trained_on, str) else list(trained_on)
+        names = {str(t).strip().lower() for t in items if str(t).strip()}
+    if "all" in names:
+        return np.ones(len(splits), dtype=bool)
+    if "none" in names or not names:
+        return np.zeros(len(splits), dtype=bool)
+    return splits.isin(names).fillna(False).to_numpy(dtype=bool)
+
+
 def triage_labels(table: pd.DataFrame, probs: np.ndarray, class_names: list[str],
-                  settings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the ``rank_label_issues`` table, the ``model_problems`` report): what the page and the CLI show."""
+                  settings: dict | None = None, *, in_sample: np.ndarray | None = None,
+                  oos_probs: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the ``rank_label_issues`` table, the ``model_problems`` report): what the page and the CLI show.
+
+    ``in_sample``: per row, whether the model was trained on it (``trained_on_mask``). In-sample and
+    out-of-sample rows are flagged by confident learning apart (each its own noise estimate) and ranked apart
+    (``cl_rank`` counts within each); the table says which in ``in_sample``. ``oos_probs``: out-of-sample
+    probabilities for in-sample rows (``probe.out_of_fold_probs``, or the user's cross-validated predictions),
+    used for the flags where finite; ``probabilities`` names the source of each row's flag ("model" or
+    "out-of-fold"). The model-problem report comes from the out-of-sample rows when there are any."""
     labels = table["label_index"].to_numpy(dtype=np.int64)
-    cl = find_issues_confident_learning(probs, labels, settings=settings)
+    n = len(labels)
+    ins = np.zeros(n, dtype=bool) if in_sample is None else np.asarray(in_sample, dtype=bool)
+    use, source = probs, np.full(n, "model", dtype=object)
+    if oos_probs is not None and ins.any():
+        have = ins & np.isfinite(oos_probs).all(axis=1)
+        if have.any():
+            use = np.where(have[:, None], oos_probs, probs)
+            source[have] = "out-of-fold"
+    groups = [g for g in (~ins, ins) if (g & (labels >= 0)).any()] or [np.ones(n, dtype=bool)]
+    issue, margin = np.zeros(n, dtype=bool), np.full(n, np.nan)
+    suggested = np.full(n, -1, dtype=np.int64)
+    problems = None
+    for g in groups:
+        cl = find_issues_confident_learning(use, np.where(g, labels, -1), settings=settings)
+        issue[g], margin[g], suggested[g] = cl.issue_mask[g], cl.margin[g], cl.suggested[g]
+        if problems is None:
+            problems = model_problems(cl, class_names)
     ok = (labels >= 0) & np.isfinite(table["loss"].to_numpy(dtype=np.float64))
     out = pd.DataFrame({
         "image_id": table["image_id"].to_numpy(),
@@ -476,21 +522,25 @@ def triage_labels(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]
         "given_label": table["label"].to_numpy(),
         "pred_label": table["pred_label"].to_numpy(),
         "suggested_label": np.asarray(list(class_names) + [None], dtype=object)[
-            np.where(cl.suggested >= 0, cl.suggested, len(class_names))],
+            np.where(suggested >= 0, suggested, len(class_names))],
         "loss": table["loss"].to_numpy(dtype=np.float64),
         "self_confidence": table["self_confidence"].to_numpy(dtype=np.float64),
         "confidence": table["confidence"].to_numpy(dtype=np.float64),
-        "cl_issue": cl.issue_mask,
-        "cl_margin": cl.margin,
+        "cl_issue": issue,
+        "cl_margin": margin,
+        "in_sample": ins,
+        "probabilities": source,
     })[ok].copy()
-    for col in ("image_id", "split", "given_label", "pred_label", "suggested_label"):
+    for col in ("image_id", "split", "given_label", "pred_label", "suggested_label", "probabilities"):
         out[col] = out[col].astype("string")
     out = out.iloc[_worst_loss_first(out)].reset_index(drop=True)
     out.insert(0, "loss_rank", np.arange(1, len(out) + 1))
-    flagged = out[out["cl_issue"]].sort_values(["cl_margin", "loss"], ascending=[False, False], kind="stable")
     out["cl_rank"] = pd.arrays.IntegerArray(np.zeros(len(out), dtype=np.int64), np.ones(len(out), dtype=bool))
-    out.loc[flagged.index, "cl_rank"] = np.arange(1, len(flagged) + 1)
-    return out, model_problems(cl, class_names)
+    for flag_group in (False, True):                  # out-of-sample and in-sample flags are ranked apart
+        flagged = out[out["cl_issue"] & (out["in_sample"] == flag_group)]
+        flagged = flagged.sort_values(["cl_margin", "loss"], ascending=[False, False], kind="stable")
+        out.loc[flagged.index, "cl_rank"] = np.arange(1, len(flagged) + 1)
+    return out, problems
 
 
 MODEL_PROBLEM_COLUMNS = ["class", "n_images", "n_predicted_as_class", "recall", "other_classes_accuracy",

@@ -25,11 +25,11 @@ import numpy as np
 # Defaults, overridable per call (``out_of_fold_probs(..., **PROBE_DEFAULTS)``).
 PROBE_DEFAULTS = {
     "n_folds": 5,
-    "dims": 128,               # principal axes kept (the embedding's own width when smaller)
-    "max_train_rows": 50_000,  # rows each fold's probe is fitted on (a random sample); more adds little
+    "dims": 64,                # principal axes kept (the embedding's own width when smaller)
+    "max_train_rows": 40_000,  # rows each fold's probe is fitted on (a random sample); more adds little
     "pca_rows": 100_000,       # rows the principal axes are estimated from
     "l2": 1e-3,                # ridge penalty on the probe's weights (on whitened inputs)
-    "iters": 50,               # L-BFGS iterations per fold
+    "iters": 40,               # L-BFGS iterations per fold
     "seed": 0,
 }
 
@@ -155,3 +155,58 @@ def out_of_fold_probs(embeddings: np.ndarray, labels: np.ndarray, n_classes: int
             f"(out-of-fold accuracy {accuracy:.1%}): no probe saw the label of an image it scored, but the "
             "embeddings come from the network, which was trained on the training split")
     return ProbeResult(probs, folds, k, accuracy, time.perf_counter() - t0, note)
+
+
+@dataclass
+class LabelTriage:
+    """What the CLI and the Model triage page show of label issues, made by ``label_triage``."""
+    issues: "object"              # the triage_labels table (with in_sample and probabilities columns)
+    model_problems: "object"      # classes that are a model problem, not label errors
+    notes: list                   # one line each: which rows are in-sample and where their flags come from
+    n_in_sample: int
+    oos_source: str               # "" (none), "probe" or "predictions"
+
+
+def merge_out_of_fold(parts: list[np.ndarray]) -> np.ndarray:
+    """One (n, C) array from several out-of-fold predictions (one file per fold, aligned to the same rows,
+    NaN where a file has no prediction): each row from the first part that has it."""
+    out = np.array(parts[0], dtype=np.float32, copy=True)
+    for part in parts[1:]:
+        missing = ~np.isfinite(out).all(axis=1)
+        out[missing] = part[missing]
+    return out
+
+
+def label_triage(result, *, trained_on=None, probe: bool = False, oof_probs: np.ndarray | None = None,
+                 settings: dict | None = None, probe_options: dict | None = None) -> LabelTriage:
+    """Label issues of a scored result, with in-sample rows (the model was trained on them: ``trained_on``, see
+    ``label_issues.trained_on_mask``) flagged and ranked apart from out-of-sample ones. Their flags come from
+    ``oof_probs`` (the user's own cross-validated predictions) where given, else from this module's K-fold probe
+    on the model's embeddings when ``probe`` is set, else from the model's in-sample probabilities, as stated."""
+    from .label_issues import trained_on_mask, triage_labels
+    table = result.table
+    in_sample = trained_on_mask(table["split"], trained_on) & (table["label_index"].to_numpy() >= 0)
+    n_in = int(in_sample.sum())
+    notes, source, oos = [], "", None
+    where = "the split(s) " + (", ".join(trained_on) if isinstance(trained_on, (list, tuple)) else
+                               str(trained_on or "train"))
+    if n_in and oof_probs is not None:
+        oos, source = np.asarray(oof_probs, dtype=np.float32), "predictions"
+        n_have = int((in_sample & np.isfinite(oos).all(axis=1)).sum())
+        notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}): their label issues "
+                     f"come from your out-of-fold predictions ({n_have:,} of them have one) and are ranked apart")
+    elif n_in and probe and result.embeddings is not None:
+        res = out_of_fold_probs(result.embeddings, table["label_index"].to_numpy(), len(result.class_names),
+                                **(probe_options or {}))
+        oos, source = res.probs, "probe"
+        notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}): their label issues "
+                     f"come from {res.note}, and are ranked apart")
+    elif n_in:
+        why = " (the model gave no embeddings for a probe)" if probe else ""
+        notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}): their "
+                     f"probabilities are the model's own, so a memorised wrong label can escape{why}; they are "
+                     "ranked apart. For out-of-sample ones use the linear probe (--probe) or your own "
+                     "cross-validated predictions (--oof-predictions)")
+    issues, problems = triage_labels(table, result.probs, result.class_names, settings, in_sample=in_sample,
+                                     oos_probs=oos)
+    return LabelTriage(issues, problems, notes, n_in, source)

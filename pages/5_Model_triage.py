@@ -92,6 +92,12 @@ entry = st.session_state[mt.RESULT_KEY]
 if "class_alarms" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
+splits_present = sorted(str(v) for v in entry["result"].table["split"].dropna().unique())
+chosen = mt.label_options(splits_present, entry["result"].embeddings is not None)
+if entry.get("label_options") != chosen:        # in-sample splits or the probe changed: rank the labels again
+    with st.spinner("Ranking label issues..."):
+        entry = mt.make_entry(entry["result"], entry["key"], *chosen)
+    st.session_state[mt.RESULT_KEY] = entry
 result, issues = entry["result"], entry["issues"]
 table = result.table
 matrix = entry["confusion"]        # computed once per scored result, not per rerun
@@ -112,6 +118,8 @@ if decoded_by:
     st.caption(decoded_by)
 for note in result.notes:
     (st.warning if note.startswith("none of the") else st.caption)(md_escape(note))
+for note in entry.get("label_notes", []):
+    st.caption(md_escape(note))
 mt.model_problem_notes(entry["model_problems"])     # classes the model never predicts: not flagged as label errors
 
 # -- the opened image (from any grid): given vs predicted, what the model sees, the decision -----------

@@ -248,16 +248,22 @@ def row_positions(table: pd.DataFrame) -> dict[str, int]:
     return dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
 
 
-def make_entry(result, key: str) -> dict:
+def make_entry(result, key: str, trained_on: tuple[str, ...] | None = None, probe: bool = False) -> dict:
     """What the page keeps per scored result, computed once (not on every rerun: at 1,000,000 images each of
-    these takes 0.1-4 s): the ranked issues, the classes that are a model problem (not label errors), the
-    confusion matrix, image_id -> row positions, the headline figures, the per-class table, the baselines and the
-    per-class alarms. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
-    from inspect_core.label_issues import triage_labels
+    these takes 0.1-4 s): the ranked issues (in-sample rows, of the splits in ``trained_on``, apart; with the
+    linear probe's out-of-fold flags when ``probe``), the classes that are a model problem (not label errors),
+    the confusion matrix, image_id -> row positions, the headline figures, the per-class table, the baselines and
+    the per-class alarms. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
+    from inspect_core.probe import label_triage
     from inspect_core.sanity import baselines, class_alarms
     from inspect_core.scoring import confusion_matrix, per_class_metrics
+    from inspect_core.label_issues import TRAINED_ON_DEFAULT
     table = result.table
-    issues, model_problems = triage_labels(table, result.probs, result.class_names)
+    if trained_on is None:              # the page's default choice, so that its first run needs no second ranking
+        trained_on = tuple(s for s in sorted(str(v) for v in table["split"].dropna().unique())
+                           if s.lower() in TRAINED_ON_DEFAULT)
+    triage = label_triage(result, trained_on=list(trained_on), probe=probe)
+    issues, model_problems = triage.issues, triage.model_problems
     scored = table["error"].isna().to_numpy()
     labelled = scored & (table["label_index"].to_numpy() >= 0)
     headline = {"n_scored": int(scored.sum()), "n_errors": int((~scored).sum()),
@@ -268,11 +274,28 @@ def make_entry(result, key: str) -> dict:
                 if labelled.any() else None,
                 "n_flagged": int(issues["cl_issue"].sum())}
     return {"key": key, "result": result, "issues": issues, "model_problems": model_problems,
+            "label_options": (trained_on, probe), "label_notes": triage.notes,
             "confusion": confusion_matrix(table, result.class_names),
             "positions": row_positions(table), "headline": headline,
             "per_class": per_class_metrics(table, result.class_names),
             "baselines": baselines(table, result.class_names),
             "class_alarms": class_alarms(table, result.class_names)}
+
+
+def label_options(splits: list[str], has_embeddings: bool) -> tuple[tuple[str, ...], bool]:
+    """The "Model trained on" splits (default: those named like a training split) and the probe toggle, as
+    (trained_on, probe) for ``make_entry``; kept across page visits."""
+    from inspect_core.label_issues import TRAINED_ON_DEFAULT
+    c1, c2 = st.columns([2, 3])
+    default = [s for s in splits if s.lower() in TRAINED_ON_DEFAULT]
+    chosen = c1.multiselect("Model trained on (in-sample splits)", splits, default=default, key=K + "trained_on",
+                            **KEEP, help="The model has seen these images and their labels: its probabilities there "
+                                         "are in-sample, so their label issues are flagged and ranked apart.")
+    probe = c2.toggle("Out-of-fold flags for them: a 5-fold linear probe on the model's embeddings",
+                      key=K + "probe", disabled=not has_embeddings or not chosen, **KEEP,
+                      help="No probe sees the label of an image it scores; the embeddings still come from the "
+                           "network trained on these images. Needs a model that gives embeddings.")
+    return tuple(chosen), bool(probe and has_embeddings and chosen)
 
 
 def remember_result(result, key: str) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from .export import from_spreadsheet_safe
 from .limits import LIMITS, LimitError, check_input_file, how_to_raise, load_json, read_input_bytes
 from .paths import is_image_name, is_within, resolve_inside
 from .schema import finding_frame
@@ -308,7 +309,7 @@ def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
     split_col = cols.get("split") or cols.get("subset")
     problems, keep_rows, image_ids = [], [], []
     for k, raw in enumerate(df[path_col].tolist()):
-        text = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip()
+        text = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else from_spreadsheet_safe(str(raw).strip())
         if not text:
             problems.append(_problem(f"<row {k + 2}>", "missing_file",
                                      f"manifest row {k + 2} has an empty path", "integrity"))
@@ -325,8 +326,8 @@ def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
         image_ids.append(norm)
         keep_rows.append(k)
     kept = df.iloc[keep_rows].reset_index(drop=True)
-    labels = [cell_text(v) for v in kept[label_col].tolist()] if label_col else None
-    splits = [normalise_split(v) for v in kept[split_col].tolist()] if split_col else None
+    labels = [cell_text(from_spreadsheet_safe(v)) for v in kept[label_col].tolist()] if label_col else None
+    splits = [normalise_split(from_spreadsheet_safe(v)) for v in kept[split_col].tolist()] if split_col else None
     extra = kept.drop(columns=[c for c in (path_col, label_col, split_col) if c])
     extra.columns = [f"meta_{c}" if c in ("image_id", "label", "split") else str(c) for c in extra.columns]
     images = _images_frame(image_ids, labels, splits, extra)

@@ -48,8 +48,23 @@ SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testi
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
-    return 2
+    from .cli import EXIT, say
+    say(f"error: {' '.join(str(message).split())}", sys.stderr)
+    return EXIT["input_error"]
+
+
+def _read_preprocess_checked(path):
+    """``read_preprocess`` of a file checked first: a regular file within ``max_text_bytes``, JSON nested at most
+    ``max_json_depth`` deep (LimitError / PreprocessError with one line otherwise)."""
+    from .limits import load_json, read_input_bytes
+    from .preprocess import PreprocessError, read_preprocess
+
+    data = read_input_bytes(path, "preprocess file", "max_text_bytes")
+    try:
+        load_json(data, f"preprocess file {path}")
+    except ValueError as exc:   # LimitError too
+        raise PreprocessError(str(exc)) from None
+    return read_preprocess(path)
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -68,7 +83,8 @@ def _load_dataset(args):
 def run(args) -> int:
     from .label_issues import rank_label_issues
     from .models import ModelLoadError, load_model
-    from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
+    from .limits import LimitError, read_input_bytes
+    from .preprocess import PreprocessError, find_sidecar, sidecar_name
     from .sanity import baselines, baselines_frame, embedding_findings
     from .scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
     from .workspace import workspace_dir
@@ -98,7 +114,7 @@ def run(args) -> int:
             if pre_path is None:
                 return _fail(f"no preprocessing for {args.model}: put {sidecar_name(args.model)} beside it or give "
                              "--preprocess FILE")
-            spec = read_preprocess(pre_path)
+            spec = _read_preprocess_checked(pre_path)
             labels = images["label"].dropna().astype(str) if "label" in images else []
             if len(labels) and not set(labels) & set(map(str, spec.class_names)):
                 split_like = sorted(set(labels) & SPLIT_NAMES)
@@ -123,13 +139,14 @@ def run(args) -> int:
             workspace = None
             class_names = None
             if args.preprocess:
-                class_names = list(read_preprocess(args.preprocess).class_names)
+                class_names = list(_read_preprocess_checked(args.preprocess).class_names)
             order = None
             if args.predictions_order:
-                order = [ln.strip() for ln in Path(args.predictions_order).read_text().splitlines() if ln.strip()]
+                text = read_input_bytes(args.predictions_order, "predictions order file", "max_text_bytes")
+                order = [ln.strip() for ln in text.decode("utf-8", errors="replace").splitlines() if ln.strip()]
             result = score_predictions(args.predictions, images, class_names=class_names, order=order,
                                        dataset_classes=list(ds.classes))
-    except (ModelLoadError, PreprocessError, PredictionsError) as exc:
+    except (ModelLoadError, PreprocessError, PredictionsError, LimitError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc}")
@@ -173,16 +190,15 @@ def run(args) -> int:
         lines.append(f"  {row.loss:7.3f}  {row.image_id}  given {row.given_label} -> suggested {row.suggested_label}")
     for note in result.notes:
         lines.append(f"note: {note}")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    from .cli import EXIT, say
+    say("\n".join(lines))
+    return EXIT["ok"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inspect_core")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``score`` alone, with the exit codes and error handling of ``python -m inspect_core``."""
+    from .cli import main as cli_main
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

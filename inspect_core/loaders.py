@@ -21,6 +21,7 @@ from .export import from_spreadsheet_safe
 from .limits import LIMITS, LimitError, check_input_file, how_to_raise, load_json, read_input_bytes
 from .paths import is_image_name, is_within, resolve_inside
 from .schema import finding_frame
+from .textsafe import shown_entry
 
 FORMATS = ("folder", "csv", "coco", "yolo")
 SPLIT_ALIASES = {
@@ -166,13 +167,6 @@ def bad_entry(name) -> str | None:
         return (f"a part of the path is {longest:,} bytes long, over the cap of {LIMITS['max_name_bytes']:,} "
                 f"(max_name_bytes)")
     return None
-
-
-def shown_entry(name, max_chars: int = 80) -> str:
-    """A bad entry as it may be shown: control characters escaped, cut to ``max_chars``."""
-    text = str(name).encode("unicode_escape").decode("ascii") if not isinstance(name, str) or \
-        any(ord(ch) < 32 or ord(ch) == 127 for ch in name) else name
-    return text if len(text) <= max_chars else text[:max_chars] + f"... ({len(text):,} characters)"
 
 
 def _read_small_text(path: Path, problems: list, shown: str, check: str, family: str) -> str | None:

@@ -30,7 +30,7 @@ from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
 from .checks.context import CheckContext
 from .limits import LIMITS
-from .loaders import Dataset, load_dataset
+from .loaders import Dataset, DatasetError, load_dataset
 from .paths import is_within
 from .schema import FINDING_COLUMNS, finding_frame, issue_column
 from .workspace import workspace_dir
@@ -111,7 +111,7 @@ class ScanResult:
         summary.json into ``out_dir`` (never inside the dataset)."""
         out = Path(out_dir)
         if is_within(out, self.root):
-            raise ValueError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
+            raise DatasetError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
         out.mkdir(parents=True, exist_ok=True)
         _write_parquet(self.images, out / "images.parquet")
         _write_parquet(self.findings, out / "findings.parquet")

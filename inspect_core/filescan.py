@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image, ImageFile
 
-from .limits import LIMITS, how_to_raise, human_bytes
+from .limits import LIMITS, how_to_raise, human_bytes, read_capped
 from .paths import resolve_inside
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must raise, so we can report it
@@ -282,7 +282,7 @@ def read_file(root: str, image_id: str, dir_cache: dict) -> tuple[dict, np.ndarr
         if st.st_size > cap:
             return _too_large(row, st.st_size, cap), None
         with open(path, "rb") as fh:
-            data = fh.read(cap + 1)       # never more than the cap, even from a file that grows meanwhile
+            data = read_capped(fh, st.st_size, cap)   # never more than the cap, even from a growing file
         if len(data) > cap:
             return _too_large(row, len(data), cap), None
     except FileNotFoundError:

@@ -119,6 +119,27 @@ def check_input_file(path: Path | str, what: str, limit: str) -> Path:
     return path
 
 
+_READ_BLOCK = 1 << 20
+
+
+def read_capped(fh, size_bytes: int, cap: int) -> bytes:
+    """At most ``cap`` + 1 bytes of an open file whose size was ``size_bytes``: one read of the size (Python
+    allocates the whole buffer a read asks for, so never ``read(cap + 1)`` for a small file), then, for a file
+    that grew meanwhile, blocks of 1 MiB up to the cap. More than ``cap`` bytes back means over the cap."""
+    data = fh.read(min(size_bytes, cap) + 1)
+    if len(data) <= size_bytes or len(data) > cap:
+        return data
+    parts = [data]
+    total = len(data)
+    while total <= cap:
+        block = fh.read(min(_READ_BLOCK, cap + 1 - total))
+        if not block:
+            break
+        parts.append(block)
+        total += len(block)
+    return b"".join(parts)
+
+
 def read_input_bytes(path: Path | str, what: str, limit: str) -> bytes:
     """The bytes of a checked input file (``check_input_file``); never more than the cap, even for a file that
     grows while it is read."""
@@ -126,7 +147,7 @@ def read_input_bytes(path: Path | str, what: str, limit: str) -> bytes:
     cap = LIMITS[limit]
     try:
         with open(path, "rb") as fh:
-            data = fh.read(cap + 1)
+            data = read_capped(fh, os.fstat(fh.fileno()).st_size, cap)
     except OSError as exc:
         raise LimitError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     if len(data) > cap:

@@ -204,7 +204,7 @@ def _find_coco_json(root: Path) -> Path | None:
     if (root / "annotations").is_dir():
         candidates += sorted((root / "annotations").glob("*.json"))
     for p in candidates:
-        if not _inside_file(root, p) or p.stat().st_size > 2_000_000_000:
+        if not _inside_file(root, p) or p.stat().st_size > LIMITS["max_json_bytes"]:
             continue
         try:
             with open(p, "rb") as fh:

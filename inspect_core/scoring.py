@@ -969,8 +969,10 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
+            # memory-mapped first: a header that claims more rows than the file holds fails here, before any
+            # allocation (a 100-byte file must not ask for terabytes); the copy is then at most the file's size
+            matrix = np.array(np.load(path, allow_pickle=False, mmap_mode="r"))
+        except (ValueError, OSError, MemoryError):
             raise PredictionsError(f"{path.name} is not a plain numeric .npy array (save it with "
                                    "numpy.save(path, array_of_numbers))") from None
         if matrix.ndim != 2:

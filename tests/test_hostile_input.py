@@ -422,3 +422,23 @@ def test_names_with_terminal_escapes_are_printed_escaped(place, textured):
     assert "\x1b" not in case.stdout and "\x07" not in case.stdout and "\\x1b[2J" in case.stdout
     missing = run_cli_case(["scan", place["tmp"] / "no\x1b[31mroot"], place["tmp"])
     assert "\x1b" not in missing.stderr and "\\x1b[31m" in missing.one_line_error(2)
+
+
+def test_an_npy_header_claiming_terabytes_is_a_one_line_error(place, textured):
+    _images(place["root"] / "a", textured, 2)
+    from numpy.lib import format as npy_format
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**11, 2)})
+    (place["tmp"] / "p.npy").write_bytes(buf.getvalue() + b"\0" * 64)
+    case = run_cli_case(["score", place["root"], "--predictions", place["tmp"] / "p.npy", "--out", place["out"]],
+                        place["tmp"])
+    assert "not a plain numeric .npy array" in case.one_line_error(2)
+
+
+def test_a_preprocess_json_nested_without_end_is_a_one_line_error(place, textured):
+    _images(place["root"] / "a", textured, 2)
+    (place["tmp"] / "pre.json").write_text("[" * 50_000 + "]" * 50_000)
+    (place["tmp"] / "p.csv").write_text("image_id,a,b\na/i0.jpg,0.5,0.5\n")
+    case = run_cli_case(["score", place["root"], "--predictions", place["tmp"] / "p.csv", "--preprocess",
+                         place["tmp"] / "pre.json", "--out", place["out"]], place["tmp"])
+    assert "max_json_depth" in case.one_line_error(2)

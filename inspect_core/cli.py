@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .limits import set_limits
+    from .limits import export_to_environment, set_limits
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -217,6 +217,7 @@ def main(argv=None) -> int:
         return EXIT["input_error"]
     try:
         set_limits(args.limit)
+        export_to_environment()
     except ValueError as exc:
         return error_line(args.command, exc)
     return run_guarded(args.command, args.func, args, argv)

@@ -9,6 +9,7 @@ Change a cap in Python (``inspect_core.limits.LIMITS["max_file_bytes"] = 2 << 30
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -83,8 +84,16 @@ def _from_environment() -> None:
     text = os.environ.get(ENV_VAR, "")
     try:
         set_limits([s for s in text.split(",") if s.strip()])
-    except ValueError:
-        pass  # a bad environment value keeps the defaults (the CLI's --limit reports its own errors)
+    except ValueError as exc:  # a bad environment value keeps the defaults, said once in the log
+        logging.getLogger(__name__).warning("ignoring %s: %s", ENV_VAR, exc)
+
+
+def export_to_environment() -> None:
+    """Write the caps that differ from the defaults to the environment variable, so that worker processes
+    started by spawn (not fork: macOS, Windows) apply the same caps as this process."""
+    changed = [f"{k}={v}" for k, v in LIMITS.items() if DEFAULT_LIMITS.get(k) != v]
+    if changed:
+        os.environ[ENV_VAR] = ",".join(changed)
 
 
 _from_environment()

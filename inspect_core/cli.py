@@ -1,17 +1,37 @@
 """Command line: ``python -m inspect_core scan ROOT ...`` and ``python -m inspect_core score ROOT ...``.
 
-Exit codes: 0 done; 1 a --fail-on rule tripped; 2 usage error or unusable dataset (one-line message).
+Exit codes (``EXIT``), the same for both commands, so that a CI job can tell a gate from a crash:
+0 done; 1 a --fail-on rule tripped; 2 usage or input error (a one-line message: bad option, unusable dataset,
+input over a cap, unreadable file); 3 internal error (a one-line message naming a log file that holds the
+traceback; ``--debug`` prints it instead); 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
+
+from .textsafe import safe_text
+
+EXIT = {"ok": 0, "fail_on": 1, "input_error": 2, "internal_error": 3, "interrupted": 130}
+def say(text: str = "", stream=None) -> None:
+    """Print one message, escaped (``safe_text``)."""
+    (stream or sys.stdout).write(safe_text(text) + "\n")
+
+
+def error_line(command: str, message) -> int:
+    """The one-line message of an input error on stderr; returns exit code 2."""
+    say(f"inspect_core {command}: error: {' '.join(str(message).split())}", sys.stderr)
+    return EXIT["input_error"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT["input_error"], safe_text(f"{self.prog}: error: {' '.join(message.split())}") + "\n")
 
 
 def parse_fail_on(spec: str) -> tuple[str, int]:
@@ -65,7 +85,6 @@ def summary_table(result) -> str:
 
 def cmd_scan(args) -> int:
     from .checks import REGISTRY, all_check_names
-    from .loaders import DatasetError
     from .scanner import scan
 
     rules = []
@@ -77,27 +96,90 @@ def cmd_scan(args) -> int:
                                  f"{', '.join(list(REGISTRY) + all_check_names())}")
             rules.append((name, limit))
     except ValueError as exc:
-        print(f"inspect_core scan: error: {exc}", file=sys.stderr)
-        return 2
+        return error_line("scan", exc)
     try:
         result = scan(args.root, format=args.format, manifest=args.manifest, boxes=args.boxes,
                       workspace=args.workspace, workers=args.workers, progress=_Bar())
         out = Path(args.out) if args.out else result.workspace / "scan"
         result.save(out)
-    except (DatasetError, ValueError, OSError) as exc:
-        print(f"inspect_core scan: error: {exc}", file=sys.stderr)
-        return 2
-    print(summary_table(result))
-    print(f"\nwrote {out}/images.parquet, findings.parquet, findings.csv, pairs.parquet, summary.json")
+    except input_errors() as exc:
+        return error_line("scan", exc)
+    say(summary_table(result))
+    for note in result.summary.get("notes", []):
+        say(f"note: {note}")
+    say(f"\nwrote {out}/images.parquet, findings.parquet, findings.csv, pairs.parquet, summary.json")
     tripped = []
     for name, limit in rules:
         n = len(result.issues(name))
         if n > limit:
             tripped.append(f"{name}: {n} findings > {limit} allowed")
     if tripped:
-        print("FAIL: " + "; ".join(tripped), file=sys.stderr)
-        return 1
-    return 0
+        say("FAIL: " + "; ".join(tripped), sys.stderr)
+        return EXIT["fail_on"]
+    return EXIT["ok"]
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, not a bug: exit 2 with their message. Each names what to fix."""
+    from .limits import LimitError
+    from .loaders import DatasetError
+    from .review import ReviewStoreError
+    from .workspace import WorkspaceError
+    errors: list = [DatasetError, LimitError, WorkspaceError, ReviewStoreError, OSError]
+    for module, name in (("preprocess", "PreprocessError"), ("scoring", "PredictionsError"),
+                         ("models", "ModelLoadError")):
+        try:
+            errors.append(getattr(__import__(f"inspect_core.{module}", fromlist=[name]), name))
+        except Exception:  # noqa: BLE001 - a module that cannot be imported raised none of its errors
+            pass
+    return tuple(errors)
+
+
+def _log_internal_error(command: str, argv) -> Path | None:
+    """Write the traceback being handled to a log file in the temp folder; its path, or None when it cannot be
+    written."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"dataset-inspector-{command}-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} python -m inspect_core "
+                     f"{' '.join(map(str, argv))}\n\n")
+            fh.write(traceback.format_exc())
+        return Path(name)
+    except OSError:
+        return None
+
+
+def run_guarded(command: str, func, args, argv) -> int:
+    """Run one command: input errors are one line and exit 2; anything else is an internal error: one line
+    naming a log file with the traceback (or the traceback itself with --debug), exit 3. Never a traceback on
+    the terminal for bad input."""
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        say(f"inspect_core {command}: interrupted", sys.stderr)
+        return EXIT["interrupted"]
+    except input_errors() as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return error_line(command, exc)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as one
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+            say(f"inspect_core {command}: internal error ({type(exc).__name__})", sys.stderr)
+            return EXIT["internal_error"]
+        log = _log_internal_error(command, argv)
+        what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        where = f"the traceback is in {log}" if log else "rerun with --debug for the traceback"
+        say(f"inspect_core {command}: internal error ({what}); this is a bug, not a problem with your data: "
+            f"{where}", sys.stderr)
+        return EXIT["internal_error"]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", action="append", metavar="NAME=N", default=[],
+                   help="raise or lower a cap on the input (repeatable); names and defaults in "
+                        "inspect_core/limits.py and the README, e.g. --limit max_file_bytes=2147483648")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,25 +196,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-on", action="append", metavar="CHECK[:MAX_COUNT]",
                    help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); repeatable")
     s.set_defaults(func=cmd_scan)
+    _add_common(s)
     try:
         from . import cli_score
     except ImportError:
         cli_score = None
     if cli_score is not None:
-        cli_score.add_parser(sub)
+        _add_common(cli_score.add_parser(sub))
     return p
 
 
 def main(argv=None) -> int:
+    from .limits import export_to_environment, set_limits
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_usage(sys.stderr)
-        return 2
-    if args.command == "scan":
-        return args.func(args)
-    from . import cli_score
-    return cli_score.run(args)
+        return EXIT["input_error"]
+    try:
+        set_limits(args.limit)
+        export_to_environment()
+    except ValueError as exc:
+        return error_line(args.command, exc)
+    return run_guarded(args.command, args.func, args, argv)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,23 @@ SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testi
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
-    return 2
+    from .cli import EXIT, say
+    say(f"error: {' '.join(str(message).split())}", sys.stderr)
+    return EXIT["input_error"]
+
+
+def _read_preprocess_checked(path):
+    """``read_preprocess`` of a file checked first: a regular file within ``max_text_bytes``, JSON nested at most
+    ``max_json_depth`` deep (LimitError / PreprocessError with one line otherwise)."""
+    from .limits import load_json, read_input_bytes
+    from .preprocess import PreprocessError, read_preprocess
+
+    data = read_input_bytes(path, "preprocess file", "max_text_bytes")
+    try:
+        load_json(data, f"preprocess file {path}")
+    except ValueError as exc:   # LimitError too
+        raise PreprocessError(str(exc)) from None
+    return read_preprocess(path)
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -80,9 +95,10 @@ def _load_dataset(args):
 
 
 def run(args) -> int:
-    from .probe import label_triage, merge_out_of_fold
     from .models import ModelLoadError, load_model
-    from .preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
+    from .probe import label_triage, merge_out_of_fold
+    from .limits import LimitError, read_input_bytes
+    from .preprocess import PreprocessError, find_sidecar, sidecar_name
     from .sanity import baselines, baselines_frame, class_alarms, embedding_findings
     from .scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
     from .workspace import workspace_dir
@@ -112,7 +128,7 @@ def run(args) -> int:
             if pre_path is None:
                 return _fail(f"no preprocessing for {args.model}: put {sidecar_name(args.model)} beside it or give "
                              "--preprocess FILE")
-            spec = read_preprocess(pre_path)
+            spec = _read_preprocess_checked(pre_path)
             labels = images["label"].dropna().astype(str) if "label" in images else []
             if len(labels) and not set(labels) & set(map(str, spec.class_names)):
                 split_like = sorted(set(labels) & SPLIT_NAMES)
@@ -140,13 +156,14 @@ def run(args) -> int:
             workspace = None
             class_names = None
             if args.preprocess:
-                class_names = list(read_preprocess(args.preprocess).class_names)
+                class_names = list(_read_preprocess_checked(args.preprocess).class_names)
             order = None
             if args.predictions_order:
-                order = [ln.strip() for ln in Path(args.predictions_order).read_text().splitlines() if ln.strip()]
+                text = read_input_bytes(args.predictions_order, "predictions order file", "max_text_bytes")
+                order = [ln.strip() for ln in text.decode("utf-8", errors="replace").splitlines() if ln.strip()]
             result = score_predictions(args.predictions, images, class_names=class_names, order=order,
                                        dataset_classes=list(ds.classes))
-    except (ModelLoadError, PreprocessError, PredictionsError) as exc:
+    except (ModelLoadError, PreprocessError, PredictionsError, LimitError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc}")
@@ -159,7 +176,7 @@ def run(args) -> int:
         try:
             parts = [score_predictions(f, images, class_names=result.class_names,
                                        dataset_classes=list(ds.classes)) for f in args.oof_predictions]
-        except (PredictionsError, OSError) as exc:
+        except (PredictionsError, LimitError, OSError) as exc:
             return _fail(f"--oof-predictions: {exc}")
         for f, part in zip(args.oof_predictions, parts):
             if list(part.class_names) != list(result.class_names):
@@ -169,7 +186,8 @@ def run(args) -> int:
     triage = label_triage(result, trained_on=args.trained_on, probe=args.probe, oof_probs=oof)
     issues, model_problems = triage.issues, triage.model_problems
     listed = issues[issues["cl_issue"] | (issues["pred_label"] != issues["given_label"])]
-    listed.to_csv(out / "label_issues.csv", index=False)
+    from .export import safe_csv_bytes
+    (out / "label_issues.csv").write_bytes(safe_csv_bytes(listed))     # labels and paths never run as formulas
     listed.to_parquet(out / "label_issues.parquet", index=False)
     base = baselines(result.table, result.class_names)
     dups, outliers = embedding_findings_cached(result, workspace) or embedding_findings([], None)
@@ -215,16 +233,15 @@ def run(args) -> int:
         lines.append(f"  {row.loss:7.3f}  {row.image_id}  given {row.given_label} -> suggested {row.suggested_label}")
     for note in result.notes:
         lines.append(f"note: {note}")
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    from .cli import EXIT, say
+    say("\n".join(lines))
+    return EXIT["ok"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inspect_core")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``score`` alone, with the exit codes and error handling of ``python -m inspect_core``."""
+    from .cli import main as cli_main
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,49 @@ from .paths import is_within
 
 RELABEL_COLUMNS = ["image_id", "path", "old_label", "new_label", "action", "note", "decided_at"]
 MANIFEST_BASE_COLUMNS = ["path", "label", "split"]
+# A text cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets (a tab or
+# carriage return first is skipped by some of them, so they count too): such a cell is written with a leading
+# single quote, which every spreadsheet shows as text (OWASP's rule for CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell as a spreadsheet will not run it: text starting with a formula character gets a leading
+    quote; numbers, missing values and other text are returned as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+_NEEDS_QUOTES = (",", '"', "\n", "\r", "\t")
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The inverse of ``spreadsheet_safe`` for a cell read back (a cleaned manifest given as a manifest again)."""
+    if isinstance(text, str) and len(text) > 1 and text[0] == "'" and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
+
+
+def _csv_cell(value) -> str:
+    """One cell of RFC 4180 CSV: missing is empty; text is neutralised (``spreadsheet_safe``) and quoted when it
+    holds a comma, quote, CR, LF or tab (the csv module leaves a lone CR unquoted, and it splits the row)."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value):
+        return ""
+    if not isinstance(value, str):
+        return str(value)
+    text = spreadsheet_safe(value)
+    if any(ch in text for ch in _NEEDS_QUOTES):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def safe_csv_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as UTF-8 CSV that a spreadsheet opens as data, never as formulas (text cells and column names
+    neutralised), one line per row however many newlines a note holds."""
+    lines = [",".join(_csv_cell(str(c)) for c in df.columns)]
+    lines += [",".join(_csv_cell(v) for v in row) for row in df.itertuples(index=False, name=None)]
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def joined_path(root: Path | str, image_id: str) -> str:
@@ -43,7 +86,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def relabel_csv_bytes(table: pd.DataFrame) -> bytes:
-    return table.to_csv(index=False).encode("utf-8")
+    return safe_csv_bytes(table)
 
 
 def relabel_json_bytes(table: pd.DataFrame) -> bytes:
@@ -70,7 +113,10 @@ def cleaned_manifest(images: pd.DataFrame, decisions: pd.DataFrame | None) -> pd
         df["split"] = pd.Series(pd.NA, index=df.index, dtype="string")
     if "label" not in df.columns:
         df["label"] = pd.Series(pd.NA, index=df.index, dtype="string")
-    df = df.rename(columns={"image_id": "path"})
+    # the scan renames metadata columns named like its own columns (format -> meta_format): the manifest gets
+    # the names the user gave
+    back = {new: old for new, old in (images.attrs.get("metadata_renames") or {}).items() if old not in df.columns}
+    df = df.rename(columns={"image_id": "path", **back})
     extra = [c for c in df.columns if c not in MANIFEST_BASE_COLUMNS]
     return df[MANIFEST_BASE_COLUMNS + extra].sort_values("path", kind="stable").reset_index(drop=True)
 
@@ -92,7 +138,7 @@ def manifest_metadata(images: pd.DataFrame, decisions: pd.DataFrame | None, root
 
 
 def manifest_csv_bytes(manifest: pd.DataFrame) -> bytes:
-    return manifest.to_csv(index=False).encode("utf-8")
+    return safe_csv_bytes(manifest)
 
 
 def write_exports(out_dir: Path | str, root: Path | str, images: pd.DataFrame,

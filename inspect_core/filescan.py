@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image, ImageFile
 
+from .limits import LIMITS, how_to_raise, human_bytes, read_capped
 from .paths import resolve_inside
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must raise, so we can report it
@@ -211,7 +212,7 @@ def stats_batch(rgb: np.ndarray) -> dict[str, np.ndarray]:
 def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
     """Fast form of paths.resolve_inside for the scan: one lstat per file, one realpath per folder.
     ``dir_cache`` holds folder verdicts for one pass only (a folder can become a symlink between scans)."""
-    if not image_id or image_id.startswith("/") or ".." in image_id.split("/") or \
+    if not image_id or "\0" in image_id or image_id.startswith("/") or ".." in image_id.split("/") or \
             (os.name == "nt" and ("\\" in image_id or ":" in image_id)):
         return None
     full = os.path.join(root, image_id)
@@ -229,7 +230,7 @@ def inside_root(root: str, image_id: str, dir_cache: dict) -> str | None:
         if os.path.islink(full):
             real = resolve_inside(root, image_id)
             return str(real) if real is not None else None
-    except OSError:
+    except (OSError, ValueError):
         return None
     return full
 
@@ -258,9 +259,13 @@ def _content_hash(data) -> str:
 def read_file(root: str, image_id: str, dir_cache: dict) -> tuple[dict, np.ndarray | None]:
     """Read one file once: its row (size, hashes, format, size in pixels, mode, frames, EXIF orientation,
     or the error) and its reduced RGB pixels (longer side about STATS_SIDE_PX) for the statistics, None when
-    it could not be decoded. Never raises for a bad file."""
+    it could not be decoded. Never raises for a bad file. A file over ``LIMITS["max_file_bytes"]`` is not
+    read (error_kind ``file_too_large``): a scan holds one file of each worker in memory at a time."""
     row = _empty_row(image_id)
-    path = inside_root(root, image_id, dir_cache)
+    try:
+        path = inside_root(root, image_id, dir_cache)
+    except (OSError, ValueError):
+        path = None
     if path is None:
         row["error_kind"] = "path_outside_root"
         row["error_detail"] = "path resolves outside the dataset root; not opened"
@@ -273,15 +278,20 @@ def read_file(root: str, image_id: str, dir_cache: dict) -> tuple[dict, np.ndarr
             row["error_kind"] = "unreadable"
             row["error_detail"] = "not a regular file (a pipe, device or socket); not opened"
             return row, None
+        cap = LIMITS["max_file_bytes"]
+        if st.st_size > cap:
+            return _too_large(row, st.st_size, cap), None
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = read_capped(fh, st.st_size, cap)   # never more than the cap, even from a growing file
+        if len(data) > cap:
+            return _too_large(row, len(data), cap), None
     except FileNotFoundError:
         row["error_kind"] = "missing_file"
         row["error_detail"] = "listed but not found on disk"
         return row, None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         row["error_kind"] = "unreadable"
-        row["error_detail"] = f"cannot read file: {exc.strerror or exc}"
+        row["error_detail"] = f"cannot read file: {getattr(exc, 'strerror', None) or exc}"[:300]
         return row, None
     row["content_hash"] = _content_hash(data)
     if not data:
@@ -295,6 +305,13 @@ def read_file(root: str, image_id: str, dir_cache: dict) -> tuple[dict, np.ndarr
             row["error_kind"] = "unreadable"
             row["error_detail"] = f"decode failed: {type(exc).__name__}: {exc}"[:300]
         return row, None
+
+
+def _too_large(row: dict, size_bytes: int, cap: int) -> dict:
+    row["error_kind"] = "file_too_large"
+    row["error_detail"] = (f"{human_bytes(size_bytes)} ({size_bytes:,} bytes), over the {human_bytes(cap)} cap "
+                           f"(max_file_bytes); not read; {how_to_raise('max_file_bytes')}")
+    return row
 
 
 def _decode(row: dict, data: bytes) -> np.ndarray | None:

@@ -55,6 +55,29 @@ class ReviewError(ValueError):
     """A decision that cannot be recorded (unknown action, relabel without a label...)."""
 
 
+class ReviewStoreError(ReviewError):
+    """The store cannot be used as asked: its file is damaged, or the workspace is read-only and a decision was
+    to be written. The message names the file and what to do."""
+
+
+def _damaged(path: Path, exc: Exception) -> ReviewStoreError:
+    return ReviewStoreError(
+        f"the review store {path} is damaged ({exc}): keep a copy of it (it may still be recovered with the "
+        "sqlite3 '.recover' command), then move it out of the workspace; a new, empty store is started the next "
+        "time the workspace is opened")
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return not isinstance(exc, sqlite3.OperationalError) or "malformed" in text or "not a database" in text
+
+
+def _is_read_only(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text or \
+        "unable to open" in text or "disk i/o" in text
+
+
 def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -76,10 +99,44 @@ class ReviewStore:
 
     def __init__(self, workspace: Path | str, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.workspace = Path(workspace)
-        self.workspace.mkdir(parents=True, exist_ok=True)
         self.path = self.workspace / DB_NAME
         self.busy_timeout_s = float(busy_timeout_s)
-        self._create()
+        # read_only: the workspace cannot be written (decisions are read, ``decide`` raises ReviewStoreError);
+        # _uri: how a read-only store is opened (None: the file itself, read-write)
+        self.read_only = False
+        self._uri: str | None = None
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            self._create()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc):
+                raise _damaged(self.path, exc) from None
+            if not _is_read_only(exc):
+                raise
+            self._open_read_only()
+
+    def _open_read_only(self) -> None:
+        """Open the store of a workspace that cannot be written: read-only, or (a WAL file whose -shm cannot be
+        made) as an immutable file; a workspace without a store reads as one without decisions."""
+        from urllib.parse import quote
+
+        self.read_only = True
+        if not self.path.exists():
+            self._uri = "file:review-empty?mode=memory"
+            return
+        last = None
+        for flags in ("mode=ro", "immutable=1"):
+            self._uri = f"file:{quote(str(self.path.resolve()))}?{flags}"
+            try:
+                with self._connect() as con:
+                    con.execute("SELECT COUNT(*) FROM decisions").fetchone()
+                return
+            except ReviewStoreError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                last = exc
+        raise ReviewStoreError(f"the review store {self.path} cannot be opened, even to read ({last}): check the "
+                               "permissions of the workspace folder and of the file")
 
     def _create(self) -> None:
         """Switch the file to WAL and create the table, waiting out other processes doing the same.
@@ -106,11 +163,25 @@ class ReviewStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+        if self._uri is None:
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+        else:
+            con = sqlite3.connect(self._uri, uri=True, timeout=self.busy_timeout_s, isolation_level=None)
+            if "mode=memory" in self._uri:
+                con.executescript(_SCHEMA)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            con.execute("PRAGMA synchronous=FULL")
+            if self._uri is None:
+                con.execute("PRAGMA synchronous=FULL")
             yield con
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise _damaged(self.path, exc) from None
+            if self.read_only and _is_read_only(exc):
+                raise ReviewStoreError(f"the workspace {self.workspace} is read-only: decisions can be read but "
+                                       "not recorded; open the dataset with a workspace you can write "
+                                       "(--workspace, or XDG_CACHE_HOME)") from None
+            raise
         finally:
             con.close()
 

@@ -25,11 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import filescan
-from .checks import REGISTRY, family_of
+from .checks import REGISTRY, all_check_names, family_of
 from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
 from .checks.context import CheckContext
-from .loaders import Dataset, load_dataset
+from .limits import LIMITS
+from .loaders import Dataset, DatasetError, load_dataset
 from .paths import is_within
 from .schema import FINDING_COLUMNS, finding_frame, issue_column
 from .workspace import workspace_dir
@@ -44,6 +45,43 @@ CHUNK_FILES = 96
 CACHE_SLICE_ROWS = 65536
 
 Progress = Callable[[int, int], None]
+
+BOX_STAT_COLUMNS = ("n_boxes", "box_area_frac_mean", "box_area_frac_min", "box_area_frac_max", "n_box_classes")
+DERIVED_COLUMNS = ("aspect_ratio", "n_findings")
+META_PREFIX = "meta_"
+
+
+def scan_columns() -> set[str]:
+    """Every column the scan adds to the images table: per-file signals, box statistics, derived columns and
+    one issue column per check. Dataset metadata never takes one of these names (``namespace_metadata``)."""
+    return ({*filescan.TEXT_COLUMNS, *filescan.NUMERIC_COLUMNS, *filescan.BOOL_COLUMNS, *BOX_STAT_COLUMNS,
+             *DERIVED_COLUMNS, *(issue_column(c) for c in all_check_names())} - {"image_id"})
+
+
+def namespace_metadata(images: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The loader's images table with every metadata column named like a scan column renamed to
+    ``meta_<name>`` (``meta_<name>_2``... when that is taken too), and the renames {new: old}. A manifest column
+    ``format`` or ``is_blurry`` thus neither breaks the scan nor is overwritten by it."""
+    reserved = scan_columns()
+    taken = {str(c) for c in images.columns}
+    renames: dict[str, str] = {}
+    for c in images.columns:
+        if str(c) in reserved:
+            new, k = f"{META_PREFIX}{c}", 2
+            while new in taken or new in reserved:
+                new, k = f"{META_PREFIX}{c}_{k}", k + 1
+            taken.add(new)
+            renames[new] = str(c)
+    if not renames:
+        return images, {}
+    out = images.rename(columns={old: new for new, old in renames.items()})
+    return out, renames
+
+
+def _renames_note(renames: dict[str, str]) -> str:
+    shown = ", ".join(f"{old} -> {new}" for new, old in list(renames.items())[:8])
+    more = f" and {len(renames) - 8} more" if len(renames) > 8 else ""
+    return f"metadata columns named like scan columns were renamed: {shown}{more}"
 
 
 @dataclass
@@ -73,11 +111,12 @@ class ScanResult:
         summary.json into ``out_dir`` (never inside the dataset)."""
         out = Path(out_dir)
         if is_within(out, self.root):
-            raise ValueError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
+            raise DatasetError(f"refusing to write into the dataset folder ({out}); choose an output folder outside it")
         out.mkdir(parents=True, exist_ok=True)
         _write_parquet(self.images, out / "images.parquet")
         _write_parquet(self.findings, out / "findings.parquet")
-        self.findings.to_csv(out / "findings.csv", index=False)
+        from .export import safe_csv_bytes
+        (out / "findings.csv").write_bytes(safe_csv_bytes(self.findings))   # paths, labels: never formulas
         _write_parquet(self.pairs, out / "pairs.parquet")
         _write_parquet(self.annotations, out / "annotations.parquet")
         _write_parquet(self.balance, out / "balance.parquet")
@@ -110,6 +149,12 @@ def _tmp_name(path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- file cache
 
+def _cache_tag() -> str:
+    """What a cached file row depends on besides the file: the scan version and the file-size cap (a file
+    over the cap is cached as file_too_large; raising the cap must read it)."""
+    return f"{SCAN_VERSION}:{LIMITS['max_file_bytes']}"
+
+
 def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
     path = ws / CACHE_FILE
     if not path.is_file():
@@ -117,7 +162,7 @@ def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
     try:
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
-        if meta.get(b"scan_version") != str(SCAN_VERSION).encode():
+        if meta.get(b"scan_version") != _cache_tag().encode():
             return None
         desc_col = table.column("desc").combine_chunks()
         desc = np.frombuffer(desc_col.buffers()[1], dtype=np.int8).reshape(-1, filescan.DESC_DIM)[: len(desc_col)]
@@ -141,7 +186,7 @@ def _write_cache(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
             d = np.ascontiguousarray(desc[part])
             table = table.append_column("desc", pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(filescan.DESC_DIM), len(d), [None, pa.py_buffer(d.tobytes())]))
-            table = table.replace_schema_metadata({"scan_version": str(SCAN_VERSION)})
+            table = table.replace_schema_metadata({"scan_version": _cache_tag()})
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
@@ -333,10 +378,8 @@ def box_stats(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
     """Per-image box statistics: n_boxes, box area as a fraction of the image (mean, min, max), n_box_classes."""
     out = pd.DataFrame({"image_id": images["image_id"]})
     if ann.empty:
-        out["n_boxes"] = 0
-        for c in ("box_area_frac_mean", "box_area_frac_min", "box_area_frac_max"):
-            out[c] = np.nan
-        out["n_box_classes"] = 0
+        for c in BOX_STAT_COLUMNS:
+            out[c] = 0 if c.startswith("n_") else np.nan
         return out.drop(columns="image_id")
     size = images.set_index("image_id")
     area_img = (ann["image_id"].map(size["width_px"]).astype(float)
@@ -395,6 +438,7 @@ def _code_version() -> str:
     h = hashlib.blake2b(digest_size=8)
     here = Path(__file__).resolve().parent
     for p in sorted([here / "filescan.py", here / "neardup.py", here / "scanner.py", here / "loaders.py",
+                     here / "limits.py",
                      *(here / "checks").glob("*.py")]):
         h.update(p.read_bytes())
     return h.hexdigest()
@@ -407,7 +451,8 @@ def _input_fingerprint(ds: Dataset, rows: pd.DataFrame) -> str:
     global _CODE_VERSION
     if _CODE_VERSION is None:
         _CODE_VERSION = _code_version()
-    parts = [_CODE_VERSION, ds.format, json.dumps(ds.classes), str(ds.has_boxes), str(ds.has_image_labels)]
+    parts = [_CODE_VERSION, ds.format, json.dumps(ds.classes), str(ds.has_boxes), str(ds.has_image_labels),
+             json.dumps(LIMITS, sort_keys=True)]
     for df in (ds.images, rows[["file_size_bytes", "mtime_ns"]], ds.annotations, ds.problems):
         if len(df):
             parts.append(f"{int(pd.util.hash_pandas_object(df.astype('str'), index=False).sum()) & ((1 << 64) - 1):x}")
@@ -421,6 +466,8 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache)."""
     t0 = time.perf_counter()
     ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
+    ds.images, renames = namespace_metadata(ds.images)
+    ds.images.attrs["metadata_renames"] = renames
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
     rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True)
@@ -480,6 +527,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
         "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),
         "reused_saved_scan": False, "input_fingerprint": input_fp,
+        "notes": [_renames_note(ds.images.attrs["metadata_renames"])] if ds.images.attrs.get("metadata_renames") else [],
     }
     result = ScanResult(dataset=ds, workspace=ws, images=images, findings=findings, pairs=pairs,
                         annotations=ann, balance=balance, summary=summary,
@@ -489,7 +537,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "root": str(ds.root), "format": ds.format, "classes": ds.classes,
         "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
         "box_categories": ds.box_categories, "fingerprint": result.fingerprint,
-        "dataset_columns": list(ds.images.columns)}))
+        "dataset_columns": list(ds.images.columns),
+        "metadata_renames": ds.images.attrs.get("metadata_renames", {})}))
     return result
 
 
@@ -504,11 +553,14 @@ def load_scan(workspace: Path | str) -> ScanResult | None:
         ann = pd.read_parquet(d / "annotations.parquet")
         balance = pd.read_parquet(d / "balance.parquet")
         summary = json.loads((d / "summary.json").read_text())
+        if not isinstance(meta, dict) or not isinstance(summary, dict):
+            raise ValueError("dataset.json or summary.json is not a JSON object")
         ds = Dataset(root=Path(meta["root"]), format=meta["format"],
                      images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
                                     if c in images.columns]],
                      annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
                      has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
+        ds.images.attrs["metadata_renames"] = dict(meta.get("metadata_renames") or {})
         return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,
                           annotations=ann, balance=balance, summary=summary, fingerprint=meta["fingerprint"])
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged saved scan is a missing one

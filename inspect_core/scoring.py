@@ -937,6 +937,27 @@ def _parse_list_cell(value):
         return None
 
 
+def _numeric_matrix(frame: pd.DataFrame, columns: list, file_name: str) -> np.ndarray:
+    """The given columns as a float64 matrix; a cell that is not a number (text in a class column) is a
+    PredictionsError naming the column, the row and the value. Empty cells are NaN (that row gets an error)."""
+    out = np.empty((len(frame), len(columns)), np.float64)
+    for k, c in enumerate(columns):
+        col = frame[c]
+        if isinstance(col, pd.DataFrame):
+            raise PredictionsError(f"{file_name} has more than one column named {str(c)[:40]!r}")
+        values = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(col) else col
+        bad = np.flatnonzero(values.isna().to_numpy() & col.notna().to_numpy() & (col.astype(str).str.strip() != "")
+                             .to_numpy())
+        if len(bad):
+            from .textsafe import safe_text
+            raise PredictionsError(f"{file_name}: column {safe_text(str(c))[:40]!r} row {bad[0] + 2} holds "
+                                   f"{safe_text(str(col.iloc[bad[0]]))[:40]!r}, not a number"
+                                   f"{f' ({len(bad)} such cells)' if len(bad) > 1 else ''}; class columns hold "
+                                   "probabilities or logits")
+        out[:, k] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
 def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = None,
                      image_ids: Sequence[str] | None = None, kind: str = "auto",
                      dataset_classes: Sequence[str] | None = None):
@@ -954,13 +975,20 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
     path = Path(path).expanduser()
     if path.is_dir():
         raise PredictionsError(f"predictions file {path} is a folder; give the CSV, Parquet or NPY file in it")
-    if not path.is_file():
+    if not path.is_file() and not path.exists():
         raise PredictionsError(f"predictions file {path} not found; check the path")
+    from .limits import check_input_file
+    try:
+        check_input_file(path, "predictions file", "max_table_bytes")   # a regular file, within the cap
+    except ValueError as exc:
+        raise PredictionsError(str(exc)) from None
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            matrix = np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
+            # memory-mapped first: a header that claims more rows than the file holds fails here, before any
+            # allocation (a 100-byte file must not ask for terabytes); the copy is then at most the file's size
+            matrix = np.array(np.load(path, allow_pickle=False, mmap_mode="r"))
+        except (ValueError, OSError, MemoryError):
             raise PredictionsError(f"{path.name} is not a plain numeric .npy array (save it with "
                                    "numpy.save(path, array_of_numbers))") from None
         if matrix.ndim != 2:
@@ -1014,7 +1042,7 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
                          f"{', '.join(others[:6])}{' ...' if len(others) > 6 else ''}")
         unmatched = [str(n) for n in dataset_classes if n not in per_class]
         if unmatched:
-            values = frame[list(per_class.values())].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = _numeric_matrix(frame, list(per_class.values()), path.name)
             if not all(str(c).startswith("logit_") for c in per_class.values()) and kind != "logits" \
                     and detect_values_quietly(values) != "logits":
                 raise PredictionsError(f"{path.name} has no column for classes {', '.join(unmatched[:6])}: give one "
@@ -1037,7 +1065,7 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
             per_class = {}
     if per_class and (class_names is None or len(per_class) == len(class_names)) and len(per_class) >= 2:
         names = list(per_class)
-        matrix = frame[[per_class[n] for n in names]].to_numpy(dtype=np.float64, na_value=np.nan)
+        matrix = _numeric_matrix(frame, [per_class[n] for n in names], path.name)
         if kind == "auto" and all(str(per_class[n]).startswith("logit_") for n in names):
             kind = "logits"
     elif list_col is not None:

@@ -11,6 +11,10 @@ from .paths import is_within
 APP_DIR_NAME = "dataset-inspector"
 
 
+class WorkspaceError(ValueError):
+    """The workspace folder cannot be made or used; the message names it and what to do."""
+
+
 def cache_home() -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     return Path(base) if base else Path.home() / ".cache"
@@ -32,5 +36,10 @@ def workspace_dir(root: Path | str, base: Path | str | None = None) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root_real.name or "root")[:40]
     digest = hashlib.sha1(str(root_real).encode()).hexdigest()[:12]
     ws = base_real / f"{slug}-{digest}"
-    ws.mkdir(parents=True, exist_ok=True)
+    try:
+        ws.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if not ws.is_dir():
+            raise WorkspaceError(f"cannot create the workspace {ws}: {exc.strerror or exc}; give a folder you can "
+                                 "write with --workspace (or set XDG_CACHE_HOME)") from None
     return ws

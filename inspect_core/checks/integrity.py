@@ -1,6 +1,7 @@
 """integrity: files that cannot be used as they are."""
 from __future__ import annotations
 
+from ..limits import DEFAULT_LIMITS, human_bytes
 from .registry import finding, register
 
 CHECKS = {
@@ -11,6 +12,9 @@ CHECKS = {
     "format_mismatch": "The extension says one format but the content is another (e.g. a PNG named .jpg).",
     "path_outside_root": "The path resolves outside the dataset root ('..', absolute, or an escaping symlink); never opened.",
     "missing_file": "The file is listed (manifest/annotations) but does not exist on disk.",
+    "file_too_large": "The file is larger than the cap on a file read into memory (max_file_bytes, "
+                      f"{human_bytes(DEFAULT_LIMITS['max_file_bytes'])} by default); it was not read. Raise the cap "
+                      "with --limit max_file_bytes=N.",
 }
 # Formats that a given extension may legitimately hold (MPO is a multi-picture JPEG from cameras).
 COMPATIBLE = {"JPEG": {"JPEG", "MPO"}, "TIFF": {"TIFF"}, "PNG": {"PNG"}, "GIF": {"GIF"},

@@ -252,15 +252,16 @@ def posterior(probs: np.ndarray, given: int, noise: np.ndarray, tau: float) -> n
     return np.divide(lik, total, out=np.zeros_like(lik), where=total > 0)
 
 
-def best_other_log_odds(values: np.ndarray, given: int, *, is_log: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(log v_j - log v_given for the best other class j, that j) per row of ``values`` (probabilities, or their
-    logs when ``is_log``). Probabilities are floored at the smallest positive float, so the odds stay finite."""
-    logs = values.copy() if is_log else np.log(np.maximum(values, np.finfo(np.float64).tiny))
-    own = logs[:, given].copy()
-    logs[:, given] = -np.inf
-    best = logs.argmax(axis=1)
-    with np.errstate(invalid="ignore"):
-        return logs[np.arange(len(logs)), best] - own, best
+def best_other_log_odds(values: np.ndarray, given: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log v_j - log v_given for the best other class j, that j) per row of ``values`` (probabilities, or any
+    non-negative scores), floored at the smallest positive float so the odds stay finite. Two logs per row, not
+    one per value."""
+    other = values.copy()
+    other[:, given] = -np.inf
+    best = other.argmax(axis=1)
+    tiny = np.finfo(np.float64).tiny
+    top = np.maximum(other[np.arange(len(other)), best], tiny)
+    return np.log(top) - np.log(np.maximum(values[:, given], tiny)), best
 
 
 def _value_at_rank(values: np.ndarray, rank: int) -> tuple[float, int]:
@@ -394,9 +395,7 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
         model_odds[idx] = best_other_log_odds(safe[idx], i)[0]
         if unjudged[i]:
             continue
-        with np.errstate(divide="ignore"):
-            log_q = np.log(posterior(safe[idx], i, posterior_noise, tau))
-        post_odds[idx], post_suggested[idx] = best_other_log_odds(log_q, i, is_log=True)
+        post_odds[idx], post_suggested[idx] = best_other_log_odds(posterior(safe[idx], i, posterior_noise, tau), i)
     if select == "posterior":
         # the paper's number of flags per given class; which ones: the highest posterior log-odds
         n_flags = np.bincount(lab[issue], minlength=n_classes)

@@ -312,9 +312,9 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
                                    drop_if_prediction_agrees: bool = True,
                                    settings: dict | None = None) -> ConfidentLearning:
     """Flag likely label errors by confident learning: as many per given class as pruning by noise rate marks;
-    ``select`` "posterior" (default) or "margin" picks which (module docstring). Classes the model has not learnt
-    (``model_problem_classes``) are left out: never flagged, never suggested. ``settings``: overrides of
-    CL_SETTINGS.
+    ``select`` "posterior" (default) or "margin" picks which (module docstring). A class the model has not learnt
+    (``model_problem_classes``) is left out, never flagged nor suggested, unless p(class) still ranks its images
+    (then at most its evidence bound of them is flagged). ``settings``: overrides of CL_SETTINGS.
 
     ``labels`` are class indices, -1 for images without a (known) label (never flagged).
     """
@@ -329,7 +329,8 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
     lab = np.where(valid, labels, -1)
     safe = probs if valid.all() else np.where(valid[:, None], probs, 0.0)
     scored = safe if valid.all() else safe[valid]
-    class_images, class_right = class_recall_counts(lab, safe.argmax(axis=1), n_classes)
+    predicted = safe.argmax(axis=1)
+    class_images, class_right = class_recall_counts(lab, predicted, n_classes)
     problem = model_problem_classes(class_images, class_right, settings["model_problem_recall_ratio"])
     auc = np.full(n_classes, np.nan)
     for j in np.flatnonzero(problem):
@@ -390,7 +391,7 @@ def find_issues_confident_learning(probs: np.ndarray, labels: np.ndarray, *, sel
         hit = best_col >= 0
         issue[idx[hit]] = True
         suggested[idx[hit]] = best_col[hit]
-    agree = valid & (safe.argmax(axis=1) == lab)
+    agree = valid & (predicted == lab)
     if drop_if_prediction_agrees:
         issue &= ~agree
     issue &= valid

@@ -165,7 +165,8 @@ with tab_worst:
     only_flagged = g1.toggle("Only flagged labels", key=mt.K + "f_flag",
                              help="Confident learning estimates from the model's probabilities how many labels of "
                                   "each class are wrong, and flags that many: those least likely under the label "
-                                  "noise it estimated.")
+                                  "noise it estimated. A class the model never predicts is not flagged: that is a "
+                                  "model problem, named above the tabs.")
     only_wrong = g2.toggle("Only mispredicted", key=mt.K + "f_wrong")
     hide_decided = g3.toggle("Hide decided", key=mt.K + "f_undecided",
                              help="Leave out images that already have a relabel, remove or keep decision.")

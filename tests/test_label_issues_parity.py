@@ -185,8 +185,7 @@ def test_the_default_is_the_posterior_under_the_fitted_temperature_composed_from
         best_other = np.full(len(given), -1)
         for i in range(10):
             idx = np.flatnonzero((given == i) & (probs.argmax(1) != i))
-            with np.errstate(divide="ignore"):
-                log_q = np.log(posterior(probs[idx], i, noise_for_posterior, tau))
+            log_q = np.log(np.maximum(posterior(probs[idx], i, noise_for_posterior, tau), np.finfo(float).tiny))
             log_q_i = log_q[:, i].copy()
             log_q[:, i] = -np.inf
             chosen[idx[np.argsort(-(log_q.max(1) - log_q_i), kind="stable")[:n_flags[i]]]] = True

@@ -100,8 +100,12 @@ def test_sample_model_beats_the_baselines_and_surfaces_planted_mislabels(scored_
         assert recall >= 0.8, f"{name}: recall@{k} of planted mislabels = {recall:.2f}"
         assert recall_at_k(issues["image_id"], mislabeled, 5 * len(mislabeled)) == 1.0
         flagged = set(issues.loc[issues["cl_issue"], "image_id"])
-        assert len(flagged & set(mislabeled)) >= 0.8 * len(mislabeled)   # confident learning finds them too
-        assert len(flagged) <= 4 * len(mislabeled)
+        # confident learning finds them too. Updated with issue 9: it used to flag 8 of the 9 among 19 flags, one of
+        # them (test/square/square_0080.jpg, p(circle) 0.78) only because the never-predicted class hexagon's
+        # near-zero threshold made it "truly hexagon" (its suggested fix was hexagon, wrongly), and 4 of the 6
+        # correct hexagons. Hexagon is now a model problem, not judged: 7 of the 9 among 9 flags.
+        assert len(flagged & set(mislabeled)) >= 7
+        assert len(flagged & set(mislabeled)) >= 0.75 * len(flagged)
         # the suggested label for the worst-loss planted image is the model's prediction, not the given label
         top = issues[issues["image_id"].isin(mislabeled)].iloc[0]
         assert top["suggested_label"] != top["given_label"]

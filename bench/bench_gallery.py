@@ -171,9 +171,9 @@ def main() -> int:
         at.run()
         first = time.perf_counter() - t0
         assert not at.exception, at.exception
-        at.multiselect(key="di_f_families").set_value(["property"])
-        at.selectbox(key="di_f_sort").set_value("brightness")
-        at.toggle(key="di_f_desc").set_value(True)
+        at.multiselect(key="family").set_value(["property"])
+        at.selectbox(key="sort").set_value("brightness")
+        at.toggle(key="desc").set_value(True)
         t0 = time.perf_counter()
         at.run()
         change = time.perf_counter() - t0

@@ -356,7 +356,7 @@ def test_review_edit_of_a_row_decided_elsewhere_is_a_conflict_shown_never_droppe
     store.decide(a, "remove", old_label="dog", note="the other tab's decision")
     _edit_review_table(at, store, a, action="relabel", new_label="cat")
     assert store.decision_for(a)["note"] == "the other tab's decision"   # not overwritten blindly
-    shown = _all_text(at)
+    shown = _unescape(_all_text(at))
     assert "was decided elsewhere" in shown and "Your edit, not applied yet: relabel -> cat" in shown
     # the user chooses: apply theirs or mine; mine is still there to apply
     next(b for b in at.button if b.label == "Apply my edit").click().run()

@@ -629,3 +629,40 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
         if n_hidden:
             st.caption(f"{n_hidden:,} of the selected images do not match the current filters; they are included.")
         undo_last_bulk(store, key=f"{key}_undo")
+
+
+def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> None:
+    """Bulk decisions for one family of findings, each one batch (one undo step): keep the best of every
+    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings)."""
+    fam = scan.findings[scan.findings["family"] == family]
+    checks = sorted(c for c in fam["check"].unique() if (fam.loc[fam["check"] == c, "image_id"] != "").any())
+    if not checks:
+        return
+    with st.expander(f"Bulk decisions for {family} (one undo step each)", expanded=family == "integrity"):
+        groups = bulk.duplicate_groups(fam) if family in ("duplicate", "leakage") else {}
+        if groups:
+            rows, kept = bulk.keep_best_rows(scan.images, groups)
+            st.caption(md_escape(f"Keep the best of each duplicate group: {bulk.BEST_RULE}."))
+            if st.button(f"Keep the best of all {len(groups):,} groups, remove the rest ({bulk.describe_rows(rows)})",
+                         key=f"{key}_best_all"):
+                if _apply_bulk(store, rows, f"keep the best of every {family} group", "keep the best"):
+                    st.rerun()
+            g1, g2 = st.columns([3, 2], vertical_alignment="bottom")
+            gid = g1.selectbox("One group", list(groups), key=f"{key}_group",
+                               format_func=lambda g: f"{g}: {len(groups[g])} images")
+            if gid is not None:
+                one, best = bulk.keep_best_rows(scan.images, {gid: groups[gid]})
+                if g2.button(f"Keep the best of this group ({bulk.describe_rows(one)})", key=f"{key}_best_one",
+                             help=md_escape(f"Best: {best[0]}")):
+                    if _apply_bulk(store, one, f"keep the best of group {gid}", "keep the best"):
+                        st.rerun()
+        c1, c2, c3, c4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
+        chk = c1.selectbox("Every image of", [f"all {family} checks"] + checks, key=f"{key}_check")
+        action = c2.selectbox("Action", ["remove", "keep"], key=f"{key}_action")
+        note = c3.text_input("Note", key=f"{key}_note", value=f"bulk: {chk}")
+        ids = bulk.finding_image_ids(fam, checks=() if chk.startswith("all ") else (chk,),
+                                     families=(family,) if chk.startswith("all ") else ())
+        if c4.button(f"{action.capitalize()} {len(ids):,} images", key=f"{key}_apply", type="primary"):
+            if _apply_bulk(store, bulk.decision_rows(scan.images, ids, action), note, f"{action} {chk}"):
+                st.rerun()
+        undo_last_bulk(store, key=f"{key}_undo")

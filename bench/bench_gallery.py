@@ -163,7 +163,7 @@ def main() -> int:
 
     def page_runs():
         shutil.rmtree(workspace / "thumbs", ignore_errors=True)
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=120)
         at.session_state["di_root"] = str(scan.dataset.root)
         at.run()
         at.switch_page("pages/1_Gallery.py")

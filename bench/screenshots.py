@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/screenshots.py [--out bench/screenshots]
 
-Starts ``streamlit run app.py -- --root sample_data`` on a free port (workspace in a temporary
+Starts ``streamlit run Home.py -- --root sample_data`` on a free port (workspace in a temporary
 XDG_CACHE_HOME), scans from the home page, and saves one PNG per page, made with Playwright driving
 Debian's chromium (/usr/bin/chromium). PNGs are kept small (palette-quantised, < 400 KB).
 """

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 class App:
-    """``streamlit run app.py -- --root ROOT`` in a subprocess; restartable with the same workspace."""
+    """``streamlit run Home.py -- --root ROOT`` in a subprocess; restartable with the same workspace."""
 
     def __init__(self, cache: Path, root: str = "sample_data"):
         self.cache = Path(cache)
@@ -43,7 +43,7 @@ class App:
     def start(self) -> None:
         self.port = free_port()
         env = dict(os.environ, XDG_CACHE_HOME=str(self.cache), PYTHONPATH=str(REPO))
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+        cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(self.port),
                "--server.headless", "true", "--server.fileWatcherType", "none", "--", "--root", self.root]
         self._log_fh = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)

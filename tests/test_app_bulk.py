@@ -14,7 +14,7 @@ from inspect_core.review import ReviewStore
 from inspect_core.ui import bulk
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
+APP = str(REPO / "Home.py")
 SAMPLE = REPO / "sample_data"
 
 pytestmark = pytest.mark.usefixtures("module_cache")

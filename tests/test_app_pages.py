@@ -19,7 +19,7 @@ from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 from inspect_core.workspace import workspace_dir
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
+APP = str(REPO / "Home.py")
 SAMPLE = REPO / "sample_data"
 PAGES = ["pages/1_Gallery.py", "pages/2_Findings.py", "pages/3_Distributions.py", "pages/4_Review.py"]
 XSS = "<img src=x onerror=alert(1)>"
@@ -389,7 +389,7 @@ def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_sc
     at = _app(root, PAGES[0])
     at.multiselect(key="label").set_value([XSS]).run()
     assert len(_shown_ids(at)) == 2
-    at.switch_page("app.py").run()
+    at.switch_page("Home.py").run()
     at.text_input(key="di_home_root_input").set_value(str(SAMPLE)).run()
     assert not at.exception
     n = len(sample_scan.images)
@@ -401,7 +401,7 @@ def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_sc
     recent = json.loads((cache_home / "dataset-inspector" / "recent.json").read_text())
     roots = [r["root"] for r in recent]
     assert str(SAMPLE.resolve()) in roots and str(root.resolve()) in roots
-    at.switch_page("app.py").run()
+    at.switch_page("Home.py").run()
     at.selectbox(key="di_home_recent").set_value(str(root.resolve())).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Images"] == f"{len(scan.images):,}"
@@ -500,3 +500,56 @@ def test_image_detail_decodes_once_not_per_keystroke(tmp_path, cache_home, monke
     os.utime(root / target, ns=(st_.st_atime_ns, st_.st_mtime_ns + 10_000_000))
     at.run()
     assert not at.exception and decoded.count((target, 1024)) == 2
+
+
+# -- the view in the URL ------------------------------------------------------------------------------
+def test_url_opens_the_same_dataset_filters_sort_and_page(small, sample_scan):
+    root, scan = small
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)            # the session's own choice (as from --root) ...
+    for k, v in {"root": str(root), "label": ["cat", "dog"], "sort": "brightness", "desc": "true",
+                 "per_page": "48", "tile": "large"}.items():
+        at.query_params[k] = v                           # ... and a link to another dataset and view
+    at.run()
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert at.multiselect(key="label").value == ["cat", "dog"]
+    assert at.selectbox(key="sort").value == "brightness" and at.toggle(key="desc").value is True
+    n = int(scan.images["label"].isin(["cat", "dog"]).sum())
+    assert f"{n:,} of {len(scan.images):,} images match" in _all_text(at)
+    assert at.query_params["root"] in (str(root), [str(root)])
+    expected = scan.images[scan.images["label"].isin(["cat", "dog"])].sort_values(
+        ["brightness", "image_id"], ascending=[False, True])["image_id"].tolist()
+    assert _shown_ids(at) == expected
+
+
+def test_url_link_to_another_dataset_switches_visibly(small, sample_scan):
+    root, scan = small
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{len(sample_scan.images):,}"
+    at2 = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at2.session_state["di_root"] = str(SAMPLE)
+    at2.query_params["root"] = str(root)
+    at2.run()
+    assert not at2.exception
+    assert {m.label: m.value for m in at2.metric}["Images"] == f"{len(scan.images):,}"
+    assert any("Opened the dataset of the link" in i.value for i in at2.info)
+    assert at2.text_input(key="di_home_root_input").value == str(root)
+
+
+def test_url_page_and_open_image(sample_scan):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)
+    ordered = sorted(sample_scan.images["image_id"])
+    at.query_params["page"] = "2"
+    at.query_params["image"] = ordered[DEFAULT_PAGE_SIZE + 3]
+    at.run()
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert _shown_ids(at) == ordered[DEFAULT_PAGE_SIZE:2 * DEFAULT_PAGE_SIZE]
+    texts = [t.value for t in at.text]
+    assert ordered[DEFAULT_PAGE_SIZE + 3] in texts and f"{DEFAULT_PAGE_SIZE + 4} of {len(ordered)}" in texts
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert ordered[DEFAULT_PAGE_SIZE + 4] in [t.value for t in at.text]

@@ -1,5 +1,5 @@
 """The app in a real browser: Playwright for Python driving Debian's chromium (headless) against
-``streamlit run app.py -- --root sample_data`` started here on a free port, with its workspace in a
+``streamlit run Home.py -- --root sample_data`` started here on a free port, with its workspace in a
 temporary XDG_CACHE_HOME.
 
 Skipped, with the reason, only where /usr/bin/chromium is missing and CI is not set; under CI a missing

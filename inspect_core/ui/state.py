@@ -38,12 +38,12 @@ SCAN_KEY = "di_scan_key"
 FORMATS = ("auto", "folder", "csv", "coco", "yolo")
 RECENT_MAX = 10
 APP_DIR = Path(__file__).resolve().parents[2]
-HOME_PAGE = "app.py"
+HOME_PAGE = "Home.py"
 
 
 # -- command line and defaults -----------------------------------------------------------------
 def cli_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """``streamlit run app.py -- --root PATH [--format F]``: the script's own arguments."""
+    """``streamlit run Home.py -- --root PATH [--format F]``: the script's own arguments."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--root")
     parser.add_argument("--format", choices=FORMATS)
@@ -280,6 +280,15 @@ def run_scan(root: str, fmt: str = "auto"):
     return scan
 
 
+def home_page() -> str:
+    """The entry script's file name (``Home.py``; ``app.py`` when started through the compatibility entry)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        return Path(get_script_run_ctx().pages_manager.main_script_path).name
+    except Exception:  # no script context (bare mode): the usual entry
+        return HOME_PAGE
+
+
 def require_scan():
     """For a page: the chosen dataset's scan, or a clear message and ``st.stop()``.
 
@@ -291,7 +300,7 @@ def require_scan():
     problem = root_problem(root)
     if problem:
         (st.info if not root else st.error)(md_escape(problem))
-        st.page_link(HOME_PAGE, label="Choose a dataset on the Home page")
+        st.page_link(home_page(), label="Choose a dataset on the Home page")
         st.stop()
     scan = cached_scan(root, fmt)
     if scan is None:
@@ -302,7 +311,7 @@ def require_scan():
             st.stop()
     if scan.images.empty:
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
-        st.page_link(HOME_PAGE, label="Home")
+        st.page_link(home_page(), label="Home")
         st.stop()
     return scan
 

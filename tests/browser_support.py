@@ -94,13 +94,26 @@ def pick_option(page, container, option: str) -> None:
     wait_idle(page)
 
 
+def viewer(page):
+    """The image viewer (a dialog over the page)."""
+    return page.get_by_role("dialog")
+
+
+def close_viewer(page) -> None:
+    if viewer(page).count():
+        page.keyboard.press("Escape")
+        viewer(page).wait_for(state="detached", timeout=WAIT_MS)
+        wait_idle(page)
+
+
 def open_image(page, image_id: str) -> None:
-    """Find one image with the gallery's path search and open it."""
+    """Find one image with the gallery's path search and open it in the viewer."""
+    close_viewer(page)
     search = page.get_by_test_id("stSidebar").get_by_label("Path contains")
     search.fill(image_id)
     search.press("Enter")
     wait_idle(page)
     main_area(page).get_by_text(re.compile(r"^1 of [\d,]+ images match")).wait_for(timeout=WAIT_MS)
     open_buttons(page).first.click()
-    main_area(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
+    viewer(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
     wait_idle(page)

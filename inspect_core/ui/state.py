@@ -96,23 +96,28 @@ def sync_dataset_with_url() -> None:
     """The dataset in the URL (``?root=...&format=...``) and the session's choice kept the same.
 
     A URL this session did not write (a reload, a bookmark, a shared link) opens its dataset, and the
-    page says so (``show_link_note``); otherwise the session's choice is written to the URL, so the address
-    bar always names the dataset shown."""
+    page says so (``show_link_note``); otherwise the session's choice is written to the URL (as an absolute
+    path, so the link works from anywhere), and the address bar always names the dataset shown."""
     init_dataset_state()
     qp = st.query_params
     url = (qp.get(ROOT_PARAM), qp.get(FORMAT_PARAM) or "auto")
-    mine = (chosen_root(), chosen_format())
-    if url[0] and url != st.session_state.get(URL_WRITTEN_KEY) and url != mine:
+
+    def mine() -> tuple[str, str]:
+        root = chosen_root()
+        return (str(real_root(root)) if root else "", chosen_format())
+
+    if url[0] and url != st.session_state.get(URL_WRITTEN_KEY) and url != mine():
+        before = chosen_root()
         set_dataset(url[0], url[1])
-        st.session_state[LINK_NOTE_KEY] = (mine[0], chosen_root())
-        mine = (chosen_root(), chosen_format())
-    if mine[0] and url != mine:
-        qp[ROOT_PARAM] = mine[0]
-        if mine[1] != "auto":
-            qp[FORMAT_PARAM] = mine[1]
+        st.session_state[LINK_NOTE_KEY] = (before, chosen_root())
+    now = mine()
+    if now[0] and url != now:
+        qp[ROOT_PARAM] = now[0]
+        if now[1] != "auto":
+            qp[FORMAT_PARAM] = now[1]
         elif FORMAT_PARAM in qp:
             del qp[FORMAT_PARAM]
-    st.session_state[URL_WRITTEN_KEY] = mine
+    st.session_state[URL_WRITTEN_KEY] = now
 
 
 def show_link_note() -> None:

@@ -124,6 +124,7 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
 
 
 PAGE_KEY = "page"
+GOTO_PAGE_KEY = "di_gallery_goto_page"   # the page the viewer moved to, applied by the pager
 IMAGE_PARAM = "image"
 
 
@@ -134,6 +135,9 @@ def pager(n_pages: int, query: GalleryQuery) -> int:
     st.session_state["di_gallery_signature"] = signature
     if before is not None and before != signature:
         st.session_state[PAGE_KEY] = 1
+    goto = st.session_state.pop(GOTO_PAGE_KEY, None)
+    if goto:
+        st.session_state[PAGE_KEY] = int(goto)
     current = st.session_state.get(PAGE_KEY)
     if isinstance(current, int) and current > n_pages:
         st.session_state[PAGE_KEY] = n_pages
@@ -453,8 +457,8 @@ def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
     pos = int(hit[0]) + delta if len(hit) else 0
     pos = min(max(pos, 0), len(ids) - 1)
     st.session_state[SELECTED_KEY] = str(ids[pos])
-    if page_key:
-        st.session_state[page_key] = pos // max(page_size, 1) + 1
+    if page_key:  # the grid follows on its next full run (the pager reads it before drawing itself)
+        st.session_state[GOTO_PAGE_KEY] = pos // max(page_size, 1) + 1
         st.query_params[IMAGE_PARAM] = str(ids[pos])
 
 

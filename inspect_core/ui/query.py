@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from inspect_core.checks.property import K_ROBUST, robust_center_scale
 
 NO_LABEL = "(no label)"
 NO_SPLIT = "(no split)"
@@ -183,22 +182,3 @@ def checks_of_rows(rows: pd.DataFrame) -> list[list[str]]:
     names = sorted(cols)
     flags = np.column_stack([rows[cols[n]].to_numpy(dtype=bool, na_value=False) for n in names])
     return [[names[j] for j in np.flatnonzero(r)] for r in flags]
-
-
-def robust_outliers(values: pd.Series, k: float | None = None) -> np.ndarray:
-    """Rows beyond median -/+ ``k`` robust sd (1.4826 x MAD), the property checks' own centre, scale and
-    cut (``checks.property.robust_center_scale`` and ``K_ROBUST``), so the red points of a scatter are
-    the values those checks would call far from the rest. Missing values are not outliers. When more than
-    half the values are equal (MAD 0) the standard deviation stands in for the robust sd."""
-    k = K_ROBUST if k is None else k
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(x)
-    if finite.sum() < 3:
-        return np.zeros(len(x), dtype=bool)
-    med, scale = robust_center_scale(x[finite])
-    if not scale > 0:
-        scale = float(np.std(x[finite]))
-        if not scale > 0:
-            return np.zeros(len(x), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return np.where(finite, np.abs(x - med) > k * scale, False)

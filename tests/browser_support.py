@@ -117,3 +117,40 @@ def open_image(page, image_id: str) -> None:
     open_buttons(page).first.click()
     viewer(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
     wait_idle(page)
+
+
+def require_chromium() -> None:
+    """Skip the calling test module, with the reason, where chromium is missing and CI is not set; under CI
+    a missing chromium fails."""
+    import pytest
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
+                    allow_module_level=True)
+    pytest.importorskip("playwright.sync_api")
+
+
+def _fixtures():
+    import pytest
+
+    @pytest.fixture()
+    def app(tmp_path):
+        """The app on sample_data, its workspace in the test's own folder."""
+        a = App(tmp_path)
+        a.start()
+        yield a
+        a.stop()
+
+    @pytest.fixture()
+    def browser():
+        """Debian's chromium, headless."""
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+            yield b
+            b.close()
+    return app, browser
+
+
+app, browser = _fixtures()   # a test module imports them: ``from browser_support import app, browser``

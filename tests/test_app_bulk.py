@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import inspect_core
 from inspect_core.review import ReviewStore
 from inspect_core.ui import bulk
+from page_support import open_page
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "Home.py")
@@ -79,12 +80,7 @@ def store(sample_scan):
 
 
 def _app(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["di_root"] = str(SAMPLE)
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception
-    return at
+    return open_page(page, SAMPLE)
 
 
 def _unescape(text: str) -> str:

@@ -9,42 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 
-import pytest
-
-from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO, WAIT_MS, App, main_area, open_buttons, open_image, \
-    pick_option, viewer, wait_idle  # noqa: F401 - shared with bench/screenshots.py
+from browser_support import (REPO, WAIT_MS, app, browser, main_area, open_buttons, open_image,  # noqa: F401
+                             pick_option, require_chromium, viewer, wait_idle)
 
 from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 
 SAMPLE = REPO / "sample_data"
 XSS = "<img src=x onerror=alert(1)>"
 
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture()
-def app(tmp_path):
-    a = App(tmp_path)
-    a.start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture()
-def browser():
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
-        yield b
-        b.close()
+require_chromium()
 
 
 def n_matching(page) -> int:

@@ -5,16 +5,14 @@ duplicate group; reload and find the same dataset, filters and page; a shared li
 """
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO, WAIT_MS, App, close_viewer, main_area, open_buttons, \
-    open_image, viewer, wait_idle
+from browser_support import (REPO, WAIT_MS, app, browser, close_viewer, main_area, open_buttons,  # noqa: F401
+                             open_image, require_chromium, viewer, wait_idle)
 
 import inspect_core
 from inspect_core.review import ReviewStore
@@ -23,29 +21,7 @@ from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 
 SAMPLE = REPO / "sample_data"
 
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture()
-def app(tmp_path):
-    a = App(tmp_path)
-    a.start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture()
-def browser():
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
-        yield b
-        b.close()
+require_chromium()
 
 
 def _second_dataset(root):

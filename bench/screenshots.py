@@ -177,7 +177,7 @@ def main() -> int:
                 inspect_core.scan(tiny, workspace=Path(tmp) / "dataset-inspector")
                 goto(page, base + "/Gallery?" + urllib.parse.urlencode({"root": str(tiny)}), "images match")
                 page.wait_for_function(
-                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 96",
+                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 48",
                     timeout=30_000)
                 shot(page, out, "gallery_small_images")
                 goto(page, base + "/?" + urllib.parse.urlencode({"root": str(REPO / "sample_data")}), "Findings by")

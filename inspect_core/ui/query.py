@@ -14,7 +14,7 @@ NO_LABEL = "(no label)"
 NO_SPLIT = "(no split)"
 ISSUE_PREFIX = "is_"
 PAGE_SIZES = (48, 96, 192, 480)
-DEFAULT_PAGE_SIZE = 96
+DEFAULT_PAGE_SIZE = 48   # 12 x 4 small tiles: the first screen at 1400x900
 
 
 @dataclass(frozen=True)

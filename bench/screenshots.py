@@ -60,8 +60,11 @@ def tiny_dataset(root: Path, n_per_class: int = 24) -> Path:
         for k, f in enumerate(sorted(cls_dir.glob("*.jpg"))[:n_per_class]):
             dst = root / cls_dir.name / f"{cls_dir.name}_{k:03d}.png"
             dst.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(f) as im:
-                im.convert("RGB").resize((32, 32), Image.Resampling.BOX).save(dst)
+            try:
+                with Image.open(f) as im:
+                    im.convert("RGB").resize((32, 32), Image.Resampling.BOX).save(dst)
+            except OSError:  # sample_data's planted broken files stay out
+                continue
     return root
 
 
@@ -183,7 +186,7 @@ def main() -> int:
                 goto(page, base + "/?" + urllib.parse.urlencode({"root": str(REPO / "sample_data")}), "Findings by")
                 page.set_viewport_size({"width": 1400, "height": 1000})
 
-                goto(page, base + "/Findings?family=duplicate", "groups")
+                goto(page, base + "/Findings?family=duplicate", "groups; page")
                 main_area(page).get_by_text("Bulk decisions for duplicate").click()
                 wait_idle(page)
                 shot(page, out, "findings")

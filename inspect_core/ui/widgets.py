@@ -269,7 +269,8 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
                     lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
                     if not th.ok:
                         lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
-                    st.caption("  \n".join(md_escape(line) for line in lines))   # one element per tile
+                    for line in lines:
+                        st.caption(md_escape(line))
                     key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
                     with st.container(horizontal=True, gap="small", vertical_alignment="center"):
                         if selectable:

@@ -14,7 +14,7 @@ $(BIN)/.installed: requirements.txt tests/requirements.txt
 setup: $(BIN)/.installed
 
 app: setup
-	$(BIN)/streamlit run app.py -- --root sample_data
+	$(BIN)/streamlit run Home.py -- --root sample_data
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -136,7 +136,7 @@ def page_session(root: Path, pred_path: Path, workspace: Path, expect: dict, tim
     "profile_<step>" a cProfile.Profile of each of ``profile_steps``)."""
     from streamlit.testing.v1 import AppTest
     shutil.rmtree(workspace / "thumbs", ignore_errors=True)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout_s)
+    at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=timeout_s)
     at.session_state["di_root"] = str(root)
     at.run()
     at.switch_page(PAGE).run()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/screenshots.py [--out bench/screenshots]
 
-Starts ``streamlit run app.py -- --root sample_data`` on a free port (workspace in a temporary
+Starts ``streamlit run Home.py -- --root sample_data`` on a free port (workspace in a temporary
 XDG_CACHE_HOME), scans from the home page, and saves one PNG per page, made with Playwright driving
 Debian's chromium (/usr/bin/chromium). PNGs are kept small (palette-quantised, < 400 KB).
 """
@@ -18,8 +18,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from browser_support import CHROMIUM, CHROMIUM_ARGS, App, main_area, open_image, pick_option, \
-    wait_idle  # noqa: E402 - the browser test's own helpers
+from browser_support import CHROMIUM, CHROMIUM_ARGS, App, close_viewer, main_area, open_image, pick_option, \
+    viewer, wait_idle  # noqa: E402 - the browser test's own helpers
 
 MAX_BYTES = 400_000
 
@@ -51,6 +51,21 @@ def pick_images(cache: Path) -> tuple[str, str]:
     broken = f[(f["family"] == "integrity") & (f["image_id"] != detail)]
     remove = (broken if len(broken) else f[f["image_id"] != detail])["image_id"].iloc[0]
     return str(detail), str(remove)
+
+
+def tiny_dataset(root: Path, n_per_class: int = 24) -> Path:
+    """32x32 copies of sample_data's images (class folders): a dataset of small images, as CIFAR's."""
+    src = REPO / "sample_data" / "train"
+    for cls_dir in sorted(p for p in src.iterdir() if p.is_dir()):
+        for k, f in enumerate(sorted(cls_dir.glob("*.jpg"))[:n_per_class]):
+            dst = root / cls_dir.name / f"{cls_dir.name}_{k:03d}.png"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with Image.open(f) as im:
+                    im.convert("RGB").resize((32, 32), Image.Resampling.BOX).save(dst)
+            except OSError:  # sample_data's planted broken files stay out
+                continue
+    return root
 
 
 def goto(page, url: str, marker: str) -> None:
@@ -117,35 +132,66 @@ def main() -> int:
                 wait_idle(page)
                 shot(page, out, "home")
 
+                page.set_viewport_size({"width": 1400, "height": 900})
                 goto(page, base + "/Gallery", "images match")
                 page.wait_for_function(
-                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 24",
+                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 48",
                     timeout=30_000)
                 shot(page, out, "gallery")
 
-                # The detail panel of an image with boxes and findings; two decisions for the review page.
+                # The viewer on an image with boxes and findings; two decisions for the review page.
                 detail_image, remove_image = pick_images(Path(tmp))
                 open_image(page, detail_image)
-                pick(page, "New label", "circle")
-                main = page.get_by_test_id("stMain")
-                main.get_by_label("Note (optional)").fill("reviewed in the detail view")
-                main.get_by_label("Note (optional)").press("Enter")
+                dialog = viewer(page)
+                pick_option(page, dialog.get_by_test_id("stSelectbox").filter(has_text="New label"), "circle")
+                dialog.get_by_label("Note (optional)").fill("reviewed in the viewer")
+                dialog.get_by_label("Note (optional)").press("Enter")
                 wait_idle(page)
-                main.get_by_role("button", name="Relabel", exact=True).click()
-                main.get_by_text("Decision: relabel").first.wait_for()
+                dialog.get_by_role("button", name="Relabel").click()
+                dialog.get_by_text("Decision: relabel").first.wait_for()
                 wait_idle(page)
-                page.mouse.wheel(0, 0)
                 shot(page, out, "image_detail")
-                goto(page, base + "/Gallery", "images match")
                 open_image(page, remove_image)
-                main.get_by_role("button", name="Remove", exact=True).click()
-                main.get_by_text("Decision: remove").first.wait_for()
+                viewer(page).get_by_role("button", name="Remove").click()
+                viewer(page).get_by_text("Decision: remove").first.wait_for()
+                wait_idle(page)
+                close_viewer(page)
+
+                # A bulk action: three tiles ticked, remove with one note (shot before applying), then applied.
+                goto(page, base + "/Gallery?family=property", "images match")
+                boxes = main_area(page).get_by_test_id("stCheckbox")
+                for i in range(3):
+                    boxes.nth(i).locator("label").click()
+                    main_area(page).get_by_text(f"{i + 1} selected", exact=True).wait_for()
+                    wait_idle(page)
+                main_area(page).get_by_label("Note for all").fill("property outliers, not useful")
+                main_area(page).get_by_label("Note for all").press("Enter")
+                wait_idle(page)
+                shot(page, out, "bulk_action")
+                main_area(page).get_by_role("button", name="Apply to 3 selected").click()
+                main_area(page).get_by_text("0 selected", exact=True).wait_for()
                 wait_idle(page)
 
-                goto(page, base + "/Findings?family=duplicate", "groups")
+                # The dense grid on a dataset of 32x32 images, opened by a link that names it.
+                import urllib.parse
+
+                import inspect_core
+                tiny = tiny_dataset(Path(tmp) / "tiny32")
+                inspect_core.scan(tiny, workspace=Path(tmp) / "dataset-inspector")
+                goto(page, base + "/Gallery?" + urllib.parse.urlencode({"root": str(tiny)}), "images match")
+                page.wait_for_function(
+                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 48",
+                    timeout=30_000)
+                shot(page, out, "gallery_small_images")
+                goto(page, base + "/?" + urllib.parse.urlencode({"root": str(REPO / "sample_data")}), "Findings by")
+                page.set_viewport_size({"width": 1400, "height": 1000})
+
+                goto(page, base + "/Findings?family=duplicate", "groups; page")
+                main_area(page).get_by_text("Bulk decisions for duplicate").click()
+                wait_idle(page)
                 shot(page, out, "findings")
                 goto(page, base + "/Distributions", "Any two columns")
-                page.get_by_text("outliers (red)").scroll_into_view_if_needed()
+                page.get_by_text("Any two columns").scroll_into_view_if_needed()
                 page.mouse.wheel(0, 300)
                 page.wait_for_timeout(800)
                 shot(page, out, "distributions")

@@ -8,15 +8,22 @@ already returned. Connections are opened per call, so one ``ReviewStore`` can be
 Actions: ``relabel`` (to ``new_label``), ``remove`` (drop from the cleaned dataset), ``keep``
 (reviewed, fine). ``undo(image_id)`` records an ``undo`` row that reverts the latest effective
 decision of that image; nothing is ever deleted.
+
+Bulk: ``decide_many(rows)`` records many decisions (one row per image) in one transaction under one
+``batch_id``; ``undo_batch(batch_id)`` reverts every decision of that batch still in force, again in one
+transaction, so one undo step undoes the whole bulk action. ``decide(..., expected_id=...)`` records a
+decision only if the image's decision in force is still the one the caller showed (``ReviewConflict``
+otherwise), so an edit made against a stale view is reported, never applied blindly nor dropped.
 """
 from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -26,7 +33,8 @@ BUSY_TIMEOUT_S = 30.0
 
 CURRENT_COLUMNS = ["image_id", "action", "old_label", "new_label", "note", "decided_at"]
 HISTORY_COLUMNS = ["decision_id", "image_id", "action", "old_label", "new_label", "note", "source",
-                   "decided_at", "reverts_id"]
+                   "decided_at", "reverts_id", "batch_id"]
+_ANY = object()  # decide(expected_id=...) not given: no version check
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -38,10 +46,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     note        TEXT,
     source      TEXT,
     decided_at  TEXT NOT NULL,
-    reverts_id  INTEGER
+    reverts_id  INTEGER,
+    batch_id    TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_image ON decisions (image_id, decision_id);
+CREATE INDEX IF NOT EXISTS decisions_reverts ON decisions (reverts_id);
 """
+_BATCH_INDEX = "CREATE INDEX IF NOT EXISTS decisions_batch ON decisions (batch_id)"
 
 # Decisions that are still in force: not an undo row and not reverted by one.
 _EFFECTIVE = """
@@ -76,6 +87,19 @@ def _is_read_only(exc: Exception) -> bool:
     text = str(exc).lower()
     return isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text or \
         "unable to open" in text or "disk i/o" in text
+
+
+class ReviewConflict(ReviewError):
+    """The image's decision in force changed (another tab or process) since the caller read it.
+
+    ``current`` is the decision in force now (a dict as ``decision_for`` gives, or None)."""
+
+    def __init__(self, image_id: str, current: dict | None):
+        self.image_id = image_id
+        self.current = current
+        now = "no decision" if current is None else (
+            current["action"] + (f" -> {current['new_label']}" if current["action"] == "relabel" else ""))
+        super().__init__(f"{image_id} was decided elsewhere since it was shown (now: {now})")
 
 
 def utc_now_iso() -> str:
@@ -151,6 +175,10 @@ class ReviewStore:
                 with self._connect() as con:
                     con.execute("PRAGMA journal_mode=WAL")
                     con.executescript(_SCHEMA)
+                    columns = {r[1] for r in con.execute("PRAGMA table_info(decisions)")}
+                    if "batch_id" not in columns:  # a store written before bulk decisions existed
+                        con.execute("ALTER TABLE decisions ADD COLUMN batch_id TEXT")
+                    con.execute(_BATCH_INDEX)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -186,9 +214,9 @@ class ReviewStore:
             con.close()
 
     # -- writing -------------------------------------------------------------------------------
-    def decide(self, image_id: str, action: str, *, old_label=None, new_label=None, note=None,
-               source: str = "app") -> int:
-        """Record one decision now (committed before returning); returns its decision_id."""
+    @staticmethod
+    def _row(image_id, action: str, old_label=None, new_label=None, note=None) -> tuple:
+        """A validated ``(image_id, action, old_label, new_label, note)``; raises ReviewError."""
         image_id = _text_or_none(image_id)
         if not image_id:
             raise ReviewError("a decision needs an image_id")
@@ -199,30 +227,122 @@ class ReviewStore:
             new_label = (new_label or "").strip()
             if not new_label:
                 raise ReviewError(f"relabel of {image_id} needs a new label")
+        else:
+            new_label = None
         note = _text_or_none(note)
         if note is not None and not note.strip():
             note = None
+        return image_id, action, _text_or_none(old_label), new_label, note
+
+    def _in_force_id(self, con: sqlite3.Connection, image_id: str) -> int | None:
+        row = con.execute(f"SELECT decision_id FROM ({_EFFECTIVE}) WHERE image_id = ? "
+                          "ORDER BY decision_id DESC LIMIT 1", (image_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def decide(self, image_id: str, action: str, *, old_label=None, new_label=None, note=None,
+               source: str = "app", expected_id=_ANY) -> int:
+        """Record one decision now (committed before returning); returns its decision_id.
+
+        ``expected_id``: the decision_id in force that the caller showed (None: no decision). When given
+        and the image's decision in force is another one now, nothing is written and ``ReviewConflict``
+        is raised."""
+        row = self._row(image_id, action, old_label, new_label, note)
         with self._connect() as con:
-            cur = con.execute(
-                "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (image_id, action, _text_or_none(old_label), new_label, note, source, utc_now_iso()))
-            return int(cur.lastrowid)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if expected_id is not _ANY:
+                    now = self._in_force_id(con, row[0])
+                    expected = None if expected_id is None or pd.isna(expected_id) else int(expected_id)
+                    if now != expected:
+                        con.execute("ROLLBACK")
+                        raise ReviewConflict(row[0], self.decision_for(row[0]))
+                cur = con.execute(
+                    "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", row + (source, utc_now_iso()))
+                con.execute("COMMIT")
+                return int(cur.lastrowid)
+            except ReviewConflict:
+                raise
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def decide_many(self, rows: Iterable[dict], *, note=None, source: str = "bulk") -> str | None:
+        """Record many decisions as one batch, in one transaction (all or none); returns the batch_id
+        (None when ``rows`` is empty).
+
+        Each row: ``image_id``, ``action``, optional ``old_label`` and ``new_label``; ``note`` applies to
+        every row. An image listed twice keeps only its last row, so the batch has one decision per image."""
+        by_image: dict[str, tuple] = {}
+        for r in rows:
+            checked = self._row(r.get("image_id"), r.get("action"), r.get("old_label"), r.get("new_label"), note)
+            by_image.pop(checked[0], None)
+            by_image[checked[0]] = checked
+        if not by_image:
+            return None
+        batch_id = f"b{uuid.uuid4().hex[:12]}"
+        stamp = utc_now_iso()
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(
+                    "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at,"
+                    " batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [r + (source, stamp, batch_id) for r in by_image.values()])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return batch_id
+
+    def undo_batch(self, batch_id: str, source: str = "app") -> int:
+        """Revert every decision of ``batch_id`` that is still in force, in one transaction (the undo rows
+        share the batch id ``undo-<batch_id>``); returns how many were reverted. A decision of that batch
+        already replaced by a later one is reverted too, so the later one stays in force."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                ids = con.execute(f"SELECT image_id, decision_id FROM ({_EFFECTIVE}) WHERE batch_id = ?",
+                                  (batch_id,)).fetchall()
+                stamp = utc_now_iso()
+                con.executemany(
+                    "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id, batch_id)"
+                    " VALUES (?, 'undo', ?, ?, ?, ?)",
+                    [(iid, source, stamp, did, f"undo-{batch_id}") for iid, did in ids])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(ids)
+
+    def last_batch(self) -> dict | None:
+        """The newest bulk action with decisions still in force: ``{"batch_id", "n_images", "actions"
+        ({action: count}), "note", "decided_at"}``, or None."""
+        with self._connect() as con:
+            row = con.execute(
+                f"SELECT batch_id FROM ({_EFFECTIVE}) WHERE batch_id IS NOT NULL "
+                "ORDER BY decision_id DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            counts = con.execute(
+                f"SELECT action, COUNT(*), MAX(note), MAX(decided_at) FROM ({_EFFECTIVE}) WHERE batch_id = ? "
+                "GROUP BY action ORDER BY action", (row[0],)).fetchall()
+        return {"batch_id": row[0], "n_images": sum(c[1] for c in counts),
+                "actions": {c[0]: int(c[1]) for c in counts}, "note": next((c[2] for c in counts if c[2]), None),
+                "decided_at": max(c[3] for c in counts)}
 
     def undo(self, image_id: str, source: str = "app") -> int | None:
         """Revert the latest decision in force for ``image_id``; returns the undo row's id (None if nothing to undo)."""
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                row = con.execute(
-                    f"SELECT decision_id FROM ({_EFFECTIVE}) WHERE image_id = ? "
-                    "ORDER BY decision_id DESC LIMIT 1", (image_id,)).fetchone()
-                if row is None:
+                in_force = self._in_force_id(con, image_id)
+                if in_force is None:
                     con.execute("ROLLBACK")
                     return None
                 cur = con.execute(
                     "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id)"
-                    " VALUES (?, 'undo', ?, ?, ?)", (image_id, source, utc_now_iso(), row[0]))
+                    " VALUES (?, 'undo', ?, ?, ?)", (image_id, source, utc_now_iso(), in_force))
                 con.execute("COMMIT")
                 return int(cur.lastrowid)
             except BaseException:

@@ -4,7 +4,9 @@ Files are opened only through ``resolve_inside``: an image_id that escapes the d
 placeholder and is never opened. A file that cannot be decoded gets a placeholder naming the reason.
 Thumbnails are written once to ``<workspace>/thumbs/<aa>/<sha1>.jpg``; the key includes the image_id,
 the size and the file's mtime and byte size, so an edited file gets a fresh thumbnail. Every thumbnail is
-a ``size_px`` square: the image reduced to fit (never enlarged) and centred on a light grey ground.
+a ``size_px`` square: the image scaled to fit and centred on a light grey ground. An image smaller than the
+tile is enlarged to fill it; when it is enlarged 2x or more (a 32x32 image in a 128 px tile) with
+nearest-neighbour resampling, so its pixels stay visible as pixels instead of a blur.
 """
 from __future__ import annotations
 
@@ -39,8 +41,12 @@ class Thumb:
     reason: str | None = None
 
 
+THUMB_RENDERING = "fill-nearest-2"  # part of the cache key: a change in how thumbnails are drawn makes new ones
+NEAREST_FROM_SCALE = 2.0             # enlarging by this factor or more uses nearest-neighbour
+
+
 def thumb_key(image_id: str, size_px: int, mtime_ns: int, file_size_bytes: int) -> str:
-    text = f"{image_id}\x00{size_px}\x00{mtime_ns}\x00{file_size_bytes}"
+    text = f"{image_id}\x00{size_px}\x00{mtime_ns}\x00{file_size_bytes}\x00{THUMB_RENDERING}"
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -158,7 +164,7 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
         log.debug("thumbnail of %s failed: %s", image_id, exc)
         return placeholder(size_px, _reason(exc))
     buf = io.BytesIO()
-    square(img, size_px).save(buf, "JPEG", quality=THUMB_QUALITY)
+    square(fit_to_tile(img, size_px), size_px).save(buf, "JPEG", quality=THUMB_QUALITY)
     data = buf.getvalue()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +253,21 @@ def image_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
+def fit_to_tile(img: Image.Image, size_px: int) -> Image.Image:
+    """``img`` scaled so its long side is ``size_px``: reduced smoothly, enlarged with nearest-neighbour when
+    the factor is ``NEAREST_FROM_SCALE`` or more (pixels stay sharp squares), else bicubic."""
+    w, h = img.size
+    if w <= 0 or h <= 0 or max(w, h) == size_px:
+        return img
+    scale = size_px / max(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale >= NEAREST_FROM_SCALE:
+        return img.resize(new, Image.Resampling.NEAREST)
+    return img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BILINEAR)
+
+
 def square(img: Image.Image, size_px: int, fill=(242, 242, 242)) -> Image.Image:
-    """The image centred on a ``size_px`` square (never enlarged), so a grid of thumbnails lines up."""
+    """The image centred on a ``size_px`` square (as it is: ``fit_to_tile`` scales it), so a grid lines up."""
     canvas = Image.new("RGB", (size_px, size_px), fill)
     canvas.paste(img, ((size_px - img.size[0]) // 2, (size_px - img.size[1]) // 2))
     return canvas

@@ -1,7 +1,8 @@
-"""Gallery: thumbnails of the images matching the filters, sorted, one page at a time."""
+"""Gallery: a dense grid of the images matching the filters, sorted, one page at a time; tick tiles for a bulk
+decision; open one in the viewer and step through the list with the keyboard. Every filter, the sort, the
+page and the tile size are in the URL."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import streamlit as st
@@ -15,24 +16,28 @@ st.title("Gallery")
 scan = state.require_scan()
 store = state.store_for(scan)
 families = state.families_for(str(scan.fingerprint), scan.findings)
-widgets.apply_query_params(families)
 query = widgets.filter_widgets(scan.images, list(scan.dataset.classes), families)
+n_cols, thumb_px = widgets.tile_size_widget()
 decisions = store.current()
+order = state.gallery_order(scan, query, families, decisions, store.last_id())
 
-# The pager is keyed by the filters and sort, so a new filter or sort starts again at page 1.
-signature = repr((query.labels, query.splits, query.checks, query.families, query.ranges, query.search,
-                  query.decisions, query.sort_by, query.descending, query.page_size))
-PAGER = "di_gallery_pager_" + hashlib.sha1(signature.encode()).hexdigest()[:12]
-result = gallery_page(scan.images, replace(query, page=int(st.session_state.get(PAGER) or 1)),
-                      families, decisions)
-for w in result.warnings:
-    st.warning(w)
+n_match = len(order[0])
+n_pages = max((n_match + query.page_size - 1) // query.page_size, 1)
+head, bar, grid, pager = st.container(), st.container(), st.container(), st.container()
+with pager:
+    page = widgets.pager(n_pages, query)
+result = gallery_page(scan.images, replace(query, page=page), order=order)
+with head:
+    for w in result.warnings:
+        st.warning(w)
+    st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
+with bar:
+    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist())
+with grid:
+    widgets.thumb_grid(scan, result.rows, key_prefix="gallery", n_cols=n_cols, thumb_px=thumb_px,
+                       stat=query.sort_by, decisions=decisions, selectable=True)
 
-selected = st.session_state.get(widgets.SELECTED_KEY)
+selected = widgets.url_selected_image()
 if selected:
-    widgets.image_detail(scan, selected, store, key_prefix="gallery_detail")
-
-st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
-widgets.thumb_grid(scan, result.rows, key_prefix="gallery", stat=query.sort_by, decisions=decisions)
-if result.n_pages > 1:
-    st.pagination(result.n_pages, key=PAGER)
+    widgets.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
+                         page_key=widgets.PAGE_KEY, page_size=query.page_size)

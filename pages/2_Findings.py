@@ -65,6 +65,7 @@ per_check = fam.groupby("check").agg(findings=("image_id", "size"),
                                      images=("image_id", lambda s: s[s != ""].nunique())).reset_index()
 per_check["what it means"] = [describe(c) for c in per_check["check"]]
 st.dataframe(per_check, hide_index=True, width="stretch")
+widgets.findings_bulk(scan, store, family)  # bulk decisions: a separate block, one undo step each
 
 labels = images.set_index("image_id")["label"] if "label" in images.columns else pd.Series(dtype="string")
 splits = images.set_index("image_id")["split"] if "split" in images.columns else pd.Series(dtype="string")

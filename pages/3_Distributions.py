@@ -16,6 +16,9 @@ images = scan.images
 nums = numeric_columns(images)
 groupable = [c for c in ("label", "split") if c in images.columns]
 
+classes = list(scan.dataset.classes)
+property_checks = state.families_for(str(scan.fingerprint), scan.findings).get("property", [])
+
 selected = st.session_state.get(widgets.SELECTED_KEY)
 if selected:
     widgets.image_detail(scan, selected, store, key_prefix="dist_detail")
@@ -27,10 +30,10 @@ if not nums:
 st.subheader("Class balance, train vs val")
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(charts.count_figure(images, "label", "split"), key="di_dist_balance")
+    st.plotly_chart(charts.count_figure(images, "label", "split", classes), key="di_dist_balance")
 with c2:
     if "split" in images.columns:
-        st.plotly_chart(charts.count_figure(images, "split", None), key="di_dist_splits")
+        st.plotly_chart(charts.count_figure(images, "split", None, classes), key="di_dist_splits")
 
 st.subheader("One column")
 a, b, c = st.columns(3)
@@ -38,21 +41,23 @@ default_col = next((x for x in ("brightness", "width_px") if x in nums), nums[0]
 col = a.selectbox("Column", nums, index=nums.index(default_col), key="di_dist_col")
 by = b.selectbox("Colour by", [charts.NONE] + groupable, index=1 if groupable else 0, key="di_dist_by")
 kind = c.radio("Chart", ["histogram", "box"], horizontal=True, key="di_dist_kind")
-st.plotly_chart(charts.distribution_figure(images, col, by, kind), key="di_dist_one")
+st.plotly_chart(charts.distribution_figure(images, col, by, kind, classes), key="di_dist_one")
+st.caption(f"{charts.HIST_BINS} bins over every image, counted on the server." if kind == "histogram" else
+           "Quartiles and 1.5 IQR whiskers over every image, computed on the server.")
 
 ann = getattr(scan, "annotations", None)
 if ann is not None and not ann.empty:
     st.subheader("Boxes")
     b1, b2 = st.columns(2)
     with b1:
-        fig, n_shown, n_boxes = charts.box_size_figure(ann)
+        fig, n_shown, n_boxes = charts.box_size_figure(ann, classes=classes)
         if n_shown < n_boxes:
             st.caption(f"Showing a random sample: {n_shown:,} of {n_boxes:,} boxes.")
         st.plotly_chart(fig, key="di_dist_boxsize")
     with b2:
         if "n_boxes" in images.columns:
-            st.plotly_chart(charts.distribution_figure(images, "n_boxes", "split" if "split" in images else None),
-                            key="di_dist_nboxes")
+            st.plotly_chart(charts.distribution_figure(images, "n_boxes", "split" if "split" in images else None,
+                                                       classes=classes), key="di_dist_nboxes")
 
 st.subheader("Any two columns")
 x1, x2 = st.columns(2)
@@ -61,11 +66,12 @@ y_default = next((c for c in ("contrast", "blur_laplacian_var", "height_px") if 
                  nums[min(1, len(nums) - 1)])
 x = x1.selectbox("x", nums, index=nums.index(x_default), key="di_dist_x")
 y = x2.selectbox("y", nums, index=nums.index(y_default), key="di_dist_y")
-pts, n_total = charts.scatter_data(images, x, y)
-if len(pts) < n_total:
-    st.caption(f"Showing every outlier and a sample: {len(pts):,} of {n_total:,} points.")
-st.caption(f"{int(pts['outlier'].sum()):,} outliers (red). Select points with the box or lasso tool "
-           "to see those images.")
+pts, n_total = charts.scatter_data(images, x, y, flag_checks=property_checks)
+n_flagged = int(pts["flagged"].sum())
+sample = (f"a fixed random sample of {len(pts) - n_flagged:,} of the other images: {len(pts):,} of {n_total:,} "
+          "points shown" if len(pts) < n_total else f"all {n_total:,} points shown")
+st.caption(f"Red: the {n_flagged:,} images a property check flags (its findings, hover names the check); "
+           f"{sample}. Select points with the box or lasso tool to see those images.")
 event = st.plotly_chart(charts.scatter_figure(pts, x, y), key="di_dist_scatter", on_select="rerun",
                         selection_mode=("box", "lasso", "points"))
 ids = charts.selected_image_ids(event)
@@ -74,4 +80,4 @@ if ids:
     rows = images[images["image_id"].isin(ids[:48])]
     if len(ids) > 48:
         st.caption("The first 48 are shown.")
-    widgets.thumb_grid(scan, rows, key_prefix="di_dist_sel", stat=y, decisions=store.current())
+    widgets.thumb_grid(scan, rows, key_prefix="di_dist_sel", n_cols=8, stat=y, decisions=store.current())

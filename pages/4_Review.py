@@ -5,8 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from inspect_core import export
-from inspect_core.review import ACTIONS, ReviewError
+from inspect_core.review import ACTIONS
 from inspect_core.ui import state
+from inspect_core.ui.review_widgets import conflicts_panel, editor_table
 from inspect_core.ui.text import md_escape
 
 st.set_page_config(page_title="Review - Dataset Inspector", layout="wide")
@@ -23,38 +24,15 @@ m1.metric("Decisions", f"{len(current):,}")
 for col, action in zip((m2, m3, m4), ACTIONS):
     col.metric(action.capitalize(), f"{int((current['action'] == action).sum()):,}")
 
+conflicts_panel(store)
 if current.empty:
     st.info("No decisions yet. Open an image in the Gallery or on the Findings page and choose "
             "Relabel, Remove or Keep; each decision is saved at once.")
 else:
     st.subheader("Decisions in force")
-    st.caption("Edit the action, new label or note; each change is saved as a new decision (history kept).")
-    editable = ["action", "new_label", "note"]
-    view = current[["image_id", "action", "old_label", "new_label", "note", "decided_at"]].astype(object)
-    view = view.where(view.notna(), None)
-    # The editor is keyed by the store's last decision, so stale edits never land on other rows.
-    edited = st.data_editor(
-        view, key=f"di_review_editor_{version}", hide_index=True, width="stretch", num_rows="fixed",
-        disabled=[c for c in view.columns if c not in editable],
-        column_config={
-            "action": st.column_config.SelectboxColumn("action", options=list(ACTIONS), required=True),
-            "new_label": st.column_config.TextColumn("new_label"),
-            "note": st.column_config.TextColumn("note"),
-        })
-    changed = 0
-    for i in range(len(view)):
-        before, after = view.iloc[i], edited.iloc[i]
-        if any((before[c] or None) != (after[c] or None) for c in editable):
-            try:
-                store.decide(after["image_id"], after["action"], old_label=before["old_label"],
-                             new_label=after["new_label"] if after["action"] == "relabel" else None,
-                             note=after["note"], source="review-page")
-                changed += 1
-            except ReviewError as exc:
-                st.error(md_escape(f"{after['image_id']}: {exc}"))
-    if changed:
-        st.toast(f"Saved {changed} change(s)")
-        st.rerun()
+    st.caption("Edit the action, new label or note; each change is saved as a new decision (history kept). "
+               "A row decided elsewhere (another tab) after it was shown is not overwritten: you choose.")
+    editor_table(store, current)
 
     with st.expander("Undo a decision"):
         pick = st.selectbox("Image", current["image_id"].tolist(), key="di_review_undo_pick")

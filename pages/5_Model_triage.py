@@ -21,72 +21,75 @@ classes = list(scan.dataset.classes)
 
 # -- source: a model file or a predictions file -------------------------------------------------------
 # Every input below keeps its value across a visit to another page (mt.KEEP): the results stay shown.
-source = st.segmented_control("Scores from", ["Model file", "Predictions file"], default="Model file",
-                              key=mt.K + "source", **mt.KEEP) or "Model file"
-model = None
-spec = None
-if source == "Model file":
-    st.warning(TRUST_WARNING)
-    model_path = st.text_input("Model file (TorchScript, .pt2, or state dict)", key=mt.K + "model",
-                               placeholder="/path/to/model.pt2", **mt.KEEP).strip()
-    c0, c1, c2 = st.columns(3)
-    form = mt.MODEL_FORMS[c0.selectbox("Model form", list(mt.MODEL_FORMS), key=mt.K + "form_kind", **mt.KEEP,
-                                       help="What the file is. A file whose contents are another form is refused "
-                                            "unread: a state dict is never loaded as a program.")]
-    factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
-                            placeholder="mypkg.models:make_model", **mt.KEEP).strip()
-    pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",
-                             key=mt.K + "preprocess", **mt.KEEP).strip()
-    if not model_path:
-        st.info("Type the path of your trained model file to score every image, or switch to a predictions file. "
-                "The sample dataset ships one: sample_data/model/model.pt2.")
-        st.stop()
-    if not Path(model_path).expanduser().is_file():
-        st.error(md_escape(f"Model file {model_path} not found. Check the path (it is read on this machine)."))
-        st.stop()
-    spec = mt.spec_for_model(model_path, pre_path, classes)
-    if spec is None:
-        st.stop()
-    try:
-        model = mt.get_model(model_path, spec, factory or None, form)
-    except ModelLoadError as exc:
-        st.error(md_escape(str(exc)))
-        st.stop()
-    st.caption(md_escape(f"Loaded a {FORM_NAMES[model.kind]} on {model.device}, {model.n_classes} classes "
-                         f"({model.form_reason})"))
-    decoder = mt.decoder_choice(model)
-    key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint, decoder)
-    entry = st.session_state.get(mt.RESULT_KEY)
-    if entry is None or entry["key"] != key:
-        saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace, decoder=decoder)
-        if saved is not None:                       # scored before: reopen at once
-            mt.remember_result(saved, key)
-            st.rerun()
-        if st.session_state.pop(mt.K + "cancel_flag", False):
-            st.warning("Scoring cancelled; nothing was saved. Score again when ready.")
-        if st.button("Score every image", type="primary", key=mt.K + "score"):
-            result = mt.run_scoring(model, scan, decoder=decoder)
-            if result is not None:
-                mt.remember_result(result, key)
-                st.rerun()
-        st.stop()
-else:
-    pred_path = st.text_input("Predictions file (CSV / Parquet with image_id and per-class columns, or NPY)",
-                              key=mt.K + "pred", **mt.KEEP).strip()
-    if not pred_path:
-        st.info("Type the path of a predictions file: image_id plus one probability or logit column per class "
-                "(or a probs / logits list column). No model is needed.")
-        st.stop()
-    try:
-        key = mt.source_key("pred", pred_path, Path(pred_path).expanduser().stat().st_mtime_ns
-                            if Path(pred_path).expanduser().exists() else 0, scan.fingerprint)
+# The form collapses once there are scores, so the results start at the top of the page.
+scored = mt.RESULT_KEY in st.session_state
+with st.expander("Model or predictions file" + (" (scored: open to change)" if scored else ""), expanded=not scored):
+    source = st.segmented_control("Scores from", ["Model file", "Predictions file"], default="Model file",
+                                  key=mt.K + "source", **mt.KEEP) or "Model file"
+    model = None
+    spec = None
+    if source == "Model file":
+        st.warning(TRUST_WARNING)
+        model_path = st.text_input("Model file (TorchScript, .pt2, or state dict)", key=mt.K + "model",
+                                   placeholder="/path/to/model.pt2", **mt.KEEP).strip()
+        c0, c1, c2 = st.columns(3)
+        form = mt.MODEL_FORMS[c0.selectbox("Model form", list(mt.MODEL_FORMS), key=mt.K + "form_kind", **mt.KEEP,
+                                           help="What the file is. A file whose contents are another form is "
+                                                "refused unread: a state dict is never loaded as a program.")]
+        factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
+                                placeholder="mypkg.models:make_model", **mt.KEEP).strip()
+        pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",
+                                 key=mt.K + "preprocess", **mt.KEEP).strip()
+        if not model_path:
+            st.info("Type the path of your trained model file to score every image, or switch to a predictions file. "
+                    "The sample dataset ships one: sample_data/model/model.pt2.")
+            st.stop()
+        if not Path(model_path).expanduser().is_file():
+            st.error(md_escape(f"Model file {model_path} not found. Check the path (it is read on this machine)."))
+            st.stop()
+        spec = mt.spec_for_model(model_path, pre_path, classes)
+        if spec is None:
+            st.stop()
+        try:
+            model = mt.get_model(model_path, spec, factory or None, form)
+        except ModelLoadError as exc:
+            st.error(md_escape(str(exc)))
+            st.stop()
+        st.caption(md_escape(f"Loaded a {FORM_NAMES[model.kind]} on {model.device}, {model.n_classes} classes "
+                             f"({model.form_reason})"))
+        decoder = mt.decoder_choice(model)
+        key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint, decoder)
         entry = st.session_state.get(mt.RESULT_KEY)
         if entry is None or entry["key"] != key:
-            result = score_predictions(pred_path, scan.images, dataset_classes=classes)
-            mt.remember_result(result, key)
-    except PredictionsError as exc:
-        st.error(md_escape(str(exc)))
-        st.stop()
+            saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace, decoder=decoder)
+            if saved is not None:                       # scored before: reopen at once
+                mt.remember_result(saved, key)
+                st.rerun()
+            if st.session_state.pop(mt.K + "cancel_flag", False):
+                st.warning("Scoring cancelled; nothing was saved. Score again when ready.")
+            if st.button("Score every image", type="primary", key=mt.K + "score"):
+                result = mt.run_scoring(model, scan, decoder=decoder)
+                if result is not None:
+                    mt.remember_result(result, key)
+                    st.rerun()
+            st.stop()
+    else:
+        pred_path = st.text_input("Predictions file (CSV / Parquet with image_id and per-class columns, or NPY)",
+                                  key=mt.K + "pred", **mt.KEEP).strip()
+        if not pred_path:
+            st.info("Type the path of a predictions file: image_id plus one probability or logit column per class "
+                    "(or a probs / logits list column). No model is needed.")
+            st.stop()
+        try:
+            key = mt.source_key("pred", pred_path, Path(pred_path).expanduser().stat().st_mtime_ns
+                                if Path(pred_path).expanduser().exists() else 0, scan.fingerprint)
+            entry = st.session_state.get(mt.RESULT_KEY)
+            if entry is None or entry["key"] != key:
+                result = score_predictions(pred_path, scan.images, dataset_classes=classes)
+                mt.remember_result(result, key)
+        except PredictionsError as exc:
+            st.error(md_escape(str(exc)))
+            st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
 if "class_alarms" not in entry:  # an entry kept by an older session: add what is now computed once per result

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 class App:
-    """``streamlit run app.py -- --root ROOT`` in a subprocess; restartable with the same workspace."""
+    """``streamlit run Home.py -- --root ROOT`` in a subprocess; restartable with the same workspace."""
 
     def __init__(self, cache: Path, root: str = "sample_data"):
         self.cache = Path(cache)
@@ -43,7 +43,7 @@ class App:
     def start(self) -> None:
         self.port = free_port()
         env = dict(os.environ, XDG_CACHE_HOME=str(self.cache), PYTHONPATH=str(REPO))
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+        cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(self.port),
                "--server.headless", "true", "--server.fileWatcherType", "none", "--", "--root", self.root]
         self._log_fh = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
@@ -94,13 +94,63 @@ def pick_option(page, container, option: str) -> None:
     wait_idle(page)
 
 
+def viewer(page):
+    """The image viewer (a dialog over the page)."""
+    return page.get_by_role("dialog")
+
+
+def close_viewer(page) -> None:
+    if viewer(page).count():
+        page.keyboard.press("Escape")
+        viewer(page).wait_for(state="detached", timeout=WAIT_MS)
+        wait_idle(page)
+
+
 def open_image(page, image_id: str) -> None:
-    """Find one image with the gallery's path search and open it."""
+    """Find one image with the gallery's path search and open it in the viewer."""
+    close_viewer(page)
     search = page.get_by_test_id("stSidebar").get_by_label("Path contains")
     search.fill(image_id)
     search.press("Enter")
     wait_idle(page)
     main_area(page).get_by_text(re.compile(r"^1 of [\d,]+ images match")).wait_for(timeout=WAIT_MS)
     open_buttons(page).first.click()
-    main_area(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
+    viewer(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
     wait_idle(page)
+
+
+def require_chromium() -> None:
+    """Skip the calling test module, with the reason, where chromium is missing and CI is not set; under CI
+    a missing chromium fails."""
+    import pytest
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
+                    allow_module_level=True)
+    pytest.importorskip("playwright.sync_api")
+
+
+def _fixtures():
+    import pytest
+
+    @pytest.fixture()
+    def app(tmp_path):
+        """The app on sample_data, its workspace in the test's own folder."""
+        a = App(tmp_path)
+        a.start()
+        yield a
+        a.stop()
+
+    @pytest.fixture()
+    def browser():
+        """Debian's chromium, headless."""
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+            yield b
+            b.close()
+    return app, browser
+
+
+app, browser = _fixtures()   # a test module imports them: ``from browser_support import app, browser``

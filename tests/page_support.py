@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
+APP = str(REPO / "Home.py")
 SAMPLE = REPO / "sample_data"
 TIMEOUT_S = 120
 
@@ -51,3 +51,9 @@ def open_on_predictions(images, path: Path):
     at.text_input(key="di_mt_pred").set_value(str(path)).run()
     assert not at.exception
     return at, res
+
+
+def open_id(button) -> str:
+    """The image_id an Open button of a grid opens: its tooltip, which carries it escaped (text, never Markdown)."""
+    import re
+    return re.sub(r"\\(.)", r"\1", button.help or "")

@@ -15,10 +15,11 @@ from streamlit.testing.v1 import AppTest
 
 import inspect_core
 from inspect_core.review import ReviewStore
+from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 from inspect_core.workspace import workspace_dir
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "app.py")
+APP = str(REPO / "Home.py")
 SAMPLE = REPO / "sample_data"
 PAGES = ["pages/1_Gallery.py", "pages/2_Findings.py", "pages/3_Distributions.py", "pages/4_Review.py"]
 XSS = "<img src=x onerror=alert(1)>"
@@ -67,7 +68,17 @@ def _app(root, page: str | None = None) -> AppTest:
 
 def _shown_ids(at: AppTest) -> list[str]:
     """image_ids of the gallery's thumbnails, in the order shown (the Open buttons carry them)."""
-    return [b.help for b in at.button if b.label == "Open" and b.key and "gallery_open" in b.key]
+    return [_unescape(b.help) for b in at.button if b.label == "Open" and b.key and "gallery_open" in b.key]
+
+
+def _unescape(text: str) -> str:
+    """md_escape undone: the Open buttons' tooltips carry the image_id escaped (text, never Markdown)."""
+    return re.sub(r"\\(.)", r"\1", text or "")
+
+
+def _open(at: AppTest, image_id: str) -> None:
+    """Click the Open button of ``image_id`` in the grid."""
+    at.button(key=next(b.key for b in at.button if b.label == "Open" and _unescape(b.help) == image_id)).click().run()
 
 
 def _all_text(at: AppTest) -> str:
@@ -113,8 +124,8 @@ def test_every_page_renders_on_sample_data(sample_scan):
     at.switch_page(PAGES[0]).run()
     assert not at.exception
     assert f"{n:,} of {n:,} images match" in _all_text(at)
-    assert len(_shown_ids(at)) == min(n, 48)
-    assert len(at.image) >= min(n, 48)
+    assert len(_shown_ids(at)) == min(n, DEFAULT_PAGE_SIZE)
+    assert len(at.image) >= min(n, DEFAULT_PAGE_SIZE)
 
     at.switch_page(PAGES[1]).run()
     assert not at.exception
@@ -191,29 +202,29 @@ def test_gallery_filters_and_sorts(small):
     at = _app(root, PAGES[0])
     assert len(_shown_ids(at)) == len(scan.images) == 14
 
-    at.multiselect(key="di_f_labels").set_value(["cat"]).run()
+    at.multiselect(key="label").set_value(["cat"]).run()
     shown = _shown_ids(at)
     assert sorted(shown) == sorted(scan.images.loc[scan.images["label"] == "cat", "image_id"])
 
-    at.multiselect(key="di_f_splits").set_value(["val"]).run()
+    at.multiselect(key="split").set_value(["val"]).run()
     assert sorted(_shown_ids(at)) == ["val/cat/cat_0.png", "val/cat/cat_1.png"]
 
-    at.multiselect(key="di_f_labels").set_value([]).run()
-    at.multiselect(key="di_f_splits").set_value([]).run()
-    at.selectbox(key="di_f_sort").set_value("brightness").run()
-    at.toggle(key="di_f_desc").set_value(True).run()
+    at.multiselect(key="label").set_value([]).run()
+    at.multiselect(key="split").set_value([]).run()
+    at.selectbox(key="sort").set_value("brightness").run()
+    at.toggle(key="desc").set_value(True).run()
     by_brightness = scan.images.sort_values("brightness", ascending=False)["image_id"].tolist()
     assert _shown_ids(at) == by_brightness
-    at.toggle(key="di_f_desc").set_value(False).run()
+    at.toggle(key="desc").set_value(False).run()
     assert _shown_ids(at) == by_brightness[::-1]
 
-    at.text_input(key="di_f_search").set_value("DOG_").run()
+    at.text_input(key="path").set_value("DOG_").run()
     assert sorted(_shown_ids(at)) == sorted(i for i in scan.images["image_id"] if "dog_" in i)
-    at.text_input(key="di_f_search").set_value("").run()
+    at.text_input(key="path").set_value("").run()
 
-    at.selectbox(key="di_f_range_col").set_value("brightness").run()
+    at.selectbox(key="range_on").set_value("brightness").run()
     lo = float(scan.images["brightness"].median())
-    at.slider(key="di_f_range_brightness").set_value((lo, float(scan.images["brightness"].max()))).run()
+    at.slider(key="range_brightness").set_value((lo, float(scan.images["brightness"].max()))).run()
     assert not at.exception
     expected = scan.images.loc[scan.images["brightness"] >= lo, "image_id"]
     assert sorted(_shown_ids(at)) == sorted(expected)
@@ -224,14 +235,14 @@ def test_gallery_filters_by_check_and_family(sample_scan):
     counts = {c: int(images[c].sum()) for c in images.columns if c.startswith("is_") and images[c].dtype == bool}
     check_col = max((c for c, n in counts.items() if 0 < n < len(images)), key=lambda c: counts[c])
     at = _app(SAMPLE, PAGES[0])
-    at.multiselect(key="di_f_checks").set_value([check_col[3:]]).run()
+    at.multiselect(key="check").set_value([check_col[3:]]).run()
     assert not at.exception
-    assert sorted(_shown_ids(at)) == sorted(images.loc[images[check_col], "image_id"])[:48]
+    assert sorted(_shown_ids(at)) == sorted(images.loc[images[check_col], "image_id"])[:DEFAULT_PAGE_SIZE]
     assert f"{counts[check_col]:,} of {len(images):,} images match" in _all_text(at)
 
     fam = sample_scan.findings.loc[sample_scan.findings["image_id"] != "", "family"].value_counts().index[0]
-    at.multiselect(key="di_f_checks").set_value([]).run()
-    at.multiselect(key="di_f_families").set_value([fam]).run()
+    at.multiselect(key="check").set_value([]).run()
+    at.multiselect(key="family").set_value([fam]).run()
     want = set(sample_scan.findings.loc[sample_scan.findings["family"] == fam, "image_id"]) - {""}
     want &= set(images["image_id"])
     assert f"{len(want):,} of {len(images):,} images match" in _all_text(at)
@@ -242,7 +253,7 @@ def test_gallery_link_from_home_presets_family(sample_scan):
     at = _app(SAMPLE)
     at.query_params["family"] = fam
     at.switch_page(PAGES[0]).run()
-    assert at.multiselect(key="di_f_families").value == [fam]
+    assert at.multiselect(key="family").value == [fam]
 
 
 def test_gallery_pages(sample_scan):
@@ -252,9 +263,10 @@ def test_gallery_pages(sample_scan):
     pager.set_value(2).run()
     second = _shown_ids(at)
     assert not at.exception
-    assert len(second) == 48 and not set(first) & set(second)
+    size = DEFAULT_PAGE_SIZE
+    assert len(second) == size and not set(first) & set(second)
     ordered = sorted(sample_scan.images["image_id"])
-    assert second == ordered[48:96]
+    assert second == ordered[size:2 * size]
 
 
 # -- decisions through the pages -------------------------------------------------------------------
@@ -263,7 +275,7 @@ def test_relabel_remove_keep_undo_through_gallery(small):
     store = ReviewStore(workspace_dir(root))
     at = _app(root, PAGES[0])
     target = "train/cat/cat_1.png"
-    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == target)).click().run()
+    _open(at, target)
     assert not at.exception
     assert target in [t.value for t in at.text]
     label_box = next(s for s in at.selectbox if s.label == "New label")
@@ -296,30 +308,69 @@ def test_relabel_remove_keep_undo_through_gallery(small):
     assert csv is not None
 
 
+def _edit_review_table(at: AppTest, store, image_id: str, **changes) -> None:
+    """Edit the Review page's table as a person would: the change lands on the row of ``image_id`` as the
+    table was last shown."""
+    rows = at.data_editor[0].value
+    pos = int(rows.index[rows["image_id"] == image_id][0])
+    at.session_state[at.session_state["di_review_editor_key"]] = {
+        "edited_rows": {pos: changes}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+
+
 def test_review_page_edit_is_saved(small):
     root, scan = small
     store = ReviewStore(workspace_dir(root))
     target = "val/dog/dog_0.png"
     store.decide(target, "keep", old_label="dog")
     at = _app(root, PAGES[3])
-    rows = at.data_editor[0].value
-    pos = rows.index[rows["image_id"] == target][0]
-    version = int(store.history()["decision_id"].max())
-    at.session_state[f"di_review_editor_{version}"] = {
-        "edited_rows": {int(pos): {"action": "relabel", "new_label": "cat", "note": "edited on the review page"}},
-        "added_rows": [], "deleted_rows": []}
-    at.run()
-    assert not at.exception
+    _edit_review_table(at, store, target, action="relabel", new_label="cat", note="edited on the review page")
     dec = store.decision_for(target)
     assert (dec["action"], dec["new_label"], dec["note"]) == ("relabel", "cat", "edited on the review page")
     assert store.history(target)["source"].iloc[-1] == "review-page"
+
+
+def test_review_edit_is_kept_when_another_tab_decides_meanwhile(small):
+    """Issue 14: an edit was silently dropped when any decision was recorded between showing the table and
+    the edit (the table was keyed by the store's last decision id, so the edit landed on a table that no
+    longer existed)."""
+    root, scan = small
+    store = ReviewStore(workspace_dir(root))
+    a, b, c = "val/cat/cat_0.png", "val/cat/cat_1.png", "val/dog/dog_1.png"
+    for iid in (a, b):
+        store.decide(iid, "keep", old_label="cat")
+    at = _app(root, PAGES[3])
+    store.decide(c, "remove", old_label="dog", note="another tab")      # after the table was shown
+    _edit_review_table(at, store, b, note="edited while another tab decided")
+    assert store.decision_for(b)["note"] == "edited while another tab decided"
+    assert store.decision_for(c)["note"] == "another tab"
+
+
+def test_review_edit_of_a_row_decided_elsewhere_is_a_conflict_shown_never_dropped(small):
+    root, scan = small
+    store = ReviewStore(workspace_dir(root))
+    a = "train/dog/dog_2.png"
+    store.decide(a, "keep", old_label="dog")
+    at = _app(root, PAGES[3])
+    store.decide(a, "remove", old_label="dog", note="the other tab's decision")
+    _edit_review_table(at, store, a, action="relabel", new_label="cat")
+    assert store.decision_for(a)["note"] == "the other tab's decision"   # not overwritten blindly
+    shown = _unescape(_all_text(at))
+    assert "was decided elsewhere" in shown and "Your edit, not applied yet: relabel -> cat" in shown
+    # the user chooses: apply theirs or mine; mine is still there to apply
+    next(b for b in at.button if b.label == "Apply my edit").click().run()
+    assert not at.exception
+    dec = store.decision_for(a)
+    assert (dec["action"], dec["new_label"]) == ("relabel", "cat")
+    assert "was decided elsewhere" not in _all_text(at)
 
 
 # -- user text is text ------------------------------------------------------------------------------
 def test_html_label_is_shown_as_text(small):
     root, scan = small
     at = _app(root, PAGES[0])
-    at.multiselect(key="di_f_labels").set_value([XSS]).run()
+    at.multiselect(key="label").set_value([XSS]).run()
     assert not at.exception
     ids = _shown_ids(at)
     assert len(ids) == 2 and all(XSS in i for i in ids)
@@ -327,8 +378,8 @@ def test_html_label_is_shown_as_text(small):
         assert not md.allow_html
         assert "<img" not in md.value.replace("\\<", "")  # every "<" of user text is escaped
     captions = [c.value for c in at.caption]
-    assert any(re.sub(r"\\(.)", r"\1", c).startswith(XSS) for c in captions)
-    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == ids[0])).click().run()
+    assert any(XSS in _unescape(c) for c in captions)
+    _open(at, ids[0])
     assert f"Label: {XSS}   Split: train" in [t.value for t in at.text]
 
 
@@ -336,9 +387,9 @@ def test_html_label_is_shown_as_text(small):
 def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_scan, cache_home):
     root, scan = small
     at = _app(root, PAGES[0])
-    at.multiselect(key="di_f_labels").set_value([XSS]).run()
+    at.multiselect(key="label").set_value([XSS]).run()
     assert len(_shown_ids(at)) == 2
-    at.switch_page("app.py").run()
+    at.switch_page("Home.py").run()
     at.text_input(key="di_home_root_input").set_value(str(SAMPLE)).run()
     assert not at.exception
     n = len(sample_scan.images)
@@ -350,7 +401,7 @@ def test_switching_datasets_resets_filters_and_remembers_recent(small, sample_sc
     recent = json.loads((cache_home / "dataset-inspector" / "recent.json").read_text())
     roots = [r["root"] for r in recent]
     assert str(SAMPLE.resolve()) in roots and str(root.resolve()) in roots
-    at.switch_page("app.py").run()
+    at.switch_page("Home.py").run()
     at.selectbox(key="di_home_recent").set_value(str(root.resolve())).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Images"] == f"{len(scan.images):,}"
@@ -435,7 +486,7 @@ def test_image_detail_decodes_once_not_per_keystroke(tmp_path, cache_home, monke
     st.cache_data.clear()
     at = _app(root, PAGES[0])
     target = "train/dog/dog_1.png"
-    at.button(key=next(b.key for b in at.button if b.label == "Open" and b.help == target)).click().run()
+    _open(at, target)
     assert not at.exception
     first = list(decoded)
     assert first.count((target, 1024)) == 1
@@ -449,3 +500,56 @@ def test_image_detail_decodes_once_not_per_keystroke(tmp_path, cache_home, monke
     os.utime(root / target, ns=(st_.st_atime_ns, st_.st_mtime_ns + 10_000_000))
     at.run()
     assert not at.exception and decoded.count((target, 1024)) == 2
+
+
+# -- the view in the URL ------------------------------------------------------------------------------
+def test_url_opens_the_same_dataset_filters_sort_and_page(small, sample_scan):
+    root, scan = small
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)            # the session's own choice (as from --root) ...
+    for k, v in {"root": str(root), "label": ["cat", "dog"], "sort": "brightness", "desc": "true",
+                 "per_page": "48", "tile": "large"}.items():
+        at.query_params[k] = v                           # ... and a link to another dataset and view
+    at.run()
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert at.multiselect(key="label").value == ["cat", "dog"]
+    assert at.selectbox(key="sort").value == "brightness" and at.toggle(key="desc").value is True
+    n = int(scan.images["label"].isin(["cat", "dog"]).sum())
+    assert f"{n:,} of {len(scan.images):,} images match" in _all_text(at)
+    assert at.query_params["root"] in (str(root), [str(root)])
+    expected = scan.images[scan.images["label"].isin(["cat", "dog"])].sort_values(
+        ["brightness", "image_id"], ascending=[False, True])["image_id"].tolist()
+    assert _shown_ids(at) == expected
+
+
+def test_url_link_to_another_dataset_switches_visibly(small, sample_scan):
+    root, scan = small
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{len(sample_scan.images):,}"
+    at2 = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at2.session_state["di_root"] = str(SAMPLE)
+    at2.query_params["root"] = str(root)
+    at2.run()
+    assert not at2.exception
+    assert {m.label: m.value for m in at2.metric}["Images"] == f"{len(scan.images):,}"
+    assert any("Opened the dataset of the link" in i.value for i in at2.info)
+    assert at2.text_input(key="di_home_root_input").value == str(root)
+
+
+def test_url_page_and_open_image(sample_scan):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["di_root"] = str(SAMPLE)
+    ordered = sorted(sample_scan.images["image_id"])
+    at.query_params["page"] = "2"
+    at.query_params["image"] = ordered[DEFAULT_PAGE_SIZE + 3]
+    at.run()
+    at.switch_page(PAGES[0]).run()
+    assert not at.exception
+    assert _shown_ids(at) == ordered[DEFAULT_PAGE_SIZE:2 * DEFAULT_PAGE_SIZE]
+    texts = [t.value for t in at.text]
+    assert ordered[DEFAULT_PAGE_SIZE + 3] in texts and f"{DEFAULT_PAGE_SIZE + 4} of {len(ordered)}" in texts
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert ordered[DEFAULT_PAGE_SIZE + 4] in [t.value for t in at.text]

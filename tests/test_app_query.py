@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 
 from inspect_core.ui.charts import scatter_data, scatter_figure, selected_image_ids
-from inspect_core.ui.query import (NO_LABEL, GalleryQuery, filter_mask, gallery_page, numeric_columns,
-                                   robust_outliers)
+from inspect_core.ui.query import (NO_LABEL, GalleryQuery, filter_mask, gallery_page, numeric_columns)
 from inspect_core.ui.text import md_escape
 
 
@@ -74,43 +73,48 @@ def test_sort_both_ways_missing_last_and_pages():
     assert (empty.n_match, empty.n_pages, len(empty.rows)) == (0, 1, 0)
 
 
-def test_robust_outliers():
-    x = pd.Series([1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 25.0, np.nan])
-    assert list(robust_outliers(x)) == [False] * 6 + [True, False]
-    assert not robust_outliers(pd.Series([2.0] * 10)).any()
-
-
-def test_robust_outliers_use_the_property_checks_cut():
-    """Red points in a scatter are exactly the values beyond median -/+ K_ROBUST robust sd, as in the checks."""
-    from inspect_core.checks.property import K_ROBUST, robust_center_scale
-    rng = np.random.default_rng(3)
-    x = rng.normal(0.0, 1.0, 400)
-    med, scale = robust_center_scale(x)
-    # planted values between the old 3.5 cut and K_ROBUST, and just beyond K_ROBUST
-    x[:5] = med + 3.8 * scale
-    x[5:10] = med - (K_ROBUST + 0.3) * scale
-    med, scale = robust_center_scale(x)
-    expected = np.abs(x - med) > K_ROBUST * scale
-    got = robust_outliers(pd.Series(x))
-    assert (got == expected).all()
-    assert not got[:5].any() and got[5:10].all()
-
-
-def test_scatter_keeps_outliers_when_sampling_and_selection_gives_ids():
+def test_scatter_outliers_are_the_property_checks_findings_and_sampling_keeps_them():
     rng = np.random.default_rng(0)
     n = 2000
-    df = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n)})
-    df.loc[7, "a"] = 50.0
-    pts, total = scatter_data(df, "a", "b", max_points=300)
+    df = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n),
+                       "is_dark": False, "is_blurry": False})
+    df.loc[7, "a"] = 50.0                      # far out, but no check flags it: not red
+    df.loc[[3, 11], "is_dark"] = True
+    df.loc[11, "is_blurry"] = True
+    pts, total = scatter_data(df, "a", "b", flag_checks=["dark", "blurry", "odd_size"], max_points=300)
     assert total == n and len(pts) == 300
-    assert "i7" in set(pts.loc[pts["outlier"], "image_id"])
+    flagged = pts.set_index("image_id").loc[pts["flagged"].to_numpy(), "checks"].to_dict()
+    assert flagged == {"i3": "dark", "i11": "dark, blurry"}
     fig = scatter_figure(pts, "a", "b")
-    assert [t.name for t in fig.data] == ["images", "outliers"]
+    assert [t.name for t in fig.data] == ["images", "flagged by a property check"]
     event = {"selection": {"points": [{"customdata": ["i7"]}, {"customdata": ["i3"]}, {"customdata": ["i7"]}],
                            "point_indices": [0, 1, 0], "box": [], "lasso": []}}
     assert selected_image_ids(event) == ["i7", "i3"]
     assert selected_image_ids({"selection": {"points": []}}) == []
     assert selected_image_ids(None) == []
+
+
+def test_charts_are_aggregated_coloured_the_same_and_keep_text_as_text():
+    from inspect_core.ui.charts import SPLIT_COLOURS, count_figure, distribution_figure, histogram_data
+    xss = "<b>bold</b><a href='javascript:alert(1)'>x</a>"
+    n = 10_000
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "v": rng.normal(0, 1, n),
+                       "label": rng.choice(["cat", "dog", xss], n), "split": rng.choice(["train", "val"], n)})
+    edges, counts = histogram_data(df, "v", "label")
+    assert len(edges) == 51 and sum(int(c.sum()) for c in counts.values()) == n
+    hist = distribution_figure(df, "v", "label", classes=["dog", "cat"])
+    assert sum(len(t.x) for t in hist.data) == 3 * 50                    # bins, not 10,000 values
+    names = {t.name for t in hist.data}
+    assert "&lt;b&gt;bold&lt;/b&gt;&lt;a href='javascript:alert(1)'&gt;x&lt;/a&gt;" in names and xss not in names
+    dog = next(t for t in hist.data if t.name == "dog").line.color
+    bars = count_figure(df, "label", None, classes=["dog", "cat"])
+    assert list(bars.data[0].marker.color)[list(bars.data[0].x).index("dog")] == dog   # one colour per class
+    by_split = count_figure(df, "label", "split")
+    assert {t.name: t.marker.color for t in by_split.data} == {"train": SPLIT_COLOURS["train"],
+                                                               "val": SPLIT_COLOURS["val"]}
+    box = distribution_figure(df, "v", "split", kind="box")
+    assert all(t.q1 is not None and t.y is None for t in box.data)      # quartiles computed here
 
 
 def test_md_escape_shows_characters():

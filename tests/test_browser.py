@@ -1,5 +1,5 @@
 """The app in a real browser: Playwright for Python driving Debian's chromium (headless) against
-``streamlit run app.py -- --root sample_data`` started here on a free port, with its workspace in a
+``streamlit run Home.py -- --root sample_data`` started here on a free port, with its workspace in a
 temporary XDG_CACHE_HOME.
 
 Skipped, with the reason, only where /usr/bin/chromium is missing and CI is not set; under CI a missing
@@ -9,40 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 
-import pytest
+from browser_support import (REPO, WAIT_MS, app, browser, main_area, open_buttons, open_image,  # noqa: F401
+                             pick_option, require_chromium, viewer, wait_idle)
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO, WAIT_MS, App, main_area, open_buttons, open_image, \
-    pick_option, wait_idle  # noqa: F401 - shared with bench/screenshots.py
+from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 
 SAMPLE = REPO / "sample_data"
 XSS = "<img src=x onerror=alert(1)>"
 
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser test needs it",
-                allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture()
-def app(tmp_path):
-    a = App(tmp_path)
-    a.start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture()
-def browser():
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS)
-        yield b
-        b.close()
+require_chromium()
 
 
 def n_matching(page) -> int:
@@ -74,14 +51,14 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
     page.wait_for_function(
-        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= 48",
+        f"() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= {DEFAULT_PAGE_SIZE}",
         timeout=WAIT_MS)
-    assert open_buttons(page).count() == 48
+    assert open_buttons(page).count() == DEFAULT_PAGE_SIZE
     assert n_matching(page) == len(images)
 
     # Filtering by a check narrows them.
     counts = {c[3:]: int(images[c].sum()) for c in images.columns if c.startswith("is_") and images[c].dtype == bool}
-    check = max((c for c, n in counts.items() if 0 < n < 48), key=lambda c: counts[c])
+    check = max((c for c, n in counts.items() if 0 < n < DEFAULT_PAGE_SIZE), key=lambda c: counts[c])
     sidebar = page.get_by_test_id("stSidebar")
     box = sidebar.get_by_test_id("stMultiSelect").filter(has_text="Check")
     box.click()
@@ -98,11 +75,11 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     old = images.set_index("image_id").loc[target, "label"]
     new = next(c for c in scan.dataset.classes if c != old)
     open_buttons(page).first.click()
-    main_area(page).get_by_text(target, exact=True).first.wait_for()
+    viewer(page).get_by_text(target, exact=True).first.wait_for()
     wait_idle(page)
-    pick_option(page, main_area(page).get_by_test_id("stSelectbox").filter(has_text="New label"), new)
-    main_area(page).get_by_role("button", name="Relabel", exact=True).click()
-    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+    pick_option(page, viewer(page).get_by_test_id("stSelectbox").filter(has_text="New label"), new)
+    viewer(page).get_by_role("button", name="Relabel").click()
+    viewer(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
 
     # A second relabel to a new class named like an HTML tag: shown as those characters, never run.
     other = sorted(images.loc[~images[f"is_{check}"], "image_id"])[0]
@@ -110,12 +87,12 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
     open_image(page, other)
-    pick_option(page, main_area(page).get_by_test_id("stSelectbox").filter(has_text="New label"), "(new class...)")
-    main_area(page).get_by_label("New class name").fill(XSS)
-    main_area(page).get_by_label("New class name").press("Enter")
+    pick_option(page, viewer(page).get_by_test_id("stSelectbox").filter(has_text="New label"), "(new class...)")
+    viewer(page).get_by_label("New class name").fill(XSS)
+    viewer(page).get_by_label("New class name").press("Enter")
     wait_idle(page)
-    main_area(page).get_by_role("button", name="Relabel", exact=True).click()
-    main_area(page).get_by_text(f"Decision: relabel -> {XSS}").wait_for()
+    viewer(page).get_by_role("button", name="Relabel").click()
+    viewer(page).get_by_text(f"Decision: relabel -> {XSS}").wait_for()
     assert page.locator("img[src='x']").count() == 0
     assert not dialogs
 
@@ -124,7 +101,7 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
     open_image(page, target)
-    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+    viewer(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
 
     # ... and an app restart.
     app.stop()
@@ -133,7 +110,7 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
     open_image(page, target)
-    main_area(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
+    viewer(page).get_by_text(f"Decision: relabel -> {new}").wait_for()
 
     # The export downloads a CSV that contains it.
     page.goto(app.url + "/Review", wait_until="domcontentloaded")

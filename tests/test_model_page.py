@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_core.review import ReviewStore
-from page_support import SAMPLE, open_on_predictions, open_page
+from page_support import SAMPLE, open_id, open_on_predictions, open_page
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -61,10 +61,10 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     assert len(opens) == 24
     planted = pd.read_csv(SAMPLE / "PLANTED.csv")
     mislabeled = set(planted.loc[planted["check"] == "mislabeled", "image_id"])
-    shown = [b.help for b in opens]
+    shown = [open_id(b) for b in opens]
     assert len(mislabeled & set(shown)) >= 5          # the worst-loss grid surfaces planted mislabels
     target = next(i for i in shown if i in mislabeled)
-    next(b for b in opens if b.help == target).click().run()
+    next(b for b in opens if open_id(b) == target).click().run()
     assert not at.exception
     text = _texts(at)
     assert "What the model sees: 96x72 px" in text and "Suggested:" in text
@@ -79,7 +79,7 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     # the grid marks the decided image, and "Hide decided" leaves it out
     assert f"decided: relabel -> {suggested}" in [c.value.replace("\\", "") for c in at.caption]
     at.toggle(key="di_mt_f_undecided").set_value(True).run()
-    assert target not in [b.help for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    assert target not in [open_id(b) for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
     at.toggle(key="di_mt_f_undecided").set_value(False).run()
 
     # sanity checks: baselines beaten, and the shipped model is batch independent (it was saved in eval mode)
@@ -93,7 +93,7 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     at.selectbox(key="di_mt_f_pair").set_value(pair).run()
     g, p = pair.split(" (")[0].split(" -> ")
     n_pair = int(pair.rsplit("(", 1)[1].rstrip(")"))
-    shown = [b.help for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    shown = [open_id(b) for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
     assert len(shown) == min(n_pair, 24)
     sub = sample_scan.images.set_index("image_id").loc[shown, "label"]
     assert set(sub) == {g}
@@ -181,7 +181,7 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
     assert calls == after_first
     # the grid's captions still show the top probabilities of each image
     entry = at.session_state[mt.RESULT_KEY]
-    iid = opens[0].help
+    iid = open_id(opens[0])
     assert mt._top_probs_text(entry["result"], iid, positions=entry["positions"]) == \
         mt._top_probs_text(entry["result"], iid)
     assert any(c.value == mt._top_probs_text(entry["result"], iid).replace(".", "\\.") or

@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import inspect_core
-from page_support import SAMPLE, open_on_predictions, open_page
+from page_support import SAMPLE, open_id, open_on_predictions, open_page
 from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -180,12 +180,12 @@ def test_the_file_panel_shows_a_turned_photo_upright_and_says_so(tmp_path, textu
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
     at.button(key="di_mt_score").click().run()
     assert not at.exception
-    opens = {b.help: b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")}
+    opens = {open_id(b): b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")}
     opens[turned].click().run()
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert any("EXIF orientation 6" in c for c in captions), captions
     upright = next(b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")
-                   and b.help != turned)
+                   and open_id(b) != turned)
     upright.click().run()
     assert not any("EXIF orientation" in c.value for c in at.caption)

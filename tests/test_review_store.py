@@ -180,3 +180,105 @@ def test_last_id_is_the_newest_decision_id(tmp_path):
     undo = store.undo("b.jpg")
     assert store.last_id() == undo > second > first
     assert store.last_id() == int(store.history()["decision_id"].max())
+
+
+# -- bulk decisions, one undo step per bulk action, edits against a stale view --------------------------
+def test_decide_many_is_one_batch_one_row_per_image(tmp_path):
+    store = ReviewStore(tmp_path)
+    store.decide("a.jpg", "keep")
+    rows = [{"image_id": "a.jpg", "action": "remove", "old_label": "cat"},
+            {"image_id": "b.jpg", "action": "remove", "old_label": "dog"},
+            {"image_id": "c.jpg", "action": "relabel", "old_label": "dog", "new_label": "cat"},
+            {"image_id": "b.jpg", "action": "keep", "old_label": "dog"}]   # listed twice: the last row counts
+    batch = store.decide_many(rows, note="bulk: integrity", source="test")
+    hist = store.history()
+    mine = hist[hist["batch_id"] == batch]
+    assert sorted(mine["image_id"]) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert set(mine["note"]) == {"bulk: integrity"} and set(mine["source"]) == {"test"}
+    cur = store.current().set_index("image_id")
+    assert cur["action"].to_dict() == {"a.jpg": "remove", "b.jpg": "keep", "c.jpg": "relabel"}
+    assert cur.loc["c.jpg", "new_label"] == "cat"
+    assert store.last_batch() == {"batch_id": batch, "n_images": 3, "actions": {"keep": 1, "relabel": 1, "remove": 1},
+                                  "note": "bulk: integrity", "decided_at": mine["decided_at"].iloc[0]}
+
+
+def test_undo_batch_undoes_the_whole_bulk_action_in_one_step(tmp_path):
+    store = ReviewStore(tmp_path)
+    store.decide("a.jpg", "keep", note="before")
+    batch = store.decide_many([{"image_id": f"{c}.jpg", "action": "remove"} for c in "abc"])
+    assert store.undo_batch(batch) == 3
+    cur = store.current().set_index("image_id")
+    assert cur["action"].to_dict() == {"a.jpg": "keep"}          # a's earlier decision is in force again
+    assert cur.loc["a.jpg", "note"] == "before"
+    assert store.last_batch() is None
+    assert store.undo_batch(batch) == 0                           # nothing left to undo
+    undo_rows = store.history().query("action == 'undo'")
+    assert len(undo_rows) == 3 and set(undo_rows["batch_id"]) == {f"undo-{batch}"}
+    assert len(store.history()) == 1 + 3 + 3                     # nothing deleted
+
+
+def test_undo_batch_leaves_later_decisions_in_force(tmp_path):
+    store = ReviewStore(tmp_path)
+    first = store.decide_many([{"image_id": "a.jpg", "action": "remove"}, {"image_id": "b.jpg", "action": "remove"}])
+    store.decide("b.jpg", "relabel", new_label="dog")             # decided again after the bulk action
+    second = store.decide_many([{"image_id": "c.jpg", "action": "keep"}])
+    assert store.last_batch()["batch_id"] == second
+    store.undo_batch(second)
+    assert store.last_batch()["batch_id"] == first
+    store.undo_batch(first)
+    cur = store.current().set_index("image_id")
+    assert cur["action"].to_dict() == {"b.jpg": "relabel"}
+
+
+def test_bad_row_refuses_the_whole_batch(tmp_path):
+    store = ReviewStore(tmp_path)
+    with pytest.raises(ReviewError):
+        store.decide_many([{"image_id": "a.jpg", "action": "remove"},
+                           {"image_id": "b.jpg", "action": "relabel", "new_label": " "}])
+    assert store.count() == 0
+    assert store.decide_many([]) is None
+
+
+def test_bulk_of_many_images_is_fast(tmp_path):
+    store = ReviewStore(tmp_path)
+    n = 20_000
+    t0 = time.perf_counter()
+    batch = store.decide_many([{"image_id": f"{i:06d}.jpg", "action": "remove"} for i in range(n)])
+    assert len(store.current()) == n
+    assert store.undo_batch(batch) == n
+    assert store.current().empty
+    assert time.perf_counter() - t0 < 20
+
+
+def test_edit_against_a_stale_version_is_a_conflict_not_a_silent_write(tmp_path):
+    from inspect_core.review import ReviewConflict
+    store = ReviewStore(tmp_path)
+    shown = store.decide("a.jpg", "keep")
+    store.decide("a.jpg", "remove", note="from another tab")       # after the page showed `shown`
+    with pytest.raises(ReviewConflict) as info:
+        store.decide("a.jpg", "relabel", new_label="dog", expected_id=shown)
+    assert info.value.current["action"] == "remove" and info.value.current["note"] == "from another tab"
+    assert store.decision_for("a.jpg")["action"] == "remove"
+    latest = int(store.current()["decision_id"].iloc[0])
+    store.decide("a.jpg", "relabel", new_label="dog", expected_id=latest)   # against the current one: applied
+    assert store.decision_for("a.jpg")["new_label"] == "dog"
+    with pytest.raises(ReviewConflict):
+        store.decide("b.jpg", "keep", expected_id=latest)                 # b had no decision, not `latest`
+    store.decide("b.jpg", "keep", expected_id=None)
+    assert store.decision_for("b.jpg")["action"] == "keep"
+
+
+def test_store_written_before_batches_gets_the_column(tmp_path):
+    import sqlite3
+    con = sqlite3.connect(tmp_path / "review.sqlite")
+    con.executescript("""CREATE TABLE decisions (decision_id INTEGER PRIMARY KEY AUTOINCREMENT, image_id TEXT NOT NULL,
+        action TEXT NOT NULL, old_label TEXT, new_label TEXT, note TEXT, source TEXT, decided_at TEXT NOT NULL,
+        reverts_id INTEGER);
+        INSERT INTO decisions (image_id, action, decided_at) VALUES ('old.jpg', 'keep', '2024-01-01T00:00:00+00:00');""")
+    con.commit()
+    con.close()
+    store = ReviewStore(tmp_path)
+    assert store.decision_for("old.jpg")["action"] == "keep"
+    batch = store.decide_many([{"image_id": "old.jpg", "action": "remove"}])
+    store.undo_batch(batch)
+    assert store.decision_for("old.jpg")["action"] == "keep"

@@ -53,7 +53,8 @@ def test_thumbnail_made_once_and_cached(root, tmp_path):
     t2 = thumbnail(root, "cls/big.jpg", ws)
     arr2 = np.asarray(_open(t2.data).convert("RGB"), dtype=int)
     assert abs(arr2[80, 80] - [0, 255, 0]).max() <= 8   # the new green image
-    assert abs(arr2[80, 20] - 242).max() <= 8           # 100x50 is not enlarged: grey beside it
+    assert abs(arr2[80, 5] - [0, 255, 0]).max() <= 8    # 100x50 is enlarged to fill the tile's width ...
+    assert abs(arr2[20, 80] - 242).max() <= 8           # ... and keeps its shape: grey bands above and below
     assert len(list((ws / "thumbs").rglob("*.jpg"))) == 2
 
 
@@ -197,3 +198,16 @@ def test_display_image_opens_the_file_once(root, monkeypatch):
     img, scale, reason = display_image(root, "cls/big.jpg", max_side_px=320)
     assert reason is None and img.size == (320, 240) and scale == pytest.approx(0.5)
     assert len(opened) == 1
+
+
+def test_small_image_is_enlarged_with_visible_pixels(tmp_path):
+    root = tmp_path / "data"
+    (root / "cls").mkdir(parents=True)
+    arr = np.zeros((32, 32, 3), dtype=np.uint8)
+    arr[::2, ::2] = 255                                   # a 1-pixel checkerboard-like grid
+    Image.fromarray(arr).save(root / "cls" / "tiny.png")
+    t = thumbnail(root, "cls/tiny.png", tmp_path / "ws", size_px=128)
+    out = np.asarray(_open(t.data).convert("L"), dtype=int)
+    assert out.shape == (128, 128)                        # fills the tile: 4x
+    # nearest-neighbour: each source pixel is a 4x4 block (JPEG blurs the block edges a little)
+    assert out[1, 1] > 200 and out[1, 5] < 60 and out[5, 1] < 60 and out[9, 9] > 200

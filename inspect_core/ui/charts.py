@@ -1,15 +1,34 @@
-"""Plotly figures for the Distributions page (no Streamlit import): compute here, draw on the page."""
+"""Plotly figures for the Distributions page (no Streamlit import): compute here, draw on the page.
+
+Every chart is aggregated here, so the browser gets bins and counts, never a column of 100,000 values; the
+scatter gets a fixed random sample (``MAX_SCATTER_POINTS``, the size stated on the page) plus every image a
+property check flags. Colours are fixed per split (``SPLIT_COLOURS``) and per class (by its place in the
+dataset's class list), the same in every chart. Labels, paths and column names reach plotly escaped
+(``plot_text``): plotly reads ``<b>``, ``<a href>`` and entities in text, so data must stay text.
+"""
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
-from inspect_core.ui.query import robust_outliers
-
-MAX_SCATTER_POINTS = 50_000
+MAX_SCATTER_POINTS = 5_000
+HIST_BINS = 50
 NONE = "(none)"
+SPLIT_COLOURS = {"train": "#4c78a8", "val": "#f58518", "valid": "#f58518", "validation": "#f58518",
+                 "test": "#54a24b", "(no split)": "#9d9d9d"}
+CLASS_COLOURS = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+                 "#9d755d", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+FLAGGED_COLOUR = "#d62728"
+_LAYOUT = dict(margin=dict(l=10, r=10, t=30, b=10))
+
+
+def plot_text(value) -> str:
+    """Data shown by plotly as the characters themselves: ``<b>x</b>`` stays those characters."""
+    return html.escape("" if value is None else str(value), quote=False)
 
 
 def _group(df: pd.DataFrame, by: str | None) -> pd.Series | None:
@@ -18,51 +37,121 @@ def _group(df: pd.DataFrame, by: str | None) -> pd.Series | None:
     return df[by].astype("string").fillna(f"(no {by})")
 
 
-def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, kind: str = "histogram") -> go.Figure:
-    """Histogram or box plot of ``column``, one colour per value of ``by`` (label, split...)."""
-    data = pd.DataFrame({column: pd.to_numeric(df[column], errors="coerce")})
+def colours(by: str | None, values, classes=()) -> dict[str, str]:
+    """value -> colour: splits by name (``SPLIT_COLOURS``), classes by their place in ``classes`` (then the
+    other values in sorted order), so a class or split has one colour in every chart."""
+    values = [str(v) for v in values]
+    if by == "split":
+        rest = sorted(v for v in values if v not in SPLIT_COLOURS)
+        out = {v: SPLIT_COLOURS[v] for v in values if v in SPLIT_COLOURS}
+        out.update({v: CLASS_COLOURS[(i + 5) % len(CLASS_COLOURS)] for i, v in enumerate(rest)})
+        return out
+    order = list(dict.fromkeys([str(c) for c in classes] + sorted(set(values))))
+    return {v: CLASS_COLOURS[order.index(v) % len(CLASS_COLOURS)] for v in values}
+
+
+def _finite(values) -> np.ndarray:
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return x[np.isfinite(x)]
+
+
+def histogram_data(df: pd.DataFrame, column: str, by: str | None = None,
+                   bins: int = HIST_BINS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(edges, {group: counts})``: one set of bin edges over all finite values, counts per group."""
+    x = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return np.array([0.0, 1.0]), {}
+    lo, hi = float(x[ok].min()), float(x[ok].max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     g = _group(df, by)
-    color = None
-    if g is not None:
-        data[by] = g.to_numpy()
-        color = by
+    if g is None:
+        return edges, {"all images": np.histogram(x[ok], edges)[0]}
+    groups = g.to_numpy()
+    return edges, {str(v): np.histogram(x[ok & (groups == v)], edges)[0] for v in sorted(set(groups[ok]))}
+
+
+def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, kind: str = "histogram",
+                        classes=()) -> go.Figure:
+    """Histogram (one outline per value of ``by``, so ten classes stay readable) or box plot of ``column``;
+    bins and quartiles computed here."""
+    fig = go.Figure()
     if kind == "box":
-        fig = px.box(data, x=color, y=column, color=color, points="outliers")
-    else:
-        fig = px.histogram(data, x=column, color=color, barmode="overlay", opacity=0.65, nbins=50)
-    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=380)
+        g = _group(df, by)
+        groups = {"all images": df[column]} if g is None else {
+            str(v): df.loc[(g == v).to_numpy(), column] for v in sorted(g.unique())}
+        cmap = colours(by, groups, classes)
+        for name, vals in groups.items():
+            v = _finite(vals)
+            if not len(v):
+                continue
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            iqr = q3 - q1
+            lo_f, hi_f = v[v >= q1 - 1.5 * iqr].min(), v[v <= q3 + 1.5 * iqr].max()
+            fig.add_trace(go.Box(name=plot_text(name), q1=[q1], median=[med], q3=[q3], lowerfence=[lo_f],
+                                 upperfence=[hi_f], mean=[float(v.mean())],
+                                 marker_color=cmap.get(name, CLASS_COLOURS[0])))
+        fig.update_layout(yaxis_title=plot_text(column), showlegend=False, height=380, **_LAYOUT)
+        return fig
+    edges, counts = histogram_data(df, column, by)
+    centres = (edges[:-1] + edges[1:]) / 2
+    cmap = colours(by, counts, classes)
+    for name, c in counts.items():
+        fig.add_trace(go.Scatter(x=centres, y=c, mode="lines", line_shape="hvh", name=plot_text(name),
+                                 line=dict(color=cmap.get(name, CLASS_COLOURS[0]), width=2)))
+    fig.update_layout(xaxis_title=plot_text(column), yaxis_title="images", height=380, hovermode="x unified",
+                      **_LAYOUT)
     return fig
 
 
-def count_figure(df: pd.DataFrame, by: str = "label", color: str | None = "split") -> go.Figure:
+def count_figure(df: pd.DataFrame, by: str = "label", color: str | None = "split", classes=()) -> go.Figure:
     """Image counts per ``by`` value, split into colours (class balance, train vs val)."""
     x = _group(df, by)
-    data = pd.DataFrame({by: x.to_numpy() if x is not None else ["(all)"] * len(df)})
-    c = _group(df, color)
-    if c is not None and color != by:
-        data[color] = c.to_numpy()
-        counts = data.groupby([by, color]).size().rename("images").reset_index()
-        fig = px.bar(counts, x=by, y="images", color=color, barmode="group")
+    x = x if x is not None else pd.Series(["(all)"] * len(df), dtype="string")
+    c = _group(df, color) if color != by else None
+    fig = go.Figure()
+    if c is not None:
+        counts = pd.crosstab(x.to_numpy(), c.to_numpy())
+        cmap = colours(color, counts.columns, classes)
+        for col in counts.columns:
+            fig.add_trace(go.Bar(x=[plot_text(v) for v in counts.index], y=counts[col].to_numpy(),
+                                 name=plot_text(col), marker_color=cmap[str(col)]))
+        fig.update_layout(barmode="group", legend_title_text=plot_text(color))
     else:
-        counts = data.groupby(by).size().rename("images").reset_index()
-        fig = px.bar(counts, x=by, y="images")
-    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), height=360)
+        counts = x.value_counts().sort_index()
+        cmap = colours(by, counts.index, classes)
+        fig.add_trace(go.Bar(x=[plot_text(v) for v in counts.index], y=counts.to_numpy(),
+                             marker_color=[cmap[str(v)] for v in counts.index]))
+    fig.update_layout(xaxis_title=plot_text(by), yaxis_title="images", height=360, **_LAYOUT)
     return fig
 
 
-def scatter_data(df: pd.DataFrame, x: str, y: str, max_points: int = MAX_SCATTER_POINTS,
+def flagged_by(df: pd.DataFrame, checks) -> tuple[np.ndarray, list[str]]:
+    """``(flagged, names)``: per row, whether any of ``checks`` flags it (its ``is_<check>`` column), and the
+    names of those checks for each row ("" when none)."""
+    cols = [c for c in checks if f"is_{c}" in df.columns]
+    if not cols:
+        return np.zeros(len(df), dtype=bool), [""] * len(df)
+    flags = np.column_stack([df[f"is_{c}"].to_numpy(dtype=bool, na_value=False) for c in cols])
+    names = [", ".join(cols[j] for j in np.flatnonzero(r)) for r in flags]
+    return flags.any(axis=1), names
+
+
+def scatter_data(df: pd.DataFrame, x: str, y: str, flag_checks=(), max_points: int = MAX_SCATTER_POINTS,
                  seed: int = 0) -> tuple[pd.DataFrame, int]:
-    """``(points, n_total)``: image_id, x, y, outlier flag; above ``max_points`` every outlier is kept
-    and the rest sampled."""
+    """``(points, n_total)``: image_id, x, y, ``flagged`` (a finding of one of ``flag_checks``: the property
+    checks' own findings, no second definition) and ``checks``. Above ``max_points`` every flagged image is
+    kept and the rest is a fixed random sample."""
+    flagged, names = flagged_by(df, flag_checks)
     pts = pd.DataFrame({"image_id": df["image_id"].to_numpy(),
                         "x": pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
-                        "y": pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float, na_value=np.nan)})
-    pts["outlier"] = robust_outliers(pts["x"]) | robust_outliers(pts["y"])
+                        "y": pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
+                        "flagged": flagged, "checks": names})
     pts = pts[np.isfinite(pts["x"]) & np.isfinite(pts["y"])]
     n_total = len(pts)
     if n_total > max_points:
-        out = pts[pts["outlier"]]
-        rest = pts[~pts["outlier"]]
+        out = pts[pts["flagged"]]
+        rest = pts[~pts["flagged"]]
         keep = max(max_points - len(out), 0)
         rest = rest.sample(n=min(keep, len(rest)), random_state=seed)
         pts = pd.concat([out, rest]).sort_index()
@@ -70,22 +159,24 @@ def scatter_data(df: pd.DataFrame, x: str, y: str, max_points: int = MAX_SCATTER
 
 
 def scatter_figure(pts: pd.DataFrame, x: str, y: str) -> go.Figure:
-    """Scatter of two columns; robust outliers (beyond median -/+ K_ROBUST robust sd on either axis, the
-    property checks' cut) in red."""
+    """Scatter of two columns; images a property check flags in red (hover names the checks)."""
     fig = go.Figure()
-    for flag, name, colour, size in ((False, "images", "#4c78a8", 5), (True, "outliers", "#e45756", 8)):
-        part = pts[pts["outlier"] == flag]
-        fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=name,
-                                   customdata=part[["image_id"]].to_numpy(),
+    for flag, name, colour, size in ((False, "images", "#4c78a8", 5),
+                                     (True, "flagged by a property check", FLAGGED_COLOUR, 8)):
+        part = pts[pts["flagged"] == flag]
+        shown = np.column_stack([part["image_id"].to_numpy(dtype=object),
+                                 [plot_text(v) for v in part["image_id"]],
+                                 [plot_text(v) for v in part["checks"]]]) if len(part) else np.empty((0, 3))
+        fig.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=name, customdata=shown,
                                    marker=dict(color=colour, size=size, opacity=0.7),
-                                   hovertemplate="%{customdata[0]}<br>x=%{x}<br>y=%{y}<extra></extra>"))
-    fig.update_layout(xaxis_title=x, yaxis_title=y, dragmode="lasso", height=480,
-                      margin=dict(l=10, r=10, t=30, b=10))
+                                   hovertemplate="%{customdata[1]}<br>x=%{x}<br>y=%{y}<br>%{customdata[2]}"
+                                                 "<extra></extra>"))
+    fig.update_layout(xaxis_title=plot_text(x), yaxis_title=plot_text(y), dragmode="lasso", height=480, **_LAYOUT)
     return fig
 
 
-def box_size_figure(ann: pd.DataFrame, max_points: int = MAX_SCATTER_POINTS,
-                    seed: int = 0) -> tuple[go.Figure, int, int]:
+def box_size_figure(ann: pd.DataFrame, max_points: int = MAX_SCATTER_POINTS, seed: int = 0,
+                    classes=()) -> tuple[go.Figure, int, int]:
     """``(figure, n_shown, n_total)``: box width vs height in pixels, one colour per category. Above
     ``max_points`` boxes a fixed random sample of ``max_points`` is drawn (the same cap as ``scatter_data``),
     so a dataset with millions of boxes does not send them all to the browser on every rerun."""
@@ -94,8 +185,15 @@ def box_size_figure(ann: pd.DataFrame, max_points: int = MAX_SCATTER_POINTS,
     n_total = len(data)
     if n_total > max_points:
         data = data.sample(n=max_points, random_state=seed).sort_index()
-    fig = px.scatter(data, x="box_w_px", y="box_h_px", color="category" if "category" in data.columns else None,
-                     title="Box width vs height (px)", render_mode="webgl")
+    fig = go.Figure()
+    groups = data["category"].astype("string").fillna("(no category)") if "category" in data.columns else \
+        pd.Series(["boxes"] * len(data), index=data.index, dtype="string")
+    cmap = colours("category", groups.unique(), classes)
+    for cat in sorted(groups.unique()):
+        part = data[(groups == cat).to_numpy()]
+        fig.add_trace(go.Scattergl(x=part["box_w_px"], y=part["box_h_px"], mode="markers", name=plot_text(cat),
+                                   marker=dict(color=cmap[str(cat)], size=5, opacity=0.7)))
+    fig.update_layout(title="Box width vs height (px)", xaxis_title="box_w_px", yaxis_title="box_h_px", **_LAYOUT)
     return fig, len(data), n_total
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from inspect_core.checks.property import K_ROBUST, robust_center_scale
 
 NO_LABEL = "(no label)"
 NO_SPLIT = "(no split)"
 ISSUE_PREFIX = "is_"
-DEFAULT_PAGE_SIZE = 48
+PAGE_SIZES = (48, 96, 192, 480)
+DEFAULT_PAGE_SIZE = 48   # 12 x 4 small tiles: the first screen at 1400x900
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class GalleryPage:
     n_pages: int
     page: int                   # the page shown (clamped)
     warnings: list[str] = field(default_factory=list)
+    ids: np.ndarray | None = None   # image_ids of every matching row, in the sorted order (previous / next)
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    def page_of(self, image_id: str) -> int | None:
+        """The 1-based page that shows ``image_id`` in this order, None when it does not match."""
+        if self.ids is None:
+            return None
+        hit = np.flatnonzero(self.ids == str(image_id))
+        return int(hit[0]) // max(self.page_size, 1) + 1 if len(hit) else None
 
 
 def check_columns(images: pd.DataFrame) -> dict[str, str]:
@@ -137,37 +146,39 @@ def sort_order(df: pd.DataFrame, column: str, descending: bool) -> np.ndarray:
         return tmp.sort_values(keys, ascending=asc, na_position="last", kind="stable").index.to_numpy()
 
 
-def gallery_page(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,
-                 decisions: pd.DataFrame | None = None) -> GalleryPage:
-    """The rows of the requested page after filtering and sorting."""
+def matching_order(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,
+                   decisions: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+    """``(positions, warnings)``: row positions of ``images`` that match ``q``, in its sort order. The page
+    number of ``q`` is not used, so one result serves every page (cache it per query)."""
     mask, warnings = filter_mask(images, q, families, decisions)
-    matched = images[mask]
-    n_match = int(mask.sum())
+    where = np.flatnonzero(mask)
+    if q.sort_by not in images.columns:
+        warnings.append(f"column {q.sort_by!r} is not in this scan; sorted by image_id")
+    order = sort_order(images.iloc[where], q.sort_by, q.descending)
+    return where[order], warnings
+
+
+def gallery_page(images: pd.DataFrame, q: GalleryQuery, families: dict[str, list[str]] | None = None,
+                 decisions: pd.DataFrame | None = None, order: tuple[np.ndarray, list[str]] | None = None) -> GalleryPage:
+    """The rows of the requested page after filtering and sorting (``order``: ``matching_order``'s result
+    for ``q`` when the caller has it already)."""
+    positions, warnings = order if order is not None else matching_order(images, q, families, decisions)
+    n_match = int(len(positions))
     size = max(int(q.page_size), 1)
     n_pages = max((n_match + size - 1) // size, 1)
     page = min(max(int(q.page), 1), n_pages)
-    if q.sort_by not in images.columns:
-        warnings.append(f"column {q.sort_by!r} is not in this scan; sorted by image_id")
-    order = sort_order(matched, q.sort_by, q.descending)
     start = (page - 1) * size
-    rows = matched.iloc[order[start:start + size]]
-    return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=warnings)
+    rows = images.iloc[positions[start:start + size]]
+    ids = images["image_id"].to_numpy(dtype=object)[positions]
+    return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=list(warnings), ids=ids,
+                       page_size=size)
 
 
-def robust_outliers(values: pd.Series, k: float | None = None) -> np.ndarray:
-    """Rows beyond median -/+ ``k`` robust sd (1.4826 x MAD), the property checks' own centre, scale and
-    cut (``checks.property.robust_center_scale`` and ``K_ROBUST``), so the red points of a scatter are
-    the values those checks would call far from the rest. Missing values are not outliers. When more than
-    half the values are equal (MAD 0) the standard deviation stands in for the robust sd."""
-    k = K_ROBUST if k is None else k
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(x)
-    if finite.sum() < 3:
-        return np.zeros(len(x), dtype=bool)
-    med, scale = robust_center_scale(x[finite])
-    if not scale > 0:
-        scale = float(np.std(x[finite]))
-        if not scale > 0:
-            return np.zeros(len(x), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return np.where(finite, np.abs(x - med) > k * scale, False)
+def checks_of_rows(rows: pd.DataFrame) -> list[list[str]]:
+    """For each row, the checks that flag it (its ``is_<check>`` columns that are True), sorted."""
+    cols = check_columns(rows)
+    if not cols or rows.empty:
+        return [[] for _ in range(len(rows))]
+    names = sorted(cols)
+    flags = np.column_stack([rows[cols[n]].to_numpy(dtype=bool, na_value=False) for n in names])
+    return [[names[j] for j in np.flatnonzero(r)] for r in flags]

@@ -31,16 +31,19 @@ log = logging.getLogger(__name__)
 
 ROOT_KEY = "di_root"
 FORMAT_KEY = "di_format"
+ROOT_PARAM, FORMAT_PARAM = "root", "format"   # the dataset in the URL: ?root=PATH&format=F
+URL_WRITTEN_KEY = "di_url_dataset"           # the (root, format) this session last wrote to the URL
+LINK_NOTE_KEY = "di_link_note"
 SCAN_KEY = "di_scan_key"
 FORMATS = ("auto", "folder", "csv", "coco", "yolo")
 RECENT_MAX = 10
 APP_DIR = Path(__file__).resolve().parents[2]
-HOME_PAGE = "app.py"
+HOME_PAGE = "Home.py"
 
 
 # -- command line and defaults -----------------------------------------------------------------
 def cli_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """``streamlit run app.py -- --root PATH [--format F]``: the script's own arguments."""
+    """``streamlit run Home.py -- --root PATH [--format F]``: the script's own arguments."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--root")
     parser.add_argument("--format", choices=FORMATS)
@@ -82,9 +85,48 @@ def set_dataset(root: str, fmt: str = "auto") -> None:
         return
     st.session_state[ROOT_KEY], st.session_state[FORMAT_KEY] = new
     st.session_state.pop(SCAN_KEY, None)
+    from inspect_core.ui.widgets import FILTER_KEYS, RANGE_KEY_PREFIX
     for k in list(st.session_state.keys()):
-        if str(k).startswith(("di_f_", "di_selected", "di_gallery_", "di_findings_", "di_dist_")):
+        if str(k) in FILTER_KEYS or str(k).startswith(
+                (RANGE_KEY_PREFIX, "di_f_", "di_selected", "di_gallery_", "di_findings_", "di_dist_", "di_bulk")):
             del st.session_state[k]
+
+
+def sync_dataset_with_url() -> None:
+    """The dataset in the URL (``?root=...&format=...``) and the session's choice kept the same.
+
+    A URL this session did not write (a reload, a bookmark, a shared link) opens its dataset, and the
+    page says so (``show_link_note``); otherwise the session's choice is written to the URL (as an absolute
+    path, so the link works from anywhere), and the address bar always names the dataset shown."""
+    init_dataset_state()
+    qp = st.query_params
+    url = (qp.get(ROOT_PARAM), qp.get(FORMAT_PARAM) or "auto")
+
+    def mine() -> tuple[str, str]:
+        root = chosen_root()
+        return (str(real_root(root)) if root else "", chosen_format())
+
+    if url[0] and url != st.session_state.get(URL_WRITTEN_KEY) and url != mine():
+        before = chosen_root()
+        set_dataset(url[0], url[1])
+        st.session_state[LINK_NOTE_KEY] = (before, chosen_root())
+    now = mine()
+    if now[0] and url != now:
+        qp[ROOT_PARAM] = now[0]
+        if now[1] != "auto":
+            qp[FORMAT_PARAM] = now[1]
+        elif FORMAT_PARAM in qp:
+            del qp[FORMAT_PARAM]
+    st.session_state[URL_WRITTEN_KEY] = now
+
+
+def show_link_note() -> None:
+    """Say once that a link switched the dataset."""
+    note = st.session_state.pop(LINK_NOTE_KEY, None)
+    if note:
+        before, now = note
+        st.info(md_escape(f"Opened the dataset of the link: {now}" + (f" (was {before})" if before else "")),
+                icon=":material/link:")
 
 
 def real_root(root: str) -> Path:
@@ -243,16 +285,27 @@ def run_scan(root: str, fmt: str = "auto"):
     return scan
 
 
+def home_page() -> str:
+    """The entry script's file name (``Home.py``; ``app.py`` when started through the compatibility entry)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        return Path(get_script_run_ctx().pages_manager.main_script_path).name
+    except Exception:  # no script context (bare mode): the usual entry
+        return HOME_PAGE
+
+
 def require_scan():
     """For a page: the chosen dataset's scan, or a clear message and ``st.stop()``.
 
     Offers a scan button when the dataset was chosen but never scanned.
     """
+    sync_dataset_with_url()
+    show_link_note()
     root, fmt = chosen_root(), chosen_format()
     problem = root_problem(root)
     if problem:
         (st.info if not root else st.error)(md_escape(problem))
-        st.page_link(HOME_PAGE, label="Choose a dataset on the Home page")
+        st.page_link(home_page(), label="Choose a dataset on the Home page")
         st.stop()
     scan = cached_scan(root, fmt)
     if scan is None:
@@ -263,7 +316,7 @@ def require_scan():
             st.stop()
     if scan.images.empty:
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
-        st.page_link(HOME_PAGE, label="Home")
+        st.page_link(home_page(), label="Home")
         st.stop()
     return scan
 
@@ -307,3 +360,17 @@ def families_for(fingerprint: str, _findings) -> dict[str, list[str]]:
     except Exception:  # registry not importable: the findings are enough
         pass
     return fams
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _gallery_order(fingerprint: str, query, decisions_version: int, _images, _families, _decisions):
+    from inspect_core.ui.query import matching_order
+    return matching_order(_images, query, _families, _decisions)
+
+
+def gallery_order(scan, query, families, decisions, decisions_version: int):
+    """``query.matching_order`` cached per (scan, query without its page, decisions version when the query
+    filters by review status): turning a page or opening an image does not filter and sort again."""
+    from dataclasses import replace
+    version = int(decisions_version) if query.decisions else 0
+    return _gallery_order(str(scan.fingerprint), replace(query, page=1), version, scan.images, families, decisions)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -17,15 +18,30 @@ import streamlit as st
 from inspect_core.paths import resolve_inside
 from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes, thumbnails
-from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, GalleryQuery, check_columns,
-                                   numeric_columns)
+from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, PAGE_SIZES, GalleryQuery, check_columns,
+                                   checks_of_rows, numeric_columns)
+from inspect_core.ui import bulk
 from inspect_core.ui.text import label_text, md_escape
 
 log = logging.getLogger(__name__)
 
 SELECTED_KEY = "di_selected"
+SELECTION_KEY = "di_selected_ids"     # image_ids ticked in a grid for a bulk action (a set)
+ADVANCE_KEY = "di_viewer_advance"     # the viewer moves to the next image after a decision
 NEW_CLASS = "(new class...)"
 DECISION_CHOICES = ("undecided",) + ACTIONS
+# Filter widgets are bound to the URL (bind="query-params"): the key is the query parameter's name, so a
+# reload, a bookmark or a shared link opens the same view. ``FILTER_KEYS`` are dropped with the dataset.
+FILTER_KEYS = ("label", "split", "family", "check", "status", "path", "range_on", "sort", "desc", "per_page",
+               "tile", "page")
+RANGE_KEY_PREFIX = "range_"
+# Tile size -> (columns of the grid, thumbnail side in px). "small" shows 12 x 4 tiles above the fold at 1400x900.
+TILE_SIZES = {"small": (12, 128), "medium": (8, 192), "large": (5, 320)}
+DEFAULT_TILE = "small"
+# Keyboard shortcuts of the image viewer (Streamlit's button shortcuts; "R" and "C" are reserved by Streamlit).
+KEYS = {"previous": "Left", "next": "Right", "relabel": "L", "remove": "D", "keep": "K", "undo": "U"}
+KEYS_HELP = ("Keys: \u2190 / \u2192 previous / next, L relabel, D remove, K keep, U undo, Esc close "
+             "(not while typing in a field)")
 
 
 def _short_key(text: str) -> str:
@@ -50,39 +66,34 @@ def split_options(images: pd.DataFrame) -> list[str]:
     return opts
 
 
-def apply_query_params(families: dict[str, list[str]]) -> None:
-    """Links from other pages carry ``?family=...`` / ``?check=...``: preset the filters once per link."""
-    qp = st.query_params
-    fam, chk = qp.get("family"), qp.get("check")
-    token = (fam, chk)
-    if (fam or chk) and st.session_state.get("di_f_applied_link") != token:
-        st.session_state["di_f_applied_link"] = token
-        st.session_state["di_f_families"] = [fam] if fam in families else []
-        all_checks = {c for cs in families.values() for c in cs}
-        st.session_state["di_f_checks"] = [chk] if chk in all_checks else []
+def range_key(column: str) -> str:
+    """The URL-bound key of the range slider of ``column`` (letters, digits and _ only)."""
+    return RANGE_KEY_PREFIX + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(column))
 
 
 def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str, list[str]],
                    container=None, sortable: bool = True) -> GalleryQuery:
-    """Filter and sort widgets (in the sidebar by default); returns the query without a page number."""
+    """Filter and sort widgets (in the sidebar by default), each bound to a query parameter of the URL;
+    returns the query without a page number."""
     c = container if container is not None else st.sidebar
     c.header("Filter")
-    keep = {"persist_state": "session"}  # filters survive a page switch and come back
-    labels = c.multiselect("Label", label_options(images, classes), key="di_f_labels", **keep)
-    splits = c.multiselect("Split", split_options(images), key="di_f_splits", **keep)
+    keep = {"persist_state": "session", "bind": "query-params"}
+    labels = c.multiselect("Label", label_options(images, classes), key="label", **keep)
+    splits = c.multiselect("Split", split_options(images), key="split", **keep)
     present = check_columns(images)
     flagged = {chk for chk, col in present.items() if images[col].any()}
     fam_opts = sorted(f for f, cs in families.items() if any(ch in flagged for ch in cs))
-    fam_opts += [f for f in st.session_state.get("di_f_families", []) if f not in fam_opts]
-    fams = c.multiselect("Finding family", fam_opts, key="di_f_families", **keep)
+    fam_opts += [f for f in st.session_state.get("family", []) or [] if f not in fam_opts and f in families]
+    fams = c.multiselect("Finding family", fam_opts, key="family", **keep)
     chk_opts = sorted(flagged)
-    chk_opts += [x for x in st.session_state.get("di_f_checks", []) if x not in chk_opts]
-    chks = c.multiselect("Check", chk_opts, key="di_f_checks", **keep)
-    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="di_f_decisions", **keep)
-    search = c.text_input("Path contains", key="di_f_search", **keep)
+    all_checks = {x for cs in families.values() for x in cs}
+    chk_opts += [x for x in st.session_state.get("check", []) or [] if x not in chk_opts and x in all_checks]
+    chks = c.multiselect("Check", chk_opts, key="check", **keep)
+    decisions = c.multiselect("Review status", list(DECISION_CHOICES), key="status", **keep)
+    search = c.text_input("Path contains", key="path", **keep)
     nums = numeric_columns(images)
     ranges: tuple = ()
-    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="di_f_range_col", **keep)
+    range_col = c.selectbox("Range filter on", ["(none)"] + nums, key="range_on", **keep)
     if range_col and range_col != "(none)":
         values = pd.to_numeric(images[range_col], errors="coerce")
         finite = values[np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))]
@@ -91,10 +102,10 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
         else:
             lo, hi = float(finite.min()), float(finite.max())
             if lo == hi:
-                c.caption(f"Every image has {lo:g}.")
+                c.caption(md_escape(f"Every image has {lo:g}."))
             else:
-                sel = c.slider(f"{range_col} between", min_value=lo, max_value=hi, value=(lo, hi),
-                               step=(hi - lo) / 200, key=f"di_f_range_{range_col}", **keep)
+                sel = c.slider(md_escape(f"{range_col} between"), min_value=lo, max_value=hi, value=(lo, hi),
+                               step=(hi - lo) / 200, key=range_key(range_col), **keep)
                 ranges = ((range_col, float(sel[0]), float(sel[1])),)
     sort_by, desc = "image_id", False
     if sortable:
@@ -102,12 +113,58 @@ def filter_widgets(images: pd.DataFrame, classes: list[str], families: dict[str,
         others = [col for col in images.columns if not pd.api.types.is_bool_dtype(images[col].dtype)]
         sort_opts = ["image_id", "label", "split", "n_findings"] + nums + others
         sort_opts = [s for s in dict.fromkeys(sort_opts) if s in images.columns]
-        sort_by = c.selectbox("Sort by", sort_opts, key="di_f_sort", **keep)
-        desc = c.toggle("Descending", key="di_f_desc", **keep)
-    page_size = c.selectbox("Images per page", [24, DEFAULT_PAGE_SIZE, 96], index=1, key="di_f_page_size", **keep)
+        sort_by = c.selectbox("Sort by", sort_opts, key="sort", **keep)
+        desc = c.toggle("Descending", key="desc", **keep)
+    c.header("Show")
+    page_size = c.selectbox("Images per page", list(PAGE_SIZES), index=PAGE_SIZES.index(DEFAULT_PAGE_SIZE),
+                            key="per_page", **keep)
     return GalleryQuery(labels=tuple(labels), splits=tuple(splits), checks=tuple(chks), families=tuple(fams),
                         ranges=ranges, search=search or "", decisions=tuple(decisions),
                         sort_by=sort_by or "image_id", descending=bool(desc), page_size=int(page_size))
+
+
+PAGE_KEY = "page"
+GOTO_PAGE_KEY = "di_gallery_goto_page"   # the page the viewer moved to, applied by the pager
+IMAGE_PARAM = "image"
+
+
+def pager(n_pages: int, query: GalleryQuery) -> int:
+    """The page shown (bound to the URL as ``page``); a new filter or sort starts again at page 1."""
+    signature = repr(replace(query, page=1))
+    before = st.session_state.get("di_gallery_signature")
+    st.session_state["di_gallery_signature"] = signature
+    if before is not None and before != signature:
+        st.session_state[PAGE_KEY] = 1
+    goto = st.session_state.pop(GOTO_PAGE_KEY, None)
+    if goto:
+        st.session_state[PAGE_KEY] = int(goto)
+    current = st.session_state.get(PAGE_KEY)
+    if isinstance(current, int) and current > n_pages:
+        st.session_state[PAGE_KEY] = n_pages
+    return int(st.pagination(n_pages, key=PAGE_KEY, bind="query-params", persist_state="session") or 1)
+
+
+def url_selected_image() -> str | None:
+    """The image open in the viewer, kept in the URL (``image``): a reload or a link opens it again."""
+    if not st.session_state.get("di_image_param_read"):
+        st.session_state["di_image_param_read"] = True
+        from_url = st.query_params.get(IMAGE_PARAM)
+        if from_url and not st.session_state.get(SELECTED_KEY):
+            st.session_state[SELECTED_KEY] = from_url
+    selected = st.session_state.get(SELECTED_KEY)
+    if selected and st.query_params.get(IMAGE_PARAM) != selected:
+        st.query_params[IMAGE_PARAM] = selected
+    elif not selected and IMAGE_PARAM in st.query_params:
+        del st.query_params[IMAGE_PARAM]
+    return selected
+
+
+def tile_size_widget(container=None) -> tuple[int, int]:
+    """The tile size control (bound to the URL as ``tile``): ``(columns, thumbnail px)``."""
+    c = container if container is not None else st.sidebar
+    size = c.segmented_control("Tile size", list(TILE_SIZES), default=DEFAULT_TILE, key="tile",
+                               persist_state="session", bind="query-params") or DEFAULT_TILE
+    return TILE_SIZES[size]
 
 
 # -- thumbnails ---------------------------------------------------------------------------------
@@ -127,67 +184,116 @@ def _select_into(key: str, image_id: str) -> None:
     st.session_state[key] = image_id
 
 
-def default_caption(rec: dict, stat: str | None = None, action: dict | None = None) -> list[str]:
-    """The grid's usual caption lines for one row: label | split | size | findings | stat | decision."""
+def default_caption(rec: dict, stat: str | None = None, action: dict | None = None,
+                    checks: list[str] | None = None) -> list[str]:
+    """The grid's caption lines for one row: the file; then its checks (first, so a narrow tile still shows
+    them), label | split | size | stat | decision."""
     iid = str(rec["image_id"])
-    parts = [label_text(rec.get("label"))]
+    parts = [", ".join(checks)] if checks else []
+    parts.append(label_text(rec.get("label")))
     if rec.get("split") is not None and not pd.isna(rec.get("split")):
         parts.append(str(rec["split"]))
     if "width_px" in rec and "height_px" in rec and not pd.isna(rec["width_px"]):
         parts.append(f"{int(rec['width_px'])}x{int(rec['height_px'])} px")
-    if rec.get("n_findings"):
-        parts.append(f"{int(rec['n_findings'])} findings")
     if stat and stat in rec and stat not in ("image_id", "label", "split", "n_findings"):
         parts.append(f"{stat}={_fmt(rec[stat])}")
     if action and iid in action:
-        parts.append(f"decided: {action[iid]}")
-    return [" | ".join(parts)]
+        parts.insert(0, f"decided: {action[iid]}")
+    return [iid.rsplit("/", 1)[-1], " | ".join(parts)]
+
+
+def selection() -> set:
+    """The image_ids ticked for a bulk action (kept per dataset in the session)."""
+    sel = st.session_state.get(SELECTION_KEY)
+    if not isinstance(sel, set):
+        sel = set(sel or ())
+        st.session_state[SELECTION_KEY] = sel
+    return sel
+
+
+def _toggle_selected(widget_key: str, image_id: str) -> None:
+    sel = selection()
+    if st.session_state.get(widget_key):
+        sel.add(image_id)
+    else:
+        sel.discard(image_id)
+
+
+_GRID_CSS = """<style>
+[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
+.st-key-{key} [data-testid="stVerticalBlock"] {{ gap: 0.1rem; }}
+.st-key-{key} [data-testid="stHorizontalBlock"] {{ gap: 0.4rem; margin-bottom: 0.3rem; }}
+.st-key-{key} [data-testid="stCaptionContainer"] {{ margin-bottom: 0 !important; }}
+.st-key-{key} [data-testid="stCaptionContainer"] p {{ font-size: 0.7rem; line-height: 1.2; margin: 0;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
+.st-key-{key} [data-testid="stCheckbox"] label {{ min-height: 1.2rem; }}
+.st-key-{key} .stButton button {{ min-height: 1.5rem; padding: 0 0.4rem; }}
+.st-key-{key} .stButton button p {{ font-size: 0.75rem; }}
+</style>"""
 
 
 def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat: str | None = None,
                decisions: pd.DataFrame | None = None,
                caption: Callable[[dict], list[str]] | None = None,
                selected_key: str = SELECTED_KEY, empty_text: str = "No images match.",
-               open_key: Callable[[str], str] | None = None) -> None:
-    """A grid of thumbnails with captions; each has an Open button that puts its image_id in
-    ``st.session_state[selected_key]``.
+               open_key: Callable[[str], str] | None = None, thumb_px: int | None = None,
+               selectable: bool = False) -> None:
+    """A compact grid of thumbnails with captions (the file and its checks first); each has an Open button
+    that puts its image_id in ``st.session_state[selected_key]`` and, when ``selectable``, a tick box that
+    adds it to the bulk selection (``selection()``).
 
-    ``caption(record) -> lines`` replaces the default caption (label, split, size, findings, ``stat``,
-    decision); each line is shown as text (escaped). ``open_key(image_id)`` names the Open button (default
-    ``<key_prefix>_open_<hash>``)."""
+    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (escaped).
+    ``open_key(image_id)`` names the Open button (default ``<key_prefix>_open_<hash>``)."""
     if rows.empty:
         st.info(empty_text)
         return
     ids = [str(i) for i in rows["image_id"]]
-    thumbs = thumbnails(scan.dataset.root, ids, scan.workspace)
+    size_px = int(thumb_px or 160)
+    thumbs = thumbnails(scan.dataset.root, ids, scan.workspace, size_px=size_px)
     action = {}
     if decisions is not None and len(decisions):
         action = dict(zip(decisions["image_id"], decisions["action"]))
+    checks = checks_of_rows(rows) if caption is None else [None] * len(rows)
+    sel = selection() if selectable else set()
     records = rows.to_dict(orient="records")
-    for start in range(0, len(records), n_cols):
-        cols = st.columns(n_cols)
-        for col, rec, th in zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols]):
-            with col:
-                iid = str(rec["image_id"])
-                st.image(th.data, width="stretch")
-                lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action))
-                if not th.ok:
-                    lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
-                for line in lines:
-                    st.caption(md_escape(line))
-                key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
-                st.button("Open", key=key, on_click=_select_into, args=(selected_key, iid), help=iid,
-                          width="stretch")
+    grid_key = f"{key_prefix}_grid"
+    st.html(_GRID_CSS.format(key=grid_key))
+    with st.container(key=grid_key):
+        for start in range(0, len(records), n_cols):
+            cols = st.columns(n_cols, gap="small")
+            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], checks[start:start + n_cols])
+            for col, rec, th, chk in chunk:
+                with col:
+                    iid = str(rec["image_id"])
+                    st.image(th.data, width="stretch")
+                    lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
+                    if not th.ok:
+                        lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
+                    for line in lines:
+                        st.caption(md_escape(line))
+                    key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
+                    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+                        if selectable:
+                            sel_key = f"{key_prefix}_sel_{_short_key(iid)}"
+                            st.session_state[sel_key] = iid in sel
+                            st.checkbox("select", key=sel_key, on_change=_toggle_selected, args=(sel_key, iid),
+                                        label_visibility="collapsed")
+                        st.button("Open", key=key, on_click=_select_into, args=(selected_key, iid),
+                                  help=md_escape(iid), width="stretch")
 
 
 # -- decisions ----------------------------------------------------------------------------------
 def decision_widget(store, image_id: str, current_label, classes: list[str], suggested_label=None,
-                    key_prefix: str = "dw") -> None:
+                    key_prefix: str = "dw", shortcuts: bool = False,
+                    on_decided: Callable[[], None] | None = None) -> None:
     """Relabel (to a listed class or a new one), remove, keep, with an optional note; undo.
 
-    Every click writes one decision to ``store`` immediately.
-    """
+    Every click writes one decision to ``store`` immediately; the note field is emptied after a save.
+    ``shortcuts``: the buttons answer the viewer's keys (``KEYS``). ``on_decided()`` runs after a saved
+    decision, before the rerun (the viewer moves on to the next image)."""
     k = f"{key_prefix}_{_short_key(image_id)}"
+    if st.session_state.pop(f"{k}_clear_note", False):
+        st.session_state.pop(f"{k}_note", None)
     current = store.decision_for(image_id)
     if current:
         what = current["action"] + (f" -> {current['new_label']}" if current["action"] == "relabel" else "")
@@ -206,14 +312,15 @@ def decision_widget(store, image_id: str, current_label, classes: list[str], sug
     note = st.text_input("Note (optional)", key=f"{k}_note")
     b1, b2, b3, b4 = st.columns(4)
     old = None if current_label is None or pd.isna(current_label) else str(current_label)
+    keys = KEYS if shortcuts else {}
     clicked = None
-    if b1.button("Relabel", key=f"{k}_relabel", type="primary"):
+    if b1.button("Relabel", key=f"{k}_relabel", type="primary", shortcut=keys.get("relabel")):
         clicked = "relabel"
-    if b2.button("Remove", key=f"{k}_remove"):
+    if b2.button("Remove", key=f"{k}_remove", shortcut=keys.get("remove")):
         clicked = "remove"
-    if b3.button("Keep", key=f"{k}_keep"):
+    if b3.button("Keep", key=f"{k}_keep", shortcut=keys.get("keep")):
         clicked = "keep"
-    if b4.button("Undo", key=f"{k}_undo"):
+    if b4.button("Undo", key=f"{k}_undo", shortcut=keys.get("undo")):
         if store.undo(image_id) is None:
             st.info("Nothing to undo for this image.")
         else:
@@ -226,7 +333,10 @@ def decision_widget(store, image_id: str, current_label, classes: list[str], sug
         except ReviewError as exc:
             st.error(md_escape(str(exc)))
         else:
-            st.toast(f"Saved: {clicked}")
+            st.session_state[f"{k}_clear_note"] = True
+            st.toast(md_escape(f"Saved: {clicked} {image_id}"))
+            if on_decided is not None:
+                on_decided()
             st.rerun()
 
 
@@ -317,8 +427,82 @@ def stats_table(row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["column", "value"])
 
 
+def suggested_label_from_evidence(scan, image_id: str) -> str | None:
+    """The label the findings point to: for an image whose exact or near duplicate carries another label
+    (``conflicting_labels``), the most common label among those partners; else None."""
+    findings = scan.findings
+    if findings is None or findings.empty or "label" not in scan.images.columns:
+        return None
+    mine = findings[(findings["image_id"] == image_id) & (findings["check"] == "conflicting_labels")]
+    if mine.empty:
+        return None
+    labels = scan.images.drop_duplicates("image_id").set_index("image_id")["label"]
+    own = labels.get(image_id)
+    partners = duplicate_partners(findings, image_id)
+    other = [labels.get(i) for i in partners["image_id"]]
+    other = [str(x) for x in other if x is not None and not pd.isna(x) and x != own]
+    if not other:
+        return None
+    return pd.Series(other).value_counts().index[0]
+
+
+def _close_viewer() -> None:
+    st.session_state.pop(SELECTED_KEY, None)
+
+
+def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
+    """Move the viewer ``delta`` images along ``ids`` (the filtered, sorted list); the grid's page follows."""
+    cur = st.session_state.get(SELECTED_KEY)
+    hit = np.flatnonzero(ids == cur) if cur is not None and len(ids) else np.array([], dtype=int)
+    pos = int(hit[0]) + delta if len(hit) else 0
+    pos = min(max(pos, 0), len(ids) - 1)
+    st.session_state[SELECTED_KEY] = str(ids[pos])
+    if page_key:  # the grid follows on its next full run (the pager reads it before drawing itself)
+        st.session_state[GOTO_PAGE_KEY] = pos // max(page_size, 1) + 1
+        st.query_params[IMAGE_PARAM] = str(ids[pos])
+
+
 def image_detail(scan, image_id: str, store, key_prefix: str = "detail", suggested_label=None,
-                 show_close: bool = True) -> None:
+                 show_close: bool = True, ordered_ids=None, page_key: str | None = None,
+                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
+    """Open the image viewer: a large dialog over the page, so it opens where the user looks, wherever the
+    Open button was. Previous / next step through ``ordered_ids`` (the page's filtered and sorted image_ids;
+    the grid's page ``page_key`` follows), with the keyboard too (``KEYS``, shown in the dialog)."""
+    ids = np.asarray(ordered_ids if ordered_ids is not None else [image_id], dtype=object)
+
+    def body():
+        current = st.session_state.get(SELECTED_KEY) or image_id
+        image_viewer_body(scan, str(current), store, ids, key_prefix=key_prefix, suggested_label=suggested_label,
+                          show_close=show_close, page_key=page_key, page_size=page_size)
+
+    st.dialog("Image", width="large", on_dismiss=_close_viewer)(body)()
+
+
+def image_viewer_body(scan, image_id: str, store, ids: np.ndarray, key_prefix: str = "detail",
+                      suggested_label=None, show_close: bool = True, page_key: str | None = None,
+                      page_size: int = DEFAULT_PAGE_SIZE) -> None:
+    """The viewer's content: previous / next with its position in ``ids``, then the image's detail."""
+    hit = np.flatnonzero(ids == image_id) if len(ids) else np.array([], dtype=int)
+    pos = int(hit[0]) if len(hit) else None
+    nav = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    nav.button("Previous", key=f"{key_prefix}_prev", icon=":material/chevron_left:", shortcut=KEYS["previous"],
+               on_click=_step, args=(ids, -1, page_key, page_size), disabled=pos is None or pos == 0)
+    nav.text(f"{pos + 1:,} of {len(ids):,}" if pos is not None else "not in the current list")
+    nav.button("Next", key=f"{key_prefix}_next", icon=":material/chevron_right:", icon_position="right",
+               shortcut=KEYS["next"], on_click=_step, args=(ids, 1, page_key, page_size),
+               disabled=pos is None or pos >= len(ids) - 1)
+    nav.toggle("Next image after a decision", key=ADVANCE_KEY)
+    if show_close:
+        nav.button("Close", key=f"{key_prefix}_close", on_click=_close_viewer)
+    st.caption(KEYS_HELP)
+    advance = None
+    if st.session_state.get(ADVANCE_KEY) and pos is not None and pos < len(ids) - 1:
+        advance = lambda: _step(ids, 1, page_key, page_size)  # noqa: E731
+    detail_body(scan, image_id, store, key_prefix=key_prefix, suggested_label=suggested_label, on_decided=advance)
+
+
+def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggested_label=None,
+                on_decided: Callable[[], None] | None = None) -> None:
     """Everything about one image: large view with boxes, stats, findings, duplicates, decision."""
     images = scan.images
     match = images[images["image_id"] == image_id]
@@ -326,44 +510,163 @@ def image_detail(scan, image_id: str, store, key_prefix: str = "detail", suggest
         st.warning("This image is not in the current scan.")
         return
     row = match.iloc[0]
-    with st.container(border=True):
-        head, close = st.columns([6, 1])
-        head.text(image_id)
-        if show_close and close.button("Close", key=f"{key_prefix}_close"):
-            st.session_state.pop(SELECTED_KEY, None)
+    if suggested_label is None:
+        suggested_label = suggested_label_from_evidence(scan, image_id)
+    st.text(image_id)
+    left, right = st.columns([3, 2])
+    with left:
+        show_image(scan, image_id)
+    with right:
+        st.text(f"Label: {label_text(row.get('label'))}   Split: {label_text(row.get('split'))}")
+        path = scan.dataset.path_of(image_id) if hasattr(scan.dataset, "path_of") else None
+        st.text(f"Path: {path if path is not None else '(outside the dataset root: not opened)'}")
+        if suggested_label is not None:
+            st.text(f"Suggested label: {suggested_label} (a duplicate of this image carries it)")
+        decision_widget(store, image_id, row.get("label"), list(scan.dataset.classes),
+                        suggested_label=suggested_label, key_prefix=f"{key_prefix}_dw", shortcuts=True,
+                        on_decided=on_decided)
+    fnd = scan.findings[scan.findings["image_id"] == image_id] if not scan.findings.empty else scan.findings
+    st.subheader(f"Findings ({len(fnd)})")
+    if fnd.empty:
+        st.text("No findings for this image.")
+    else:
+        st.dataframe(fnd[["check", "family", "score", "detail"]], hide_index=True, width="stretch")
+    partners = duplicate_partners(scan.findings, image_id)
+    if not partners.empty:
+        st.subheader(f"Duplicates and leakage partners ({len(partners)})")
+        keep_best_button(scan, store, image_id, key=f"{key_prefix}_best_{_short_key(image_id)}")
+        shown = partners.head(6)
+        cols = st.columns(len(shown) + 1)
+        with cols[0]:
+            show_image(scan, image_id, max_side_px=320, caption=f"this image: {label_text(row.get('label'))}")
+        lab = images.set_index("image_id")["label"] if "label" in images.columns else None
+        for col, rec in zip(cols[1:], shown.to_dict(orient="records")):
+            with col:
+                other_label = label_text(lab.get(rec["image_id"])) if lab is not None else ""
+                show_image(scan, rec["image_id"], max_side_px=320,
+                           caption=f"{rec['image_id']} ({other_label}, {rec['check']})")
+    with st.expander("All stats"):
+        st.dataframe(stats_table(row), hide_index=True, width="stretch")
+    hist = store.history(image_id)
+    if not hist.empty:
+        with st.expander(f"Decision history ({len(hist)})"):
+            st.dataframe(hist[["action", "old_label", "new_label", "note", "decided_at"]],
+                         hide_index=True, width="stretch")
+
+
+# -- bulk decisions -------------------------------------------------------------------------------
+def _apply_bulk(store, rows: list[dict], note: str | None, what: str) -> str | None:
+    """Write ``rows`` as one batch; toast what was done; returns the batch id."""
+    try:
+        batch = store.decide_many(rows, note=note or None, source="bulk")
+    except ReviewError as exc:
+        st.error(md_escape(str(exc)))
+        return None
+    if batch is not None:
+        st.toast(md_escape(f"Saved in one step: {what} ({bulk.describe_rows(rows)}). Undo it with "
+                           "'Undo last bulk action'."))
+    return batch
+
+
+def keep_best_button(scan, store, image_id: str, key: str) -> None:
+    """"Keep the best, remove the rest" for the duplicate group(s) of ``image_id``, with the rule stated."""
+    groups = bulk.groups_of(scan.findings, image_id)
+    if not groups:
+        return
+    rows, kept = bulk.keep_best_rows(scan.images, groups)
+    if st.button(f"Keep the best, remove the rest ({bulk.describe_rows(rows)})", key=key,
+                 help=md_escape(f"Best: {', '.join(kept)}; {bulk.BEST_RULE}.")):
+        if _apply_bulk(store, rows, f"keep the best of duplicate group {', '.join(groups)}", "keep the best"):
             st.rerun()
-        left, right = st.columns([3, 2])
-        with left:
-            show_image(scan, image_id)
-        with right:
-            st.text(f"Label: {label_text(row.get('label'))}   Split: {label_text(row.get('split'))}")
-            path = scan.dataset.path_of(image_id) if hasattr(scan.dataset, "path_of") else None
-            st.text(f"Path: {path if path is not None else '(outside the dataset root: not opened)'}")
-            decision_widget(store, image_id, row.get("label"), list(scan.dataset.classes),
-                            suggested_label=suggested_label, key_prefix=f"{key_prefix}_dw")
-        fnd = scan.findings[scan.findings["image_id"] == image_id] if not scan.findings.empty else scan.findings
-        st.subheader(f"Findings ({len(fnd)})")
-        if fnd.empty:
-            st.text("No findings for this image.")
-        else:
-            st.dataframe(fnd[["check", "family", "score", "detail"]], hide_index=True, width="stretch")
-        partners = duplicate_partners(scan.findings, image_id)
-        if not partners.empty:
-            st.subheader(f"Duplicates and leakage partners ({len(partners)})")
-            shown = partners.head(6)
-            cols = st.columns(len(shown) + 1)
-            with cols[0]:
-                show_image(scan, image_id, max_side_px=320, caption=f"this image: {label_text(row.get('label'))}")
-            lab = images.set_index("image_id")["label"] if "label" in images.columns else None
-            for col, rec in zip(cols[1:], shown.to_dict(orient="records")):
-                with col:
-                    other_label = label_text(lab.get(rec["image_id"])) if lab is not None else ""
-                    show_image(scan, rec["image_id"], max_side_px=320,
-                               caption=f"{rec['image_id']} ({other_label}, {rec['check']})")
-        with st.expander("All stats"):
-            st.dataframe(stats_table(row), hide_index=True, width="stretch")
-        hist = store.history(image_id)
-        if not hist.empty:
-            with st.expander(f"Decision history ({len(hist)})"):
-                st.dataframe(hist[["action", "old_label", "new_label", "note", "decided_at"]],
-                             hide_index=True, width="stretch")
+    st.caption(md_escape(f"Best ({bulk.BEST_RULE}): {', '.join(kept)}"))
+
+
+def undo_last_bulk(store, key: str) -> None:
+    """A button that undoes the newest bulk action still in force, all of it in one step."""
+    last = store.last_batch()
+    if last is None:
+        return
+    what = ", ".join(f"{a} {n:,}" for a, n in last["actions"].items())
+    if st.button(f"Undo last bulk action ({what})", key=key, icon=":material/undo:",
+                 help=md_escape(f"{last['note'] or 'no note'}; {last['decided_at'][:19]} UTC")):
+        n = store.undo_batch(last["batch_id"])
+        st.toast(f"Undone: {n:,} decisions")
+        st.rerun()
+
+
+def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bulk") -> None:
+    """Select tiles (tick boxes, this page, everything matching the filters: ``matching_ids``), then relabel /
+    remove / keep them in one action with one note; undo the last bulk action in one step."""
+    sel = selection()
+    with st.container(border=True, key=f"{key}_bar"):
+        row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+        row.text(f"{len(sel):,} selected")
+        if row.button("Select this page", key=f"{key}_page"):
+            sel.update(map(str, page_ids))
+            st.rerun()
+        if row.button(f"Select all {len(matching_ids):,} matching", key=f"{key}_all"):
+            sel.update(map(str, matching_ids))
+            st.rerun()
+        if row.button("Clear selection", key=f"{key}_clear", disabled=not sel):
+            sel.clear()
+            st.rerun()
+        if not sel:
+            undo_last_bulk(store, key=f"{key}_undo")
+            return
+        if st.session_state.pop(f"{key}_clear_note", False):
+            st.session_state.pop(f"{key}_note", None)
+        act = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+        action = act.segmented_control("Action", list(ACTIONS), default="remove", key=f"{key}_action")
+        new_label = None
+        if action == "relabel":
+            new_label = act.selectbox("New label", list(dict.fromkeys(map(str, scan.dataset.classes))),
+                                      key=f"{key}_label")
+        note = act.text_input("Note for all", key=f"{key}_note")
+        ids = sorted(sel)
+        if act.button(f"Apply to {len(ids):,} selected", key=f"{key}_apply", type="primary", disabled=not action):
+            rows = bulk.decision_rows(scan.images, ids, action, new_label)
+            if _apply_bulk(store, rows, note, f"{action} {len(rows):,} selected"):
+                sel.clear()
+                st.session_state[f"{key}_clear_note"] = True
+                st.rerun()
+        n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+        if n_hidden:
+            st.caption(f"{n_hidden:,} of the selected images do not match the current filters; they are included.")
+        undo_last_bulk(store, key=f"{key}_undo")
+
+
+def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> None:
+    """Bulk decisions for one family of findings, each one batch (one undo step): keep the best of every
+    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings)."""
+    fam = scan.findings[scan.findings["family"] == family]
+    checks = sorted(c for c in fam["check"].unique() if (fam.loc[fam["check"] == c, "image_id"] != "").any())
+    if not checks:
+        return
+    with st.expander(f"Bulk decisions for {family} (one undo step each)", expanded=family == "integrity"):
+        groups = bulk.duplicate_groups(fam) if family in ("duplicate", "leakage") else {}
+        if groups:
+            rows, kept = bulk.keep_best_rows(scan.images, groups)
+            st.caption(md_escape(f"Keep the best of each duplicate group: {bulk.BEST_RULE}."))
+            if st.button(f"Keep the best of all {len(groups):,} groups, remove the rest ({bulk.describe_rows(rows)})",
+                         key=f"{key}_best_all"):
+                if _apply_bulk(store, rows, f"keep the best of every {family} group", "keep the best"):
+                    st.rerun()
+            g1, g2 = st.columns([3, 2], vertical_alignment="bottom")
+            gid = g1.selectbox("One group", list(groups), key=f"{key}_group",
+                               format_func=lambda g: f"{g}: {len(groups[g])} images")
+            if gid is not None:
+                one, best = bulk.keep_best_rows(scan.images, {gid: groups[gid]})
+                if g2.button(f"Keep the best of this group ({bulk.describe_rows(one)})", key=f"{key}_best_one",
+                             help=md_escape(f"Best: {best[0]}")):
+                    if _apply_bulk(store, one, f"keep the best of group {gid}", "keep the best"):
+                        st.rerun()
+        c1, c2, c3, c4 = st.columns([2, 1, 2, 2], vertical_alignment="bottom")
+        chk = c1.selectbox("Every image of", [f"all {family} checks"] + checks, key=f"{key}_check")
+        action = c2.selectbox("Action", ["remove", "keep"], key=f"{key}_action")
+        note = c3.text_input("Note", key=f"{key}_note", value=f"bulk: {chk}")
+        ids = bulk.finding_image_ids(fam, checks=() if chk.startswith("all ") else (chk,),
+                                     families=(family,) if chk.startswith("all ") else ())
+        if c4.button(f"{action.capitalize()} {len(ids):,} images", key=f"{key}_apply", type="primary"):
+            if _apply_bulk(store, bulk.decision_rows(scan.images, ids, action), note, f"{action} {chk}"):
+                st.rerun()
+        undo_last_bulk(store, key=f"{key}_undo")

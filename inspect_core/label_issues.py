@@ -512,7 +512,8 @@ def triage_labels(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]
     (``cl_rank`` counts within each); the table says which in ``in_sample``. ``oos_probs``: out-of-sample
     probabilities for in-sample rows (``probe.out_of_fold_probs``, or the user's cross-validated predictions),
     used for the flags where finite; ``probabilities`` names the source of each row's flag ("model" or
-    "out-of-fold"). The model-problem report comes from the out-of-sample rows when there are any."""
+    "out-of-fold"). The model-problem report counts every labelled row; each group's own flags leave out the
+    classes that are a model problem within it."""
     labels = table["label_index"].to_numpy(dtype=np.int64)
     n = len(labels)
     ins = np.zeros(n, dtype=bool) if in_sample is None else np.asarray(in_sample, dtype=bool)
@@ -525,12 +526,12 @@ def triage_labels(table: pd.DataFrame, probs: np.ndarray, class_names: list[str]
     groups = [g for g in (~ins, ins) if (g & (labels >= 0)).any()] or [np.ones(n, dtype=bool)]
     issue, margin = np.zeros(n, dtype=bool), np.full(n, np.nan)
     suggested = np.full(n, -1, dtype=np.int64)
-    problems = None
     for g in groups:
         cl = find_issues_confident_learning(use, np.where(g, labels, -1), settings=settings)
         issue[g], margin[g], suggested[g] = cl.issue_mask[g], cl.margin[g], cl.suggested[g]
-        if problems is None:
-            problems = model_problems(cl, class_names)
+    if len(groups) > 1:                 # the model-problem report counts every labelled image of a class
+        cl = find_issues_confident_learning(use, labels, settings=settings)
+    problems = model_problems(cl, class_names)
     ok = (labels >= 0) & np.isfinite(table["loss"].to_numpy(dtype=np.float64))
     out = pd.DataFrame({
         "image_id": table["image_id"].to_numpy(),

@@ -329,7 +329,19 @@ def review_store(workspace: str):
 
 
 def store_for(scan):
-    return review_store(str(scan.workspace))
+    """The scan's review store. A damaged store stops the page with a message naming the file and what to do; a
+    read-only workspace shows its decisions with a warning that new ones cannot be recorded."""
+    from inspect_core.review import ReviewStoreError
+    from inspect_core.ui.text import md_escape
+    try:
+        store = review_store(str(scan.workspace))
+    except ReviewStoreError as exc:
+        st.error(md_escape(str(exc)))
+        st.stop()
+    if getattr(store, "read_only", False):
+        st.warning(md_escape(f"The workspace {scan.workspace} is read-only: decisions are shown, but new ones cannot "
+                             "be recorded. Make it writable, or open the dataset with another workspace."))
+    return store
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -12,6 +12,7 @@ are added as candidates too (multi-index hashing), which catches near copies tha
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 BRUTE_FORCE_MAX = 8000
 PCA_DIM = 32
@@ -42,11 +43,21 @@ class UnitRows:
 
 
 class _Rule:
-    """The near-duplicate rule: cosine >= strong, or cosine >= weak with pHash distance <= phash_max."""
+    """The near-duplicate rule, with cuts per row: a pair is held to the stricter cut of its two rows. Near when
+    cosine >= strong and pHash distance <= strong_phash_max, or cosine >= weak and pHash distance <= phash_max
+    (the pHash clauses only when pHashes are given). Each cut is a scalar or an array with one value per row."""
 
-    def __init__(self, strong: float, weak: float, phash: np.ndarray | None, phash_max: int):
-        self.strong, self.weak, self.phash, self.phash_max = strong, weak, phash, phash_max
-        self.lowest = weak if phash is not None else strong
+    def __init__(self, n: int, strong, weak, phash: np.ndarray | None, phash_max, strong_phash_max=64):
+        def per_row(v, dtype):
+            return np.broadcast_to(np.asarray(v, dtype), (n,))
+
+        self.strong = per_row(strong, np.float32)
+        self.weak = per_row(2.0 if weak is None else weak, np.float32)   # 2.0: above any cosine, no lax branch
+        self.phash, self.phash_max = phash, per_row(phash_max, np.int16)
+        self.strong_phash_max = per_row(strong_phash_max, np.int16)
+        self.min_strong = float(self.strong.min()) if n else 1.0
+        self.lowest = min(self.min_strong, float(self.weak.min()) if n else 1.0) if phash is not None \
+            else self.min_strong
 
     def keep(self, x, i, j, d2_proj=None):
         """Confirm candidate pairs (i, j): returns (i, j, cosine) of those the rule accepts.
@@ -54,8 +65,9 @@ class _Rule:
         if len(i) and self.phash is not None and d2_proj is not None:
             # a pair whose projected distance already rules out cosine >= strong can only pass through
             # the pHash clause: test that cheap clause before reading the full vectors
-            maybe_strong = d2_proj <= 2.0 - 2.0 * self.strong + 1e-4
-            sel = maybe_strong | (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+            maybe_strong = d2_proj <= 2.0 - 2.0 * self.min_strong + 1e-4
+            close = hamming64(self.phash[i], self.phash[j]) <= np.minimum(self.phash_max[i], self.phash_max[j])
+            sel = maybe_strong | close
             i, j = i[sel], j[sel]
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)
@@ -66,9 +78,12 @@ class _Rule:
 
     def accept(self, i, j, sims):
         """The pairs (i, j) with full cosines ``sims`` that the rule accepts: (i, j, cosine)."""
-        ok = sims >= self.strong
+        ok = sims >= np.maximum(self.strong[i], self.strong[j])
         if self.phash is not None:
-            ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+            dist = hamming64(self.phash[i], self.phash[j])
+            ok &= dist <= np.minimum(self.strong_phash_max[i], self.strong_phash_max[j])
+            ok |= ((sims >= np.maximum(self.weak[i], self.weak[j]))
+                   & (dist <= np.minimum(self.phash_max[i], self.phash_max[j])))
         return i[ok], j[ok], sims[ok]
 
 
@@ -200,14 +215,16 @@ def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, wind
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
-def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash: np.ndarray | None = None,
-               phash_max: int = 0, seed: int = 0, subset: np.ndarray | None = None
+def near_pairs(desc: np.ndarray, strong, weak=None, phash: np.ndarray | None = None,
+               phash_max=0, seed: int = 0, subset: np.ndarray | None = None, strong_phash_max=64
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
-    (when ``phash`` is given): arrays (i, j, cosine). ``subset``: a boolean mask of the rows to compare (default
-    all); flat descriptors (all zeros) are never paired."""
+    """All pairs (i < j) with descriptor cosine >= ``strong`` (and, when ``phash`` is given, pHash distance <=
+    ``strong_phash_max``), or cosine >= ``weak`` and pHash distance <= ``phash_max``: arrays (i, j, cosine).
+    Every cut is a number or an array with one value per row; a pair is held to the stricter of its rows' cuts.
+    ``subset``: a boolean mask of the rows to compare (default all); flat descriptors (all zeros) are never
+    paired."""
     x = UnitRows(desc)
-    rule = _Rule(strong, weak if weak is not None else strong, phash, phash_max)
+    rule = _Rule(len(desc), strong, weak, phash, phash_max, strong_phash_max)
     idx = np.nonzero(x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool)))[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -226,7 +243,7 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         del y
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly
-        pi, pj = phash_candidates(phash, idx, phash_max)
+        pi, pj = phash_candidates(phash, idx, int(max(rule.phash_max.max(), min(rule.strong_phash_max.max(), 16))))
         pi, pj, ps = rule.keep(x, pi, pj)
         i, j, s = np.concatenate([i, pi]), np.concatenate([j, pj]), np.concatenate([s, ps])
     lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -240,26 +257,54 @@ def hamming64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)).view(np.uint64)).astype(np.int16)
 
 
-def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Group id per node (-1 for nodes in no pair); groups are the connected components of the pairs."""
-    parent: dict[int, int] = {}
+def star_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, max_members: int = 50):
+    """Duplicate groups without chaining: every member is paired with its group's representative.
 
-    def find(a):
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return root
+    Nodes are taken in order of how many pairs they have (most first; ties by the higher summed score, then
+    the lower row); an unassigned node becomes a representative and takes its unassigned partners, best score
+    first. A representative with more than ``max_members - 1`` partners gets several groups of at most
+    ``max_members`` images each, all with it as representative (``part``, ``n_parts`` say which). A node whose
+    partners were all taken by other groups stays in none (its pairs are still listed). O(pairs log pairs).
 
-    for a, b in zip(i.tolist(), j.tolist()):
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    out = np.full(n, -1, np.int64)
-    ids: dict[int, int] = {}
-    for node in sorted(parent):
-        out[node] = ids.setdefault(find(node), len(ids))
-    return out
+    Returns a DataFrame with one row per grouped node: node, group_id, representative, score_to_representative
+    (1 for the representative), part, n_parts."""
+    i, j, score = (np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(score, np.float64))
+    cols = ["node", "group_id", "representative", "score_to_representative", "part", "n_parts"]
+    if len(i) == 0:
+        return pd.DataFrame({c: np.zeros(0, np.float64 if c == "score_to_representative" else np.int64)
+                             for c in cols})
+    src, dst, sc = np.r_[i, j], np.r_[j, i], np.r_[score, score]
+    order = np.lexsort((-sc, src))                # by node, then best partner first
+    src, dst, sc = src[order], dst[order], sc[order]
+    starts = np.searchsorted(src, np.arange(n + 1))
+    degree = np.diff(starts)
+    strength = np.bincount(src, weights=sc, minlength=n)
+    nodes = np.nonzero(degree)[0]
+    nodes = nodes[np.lexsort((nodes, -strength[nodes], -degree[nodes]))]
+    assigned = np.zeros(n, bool)
+    out = []
+    gid = 0
+    per_group = max(1, max_members - 1)
+    for rep in nodes.tolist():
+        if assigned[rep]:
+            continue
+        nb, nb_sc = dst[starts[rep]:starts[rep + 1]], sc[starts[rep]:starts[rep + 1]]
+        free = ~assigned[nb]
+        nb, nb_sc = nb[free], nb_sc[free]
+        if len(nb) == 0:
+            continue
+        assigned[rep] = True
+        assigned[nb] = True
+        n_parts = -(-len(nb) // per_group)
+        for part in range(n_parts):
+            m, m_sc = nb[part * per_group:(part + 1) * per_group], nb_sc[part * per_group:(part + 1) * per_group]
+            out.append((np.r_[rep, m], gid, rep, np.r_[1.0, m_sc], part + 1, n_parts))
+            gid += 1
+    return pd.DataFrame({
+        "node": np.concatenate([o[0] for o in out]),
+        "group_id": np.concatenate([np.full(len(o[0]), o[1]) for o in out]),
+        "representative": np.concatenate([np.full(len(o[0]), o[2]) for o in out]),
+        "score_to_representative": np.concatenate([o[3] for o in out]),
+        "part": np.concatenate([np.full(len(o[0]), o[4]) for o in out]),
+        "n_parts": np.concatenate([np.full(len(o[0]), o[5]) for o in out]),
+    }, columns=cols)

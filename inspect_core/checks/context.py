@@ -25,10 +25,10 @@ NEAR_RULE = {
     "size_bands": [
         {"max_short_side_px": 12, "cosine": 0.99, "phash_max": 10, "lax_cosine": None, "lax_phash_max": None},
         {"max_short_side_px": 48, "cosine": 0.95, "phash_max": 14, "lax_cosine": 0.80, "lax_phash_max": 8},
-        {"max_short_side_px": None, "cosine": 0.94, "phash_max": 16, "lax_cosine": 0.80, "lax_phash_max": 10},
+        {"max_short_side_px": None, "cosine": 0.94, "phash_max": 16, "lax_cosine": 0.80, "lax_phash_max": 12},
     ],
     "low_information": {"entropy_bits_max": 3.0, "cosine": 0.97, "phash_max": 8},
-    "same_picture": {"cosine": 0.97, "phash_max": 8, "contrast_min": 0.03},
+    "same_picture": {"cosine": 0.955, "phash_max": 12, "contrast_min": 0.03},
     "group_max_images": 50,
 }
 # The cosine cut that --near-threshold sets: the main cut for images over 48 px; every other cosine cut moves
@@ -145,14 +145,17 @@ class CheckContext:
                 & (np.minimum(contrast[a], contrast[b]) >= same.get("contrast_min", 0.0)))
         else:
             pairs["same_picture"] = True
-        groups = self.groups
+        # a member's group and representative (a representative of a split group sits in every part: members
+        # are looked up, so that a pair with the representative lands in the member's part)
+        members = self.groups[self.groups["node"] != self.groups["representative"]]
         gid = np.full(n, -1, np.int64)
         rep = np.full(n, -1, np.int64)
-        gid[groups["node"].to_numpy()] = groups["group_id"].to_numpy()
-        rep[groups["node"].to_numpy()] = groups["representative"].to_numpy()
-        together = (gid[a] == gid[b]) & (gid[a] >= 0)
-        pairs["group_id"] = np.where(together, gid[a], -1)
-        pairs["to_representative"] = together & ((rep[a] == a) | (rep[b] == b))
+        gid[members["node"].to_numpy()] = members["group_id"].to_numpy()
+        rep[members["node"].to_numpy()] = members["representative"].to_numpy()
+        a_is_rep, b_is_rep = rep[b] == a, rep[a] == b
+        pairs["group_id"] = np.where(a_is_rep, gid[b], np.where(b_is_rep | ((gid[a] == gid[b]) & (gid[a] >= 0)),
+                                                                gid[a], -1))
+        pairs["to_representative"] = a_is_rep | b_is_rep
         return pairs
 
     @cached_property

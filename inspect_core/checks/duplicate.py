@@ -19,16 +19,17 @@ def group_text(groups, row: int) -> str:
     if row not in groups.index:
         return ""
     g = groups.loc[row]
-    split = f", part {g.part} of {g.n_parts} (the representative's duplicates are split)" if g.n_parts > 1 else ""
-    if g.representative == row:
-        return f"; representative of group {g.group_id}{split}"
-    return f"; group {g.group_id}{split}, score {g.score_to_representative:.3f} to its representative"
+    gid, part, n_parts = int(g["group_id"]), int(g["part"]), int(g["n_parts"])
+    split = f", part {part} of {n_parts} (the representative's duplicates are split)" if n_parts > 1 else ""
+    if int(g["representative"]) == row:
+        return f"; representative of group {gid}{split}"
+    return f"; group {gid}{split}, score {g['score_to_representative']:.3f} to its representative"
 
 
 @register("duplicate", CHECKS)
 def check_duplicate(ctx):
     pairs = ctx.pairs
-    groups = ctx.groups.set_index("node")
+    groups = ctx.groups.drop_duplicates("node").set_index("node")  # a representative: its first part
     gid_of = groups["group_id"].to_dict()
     best: dict[tuple[int, str], tuple[float, list[str]]] = {}
     for p in pairs.itertuples(index=False):

@@ -31,8 +31,9 @@ NEAR_RULE = {
     "same_picture": {"cosine": 0.955, "phash_max": 12, "contrast_min": 0.03},
     "group_max_images": 50,
 }
-# The cosine cut that --near-threshold sets: the main cut for images over 48 px; every other cosine cut moves
-# with it by the same amount.
+# The cosine cut that --near-threshold sets: the main cut for images over 48 px. Every other cosine cut keeps its
+# place relative to it: its distance to 1 is scaled by (1 - threshold) / (1 - default), so a threshold of 1
+# keeps only identical descriptors and a lower one widens every band alike.
 NEAR_THRESHOLD_DEFAULT = NEAR_RULE["size_bands"][-1]["cosine"]
 
 
@@ -44,12 +45,12 @@ def near_rule(near_threshold: float | None = None, base: dict | None = None) -> 
         return rule
     if not 0.0 < near_threshold <= 1.0:
         raise ValueError(f"near threshold {near_threshold} is not a cosine in (0, 1]")
-    shift = near_threshold - rule["size_bands"][-1]["cosine"]
+    scale = (1.0 - near_threshold) / (1.0 - rule["size_bands"][-1]["cosine"])
     parts = [*rule["size_bands"], rule.get("low_information"), rule.get("same_picture")]
     for part in [p for p in parts if p]:
         for key in ("cosine", "lax_cosine"):
             if part.get(key) is not None:
-                part[key] = round(min(1.0, max(0.0, part[key] + shift)), 4)
+                part[key] = round(max(0.0, 1.0 - (1.0 - part[key]) * scale), 4)
     return rule
 
 

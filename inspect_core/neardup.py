@@ -308,3 +308,26 @@ def star_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, max_mem
         "part": np.concatenate([np.full(len(o[0]), o[4]) for o in out]),
         "n_parts": np.concatenate([np.full(len(o[0]), o[5]) for o in out]),
     }, columns=cols)
+
+
+def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The duplicate groups as a scan saved them (``pairs.parquet``: group_id, to_representative, representative),
+    one row per member, the representative first: group_id, image_id, representative, score_to_representative (1
+    for the representative itself), part and n_parts (a representative's duplicates split over several groups).
+    Empty for a scan saved before groups had representatives."""
+    cols = ["group_id", "image_id", "representative", "score_to_representative", "part", "n_parts"]
+    if pairs is None or pairs.empty or "representative" not in pairs.columns:
+        return pd.DataFrame(columns=cols)
+    links = pairs[pairs["to_representative"].astype(bool)]
+    rep = links["representative"].to_numpy()
+    members = pd.DataFrame({"group_id": links["group_id"].to_numpy(), "representative": rep,
+                            "image_id": np.where(links["image_id_a"].to_numpy() == rep, links["image_id_b"],
+                                                 links["image_id_a"]),
+                            "score_to_representative": links["score"].to_numpy(float)})
+    heads = members.drop_duplicates("group_id").assign(image_id=lambda d: d["representative"],
+                                                        score_to_representative=1.0).sort_values("group_id")
+    heads["part"] = heads.groupby("representative").cumcount() + 1
+    heads["n_parts"] = heads.groupby("representative")["group_id"].transform("size")
+    out = pd.concat([heads, members.merge(heads[["group_id", "part", "n_parts"]], on="group_id")
+                     .sort_values(["group_id", "score_to_representative"], ascending=[True, False])])
+    return out.sort_values("group_id", kind="stable").reset_index(drop=True)[cols]

@@ -136,3 +136,21 @@ def test_near_threshold_moves_every_cosine_cut_and_is_part_of_the_reuse_key(tmp_
     assert again.summary["reused_saved_scan"] and again.issues("near_duplicate").empty
     back = scan(tmp_path / "ds", workspace=ws)
     assert not back.summary["reused_saved_scan"] and len(back.issues("near_duplicate")) == 2
+
+
+def test_cli_near_threshold_reaches_the_scan(tmp_path, capsys):
+    import json
+
+    from inspect_core.cli import main
+
+    root = tmp_path / "ds" / "a"
+    root.mkdir(parents=True)
+    for k, tile in enumerate(flattest_tiles("camera", 2)):
+        tile.save(root / f"t{k}.png")
+    out = tmp_path / "out"
+    assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--out", str(out),
+                 "--near-threshold", "0.97"]) == 0
+    rule = json.loads((out / "summary.json").read_text())["near_rule"]
+    assert rule["size_bands"][-1]["cosine"] == 0.97
+    assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--near-threshold", "1.5"]) == 2
+    assert "near threshold 1.5" in capsys.readouterr().err

@@ -132,8 +132,8 @@ class CheckContext:
     def pairs(self) -> pd.DataFrame:
         """Duplicate pairs: one row per pair (a < b) with kind exact|near, score, evidence (``why``: the value
         and the cut), phash_distance, both sides' image_id/split/label, same_picture (exact, or near within the
-        rule's same_picture cut), group_id (the group holding both sides, else -1) and to_representative (the
-        pair links a group member with its representative)."""
+        rule's same_picture cut), group_id (the group holding both sides, else -1), to_representative (the
+        pair links a group member with its representative) and representative (that image_id, else None)."""
         pairs = self._pair_table.copy()
         n = len(self.images)
         a, b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
@@ -157,6 +157,7 @@ class CheckContext:
         pairs["group_id"] = np.where(a_is_rep, gid[b], np.where(b_is_rep | ((gid[a] == gid[b]) & (gid[a] >= 0)),
                                                                 gid[a], -1))
         pairs["to_representative"] = a_is_rep | b_is_rep
+        pairs["representative"] = np.where(a_is_rep, pairs["image_id_a"], np.where(b_is_rep, pairs["image_id_b"], None))
         return pairs
 
     @cached_property

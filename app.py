@@ -75,7 +75,7 @@ if scan is None:
         if scan is not None:
             st.rerun()
     st.stop()
-used = ((scan.summary.get("near_rule") or {}).get("size_bands") or [{}])[-1].get("cosine")
+used = (scan.summary.get("near_rule") or {}).get("near_threshold")
 if used is not None and abs(used - near) > 1e-9:
     b2.caption(f"This scan used a near-duplicate cut of {used}; Rescan to use {near}.")
 if b1.button("Rescan", key="di_home_rescan", help="Read the files again (after they changed)."):

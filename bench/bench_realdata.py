@@ -44,8 +44,7 @@ BANDS = {"8px digits": None, "32px": (32, 32), "64px": (64, 64), "192px": (192, 
 N_CLASSES = 10
 FLIP_LABEL_EVERY = 7
 # the rule as shipped before issue 9: one cut for every image, the pHash branch everywhere, connected groups
-OLD_RULE = {"size_bands": [{"max_short_side_px": None, "cosine": 0.95, "phash_max": 64, "lax_cosine": 0.75,
-                            "lax_phash_max": 12}],
+OLD_RULE = {"size_bands": [{"max_short_side_px": None, "cuts": [[0.95, 64], [0.75, 12]]}], "near_threshold": 0.95,
             "low_information": None, "same_picture": None, "group_max_images": 50}
 
 

@@ -43,31 +43,25 @@ class UnitRows:
 
 
 class _Rule:
-    """The near-duplicate rule, with cuts per row: a pair is held to the stricter cut of its two rows. Near when
-    cosine >= strong and pHash distance <= strong_phash_max, or cosine >= weak and pHash distance <= phash_max
-    (the pHash clauses only when pHashes are given). Each cut is a scalar or an array with one value per row."""
+    """The near-duplicate rule, with cuts per row: ``cos`` and ``ph`` are (n_rows, K) arrays of K clauses; row r
+    accepts a partner when, for some clause k, the cosine >= cos[r, k] and the pHash distance <= ph[r, k] (pad a
+    row's unused clauses with cosine 2). A pair is near when both of its rows accept it. Without pHashes only the
+    cosine clauses count."""
 
-    def __init__(self, n: int, strong, weak, phash: np.ndarray | None, phash_max, strong_phash_max=64):
-        def per_row(v, dtype):
-            return np.broadcast_to(np.asarray(v, dtype), (n,))
-
-        self.strong = per_row(strong, np.float32)
-        self.weak = per_row(2.0 if weak is None else weak, np.float32)   # 2.0: above any cosine, no lax branch
-        self.phash, self.phash_max = phash, per_row(phash_max, np.int16)
-        self.strong_phash_max = per_row(strong_phash_max, np.int16)
-        self.min_strong = float(self.strong.min()) if n else 1.0
-        self.lowest = min(self.min_strong, float(self.weak.min()) if n else 1.0) if phash is not None \
-            else self.min_strong
+    def __init__(self, cos: np.ndarray, ph: np.ndarray, phash: np.ndarray | None):
+        self.cos, self.ph, self.phash = cos, ph, phash
+        self.lowest = float(cos.min()) if cos.size else 1.0
 
     def keep(self, x, i, j, d2_proj=None):
         """Confirm candidate pairs (i, j): returns (i, j, cosine) of those the rule accepts.
         ``d2_proj``: the pairs' projected squared distances, a lower bound of the full ones."""
         if len(i) and self.phash is not None and d2_proj is not None:
-            # a pair whose projected distance already rules out cosine >= strong can only pass through
-            # the pHash clause: test that cheap clause before reading the full vectors
-            maybe_strong = d2_proj <= 2.0 - 2.0 * self.min_strong + 1e-4
-            close = hamming64(self.phash[i], self.phash[j]) <= np.minimum(self.phash_max[i], self.phash_max[j])
-            sel = maybe_strong | close
+            # the projected distance bounds the cosine from above: drop pairs no clause of row i can accept
+            # before reading the full vectors
+            dist = hamming64(self.phash[i], self.phash[j])
+            sel = np.zeros(len(i), bool)
+            for k in range(self.cos.shape[1]):
+                sel |= (d2_proj <= 2.0 - 2.0 * self.cos[i, k] + 1e-4) & (dist <= self.ph[i, k])
             i, j = i[sel], j[sel]
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)
@@ -78,13 +72,27 @@ class _Rule:
 
     def accept(self, i, j, sims):
         """The pairs (i, j) with full cosines ``sims`` that the rule accepts: (i, j, cosine)."""
-        ok = sims >= np.maximum(self.strong[i], self.strong[j])
-        if self.phash is not None:
-            dist = hamming64(self.phash[i], self.phash[j])
-            ok &= dist <= np.minimum(self.strong_phash_max[i], self.strong_phash_max[j])
-            ok |= ((sims >= np.maximum(self.weak[i], self.weak[j]))
-                   & (dist <= np.minimum(self.phash_max[i], self.phash_max[j])))
+        dist = hamming64(self.phash[i], self.phash[j]) if self.phash is not None else None
+        ok = np.ones(len(i), bool)
+        for side in (i, j):
+            side_ok = np.zeros(len(i), bool)
+            for k in range(self.cos.shape[1]):
+                clause = sims >= self.cos[side, k]
+                if dist is not None:
+                    clause &= dist <= self.ph[side, k]
+                side_ok |= clause
+            ok &= side_ok
         return i[ok], j[ok], sims[ok]
+
+
+def rule_arrays(n: int, strong, weak=None, phash_max=0, strong_phash_max=64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row clause arrays for ``near_pairs(cuts=...)`` from the two-clause form: cosine >= strong with pHash
+    distance <= strong_phash_max, or cosine >= weak with pHash distance <= phash_max."""
+    cos = np.stack([np.broadcast_to(np.asarray(strong, np.float32), (n,)),
+                    np.broadcast_to(np.asarray(2.0 if weak is None else weak, np.float32), (n,))], axis=1)
+    ph = np.stack([np.broadcast_to(np.asarray(strong_phash_max, np.int16), (n,)),
+                   np.broadcast_to(np.asarray(phash_max, np.int16), (n,))], axis=1)
+    return cos, ph
 
 
 def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 512):
@@ -215,16 +223,19 @@ def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, wind
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
-def near_pairs(desc: np.ndarray, strong, weak=None, phash: np.ndarray | None = None,
-               phash_max=0, seed: int = 0, subset: np.ndarray | None = None, strong_phash_max=64
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | None = None,
+               phash_max=0, seed: int = 0, subset: np.ndarray | None = None, strong_phash_max=64,
+               cuts: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) with descriptor cosine >= ``strong`` (and, when ``phash`` is given, pHash distance <=
     ``strong_phash_max``), or cosine >= ``weak`` and pHash distance <= ``phash_max``: arrays (i, j, cosine).
-    Every cut is a number or an array with one value per row; a pair is held to the stricter of its rows' cuts.
-    ``subset``: a boolean mask of the rows to compare (default all); flat descriptors (all zeros) are never
-    paired."""
+    Every cut is a number or an array with one value per row. ``cuts``: instead, per-row clauses (cosine and
+    pHash arrays of shape (n_rows, K), see ``_Rule``; ``rule_arrays`` makes them); a pair is near when both
+    rows' clauses accept it. ``subset``: a boolean mask of the rows to compare (default all); flat descriptors
+    (all zeros) are never paired."""
     x = UnitRows(desc)
-    rule = _Rule(len(desc), strong, weak, phash, phash_max, strong_phash_max)
+    if cuts is None:
+        cuts = rule_arrays(len(desc), strong, weak if phash is not None else None, phash_max, strong_phash_max)
+    rule = _Rule(cuts[0], cuts[1], phash)
     idx = np.nonzero(x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool)))[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -243,7 +254,7 @@ def near_pairs(desc: np.ndarray, strong, weak=None, phash: np.ndarray | None = N
         del y
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly
-        pi, pj = phash_candidates(phash, idx, int(max(rule.phash_max.max(), min(rule.strong_phash_max.max(), 16))))
+        pi, pj = phash_candidates(phash, idx, int(min(rule.ph[rule.cos <= 1.0].max(initial=0), 24)))
         pi, pj, ps = rule.keep(x, pi, pj)
         i, j, s = np.concatenate([i, pi]), np.concatenate([j, pj]), np.concatenate([s, ps])
     lo, hi = np.minimum(i, j), np.maximum(i, j)

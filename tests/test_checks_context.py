@@ -12,8 +12,8 @@ from inspect_core import scan
 from inspect_core.checks.context import NEAR_RULE, CheckContext, near_rule
 
 # the rule shipped before issue 9: one cut for every size, no pHash clause on the strong branch
-OLD_RULE = {"size_bands": [{"max_short_side_px": None, "cosine": 0.95, "phash_max": 64, "lax_cosine": 0.75,
-                            "lax_phash_max": 12}], "low_information": None, "same_picture": None}
+OLD_RULE = {"size_bands": [{"max_short_side_px": None, "cuts": [[0.95, 64], [0.75, 12]]}], "near_threshold": 0.95,
+            "low_information": None, "same_picture": None}
 
 
 def flattest_tiles(name: str, n: int, side_px: int = 32) -> list[Image.Image]:
@@ -109,11 +109,11 @@ def test_near_duplicate_evidence_names_the_cut_and_its_size_band(tmp_path):
 
 def test_near_threshold_moves_every_cosine_cut_and_is_part_of_the_reuse_key(tmp_path):
     rule = near_rule(0.97)
-    assert rule["size_bands"][-1]["cosine"] == 0.97
-    scale = 0.03 / (1 - NEAR_RULE["size_bands"][-1]["cosine"])   # every cut's distance to 1, halved
-    lax = NEAR_RULE["size_bands"][1]["lax_cosine"]
-    assert rule["size_bands"][1]["lax_cosine"] == pytest.approx(1 - (1 - lax) * scale, abs=1e-4)
-    assert all(c == 1.0 for b in near_rule(1.0)["size_bands"] for c in (b["cosine"], b["lax_cosine"]) if c)
+    assert rule["near_threshold"] == 0.97 and [0.97, 16] in rule["size_bands"][-1]["cuts"]
+    scale = 0.03 / (1 - NEAR_RULE["near_threshold"])   # every cut's distance to 1, halved
+    lax = NEAR_RULE["size_bands"][1]["cuts"][-1][0]
+    assert rule["size_bands"][1]["cuts"][-1][0] == pytest.approx(1 - (1 - lax) * scale, abs=1e-4)
+    assert all(c == 1.0 for b in near_rule(1.0)["size_bands"] for c, _ in b["cuts"])
     assert near_rule() == NEAR_RULE and near_rule() is not NEAR_RULE
     with pytest.raises(ValueError):
         near_rule(1.5)
@@ -131,7 +131,7 @@ def test_near_threshold_moves_every_cosine_cut_and_is_part_of_the_reuse_key(tmp_
     strict = scan(tmp_path / "ds", workspace=ws, near_threshold=0.999)
     assert not strict.summary["reused_saved_scan"]
     assert strict.issues("near_duplicate").empty
-    assert strict.summary["near_rule"]["size_bands"][-1]["cosine"] == 0.999
+    assert strict.summary["near_rule"]["near_threshold"] == 0.999
     again = scan(tmp_path / "ds", workspace=ws, near_threshold=0.999)
     assert again.summary["reused_saved_scan"] and again.issues("near_duplicate").empty
     back = scan(tmp_path / "ds", workspace=ws)
@@ -151,6 +151,6 @@ def test_cli_near_threshold_reaches_the_scan(tmp_path, capsys):
     assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--out", str(out),
                  "--near-threshold", "0.97"]) == 0
     rule = json.loads((out / "summary.json").read_text())["near_rule"]
-    assert rule["size_bands"][-1]["cosine"] == 0.97
+    assert rule["near_threshold"] == 0.97
     assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--near-threshold", "1.5"]) == 2
     assert "near threshold 1.5" in capsys.readouterr().err

@@ -11,11 +11,12 @@ import pandas as pd
 from .. import neardup
 
 # The near-duplicate rule, as data (a caller may pass its own: CheckContext(near_rule=...), scan(near_threshold=)).
-# A pair is near when its tiny-image cosine >= "cosine" with pHash distance <= "phash_max", or cosine >=
-# "lax_cosine" with pHash distance <= "lax_phash_max" (no lax branch where it is None). The cuts come from the
-# size band of the pair's smaller image (its shorter side, px: the first band whose max_short_side_px it does
-# not exceed; None = no limit). A near-uniform image (entropy_bits below low_information's entropy_bits_max)
-# carries little in its descriptor: it is held to low_information's stricter cut, without the lax branch.
+# Each size band lists its cuts, [cosine, pHash distance] clauses: an image accepts a partner when their tiny-image
+# cosine >= the clause's cosine and their pHash distance <= its pHash distance, for some clause. A pair is near when
+# both images accept it, so the smaller image's band (its shorter side, px: the first band whose
+# max_short_side_px it does not exceed; None = no limit) decides. A near-uniform image (entropy_bits below
+# low_information's entropy_bits_max) carries little in its descriptor: low_information's cuts replace its band's.
+# near_threshold: the reference cut (images over 48 px, the clause with pHash <= 16) that --near-threshold moves.
 # Conflicting labels need the same picture: an exact pair, or a near pair within "same_picture" whose images both
 # have a contrast (grey-level standard deviation, 0-1) of at least contrast_min: two near-blank images (a dark
 # corner, a plain page) prove nothing about a label.
@@ -23,34 +24,39 @@ from .. import neardup
 # bench/bench_realdata.py and BENCHMARKS.md ("Near duplicates on real data").
 NEAR_RULE = {
     "size_bands": [
-        {"max_short_side_px": 12, "cosine": 0.99, "phash_max": 10, "lax_cosine": None, "lax_phash_max": None},
-        {"max_short_side_px": 48, "cosine": 0.95, "phash_max": 14, "lax_cosine": 0.80, "lax_phash_max": 8},
-        {"max_short_side_px": None, "cosine": 0.94, "phash_max": 16, "lax_cosine": 0.80, "lax_phash_max": 12},
+        {"max_short_side_px": 12, "cuts": [[0.99, 10]]},
+        {"max_short_side_px": 48, "cuts": [[0.95, 14], [0.80, 8]]},
+        {"max_short_side_px": None, "cuts": [[0.975, 22], [0.94, 16], [0.75, 12]]},
     ],
-    "low_information": {"entropy_bits_max": 3.0, "cosine": 0.97, "phash_max": 8},
+    "low_information": {"entropy_bits_max": 3.0, "cuts": [[0.95, 24]]},
     "same_picture": {"cosine": 0.955, "phash_max": 12, "contrast_min": 0.03},
+    "near_threshold": 0.94,
     "group_max_images": 50,
 }
-# The cosine cut that --near-threshold sets: the main cut for images over 48 px. Every other cosine cut keeps its
-# place relative to it: its distance to 1 is scaled by (1 - threshold) / (1 - default), so a threshold of 1
-# keeps only identical descriptors and a lower one widens every band alike.
-NEAR_THRESHOLD_DEFAULT = NEAR_RULE["size_bands"][-1]["cosine"]
+NEAR_THRESHOLD_DEFAULT = NEAR_RULE["near_threshold"]
 
 
 def near_rule(near_threshold: float | None = None, base: dict | None = None) -> dict:
     """The near-duplicate rule (a copy of ``base``, default NEAR_RULE) with every cosine cut moved so that the
-    main cut (images over 48 px) is ``near_threshold``; None keeps the defaults."""
+    reference cut (images over 48 px) is ``near_threshold``; None keeps the defaults. Every other cosine keeps
+    its place relative to it: its distance to 1 is scaled by (1 - threshold) / (1 - reference), so a threshold
+    of 1 keeps only identical descriptors and a lower one widens every band alike."""
     rule = copy.deepcopy(NEAR_RULE if base is None else base)
     if near_threshold is None:
         return rule
     if not 0.0 < near_threshold <= 1.0:
         raise ValueError(f"near threshold {near_threshold} is not a cosine in (0, 1]")
-    scale = (1.0 - near_threshold) / (1.0 - rule["size_bands"][-1]["cosine"])
-    parts = [*rule["size_bands"], rule.get("low_information"), rule.get("same_picture")]
-    for part in [p for p in parts if p]:
-        for key in ("cosine", "lax_cosine"):
-            if part.get(key) is not None:
-                part[key] = round(max(0.0, 1.0 - (1.0 - part[key]) * scale), 4)
+    scale = (1.0 - near_threshold) / (1.0 - rule["near_threshold"])
+
+    def moved(c):
+        return round(max(0.0, 1.0 - (1.0 - c) * scale), 4)
+
+    for part in [*rule["size_bands"], rule.get("low_information")]:
+        if part:
+            part["cuts"] = [[moved(c), ph] for c, ph in part["cuts"]]
+    if rule.get("same_picture"):
+        rule["same_picture"]["cosine"] = moved(rule["same_picture"]["cosine"])
+    rule["near_threshold"] = near_threshold
     return rule
 
 
@@ -60,50 +66,59 @@ def _band_text(lo_px, hi_px) -> str:
     return f"short side {lo_px + 1}-{hi_px} px" if lo_px else f"short side up to {hi_px} px"
 
 
-def near_cuts(images: pd.DataFrame, rule: dict) -> pd.DataFrame:
-    """The near-duplicate cuts of every image (one row per image, in order): cosine, phash_max, lax_cosine (2:
-    none), lax_phash_max, and ``band``, the words for why these cuts."""
+def _cuts_text(cuts) -> str:
+    return ", or ".join(f"cosine >= {c:g} with pHash distance <= {ph}" for c, ph in cuts)
+
+
+def near_cuts(images: pd.DataFrame, rule: dict) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """The near-duplicate cuts of every image, in row order: cosine and pHash arrays (n_images, K) of its
+    clauses (unused ones padded with cosine 2), and per image the words for them: the band, and the cuts."""
     n = len(images)
-    short = np.minimum(pd.to_numeric(images.get("width_px", pd.Series(np.nan, index=images.index)), errors="coerce"),
-                       pd.to_numeric(images.get("height_px", pd.Series(np.nan, index=images.index)), errors="coerce")
-                       ).to_numpy(np.float64)
-    out = pd.DataFrame({"cosine": np.ones(n), "phash_max": np.zeros(n, np.int64), "lax_cosine": np.full(n, 2.0),
-                        "lax_phash_max": np.zeros(n, np.int64), "band": [""] * n})
-    todo = np.ones(n, bool)
-    lo_px = 0
-    for band in rule["size_bands"]:
+    nan = pd.Series(np.nan, index=images.index)
+    short = np.minimum(pd.to_numeric(images.get("width_px", nan), errors="coerce"),
+                       pd.to_numeric(images.get("height_px", nan), errors="coerce")).to_numpy(np.float64)
+    low = rule.get("low_information")
+    # a near-uniform image must meet its band's cuts and low_information's: every pair of clauses, joined
+    k_max = max(len(b["cuts"]) for b in rule["size_bands"]) * (len(low["cuts"]) if low else 1)
+    cos, ph = np.full((n, k_max), 2.0, np.float32), np.zeros((n, k_max), np.int16)
+    band_of = np.full(n, -1, np.int64)
+    texts, todo, lo_px = [], np.ones(n, bool), 0
+    for b, band in enumerate(rule["size_bands"]):
         hi_px = band["max_short_side_px"]
         sel = todo & (np.ones(n, bool) if hi_px is None else ~(short > hi_px))  # unknown size: the first band
-        out.loc[sel, "cosine"], out.loc[sel, "phash_max"] = band["cosine"], band["phash_max"]
-        if band.get("lax_cosine") is not None:
-            out.loc[sel, "lax_cosine"], out.loc[sel, "lax_phash_max"] = band["lax_cosine"], band["lax_phash_max"]
-        out.loc[sel, "band"] = _band_text(lo_px, hi_px)
+        band_of[sel] = b
+        texts.append(_band_text(lo_px, hi_px))
         todo &= ~sel
         lo_px = hi_px or lo_px
-    low = rule.get("low_information")
+    band_of[band_of < 0] = len(rule["size_bands"]) - 1
+    flat = np.zeros(n, bool)
     if low and "entropy_bits" in images:
         flat = (pd.to_numeric(images["entropy_bits"], errors="coerce") < low["entropy_bits_max"]).to_numpy()
-        out.loc[flat, "cosine"] = np.maximum(out.loc[flat, "cosine"], low["cosine"])
-        out.loc[flat, "phash_max"] = np.minimum(out.loc[flat, "phash_max"], low["phash_max"])
-        out.loc[flat, "lax_cosine"], out.loc[flat, "lax_phash_max"] = 2.0, 0
-        out.loc[flat, "band"] = [f"{b}, near-uniform (entropy under {low['entropy_bits_max']} bits)"
-                                 for b in out.loc[flat, "band"]]
-    return out
+    cut_text = {}
+    for b, band in enumerate(rule["size_bands"]):
+        for is_flat in ((False, True) if low else (False,)):
+            rows = (band_of == b) & (flat == is_flat)
+            cuts = band["cuts"] if not is_flat else [[max(c1, c2), min(p1, p2)] for c1, p1 in band["cuts"]
+                                                      for c2, p2 in low["cuts"]]
+            for k, (c, p) in enumerate(cuts):
+                cos[rows, k], ph[rows, k] = c, p
+            cut_text[(b, is_flat)] = _cuts_text(cuts)
+    band_text = [texts[b] + (f", near-uniform (entropy under {low['entropy_bits_max']} bits)" if f else "")
+                 for b, f in zip(band_of.tolist(), flat.tolist())]
+    cuts_text = [cut_text[(b, f)] for b, f in zip(band_of.tolist(), flat.tolist())]
+    return cos, ph, band_text, cuts_text
 
 
 def describe_near_rule(rule: dict) -> str:
     """The rule in words, for the checks table and the docs."""
     parts, lo_px = [], 0
     for band in rule["size_bands"]:
-        text = f"{_band_text(lo_px, band['max_short_side_px'])}: cosine >= {band['cosine']} with pHash distance <= {band['phash_max']}"
-        if band.get("lax_cosine") is not None:
-            text += f", or >= {band['lax_cosine']} with pHash <= {band['lax_phash_max']}"
-        parts.append(text)
+        parts.append(f"{_band_text(lo_px, band['max_short_side_px'])}: {_cuts_text(band['cuts'])}")
         lo_px = band["max_short_side_px"] or lo_px
     low = rule.get("low_information")
     if low:
-        parts.append(f"near-uniform images (entropy under {low['entropy_bits_max']} bits): cosine >= {low['cosine']} "
-                     f"with pHash <= {low['phash_max']}")
+        parts.append(f"near-uniform images (entropy under {low['entropy_bits_max']} bits) must also meet "
+                     f"{_cuts_text(low['cuts'])}")
     return "; ".join(parts)
 
 
@@ -207,12 +222,10 @@ class CheckContext:
         use = ok & first_copy
         ph = img["phash"].to_numpy(np.int64)
         # the whole descriptor array with a mask, not a copy of its rows (256 bytes an image)
-        cuts = near_cuts(img, self.near_rule)
-        cos_cut, ph_cut = cuts["cosine"].to_numpy(np.float32), cuts["phash_max"].to_numpy(np.int16)
-        lax_cut, lax_ph = cuts["lax_cosine"].to_numpy(np.float32), cuts["lax_phash_max"].to_numpy(np.int16)
-        i, j, cos = neardup.near_pairs(self.desc, cos_cut, lax_cut, ph, lax_ph, subset=use, strong_phash_max=ph_cut)
+        cos_cut, ph_cut, band_text, cuts_text = near_cuts(img, self.near_rule)
+        i, j, cos = neardup.near_pairs(self.desc, phash=ph, subset=use, cuts=(cos_cut, ph_cut))
         frames.append(pd.DataFrame({"a": i, "b": j, "kind": "near", "score": cos.astype(float),
-                                    "why": _near_why(i, j, cos, ph, cuts)}))
+                                    "why": _near_why(i, j, cos, ph, cos_cut, band_text, cuts_text)}))
         pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["a", "b", "kind", "score", "why"])
         pairs["a"], pairs["b"] = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
@@ -228,23 +241,13 @@ class CheckContext:
         return pairs
 
 
-def _near_why(i: np.ndarray, j: np.ndarray, cos: np.ndarray, phash: np.ndarray, cuts: pd.DataFrame) -> list[str]:
-    """Each near pair's evidence: its cosine and pHash distance, the cut they met, and why that cut (the size
-    band of the stricter of its two images)."""
+def _near_why(i, j, cos, phash, cos_cut, band_text, cuts_text) -> list[str]:
+    """Each near pair's evidence: its cosine and pHash distance, and the cuts it met: those of the stricter of its
+    two images (the one whose loosest cosine clause is higher: the smaller or the near-uniform one), and why."""
     if len(i) == 0:
         return []
     dist = neardup.hamming64(phash[i], phash[j])
-    c = cuts.to_numpy()  # cosine, phash_max, lax_cosine, lax_phash_max, band
-    cos_cut = cuts["cosine"].to_numpy()
-    strict = np.where(cos_cut[i] >= cos_cut[j], i, j)
-    other = np.where(strict == i, j, i)
-    out = []
-    for s, o, v, d in zip(strict.tolist(), other.tolist(), cos.tolist(), dist.tolist()):
-        cc, pc = max(c[s][0], c[o][0]), min(c[s][1], c[o][1])
-        if v >= cc and d <= pc:
-            cut = f"cosine {v:.3f} >= {cc:g} and pHash distance {d} <= {pc}"
-        else:
-            cut = (f"cosine {v:.3f} >= {max(c[s][2], c[o][2]):g} and pHash distance {d} <= "
-                   f"{min(c[s][3], c[o][3])} (the lax branch)")
-        out.append(f"{cut}; cut for {c[s][4]}")
-    return out
+    loosest = cos_cut.min(1)
+    strict = np.where(loosest[i] >= loosest[j], i, j)
+    return [f"cosine {v:.3f}, pHash distance {d}; cut for {band_text[s]}: {cuts_text[s]}"
+            for s, v, d in zip(strict.tolist(), cos.tolist(), dist.tolist())]

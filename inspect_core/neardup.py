@@ -51,6 +51,8 @@ class _Rule:
     def __init__(self, cos: np.ndarray, ph: np.ndarray, phash: np.ndarray | None):
         self.cos, self.ph, self.phash = cos, ph, phash
         self.lowest = float(cos.min()) if cos.size else 1.0
+        self.cos_min = cos.min(0).tolist() if cos.size else []
+        self.ph_max = ph.max(0).tolist() if ph.size else []
 
     def keep(self, x, i, j, d2_proj=None):
         """Confirm candidate pairs (i, j): returns (i, j, cosine) of those the rule accepts.
@@ -58,10 +60,11 @@ class _Rule:
         if len(i) and self.phash is not None and d2_proj is not None:
             # the projected distance bounds the cosine from above: drop pairs no clause of row i can accept
             # before reading the full vectors
+            # (with each clause's loosest cut over all rows: scalars, no per-row lookups on this hot path)
             dist = hamming64(self.phash[i], self.phash[j])
             sel = np.zeros(len(i), bool)
-            for k in range(self.cos.shape[1]):
-                sel |= (d2_proj <= 2.0 - 2.0 * self.cos[i, k] + 1e-4) & (dist <= self.ph[i, k])
+            for c, p in zip(self.cos_min, self.ph_max):
+                sel |= (d2_proj <= 2.0 - 2.0 * c + 1e-4) & (dist <= p)
             i, j = i[sel], j[sel]
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)

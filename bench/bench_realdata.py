@@ -1,14 +1,15 @@
 """Near duplicates, duplicate groups, conflicting labels and split leakage on real photos, per size band:
 precision and recall of the shipped rule beside the old one, on the same sets.
 
-    .venv/bin/python bench/bench_realdata.py            # builds bench/.data/realdata_<band> once, scans, evaluates
-    .venv/bin/python bench/bench_realdata.py --sheet    # also draws the flagged false pairs: bench/out/realdata_false_pairs.png
+    .venv/bin/python bench/bench_realdata.py          # builds bench/.data/realdata_<band> once, scans, evaluates
+    .venv/bin/python bench/bench_realdata.py --sheet  # and draws flagged false pairs: bench/out/realdata_false_pairs.png
 
 The sets (seeded, bench/photos.py): every real photograph available offline (the 20 scikit-image ships that
 need no download, plus scikit-learn's china and flower), cut per photo into distinct images that look alike
 (a 3x3 grid of tiles; four more tiles offset by half a tile, so each overlaps its neighbours by half: same
-scene, different shot; the whole photo; a 6x6 grid of tiles, each a zoomed quarter of a 3x3 tile; the two flattest tiles of an 8x8 grid: sky, page, dark field), each
-resized to the band's size (32x32, 64x64, 192x144, 800x600). Each distinct image gets one edited copy, the
+scene, different shot; the whole photo; a 6x6 grid of tiles, each a zoomed quarter of a 3x3 tile; the two
+flattest tiles of an 8x8 grid: sky, page, dark field), each resized to the band's size (32x32, 64x64, 192x144,
+800x600; pixel-identical results kept once). Each distinct image gets one edited copy, the
 edits cycling through JPEG re-encode, resize (50-90%), crop (2-5% per side), colour shift, all four at once,
 and a left-right flip. A fifth band is scikit-learn's 8x8 handwritten digits (400 distinct digits, many of
 one class alike) with one re-encoded or upscaled copy of every third. Labels: ten classes drawn at random
@@ -189,7 +190,7 @@ def evaluate(images: pd.DataFrame, desc: np.ndarray, rule: dict, chain_groups: b
     conflict = pairs["same_picture"].to_numpy() & (la != lb).to_numpy()
     label_of = dict(zip(ident[~copies], images["label"].to_numpy()[~copies]))
     planted = copies & (kind != "flip") & (images["label"].to_numpy() != np.array([label_of.get(i) for i in ident]))
-    planted_found = {int(r) for r, t in zip(np.where(copies[a], a, b)[conflict & true], [1] * int((conflict & true).sum()))}
+    planted_found = set(np.where(copies[a], a, b)[conflict & true].tolist())   # the copy's row of each true conflict
     res.update({"conflict_pairs": int(conflict.sum()),
                 "conflict_precision": float(true[conflict].mean()) if conflict.any() else 1.0,
                 "conflict_recall": len(planted_found & set(np.nonzero(planted)[0].tolist())) / max(int(planted.sum()), 1),

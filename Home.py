@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from inspect_core.checks.context import NEAR_THRESHOLD_DEFAULT
 from inspect_core.ui import state
 from inspect_core.ui.text import md_escape
 
@@ -62,17 +63,30 @@ if problem:
 
 st.text(f"Dataset: {root}  (format: {fmt})")
 scan = state.cached_scan(root, fmt)
+# the scan option lives in a plain session key too: a widget's value does not survive a page switch
+NEAR_KEY, NEAR_INPUT_KEY = state.NEAR_THRESHOLD_KEY, "di_home_near_threshold"
+if NEAR_INPUT_KEY not in st.session_state:
+    st.session_state[NEAR_INPUT_KEY] = st.session_state.get(NEAR_KEY, NEAR_THRESHOLD_DEFAULT)
+with st.expander("Scan options"):
+    st.slider("Near-duplicate cut (descriptor cosine, images over 48 px)", 0.80, 1.0, step=0.01, key=NEAR_INPUT_KEY,
+              help=f"Default {NEAR_THRESHOLD_DEFAULT}, set for precision (few false pairs). Smaller images and "
+                   "near-uniform ones get stricter cuts that move with this one. Lower finds more edited copies "
+                   "and more look-alikes. Applies at the next Scan or Rescan.")
+st.session_state[NEAR_KEY] = near = float(st.session_state[NEAR_INPUT_KEY])
 b1, b2 = st.columns([1, 5])
 if scan is None:
     st.info("This dataset has not been scanned yet. Scanning reads every file once; the result is saved "
             "in the workspace (outside the dataset) and reused next time.")
     if b1.button("Scan", key="di_home_scan", type="primary"):
-        scan = state.run_scan(root, fmt)
+        scan = state.run_scan(root, fmt, near_threshold=near)
         if scan is not None:
             st.rerun()
     st.stop()
+used = (scan.summary.get("near_rule") or {}).get("near_threshold")
+if used is not None and abs(used - near) > 1e-9:
+    b2.caption(f"This scan used a near-duplicate cut of {used}; Rescan to use {near}.")
 if b1.button("Rescan", key="di_home_rescan", help="Read the files again (after they changed)."):
-    scan = state.run_scan(root, fmt)
+    scan = state.run_scan(root, fmt, near_threshold=near)
     if scan is None:
         st.stop()
     st.rerun()

@@ -94,3 +94,43 @@ def write_jpegs(images, folder: Path, prefix: str = "img", quality: int = 90) ->
         im.save(folder / name, "JPEG", quality=quality)
         names.append(name)
     return names
+
+
+def sample_photos() -> list[Image.Image]:
+    """The scikit-image photos plus the two scikit-learn ships (china, flower): every real photograph
+    available offline."""
+    out = load_photos()
+    try:
+        from sklearn.datasets import load_sample_images
+
+        out += [Image.fromarray(a).convert("RGB") for a in load_sample_images().images]
+    except Exception:  # noqa: BLE001 - scikit-learn is optional
+        pass
+    return out
+
+
+EDIT_KINDS = ("jpeg", "resize", "crop", "colour", "all", "flip")
+
+
+def edit_as(im: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    """One near duplicate of ``im`` made by one edit a user meets: ``jpeg`` re-encode (q50-90), ``resize``
+    (50-100%, at least 16 px), ``crop`` (up to 5% per side), ``colour`` (brightness +/-15%, saturation +/-30%),
+    ``all`` (the four together, as ``edit``), ``flip`` (left-right mirror)."""
+    if kind == "all":
+        return edit(im, rng)
+    if kind == "flip":
+        return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if kind == "colour":
+        im = ImageEnhance.Brightness(im).enhance(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15) + 1)
+        return ImageEnhance.Color(im).enhance(rng.choice([-1, 1]) * rng.uniform(0.1, 0.3) + 1)
+    if kind == "crop":
+        w, h = im.size
+        f = rng.uniform(0.02, 0.05, 4)
+        return im.crop((int(w * f[0]), int(h * f[1]), w - int(w * f[2]), h - int(h * f[3])))
+    if kind == "resize":
+        s = rng.uniform(0.5, 0.9)
+        return im.resize((max(16, int(im.size[0] * s)), max(16, int(im.size[1] * s))), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=int(rng.integers(50, 91)))
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")

@@ -99,7 +99,8 @@ def cmd_scan(args) -> int:
         return error_line("scan", exc)
     try:
         result = scan(args.root, format=args.format, manifest=args.manifest, boxes=args.boxes,
-                      workspace=args.workspace, workers=args.workers, progress=_Bar())
+                      workspace=args.workspace, workers=args.workers, progress=_Bar(),
+                      near_threshold=args.near_threshold)
         out = Path(args.out) if args.out else result.workspace / "scan"
         result.save(out)
     except input_errors() as exc:
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: the scan folder in the workspace)")
     s.add_argument("--workspace", help="base folder for workspaces (default: $XDG_CACHE_HOME/dataset-inspector)")
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    s.add_argument("--near-threshold", type=float, metavar="COSINE", help="near-duplicate cosine cut for images over "
+                   "48 px; the other size bands' cuts move with it (default 0.94, set for precision; lower finds more)")
     s.add_argument("--fail-on", action="append", metavar="CHECK[:MAX_COUNT]",
                    help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); repeatable")
     s.set_defaults(func=cmd_scan)

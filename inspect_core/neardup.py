@@ -12,6 +12,7 @@ are added as candidates too (multi-index hashing), which catches near copies tha
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 BRUTE_FORCE_MAX = 8000
 PCA_DIM = 32
@@ -42,20 +43,28 @@ class UnitRows:
 
 
 class _Rule:
-    """The near-duplicate rule: cosine >= strong, or cosine >= weak with pHash distance <= phash_max."""
+    """The near-duplicate rule, with cuts per row: ``cos`` and ``ph`` are (n_rows, K) arrays of K clauses; row r
+    accepts a partner when, for some clause k, the cosine >= cos[r, k] and the pHash distance <= ph[r, k] (pad a
+    row's unused clauses with cosine 2). A pair is near when both of its rows accept it. Without pHashes only the
+    cosine clauses count."""
 
-    def __init__(self, strong: float, weak: float, phash: np.ndarray | None, phash_max: int):
-        self.strong, self.weak, self.phash, self.phash_max = strong, weak, phash, phash_max
-        self.lowest = weak if phash is not None else strong
+    def __init__(self, cos: np.ndarray, ph: np.ndarray, phash: np.ndarray | None):
+        self.cos, self.ph, self.phash = cos, ph, phash
+        self.lowest = float(cos.min()) if cos.size else 1.0
+        self.cos_min = cos.min(0).tolist() if cos.size else []
+        self.ph_max = ph.max(0).tolist() if ph.size else []
 
     def keep(self, x, i, j, d2_proj=None):
         """Confirm candidate pairs (i, j): returns (i, j, cosine) of those the rule accepts.
         ``d2_proj``: the pairs' projected squared distances, a lower bound of the full ones."""
         if len(i) and self.phash is not None and d2_proj is not None:
-            # a pair whose projected distance already rules out cosine >= strong can only pass through
-            # the pHash clause: test that cheap clause before reading the full vectors
-            maybe_strong = d2_proj <= 2.0 - 2.0 * self.strong + 1e-4
-            sel = maybe_strong | (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+            # the projected distance bounds the cosine from above: drop pairs no clause of row i can accept
+            # before reading the full vectors
+            # (with each clause's loosest cut over all rows: scalars, no per-row lookups on this hot path)
+            dist = hamming64(self.phash[i], self.phash[j])
+            sel = np.zeros(len(i), bool)
+            for c, p in zip(self.cos_min, self.ph_max):
+                sel |= (d2_proj <= 2.0 - 2.0 * c + 1e-4) & (dist <= p)
             i, j = i[sel], j[sel]
         if len(i) == 0:
             return i, j, np.zeros(0, np.float32)
@@ -66,10 +75,27 @@ class _Rule:
 
     def accept(self, i, j, sims):
         """The pairs (i, j) with full cosines ``sims`` that the rule accepts: (i, j, cosine)."""
-        ok = sims >= self.strong
-        if self.phash is not None:
-            ok |= (sims >= self.weak) & (hamming64(self.phash[i], self.phash[j]) <= self.phash_max)
+        dist = hamming64(self.phash[i], self.phash[j]) if self.phash is not None else None
+        ok = np.ones(len(i), bool)
+        for side in (i, j):
+            side_ok = np.zeros(len(i), bool)
+            for k in range(self.cos.shape[1]):
+                clause = sims >= self.cos[side, k]
+                if dist is not None:
+                    clause &= dist <= self.ph[side, k]
+                side_ok |= clause
+            ok &= side_ok
         return i[ok], j[ok], sims[ok]
+
+
+def rule_arrays(n: int, strong, weak=None, phash_max=0, strong_phash_max=64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row clause arrays for ``near_pairs(cuts=...)`` from the two-clause form: cosine >= strong with pHash
+    distance <= strong_phash_max, or cosine >= weak with pHash distance <= phash_max."""
+    cos = np.stack([np.broadcast_to(np.asarray(strong, np.float32), (n,)),
+                    np.broadcast_to(np.asarray(2.0 if weak is None else weak, np.float32), (n,))], axis=1)
+    ph = np.stack([np.broadcast_to(np.asarray(strong_phash_max, np.int16), (n,)),
+                   np.broadcast_to(np.asarray(phash_max, np.int16), (n,))], axis=1)
+    return cos, ph
 
 
 def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 512):
@@ -200,14 +226,19 @@ def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, wind
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
-def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash: np.ndarray | None = None,
-               phash_max: int = 0, seed: int = 0, subset: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) with descriptor cosine >= ``strong``, or >= ``weak`` and pHash distance <= ``phash_max``
-    (when ``phash`` is given): arrays (i, j, cosine). ``subset``: a boolean mask of the rows to compare (default
-    all); flat descriptors (all zeros) are never paired."""
+def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | None = None,
+               phash_max=0, seed: int = 0, subset: np.ndarray | None = None, strong_phash_max=64,
+               cuts: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) with descriptor cosine >= ``strong`` (and, when ``phash`` is given, pHash distance <=
+    ``strong_phash_max``), or cosine >= ``weak`` and pHash distance <= ``phash_max``: arrays (i, j, cosine).
+    Every cut is a number or an array with one value per row. ``cuts``: instead, per-row clauses (cosine and
+    pHash arrays of shape (n_rows, K), see ``_Rule``; ``rule_arrays`` makes them); a pair is near when both
+    rows' clauses accept it. ``subset``: a boolean mask of the rows to compare (default all); flat descriptors
+    (all zeros) are never paired."""
     x = UnitRows(desc)
-    rule = _Rule(strong, weak if weak is not None else strong, phash, phash_max)
+    if cuts is None:
+        cuts = rule_arrays(len(desc), strong, weak if phash is not None else None, phash_max, strong_phash_max)
+    rule = _Rule(cuts[0], cuts[1], phash)
     idx = np.nonzero(x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool)))[0]
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -226,7 +257,7 @@ def near_pairs(desc: np.ndarray, strong: float, weak: float | None = None, phash
         del y
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly
-        pi, pj = phash_candidates(phash, idx, phash_max)
+        pi, pj = phash_candidates(phash, idx, int(min(rule.ph[rule.cos <= 1.0].max(initial=0), 24)))
         pi, pj, ps = rule.keep(x, pi, pj)
         i, j, s = np.concatenate([i, pi]), np.concatenate([j, pj]), np.concatenate([s, ps])
     lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -240,26 +271,77 @@ def hamming64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)).view(np.uint64)).astype(np.int16)
 
 
-def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Group id per node (-1 for nodes in no pair); groups are the connected components of the pairs."""
-    parent: dict[int, int] = {}
+def star_groups(n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, max_members: int = 50):
+    """Duplicate groups without chaining: every member is paired with its group's representative.
 
-    def find(a):
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return root
+    Nodes are taken in order of how many pairs they have (most first; ties by the higher summed score, then
+    the lower row); an unassigned node becomes a representative and takes its unassigned partners, best score
+    first. A representative with more than ``max_members - 1`` partners gets several groups of at most
+    ``max_members`` images each, all with it as representative (``part``, ``n_parts`` say which). A node whose
+    partners were all taken by other groups stays in none (its pairs are still listed). O(pairs log pairs).
 
-    for a, b in zip(i.tolist(), j.tolist()):
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    out = np.full(n, -1, np.int64)
-    ids: dict[int, int] = {}
-    for node in sorted(parent):
-        out[node] = ids.setdefault(find(node), len(ids))
-    return out
+    Returns a DataFrame with one row per grouped node: node, group_id, representative, score_to_representative
+    (1 for the representative), part, n_parts."""
+    i, j, score = (np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(score, np.float64))
+    cols = ["node", "group_id", "representative", "score_to_representative", "part", "n_parts"]
+    if len(i) == 0:
+        return pd.DataFrame({c: np.zeros(0, np.float64 if c == "score_to_representative" else np.int64)
+                             for c in cols})
+    src, dst, sc = np.r_[i, j], np.r_[j, i], np.r_[score, score]
+    order = np.lexsort((-sc, src))                # by node, then best partner first
+    src, dst, sc = src[order], dst[order], sc[order]
+    starts = np.searchsorted(src, np.arange(n + 1))
+    degree = np.diff(starts)
+    strength = np.bincount(src, weights=sc, minlength=n)
+    nodes = np.nonzero(degree)[0]
+    nodes = nodes[np.lexsort((nodes, -strength[nodes], -degree[nodes]))]
+    assigned = np.zeros(n, bool)
+    out = []
+    gid = 0
+    per_group = max(1, max_members - 1)
+    for rep in nodes.tolist():
+        if assigned[rep]:
+            continue
+        nb, nb_sc = dst[starts[rep]:starts[rep + 1]], sc[starts[rep]:starts[rep + 1]]
+        free = ~assigned[nb]
+        nb, nb_sc = nb[free], nb_sc[free]
+        if len(nb) == 0:
+            continue
+        assigned[rep] = True
+        assigned[nb] = True
+        n_parts = -(-len(nb) // per_group)
+        for part in range(n_parts):
+            m, m_sc = nb[part * per_group:(part + 1) * per_group], nb_sc[part * per_group:(part + 1) * per_group]
+            out.append((np.r_[rep, m], gid, rep, np.r_[1.0, m_sc], part + 1, n_parts))
+            gid += 1
+    return pd.DataFrame({
+        "node": np.concatenate([o[0] for o in out]),
+        "group_id": np.concatenate([np.full(len(o[0]), o[1]) for o in out]),
+        "representative": np.concatenate([np.full(len(o[0]), o[2]) for o in out]),
+        "score_to_representative": np.concatenate([o[3] for o in out]),
+        "part": np.concatenate([np.full(len(o[0]), o[4]) for o in out]),
+        "n_parts": np.concatenate([np.full(len(o[0]), o[5]) for o in out]),
+    }, columns=cols)
+
+
+def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The duplicate groups as a scan saved them (``pairs.parquet``: group_id, to_representative, representative),
+    one row per member, the representative first: group_id, image_id, representative, score_to_representative (1
+    for the representative itself), part and n_parts (a representative's duplicates split over several groups).
+    Empty for a scan saved before groups had representatives."""
+    cols = ["group_id", "image_id", "representative", "score_to_representative", "part", "n_parts"]
+    if pairs is None or pairs.empty or "representative" not in pairs.columns:
+        return pd.DataFrame(columns=cols)
+    links = pairs[pairs["to_representative"].astype(bool)]
+    rep = links["representative"].to_numpy()
+    members = pd.DataFrame({"group_id": links["group_id"].to_numpy(), "representative": rep,
+                            "image_id": np.where(links["image_id_a"].to_numpy() == rep, links["image_id_b"],
+                                                 links["image_id_a"]),
+                            "score_to_representative": links["score"].to_numpy(float)})
+    heads = members.drop_duplicates("group_id").assign(image_id=lambda d: d["representative"],
+                                                        score_to_representative=1.0).sort_values("group_id")
+    heads["part"] = heads.groupby("representative").cumcount() + 1
+    heads["n_parts"] = heads.groupby("representative")["group_id"].transform("size")
+    out = pd.concat([heads, members.merge(heads[["group_id", "part", "n_parts"]], on="group_id")
+                     .sort_values(["group_id", "score_to_representative"], ascending=[True, False])])
+    return out.sort_values("group_id", kind="stable").reset_index(drop=True)[cols]

@@ -28,7 +28,7 @@ from . import filescan
 from .checks import REGISTRY, all_check_names, family_of
 from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
-from .checks.context import CheckContext
+from .checks.context import CheckContext, near_rule
 from .limits import LIMITS
 from .loaders import Dataset, DatasetError, load_dataset
 from .paths import is_within
@@ -447,12 +447,12 @@ def _code_version() -> str:
 _CODE_VERSION = None
 
 
-def _input_fingerprint(ds: Dataset, rows: pd.DataFrame) -> str:
+def _input_fingerprint(ds: Dataset, rows: pd.DataFrame, rule: dict) -> str:
     global _CODE_VERSION
     if _CODE_VERSION is None:
         _CODE_VERSION = _code_version()
-    parts = [_CODE_VERSION, ds.format, json.dumps(ds.classes), str(ds.has_boxes), str(ds.has_image_labels),
-             json.dumps(LIMITS, sort_keys=True)]
+    parts = [_CODE_VERSION, json.dumps(rule, sort_keys=True), ds.format, json.dumps(ds.classes), str(ds.has_boxes),
+             str(ds.has_image_labels), json.dumps(LIMITS, sort_keys=True)]
     for df in (ds.images, rows[["file_size_bytes", "mtime_ns"]], ds.annotations, ds.problems):
         if len(df):
             parts.append(f"{int(pd.util.hash_pandas_object(df.astype('str'), index=False).sum()) & ((1 << 64) - 1):x}")
@@ -461,9 +461,11 @@ def _input_fingerprint(ds: Dataset, rows: pd.DataFrame) -> str:
 
 
 def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, workers: int | None = None,
-         progress: Progress | None = None) -> ScanResult:
+         progress: Progress | None = None, near_threshold: float | None = None) -> ScanResult:
     """Load the dataset at ``root``, read every new or changed file once, run every check, save the result
-    in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache)."""
+    in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache).
+    ``near_threshold``: the near-duplicate cosine cut for images over 48 px (checks.context.near_rule; the
+    other cuts move with it); None keeps the default, set for precision."""
     t0 = time.perf_counter()
     ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
     ds.images, renames = namespace_metadata(ds.images)
@@ -476,19 +478,19 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     try:
         read = [rows, desc]
         del rows, desc
-        return _check_and_save(ds, ws, read, read_stats, t0)
+        return _check_and_save(ds, ws, read, read_stats, t0, near_rule(near_threshold))
     finally:
         if cache_writer is not None:
             cache_writer.join()
 
 
-def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: float) -> ScanResult:
+def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: float, rule: dict) -> ScanResult:
     """The second half of ``scan``: run the checks on the rows read, save and return the result. ``read`` is
     [rows, desc], emptied here so that the rows table is freed once it has become part of ``images``."""
     rows, desc = read
     read.clear()
     _release_freed_memory()
-    input_fp = _input_fingerprint(ds, rows)
+    input_fp = _input_fingerprint(ds, rows, rule)
     if read_stats["files_read"] == 0:
         # nothing on disk changed since the saved scan: its findings still hold
         prev = load_scan(ws)
@@ -505,7 +507,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     for name, column in box_stats(images, ann).items():
         images[name] = column.to_numpy()
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
-                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes)
+                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, near_rule=rule)
     findings = run_checks(ctx, ds.problems)
     _release_freed_memory()
     per_image = findings[findings["image_id"] != ""]
@@ -526,7 +528,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "findings_per_family": {k: int(v) for k, v in findings["family"].value_counts().items()},
         "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
         "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),
-        "reused_saved_scan": False, "input_fingerprint": input_fp,
+        "reused_saved_scan": False, "input_fingerprint": input_fp, "near_rule": rule,
         "notes": [_renames_note(ds.images.attrs["metadata_renames"])] if ds.images.attrs.get("metadata_renames") else [],
     }
     result = ScanResult(dataset=ds, workspace=ws, images=images, findings=findings, pairs=pairs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from inspect_core import neardup
 from inspect_core.ui import state, widgets
 from inspect_core.ui.text import label_text, md_escape
 
@@ -71,31 +72,86 @@ labels = images.set_index("image_id")["label"] if "label" in images.columns else
 splits = images.set_index("image_id")["split"] if "split" in images.columns else pd.Series(dtype="string")
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def group_members(fingerprint: str, _pairs: pd.DataFrame) -> pd.DataFrame:
+    return neardup.group_members(_pairs)
+
+
+def caption_of(iid: str, extra: str = "") -> str:
+    return f"{iid} | {label_text(labels.get(iid))} | {label_text(splits.get(iid))}{extra}"
+
+
+def open_button(iid: str, key: str) -> None:
+    st.button("Open", key=f"di_findings_open_{key}_{widgets._short_key(iid)}", on_click=widgets.select_image,
+              args=(iid,))
+
+
 def show_groups(sub: pd.DataFrame, key: str) -> None:
-    """Duplicate / leakage groups, the members of each side by side."""
+    """Duplicate / leakage groups, the members of each side by side: the representative first, then its
+    duplicates with their score to it (every member is a duplicate of the representative: groups never chain)."""
     groups = sub.dropna(subset=["group_id"]).groupby("group_id")
     gids = sorted(groups.groups)
     if not gids:
         st.dataframe(sub[["image_id", "check", "score", "detail"]], hide_index=True, width="stretch")
         return
+    members = group_members(str(scan.fingerprint), scan.pairs)
+    by_group = dict(tuple(members.groupby("group_id"))) if not members.empty else {}
     n_pages = (len(gids) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
     page = st.session_state.get(f"di_findings_{key}_pager") or 1
     st.text(f"{len(gids):,} groups; page {page} of {n_pages}")
     for gid in gids[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]:
-        members = groups.get_group(gid).drop_duplicates("image_id")
+        found = groups.get_group(gid).drop_duplicates("image_id")
         with st.container(border=True):
-            st.text(f"Group {gid}: {len(members)} images; {members['check'].iloc[0]}: {members['detail'].iloc[0]}")
-            shown = members.head(6)
+            g = by_group.get(gid)
+            if g is None:  # a scan saved before groups had representatives
+                st.text(f"Group {gid}: {len(found)} images; {found['check'].iloc[0]}: {found['detail'].iloc[0]}")
+                shown = [(iid, caption_of(iid)) for iid in found["image_id"].head(6)]
+            else:
+                rep, part, n_parts = g["representative"].iloc[0], int(g["part"].iloc[0]), int(g["n_parts"].iloc[0])
+                split = (f"; part {part} of {n_parts}: the representative has more duplicates than fit one group"
+                         if n_parts > 1 else "")
+                st.text(f"Group {gid}: {len(g)} images, each a duplicate of the representative {rep}{split}")
+                shown = [(r.image_id, caption_of(r.image_id, " | representative" if r.image_id == rep else
+                                                 f" | score to representative {r.score_to_representative:.3f}"))
+                         for r in g.head(6).itertuples(index=False)]
+                if len(g) > 6:
+                    st.caption(f"The first 6 of {len(g)}; the table below lists every finding.")
             cols = st.columns(max(len(shown), 2))
-            for col, rec in zip(cols, shown.to_dict(orient="records")):
+            for col, (iid, cap) in zip(cols, shown):
                 with col:
-                    iid = rec["image_id"]
-                    widgets.show_image(scan, iid, max_side_px=320,
-                                       caption=f"{iid} | {label_text(labels.get(iid))} | {label_text(splits.get(iid))}")
-                    st.button("Open", key=f"di_findings_open_{key}_{gid}_{widgets._short_key(iid)}",
-                              on_click=widgets.select_image, args=(iid,))
+                    widgets.show_image(scan, iid, max_side_px=320, caption=cap)
+                    open_button(iid, f"{key}_{gid}")
     if n_pages > 1:
         st.pagination(n_pages, key=f"di_findings_{key}_pager")
+
+
+def show_label_pairs() -> None:
+    """Conflicting labels: each pair of the same picture with two labels, side by side, both labels shown."""
+    pairs = scan.pairs
+    if pairs is None or pairs.empty or "same_picture" not in pairs.columns:
+        return
+    la, lb = pairs["label_a"], pairs["label_b"]
+    conflict = pairs[pairs["same_picture"] & la.notna() & lb.notna() & (la.astype(str) != lb.astype(str))]
+    if conflict.empty:
+        return
+    st.subheader("Conflicting labels: the same picture, two labels")
+    n_pages = (len(conflict) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
+    page = st.session_state.get("di_findings_label_pairs_pager") or 1
+    st.text(f"{len(conflict):,} pairs; page {page} of {n_pages}")
+    for n, p in enumerate(conflict.iloc[(page - 1) * GROUPS_PER_PAGE: page * GROUPS_PER_PAGE]
+                          .itertuples(index=False)):
+        with st.container(border=True):
+            st.caption(md_escape(f"{p.kind} duplicate: {p.why}"))
+            cols = st.columns(2)
+            for col, iid, label, split in ((cols[0], p.image_id_a, p.label_a, p.split_a),
+                                           (cols[1], p.image_id_b, p.label_b, p.split_b)):
+                with col:
+                    widgets.show_image(scan, iid, max_side_px=320)
+                    st.markdown(f"**label: {md_escape(label_text(label))}**")
+                    st.caption(md_escape(f"{iid} | {label_text(split)}"))
+                    open_button(iid, f"label_pair_{page}_{n}")
+    if n_pages > 1:
+        st.pagination(n_pages, key="di_findings_label_pairs_pager")
 
 
 def show_table(sub: pd.DataFrame) -> None:
@@ -130,6 +186,12 @@ elif family == "annotation":
             widgets.show_image(scan, iid, max_side_px=480, caption=f"{iid}: {checks}")
             st.button("Open", key=f"di_findings_open_ann_{widgets._short_key(iid)}",
                       on_click=widgets.select_image, args=(iid,))
+elif family == "label":
+    show_table(fam)
+    show_label_pairs()
+    others = fam[fam["check"] != "conflicting_labels"]
+    if not others.empty:
+        show_images(others, family)
 elif family == "balance":
     st.subheader("Class balance")
     bal = getattr(scan, "balance", None)

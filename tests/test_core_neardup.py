@@ -102,13 +102,32 @@ def test_hamming64():
     assert neardup.hamming64(a, a).tolist() == [0, 0, 0, 0, 0]
 
 
-def test_connected_groups():
-    i = np.array([0, 1, 5, 7, 8])
-    j = np.array([1, 2, 6, 8, 6])
-    assert neardup.connected_groups(10, i, j).tolist() == [0, 0, 0, -1, -1, 1, 1, 1, 1, -1]
-    assert neardup.connected_groups(3, np.array([], np.int64), np.array([], np.int64)).tolist() == [-1, -1, -1]
-    # a chain given in reverse order is still one group
-    assert neardup.connected_groups(4, np.array([2, 1, 0]), np.array([3, 2, 1])).tolist() == [0, 0, 0, 0]
+def test_star_groups_do_not_chain():
+    """A~B and B~C with A not ~ C: no group holds both A and C; every member is paired with its representative."""
+    # 0~1 (0.99), 1~2 (0.97); 0 and 2 are not a pair. 5~6, 5~7, 6~7: a clique of three
+    i, j, s = np.array([0, 1, 5, 5, 6]), np.array([1, 2, 6, 7, 7]), np.array([0.99, 0.97, 0.96, 0.98, 0.95])
+    g = neardup.star_groups(10, i, j, s)
+    assert g.to_dict("list") == {
+        "node": [1, 0, 2, 5, 7, 6], "group_id": [0, 0, 0, 1, 1, 1], "representative": [1, 1, 1, 5, 5, 5],
+        "score_to_representative": [1.0, 0.99, 0.97, 1.0, 0.98, 0.96], "part": [1] * 6, "n_parts": [1] * 6}
+    # a longer chain 0~1~2~3~4: the middle of each star is its representative, ends never meet
+    g = neardup.star_groups(5, np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4]), np.full(4, 0.97))
+    pairs = {(0, 1), (1, 2), (2, 3), (3, 4)}
+    for _, grp in g.groupby("group_id"):
+        rep = int(grp["representative"].iloc[0])
+        assert all(n == rep or (min(n, rep), max(n, rep)) in pairs for n in grp["node"])
+    assert neardup.star_groups(3, np.array([], np.int64), np.array([], np.int64), np.array([])).empty
+
+
+def test_star_groups_split_a_huge_group_and_state_it():
+    n_members = 120
+    i, j = np.zeros(n_members, np.int64), np.arange(1, n_members + 1)
+    g = neardup.star_groups(n_members + 1, i, j, np.linspace(1.0, 0.9, n_members), max_members=50)
+    assert g.groupby("group_id").size().tolist() == [50, 50, 23]        # 49 + 49 + 22 members, each with 0
+    assert (g["representative"] == 0).all() and (g["n_parts"] == 3).all()
+    assert sorted(g.loc[g["node"] != 0, "node"]) == list(range(1, n_members + 1))
+    first = g[g["group_id"] == 0]
+    assert first["score_to_representative"].iloc[1:].is_monotonic_decreasing  # best scores first
 
 
 # ----------------------------------------------------------------------------- perceptual hashes

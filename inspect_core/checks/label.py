@@ -1,12 +1,17 @@
 """label: image labels that are absent, outside the class list, or contradicted by a duplicate."""
 from __future__ import annotations
 
+from .context import NEAR_RULE
 from .registry import finding, register
 
 CHECKS = {
     "missing_label": "The image has no label (e.g. it sits directly in a split folder, or its manifest label is empty).",
     "unknown_label": "The label is not in the class list (classes.txt, data.yaml, or the COCO categories).",
-    "conflicting_labels": "An exact or near duplicate of this image carries a different label: one of them is wrong.",
+    "conflicting_labels": ("The same picture (an exact duplicate, or a near duplicate at the strict same-picture cut: "
+                           f"cosine >= {NEAR_RULE['same_picture']['cosine']} with pHash distance <= "
+                           f"{NEAR_RULE['same_picture']['phash_max']}, both with a contrast of at least "
+                           f"{NEAR_RULE['same_picture']['contrast_min']}) carries a different label: one of the two is "
+                           "wrong. The detail names both images and both labels."),
     "listed_twice": "The manifest lists this path more than once (maybe with different labels); the first row is used.",
 }
 
@@ -29,16 +34,16 @@ def check_label(ctx):
                                    "fix the label or add the class to classes.txt"))
     pairs = ctx.pairs
     if not pairs.empty:
+        # only pairs that are the same picture: a look-alike with another label is no evidence of a wrong label
         la, lb = pairs["label_a"], pairs["label_b"]
-        differ = la.notna() & lb.notna() & (la.astype("str") != lb.astype("str"))
+        differ = pairs["same_picture"] & la.notna() & lb.notna() & (la.astype("str") != lb.astype("str"))
         seen = set()
         for p in pairs.loc[differ].sort_values("score", ascending=False).itertuples(index=False):
-            for me, my_label, other, other_label in ((p.image_id_a, p.label_a, p.image_id_b, p.label_b),
-                                                     (p.image_id_b, p.label_b, p.image_id_a, p.label_a)):
+            text = (f"'{p.image_id_a}' is labelled '{p.label_a}' and '{p.image_id_b}' is labelled '{p.label_b}', "
+                    f"but they are the same picture ({p.kind}: {p.why})")
+            for me in (p.image_id_a, p.image_id_b):
                 if me in seen:
                     continue
                 seen.add(me)
-                out.append(finding(me, "conflicting_labels", p.score,
-                                   f"labelled '{my_label}' but its {p.kind} duplicate {other} "
-                                   f"(score {p.score:.3f}) is labelled '{other_label}'", p.group_id))
+                out.append(finding(me, "conflicting_labels", p.score, text, p.group_id))
     return out

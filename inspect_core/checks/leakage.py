@@ -6,8 +6,9 @@ import pandas as pd
 from .registry import finding, register
 
 CHECKS = {
-    "split_leakage": ("An exact or near duplicate of this image sits in another split (e.g. train vs test): "
-                      "evaluation on it measures memory, not generalisation. Every such pair is in pairs.parquet."),
+    "split_leakage": ("An exact or near duplicate of this image (a pair of the near-duplicate rule, which is set "
+                      "for precision) sits in another split (e.g. train vs test): evaluation on it measures memory, "
+                      "not generalisation. Every such pair is in pairs.parquet."),
 }
 
 
@@ -23,7 +24,7 @@ def check_leakage(ctx):
         for me, my_split, other, other_split in ((p.image_id_a, p.split_a, p.image_id_b, p.split_b),
                                                  (p.image_id_b, p.split_b, p.image_id_a, p.split_a)):
             out.append(finding(me, "split_leakage", p.score,
-                               f"{p.kind} duplicate (score {p.score:.3f}) in {my_split} of {other} in {other_split}",
+                               f"{p.kind} duplicate in {my_split} of {other} in {other_split} ({p.why})",
                                p.group_id))
     if not out:
         return []

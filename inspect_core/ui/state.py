@@ -36,6 +36,7 @@ URL_WRITTEN_KEY = "di_url_dataset"           # the (root, format) this session l
 LINK_NOTE_KEY = "di_link_note"
 SCAN_KEY = "di_scan_key"
 FORMATS = ("auto", "folder", "csv", "coco", "yolo")
+NEAR_THRESHOLD_KEY = "di_near_threshold"   # the home page's near-duplicate cut, kept across pages
 RECENT_MAX = 10
 APP_DIR = Path(__file__).resolve().parents[2]
 HOME_PAGE = "Home.py"
@@ -259,8 +260,9 @@ def plain_main_module():
                 sys.modules["__main__"] = saved
 
 
-def run_scan(root: str, fmt: str = "auto"):
-    """Scan ``root`` now with a progress bar; returns the ScanResult or None after showing the error."""
+def run_scan(root: str, fmt: str = "auto", near_threshold: float | None = None):
+    """Scan ``root`` now with a progress bar; returns the ScanResult or None after showing the error.
+    ``near_threshold``: the near-duplicate cut (inspect_core.scan's), None for the default."""
     import inspect_core
     root_real = str(real_root(root))
     bar = st.progress(0.0, text="Listing files...")
@@ -274,7 +276,7 @@ def run_scan(root: str, fmt: str = "auto"):
 
     try:
         with plain_main_module():
-            scan = inspect_core.scan(root_real, format=fmt, progress=progress)
+            scan = inspect_core.scan(root_real, format=fmt, progress=progress, near_threshold=near_threshold)
     except Exception as exc:  # a bad root / manifest is normal input: say what and what to do
         bar.empty()
         st.error(md_escape(f"Could not scan {root}: {exc}"))
@@ -311,7 +313,7 @@ def require_scan():
     if scan is None:
         st.warning(md_escape(f"{root} has not been scanned yet."))
         if st.button("Scan it now", key="di_scan_now"):
-            scan = run_scan(root, fmt)
+            scan = run_scan(root, fmt, st.session_state.get(NEAR_THRESHOLD_KEY))
         if scan is None:
             st.stop()
     if scan.images.empty:

@@ -95,6 +95,9 @@ def cmd_scan(args) -> int:
                 raise ValueError(f"--fail-on '{name}': unknown check or family; known: "
                                  f"{', '.join(list(REGISTRY) + all_check_names())}")
             rules.append((name, limit))
+        if args.near_threshold is not None:
+            from .checks.context import near_rule
+            near_rule(args.near_threshold)          # a cut that is no cosine is a usage error (exit 2)
     except ValueError as exc:
         return error_line("scan", exc)
     try:

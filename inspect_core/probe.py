@@ -199,8 +199,8 @@ def label_triage(result, *, trained_on=None, probe: bool = False, oof_probs: np.
         res = out_of_fold_probs(result.embeddings, table["label_index"].to_numpy(), len(result.class_names),
                                 **(probe_options or {}))
         oos, source = res.probs, "probe"
-        notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}): their label issues "
-                     f"come from {res.note}, and are ranked apart")
+        notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}) and ranked apart; "
+                     f"their label issues come from {res.note}")
     elif n_in:
         why = " (the model gave no embeddings for a probe)" if probe else ""
         notes.append(f"{n_in:,} labelled images are in-sample (the model was trained on {where}): their "

@@ -34,8 +34,10 @@ with st.expander("Model or predictions file" + (" (scored: open to change)" if s
                                    placeholder="/path/to/model.pt2", **mt.KEEP).strip()
         c0, c1, c2 = st.columns(3)
         form = mt.MODEL_FORMS[c0.selectbox("Model form", list(mt.MODEL_FORMS), key=mt.K + "form_kind", **mt.KEEP,
-                                           help="What the file is. A file whose contents are another form is "
-                                                "refused unread: a state dict is never loaded as a program.")]
+                                           help="What the file is. Auto: a state dict when a factory is given, a "
+                                                "torch.export program for a .pt2 name, else TorchScript. A file "
+                                                "whose contents are another form is refused unread: a state dict "
+                                                "is never loaded as a program.")]
         factory = c1.text_input("Factory for a state dict (module:function)", key=mt.K + "factory",
                                 placeholder="mypkg.models:make_model", **mt.KEEP).strip()
         pre_path = c2.text_input("Preprocessing JSON (optional; default: model.preprocess.json beside the model)",

@@ -133,7 +133,7 @@ def preprocess_form(class_names: list[str], key: str = K + "form") -> Preprocess
 
 
 # The "Model form" box: the user says what the file is (load_model refuses a file whose contents disagree).
-MODEL_FORMS = {"Auto: a factory means a state dict, .pt2 a torch.export program, else TorchScript": "auto",
+MODEL_FORMS = {"Auto (the reason is shown once loaded)": "auto",
                "TorchScript program": "torchscript", "torch.export program (.pt2)": "export",
                "State dict + factory (weights only)": "state_dict"}
 

@@ -46,7 +46,7 @@ with st.expander("Model or predictions file" + (" (scored: open to change)" if s
             st.info("Type the path of your trained model file to score every image, or switch to a predictions file. "
                     "The sample dataset ships one: sample_data/model/model.pt2.")
             st.stop()
-        if not Path(model_path).expanduser().is_file():
+        if not Path(model_path).expanduser().exists():     # a folder, pipe or device: load_model says which
             st.error(md_escape(f"Model file {model_path} not found. Check the path (it is read on this machine)."))
             st.stop()
         spec = mt.spec_for_model(model_path, pre_path, classes)

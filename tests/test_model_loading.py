@@ -476,3 +476,18 @@ def test_a_model_with_no_tappable_layer_says_why_the_embedding_sections_are_empt
     assert result.embeddings is None
     note = next(n for n in result.notes if "no embeddings" in n)
     assert "branch or loop" in note and "embed" in note and ".pt2" in note
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_the_page_names_a_pipe_given_as_the_model(tmp_path, sample_scan):
+    import os
+
+    from page_support import open_page
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    (tmp_path / "model.preprocess.json").write_text((MODEL_DIR / "model.preprocess.json").read_text())
+    at = open_page("pages/5_Model_triage.py")
+    at.text_input(key="di_mt_model").set_value(str(fifo)).run()       # opening it would hang the page
+    assert not at.exception
+    errors = [str(e.value).replace("\\", "") for e in at.error]
+    assert any("not a regular file" in e for e in errors), errors

@@ -26,6 +26,8 @@ DEFAULT_LIMITS: dict[str, int] = {
     "max_json_bytes": 1 << 30,
     # a manifest (CSV or Parquet) or a predictions file
     "max_table_bytes": 2 << 30,
+    # a model file (the largest public image classifiers are a few GB); refused before it is opened
+    "max_model_bytes": 8 << 30,
     # small text files: classes.txt, data.yaml, a YOLO label file, a preprocessing JSON, a predictions order
     "max_text_bytes": 64 << 20,
     # nesting of a JSON file (COCO, preprocessing)
@@ -106,10 +108,10 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_input_file(path: Path | str, what: str, limit: str) -> Path:
+def check_input_file(path: Path | str, what: str, limit: str, cap: int | None = None) -> Path:
     """The path of a file the program is asked to read, checked: it exists, is a regular file (not a folder,
-    pipe, device or socket, which could block or never end) and is at most ``LIMITS[limit]`` bytes.
-    Raises LimitError (a ValueError) with a one-line message otherwise."""
+    pipe, device or socket, which could block or never end) and is at most ``LIMITS[limit]`` bytes (``cap``
+    instead, when a caller passes its own). Raises LimitError (a ValueError) with a one-line message otherwise."""
     path = Path(path).expanduser()
     try:
         st = os.stat(path)
@@ -121,7 +123,7 @@ def check_input_file(path: Path | str, what: str, limit: str) -> Path:
         raise LimitError(f"{what} {path} is a folder; give a file")
     if not stat.S_ISREG(st.st_mode):
         raise LimitError(f"{what} {path} is not a regular file (a pipe, device or socket); give a file")
-    cap = LIMITS[limit]
+    cap = LIMITS[limit] if cap is None else cap
     if st.st_size > cap:
         raise LimitError(f"{what} {path} is {human_bytes(st.st_size)}, over the {human_bytes(cap)} cap "
                          f"({limit}); {how_to_raise(limit)}")

@@ -12,7 +12,7 @@ given; else a torch.export program for a ``.pt2`` name and a TorchScript program
 file's contents are then checked against that form (reading the zip listing or two bytes, running nothing),
 and a file whose contents disagree is refused with what it really is: a program is only ever loaded where
 the user chose a program form, and a state-dict path is only ever read with ``weights_only=True``. Only
-regular files under ``MAX_MODEL_FILE_BYTES`` are opened (no devices, pipes or sockets).
+regular files under the ``max_model_bytes`` cap (``limits.LIMITS``) are opened (no devices, pipes or sockets).
 
 Every failure raises ``ModelLoadError`` with a one-line message naming the file and what to do.
 """
@@ -24,7 +24,6 @@ import inspect
 import logging
 import os
 import pickle
-import stat
 import sys
 import threading
 import warnings
@@ -45,9 +44,6 @@ TRUST_WARNING = ("TorchScript and .pt2 files are programs, not data: load only m
 FORMATS = ("torchscript", "export", "state_dict")
 FORM_NAMES = {"torchscript": "TorchScript program", "export": "torch.export program",
               "state_dict": "state dict (weights only)"}
-# A model file larger than this is refused before it is opened (the largest public image classifiers
-# are a few GB); load_model(max_bytes=...) and the CLI's --max-model-mb change it.
-MAX_MODEL_FILE_BYTES = 8 * 1024 ** 3
 
 
 class ModelLoadError(RuntimeError):
@@ -153,21 +149,14 @@ def _advice(asked: str, found: str) -> str:
     return f"if you trust it, choose that form (CLI: --model-format {found}; app: Model form)"
 
 
-def check_model_file(path: Path, max_bytes: int = MAX_MODEL_FILE_BYTES) -> os.stat_result:
-    """The file's stat if it is a regular file of at most ``max_bytes``, else ModelLoadError (a device, a pipe,
-    a socket or a huge file is never opened)."""
+def check_model_file(path: Path, max_bytes: int | None = None) -> None:
+    """ModelLoadError unless ``path`` is a regular file of at most ``max_bytes`` (default the
+    ``max_model_bytes`` cap of ``limits.LIMITS``): a device, a pipe, a socket or a huge file is never opened."""
+    from .limits import LimitError, check_input_file
     try:
-        st = os.stat(path)                        # follows symlinks: a link to /dev/zero is a device
-    except OSError as exc:
-        raise ModelLoadError(f"model file {path} cannot be read ({exc.strerror}); check the path") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ModelLoadError(f"model path {path} is not a regular file (a device, pipe or socket); "
-                             "give the saved model file")
-    if st.st_size > max_bytes:
-        raise ModelLoadError(f"model file {path.name} is {st.st_size / 1e6:,.0f} MB, over the "
-                             f"{max_bytes / 1e6:,.0f} MB cap for model files; raise it with --max-model-mb "
-                             "(max_bytes= in Python) if the file is right")
-    return st
+        check_input_file(path, "model file", "max_model_bytes", max_bytes)
+    except LimitError as exc:
+        raise ModelLoadError(f"{exc} (or --max-model-mb; max_bytes= in Python)") from None
 
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
@@ -451,7 +440,7 @@ def check_model(module: Callable, spec: Preprocess, device: torch.device, name: 
 
 
 def load_model(path: Path | str, spec: Preprocess, *, factory: str | None = None, device: str | torch.device | None = None,
-               kind: str | None = None, max_bytes: int = MAX_MODEL_FILE_BYTES) -> LoadedModel:
+               kind: str | None = None, max_bytes: int | None = None) -> LoadedModel:
     """Load a model file in the form the user asked for (``choose_form``) and check it against ``spec``.
     A file whose contents are another form is refused before anything in it is loaded."""
     path = Path(path).expanduser()

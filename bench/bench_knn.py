@@ -5,7 +5,7 @@
 
 Embeddings are synthetic, shaped like a trained network's: 1,000 clusters, each spread along 8 directions,
 plus noise, with planted exact duplicates (0.1% of rows) and planted outliers (0.01%, far from every
-cluster). For each size it times ``inspect_core.knn.knn`` as the app calls it (exact up to
+cluster). For each size it times ``inspect_core.model.knn.knn`` as the app calls it (exact up to
 ``EXACT_MAX_ROWS`` rows, the inverted file above) and ``sanity.embedding_findings``, and measures the
 inverted file's recall: the share of the true 5 nearest neighbours it returns, on 2,000 random rows whose true
 neighbours are found by brute force against all rows. At the exact-search sizes the inverted file is also run
@@ -27,8 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inspect_core import knn as K  # noqa: E402
-from inspect_core.sanity import embedding_findings  # noqa: E402
+from inspect_core.model import knn as K  # noqa: E402
+from inspect_core.model.sanity import embedding_findings  # noqa: E402
 
 CHECK_ROWS = 2000
 

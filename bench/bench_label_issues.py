@@ -114,7 +114,7 @@ def loss_topk(probs, given, truth) -> dict:
 def run_both(probs, given, truth) -> dict:
     from cleanlab.filter import find_label_issues
 
-    from inspect_core.label_issues import find_issues_confident_learning
+    from inspect_core.model.label_issues import find_issues_confident_learning
     t = time.perf_counter()
     ours = find_issues_confident_learning(probs, given).issue_mask
     t_ours = time.perf_counter() - t
@@ -157,7 +157,7 @@ def scale(n: int, n_classes: int, runs: int) -> dict:
     """Seconds per call, ours and cleanlab, on one large synthetic set (median of ``runs``)."""
     from cleanlab.filter import find_label_issues
 
-    from inspect_core.label_issues import find_issues_confident_learning
+    from inspect_core.model.label_issues import find_issues_confident_learning
     probs, given, _ = family(n, n_classes, 0.1, 0, 1.0, "uniform", False)
     times = {"ours": [], "cleanlab": []}
     for _ in range(runs):
@@ -175,9 +175,9 @@ def sample_scenario() -> dict | None:
     import pandas as pd
 
     from inspect_core.loaders import load_dataset
-    from inspect_core.models import load_model
-    from inspect_core.preprocess import read_preprocess
-    from inspect_core.scoring import score_dataset
+    from inspect_core.model.models import load_model
+    from inspect_core.model.preprocess import read_preprocess
+    from inspect_core.model.scoring import score_dataset
     root = HERE.parent / "sample_data"
     if not (root / "model" / "model.pt2").exists():
         return None

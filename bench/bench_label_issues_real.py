@@ -155,7 +155,7 @@ def make_noisy(x, y, scenario: str, rate: float, seed: int, confused: np.ndarray
 
 def ranking_ours(probs, given, settings=None) -> tuple[np.ndarray, np.ndarray]:
     """(flag mask, ranking: flagged by cl_margin, then the rest by it) as rank_label_issues orders them."""
-    from inspect_core.label_issues import find_issues_confident_learning
+    from inspect_core.model.label_issues import find_issues_confident_learning
     cl = find_issues_confident_learning(probs, given, settings=settings)
     order = np.lexsort((-np.nan_to_num(cl.margin, nan=-np.inf), ~cl.issue_mask))
     return cl.issue_mask, order

@@ -1,4 +1,4 @@
-"""The K-fold linear probe (inspect_core/probe.py): its cost at 1,000,000 x 512, and what it changes for label
+"""The K-fold linear probe (inspect_core/model/probe.py): its cost at 1,000,000 x 512, and what it changes for label
 issues on a training split, on real images.
 
     PYTHONPATH=. .venv/bin/python bench/bench_probe.py cost --n 1000000 --dim 512 --runs 3
@@ -9,7 +9,7 @@ cost: synthetic clustered embeddings (10 classes), the whole out_of_fold_probs c
 train-split: real images (the 1,797 handwritten digits scikit-learn ships, 8x8 px, no download), 70% as the
 training split with 10% of its labels flipped (uniformly to another class), 30% held out. A small MLP is trained
 on the training split as given (flips included) until it fits it (the usual case: a network memorises its
-training labels), then confident learning (inspect_core.label_issues) flags label errors on the training split
+training labels), then confident learning (inspect_core.model.label_issues) flags label errors on the training split
 twice: from the network's own, in-sample probabilities, and from the probe's out-of-fold probabilities on the
 network's hidden-layer embeddings. Precision and recall of the flags against the flipped rows, per seed and the
 median over the seeds, for networks trained 40, 150 and 400 epochs: from one that has not fitted the flips yet
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspect_core.label_issues import find_issues_confident_learning
-from inspect_core.probe import out_of_fold_probs
+from inspect_core.model.label_issues import find_issues_confident_learning
+from inspect_core.model.probe import out_of_fold_probs
 
 HERE = Path(__file__).resolve().parent
 

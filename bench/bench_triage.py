@@ -53,8 +53,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_gallery import make_files, median_s, synthetic_scan  # noqa: E402
 
-from inspect_core.sanity import baselines  # noqa: E402
-from inspect_core.scoring import per_class_metrics, score_predictions  # noqa: E402
+from inspect_core.model.sanity import baselines  # noqa: E402
+from inspect_core.model.scoring import per_class_metrics, score_predictions  # noqa: E402
 from inspect_core.ui import model_triage as mt  # noqa: E402
 
 PAGE = "pages/5_Model_triage.py"

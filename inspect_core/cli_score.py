@@ -71,7 +71,7 @@ def _read_preprocess_checked(path):
     """``read_preprocess`` of a file checked first: a regular file within ``max_text_bytes``, JSON nested at most
     ``max_json_depth`` deep (LimitError / PreprocessError with one line otherwise)."""
     from .limits import load_json, read_input_bytes
-    from .preprocess import PreprocessError, read_preprocess
+    from .model.preprocess import PreprocessError, read_preprocess
 
     data = read_input_bytes(path, "preprocess file", "max_text_bytes")
     try:
@@ -95,12 +95,12 @@ def _load_dataset(args):
 
 
 def run(args) -> int:
-    from .models import ModelLoadError, load_model
-    from .probe import label_triage, merge_out_of_fold
+    from .model.models import ModelLoadError, load_model
+    from .model.probe import label_triage, merge_out_of_fold
     from .limits import LimitError, read_input_bytes
-    from .preprocess import PreprocessError, find_sidecar, sidecar_name
-    from .sanity import baselines, baselines_frame, class_alarms, embedding_findings
-    from .scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
+    from .model.preprocess import PreprocessError, find_sidecar, sidecar_name
+    from .model.sanity import baselines, baselines_frame, class_alarms, embedding_findings
+    from .model.scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
     from .workspace import workspace_dir
 
     root = Path(args.root)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspect_core.models import FORM_NAMES, TRUST_WARNING, ModelLoadError
-from inspect_core.scoring import PredictionsError, cached_scores, score_predictions
+from inspect_core.model.models import FORM_NAMES, TRUST_WARNING, ModelLoadError
+from inspect_core.model.scoring import PredictionsError, cached_scores, score_predictions
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape

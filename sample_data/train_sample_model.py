@@ -12,7 +12,7 @@ high-loss instead of being memorised. Writes:
   model_state.pt        state dict; factory inspect_core.sample_model:make_model
   model.preprocess.json the preprocessing (input size, resize, mean/std, channel order, class names)
   training.json         what was trained (epochs, losses, accuracy per split, elapsed)
-The model sees the images exactly as inspect_core.preprocess.image_to_array makes them, the same
+The model sees the images exactly as inspect_core.model.preprocess.image_to_array makes them, the same
 function the app uses for scoring and for "what the model sees".
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch import nn  # noqa: E402
 
 from inspect_core.loaders import load_dataset  # noqa: E402
 from inspect_core.paths import resolve_inside  # noqa: E402
-from inspect_core.preprocess import Preprocess, image_to_array, load_image_file  # noqa: E402
+from inspect_core.model.preprocess import Preprocess, image_to_array, load_image_file  # noqa: E402
 from inspect_core.sample_model import make_model  # noqa: E402
 
 SEED = 0

@@ -32,9 +32,9 @@ def texts(at: AppTest) -> str:
 def write_sample_predictions(images, path: Path):
     """Score ``images`` of sample_data with the sample model and write its probabilities as a predictions CSV
     (image_id, prob_<class>) at ``path``. Returns the ScoreResult."""
-    from inspect_core.models import load_model
-    from inspect_core.preprocess import read_preprocess
-    from inspect_core.scoring import score_dataset
+    from inspect_core.model.models import load_model
+    from inspect_core.model.preprocess import read_preprocess
+    from inspect_core.model.scoring import score_dataset
     model_dir = SAMPLE / "model"
     res = score_dataset(load_model(model_dir / "model.pt2", read_preprocess(model_dir / "model.preprocess.json")),
                         SAMPLE, images, workers=0)

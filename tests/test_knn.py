@@ -1,11 +1,11 @@
-"""inspect_core.knn: exact cosine kNN, and the inverted-file search used above EXACT_MAX_ROWS rows."""
+"""inspect_core.model.knn: exact cosine kNN, and the inverted-file search used above EXACT_MAX_ROWS rows."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from inspect_core import knn as K
-from inspect_core.sanity import embedding_findings
+from inspect_core.model import knn as K
+from inspect_core.model.sanity import embedding_findings
 
 
 def clustered(n: int, dims: int, n_clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -111,8 +111,8 @@ def test_embedding_findings_skip_nan_rows_without_losing_ids():
 def test_embedding_findings_are_kept_beside_the_scores(tmp_path, monkeypatch):
     import pandas as pd
 
-    import inspect_core.sanity as sanity
-    from inspect_core import scoring
+    import inspect_core.model.sanity as sanity
+    from inspect_core.model import scoring
     emb = clustered(300, 16, seed=6)
     emb[5] = emb[100]
     table = pd.DataFrame({"image_id": pd.array([f"i{i}" for i in range(300)], dtype="string")})
@@ -147,7 +147,7 @@ def test_embedding_findings_are_kept_beside_the_scores(tmp_path, monkeypatch):
 
 
 def test_outliers_flagged_by_the_approximate_search_are_confirmed_exactly(monkeypatch):
-    import inspect_core.sanity as sanity
+    import inspect_core.model.sanity as sanity
     emb = clustered(5000, 64, seed=5)
     emb[50] = np.random.default_rng(1).standard_normal(64).astype(np.float32) * 30     # a true outlier
     real_knn = sanity.knn

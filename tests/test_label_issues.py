@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core.label_issues import (CL_SETTINGS, class_auc, find_issues_confident_learning, model_problems,
+from inspect_core.model.label_issues import (CL_SETTINGS, class_auc, find_issues_confident_learning, model_problems,
                                        triage_labels)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -112,9 +112,9 @@ def test_sample_data_rare_class_is_a_model_problem_and_planted_mislabels_are_fla
     # labelled hexagons flagged with "circle" as the fix. Now: 9 flags, 7 planted (precision 0.78, recall 7/9);
     # the two planted rows left unflagged are the model's errors too (listed, mispredicted, in the worst losses).
     from inspect_core.loaders import load_dataset
-    from inspect_core.models import load_model
-    from inspect_core.preprocess import read_preprocess
-    from inspect_core.scoring import score_dataset
+    from inspect_core.model.models import load_model
+    from inspect_core.model.preprocess import read_preprocess
+    from inspect_core.model.scoring import score_dataset
     ds = load_dataset(SAMPLE)
     spec = read_preprocess(SAMPLE / "model" / "model.preprocess.json")
     res = score_dataset(load_model(SAMPLE / "model" / "model.pt2", spec, device="cpu"), SAMPLE, ds.images, workers=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from inspect_core.label_issues import find_issues_confident_learning, trained_on_mask, triage_labels
-from inspect_core.scoring import build_table
+from inspect_core.model.label_issues import find_issues_confident_learning, trained_on_mask, triage_labels
+from inspect_core.model.scoring import build_table
 
 CLASSES = ["a", "b", "c"]
 

@@ -1,6 +1,6 @@
 """Confident learning edge cases: probabilities at the threshold, exact ties when the calibrated joint is
 rounded, and the posterior that picks which examples to flag. Expected answers are worked out by hand from the
-rules in inspect_core/label_issues.py's docstring."""
+rules in inspect_core/model/label_issues.py's docstring."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspect_core.label_issues import (CL_SETTINGS, TEMPERATURES, find_issues_confident_learning, first_in_order,
+from inspect_core.model.label_issues import (CL_SETTINGS, TEMPERATURES, find_issues_confident_learning, first_in_order,
                                        fit_temperature, noise_matrix, position_at_rank, posterior,
                                        round_calibrated_joint, tempered)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core import scoring as S
+from inspect_core.model import scoring as S
 from inspect_core.loaders import load_dataset
-from inspect_core.sanity import baselines, baselines_frame
+from inspect_core.model.sanity import baselines, baselines_frame
 
 
 def _labels(ds) -> list:

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-import inspect_core.scoring as S
+import inspect_core.model.scoring as S
 from inspect_core.loaders import load_dataset
-from inspect_core.models import load_model
-from inspect_core.preprocess import read_preprocess
+from inspect_core.model.models import load_model
+from inspect_core.model.preprocess import read_preprocess
 from inspect_core.sample_model import make_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_a_folder_or_a_bool_array_is_named_for_what_it_is(tmp_path, dataset):
 # ---------------------------------------------------------------------------------------- models
 
 def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones():
-    from inspect_core.models import ModelLoadError, logits_of
+    from inspect_core.model.models import ModelLoadError, logits_of
     with pytest.raises(ModelLoadError, match="keys scores, aux.*'logits', 'out' or 'output'"):
         logits_of({"scores": torch.zeros(1, 5), "aux": torch.zeros(1)})
 
@@ -219,7 +219,7 @@ def _save(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def test_an_empty_image_file_is_named_as_empty(tmp_path, spec):
-    from inspect_core.preprocess import load_image_file
+    from inspect_core.model.preprocess import load_image_file
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(OSError, match=r"empty file \(0 bytes\)"):
@@ -240,7 +240,7 @@ def test_cli_says_when_the_dataset_has_no_images(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------- round 2
 
 def test_sidecar_lookup_prefers_the_longest_matching_name_and_never_another_models_file(tmp_path):
-    from inspect_core.preprocess import find_sidecar
+    from inspect_core.model.preprocess import find_sidecar
     for name in ("model.ts.pt", "model.v2.ts.pt", "model.preprocess.json", "model.v2.preprocess.json"):
         (tmp_path / name).write_text("{}")
     assert find_sidecar(tmp_path / "model.v2.ts.pt") == tmp_path / "model.v2.preprocess.json"
@@ -348,7 +348,7 @@ def test_the_page_reloads_an_edited_factory(tmp_path, monkeypatch, spec):
 
 
 def test_the_suggested_sidecar_name_is_the_models_own():
-    from inspect_core.preprocess import sidecar_candidates, sidecar_name
+    from inspect_core.model.preprocess import sidecar_candidates, sidecar_name
     assert sidecar_name("runs/net.v3.ts.pt") == "net.v3.preprocess.json"
     assert sidecar_name("model.pt2") == "model.preprocess.json" and sidecar_name("best.ckpt.pt") == "best.preprocess.json"
     # and the lookup tries it before any shorter name
@@ -385,7 +385,7 @@ def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dat
     torch.jit.script(FailsOnBright(_inner())).save(str(path))
     model = load_model(path, spec)
     # the images it fails on first: those whose model input is bright, then the others
-    from inspect_core.preprocess import what_the_model_sees
+    from inspect_core.model.preprocess import what_the_model_sees
     images = dataset.images[dataset.images["label"].isin(CLASSES)].copy()
 
     def input_mean(image_id):
@@ -403,7 +403,7 @@ def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dat
 
 
 def test_sidecar_fallback_ignores_files_that_are_not_models(tmp_path):
-    from inspect_core.preprocess import find_sidecar
+    from inspect_core.model.preprocess import find_sidecar
     for name in ("model.preprocess.json", "model.preprocess.json~", "best.pt"):
         (tmp_path / name).write_text("{}")
     assert find_sidecar(tmp_path / "best.pt") == tmp_path / "model.preprocess.json"
@@ -416,7 +416,7 @@ def test_sidecar_fallback_ignores_files_that_are_not_models(tmp_path):
 
 def test_the_page_does_not_run_a_factory_package_outside_the_safe_import(tmp_path, monkeypatch, spec):
     import sys
-    from inspect_core.models import ModelLoadError
+    from inspect_core.model.models import ModelLoadError
     from inspect_core.ui import model_triage as mt
     pkg = tmp_path / "badpkg_t"
     pkg.mkdir()

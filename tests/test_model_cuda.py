@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_core import models as M
-from inspect_core.preprocess import image_to_array, image_to_pixels, load_image_file, normalize_batch, read_preprocess
+from inspect_core.model import models as M
+from inspect_core.model.preprocess import image_to_array, image_to_pixels, load_image_file, normalize_batch, read_preprocess
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 
@@ -42,7 +42,7 @@ def test_device_normalisation_on_cuda_matches_the_cpu_array(spec):
 
 @pytest.mark.parametrize("name,factory", FORMS)
 def test_every_form_scores_on_cuda_like_on_the_cpu(spec, images, name, factory):
-    from inspect_core.scoring import score_dataset
+    from inspect_core.model.scoring import score_dataset
     gpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cuda")
     cpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cpu")
     assert gpu.device.type == "cuda"
@@ -57,7 +57,7 @@ def test_every_form_scores_on_cuda_like_on_the_cpu(spec, images, name, factory):
 
 
 def test_batch_independence_holds_on_cuda(spec, images):
-    from inspect_core.sanity import batch_independence
+    from inspect_core.model.sanity import batch_independence
     gpu = M.load_model(MODEL_DIR / "model.ts.pt", spec, device="cuda")
     arrays = []
     for image_id in images["image_id"]:
@@ -72,15 +72,15 @@ def test_batch_independence_holds_on_cuda(spec, images):
 
 
 def _nvjpeg_available() -> bool:
-    from inspect_core.gpu_decode import available_decoder
+    from inspect_core.model.gpu_decode import available_decoder
     return torch.cuda.is_available() and available_decoder(torch.device("cuda")) is not None
 
 
 @pytest.mark.skipif(not _nvjpeg_available(), reason="needs CUDA and torchvision (nvJPEG)")
 def test_nvjpeg_decoder_scores_like_pillow(spec, images):
     """decoder="gpu" (workers read bytes, nvJPEG decodes, torch resizes on the GPU) against the Pillow path."""
-    from inspect_core.gpu_decode import what_the_model_sees_as
-    from inspect_core.scoring import score_dataset
+    from inspect_core.model.gpu_decode import what_the_model_sees_as
+    from inspect_core.model.scoring import score_dataset
     gpu = M.load_model(MODEL_DIR / "model.pt2", spec, device="cuda")
     res_gpu = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="gpu")
     res_pil = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="pillow")
@@ -106,7 +106,7 @@ def test_nvjpeg_decoder_scores_like_pillow(spec, images):
 
 
 def test_geometry_tensor_on_cuda_matches_the_cpu(spec):
-    from inspect_core.preprocess import geometry_tensor
+    from inspect_core.model.preprocess import geometry_tensor
     img = load_image_file(SAMPLE / "train" / "circle" / "circle_0003.jpg").convert("RGB")
     x = torch.from_numpy(np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)))
     for resize in ("stretch", "shorter_then_center_crop", "center_crop", "letterbox"):

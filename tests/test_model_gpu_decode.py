@@ -1,4 +1,4 @@
-"""GPU JPEG decoding (inspect_core/gpu_decode.py) on the CPU: the plumbing with a Pillow-based stand-in for
+"""GPU JPEG decoding (inspect_core/model/gpu_decode.py) on the CPU: the plumbing with a Pillow-based stand-in for
 torchvision's decode_jpeg, ``preprocess.geometry_tensor`` against Pillow's ``geometry``, and the decoder choice.
 The real nvJPEG path is checked on a GPU by tests/test_model_cuda.py."""
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inspect_core import gpu_decode as G
-from inspect_core import scoring as S
-from inspect_core.models import LoadedModel
-from inspect_core.preprocess import (Preprocess, geometry, geometry_tensor, image_to_pixels, rgb_to_l_tensor,
+from inspect_core.model import gpu_decode as G
+from inspect_core.model import scoring as S
+from inspect_core.model.models import LoadedModel
+from inspect_core.model.preprocess import (Preprocess, geometry, geometry_tensor, image_to_pixels, rgb_to_l_tensor,
                                      what_the_model_sees)
 
 REPO = Path(__file__).resolve().parents[1]

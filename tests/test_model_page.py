@@ -116,7 +116,7 @@ def test_predictions_file_needs_no_model(sample_scan, tmp_path):
 
 
 def test_confusion_helpers_and_cell_selection():
-    from inspect_core.scoring import build_table, confusion_matrix, per_class_metrics
+    from inspect_core.model.scoring import build_table, confusion_matrix, per_class_metrics
     from inspect_core.ui import model_triage as mt
     import numpy as np
     names = ["a", "b", "c"]
@@ -134,7 +134,7 @@ def test_confusion_helpers_and_cell_selection():
     assert len(pts) == 9 and int(pts.loc[(pts["given"] == "c") & (pts["predicted"] == "b"), "count"].iloc[0]) == 1
     assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "c"}]}}) == ("c", "b")
     assert mt.selected_cell({"selection": {"points": []}}) is None
-    from inspect_core.label_issues import rank_label_issues
+    from inspect_core.model.label_issues import rank_label_issues
     issues = rank_label_issues(table, probs, names)
     rows = mt.filter_scores(issues, pair=("c", "b"))
     assert list(rows["image_id"]) == ["i4"]
@@ -151,8 +151,8 @@ def test_confusion_helpers_and_cell_selection():
 def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monkeypatch):
     """The embedding kNN, the confusion matrix and the image_id index are computed once per result; reruns
     (every tab runs on each) reuse them."""
-    import inspect_core.sanity as sanity
-    import inspect_core.scoring as scoring
+    import inspect_core.model.sanity as sanity
+    import inspect_core.model.scoring as scoring
     from inspect_core.ui import model_triage as mt
     calls = {"knn": 0, "confusion": 0, "index": 0}
 
@@ -201,7 +201,7 @@ def test_a_gpu_model_offers_exact_pillow_decoding(sample_scan, monkeypatch):
     monkeypatch.setattr(mt, "get_model", lambda *a, **k: dataclasses.replace(real_get(*a, **k),
                                                                               device=torch.device("cuda")))
     monkeypatch.setattr(mt, "run_scoring", lambda model, scan, **kw: seen.append(kw.get("decoder")))
-    import inspect_core.scoring as scoring
+    import inspect_core.model.scoring as scoring
     monkeypatch.setattr(scoring, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
     at = _page(sample_scan)
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()

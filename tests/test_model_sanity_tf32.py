@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from inspect_core import sanity
+from inspect_core.model import sanity
 
 
 def test_overlapping_checks_restore_tf32():

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inspect_core import scoring as S
-from inspect_core.label_issues import find_issues_confident_learning, rank_label_issues, recall_at_k
-from inspect_core.models import LoadedModel
-from inspect_core.preprocess import Preprocess, PreprocessError, decode_array, image_to_array, read_preprocess
-from inspect_core.sanity import baselines, batch_independence, embedding_findings
+from inspect_core.model import scoring as S
+from inspect_core.model.label_issues import find_issues_confident_learning, rank_label_issues, recall_at_k
+from inspect_core.model.models import LoadedModel
+from inspect_core.model.preprocess import Preprocess, PreprocessError, decode_array, image_to_array, read_preprocess
+from inspect_core.model.sanity import baselines, batch_independence, embedding_findings
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "sample_data" / "model"
@@ -84,7 +84,7 @@ def test_preprocess_round_trip_and_bgr(tmp_path):
 @pytest.mark.parametrize("order", ["RGB", "BGR", "L"])
 def test_device_normalisation_is_the_same_arithmetic_as_image_to_array(order):
     # scoring ships uint8 pixels and normalises on the device; the model must get exactly image_to_array's input
-    from inspect_core.preprocess import image_to_pixels, normalize_batch
+    from inspect_core.model.preprocess import image_to_pixels, normalize_batch
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
     mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if order != "L" else ([0.4], [0.3])
@@ -99,7 +99,7 @@ def test_device_normalisation_is_the_same_arithmetic_as_image_to_array(order):
 
 @pytest.mark.parametrize("interp", ["bilinear", "bicubic", "nearest"])
 def test_shorter_then_crop_resizes_only_the_crop_yet_equals_resize_then_crop(interp):
-    from inspect_core.preprocess import INTERPOLATIONS, geometry
+    from inspect_core.model.preprocess import INTERPOLATIONS, geometry
     rng = np.random.default_rng(1)
     small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)            # smooth-ish photo-like content
     img = Image.fromarray(small).resize((97, 61), Image.Resampling.BICUBIC)
@@ -445,7 +445,7 @@ def test_gpu_style_settings_run_on_cpu(tmp_path):
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this OS")
 def test_fifo_in_dataset_gives_an_error_row_never_a_hang(tmp_path):
     import os
-    from inspect_core.preprocess import load_image_file
+    from inspect_core.model.preprocess import load_image_file
     root = tmp_path / "data"
     root.mkdir()
     Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "ok.png")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspect_core.preprocess import (MAX_SIDE_PX, Preprocess, PreprocessError, decode_array, image_to_pixels,
+from inspect_core.model.preprocess import (MAX_SIDE_PX, Preprocess, PreprocessError, decode_array, image_to_pixels,
                                      load_image_file, read_preprocess, what_the_model_sees)
 
 BASE = {"input_size": [16, 12], "class_names": ["a", "b"], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}

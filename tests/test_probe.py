@@ -1,10 +1,10 @@
-"""The K-fold linear probe (inspect_core/probe.py): out-of-fold by construction, useful on separable data."""
+"""The K-fold linear probe (inspect_core/model/probe.py): out-of-fold by construction, useful on separable data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from inspect_core.probe import PROBE_DEFAULTS, out_of_fold_probs, stratified_folds
+from inspect_core.model.probe import PROBE_DEFAULTS, out_of_fold_probs, stratified_folds
 
 
 def _clusters(n_per_class: int = 200, n_classes: int = 3, dim: int = 32, seed: int = 0):

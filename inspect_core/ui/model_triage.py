@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspect_core.gpu_decode import NVJPEG, what_the_model_sees_as
-from inspect_core.models import TRUST_WARNING, ModelLoadError, load_model
-from inspect_core.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE_PX, RESIZE_MODES,
+from inspect_core.model.gpu_decode import NVJPEG, what_the_model_sees_as
+from inspect_core.model.models import TRUST_WARNING, ModelLoadError, load_model
+from inspect_core.model.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE_PX, RESIZE_MODES,
                                      Preprocess, PreprocessError, find_sidecar, read_preprocess, sidecar_name)
 from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
@@ -153,7 +153,7 @@ def get_model(path: str, spec: Preprocess, factory: str | None, kind: str = "aut
     except OSError:
         stamp = "missing"
     if factory:                                     # an edited factory module is a different model
-        from inspect_core.models import import_factory
+        from inspect_core.model.models import import_factory
         import_factory(factory)                     # imported (or reloaded when edited) safely; ModelLoadError
         stamp += f":{_factory_stamp(factory)}"
     return _cached_model(str(p), stamp, json.dumps(spec.to_dict(), sort_keys=True), factory, kind)
@@ -210,7 +210,7 @@ def decoder_choice(model) -> str:
 
 def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "auto"):
     """Score with a progress bar; a click on Cancel stops it (Streamlit interrupts the run)."""
-    from inspect_core.scoring import ScoringCancelled, score_dataset
+    from inspect_core.model.scoring import ScoringCancelled, score_dataset
     from inspect_core.ui.state import plain_main_module
     bar = st.progress(0.0, text="Scoring...")
     # A click on Cancel makes Streamlit stop this run at its next progress update; the flag (set by the
@@ -254,10 +254,10 @@ def make_entry(result, key: str, trained_on: tuple[str, ...] | None = None, prob
     linear probe's out-of-fold flags when ``probe``), the classes that are a model problem (not label errors),
     the confusion matrix, image_id -> row positions, the headline figures, the per-class table, the baselines and
     the per-class alarms. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
-    from inspect_core.probe import label_triage
-    from inspect_core.sanity import baselines, class_alarms
-    from inspect_core.scoring import confusion_matrix, per_class_metrics
-    from inspect_core.label_issues import TRAINED_ON_DEFAULT
+    from inspect_core.model.probe import label_triage
+    from inspect_core.model.sanity import baselines, class_alarms
+    from inspect_core.model.scoring import confusion_matrix, per_class_metrics
+    from inspect_core.model.label_issues import TRAINED_ON_DEFAULT
     table = result.table
     if trained_on is None:              # the page's default choice, so that its first run needs no second ranking
         trained_on = tuple(s for s in sorted(str(v) for v in table["split"].dropna().unique())
@@ -285,7 +285,7 @@ def make_entry(result, key: str, trained_on: tuple[str, ...] | None = None, prob
 def label_options(splits: list[str], has_embeddings: bool) -> tuple[tuple[str, ...], bool]:
     """The "Model trained on" splits (default: those named like a training split) and the probe toggle, as
     (trained_on, probe) for ``make_entry``; kept across page visits."""
-    from inspect_core.label_issues import TRAINED_ON_DEFAULT
+    from inspect_core.model.label_issues import TRAINED_ON_DEFAULT
     c1, c2 = st.columns([2, 3])
     default = [s for s in splits if s.lower() in TRAINED_ON_DEFAULT]
     chosen = c1.multiselect("Model trained on (in-sample splits)", splits, default=default, key=K + "trained_on",
@@ -310,7 +310,7 @@ def embedding_findings_of(entry: dict, workspace=None):
     entry and, for a model's scores, in the workspace beside them (``scoring.embedding_findings_cached``): the
     kNN takes seconds at 100,000 images and about a minute at 1,000,000, and the Sanity tab runs on every rerun."""
     if "embedding_findings" not in entry:
-        from inspect_core.scoring import embedding_findings_cached
+        from inspect_core.model.scoring import embedding_findings_cached
         result = entry["result"]
         n = 0 if result.embeddings is None else len(result.embeddings)
         with st.spinner(f"Finding near duplicates and outliers among {n:,} embeddings..."):
@@ -473,8 +473,8 @@ def batch_check(model, scan, result, n_images: int = 8):
     """Batch-independence check on up to ``n_images`` readable images of the scan."""
     import torch
 
-    from inspect_core.preprocess import image_to_array, load_image_file
-    from inspect_core.sanity import batch_independence
+    from inspect_core.model.preprocess import image_to_array, load_image_file
+    from inspect_core.model.sanity import batch_independence
     arrays = []
     for image_id in result.table.loc[result.table["error"].isna(), "image_id"].head(4 * n_images):
         path = scan.dataset.path_of(str(image_id))
@@ -520,7 +520,7 @@ def sanity_panel(result, base, embedding, model=None, scan=None, alarms: pd.Data
     """Baselines, the per-class alarm, the batch-independence check (on a click) and the embedding kNN findings,
     from what is computed once per result: ``base`` the baselines and ``alarms`` the per-class alarms
     (``make_entry``), ``embedding`` ``(pairs, outliers)`` or None without embeddings (``embedding_findings_of``)."""
-    from inspect_core.sanity import baselines_frame
+    from inspect_core.model.sanity import baselines_frame
     caption = decoder_caption(result.source)
     if caption:
         st.caption(md_escape(caption))
@@ -540,7 +540,7 @@ def sanity_panel(result, base, embedding, model=None, scan=None, alarms: pd.Data
             else:
                 (st.success if check.ok else st.error)(md_escape(check.detail))
     if embedding is None:
-        from inspect_core.models import EMBEDDING_HOWTO
+        from inspect_core.model.models import EMBEDDING_HOWTO
         st.caption(md_escape(f"The model gives no embeddings (the note above says why): kNN checks skipped. To get "
                              f"them, {EMBEDDING_HOWTO}."))
     else:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .paths import is_regular_file
+from ..paths import is_regular_file
 from .preprocess import (Preprocess, decode_array, geometry_tensor, image_to_pixels, load_image_file,
                          normalize_batch, rgb_to_l_tensor)
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import gpu_decode
-from .paths import resolve_inside
+from ..paths import resolve_inside
 from .preprocess import Preprocess, image_to_pixels, load_image_file, normalize_batch
 
 log = logging.getLogger(__name__)
@@ -949,7 +949,7 @@ def _numeric_matrix(frame: pd.DataFrame, columns: list, file_name: str) -> np.nd
         bad = np.flatnonzero(values.isna().to_numpy() & col.notna().to_numpy() & (col.astype(str).str.strip() != "")
                              .to_numpy())
         if len(bad):
-            from .textsafe import safe_text
+            from ..textsafe import safe_text
             raise PredictionsError(f"{file_name}: column {safe_text(str(c))[:40]!r} row {bad[0] + 2} holds "
                                    f"{safe_text(str(col.iloc[bad[0]]))[:40]!r}, not a number"
                                    f"{f' ({len(bad)} such cells)' if len(bad) > 1 else ''}; class columns hold "
@@ -977,7 +977,7 @@ def read_predictions(path: Path | str, *, class_names: Sequence[str] | None = No
         raise PredictionsError(f"predictions file {path} is a folder; give the CSV, Parquet or NPY file in it")
     if not path.is_file() and not path.exists():
         raise PredictionsError(f"predictions file {path} not found; check the path")
-    from .limits import check_input_file
+    from ..limits import check_input_file
     try:
         check_input_file(path, "predictions file", "max_table_bytes")   # a regular file, within the cap
     except ValueError as exc:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .paths import is_regular_file
+from ..paths import is_regular_file
 
 RESIZE_MODES = ("stretch", "shorter_then_center_crop", "center_crop", "letterbox")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
@@ -457,7 +457,7 @@ def what_the_model_sees(path: Path | str, spec: Preprocess) -> tuple[np.ndarray,
 
 
 # --------------------------------------------------------------------------------------------
-# The same geometry on torch tensors (GPU decoding: inspect_core/gpu_decode.py)
+# The same geometry on torch tensors (GPU decoding: inspect_core/model/gpu_decode.py)
 # --------------------------------------------------------------------------------------------
 
 TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic"}

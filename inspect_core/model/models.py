@@ -152,7 +152,7 @@ def _advice(asked: str, found: str) -> str:
 def check_model_file(path: Path, max_bytes: int | None = None) -> None:
     """ModelLoadError unless ``path`` is a regular file of at most ``max_bytes`` (default the
     ``max_model_bytes`` cap of ``limits.LIMITS``): a device, a pipe, a socket or a huge file is never opened."""
-    from .limits import LimitError, check_input_file
+    from ..limits import LimitError, check_input_file
     try:
         check_input_file(path, "model file", "max_model_bytes", max_bytes)
     except LimitError as exc:

@@ -181,7 +181,8 @@ def match_boxes(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = Non
     fg, bg = p["iou_match"], p["iou_background"]
     m = b.match(fg)
     n_p, n_g = len(b.pred), len(b.ann)
-    tp = (m >= 0) & ~(np.where(m >= 0, b.g_crowd[np.maximum(m, 0)], False))
+    on_crowd = np.r_[b.g_crowd, False][m]          # m = -1 reads the padding
+    tp = (m >= 0) & ~on_crowd
     ignored = (m >= 0) & ~tp
     # all pairs on the same image, any class (for the error types and the evidence)
     ap, ag = candidate_pairs(b.p_img, b.g_img)

@@ -75,9 +75,7 @@ def _segment_precision(b: Boxes, m: np.ndarray, gt_ignore: np.ndarray, lo: float
     n_cat = b.n_cat
     npig = np.bincount(b.g_cat[~gt_ignore], minlength=n_cat)
     matched = m >= 0
-    m_safe = np.maximum(m, 0)
-    p_ignore = np.where(matched, gt_ignore[m_safe] if len(gt_ignore) else False,
-                        (b.p_area < lo) | (b.p_area > hi))
+    p_ignore = np.where(matched, np.r_[gt_ignore, False][m], (b.p_area < lo) | (b.p_area > hi))
     use = b.kept & ~p_ignore
     idx = np.nonzero(use)[0]
     out = np.full((len(RECALL_THRESHOLDS), n_cat), np.nan)

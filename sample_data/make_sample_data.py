@@ -4,7 +4,8 @@ Run:  .venv/bin/python sample_data/make_sample_data.py [--out DIR]
 
 Writes (into DIR, default: the folder of this script):
   train/ val/ test/      images in <split>/<class>/ folders (JPEG 256x192, q85; a few planted odd files)
-  annotations.json       COCO boxes for every drawn object (file_name == image_id)
+  annotations.json       COCO boxes for every drawn object (file_name == image_id), with planted box errors
+  detections.json        simulated detector output (COCO results) for those boxes (make_detections.py)
   classes.txt            the class list, one per line
   PLANTED.csv            image_id,check: every planted problem the tools should report
   README.md              short description and a summary of the planted problems
@@ -41,7 +42,7 @@ COUNTS = {"train": 60, "val": 13, "test": 13}
 RARE_COUNTS = {"train": 4, "val": 1, "test": 1}
 SPLITS = ["train", "val", "test"]
 # what this script owns inside the output folder (deleted and rewritten on every run)
-OWNED = ["train", "val", "test", "annotations.json", "classes.txt", "PLANTED.csv", "README.md"]
+OWNED = ["train", "val", "test", "annotations.json", "detections.json", "classes.txt", "PLANTED.csv", "README.md"]
 
 COLOUR_SOURCES = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry"]
 GREY_SOURCES = ["camera", "coins", "brick", "grass", "gravel", "moon", "clock"]
@@ -480,6 +481,9 @@ object drawn on it (the image label) and 0-2 smaller extra objects. Classes (`cl
 - `<split>/<class>/*.jpg`: {len(items)} files; splits {dict(sorted(per_split.items()))}
 - files per class folder: {dict(sorted(per_class.items()))}
 - `annotations.json`: COCO boxes (`file_name` is the image_id, bbox is [x, y, w, h] px) for every drawn object
+- `detections.json`: detector output for those boxes (COCO results), SIMULATED from the true boxes with
+  realistic noise by `make_detections.py`; the annotations carry planted box errors (missing_box,
+  badly_placed_box, wrong_box_class, spurious_box) that detection triage should find
 - `PLANTED.csv`: `image_id,check`, one row per planted finding ({len(planted)} rows); check names are
   those of the inspect_core contract plus `mislabeled` (found by model triage, not by the scan).
   Dataset-level rows (rare class / imbalance) have an empty image_id.
@@ -525,7 +529,12 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(it.data)
     (out / "classes.txt").write_text("".join(c + "\n" for c in CLASSES), encoding="utf-8")
-    (out / "annotations.json").write_text(json.dumps(coco(items, extra_coco), indent=1) + "\n", encoding="utf-8")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_detections import plant_and_predict  # detection triage (issue 13): planted box errors + predictions
+    boxes, detections, det_planted = plant_and_predict(coco(items, extra_coco), {i for i, _ in planted})
+    planted = planted + det_planted
+    (out / "annotations.json").write_text(json.dumps(boxes, indent=1) + "\n", encoding="utf-8")
+    (out / "detections.json").write_text(json.dumps(detections) + "\n", encoding="utf-8")
     with open(out / "PLANTED.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["image_id", "check"])

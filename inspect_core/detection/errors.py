@@ -5,13 +5,14 @@ confidence, the other class), computed from the per-box tables of ``match.match_
 
 - ``missing_box``: a confident prediction that overlaps no annotation (IoU < ``iou_background`` with every
   annotated box of any class): the object is probably there and unannotated. Score: its confidence.
-- ``badly_placed_box``: an annotation whose best confident same-class prediction overlaps it, but poorly
-  (``iou_background`` <= IoU < ``placed_iou_below``). Score: confidence x (1 - IoU / placed_iou_below).
+- ``badly_placed_box``: an annotation whose best same-class prediction (by IoU, among those scoring >=
+  ``placed_min_confidence``) overlaps it, but poorly (``iou_background`` <= IoU < ``placed_iou_below``).
+  Score: that prediction's confidence x (1 - IoU / placed_iou_below), so a faint prediction ranks low.
 - ``wrong_box_class``: an annotation covered (IoU >= ``iou_match``) by a confident prediction of another class,
   with no same-class prediction as confident. Score: that confidence minus the best same-class one's.
-- ``spurious_box``: an annotation no prediction of any class comes near (best IoU < ``iou_background``
-  among predictions scoring >= ``spurious_min_score``), on an image the detector did predict on. Score:
-  ``spurious_weight`` x (1 - that IoU / ``iou_background``).
+- ``spurious_box``: an annotation no prediction of any class lines up with (best IoU < ``spurious_iou_below``,
+  whatever the confidence: even a faint but well-aligned box says the detector saw an object there), on an
+  image the detector did predict on, and not already a badly placed box. Score: ``spurious_weight`` x (1 - that IoU / ``spurious_iou_below``).
 
 Thresholds are data: ``ERROR_DEFAULTS``, overridden per call.
 """
@@ -36,7 +37,8 @@ ERROR_DEFAULTS = {
     "iou_match": 0.5,           # IoU from which a prediction covers an annotation
     "iou_background": 0.1,      # IoU below which boxes do not overlap
     "placed_iou_below": 0.6,    # a same-class prediction overlapping less than this marks a badly placed box
-    "spurious_min_score": 0.05,  # predictions below this score are ignored when looking for any prediction near
+    "placed_min_confidence": 0.1,  # same-class predictions from this score are looked at for a badly placed box
+    "spurious_iou_below": 0.3,  # no prediction of any class overlapping a box at least this much: spurious
     "spurious_weight": 0.9,     # a spurious box ranks just below a certain missing/wrong one
 }
 ERROR_COLUMNS = ["image_id", "check", "family", "score", "detail", "ann_id", "pred_id", "category",
@@ -91,7 +93,7 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
                        np.full(len(miss), -1), p_pred_id[miss], p_cat[miss], [""] * len(miss),
                        iou_any_pred[miss], score[miss], p_box[miss]))
     # per annotation: the best confident same-class prediction, by IoU, and the most confident other-class cover
-    sel = same & confident
+    sel = same & (conf >= p["placed_min_confidence"])
     same_iou, same_who = best(ag[sel], ap[sel], iou[sel], len(ann))
     cover = same & (iou >= p["iou_match"])
     same_cover_conf, _ = best(ag[cover], ap[cover], conf[cover], len(ann))
@@ -101,7 +103,7 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
     pc = score[same_who[placed]]
     sc = pc * (1.0 - same_iou[placed] / p["placed_iou_below"])
     parts.append(_rows(ann["image_id"].to_numpy()[placed], "badly_placed_box", sc,
-                       [f"the best {c} prediction (confidence {s:.2f}) overlaps this {c} box with IoU {i:.2f} only "
+                       [f"the best-aligned {c} prediction (confidence {s:.2f}) overlaps this {c} box with IoU {i:.2f} only "
                         f"(< {p['placed_iou_below']}): check its position and size"
                         for c, s, i in zip(g_cat[placed], pc, same_iou[placed])],
                        g_ann_id[placed], p_pred_id[same_who[placed]], g_cat[placed], [""] * len(placed),
@@ -117,20 +119,22 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
                                                  same_cover_conf[wrong])],
                        g_ann_id[wrong], p_pred_id[ow], g_cat[wrong], p_cat[ow], w_iou, other_conf[wrong],
                        g_box[wrong]))
-    # spurious: no prediction (of any class, above a low score) near, on an image with predictions
-    near = conf >= p["spurious_min_score"]
-    any_iou, _ = best(ag[near], ap[near], iou[near], len(ann))
+    # spurious: no prediction (of any class, any confidence) lines up with the box, on an image with predictions
     predicted_images = np.zeros(int(codes.max()) + 1 if len(codes) else 0, bool)
     predicted_images[p_img] = True
     has_pred = predicted_images[g_img] if len(g_img) else np.zeros(0, bool)
-    spur = np.nonzero(has_pred & (any_iou < p["iou_background"]))[0]
+    any_iou, any_who = best(ag, ap, iou, len(ann))
+    not_placed = np.ones(len(ann), bool)
+    not_placed[placed] = False                       # a badly placed box is not also called spurious
+    spur = np.nonzero(has_pred & not_placed & (any_iou < p["spurious_iou_below"]))[0]
+    near_conf = np.where(any_iou[spur] > 0, score[np.maximum(any_who[spur], 0)] if len(score) else 0.0, 0.0)
     parts.append(_rows(ann["image_id"].to_numpy()[spur], "spurious_box",
-                       p["spurious_weight"] * (1.0 - any_iou[spur] / p["iou_background"]),
-                       [f"no prediction of any class comes near this {c} box (best IoU {i:.2f} < "
-                        f"{p['iou_background']}, predictions scoring >= {p['spurious_min_score']}): check that an "
-                        "object is there" for c, i in zip(g_cat[spur], any_iou[spur])],
+                       p["spurious_weight"] * (1.0 - any_iou[spur] / p["spurious_iou_below"]),
+                       [f"no prediction of any class lines up with this {c} box (best IoU {i:.2f} < "
+                        f"{p['spurious_iou_below']}): check that an object is there"
+                        for c, i in zip(g_cat[spur], any_iou[spur])],
                        g_ann_id[spur], np.full(len(spur), -1), g_cat[spur], [""] * len(spur), any_iou[spur],
-                       np.zeros(len(spur)), g_box[spur]))
+                       near_conf, g_box[spur]))
     out = pd.concat([x for x in parts if len(x)] or [parts[0]], ignore_index=True)
     out = out.sort_values(["score", "image_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))

@@ -1,0 +1,83 @@
+"""The detection part of ``python -m inspect_core score ROOT --detections FILE|DIR [--out DIR]``.
+
+``add_arguments(parser)`` adds the options this needs; ``run(args)`` runs ``triage_detections``, writes the
+tables (``DetectionResult.save``) and prints a short summary. Exit codes are inspect_core.cli's: 0 done,
+1 a ``--fail-on`` rule tripped (a detection check, e.g. ``spurious_box:0``), 2 an input error (one line).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detections", required=True,
+                        help="detector output: a COCO results JSON, a YOLO prediction folder (class cx cy w h conf) "
+                             "or a CSV/Parquet table (image_id, category, box_x_px, box_y_px, box_w_px, box_h_px, "
+                             "score)")
+    parser.add_argument("--out", default=None, help="folder for the tables (default: the workspace's detection/)")
+    parser.add_argument("--split", default=None, help="evaluate only the images of this split")
+    parser.add_argument("--workspace", default=None, help="workspace base folder")
+    parser.add_argument("--fail-on", action="append", default=[], metavar="CHECK[:MAX]",
+                        help="exit 1 when a detection check has more than MAX findings (default 0)")
+
+
+def summary_lines(result) -> list[str]:
+    s = result.summary
+    m = s["metrics"]
+    lines = [f"detection triage: {s['n_images']:,} images, {s['n_annotations']:,} annotated boxes, "
+             f"{s['n_predictions']:,} predicted ({s['predictions_form']})",
+             "mAP@[.5:.95] {map:.3f}  AP50 {ap50:.3f}  AP75 {ap75:.3f}  AP small/medium/large "
+             "{ap_small:.3f}/{ap_medium:.3f}/{ap_large:.3f}".format(**m),
+             "errors (TIDE, IoU 0.5): " + ", ".join(f"{k} {v}" for k, v in s["tide_counts"].items()),
+             "likely annotation errors: " + (", ".join(f"{k} {v}" for k, v in s["annotation_errors"].items())
+                                             or "none")]
+    if len(result.problems):
+        lines.append(f"{len(result.problems):,} problem(s) with the predictions: see detection_problems.csv")
+    return lines
+
+
+def run(args) -> int:
+    from ..cli import EXIT, error_line, input_errors, parse_fail_on, say
+    from ..workspace import workspace_dir
+    from .errors import CHECKS
+    from .formats import FORMAT_CHECKS, PredictionsError
+    from .triage import triage_detections
+
+    try:
+        rules = []
+        for spec in getattr(args, "fail_on", None) or []:
+            name, limit = parse_fail_on(spec)
+            if name not in CHECKS and name not in FORMAT_CHECKS:
+                raise ValueError(f"--fail-on '{name}': unknown detection check; known: "
+                                 f"{', '.join(list(CHECKS) + list(FORMAT_CHECKS))}")
+            rules.append((name, limit))
+        result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
+        out = (Path(args.out) if getattr(args, "out", None)
+               else workspace_dir(args.root, getattr(args, "workspace", None)) / "detection")
+        result.save(out)
+    except (PredictionsError, ValueError, *input_errors()) as exc:
+        return error_line("score", exc)
+    for line in summary_lines(result):
+        say(line)
+    say(f"wrote {out}/detection_images.csv, detection_errors.csv, detection_annotations.csv, "
+        "detection_predictions.csv, detection_per_class.csv, detection_pr_curves.csv, detection_summary.json")
+    findings = result.findings()
+    tripped = [f"{n}: {c} findings > {lim} allowed" for n, lim in rules
+               if (c := int((findings["check"] == n).sum())) > lim]
+    if tripped:
+        say("FAIL: " + "; ".join(tripped), sys.stderr)
+        return EXIT["fail_on"]
+    return EXIT["ok"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inspect_core.detection.cli", description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="dataset root (COCO, YOLO, or folder + annotations.json)")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,7 +53,7 @@ def test_coco_results_by_file_name_and_category_name(coco_root, tmp_path):
     p = tmp_path / "dets.json"
     p.write_text(json.dumps([{"file_name": "images/b.jpg", "category_id": "dog", "bbox": [50, 40, 40, 20],
                               "score": 0.8}]))
-    pred, problems, form = read(coco_root, p)
+    pred, _, form = read(coco_root, p)
     assert form == "coco" and pred["image_id"].tolist() == ["images/b.jpg"] and pred["category"].tolist() == ["dog"]
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from inspect_core.detection.match import candidate_pairs, match_boxes, pair_iou, score_rank
+from inspect_core.detection.match import (
+    candidate_pairs,
+    match_boxes,
+    pair_iou,
+    score_rank,
+)
 
 
 def ann(*rows, crowd=None):
@@ -82,7 +87,7 @@ def test_crowd_box_absorbs_predictions_without_counting_them():
 
 def test_ordinary_box_before_crowd_box():
     a = ann(("im", "person", 0, 0, 10, 10), ("im", "person", 0, 0, 10, 10), crowd=[True, False])
-    ga, pa = match_boxes(a, pred(("im", "person", 0, 0, 10, 10, 0.9)))
+    _, pa = match_boxes(a, pred(("im", "person", 0, 0, 10, 10, 0.9)))
     assert pa["ann_row"].tolist() == [1] and pa["is_tp"].tolist() == [True]
 
 

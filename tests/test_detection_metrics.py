@@ -12,8 +12,8 @@ import pytest
 from inspect_core.detection.metrics import coco_metrics
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 STAT_NAMES = ["map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"]
@@ -115,7 +115,7 @@ def test_agrees_with_pycocotools_on_sample_data():
 
 
 def test_perfect_predictions_score_one_and_none_score_zero():
-    ann, _, cats, images = synthetic(50, seed=5)
+    ann, *_ = synthetic(50, seed=5)
     perfect = ann.drop(columns="iscrowd").assign(score=0.9)
     s = coco_metrics(ann, perfect).summary()
     assert s["map"] == pytest.approx(1.0) and s["ap50"] == pytest.approx(1.0)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import inspect_core
-from inspect_core.detection import triage_detections
 from inspect_core.detection import cli as det_cli
+from inspect_core.detection import triage_detections
 from inspect_core.detection.errors import CHECKS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

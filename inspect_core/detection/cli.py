@@ -28,8 +28,8 @@ def summary_lines(result) -> list[str]:
     m = s["metrics"]
     lines = [f"detection triage: {s['n_images']:,} images, {s['n_annotations']:,} annotated boxes, "
              f"{s['n_predictions']:,} predicted ({s['predictions_form']})",
-             "mAP@[.5:.95] {map:.3f}  AP50 {ap50:.3f}  AP75 {ap75:.3f}  AP small/medium/large "
-             "{ap_small:.3f}/{ap_medium:.3f}/{ap_large:.3f}".format(**m),
+             ("mAP@[.5:.95] {map:.3f}  AP50 {ap50:.3f}  AP75 {ap75:.3f}  AP small/medium/large "
+              "{ap_small:.3f}/{ap_medium:.3f}/{ap_large:.3f}").format(**m),
              "errors (TIDE, IoU 0.5): " + ", ".join(f"{k} {v}" for k, v in s["tide_counts"].items()),
              "likely annotation errors: " + (", ".join(f"{k} {v}" for k, v in s["annotation_errors"].items())
                                              or "none")]

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..limits import LIMITS, LimitError, check_input_file, load_json, read_capped, read_input_bytes
+from ..limits import (
+    LIMITS,
+    LimitError,
+    check_input_file,
+    load_json,
+    read_capped,
+    read_input_bytes,
+)
 from ..textsafe import shown_entry
 
 PREDICTION_COLUMNS = ["pred_id", "image_id", "category", "box_x_px", "box_y_px", "box_w_px", "box_h_px", "score"]
@@ -57,7 +64,7 @@ class Categories:
         self.by_index = list(dict.fromkeys(ordered))   # YOLO class k -> the k-th category
 
     @classmethod
-    def of(cls, ann: pd.DataFrame, names: list[str] = ()) -> "Categories":
+    def of(cls, ann: pd.DataFrame, names: list[str] = ()) -> Categories:
         pairs = ann[["category_id", "category"]].dropna().drop_duplicates() if len(ann) else ann
         id_to_name = {int(i): str(n) for i, n in zip(pairs.get("category_id", []), pairs.get("category", []))}
         all_names = list(names) + [str(c) for c in ann["category"].dropna().unique()] if len(ann) else list(names)

@@ -188,7 +188,7 @@ def match_boxes(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = Non
     ap, ag = candidate_pairs(b.p_img, b.g_img)
     aiou = pair_iou(b.p_box[ap], b.g_box[ag])
     same = b.p_cat[ap] == b.g_cat[ag]
-    best_same, who_same = _best_per_row(n_p, ap[same], ag[same], aiou[same])
+    best_same, _ = _best_per_row(n_p, ap[same], ag[same], aiou[same])
     best_other, who_other = _best_per_row(n_p, ap[~same], ag[~same], aiou[~same])
     best_any = np.maximum(best_same, best_other)
     err = np.full(n_p, "", dtype=object)

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summary_lines(result) -> list[str]:
     s = result.summary
     m = s["metrics"]
-    lines = [f"detection triage: {s['n_images']:,} images, {s['n_annotations']:,} annotated boxes, "
-             f"{s['n_predictions']:,} predicted ({s['predictions_form']})",
+    lines = [(f"detection triage: {s['n_images']:,} images, {s['n_annotations']:,} annotated boxes, "
+              f"{s['n_predictions']:,} predicted ({s['predictions_form']})"),
              ("mAP@[.5:.95] {map:.3f}  AP50 {ap50:.3f}  AP75 {ap75:.3f}  AP small/medium/large "
               "{ap_small:.3f}/{ap_medium:.3f}/{ap_large:.3f}").format(**m),
              "errors (TIDE, IoU 0.5): " + ", ".join(f"{k} {v}" for k, v in s["tide_counts"].items()),

@@ -1,0 +1,324 @@
+"""Detection triage benchmarks (issue 13).
+
+    .venv/bin/python bench/bench_detection.py speed [--images 100000] [--boxes 20] [--repeat 3]
+    .venv/bin/python bench/bench_detection.py compare [--seed 0] [--out bench/results/detection]
+
+``speed``: matching (per-box TIDE table) + COCO metrics on a synthetic set of N images x B annotated boxes
+(5 classes) with about as many predictions (the boxes jittered, 5 % wrong class, background boxes), timed
+per stage; the median of ``--repeat`` runs.
+
+``compare``: a REAL annotated image set built from photos scikit-image ships (coins, human_mitosis,
+hubble_deep_field; no download): each photo's objects are segmented by a classic pipeline (Otsu or local
+threshold, small-object removal, labelled regions), their bounding boxes are the annotations, and each photo is
+cut into overlapping tiles (one image each; boxes clipped, boxes cut below half their area dropped). The class
+is the photo's (coin / nucleus / star). Predictions are SIMULATED from the true boxes with detector-like noise
+(edge jitter ~5 % of the box size, confidence 0.5-0.99, 3 % found only faintly, 2 % missed, wrong-class extras,
+duplicates, background boxes). Errors are then injected into the annotations at known rates (missing:
+a box removed; shifted: moved by 40-60 % of its width; swapped: another class), and inspect_core's annotation
+errors and cleanlab 2.9's ``cleanlab.object_detection.filter.find_label_issues`` (fed the same predictions
+with per-class probabilities) are scored per error kind: precision and recall of the flagged images among the
+images with an injected error of that kind (cleanlab flags images, not boxes; our per-box findings are mapped
+to their images the same way). A contact sheet of tiles with their boxes is written for a look by eye.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inspect_core.detection.errors import annotation_errors  # noqa: E402
+from inspect_core.detection.match import Boxes, match_boxes  # noqa: E402
+from inspect_core.detection.metrics import coco_metrics  # noqa: E402
+
+BOX = ["box_x_px", "box_y_px", "box_w_px", "box_h_px"]
+
+
+# ----------------------------------------------------------------------------- speed
+
+def synthetic_large(n_images: int, n_boxes: int, seed: int = 0, n_classes: int = 5):
+    rng = np.random.default_rng(seed)
+    n = n_images * n_boxes
+    img = np.repeat(np.arange(n_images), n_boxes)
+    w, h = rng.uniform(8, 200, n), rng.uniform(8, 200, n)
+    x, y = rng.uniform(0, 1000, n), rng.uniform(0, 1000, n)
+    cat = rng.integers(0, n_classes, n)
+    ann = pd.DataFrame({"ann_id": np.arange(n), "image_id": img, "category": cat, "box_x_px": x, "box_y_px": y,
+                        "box_w_px": w, "box_h_px": h})
+    found = rng.random(n) < 0.9
+    j = rng.normal(0, 0.06, (n, 4)) * np.c_[w, h, w, h]
+    pcat = np.where(rng.random(n) < 0.05, rng.integers(0, n_classes, n), cat)
+    pred = pd.DataFrame({"image_id": img, "category": pcat, "box_x_px": x + j[:, 0], "box_y_px": y + j[:, 1],
+                         "box_w_px": np.maximum(2, w + j[:, 2]), "box_h_px": np.maximum(2, h + j[:, 3]),
+                         "score": rng.uniform(0.3, 1.0, n)})[found]
+    m = n // 10
+    bg = pd.DataFrame({"image_id": rng.integers(0, n_images, m), "category": rng.integers(0, n_classes, m),
+                       "box_x_px": rng.uniform(0, 1000, m), "box_y_px": rng.uniform(0, 1000, m),
+                       "box_w_px": rng.uniform(8, 100, m), "box_h_px": rng.uniform(8, 100, m),
+                       "score": rng.uniform(0.0, 0.6, m)})
+    pred = pd.concat([pred, bg], ignore_index=True)
+    pred.insert(0, "pred_id", np.arange(len(pred)))
+    # image ids and categories as text, as the library gets them
+    for df in (ann, pred):
+        df["image_id"] = "img_" + df["image_id"].astype(str).str.zfill(6) + ".jpg"
+        df["category"] = "class_" + df["category"].astype(str)
+    return ann, pred
+
+
+def cmd_speed(args) -> int:
+    ann, pred = synthetic_large(args.images, args.boxes)
+    print(f"{args.images:,} images, {len(ann):,} annotations, {len(pred):,} predictions")
+    rows = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        b = Boxes(ann, pred)
+        t1 = time.perf_counter()
+        ga, pa = match_boxes(ann, pred, boxes=b)
+        t2 = time.perf_counter()
+        m = coco_metrics(ann, pred, boxes=b)
+        t3 = time.perf_counter()
+        e = annotation_errors(ann, pred)
+        t4 = time.perf_counter()
+        rows.append({"pairs_s": t1 - t0, "match_tide_s": t2 - t1, "metrics_s": t3 - t2,
+                     "match_plus_metrics_s": t3 - t0, "annotation_errors_s": t4 - t3})
+    med = pd.DataFrame(rows).median()
+    print(med.round(2).to_string())
+    print(f"mAP {m.ap():.4f}  AP50 {m.ap(0.5):.4f}  TP {int(pa['is_tp'].sum()):,}  "
+          f"annotation errors {len(e):,}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- real image set
+
+def _segment(photo: str):
+    """(grey image float 0..1, list of boxes xywh px) from a classic segmentation of a scikit-image photo."""
+    import skimage.data as skd
+    from skimage import filters, measure, morphology, color
+
+    if photo == "coins":
+        g = skd.coins().astype(float) / 255
+        mask = g > filters.threshold_local(g, 51, offset=-0.02)
+        mask = morphology.remove_small_objects(morphology.binary_opening(mask, morphology.disk(3)), 300)
+        min_area, max_area = 400, 6000
+    elif photo == "human_mitosis":
+        g = skd.human_mitosis().astype(float) / 255
+        mask = g > filters.threshold_otsu(g)
+        mask = morphology.remove_small_objects(mask, 30)
+        min_area, max_area = 30, 2000
+    else:  # hubble_deep_field
+        g = color.rgb2gray(skd.hubble_deep_field())
+        mask = g > filters.threshold_otsu(g) * 1.2
+        mask = morphology.remove_small_objects(mask, 25)
+        min_area, max_area = 25, 5000
+    boxes = []
+    for r in measure.regionprops(measure.label(mask)):
+        if min_area <= r.area <= max_area:
+            y0, x0, y1, x1 = r.bbox
+            boxes.append([float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
+    return g, boxes
+
+
+def real_tiles(tile_px: int = 128, stride_px: int = 96):
+    """Tiles of three real photos with their segmented boxes: (images {image_id: grey array}, annotations)."""
+    images, rows = {}, []
+    for photo, cls in (("coins", "coin"), ("human_mitosis", "nucleus"), ("hubble_deep_field", "star")):
+        g, boxes = _segment(photo)
+        b = np.array(boxes)
+        h_img, w_img = g.shape
+        for ty in range(0, h_img - tile_px + 1, stride_px):
+            for tx in range(0, w_img - tile_px + 1, stride_px):
+                x0 = np.clip(b[:, 0] - tx, 0, tile_px)
+                y0 = np.clip(b[:, 1] - ty, 0, tile_px)
+                x1 = np.clip(b[:, 0] + b[:, 2] - tx, 0, tile_px)
+                y1 = np.clip(b[:, 1] + b[:, 3] - ty, 0, tile_px)
+                keep = (x1 - x0) * (y1 - y0) >= 0.5 * b[:, 2] * b[:, 3]
+                if not keep.any():
+                    continue
+                image_id = f"{photo}/{ty:04d}_{tx:04d}.png"
+                images[image_id] = g[ty:ty + tile_px, tx:tx + tile_px]
+                for k in np.nonzero(keep)[0]:
+                    rows.append({"image_id": image_id, "category": cls, "box_x_px": x0[k], "box_y_px": y0[k],
+                                 "box_w_px": x1[k] - x0[k], "box_h_px": y1[k] - y0[k]})
+    ann = pd.DataFrame(rows)
+    ann.insert(0, "ann_id", np.arange(len(ann)))
+    return images, ann
+
+
+def contact_sheet(images: dict, ann: pd.DataFrame, path: Path, n: int = 24, seed: int = 0):
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    ids = sorted(images)
+    pick = [ids[i] for i in rng.choice(len(ids), size=min(n, len(ids)), replace=False)]
+    cols, size = 6, 192
+    sheet = Image.new("RGB", (cols * size, ((len(pick) + cols - 1) // cols) * size), "white")
+    for k, image_id in enumerate(pick):
+        g = images[image_id]
+        im = Image.fromarray((np.clip(g, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+        d = ImageDraw.Draw(im)
+        for r in ann[ann["image_id"] == image_id].itertuples():
+            d.rectangle([r.box_x_px, r.box_y_px, r.box_x_px + r.box_w_px, r.box_y_px + r.box_h_px], outline=(255, 0, 0))
+        sheet.paste(im.resize((size, size), Image.NEAREST), ((k % cols) * size, (k // cols) * size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def simulate_predictions(ann: pd.DataFrame, classes: list[str], rng) -> tuple[pd.DataFrame, dict]:
+    """Detector-like predictions from the true boxes, with a probability vector per box (for cleanlab)."""
+    rows, probs = [], []
+    k = len(classes)
+    for r in ann.itertuples():
+        u = rng.random()
+        if u < 0.02:
+            continue
+        conf = rng.uniform(0.05, 0.4) if u < 0.05 else rng.uniform(0.5, 0.99)
+        j = rng.normal(0, 0.05, 4) * [r.box_w_px, r.box_h_px, r.box_w_px, r.box_h_px]
+        box = [r.box_x_px + j[0], r.box_y_px + j[1], max(2.0, r.box_w_px + j[2]), max(2.0, r.box_h_px + j[3])]
+        c = classes.index(r.category)
+        p = np.full(k, (1 - conf) / (k - 1))
+        p[c] = conf
+        rows.append((r.image_id, r.category, *box, conf))
+        probs.append(p)
+        if rng.random() < 0.03:
+            o = int(rng.choice([i for i in range(k) if i != c]))
+            q = np.full(k, 0.0)
+            q[o], q[c] = conf * 0.5, 1 - conf * 0.5
+            rows.append((r.image_id, classes[o], *box, conf * 0.5))
+            probs.append(q)
+    for image_id in ann["image_id"].unique():
+        for _ in range(rng.poisson(0.3)):
+            bw, bh = rng.uniform(5, 30, 2)
+            c = int(rng.integers(0, k))
+            s = 0.7 * rng.beta(2, 6)
+            q = np.full(k, (1 - s) / (k - 1))
+            q[c] = s
+            rows.append((image_id, classes[c], *rng.uniform(0, 128 - 30, 2), bw, bh, s))
+            probs.append(q)
+    pred = pd.DataFrame(rows, columns=["image_id", "category", *BOX, "score"])
+    pred.insert(0, "pred_id", np.arange(len(pred)))
+    return pred, np.array(probs)
+
+
+def inject(ann: pd.DataFrame, classes: list[str], rates: dict, rng) -> tuple[pd.DataFrame, dict]:
+    """Annotations with errors at known rates: {kind: set of image_ids}. One error per image at most."""
+    ann = ann.copy()
+    images = ann["image_id"].unique()
+    rng.shuffle(images)
+    n = {k: int(round(r * len(images))) for k, r in rates.items()}
+    start, truth, drop = 0, {}, []
+    for kind, count in n.items():
+        chosen = images[start:start + count]
+        start += count
+        truth[kind] = set(chosen)
+        for image_id in chosen:
+            rows = ann.index[ann["image_id"] == image_id]
+            i = int(rng.choice(rows))
+            if kind == "missing":
+                drop.append(i)
+            elif kind == "shifted":
+                w, h = ann.at[i, "box_w_px"], ann.at[i, "box_h_px"]
+                ann.at[i, "box_x_px"] += rng.choice([-1, 1]) * rng.uniform(0.4, 0.6) * w
+                ann.at[i, "box_y_px"] += rng.choice([-1, 1]) * rng.uniform(0.1, 0.3) * h
+            else:
+                ann.at[i, "category"] = str(rng.choice([c for c in classes if c != ann.at[i, "category"]]))
+    return ann.drop(index=drop).reset_index(drop=True), truth
+
+
+OUR_KIND = {"missing": "missing_box", "shifted": "badly_placed_box", "swapped": "wrong_box_class"}
+
+
+def _cleanlab_inputs(ann: pd.DataFrame, pred: pd.DataFrame, probs: np.ndarray, classes: list[str], ids: list[str]):
+    labels, predictions = [], []
+    for image_id in ids:
+        a = ann[ann["image_id"] == image_id]
+        xyxy = np.c_[a["box_x_px"], a["box_y_px"], a["box_x_px"] + a["box_w_px"], a["box_y_px"] + a["box_h_px"]]
+        labels.append({"bboxes": xyxy.astype(np.float32).reshape(-1, 4),
+                       "labels": np.array([classes.index(c) for c in a["category"]], dtype=int)})
+        sel = (pred["image_id"] == image_id).to_numpy()
+        p = pred[sel]
+        per_class = []
+        for k, c in enumerate(classes):
+            q = p[p["category"] == c]
+            per_class.append(np.c_[q["box_x_px"], q["box_y_px"], q["box_x_px"] + q["box_w_px"],
+                                   q["box_y_px"] + q["box_h_px"], q["score"]].astype(np.float32).reshape(-1, 5))
+        predictions.append(np.array(per_class, dtype=object))
+    return labels, predictions
+
+
+def _pr(flagged: set, truth: set, universe_truth: set) -> tuple[float, float]:
+    tp = len(flagged & truth)
+    return (tp / len(flagged) if flagged else float("nan")), (tp / len(truth) if truth else float("nan"))
+
+
+def cmd_compare(args) -> int:
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    images, ann_true = real_tiles()
+    classes = sorted(ann_true["category"].unique())
+    contact_sheet(images, ann_true, out / "contact_sheet.png")
+    print(f"real set: {len(images):,} tiles, {len(ann_true):,} boxes ({ann_true['category'].value_counts().to_dict()}), "
+          f"built in {time.perf_counter() - t0:.1f} s; contact sheet {out / 'contact_sheet.png'}")
+    rng = np.random.default_rng(args.seed)
+    pred, probs = simulate_predictions(ann_true, classes, rng)
+    rates = {"missing": 0.05, "shifted": 0.05, "swapped": 0.05}
+    ann, truth = inject(ann_true, classes, rates, rng)
+    ids = sorted(images)
+    # ours
+    t = time.perf_counter()
+    errs = annotation_errors(ann, pred)
+    ours_s = time.perf_counter() - t
+    # cleanlab
+    from cleanlab.object_detection.filter import find_label_issues
+    from cleanlab.object_detection.rank import get_label_quality_scores  # noqa: F401
+
+    labels, predictions = _cleanlab_inputs(ann, pred, probs, classes, ids)
+    t = time.perf_counter()
+    issues = find_label_issues(labels, predictions, return_indices_ranked_by_score=False)
+    cl_s = time.perf_counter() - t
+    cl_flagged = {ids[i] for i in np.nonzero(issues)[0]}
+    ours_any = set(errs["image_id"])
+    rows = []
+    for kind, truth_ids in truth.items():
+        mine = set(errs.loc[errs["check"] == OUR_KIND[kind], "image_id"])
+        p, r = _pr(mine, truth_ids, truth_ids)
+        pa, ra = _pr(ours_any, truth_ids, truth_ids)
+        pc, rc = _pr(cl_flagged, truth_ids, truth_ids)
+        rows.append({"kind": kind, "n_injected": len(truth_ids), "ours_recall": r, "ours_precision": p,
+                     "ours_any_recall": ra, "cleanlab_recall": rc})
+    all_truth = set().union(*truth.values())
+    p_any, r_any = _pr(ours_any, all_truth, all_truth)
+    p_cl, r_cl = _pr(cl_flagged, all_truth, all_truth)
+    table = pd.DataFrame(rows)
+    print(table.round(3).to_string(index=False))
+    print(f"any kind: ours precision {p_any:.3f} recall {r_any:.3f} ({len(ours_any)} images flagged); cleanlab "
+          f"precision {p_cl:.3f} recall {r_cl:.3f} ({len(cl_flagged)} images flagged)")
+    print(f"time: ours {ours_s:.2f} s, cleanlab find_label_issues {cl_s:.2f} s")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps({"per_kind": rows, "ours_any": [p_any, r_any],
+                                                  "cleanlab_any": [p_cl, r_cl], "ours_s": ours_s,
+                                                  "cleanlab_s": cl_s}, indent=1))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--images", type=int, default=100_000)
+    s.add_argument("--boxes", type=int, default=20)
+    s.add_argument("--repeat", type=int, default=3)
+    c = sub.add_parser("compare")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="bench/results/detection")
+    args = ap.parse_args(argv)
+    return cmd_speed(args) if args.cmd == "speed" else cmd_compare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

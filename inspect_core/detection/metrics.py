@@ -77,15 +77,13 @@ def _segment_precision(b: Boxes, m: np.ndarray, gt_ignore: np.ndarray, lo: float
     matched = m >= 0
     p_ignore = np.where(matched, np.r_[gt_ignore, False][m], (b.p_area < lo) | (b.p_area > hi))
     use = b.kept & ~p_ignore
-    idx = np.nonzero(use)[0]
+    # pycocotools: images in id order, each image's predictions by score; then a stable sort by score
+    idx = b.eval_order[use[b.eval_order]]
     out = np.full((len(RECALL_THRESHOLDS), n_cat), np.nan)
     out[:, npig > 0] = 0.0
     if len(idx) == 0:
         return out
-    cat, score = b.p_cat[idx], b.score[idx]
-    # pycocotools: images in id order, each image's predictions by score; then a stable sort by score
-    order = np.lexsort((b.rank[idx], b.p_img[idx], -score, cat))
-    idx, cat = idx[order], cat[order]
+    cat = b.p_cat[idx]
     tp = matched[idx].astype(np.float64)
     seg_start = np.searchsorted(cat, np.arange(n_cat), side="left")
     seg_end = np.searchsorted(cat, np.arange(n_cat), side="right")

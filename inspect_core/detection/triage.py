@@ -161,7 +161,7 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
     b = Boxes(ann, pred, int(p["max_dets"]))
     ann_boxes, pred_boxes = match_boxes(ann, pred, p, boxes=b)
     metrics = coco_metrics(ann, pred, p, boxes=b)
-    errors = annotation_errors(ann, pred, p)
+    errors = annotation_errors(ann, pred, p, boxes=b, matched=(ann_boxes, pred_boxes))
     per_image = image_error_scores(pd.Series(eval_ids, dtype="str"), errors, pred_boxes, ann_boxes,
                                    p["tide_weight"])
     tide = pred_boxes["error_type"].value_counts().to_dict()

@@ -79,7 +79,7 @@ def cmd_speed(args) -> int:
     for _ in range(args.repeat):
         t, c = [time.perf_counter()], [time.process_time()]
 
-        def tick():
+        def tick(t=t, c=c):
             t.append(time.perf_counter())
             c.append(time.process_time())
         b = Boxes(ann, pred)
@@ -247,7 +247,7 @@ def inject(ann: pd.DataFrame, classes: list[str], rates: dict, rng) -> tuple[pd.
     """Annotations with errors at known rates: {kind: set of image_ids}. One error per image at most."""
     ann = ann.copy()
     images = rng.permutation(np.sort(ann["image_id"].unique()))
-    n = {k: int(round(r * len(images))) for k, r in rates.items()}
+    n = {k: round(r * len(images)) for k, r in rates.items()}
     start, truth, drop = 0, {}, []
     for kind, count in n.items():
         chosen = images[start:start + count]

@@ -152,3 +152,12 @@ def test_yolo_dataset_with_yolo_predictions(tmp_path):
     assert r.annotations[["box_x_px", "box_y_px", "box_w_px", "box_h_px"]].iloc[0].tolist() == [50, 12.5, 100, 25]
     assert r.predictions["error_type"].tolist() == ["", "background"]
     assert r.predictions["category"].tolist() == ["car", "bus"]
+
+
+def test_dataframe_in_memory(coco_root):
+    """What a model-wing task module has after running a detector: a table in memory."""
+    df = pd.DataFrame({"image_id": ["images/b.jpg"], "category": ["dog"], "box_x_px": [50.0], "box_y_px": [40.0],
+                       "box_w_px": [40.0], "box_h_px": [20.0], "score": [0.6]})
+    r = triage_detections(coco_root, df)
+    assert r.summary["predictions_form"] == "table" and r.predictions["is_tp"].tolist() == [True]
+    assert r.annotations["error_type"].tolist() == ["missed", ""]

@@ -212,7 +212,13 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[dict]]:
     except Exception as exc:  # noqa: BLE001 - any parser error is one message naming the file
         raise PredictionsError(f"predictions table {path} cannot be read ({type(exc).__name__}: "
                                f"{shown_entry(str(exc), 200)}); give a CSV or Parquet file") from None
-    cols = {c.lower(): c for c in df.columns}
+    return table_rows(df, path.name)
+
+
+def table_rows(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Raw rows of a predictions table already in memory (a model wing's output, or a read file)."""
+    path = name
+    cols = {str(c).lower(): c for c in df.columns}
     out = pd.DataFrame(index=df.index)
     image_col = next((cols[c] for c in ("image_id", "file_name", "path", "image") if c in cols), None)
     cat_col = next((cols[c] for c in ("category", "category_id", "class", "label") if c in cols), None)
@@ -224,12 +230,12 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[dict]]:
         else:
             out[key] = df[col]
     if missing:
-        raise PredictionsError(f"predictions table {path} lacks the column(s) {', '.join(missing)}; expected "
+        raise PredictionsError(f"predictions table {name} lacks the column(s) {', '.join(missing)}; expected "
                                f"{', '.join(PREDICTION_COLUMNS[1:])} (boxes as top-left x, y, width, height in px)")
     out["image_id"] = df[image_col].astype("str")
     out["category"] = df[cat_col]
     out["score"] = df[cols["score"]]
-    out["where"] = [f"{path.name} row {k + 2}" for k in range(len(df))]
+    out["where"] = [f"{name} row {k + 2}" for k in range(len(df))]
     return out, []
 
 
@@ -281,7 +287,12 @@ def clean_predictions(raw: pd.DataFrame, categories: Categories, image_ids: set,
 def read_predictions(path, categories: Categories, image_ids: list[str], coco_ids: dict | None = None,
                      size_of=None) -> tuple[pd.DataFrame, list[dict], str]:
     """Predictions from a COCO results JSON, a YOLO .txt folder or a CSV/Parquet table (chosen by what
-    ``path`` is). Returns (predictions, findings, form)."""
+    ``path`` is), or a DataFrame with the table's columns (a detector run in memory). Returns (predictions,
+    findings, form)."""
+    if isinstance(path, pd.DataFrame):
+        raw, problems = table_rows(path.reset_index(drop=True), "predictions table")
+        pred, more = clean_predictions(raw, categories, set(image_ids))
+        return pred, problems + more, "table"
     if path is None or str(path).strip() == "":
         raise PredictionsError("no predictions given: pass a COCO results JSON, a YOLO prediction folder or a "
                                "CSV/Parquet table")

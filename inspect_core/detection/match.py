@@ -48,6 +48,32 @@ def pair_iou(a_xywh: np.ndarray, b_xywh: np.ndarray, b_crowd: np.ndarray | None 
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+def pair_iou_rows(a_xywh: np.ndarray, b_xywh: np.ndarray, a_rows: np.ndarray, b_rows: np.ndarray,
+                  b_crowd: np.ndarray | None = None, chunk: int = 1 << 20) -> np.ndarray:
+    """``pair_iou(a_xywh[a_rows], b_xywh[b_rows], b_crowd[b_rows])`` without building the gathered (n, 4)
+    arrays: column by column, a million pairs at a time (about ten times faster on millions of pairs)."""
+    out = np.empty(len(a_rows))
+    ax, ay, aw, ah = (np.ascontiguousarray(a_xywh[:, k]) for k in range(4))
+    bx, by, bw, bh = (np.ascontiguousarray(b_xywh[:, k]) for k in range(4))
+    for s in range(0, len(a_rows), chunk):
+        i, j = a_rows[s:s + chunk], b_rows[s:s + chunk]
+        x0a, y0a, wa, ha = ax[i], ay[i], aw[i], ah[i]
+        x0b, y0b, wb, hb = bx[j], by[j], bw[j], bh[j]
+        iw = np.minimum(x0a + wa, x0b + wb)
+        iw -= np.maximum(x0a, x0b)
+        np.clip(iw, 0, None, out=iw)
+        ih = np.minimum(y0a + ha, y0b + hb)
+        ih -= np.maximum(y0a, y0b)
+        np.clip(ih, 0, None, out=ih)
+        inter = iw * ih
+        union = wa * ha + wb * hb - inter
+        if b_crowd is not None:
+            union = np.where(b_crowd[j], wa * ha, union)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s:s + chunk] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return out
+
+
 def candidate_pairs(p_group: np.ndarray, g_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All (prediction row, annotation row) pairs that share a group code, without a Python loop per group."""
     if len(p_group) == 0 or len(g_group) == 0:
@@ -153,7 +179,7 @@ class Boxes:
         # same-class pairs (for matching and metrics) with their IoU
         pr, gr = candidate_pairs(self.p_group, self.g_group)
         self.pair_p, self.pair_g = pr, gr
-        self.pair_iou = pair_iou(self.p_box[pr], self.g_box[gr], self.g_crowd[gr])
+        self.pair_iou = pair_iou_rows(self.p_box, self.g_box, pr, gr, self.g_crowd)
         self.min_iou = min(min_iou, 0.5)           # the lowest threshold any match will use
         self._live = None
         self._order = None
@@ -221,7 +247,7 @@ def match_boxes(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = Non
     fr, fg_rows = candidate_pairs(b.p_img[fp_idx], b.g_img)
     other = b.p_cat[fp_idx[fr]] != b.g_cat[fg_rows]
     fr, fg_rows = fr[other], fg_rows[other]
-    f_iou = pair_iou(b.p_box[fp_idx[fr]], b.g_box[fg_rows])
+    f_iou = pair_iou_rows(b.p_box, b.g_box, fp_idx[fr], fg_rows)
     bo, wo = best_per_row(len(fp_idx), fr, fg_rows, f_iou)
     best_other = np.zeros(n_p)
     other_row = np.full(n_p, -1, np.int64)
@@ -264,7 +290,7 @@ def match_boxes(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = Non
     # missed boxes against every prediction on their image
     un_idx = np.nonzero(~matched)[0]
     ur, up = candidate_pairs(b.g_img[un_idx], b.p_img)
-    u_iou = pair_iou(b.p_box[up], b.g_box[un_idx[ur]])
+    u_iou = pair_iou_rows(b.p_box, b.g_box, up, un_idx[ur])
     ui, _ = best_per_row(len(un_idx), ur, up, u_iou)
     over = u_iou > 0
     us, _ = best_per_row(len(un_idx), ur[over], up[over], b.score[up[over]])

@@ -161,3 +161,26 @@ def test_dataframe_in_memory(coco_root):
     r = triage_detections(coco_root, df)
     assert r.summary["predictions_form"] == "table" and r.predictions["is_tp"].tolist() == [True]
     assert r.annotations["error_type"].tolist() == ["missed", ""]
+
+
+def test_yolo_class_without_annotations_keeps_its_index(tmp_path):
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(root / "images" / "x.png")
+    (root / "labels" / "x.txt").write_text("2 0.5 0.5 0.2 0.2\n")          # only class 2 is annotated
+    (root / "data.yaml").write_text("names: [car, bus, truck]\n")
+    preds = tmp_path / "pred"
+    preds.mkdir()
+    (preds / "x.txt").write_text("2 0.5 0.5 0.2 0.2 0.9\n1 0.1 0.1 0.1 0.1 0.8\n")
+    r = triage_detections(root, preds)
+    assert r.predictions["category"].tolist() == ["truck", "bus"]
+    assert r.predictions["is_tp"].tolist() == [True, False]
+
+
+def test_empty_results_list_means_nothing_found(coco_root, tmp_path):
+    p = tmp_path / "dets.json"
+    p.write_text("[]")
+    r = triage_detections(coco_root, p)
+    assert len(r.predictions) == 0 and r.annotations["error_type"].tolist() == ["missed", "missed"]
+    assert r.summary["metrics"]["map"] == 0.0 and r.errors.empty      # no predictions: nothing to judge by

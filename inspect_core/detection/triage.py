@@ -147,6 +147,8 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
     cats = Categories.of(ann_all.loc[ann_all["category"].isin(names)], names)
     for k, v in coco_cats.items():
         cats.id_to_name.setdefault(k, v)
+    if ds.format == "yolo":                        # class k is the k-th name, annotated or not
+        cats.id_to_name.update({k: str(v) for k, v in enumerate(ds.classes)})
     cats = Categories(cats.names, cats.id_to_name)
     all_ids = ds.images["image_id"].astype("str").tolist()
     pred, problems, form = read_predictions(predictions_path, cats, all_ids, coco_ids, size_of)

@@ -102,3 +102,8 @@ def test_cli_run_writes_tables_and_fails_on(tmp_path, capsys):
     assert det_cli.run(args(out=str(tmp_path / "o"), detections=str(tmp_path / "missing.json"))) == 2
     err = capsys.readouterr().err
     assert "missing.json" in err and "Traceback" not in err
+    # the dataset is never written into
+    assert det_cli.run(args(out=str(SAMPLE / "detection_out"))) == 2
+    assert "inside the dataset root" in capsys.readouterr().err and not (SAMPLE / "detection_out").exists()
+    (tmp_path / "afile").write_text("x")
+    assert det_cli.run(args(out=str(tmp_path / "afile"))) == 2

@@ -40,6 +40,7 @@ def summary_lines(result) -> list[str]:
 
 def run(args) -> int:
     from ..cli import EXIT, error_line, input_errors, parse_fail_on, say
+    from ..paths import is_within
     from ..workspace import workspace_dir
     from .errors import CHECKS
     from .formats import FORMAT_CHECKS, PredictionsError
@@ -53,9 +54,14 @@ def run(args) -> int:
                 raise ValueError(f"--fail-on '{name}': unknown detection check; known: "
                                  f"{', '.join(list(CHECKS) + list(FORMAT_CHECKS))}")
             rules.append((name, limit))
-        result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
         out = (Path(args.out) if getattr(args, "out", None)
                else workspace_dir(args.root, getattr(args, "workspace", None)) / "detection")
+        if is_within(out, args.root):
+            raise ValueError(f"--out {out} lies inside the dataset root; choose a folder outside the dataset "
+                             "(the dataset is never written into)")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder; give a folder to write the tables into")
+        result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
         result.save(out)
     except (PredictionsError, ValueError, *input_errors()) as exc:
         return error_line("score", exc)

@@ -217,7 +217,6 @@ def read_table(path: Path) -> tuple[pd.DataFrame, list[dict]]:
 
 def table_rows(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[dict]]:
     """Raw rows of a predictions table already in memory (a model wing's output, or a read file)."""
-    path = name
     cols = {str(c).lower(): c for c in df.columns}
     out = pd.DataFrame(index=df.index)
     image_col = next((cols[c] for c in ("image_id", "file_name", "path", "image") if c in cols), None)

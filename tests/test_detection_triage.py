@@ -107,3 +107,14 @@ def test_cli_run_writes_tables_and_fails_on(tmp_path, capsys):
     assert "inside the dataset root" in capsys.readouterr().err and not (SAMPLE / "detection_out").exists()
     (tmp_path / "afile").write_text("x")
     assert det_cli.run(args(out=str(tmp_path / "afile"))) == 2
+
+
+def test_add_arguments_fits_a_parser_that_has_some_options_already(tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("--out", required=True)          # as 'score' has it
+    det_cli.add_arguments(parser)
+    a = parser.parse_args([str(SAMPLE), "--out", str(tmp_path / "o"), "--detections",
+                           str(SAMPLE / "detections.json"), "--fail-on", "spurious_box:99"])
+    assert det_cli.run(a) == 0 and (tmp_path / "o" / "detection_images.csv").is_file()
+    assert det_cli.main([str(SAMPLE), "--out", str(tmp_path / "p")]) == 2          # no --detections

@@ -12,15 +12,22 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detections", required=True,
-                        help="detector output: a COCO results JSON, a YOLO prediction folder (class cx cy w h conf) "
-                             "or a CSV/Parquet table (image_id, category, box_x_px, box_y_px, box_w_px, box_h_px, "
-                             "score)")
-    parser.add_argument("--out", default=None, help="folder for the tables (default: the workspace's detection/)")
-    parser.add_argument("--split", default=None, help="evaluate only the images of this split")
-    parser.add_argument("--workspace", default=None, help="workspace base folder")
-    parser.add_argument("--fail-on", action="append", default=[], metavar="CHECK[:MAX]",
-                        help="exit 1 when a detection check has more than MAX findings (default 0)")
+    """Add the options ``run`` reads; one the parser already has (``score``'s ``--out``, say) is left as it is."""
+    options = [
+        (("--detections",), {"default": None,
+                             "help": "detector output: a COCO results JSON, a YOLO prediction folder (class cx cy w h "
+                                     "conf) or a CSV/Parquet table (image_id, category, box_x_px, box_y_px, box_w_px, "
+                                     "box_h_px, score)"}),
+        (("--out",), {"default": None, "help": "folder for the tables (default: the workspace's detection/)"}),
+        (("--split",), {"default": None, "help": "evaluate only the images of this split"}),
+        (("--workspace",), {"default": None, "help": "workspace base folder"}),
+        (("--fail-on",), {"action": "append", "default": [], "metavar": "CHECK[:MAX]",
+                          "help": "exit 1 when a detection check has more than MAX findings (default 0)"}),
+    ]
+    have = set(parser._option_string_actions)
+    for flags, kw in options:
+        if not have.intersection(flags):
+            parser.add_argument(*flags, **kw)
 
 
 def summary_lines(result) -> list[str]:
@@ -46,6 +53,9 @@ def run(args) -> int:
     from .formats import FORMAT_CHECKS, PredictionsError
     from .triage import triage_detections
 
+    if not getattr(args, "detections", None):
+        return error_line("score", "no detections given: pass --detections FILE|DIR (a COCO results JSON, a YOLO "
+                                   "prediction folder or a CSV/Parquet table)")
     try:
         rules = []
         for spec in getattr(args, "fail_on", None) or []:

@@ -121,3 +121,21 @@ def test_perfect_predictions_score_one_and_none_score_zero():
     assert s["map"] == pytest.approx(1.0) and s["ap50"] == pytest.approx(1.0)
     empty = perfect.iloc[:0]
     assert coco_metrics(ann, empty).summary()["map"] == 0.0
+
+
+def test_confusion_matrix_by_hand():
+    from inspect_core.detection.metrics import BACKGROUND, confusion_matrix
+
+    cols = ["image_id", "category", "box_x_px", "box_y_px", "box_w_px", "box_h_px"]
+    ann = pd.DataFrame([("im", "cat", 0, 0, 10, 10),       # found as cat
+                        ("im", "dog", 100, 0, 10, 10),     # predicted as cat: confusion dog -> cat
+                        ("im", "dog", 200, 0, 10, 10)],    # nothing: dog -> background
+                       columns=cols)
+    pred = pd.DataFrame([("im", "cat", 0, 0, 10, 10, 0.9), ("im", "cat", 100, 0, 10, 10, 0.8),
+                         ("im", "dog", 300, 0, 10, 10, 0.7),    # on nothing: background -> dog
+                         ("im", "dog", 200, 0, 10, 10, 0.1)],   # below min_score: not counted
+                        columns=[*cols, "score"])
+    cm = confusion_matrix(ann, pred, min_score=0.25)
+    assert cm.to_dict() == {"cat": {"cat": 1, "dog": 1, BACKGROUND: 0},
+                            "dog": {"cat": 0, "dog": 0, BACKGROUND: 1},
+                            BACKGROUND: {"cat": 0, "dog": 1, BACKGROUND: 0}}

@@ -74,6 +74,8 @@ def test_save_writes_the_tables(result, tmp_path):
     assert set(per_class["category"]) == {"circle", "square", "triangle", "star", "hexagon"}
     summary = json.loads(paths["detection_summary"].read_text())
     assert summary["metrics"]["ap50"] == pytest.approx(result.summary["metrics"]["ap50"], abs=1e-6)
+    confusion = pd.read_csv(paths["detection_confusion"]).set_index("annotated")
+    assert confusion.loc["(background)", "(background)"] == 0 and confusion.to_numpy().trace() > 500
     assert not (SAMPLE / "detection_errors.csv").exists()          # the dataset is never written into
 
 

@@ -126,3 +126,36 @@ def coco_metrics(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = No
     cats = [str(c) for c in b.categories] or [""]
     return DetectionMetrics(precision=precision, categories=cats[:b.n_cat], n_annotations=n_ann,
                             n_predictions=n_pred)
+
+
+BACKGROUND = "(background)"
+
+
+def confusion_matrix(ann: pd.DataFrame, pred: pd.DataFrame, min_score: float = 0.25,
+                     params: dict | None = None) -> pd.DataFrame:
+    """Counts of annotated class (rows) x predicted class (columns) with a background row and column, from the
+    COCO matching at IoU ``iou_match`` of the predictions scoring >= ``min_score``: a true positive is on the
+    diagonal; a false positive over an annotation of another class (IoU >= iou_match, TIDE 'classification')
+    is in that class's row, any other false positive in the background row; an annotation no prediction
+    matched or covered is in the background column."""
+    from .match import match_boxes
+
+    pred = pred.loc[pred["score"] >= min_score].reset_index(drop=True)
+    ga, pa = match_boxes(ann, pred, params)
+    cats = sorted(set(ann["category"].astype("str")) | set(pred["category"].astype("str")))
+    labels = cats + [BACKGROUND]
+    out = pd.DataFrame(0, index=pd.Index(labels, name="annotated"), columns=pd.Index(labels, name="predicted"))
+    cat_of_ann = ga["category"].astype("str").to_numpy()
+    for row in pa.loc[pa["is_tp"] | pa["error_type"].isin(
+            ["classification", "localization", "both", "duplicate", "background"])].itertuples():
+        if row.is_tp:
+            out.loc[cat_of_ann[row.ann_row], str(row.category)] += 1
+        elif row.error_type == "classification":
+            out.loc[cat_of_ann[row.other_ann_row], str(row.category)] += 1
+        else:
+            out.loc[BACKGROUND, str(row.category)] += 1
+    covered = set(pa.loc[pa["error_type"] == "classification", "other_ann_row"])
+    missed = ga.loc[(ga["error_type"] == "missed") & ~ga.index.isin(covered), "category"].astype("str")
+    for c, n in missed.value_counts().items():
+        out.loc[c, BACKGROUND] += int(n)
+    return out

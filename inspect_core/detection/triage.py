@@ -20,9 +20,10 @@ from ..schema import finding_frame
 from .errors import ERROR_DEFAULTS, annotation_errors, image_error_scores
 from .formats import Categories, coco_image_ids, read_predictions
 from .match import MATCH_DEFAULTS, Boxes, match_boxes
-from .metrics import DetectionMetrics, coco_metrics
+from .metrics import DetectionMetrics, coco_metrics, confusion_matrix
 
-DEFAULTS = {**MATCH_DEFAULTS, **ERROR_DEFAULTS, "tide_weight": 0.1}
+DEFAULTS = {**MATCH_DEFAULTS, **ERROR_DEFAULTS, "tide_weight": 0.1,
+            "confusion_min_score": 0.25}  # predictions counted in the confusion matrix score at least this
 
 
 @dataclass
@@ -34,6 +35,7 @@ class DetectionResult:
     metrics: DetectionMetrics
     problems: pd.DataFrame        # findings about the inputs (bad rows, unknown images or categories)
     summary: dict = field(default_factory=dict)
+    confusion: pd.DataFrame | None = None  # annotated x predicted class, with background (metrics.confusion_matrix)
 
     def findings(self) -> pd.DataFrame:
         """Annotation errors and input problems in the scan's findings schema."""
@@ -48,6 +50,8 @@ class DetectionResult:
                   "detection_images": self.images, "detection_errors": self.errors,
                   "detection_per_class": self.metrics.per_class(), "detection_pr_curves": self.metrics.pr_curves(),
                   "detection_problems": self.problems}
+        if self.confusion is not None:
+            tables["detection_confusion"] = self.confusion.reset_index()
         paths = {}
         for name, df in tables.items():
             paths[name] = out / f"{name}.csv"
@@ -176,5 +180,6 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
                "tide_counts": {t: int(tide.get(t, 0)) for t in
                                ("classification", "localization", "both", "duplicate", "background", "missed")},
                "annotation_errors": errors["check"].value_counts().to_dict(), "params": p}
+    confusion = confusion_matrix(ann, pred, p["confusion_min_score"], p)
     return DetectionResult(annotations=ann_boxes, predictions=pred_boxes, images=per_image, errors=errors,
-                           metrics=metrics, problems=finding_frame(problems), summary=summary)
+                           metrics=metrics, problems=finding_frame(problems), summary=summary, confusion=confusion)

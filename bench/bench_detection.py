@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_detection.py speed [--images 100000] [--boxes 20] [--repeat 3]
     .venv/bin/python bench/bench_detection.py compare [--seed 0] [--out bench/results/detection]
+    .venv/bin/python bench/bench_detection.py sample [--out bench/results/detection]
 
 ``speed``: matching (per-box TIDE table) + COCO metrics on a synthetic set of N images x B annotated boxes
 (5 classes) with about as many predictions (the boxes jittered, 5 % wrong class, background boxes), timed
@@ -176,7 +177,7 @@ def contact_sheet(images: dict, ann: pd.DataFrame, path: Path, n: int = 18, seed
             d.rectangle([r.box_x_px, r.box_y_px, r.box_x_px + r.box_w_px, r.box_y_px + r.box_h_px], outline=(255, 0, 0))
         sheet.paste(im.resize((size, size), Image.NEAREST), ((k % cols) * size, (k // cols) * size))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path, quality=85)
 
 
 def findings_sheet(images: dict, ann: pd.DataFrame, pred: pd.DataFrame, errs: pd.DataFrame, path: Path, n: int = 12):
@@ -203,7 +204,7 @@ def findings_sheet(images: dict, ann: pd.DataFrame, pred: pd.DataFrame, errs: pd
         x0, y0 = (k % cols) * size, (k // cols) * (size + 14)
         sheet.paste(im, (x0, y0))
         ImageDraw.Draw(sheet).text((x0 + 2, y0 + size), f"{f.check} {f.score:.2f}", fill=(0, 0, 0))
-    sheet.save(path)
+    sheet.save(path, quality=85)
 
 
 def simulate_predictions(ann: pd.DataFrame, classes: list[str], rng) -> tuple[pd.DataFrame, dict]:
@@ -301,9 +302,9 @@ def cmd_compare(args) -> int:
     t0 = time.perf_counter()
     images, ann_true = real_tiles()
     classes = sorted(ann_true["category"].unique())
-    contact_sheet(images, ann_true, out / "contact_sheet.png")
+    contact_sheet(images, ann_true, out / "contact_sheet.jpg")
     print(f"real set: {len(images):,} tiles, {len(ann_true):,} boxes ({ann_true['category'].value_counts().to_dict()}), "
-          f"built in {time.perf_counter() - t0:.1f} s; contact sheet {out / 'contact_sheet.png'}")
+          f"built in {time.perf_counter() - t0:.1f} s; contact sheet {out / 'contact_sheet.jpg'}")
     rng = np.random.default_rng(args.seed)
     pred, probs = simulate_predictions(ann_true, classes, rng)
     rates = {"missing": 0.05, "shifted": 0.05, "swapped": 0.05}
@@ -313,7 +314,7 @@ def cmd_compare(args) -> int:
     t = time.perf_counter()
     errs = annotation_errors(ann, pred)
     ours_s = time.perf_counter() - t
-    findings_sheet(images, ann, pred, errs, out / "findings_sheet.png")
+    findings_sheet(images, ann, pred, errs, out / "findings_sheet.jpg")
     # cleanlab
     from cleanlab.object_detection.filter import find_label_issues
     from cleanlab.object_detection.rank import get_label_quality_scores  # noqa: F401
@@ -356,6 +357,47 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    """Planted box errors of sample_data/: recall within the top 2 x planted, precision, and a sheet of the top
+    findings on the real images (annotations red, predictions >= 0.3 green, the finding's box yellow)."""
+    from PIL import Image, ImageDraw
+
+    from inspect_core.detection import triage_detections
+    from inspect_core.detection.errors import CHECKS
+
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    r = triage_detections(root, root / "detections.json")
+    planted = pd.read_csv(root / "PLANTED.csv", keep_default_na=False)
+    want = set(zip(*planted.loc[planted["check"].isin(CHECKS), ["image_id", "check"]].T.to_numpy()))
+    found = set(zip(r.errors["image_id"], r.errors["check"]))
+    top = set(zip(r.errors.head(2 * len(want))["image_id"], r.errors.head(2 * len(want))["check"]))
+    print(f"planted {len(want)}; findings {len(r.errors)}; recall in the top {2 * len(want)}: "
+          f"{len(want & top) / len(want):.3f}; precision over all findings: {len(want & found) / max(len(found), 1):.3f}")
+    print(r.errors[["rank", "image_id", "check", "score"]].assign(
+        planted=[(i, c) in want for i, c in zip(r.errors["image_id"], r.errors["check"])]).to_string(index=False))
+    e = r.errors.head(18)
+    cols, w_px, h_px = 6, 256, 206
+    sheet = Image.new("RGB", (cols * w_px, ((len(e) + cols - 1) // cols) * h_px), "white")
+    for k, f in enumerate(e.itertuples()):
+        im = Image.open(root / f.image_id).convert("RGB")
+        d = ImageDraw.Draw(im)
+        for a in r.annotations[r.annotations["image_id"] == f.image_id].itertuples():
+            d.rectangle([a.box_x_px, a.box_y_px, a.box_x_px + a.box_w_px, a.box_y_px + a.box_h_px], outline=(255, 0, 0))
+        for p in r.predictions[(r.predictions["image_id"] == f.image_id) & (r.predictions["score"] >= 0.3)].itertuples():
+            d.rectangle([p.box_x_px, p.box_y_px, p.box_x_px + p.box_w_px, p.box_y_px + p.box_h_px], outline=(0, 255, 0))
+        d.rectangle([f.box_x_px - 2, f.box_y_px - 2, f.box_x_px + f.box_w_px + 2, f.box_y_px + f.box_h_px + 2],
+                    outline=(255, 255, 0), width=2)
+        x, y = (k % cols) * w_px, (k // cols) * h_px
+        sheet.paste(im, (x, y))
+        mark = "planted" if (f.image_id, f.check) in want else "not planted"
+        ImageDraw.Draw(sheet).text((x + 2, y + 193), f"{f.rank} {f.check} {f.score:.2f} ({mark})", fill=(0, 0, 0))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sheet.save(out / "sample_findings.jpg", quality=85)
+    print(f"sheet: {out / 'sample_findings.jpg'}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -366,8 +408,10 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="bench/results/detection")
+    m = sub.add_parser("sample")
+    m.add_argument("--out", default="bench/results/detection")
     args = ap.parse_args(argv)
-    return cmd_speed(args) if args.cmd == "speed" else cmd_compare(args)
+    return {"speed": cmd_speed, "compare": cmd_compare, "sample": cmd_sample}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -120,3 +120,10 @@ def test_add_arguments_fits_a_parser_that_has_some_options_already(tmp_path):
                            str(SAMPLE / "detections.json"), "--fail-on", "spurious_box:99"])
     assert det_cli.run(a) == 0 and (tmp_path / "o" / "detection_images.csv").is_file()
     assert det_cli.main([str(SAMPLE), "--out", str(tmp_path / "p")]) == 2          # no --detections
+
+
+def test_params_override_and_typos_are_refused(result):
+    strict = triage_detections(SAMPLE, SAMPLE / "detections.json", params={"min_confidence": 0.95})
+    assert (strict.errors["check"] == "missing_box").sum() < (result.errors["check"] == "missing_box").sum()
+    with pytest.raises(ValueError, match="min_confidenc.*known: iou_match"):
+        triage_detections(SAMPLE, SAMPLE / "detections.json", params={"min_confidenc": 0.9})

@@ -133,6 +133,9 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
     Raises ``formats.PredictionsError`` / ``loaders.DatasetError`` (one line, what to do) when the inputs
     cannot be used at all; every bad row is a finding in ``problems``.
     """
+    unknown = sorted(set(params or {}) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown detection parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **(params or {})}
     ds = _dataset_of(dataset_or_scan)
     size_of = _size_reader(ds, _image_sizes(dataset_or_scan, ds))

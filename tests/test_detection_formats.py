@@ -184,3 +184,15 @@ def test_empty_results_list_means_nothing_found(coco_root, tmp_path):
     r = triage_detections(coco_root, p)
     assert len(r.predictions) == 0 and r.annotations["error_type"].tolist() == ["missed", "missed"]
     assert r.summary["metrics"]["map"] == 0.0 and r.errors.empty      # no predictions: nothing to judge by
+
+
+def test_dataset_without_boxes_is_one_clear_error(tmp_path):
+    from inspect_core.loaders import DatasetError
+
+    root = tmp_path / "folder" / "cat"
+    root.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "a.png")
+    p = tmp_path / "dets.csv"
+    p.write_text("image_id,category,box_x_px,box_y_px,box_w_px,box_h_px,score\ncat/a.png,cat,1,1,2,2,0.9\n")
+    with pytest.raises(DatasetError, match="has no boxes"):
+        triage_detections(tmp_path / "folder", p)

@@ -138,6 +138,10 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
         raise ValueError(f"unknown detection parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **(params or {})}
     ds = _dataset_of(dataset_or_scan)
+    if not ds.has_boxes:
+        raise loaders.DatasetError(f"dataset {ds.root} has no boxes (no COCO JSON, no YOLO labels): detection "
+                                   "triage holds predictions against annotated boxes; add annotations.json or "
+                                   "use the classification triage")
     size_of = _size_reader(ds, _image_sizes(dataset_or_scan, ds))
     images = ds.images
     if split is not None:

@@ -108,3 +108,11 @@ def test_max_dets_keeps_the_highest_scores():
     ga, pa = match_boxes(a, p, {"max_dets": 2})
     assert pa["error_type"].tolist() == ["over_max_dets", "", ""]
     assert ga["is_matched"].tolist() == [False, True, True]
+
+
+def test_a_lower_match_threshold_is_honoured():
+    a = ann(("im", "cat", 0, 0, 10, 10))
+    p = pred(("im", "cat", 5, 0, 10, 10, 0.9))                   # IoU 1/3
+    assert match_boxes(a, p)[1]["error_type"].tolist() == ["localization"]
+    _, pa = match_boxes(a, p, {"iou_match": 0.3})
+    assert pa["is_tp"].tolist() == [True] and np.isclose(pa.loc[0, "iou"], 1 / 3)

@@ -190,6 +190,8 @@ class Boxes:
         """Matched annotation row per prediction (-1: none), among the kept predictions. Pairs below the lowest
         COCO threshold never match and are left out; their order is sorted once (``match_order``)."""
         ignore = self.g_crowd if gt_ignore is None else gt_ignore
+        if iou_min < self.min_iou:                 # a lower threshold than the pairs were cut at
+            self.min_iou, self._live, self._order = iou_min, None, None
         if self._live is None:
             live = np.nonzero(self.kept[self.pair_p] & (self.pair_iou >= min(self.min_iou, 1 - 1e-10)))[0]
             self._live = (self.pair_p[live], self.pair_g[live], self.pair_iou[live])

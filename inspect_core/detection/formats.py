@@ -3,8 +3,8 @@
 - COCO results JSON: a list of ``{"image_id" | "file_name", "category_id", "bbox": [x, y, w, h] px, "score"}``;
   an integer ``image_id`` is the dataset's COCO image id, a string one the dataset's image_id.
 - YOLO prediction folder: one ``<image stem>.txt`` per image, lines ``class cx cy w h conf`` normalised to the
-  image size (what ``yolo predict save_txt=True save_conf=True`` writes); class k is the k-th category of the
-  dataset (sorted by category id).
+  image size (what ``yolo predict save_txt=True save_conf=True`` writes); class k is a YOLO dataset's class k,
+  for other datasets the k-th category sorted by id.
 - CSV / Parquet table: ``image_id, category, box_x_px, box_y_px, box_w_px, box_h_px, score``; ``category``
   holds category names or ids (``category_id`` is read too).
 

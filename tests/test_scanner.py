@@ -531,3 +531,28 @@ def test_overlapping_scans_restore_the_processes_blas_threads():
     assert max(blas_threads()) == 1          # B is still scanning
     b.__exit__(None, None, None)
     assert blas_threads() == before
+
+
+def test_a_new_per_file_signal_missing_from_cached_rows_reads_those_files_again(tmp_path, textured, monkeypatch):
+    """A signal added to filescan after a scan was cached: the cached rows lack it, so the files are read again
+    (no manual version bump), and the new column holds real values, not NaN."""
+    root = tmp_path / "ds"
+    ids = make_good(root, textured, n=5)
+    first = inspect_core.scan(root, workers=1)
+    assert first.summary["files_read"] == 5
+
+    monkeypatch.setattr(filescan, "NUMERIC_COLUMNS", {**filescan.NUMERIC_COLUMNS, "probe_kib": np.float32})
+    read_file = filescan.read_file
+
+    def read_with_probe(root_s, image_id, dir_cache):
+        row, rgb = read_file(root_s, image_id, dir_cache)
+        row["probe_kib"] = row["file_size_bytes"] / 1024
+        return row, rgb
+    monkeypatch.setattr(filescan, "read_file", read_with_probe)
+
+    again = inspect_core.scan(root, workers=1)
+    assert (again.summary["files_read"], again.summary["files_from_cache"]) == (5, 0)
+    rows = again.images.set_index("image_id").loc[ids]
+    np.testing.assert_allclose(rows["probe_kib"], rows["file_size_bytes"] / 1024, rtol=1e-6)
+    third = inspect_core.scan(root, workers=1)           # the cache now holds the signal: nothing is read
+    assert (third.summary["files_read"], third.summary["files_from_cache"]) == (0, 5)

@@ -147,7 +147,7 @@ def test_odd_modes_decode_with_correct_statistics(tmp_path):
         "plain.tif": ("TIFF", "RGB", 40, 30, 1, 0.59),             # pure green, 0.587
         "rgba.webp": ("WEBP", "RGBA", 40, 30, 1, 0.11),            # pure blue, 0.114
     }
-    assert sorted(rows.index[rows["is_gray_mode"]]) == ["bilevel.bmp", "bilevel.png", "deep16.png",
+    assert sorted(rows.index[rows["gray_mode"]]) == ["bilevel.bmp", "bilevel.png", "deep16.png",
                                                         "grey_alpha.png"]
 
 

@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 from photos import distinct_tiles, edit, load_photos, write_jpegs  # noqa: E402
 

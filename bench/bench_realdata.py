@@ -36,8 +36,6 @@ import pandas as pd
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 from photos import EDIT_KINDS, edit_as, sample_photos  # noqa: E402
 

@@ -3,6 +3,7 @@ cache re-reads only what changed; nothing is written into the dataset; worker pr
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import struct
@@ -556,3 +557,29 @@ def test_a_new_per_file_signal_missing_from_cached_rows_reads_those_files_again(
     np.testing.assert_allclose(rows["probe_kib"], rows["file_size_bytes"] / 1024, rtol=1e-6)
     third = inspect_core.scan(root, workers=1)           # the cache now holds the signal: nothing is read
     assert (third.summary["files_read"], third.summary["files_from_cache"]) == (0, 5)
+
+
+def save_rgb(path: Path, size=(16, 12), colour=(120, 60, 30), **kw) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, **kw)
+
+
+def test_exif_orientation_out_of_range_does_not_stop_the_scan(tmp_path):
+    root = tmp_path / "ds"
+    exif = Image.Exif()
+    exif[0x0112] = 300
+    save_rgb(root / "cat" / "odd.jpg", exif=exif.tobytes())
+    save_rgb(root / "cat" / "ok.jpg")
+    result = inspect_core.scan(root, workers=1)
+    row = result.images.set_index("image_id").loc["cat/odd.jpg"]
+    assert row["exif_orientation"] == 0 and row["width_px"] == 16
+
+
+def test_damaged_saved_scan_is_rescanned(tmp_path):
+    root = tmp_path / "ds"
+    save_rgb(root / "cat" / "a.jpg")
+    first = inspect_core.scan(root, workers=1)
+    (Path(first.workspace) / "scan" / "dataset.json").write_text(json.dumps({"root": str(root)}))
+    again = inspect_core.scan(root, workers=1)
+    assert list(again.images["image_id"]) == ["cat/a.jpg"]
+    assert inspect_core.load_scan(first.workspace) is not None  # the rescan saved a whole scan again

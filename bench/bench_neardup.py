@@ -20,7 +20,6 @@ import json
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

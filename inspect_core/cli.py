@@ -149,7 +149,7 @@ def _log_internal_error(command: str, argv) -> Path | None:
     try:
         fd, name = tempfile.mkstemp(prefix=f"dataset-inspector-{command}-error-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} python -m inspect_core "
+            fh.write(f"{datetime.datetime.now(datetime.UTC).isoformat()} python -m inspect_core "
                      f"{' '.join(map(str, argv))}\n\n")
             fh.write(traceback.format_exc())
         return Path(name)
@@ -176,7 +176,8 @@ def run_guarded(command: str, func, args, argv) -> int:
             say(f"inspect_core {command}: internal error ({type(exc).__name__})", sys.stderr)
             return EXIT["internal_error"]
         log = _log_internal_error(command, argv)
-        what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        what = ("out of memory" if isinstance(exc, MemoryError)
+                else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
         where = f"the traceback is in {log}" if log else "rerun with --debug for the traceback"
         say(f"inspect_core {command}: internal error ({what}); this is a bug, not a problem with your data: "
             f"{where}", sys.stderr)
@@ -202,7 +203,8 @@ def add_scan(sub) -> argparse.ArgumentParser:
     s.add_argument("--near-threshold", type=float, metavar="COSINE", help="near-duplicate cosine cut for images over "
                    "48 px; the other size bands' cuts move with it (default 0.94, set for precision; lower finds more)")
     s.add_argument("--fail-on", action="append", metavar="CHECK[:MAX_COUNT]",
-                   help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); repeatable")
+                   help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); "
+                        "repeatable")
     s.set_defaults(func=cmd_scan)
     return s
 

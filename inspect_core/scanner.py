@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -469,8 +469,8 @@ def _input_fingerprint(ds: Dataset, rows: pd.DataFrame, rule: dict) -> str:
     global _CODE_VERSION
     if _CODE_VERSION is None:
         _CODE_VERSION = _code_version()
-    parts = [_CODE_VERSION, registry_key(), json.dumps(rule, sort_keys=True), ds.format, json.dumps(ds.classes), str(ds.has_boxes),
-             str(ds.has_image_labels), json.dumps(LIMITS, sort_keys=True)]
+    parts = [_CODE_VERSION, registry_key(), json.dumps(rule, sort_keys=True), ds.format, json.dumps(ds.classes),
+             str(ds.has_boxes), str(ds.has_image_labels), json.dumps(LIMITS, sort_keys=True)]
     for df in (ds.images, rows[["file_size_bytes", "mtime_ns"]], ds.annotations, ds.problems):
         if len(df):
             parts.append(f"{int(pd.util.hash_pandas_object(df.astype('str'), index=False).sum()) & ((1 << 64) - 1):x}")
@@ -547,7 +547,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
         "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),
         "reused_saved_scan": False, "input_fingerprint": input_fp, "near_rule": rule,
-        "notes": [_renames_note(ds.images.attrs["metadata_renames"])] if ds.images.attrs.get("metadata_renames") else [],
+        "notes": ([_renames_note(ds.images.attrs["metadata_renames"])]
+                  if ds.images.attrs.get("metadata_renames") else []),
     }
     result = ScanResult(dataset=ds, workspace=ws, images=images, findings=findings, pairs=pairs,
                         annotations=ann, balance=balance, summary=summary,

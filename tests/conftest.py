@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that drives a real browser (uses the ``browser`` fixture of browser_support.py) is marked
+    ``browser``, so that ``pytest -m "not browser"`` leaves them all out, those written later too."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("xdg_cache")

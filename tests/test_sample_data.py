@@ -113,7 +113,8 @@ def test_regenerating_gives_byte_identical_tree_and_spares_other_files(tmp_path)
 
 
 def test_total_size_is_small():
-    total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file() and "model" not in p.relative_to(SAMPLE).parts)
+    total = sum(p.stat().st_size for p in SAMPLE.rglob("*")
+                if p.is_file() and "model" not in p.relative_to(SAMPLE).parts)
     assert 0 < total < MAX_BYTES
 
 
@@ -156,7 +157,7 @@ def test_integrity_plants_are_broken_and_everything_else_opens(planted, image_fi
             assert path.stat().st_size == 0
             continue
         if checks & {"unreadable", "truncated"}:
-            with pytest.raises(Exception):
+            with pytest.raises(OSError):   # Pillow's UnidentifiedImageError is an OSError too
                 with Image.open(path) as im:
                     im.load()
             if "truncated" in checks:  # it starts like a JPEG but stops early

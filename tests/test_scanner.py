@@ -135,8 +135,8 @@ def test_odd_modes_decode_with_correct_statistics(tmp_path):
 
     assert result.issues("integrity").empty
     rows = result.images.set_index("image_id").sort_index()
-    got = {i: (r["format"], r["mode"], int(r.width_px), int(r.height_px), int(r.n_frames), round(float(r.brightness), 2))
-           for i, r in rows.iterrows()}
+    got = {i: (r["format"], r["mode"], int(r.width_px), int(r.height_px), int(r.n_frames),
+               round(float(r.brightness), 2)) for i, r in rows.iterrows()}
     assert got == {
         "anim.gif": ("GIF", "P", 40, 30, 3, 0.30),               # first frame: pure red, 0.299
         "bilevel.bmp": ("BMP", "1", 40, 30, 1, 0.0),

@@ -2,6 +2,7 @@
 a fresh and on a reused scan, and the saved-scan reuse key follows what is registered."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,31 @@ def outside():
 
 
 def test_builtin_families_come_through_the_public_register():
-    # every built-in family was registered by register() (which records its caller's module), in one place
+    # every built-in family is registered by the public register(), from its own module, in this order
     assert list(checks.REGISTRY) == ["integrity", "duplicate", "leakage", "label", "annotation", "balance",
                                      "property"]
     assert checks.register is registry.register
     for spec in checks.REGISTRY.values():
         assert spec.fn.__module__ == f"inspect_core.checks.{spec.family}"
+
+
+def test_a_builtin_family_registers_by_calling_the_public_register(monkeypatch):
+    from inspect_core.checks import balance
+    calls = []
+    real = registry.register
+
+    def spy(family, names, **kw):
+        calls.append(family)
+        return real(family, names, **kw)
+    saved = dict(checks.REGISTRY)
+    monkeypatch.setattr(registry, "register", spy)
+    try:
+        registry.unregister("balance")
+        importlib.reload(balance)                         # runs the module's @register(...) again
+        assert calls == ["balance"] and checks.REGISTRY["balance"].checks == saved["balance"].checks
+    finally:
+        checks.REGISTRY.clear()
+        checks.REGISTRY.update(saved)
 
 
 def test_outside_check_runs_on_a_fresh_and_on_a_reused_scan(tmp_path, textured, outside):

@@ -65,3 +65,17 @@ def test_ci_planted_check_names_what_was_missed(tmp_path):
         (tmp_path / name).write_text(text)
     assert cp.main([str(tmp_path / n) for n in ("p.csv", "f.csv", "l.csv")]) == 0
     assert cp.main([str(tmp_path / "p.csv"), str(tmp_path / "nope.csv"), str(tmp_path / "l.csv")]) == 2
+
+
+def test_every_test_marked_slow_still_exists():
+    import ast
+    spec = importlib.util.spec_from_file_location("tests_conftest", REPO / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    names: dict[str, set[str]] = {}
+    for nodeid in conftest.SLOW_TESTS:
+        path, _, name = nodeid.partition("::")
+        if path not in names:
+            tree = ast.parse((REPO / "tests" / path).read_text())
+            names[path] = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert name in names[path], f"conftest.SLOW_TESTS names {nodeid}, which no longer exists"

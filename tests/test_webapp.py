@@ -10,8 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from inspect_core import webapp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +61,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_app_command_answers_on_the_health_url(tmp_path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "inspect_core", "app", str(REPO / "sample_data"), "--port",

@@ -134,13 +134,31 @@ def input_errors() -> tuple[type[BaseException], ...]:
     from .review import ReviewStoreError
     from .workspace import WorkspaceError
     errors: list = [DatasetError, LimitError, WorkspaceError, ReviewStoreError, OSError]
-    for module, name in (("preprocess", "PreprocessError"), ("scoring", "PredictionsError"),
-                         ("models", "ModelLoadError")):
+    return tuple(errors + [e for e in _model_input_errors() if e not in errors])
+
+
+MODEL_INPUT_ERRORS = ("ModelLoadError", "PreprocessError", "PredictionsError")
+
+
+def _model_input_errors() -> list[type]:
+    """The model wing's bad-input errors (MODEL_INPUT_ERRORS), found by name in whichever module of
+    inspect_core.model defines them. Looked up only once an exception is being handled, so that a scan never
+    imports torch."""
+    import importlib
+    import pkgutil
+
+    from . import model
+    found: list[type] = []
+    for info in pkgutil.iter_modules(model.__path__):
         try:
-            errors.append(getattr(__import__(f"inspect_core.{module}", fromlist=[name]), name))
+            module = importlib.import_module(f"{model.__name__}.{info.name}")
         except Exception:  # noqa: BLE001 - a module that cannot be imported raised none of its errors
-            pass
-    return tuple(errors)
+            continue
+        for name in MODEL_INPUT_ERRORS:
+            error = getattr(module, name, None)
+            if isinstance(error, type) and issubclass(error, BaseException) and error not in found:
+                found.append(error)
+    return found
 
 
 def _log_internal_error(command: str, argv) -> Path | None:

@@ -11,8 +11,8 @@ import pytest
 
 
 # Tests marked ``slow``, in one place (every parametrization of each): those that took 8 s or more in
-# `pytest --durations=40` on the shared 2-core machine under load (about 2 s or more on a quiet one), plus the
-# ones that start a server or regenerate sample_data. tests/test_packaging.py checks every name still exists.
+# `pytest --durations=40` on 15 files on the shared 2-core machine under heavy load, or 2.5 s or more in a second
+# run of 8 files under lighter load, plus the ones that start a server or regenerate sample_data. tests/test_packaging.py checks every name still exists.
 SLOW_TESTS = frozenset({
     "test_cli.py::test_usage_errors_exit_2_with_one_line",
     "test_hostile_input.py::test_a_preprocess_json_nested_without_end_is_a_one_line_error",
@@ -42,12 +42,22 @@ SLOW_TESTS = frozenset({
     "test_model_page_state.py::test_predictions_source_and_path_survive_a_page_switch",
     "test_model_scoring.py::test_cli_score_writes_outputs_and_fails_cleanly",
     "test_neardup.py::test_brute_force_and_ivf_find_exactly_the_planted_pairs",
+    "test_pages.py::test_every_page_renders_on_sample_data",
+    "test_pages.py::test_findings_page_shows_every_family_with_evidence",
+    "test_pages.py::test_gallery_filters_and_sorts",
+    "test_pages.py::test_image_detail_decodes_once_not_per_keystroke",
+    "test_pages.py::test_relabel_remove_keep_undo_through_gallery",
+    "test_pages.py::test_review_edit_of_a_row_decided_elsewhere_is_a_conflict_shown_never_dropped",
+    "test_pages.py::test_switching_datasets_resets_filters_and_remembers_recent",
     "test_probe.py::test_an_images_own_label_cannot_reach_its_probability",
     "test_probe.py::test_cli_probe_gives_out_of_fold_flags_for_the_training_split",
     "test_probe.py::test_cli_ranks_the_training_split_apart_and_reads_out_of_fold_files",
     "test_probe.py::test_the_page_ranks_the_training_split_apart_and_offers_the_probe",
     "test_sample_data.py::test_regenerating_gives_byte_identical_tree_and_spares_other_files",
+    "test_sample_data.py::test_sample_data_groups_and_summary",
+    "test_sample_data.py::test_sample_data_scan_finds_exactly_what_was_planted",
     "test_sanity.py::test_model_triage_page_shows_the_alarm_and_the_model_problem",
+    "test_scanner.py::test_worker_processes_give_the_same_rows_as_in_process",
     "test_webapp.py::test_app_command_answers_on_the_health_url",
 })
 

@@ -12,7 +12,8 @@ import pytest
 
 # Tests marked ``slow``, in one place (every parametrization of each): those that took 8 s or more in
 # `pytest --durations=40` on 15 files on the shared 2-core machine under heavy load, or 2.5 s or more in a second
-# run of 8 files under lighter load, plus the ones that start a server or regenerate sample_data. tests/test_packaging.py checks every name still exists.
+# run of 8 files under lighter load, plus the ones that start a server or regenerate sample_data.
+# tests/test_packaging.py checks every name still exists.
 SLOW_TESTS = frozenset({
     "test_cli.py::test_usage_errors_exit_2_with_one_line",
     "test_hostile_input.py::test_a_preprocess_json_nested_without_end_is_a_one_line_error",

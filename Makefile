@@ -1,23 +1,32 @@
 # Two entry points for a fresh machine (see README):
 #   make app   - set up .venv and open the app on sample_data/
 #   make test  - set up .venv and run every test
+# Setup installs this checkout into .venv, editable, with the test pins: `dataset-inspector` and `import
+# inspect_core` then work from any folder (bench scripts, pytest on one file).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/.installed: requirements.txt tests/requirements.txt
+$(BIN)/.installed: requirements.txt tests/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r tests/requirements.txt
+	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
 setup: $(BIN)/.installed
 
 app: setup
-	$(BIN)/streamlit run Home.py -- --root sample_data
+	$(BIN)/dataset-inspector app sample_data
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# The fast set while iterating: no real browser, nothing slow (under a minute on a quiet machine).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not browser and not slow" tests
+
+lint: setup
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/pip install -q -r bench/requirements.txt
@@ -30,4 +39,4 @@ bench: setup
 	$(BIN)/python bench/bench_triage.py --n-images 100000 --repeats 5
 	$(BIN)/python bench/bench_triage.py --n-images 1000000 --repeats 3
 
-.PHONY: setup app test bench
+.PHONY: setup app test test-fast lint bench

@@ -35,7 +35,6 @@ import pandas as pd
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from inspect_core.paths import resolve_inside  # noqa: E402
 from inspect_core.thumbs import thumbnails  # noqa: E402
@@ -259,7 +258,8 @@ def browser_bench(args) -> int:
     import re
     import subprocess
     import urllib.request
-    sys.path.insert(0, str(REPO / "tests"))
+    from repo_files import import_file
+    import_file(REPO / "tests" / "browser_support.py")
     from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port
     from playwright.sync_api import sync_playwright
     out = Path(args.out or REPO / "bench" / "results" / "gallery_browser.md")

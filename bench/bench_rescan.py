@@ -20,12 +20,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 CHILD = r"""
 import json, resource, sys, time
-sys.path.insert(0, {repo!r})
 import inspect_core
 t = time.perf_counter()
 r = inspect_core.scan({root!r}, workspace={ws!r})
@@ -57,8 +54,9 @@ def make_folder(folder: Path, n: int) -> Path:
 
 
 def run_child(root: Path, ws: str) -> dict:
-    code = CHILD.format(repo=str(HERE.parent), root=str(root), ws=ws)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = CHILD.format(root=str(root), ws=ws)
+    # run from the checkout: `python -c` imports its inspect_core first
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=HERE.parent)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

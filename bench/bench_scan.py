@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 from photos import load_photos, random_crops, write_jpegs  # noqa: E402
 

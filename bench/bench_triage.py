@@ -48,8 +48,6 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
 
 from bench_gallery import make_files, median_s, synthetic_scan  # noqa: E402
 

@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image
+from repo_files import REPO, import_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+import_file(REPO / "tests" / "browser_support.py")
 from browser_support import CHROMIUM, CHROMIUM_ARGS, App, close_viewer, main_area, open_image, pick_option, \
     viewer, wait_idle  # noqa: E402 - the browser test's own helpers
 
@@ -41,7 +41,6 @@ def save_small(png: bytes, path: Path) -> int:
 
 def pick_images(cache: Path) -> tuple[str, str]:
     """An image with a box finding (for the detail view) and one with an integrity finding (to remove)."""
-    sys.path.insert(0, str(REPO))
     import inspect_core
     from inspect_core.workspace import workspace_dir
     scan = inspect_core.load_scan(workspace_dir(REPO / "sample_data", base=cache / "dataset-inspector"))

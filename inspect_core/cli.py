@@ -1,4 +1,8 @@
-"""Command line: ``python -m inspect_core scan ROOT ...`` and ``python -m inspect_core score ROOT ...``.
+"""Command line: ``dataset-inspector scan ROOT ...``, ``dataset-inspector score ROOT ...`` and
+``dataset-inspector app [ROOT]`` (``python -m inspect_core ...`` is the same command).
+
+Each subcommand is one ``add_<name>(subparsers)`` function listed in ``SUBCOMMANDS``; each imports what it needs
+(torch, Streamlit) only when it runs.
 
 Exit codes (``EXIT``), the same for both commands, so that a CI job can tell a gate from a crash:
 0 done; 1 a --fail-on rule tripped; 2 usage or input error (a one-line message: bad option, unusable dataset,
@@ -130,13 +134,31 @@ def input_errors() -> tuple[type[BaseException], ...]:
     from .review import ReviewStoreError
     from .workspace import WorkspaceError
     errors: list = [DatasetError, LimitError, WorkspaceError, ReviewStoreError, OSError]
-    for module, name in (("preprocess", "PreprocessError"), ("scoring", "PredictionsError"),
-                         ("models", "ModelLoadError")):
+    return tuple(errors + [e for e in _model_input_errors() if e not in errors])
+
+
+MODEL_INPUT_ERRORS = ("ModelLoadError", "PreprocessError", "PredictionsError")
+
+
+def _model_input_errors() -> list[type]:
+    """The model wing's bad-input errors (MODEL_INPUT_ERRORS), found by name in whichever module of
+    inspect_core.model defines them. Looked up only once an exception is being handled, so that a scan never
+    imports torch."""
+    import importlib
+    import pkgutil
+
+    from . import model
+    found: list[type] = []
+    for info in pkgutil.iter_modules(model.__path__):
         try:
-            errors.append(getattr(__import__(f"inspect_core.{module}", fromlist=[name]), name))
+            module = importlib.import_module(f"{model.__name__}.{info.name}")
         except Exception:  # noqa: BLE001 - a module that cannot be imported raised none of its errors
-            pass
-    return tuple(errors)
+            continue
+        for name in MODEL_INPUT_ERRORS:
+            error = getattr(module, name, None)
+            if isinstance(error, type) and issubclass(error, BaseException) and error not in found:
+                found.append(error)
+    return found
 
 
 def _log_internal_error(command: str, argv) -> Path | None:
@@ -145,7 +167,7 @@ def _log_internal_error(command: str, argv) -> Path | None:
     try:
         fd, name = tempfile.mkstemp(prefix=f"dataset-inspector-{command}-error-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} python -m inspect_core "
+            fh.write(f"{datetime.datetime.now(datetime.UTC).isoformat()} python -m inspect_core "
                      f"{' '.join(map(str, argv))}\n\n")
             fh.write(traceback.format_exc())
         return Path(name)
@@ -172,7 +194,8 @@ def run_guarded(command: str, func, args, argv) -> int:
             say(f"inspect_core {command}: internal error ({type(exc).__name__})", sys.stderr)
             return EXIT["internal_error"]
         log = _log_internal_error(command, argv)
-        what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        what = ("out of memory" if isinstance(exc, MemoryError)
+                else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
         where = f"the traceback is in {log}" if log else "rerun with --debug for the traceback"
         say(f"inspect_core {command}: internal error ({what}); this is a bug, not a problem with your data: "
             f"{where}", sys.stderr)
@@ -186,9 +209,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m inspect_core", description="Dataset Inspector: scan an image dataset for problems.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+def add_scan(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="scan a dataset and write its report")
     s.add_argument("root", help="dataset folder")
     s.add_argument("--format", default="auto", choices=["auto", "folder", "csv", "coco", "yolo"])
@@ -200,15 +221,67 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--near-threshold", type=float, metavar="COSINE", help="near-duplicate cosine cut for images over "
                    "48 px; the other size bands' cuts move with it (default 0.94, set for precision; lower finds more)")
     s.add_argument("--fail-on", action="append", metavar="CHECK[:MAX_COUNT]",
-                   help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); repeatable")
+                   help="exit 1 when CHECK (or a whole family) has more than MAX_COUNT findings (default 0); "
+                        "repeatable")
     s.set_defaults(func=cmd_scan)
-    _add_common(s)
+    return s
+
+
+def add_score(sub) -> argparse.ArgumentParser | None:
     try:
         from . import cli_score
     except ImportError:
-        cli_score = None
-    if cli_score is not None:
-        _add_common(cli_score.add_parser(sub))
+        return None
+    return cli_score.add_parser(sub)
+
+
+def add_app(sub) -> argparse.ArgumentParser:
+    a = sub.add_parser("app", help="open the web app on a dataset folder (the app `make app` opens)",
+                       description="Open the Dataset Inspector web app (Streamlit) on ROOT; stop it with Ctrl+C.")
+    a.add_argument("root", nargs="?", help="dataset folder to open (default: choose one in the app)")
+    a.add_argument("--format", choices=["auto", "folder", "csv", "coco", "yolo"], help="dataset format (default auto)")
+    a.add_argument("--port", type=int, help="port to serve on (default 8501, or the next free one)")
+    a.add_argument("--address", help="address to listen on (default 127.0.0.1: this machine only)")
+    a.set_defaults(func=cmd_app)
+    return a
+
+
+def cmd_app(args) -> int:
+    import subprocess
+
+    from .webapp import streamlit_command
+
+    if args.root is not None and not Path(args.root).is_dir():
+        return error_line("app", f"no dataset folder {args.root}; give the folder that holds the images")
+    try:
+        argv = streamlit_command(args.root, args.format, args.port, args.address)
+    except FileNotFoundError as exc:
+        return error_line("app", exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(argv[0], argv)        # the command becomes the app: Ctrl+C and kill reach Streamlit itself
+    try:
+        return subprocess.call(argv)
+    except KeyboardInterrupt:
+        return EXIT["ok"]
+
+
+# The subcommands, in the order `--help` lists them: one add_<name>(subparsers) each.
+SUBCOMMANDS = (add_scan, add_score, add_app)
+
+
+def _prog() -> str:
+    return "dataset-inspector" if Path(sys.argv[0]).name.startswith("dataset-inspector") else "python -m inspect_core"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=_prog(), description="Dataset Inspector: scan an image dataset for problems.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    for add in SUBCOMMANDS:
+        parser = add(sub)
+        if parser is not None:
+            _add_common(parser)
     return p
 
 

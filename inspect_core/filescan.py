@@ -56,7 +56,7 @@ NUMERIC_COLUMNS = {
 }
 TEXT_COLUMNS = ("image_id", "content_hash", "pixel_hash", "format", "ext_format", "mode",
                 "error_kind", "error_detail")
-BOOL_COLUMNS = ("is_gray_mode",)
+BOOL_COLUMNS = ("gray_mode",)   # signals, never named like issue columns (schema.check_of_column)
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -371,7 +371,7 @@ def _decode(row: dict, data: bytes) -> np.ndarray | None:
         rgb = np.asarray(Image.fromarray(rgb).resize(
             (max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BILINEAR))
     row["pixel_hash"] = _content_hash(f"{width_px}x{height_px}".encode() + rgb.tobytes())
-    row["is_gray_mode"] = gray_mode
+    row["gray_mode"] = gray_mode
     return rgb
 
 

@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import filescan
-from .checks import REGISTRY, all_check_names, family_of
+from .checks import REGISTRY, all_check_names, family_of, registry_key
 from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
 from .checks.context import CheckContext, near_rule
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "filecache.parquet"
 SCAN_DIR = "scan"
-SCAN_VERSION = 2                # bump when what a file's row holds changes: old caches are then ignored (2: batched stats, SHA-256)
 IN_PROCESS_MAX = 300            # below this many files to read, worker processes cost more than they save
 CHUNK_FILES = 96
 CACHE_SLICE_ROWS = 65536
@@ -54,8 +53,8 @@ META_PREFIX = "meta_"
 def scan_columns() -> set[str]:
     """Every column the scan adds to the images table: per-file signals, box statistics, derived columns and
     one issue column per check. Dataset metadata never takes one of these names (``namespace_metadata``)."""
-    return ({*filescan.TEXT_COLUMNS, *filescan.NUMERIC_COLUMNS, *filescan.BOOL_COLUMNS, *BOX_STAT_COLUMNS,
-             *DERIVED_COLUMNS, *(issue_column(c) for c in all_check_names())} - {"image_id"})
+    return ({*signal_columns(), *BOX_STAT_COLUMNS, *DERIVED_COLUMNS,
+             *(issue_column(c) for c in all_check_names())} - {"image_id"})
 
 
 def namespace_metadata(images: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -149,10 +148,23 @@ def _tmp_name(path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- file cache
 
+_FILESCAN_HASH = None
+
+
 def _cache_tag() -> str:
-    """What a cached file row depends on besides the file: the scan version and the file-size cap (a file
-    over the cap is cached as file_too_large; raising the cap must read it)."""
-    return f"{SCAN_VERSION}:{LIMITS['max_file_bytes']}"
+    """What a cached file row depends on besides the file: the code that reads files (a hash of filescan.py,
+    so a change there is never a manual version bump to forget) and the file-size cap (a file over the cap is
+    cached as file_too_large; raising the cap must read it)."""
+    global _FILESCAN_HASH
+    if _FILESCAN_HASH is None:
+        import hashlib
+        _FILESCAN_HASH = hashlib.blake2b(Path(filescan.__file__).read_bytes(), digest_size=8).hexdigest()
+    return f"{_FILESCAN_HASH}:{LIMITS['max_file_bytes']}"
+
+
+def signal_columns() -> list[str]:
+    """The per-file columns a file's row holds (filescan's signals), in order."""
+    return [*filescan.TEXT_COLUMNS, *filescan.NUMERIC_COLUMNS, *filescan.BOOL_COLUMNS]
 
 
 def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -166,7 +178,12 @@ def _read_cache(ws: Path) -> tuple[pd.DataFrame, np.ndarray] | None:
             return None
         desc_col = table.column("desc").combine_chunks()
         desc = np.frombuffer(desc_col.buffers()[1], dtype=np.int8).reshape(-1, filescan.DESC_DIM)[: len(desc_col)]
-        df = table.drop(["desc"]).to_pandas()
+        missing = [c for c in signal_columns() if c not in table.column_names]
+        if missing:
+            # rows cached before a signal existed would give it as NaN: those files are read again
+            log.info("the scan cache lacks %s: reading its files again", ", ".join(missing))
+            return None
+        df = table.select(signal_columns()).to_pandas()
         return df, desc.copy()
     except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
         log.warning("ignoring unreadable scan cache %s: %s", path, exc)
@@ -432,7 +449,8 @@ def _fingerprint(images: pd.DataFrame, findings: pd.DataFrame) -> str:
 
 
 def _code_version() -> str:
-    """A hash of the code that decides findings: a saved scan made by other code is not reused."""
+    """A hash of the code that decides findings besides the registered checks (``registry_key`` covers those):
+    a saved scan made by other code is not reused."""
     import hashlib
 
     h = hashlib.blake2b(digest_size=8)
@@ -451,8 +469,8 @@ def _input_fingerprint(ds: Dataset, rows: pd.DataFrame, rule: dict) -> str:
     global _CODE_VERSION
     if _CODE_VERSION is None:
         _CODE_VERSION = _code_version()
-    parts = [_CODE_VERSION, json.dumps(rule, sort_keys=True), ds.format, json.dumps(ds.classes), str(ds.has_boxes),
-             str(ds.has_image_labels), json.dumps(LIMITS, sort_keys=True)]
+    parts = [_CODE_VERSION, registry_key(), json.dumps(rule, sort_keys=True), ds.format, json.dumps(ds.classes),
+             str(ds.has_boxes), str(ds.has_image_labels), json.dumps(LIMITS, sort_keys=True)]
     for df in (ds.images, rows[["file_size_bytes", "mtime_ns"]], ds.annotations, ds.problems):
         if len(df):
             parts.append(f"{int(pd.util.hash_pandas_object(df.astype('str'), index=False).sum()) & ((1 << 64) - 1):x}")
@@ -516,7 +534,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     images["n_findings"] = images["image_id"].map(per_image["image_id"].value_counts()).fillna(0).astype(int)
     pairs = ctx.pairs.drop(columns=["a", "b"])
     if ds.has_boxes and len(ann):
-        ann = pd.concat([ann, ctx.box_flags[[f"is_{c}" for c in BOX_CHECKS]]], axis=1)
+        ann = pd.concat([ann, ctx.box_flags[[issue_column(c) for c in BOX_CHECKS]]], axis=1)
     balance = balance_table(images, ds.classes) if ds.has_image_labels else pd.DataFrame()
     elapsed = time.perf_counter() - t0
     summary = {
@@ -529,7 +547,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
         "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),
         "reused_saved_scan": False, "input_fingerprint": input_fp, "near_rule": rule,
-        "notes": [_renames_note(ds.images.attrs["metadata_renames"])] if ds.images.attrs.get("metadata_renames") else [],
+        "notes": ([_renames_note(ds.images.attrs["metadata_renames"])]
+                  if ds.images.attrs.get("metadata_renames") else []),
     }
     result = ScanResult(dataset=ds, workspace=ws, images=images, findings=findings, pairs=pairs,
                         annotations=ann, balance=balance, summary=summary,

@@ -10,6 +10,69 @@ from pathlib import Path
 import pytest
 
 
+# Tests marked ``slow``, in one place (every parametrization of each): those that took 8 s or more in
+# `pytest --durations=40` on 15 files on the shared 2-core machine under heavy load, or 2.5 s or more in a second
+# run of 8 files under lighter load, plus the ones that start a server or regenerate sample_data.
+# tests/test_packaging.py checks every name still exists.
+SLOW_TESTS = frozenset({
+    "test_cli.py::test_usage_errors_exit_2_with_one_line",
+    "test_hostile_input.py::test_a_preprocess_json_nested_without_end_is_a_one_line_error",
+    "test_hostile_input.py::test_a_saved_summary_that_is_not_an_object_is_ignored",
+    "test_hostile_input.py::test_a_yolo_class_that_is_not_a_small_whole_number_is_malformed",
+    "test_hostile_input.py::test_an_input_that_is_a_pipe_or_device_is_a_one_line_error",
+    "test_hostile_input.py::test_an_internal_error_exits_3_with_one_line_and_the_traceback_in_a_log",
+    "test_hostile_input.py::test_an_npy_header_claiming_terabytes_is_a_one_line_error",
+    "test_hostile_input.py::test_fail_on_is_1_and_bad_input_is_2",
+    "test_hostile_input.py::test_names_with_terminal_escapes_are_printed_escaped",
+    "test_hostile_input.py::test_score_refuses_predictions_preprocess_and_order_files_that_are_not_regular",
+    "test_hostile_input.py::test_text_in_a_predictions_class_column_is_a_one_line_error",
+    "test_knn.py::test_embedding_findings_agree_between_exact_and_inverted_file",
+    "test_knn.py::test_inverted_file_finds_nearly_all_true_neighbours",
+    "test_knn.py::test_inverted_file_never_lists_a_row_as_its_own_neighbour_when_cells_run_short",
+    "test_knn.py::test_outliers_flagged_by_the_approximate_search_are_confirmed_exactly",
+    "test_label_issues.py::test_sample_data_rare_class_is_a_model_problem_and_planted_mislabels_are_flagged",
+    "test_model_bad_input.py::test_a_model_that_ends_in_softmax_is_not_softmaxed_twice",
+    "test_model_bad_input.py::test_a_model_that_fails_on_some_images_scores_the_rest",
+    "test_model_bad_input.py::test_cli_names_its_preprocessing_drops_stale_embeddings_and_explains_unlabelled_data",
+    "test_model_bad_input.py::test_nan_outputs_are_named",
+    "test_model_loading.py::test_torch_export_program_saved_on_a_gpu_loads_and_scores_on_the_cpu",
+    "test_model_loading.py::test_traced_torchscript_without_embed_gives_the_eager_embeddings",
+    "test_model_page.py::test_predictions_file_needs_no_model",
+    "test_model_page.py::test_scores_sample_shows_worst_losses_and_relabel_reaches_store",
+    "test_model_page_state.py::test_hand_filled_preprocessing_form_survives_a_page_switch",
+    "test_model_page_state.py::test_predictions_source_and_path_survive_a_page_switch",
+    "test_model_scoring.py::test_cli_score_writes_outputs_and_fails_cleanly",
+    "test_neardup.py::test_brute_force_and_ivf_find_exactly_the_planted_pairs",
+    "test_pages.py::test_every_page_renders_on_sample_data",
+    "test_pages.py::test_findings_page_shows_every_family_with_evidence",
+    "test_pages.py::test_gallery_filters_and_sorts",
+    "test_pages.py::test_image_detail_decodes_once_not_per_keystroke",
+    "test_pages.py::test_relabel_remove_keep_undo_through_gallery",
+    "test_pages.py::test_review_edit_of_a_row_decided_elsewhere_is_a_conflict_shown_never_dropped",
+    "test_pages.py::test_switching_datasets_resets_filters_and_remembers_recent",
+    "test_probe.py::test_an_images_own_label_cannot_reach_its_probability",
+    "test_probe.py::test_cli_probe_gives_out_of_fold_flags_for_the_training_split",
+    "test_probe.py::test_cli_ranks_the_training_split_apart_and_reads_out_of_fold_files",
+    "test_probe.py::test_the_page_ranks_the_training_split_apart_and_offers_the_probe",
+    "test_sample_data.py::test_regenerating_gives_byte_identical_tree_and_spares_other_files",
+    "test_sample_data.py::test_sample_data_groups_and_summary",
+    "test_sample_data.py::test_sample_data_scan_finds_exactly_what_was_planted",
+    "test_sanity.py::test_model_triage_page_shows_the_alarm_and_the_model_problem",
+    "test_scanner.py::test_worker_processes_give_the_same_rows_as_in_process",
+    "test_webapp.py::test_app_command_answers_on_the_health_url",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks: ``browser`` on every test that drives a real browser (uses the ``browser`` fixture of
+    browser_support.py, those written later too); ``slow`` on the tests in SLOW_TESTS."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        if item.nodeid.split("[", 1)[0].removeprefix("tests/") in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("xdg_cache")

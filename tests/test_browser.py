@@ -51,7 +51,8 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
     page.wait_for_function(
-        f"() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= {DEFAULT_PAGE_SIZE}",
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= "
+        f"{DEFAULT_PAGE_SIZE}",
         timeout=WAIT_MS)
     assert open_buttons(page).count() == DEFAULT_PAGE_SIZE
     assert n_matching(page) == len(images)

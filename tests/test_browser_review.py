@@ -43,7 +43,8 @@ def _gallery_ready(page, n_tiles: int) -> None:
     main_area(page).get_by_text(re.compile(r"images match; page")).first.wait_for()
     wait_idle(page)
     page.wait_for_function(
-        f"() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= {n_tiles}",
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= "
+        f"{n_tiles}",
         timeout=WAIT_MS)
 
 

@@ -3,6 +3,7 @@ rounded, and the posterior that picks which examples to flag. Expected answers a
 rules in inspect_core/model/label_issues.py's docstring."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,7 +14,12 @@ from inspect_core.model.label_issues import (CL_SETTINGS, TEMPERATURES, find_iss
                                        fit_temperature, noise_matrix, position_at_rank, posterior,
                                        round_calibrated_joint, tempered)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+# bench/bench_label_issues.py imported by its file (no sys.path edit): `from bench_label_issues import ...` below
+_BENCH = importlib.util.spec_from_file_location("bench_label_issues",
+                                                Path(__file__).resolve().parents[1] / "bench" / "bench_label_issues.py")
+if "bench_label_issues" not in sys.modules:
+    sys.modules["bench_label_issues"] = importlib.util.module_from_spec(_BENCH)
+    _BENCH.loader.exec_module(sys.modules["bench_label_issues"])
 
 
 def test_probability_at_threshold_after_float32_rounding_counts():

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from ..limits import LIMITS, how_to_raise
+from ..schema import issue_column
 from .registry import finding, register
 
 DUPLICATE_IOU = 0.9
@@ -167,17 +168,17 @@ def box_flags(boxes: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     degenerate = ~((w > 0) & (h > 0))
     known_size = b["error_kind"].isna() & (b["width_px"] > 0)
     tol = EDGE_TOLERANCE_PX
-    b["is_box_degenerate"] = degenerate.to_numpy(bool)
-    b["is_box_outside_image"] = (known_size & ~degenerate & (
+    b[issue_column("box_degenerate")] = degenerate.to_numpy(bool)
+    b[issue_column("box_outside_image")] = (known_size & ~degenerate & (
         (x < -tol) | (y < -tol) | (x + w > b["width_px"] + tol) | (y + h > b["height_px"] + tol))).to_numpy(bool)
-    b["is_box_unknown_category"] = b["category"].isna().to_numpy(bool)
+    b[issue_column("box_unknown_category")] = b["category"].isna().to_numpy(bool)
     keep = ~degenerate.to_numpy()
     dups = duplicate_box_pairs(boxes[keep])
     rows_kept = np.nonzero(keep)[0]
     flag = np.zeros(len(b), bool)
     flag[rows_kept[dups["row_a"].to_numpy(np.int64)]] = True
     flag[rows_kept[dups["row_b"].to_numpy(np.int64)]] = True
-    b["is_box_duplicate"] = flag
+    b[issue_column("box_duplicate")] = flag
     b.attrs["duplicate_pairs"] = dups
     return b
 
@@ -190,12 +191,12 @@ def check_annotation(ctx):
     img = ctx.images
     boxes = ctx.annotations
     b = ctx.box_flags
-    out += _per_image(b[b["is_box_degenerate"]], "box_degenerate",
+    out += _per_image(b[b[issue_column("box_degenerate")]], "box_degenerate",
                       lambda r: f"box {r.ann_id} is {r.box_w_px:g} x {r.box_h_px:g} px")
-    out += _per_image(b[b["is_box_outside_image"]], "box_outside_image",
+    out += _per_image(b[b[issue_column("box_outside_image")]], "box_outside_image",
                       lambda r: (f"box {r.ann_id} [x {r.box_x_px:g}, y {r.box_y_px:g}, w {r.box_w_px:g}, "
                                  f"h {r.box_h_px:g}] px on a {r.width_px} x {r.height_px} px image"))
-    out += _per_image(b[b["is_box_unknown_category"]], "box_unknown_category",
+    out += _per_image(b[b[issue_column("box_unknown_category")]], "box_unknown_category",
                       lambda r: f"box {r.ann_id} has category id {r.category_id}, not in the category list")
     missing = b["error_kind"].isin(["missing_file"])
     out += _per_image(b[missing], "box_missing_image", lambda r: f"box {r.ann_id} is for a file that does not exist")

@@ -77,7 +77,7 @@ def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="
 def check_property(ctx):
     # only the columns the cuts read, plus the derived ones (the scan's table is not copied or changed)
     img = ctx.images[["image_id", "error_kind", "brightness", "contrast", "blur_laplacian_var", "entropy_bits",
-                      "width_px", "height_px", "aspect_ratio", "is_gray_mode", "colourfulness", "mode"]].copy()
+                      "width_px", "height_px", "aspect_ratio", "gray_mode", "colourfulness", "mode"]].copy()
     img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
     out = []
     out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02, relative=0.35)
@@ -93,7 +93,7 @@ def check_property(ctx):
     out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "low", log=True, fmt="{:.2f}", min_scale=0.1)
     out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "high", log=True, fmt="{:.2f}", min_scale=0.1)
     decoded = img["error_kind"].isna()
-    gray = decoded & (img["is_gray_mode"].astype(bool) | (img["colourfulness"] < 0.005))
+    gray = decoded & (img["gray_mode"].astype(bool) | (img["colourfulness"] < 0.005))
     n_dec = int(decoded.sum())
     if n_dec and (n_dec - int(gray.sum())) / n_dec >= 0.8:
         for image_id, mode, c in zip(img.loc[gray, "image_id"], img.loc[gray, "mode"], img.loc[gray, "colourfulness"]):

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from inspect_core.schema import check_of_column
+
 
 NO_LABEL = "(no label)"
 NO_SPLIT = "(no split)"
-ISSUE_PREFIX = "is_"
 PAGE_SIZES = (48, 96, 192, 480)
 DEFAULT_PAGE_SIZE = 48   # 12 x 4 small tiles: the first screen at 1400x900
 
@@ -53,8 +54,8 @@ class GalleryPage:
 
 def check_columns(images: pd.DataFrame) -> dict[str, str]:
     """check name -> its boolean column in the images table."""
-    return {c[len(ISSUE_PREFIX):]: c for c in images.columns
-            if c.startswith(ISSUE_PREFIX) and pd.api.types.is_bool_dtype(images[c].dtype)}
+    return {check: c for c in images.columns
+            if (check := check_of_column(c)) is not None and pd.api.types.is_bool_dtype(images[c].dtype)}
 
 
 def numeric_columns(images: pd.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ import streamlit as st
 
 from inspect_core.paths import is_image_name
 from inspect_core.ui.text import md_escape
+from inspect_core.webapp import app_dir
 from inspect_core.workspace import APP_DIR_NAME, cache_home, workspace_dir
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ SCAN_KEY = "di_scan_key"
 FORMATS = ("auto", "folder", "csv", "coco", "yolo")
 NEAR_THRESHOLD_KEY = "di_near_threshold"   # the home page's near-duplicate cut, kept across pages
 RECENT_MAX = 10
-APP_DIR = Path(__file__).resolve().parents[2]
+APP_DIR = app_dir()   # Home.py and pages/: beside the package, or inside it once installed
 HOME_PAGE = "Home.py"
 
 

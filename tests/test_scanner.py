@@ -3,6 +3,7 @@ cache re-reads only what changed; nothing is written into the dataset; worker pr
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import struct
@@ -134,8 +135,8 @@ def test_odd_modes_decode_with_correct_statistics(tmp_path):
 
     assert result.issues("integrity").empty
     rows = result.images.set_index("image_id").sort_index()
-    got = {i: (r["format"], r["mode"], int(r.width_px), int(r.height_px), int(r.n_frames), round(float(r.brightness), 2))
-           for i, r in rows.iterrows()}
+    got = {i: (r["format"], r["mode"], int(r.width_px), int(r.height_px), int(r.n_frames),
+               round(float(r.brightness), 2)) for i, r in rows.iterrows()}
     assert got == {
         "anim.gif": ("GIF", "P", 40, 30, 3, 0.30),               # first frame: pure red, 0.299
         "bilevel.bmp": ("BMP", "1", 40, 30, 1, 0.0),
@@ -147,7 +148,7 @@ def test_odd_modes_decode_with_correct_statistics(tmp_path):
         "plain.tif": ("TIFF", "RGB", 40, 30, 1, 0.59),             # pure green, 0.587
         "rgba.webp": ("WEBP", "RGBA", 40, 30, 1, 0.11),            # pure blue, 0.114
     }
-    assert sorted(rows.index[rows["is_gray_mode"]]) == ["bilevel.bmp", "bilevel.png", "deep16.png",
+    assert sorted(rows.index[rows["gray_mode"]]) == ["bilevel.bmp", "bilevel.png", "deep16.png",
                                                         "grey_alpha.png"]
 
 
@@ -531,3 +532,54 @@ def test_overlapping_scans_restore_the_processes_blas_threads():
     assert max(blas_threads()) == 1          # B is still scanning
     b.__exit__(None, None, None)
     assert blas_threads() == before
+
+
+def test_a_new_per_file_signal_missing_from_cached_rows_reads_those_files_again(tmp_path, textured, monkeypatch):
+    """A signal added to filescan after a scan was cached: the cached rows lack it, so the files are read again
+    (no manual version bump), and the new column holds real values, not NaN."""
+    root = tmp_path / "ds"
+    ids = make_good(root, textured, n=5)
+    first = inspect_core.scan(root, workers=1)
+    assert first.summary["files_read"] == 5
+
+    monkeypatch.setattr(filescan, "NUMERIC_COLUMNS", {**filescan.NUMERIC_COLUMNS, "probe_kib": np.float32})
+    read_file = filescan.read_file
+
+    def read_with_probe(root_s, image_id, dir_cache):
+        row, rgb = read_file(root_s, image_id, dir_cache)
+        row["probe_kib"] = row["file_size_bytes"] / 1024
+        return row, rgb
+    monkeypatch.setattr(filescan, "read_file", read_with_probe)
+
+    again = inspect_core.scan(root, workers=1)
+    assert (again.summary["files_read"], again.summary["files_from_cache"]) == (5, 0)
+    rows = again.images.set_index("image_id").loc[ids]
+    np.testing.assert_allclose(rows["probe_kib"], rows["file_size_bytes"] / 1024, rtol=1e-6)
+    third = inspect_core.scan(root, workers=1)           # the cache now holds the signal: nothing is read
+    assert (third.summary["files_read"], third.summary["files_from_cache"]) == (0, 5)
+
+
+def save_rgb(path: Path, size=(16, 12), colour=(120, 60, 30), **kw) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, **kw)
+
+
+def test_exif_orientation_out_of_range_does_not_stop_the_scan(tmp_path):
+    root = tmp_path / "ds"
+    exif = Image.Exif()
+    exif[0x0112] = 300
+    save_rgb(root / "cat" / "odd.jpg", exif=exif.tobytes())
+    save_rgb(root / "cat" / "ok.jpg")
+    result = inspect_core.scan(root, workers=1)
+    row = result.images.set_index("image_id").loc["cat/odd.jpg"]
+    assert row["exif_orientation"] == 0 and row["width_px"] == 16
+
+
+def test_damaged_saved_scan_is_rescanned(tmp_path):
+    root = tmp_path / "ds"
+    save_rgb(root / "cat" / "a.jpg")
+    first = inspect_core.scan(root, workers=1)
+    (Path(first.workspace) / "scan" / "dataset.json").write_text(json.dumps({"root": str(root)}))
+    again = inspect_core.scan(root, workers=1)
+    assert list(again.images["image_id"]) == ["cat/a.jpg"]
+    assert inspect_core.load_scan(first.workspace) is not None  # the rescan saved a whole scan again

@@ -26,7 +26,7 @@ def test_label_section_shows_each_conflicting_pair_with_both_labels(sample_scan)
 def test_duplicate_groups_name_the_representative_and_scores(sample_scan):
     members = neardup.group_members(sample_scan.pairs)
     assert not members.empty
-    for gid, g in members.groupby("group_id"):
+    for _, g in members.groupby("group_id"):
         assert g["image_id"].iloc[0] == g["representative"].iloc[0]          # the representative first
         linked = {frozenset(p) for p in sample_scan.pairs[["image_id_a", "image_id_b"]].to_numpy().tolist()}
         assert all(frozenset((m, g["representative"].iloc[0])) in linked for m in g["image_id"].iloc[1:])

@@ -274,7 +274,8 @@ def test_store_written_before_batches_gets_the_column(tmp_path):
     con.executescript("""CREATE TABLE decisions (decision_id INTEGER PRIMARY KEY AUTOINCREMENT, image_id TEXT NOT NULL,
         action TEXT NOT NULL, old_label TEXT, new_label TEXT, note TEXT, source TEXT, decided_at TEXT NOT NULL,
         reverts_id INTEGER);
-        INSERT INTO decisions (image_id, action, decided_at) VALUES ('old.jpg', 'keep', '2024-01-01T00:00:00+00:00');""")
+        INSERT INTO decisions (image_id, action, decided_at)
+        VALUES ('old.jpg', 'keep', '2024-01-01T00:00:00+00:00');""")
     con.commit()
     con.close()
     store = ReviewStore(tmp_path)

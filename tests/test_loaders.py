@@ -15,6 +15,7 @@ from PIL import Image
 
 import inspect_core
 from inspect_core import DatasetError, load_dataset
+from inspect_core.model import scoring as S
 
 BOX_COLS = ["image_id", "category", "box_x_px", "box_y_px", "box_w_px", "box_h_px"]
 
@@ -425,3 +426,162 @@ def test_boxes_from_an_explicit_coco_file_outside_the_root(tmp_path):
     assert records(ds.annotations, BOX_COLS) == [("cat/b.jpg", "ear", 2.0, 3.0, 4.0, 5.0)]
     result = inspect_core.scan(root, boxes=boxes, workers=1)
     assert sorted(zip(result.findings["image_id"], result.findings["check"])) == [("cat/a.jpg", "no_boxes")]
+
+
+# ----------------------------------------------------------------------------------- numeric labels
+# A Parquet manifest whose label column holds class indices with one empty cell is stored as float64 (0.0, 1.0,
+# NaN): the labels must read "0", "1" (matching a model's class names), not "0.0", "1.0". Real non-integer
+# numbers keep their text; an empty cell stays missing. CSV manifests are read as text.
+
+def _labels(ds) -> list:
+    return [None if pd.isna(v) else v for v in ds.images["label"].tolist()]
+
+
+def _splits(ds) -> list:
+    return [None if pd.isna(v) else v for v in ds.images["split"].tolist()]
+
+
+def _root(tmp_path):
+    root = tmp_path / "ds"
+    (root / "img").mkdir(parents=True)
+    return root
+
+
+# ----------------------------------------------------------------------------------- numeric labels
+
+def test_parquet_integer_labels_with_an_empty_cell_read_as_whole_numbers(tmp_path):
+    root = _root(tmp_path)
+    df = pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(5)], "label": [None, 0, 1, 2, 10]})
+    assert df["label"].dtype == np.float64          # what pandas makes of it: 0.0, 1.0, ..., NaN
+    df.to_parquet(root / "manifest.parquet", index=False)
+    ds = load_dataset(root)
+    assert _labels(ds) == [None, "0", "1", "2", "10"]
+    assert ds.classes == ["0", "1", "10", "2"]
+    assert ds.has_image_labels
+
+
+def test_parquet_integer_labels_match_a_models_index_class_names(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(4)],
+                  "label": [0.0, 1.0, np.nan, 2.0]}).to_parquet(root / "manifest.parquet", index=False)
+    ds = load_dataset(root)
+    names = ["0", "1", "2"]
+    probs = np.full((4, 3), 0.1, dtype=np.float32)
+    probs[np.arange(4), [0, 1, 2, 2]] = 0.8
+    table = S.build_table(ds.images, probs, names)
+    assert table["label_index"].tolist() == [0, 1, -1, 2]
+    assert table["label"].isna().tolist() == [False, False, True, False]
+
+
+def test_parquet_non_integer_float_labels_keep_their_text(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(4)],
+                  "label": [0.5, 2.0, np.nan, -1.25]}).to_parquet(root / "manifest.parquet", index=False)
+    ds = load_dataset(root)
+    assert _labels(ds) == ["0.5", "2", None, "-1.25"]
+
+
+def test_parquet_float32_labels_read_as_whole_numbers(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(3)],
+                  "label": np.array([3.0, np.nan, 0.0], dtype=np.float32)}).to_parquet(root / "manifest.parquet",
+                                                                                      index=False)
+    ds = load_dataset(root)
+    assert _labels(ds) == ["3", None, "0"]
+
+
+def test_parquet_nullable_integer_labels_keep_missing_as_missing(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(3)],
+                  "label": pd.array([1, None, 0], dtype="Int64")}).to_parquet(root / "manifest.parquet", index=False)
+    ds = load_dataset(root)
+    assert _labels(ds) == ["1", None, "0"]
+    assert ds.classes == ["0", "1"]
+
+
+def test_parquet_integer_labels_without_gaps_read_as_integers(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(3)],
+                  "label": [2, 0, 1]}).to_parquet(root / "manifest.parquet", index=False)
+    assert _labels(load_dataset(root)) == ["2", "0", "1"]
+
+
+def test_parquet_numeric_splits_read_as_whole_numbers(tmp_path):
+    root = _root(tmp_path)
+    pd.DataFrame({"path": [f"img/{k}.jpg" for k in range(3)], "label": ["a", "b", "a"],
+                  "split": [0.0, np.nan, 1.0]}).to_parquet(root / "manifest.parquet", index=False)
+    assert _splits(load_dataset(root)) == ["0", None, "1"]
+
+
+def test_csv_integer_labels_with_an_empty_cell_read_as_whole_numbers(tmp_path):
+    root = _root(tmp_path)
+    (root / "manifest.csv").write_text("path,label\nimg/0.jpg,\nimg/1.jpg,0\nimg/2.jpg,1\nimg/3.jpg,2.5\n")
+    ds = load_dataset(root)
+    assert _labels(ds) == [None, "0", "1", "2.5"]
+    assert ds.classes == ["0", "1", "2.5"]
+
+
+# ----------------------------------------------------------------------------------- bad label files
+# Each case once crashed or misled the scan; now it is a finding.
+
+def checks_of(result) -> set[tuple[str, str]]:
+    return set(zip(result.findings["image_id"], result.findings["check"]))
+
+
+def _yolo(root: Path, label_text: str) -> None:
+    save(root / "images" / "a.jpg", size=(40, 20))
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    (root / "labels" / "a.txt").write_text(label_text)
+    (root / "data.yaml").write_text("names: [thing]\n")
+
+
+def test_yolo_line_with_inf_is_a_malformed_box(tmp_path):
+    root = tmp_path / "y"
+    _yolo(root, "inf 0.5 0.5 0.1 0.1\n0 nan 0.5 0.1 0.1\n0 0.5 0.5 0.5 0.5\n")
+    result = inspect_core.scan(root, workers=1)
+    assert len(result.annotations) == 1
+    malformed = result.issues("box_malformed")
+    assert list(malformed["image_id"]) == ["images/a.jpg"]
+    # both bad lines are named in the one finding of that image
+    assert "line 1" in malformed["detail"].iloc[0] and "line 2" in malformed["detail"].iloc[0]
+
+
+def test_yolo_labels_behind_an_escaping_symlink_are_not_read(tmp_path):
+    root = tmp_path / "y"
+    save(root / "images" / "a.jpg", size=(40, 20))
+    outside = tmp_path / "outside_labels"
+    outside.mkdir()
+    (outside / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    os.symlink(outside, root / "labels")
+    (root / "data.yaml").write_text("names: [thing]\n")
+    result = inspect_core.scan(root, workers=1)
+    assert len(result.annotations) == 0
+    assert ("images/a.jpg", "path_outside_root") in checks_of(result)
+
+
+def test_coco_with_malformed_ids_and_sections_loads(tmp_path):
+    root = tmp_path / "c"
+    save(root / "images" / "a.jpg", size=(40, 20))
+    save(root / "images" / "b.jpg", size=(40, 20))
+    (root / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 20},
+                   {"id": [2], "file_name": "b.jpg"}],
+        "categories": 5,
+        "annotations": [{"id": 1, "image_id": 1, "category_id": [1], "bbox": [1, 1, 5, 5]},
+                        {"id": 2, "image_id": [2], "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    }))
+    result = inspect_core.scan(root, workers=1)
+    assert list(result.images["image_id"]) == ["images/a.jpg"]
+    assert len(result.annotations) == 1 and result.annotations["category"].isna().all()
+    assert "box_malformed" in set(result.findings["check"])
+    assert ("images/a.jpg", "box_unknown_category") in checks_of(result)
+
+
+def test_classes_txt_behind_an_escaping_symlink_is_not_read(tmp_path):
+    root = tmp_path / "ds"
+    save(root / "cat" / "a.jpg")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("dog\n")
+    os.symlink(secret, root / "classes.txt")
+    ds = inspect_core.load_dataset(root)
+    assert ds.classes == ["cat"]

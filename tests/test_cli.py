@@ -141,3 +141,23 @@ def test_manifest_option(tmp_path, textured):
         "pics/9.jpg": {"label": "b", "split": "train", "source": "web"}}
     findings = pd.read_parquet(out / "findings.parquet")
     assert ("pics/9.jpg", "missing_file") in set(zip(findings["image_id"], findings["check"]))
+
+
+def test_model_side_errors_are_input_errors_exit_2(capsys):
+    """A model that cannot be loaded, a bad preprocessing file or predictions file is bad input (exit 2, one
+    line), wherever the model wing keeps those errors."""
+    import argparse
+
+    from inspect_core.cli import EXIT, input_errors, run_guarded
+    from inspect_core.model.models import ModelLoadError
+    from inspect_core.model.preprocess import PreprocessError
+    from inspect_core.model.scoring import PredictionsError
+
+    for error in (ModelLoadError, PreprocessError, PredictionsError):
+        assert issubclass(error, input_errors())
+
+        def fail(args, error=error):
+            raise error("model.pt: not a model; give a TorchScript file")
+        assert run_guarded("score", fail, argparse.Namespace(), []) == EXIT["input_error"]
+        assert capsys.readouterr().err.strip() == "inspect_core score: error: model.pt: not a model; give a " \
+                                                  "TorchScript file"

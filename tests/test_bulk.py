@@ -33,7 +33,8 @@ def _images():
 
 def test_best_is_most_pixels_then_sharpest_then_path():
     images = _images()
-    assert bulk.rank_best(images, ["a.png", "b.png", "c.png"]) == ["c.png", "b.png", "a.png"]  # tie on pixels: sharper c
+    # tie on pixels: the sharper c first
+    assert bulk.rank_best(images, ["a.png", "b.png", "c.png"]) == ["c.png", "b.png", "a.png"]
     assert bulk.rank_best(images, ["e.png", "d.png"]) == ["d.png", "e.png"]
     tie = images.assign(blur_laplacian_var=1.0)
     assert bulk.rank_best(tie, ["c.png", "b.png"]) == ["b.png", "c.png"]                      # full tie: path order

@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_score = None
     if cli_score is not None:
         _add_common(cli_score.add_parser(sub))
+    from . import cli_test
+    _add_common(cli_test.add_parser(sub))
     return p
 
 

@@ -7,7 +7,7 @@ The decision (``decide_on``):
 - ``strict``: PASS only when the whole interval lies on the right side; otherwise FAIL.
 ``max_drop`` compares the value with the baseline's value on the same slice (a drop is a fall of a
 higher-is-better metric or a rise of a lower-is-better one). A slice with fewer counted images than
-``min_support`` is WARN whatever its value; a test of severity ``warn`` reports WARN instead of FAIL.
+``min_support`` is WARN whatever its value (a finding count, exact, is decided anyway); a test of severity ``warn`` reports WARN instead of FAIL.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def decide(t: TestDef, mv: M.MetricValue, baseline: M.MetricValue | None, min_su
     """(status before severity, reason)."""
     if mv.n == 0 or math.isnan(mv.value):
         return WARN, "no counted images in the slice"
-    if mv.n < min_support:
+    if mv.n < min_support and mv.interval != "exact count":       # a count of findings is no estimate
         return WARN, f"only {mv.n} images counted, below min_support {min_support}: not decided"
     reasons = []
     status = PASS

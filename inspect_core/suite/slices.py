@@ -140,7 +140,7 @@ def mask_of(spec: dict, data: SliceData, name: str, named=None, ids=None) -> np.
             hit = np.zeros(n, dtype=bool)
             if f is not None and len(f):
                 sel = f[f["check"].isin(wanted) | f["family"].isin(wanted)]
-                hit = image_ids.isin(set(sel["image_id"].dropna().astype(str))).to_numpy(dtype=bool, na_value=False)
+                hit = image_ids.isin(set(sel["image_id"].dropna().astype(str))).to_numpy(dtype=bool, na_value=False).copy()
             for w in wanted:                       # an is_<check> column of the images table counts as well
                 col = f"is_{w}"
                 if col in data.images.columns and pd.api.types.is_bool_dtype(data.images[col].dtype):

@@ -302,7 +302,9 @@ def parse_suite(text: str, path: Path | str | None = None) -> Suite:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        raise SuiteError(f"{where.path}:{line}: not valid YAML: {exc.problem or exc}") from None
+        started = exc.context_mark.line + 1 if exc.context_mark is not None else line
+        extra = f" ({exc.context} on line {started})" if exc.context and started != line else ""
+        raise SuiteError(f"{where.path}:{line}: not valid YAML: {exc.problem or exc}{extra}") from None
     except yaml.YAMLError as exc:
         raise SuiteError(f"{where.path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

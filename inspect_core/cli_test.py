@@ -132,6 +132,9 @@ def run(args) -> int:
         for k in args.add_proposal or []:
             if not 1 <= k <= len(found.proposals):
                 return _fail(f"--add-proposal {k}: there are {len(found.proposals)} proposals (1..)")
-            name = add_to_suite(args.suite, found.proposals.iloc[k - 1])
-            say(f"added proposal {k} to {args.suite} as slice and test {name!r}")
+            try:
+                name = add_to_suite(args.suite, found.proposals.iloc[k - 1])
+            except (SuiteError, OSError) as exc:
+                return _fail(exc)
+            say(f"added proposal {k} to {args.suite} as the test {name!r} (its slice inline)")
     return EXIT["fail_on"] if run_.n_fail else EXIT["ok"]

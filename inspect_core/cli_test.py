@@ -71,6 +71,11 @@ def run(args) -> int:
         return _fail("give either --baseline or --baseline-model, not both")
     if args.add_proposal and not args.discover:
         return _fail("--add-proposal N needs --discover (the proposals it numbers)")
+    if args.add_proposal:
+        from .suite.edit import inside
+        if inside(args.suite, args.root):
+            return _fail(f"the test file {args.suite} lies inside the dataset root {args.root}, which is never "
+                         "written into: copy the test file out of the dataset, then add proposals to the copy")
     if (args.discover or args.compare) and not (args.model or args.predictions):
         return _fail("--discover and --compare need scores: give --model FILE or --predictions FILE")
     if args.compare and not (args.baseline or args.baseline_model):
@@ -124,7 +129,8 @@ def run(args) -> int:
         say(slices_text(cmp_))
         say(flips_text(cmp_))
     if args.discover:
-        from .suite.discover import DISCOVER_DEFAULTS, add_to_suite, discover, proposals_text
+        from .suite.discover import DISCOVER_DEFAULTS, discover, proposals_text
+        from .suite.edit import add_to_suite
         opts = {} if args.fdr is None else {"fdr": args.fdr}
         found = discover(result.images, ev.scores, findings=result.findings, options=opts)
         say("")

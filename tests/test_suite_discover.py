@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core.suite.discover import add_to_suite, benjamini_hochberg, discover
+from inspect_core.suite.discover import benjamini_hochberg, discover
+from inspect_core.suite.edit import add_to_suite
 from inspect_core.suite.metrics import ScoreArrays
 from inspect_core.suite.slices import SliceData, mask_of
 from inspect_core.suite.spec import load_suite
@@ -78,3 +79,27 @@ def test_a_proposal_goes_into_the_test_file(tmp_path: Path):
     assert added.metric == "accuracy" and added.min <= found.proposals.iloc[0]["accuracy"]
     assert suite.slices[added.slice].spec["where"]["label"] == "fox"
     assert add_to_suite(suite_path, found.proposals.iloc[0]) == name + " (2)"
+
+
+def test_slices_are_added_keeping_the_file(tmp_path: Path):
+    from inspect_core.suite.edit import add_slice, add_slice_text, writable_copy
+    from inspect_core.suite.spec import SuiteError, parse_suite
+    text = "# top\ntests:\n  - {name: t, metric: accuracy, min: 0}\n"
+    new = add_slice_text(text, "dark cats", {"where": {"label": ["cat"]}, "finding": ["dark"]})
+    assert new == ("# top\nslices:\n  dark cats: {where: {label: [cat]}, finding: [dark]}\ntests:\n"
+                   "  - {name: t, metric: accuracy, min: 0}\n")
+    again = add_slice_text(new, "dogs", {"where": {"label": "dog"}})
+    assert set(parse_suite(again).slices) == {"dark cats", "dogs"}
+    assert set(parse_suite(add_slice_text("slices:\n" + text, "x", {"id_contains": "a"})).slices) == {"x"}
+    p = tmp_path / "t.yaml"
+    p.write_text(new)
+    with pytest.raises(SuiteError, match="already has a slice named 'dark cats'"):
+        add_slice(p, "dark cats", {"id_contains": "x"})
+    assert p.read_text() == new
+    # a test file inside the dataset root is copied to the workspace, never written in place
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "tests.yaml").write_text(new)
+    copy = writable_copy(root / "tests.yaml", root, tmp_path / "ws")
+    assert copy == tmp_path / "ws" / "tests" / "tests.yaml" and copy.read_text() == new
+    assert writable_copy(p, root, tmp_path / "ws") == p

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,58 +226,3 @@ def proposal_test(proposal, name: str | None = None) -> dict:
     return {"name": name, "slice": {"where": dict(proposal["where"])}, "metric": "accuracy",
             "min": math.floor(float(proposal["accuracy"]) * 20) / 20, "decide_on": "interval", "severity": "warn",
             "min_support": min(int(proposal["n"]), DISCOVER_DEFAULTS["min_size"])}
-
-
-def _flow(value) -> str:
-    import yaml
-    text = yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=10_000).strip()
-    return text[1:-1]                      # a one-item flow list, less its brackets: no document end marker
-
-
-def add_test_text(text: str, test: dict) -> str:
-    """The test file's text with ``test`` appended to its ``tests`` list, leaving every other line (and comment)
-    as it was. A flow-style list (``tests: [...]``) is refused: add it by hand."""
-    import yaml
-
-    from .spec import SuiteError
-    node = yaml.compose(text)
-    tests_node = None
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if k.value == "tests":
-                tests_node = v
-    if tests_node is None or not isinstance(tests_node, yaml.SequenceNode) or tests_node.flow_style or \
-            not tests_node.value:
-        raise SuiteError("the test file's 'tests' is not a block list ('- name: ...' lines): add the test by hand")
-    col = tests_node.value[0].start_mark.column
-    dash = " " * max(col - 2, 0) + "- "
-    pad = " " * col
-    body = [f"{k}: {_flow(v)}" for k, v in test.items()]
-    block = "\n".join([dash + body[0]] + [pad + b for b in body[1:]]) + "\n"
-    lines = text.splitlines(keepends=True)
-    end_line = tests_node.end_mark.line           # 0-based line after the last item (or the last line)
-    if tests_node.end_mark.column > 0:            # the list ends within a line: insert after it
-        end_line += 1
-    # insert after the last item's own lines, before trailing blank or comment lines of another section
-    head = "".join(lines[:end_line])
-    if head and not head.endswith("\n"):
-        head += "\n"
-    return head + block + "".join(lines[end_line:])
-
-
-def add_to_suite(path: Path | str, proposal, name: str | None = None) -> str:
-    """Append a proposal as a test (slice inline) to the test file; returns the test's name. The new file is
-    parsed before it is written: an error leaves the file as it was."""
-    from .spec import parse_suite
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    test = proposal_test(proposal, name)
-    existing = {t.name for t in parse_suite(text, p).tests}
-    base, k = test["name"], 2
-    while test["name"] in existing:
-        test["name"] = f"{base} ({k})"
-        k += 1
-    new = add_test_text(text, test)
-    parse_suite(new, p)
-    p.write_text(new, encoding="utf-8")
-    return test["name"]

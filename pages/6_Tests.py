@@ -72,6 +72,7 @@ st.dataframe(display_frame(results), hide_index=True, width="stretch", key=tp.K 
 
 st.subheader("A test's slice")
 names = list(results["test"])
+tp.reset_on_change(tp.K + "test", (suite_path, scores_path, baseline_path))   # new scores: open the first FAIL
 chosen = st.selectbox("Test", names, index=tp.first_failing(results), key=tp.K + "test")
 row = results.iloc[names.index(chosen)]
 (st.error if row["status"] == "FAIL" else st.warning if row["status"] == "WARN" else st.success)(

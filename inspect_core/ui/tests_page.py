@@ -102,3 +102,11 @@ def first_failing(results) -> int:
     fails = [i for i, s in enumerate(results["status"]) if s == "FAIL"]
     warns = [i for i, s in enumerate(results["status"]) if s == "WARN"]
     return (fails or warns or [0])[0]
+
+
+def reset_on_change(widget_key: str, source: tuple) -> None:
+    """Forget a widget's value when ``source`` changed since the last run (so its default applies again)."""
+    seen_key = widget_key + "_source"
+    if st.session_state.get(seen_key) != source:
+        st.session_state.pop(widget_key, None)
+        st.session_state[seen_key] = source

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from inspect_core.suite import metrics as M
+from inspect_core.suite.slices import SliceData
 from inspect_core.suite.spec import DEFAULTS
 
 D = dict(DEFAULTS)
@@ -120,9 +121,10 @@ def test_finding_count_and_share():
     images = pd.DataFrame({"image_id": ["a", "b", "c", "d"]})
     findings = pd.DataFrame({"image_id": ["a", "a", "c", None], "check": ["dark", "dark", "blurry", "rare_class"],
                              "family": ["exposure", "exposure", "sharpness", "labels"]})
+    data = SliceData(images, findings=findings)
     mask = np.array([True, True, False, False])
-    assert M.finding_count(images, findings, mask, {"check": "dark"}, D, False).value == 2
-    assert M.finding_count(images, findings, np.ones(4, bool), {"check": "labels"}, D, True).value == 1   # dataset
-    assert M.finding_count(images, findings, np.ones(4, bool), {"check": "labels"}, D, False).value == 0
-    share = M.finding_share(images, findings, np.ones(4, bool), {"check": "exposure"}, D, True)
+    assert M.finding_count(data, mask, {"check": "dark"}, D, False).value == 2
+    assert M.finding_count(data, np.ones(4, bool), {"check": "labels"}, D, True).value == 1   # dataset-level
+    assert M.finding_count(data, np.ones(4, bool), {"check": "labels"}, D, False).value == 0
+    share = M.finding_share(data, np.ones(4, bool), {"check": "exposure"}, D, True)
     assert (share.value, share.n) == (1 / 4, 4)

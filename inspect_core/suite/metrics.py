@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 
 import numpy as np
@@ -27,10 +28,29 @@ class ScoreArrays:
     probs: np.ndarray
     loss: np.ndarray
 
-    @property
+    # per-image arrays every slice shares, computed once
+    @cached_property
     def counted(self) -> np.ndarray:
         """Images a model metric counts: labelled with a model class and scored."""
         return (self.label_index >= 0) & (self.pred_index >= 0)
+
+    @cached_property
+    def right(self) -> np.ndarray:
+        return self.counted & (self.pred_index == self.label_index)
+
+    @cached_property
+    def label_rank(self) -> np.ndarray:
+        """How many classes are strictly more probable than the given label (0: the top class); -1 uncounted."""
+        rank = np.full(len(self.label_index), -1, dtype=np.int64)
+        c = np.flatnonzero(self.counted)
+        p = self.probs[c]
+        own = p[np.arange(len(c)), self.label_index[c]]
+        rank[c] = (p > own[:, None]).sum(axis=1)
+        return rank
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        return np.nan_to_num(self.probs.max(axis=1, initial=0.0).astype(np.float64), nan=0.0)
 
     def class_index(self, name: str) -> int:
         try:
@@ -84,20 +104,12 @@ def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def accuracy(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
-    m = mask & s.counted
-    n = int(m.sum())
-    k = int((s.pred_index[m] == s.label_index[m]).sum())
-    return _proportion(k, n, d["confidence"])
+    return _proportion(int((mask & s.right).sum()), int((mask & s.counted).sum()), d["confidence"])
 
 
 def top_k_accuracy(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
     m = mask & s.counted
-    k_top = int(params["k"])
-    p = s.probs[m]
-    y = s.label_index[m]
-    own = p[np.arange(len(y)), y]
-    rank = (p > own[:, None]).sum(axis=1)             # classes strictly more probable than the given label
-    return _proportion(int((rank < k_top).sum()), int(m.sum()), d["confidence"])
+    return _proportion(int((s.label_rank[m] < int(params["k"])).sum()), int(m.sum()), d["confidence"])
 
 
 def mean_loss(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
@@ -118,7 +130,7 @@ def mean_loss(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> Metric
     step = max(1, 2_000_000 // n)                      # resamples per block: bounded memory
     for start in range(0, B, step):
         b = min(step, B - start)
-        means[start:start + b] = x[rng.integers(0, n, size=(b, n))].mean(axis=1)
+        means[start:start + b] = x[rng.integers(0, n, size=(b, n), dtype=np.int32)].mean(axis=1)
     lo, hi = _percentiles(means, d["confidence"])
     return MetricValue(mean, lo, hi, n, "bootstrap")
 
@@ -171,8 +183,8 @@ def ece(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
     if n == 0:
         return MetricValue(math.nan, math.nan, math.nan, 0)
     bins = int(params.get("bins", d["ece_bins"]))
-    conf = s.probs[m, :].max(axis=1).astype(np.float64)
-    right = (s.pred_index[m] == s.label_index[m])
+    conf = s.confidence[m]
+    right = s.right[m]
     b = np.clip((conf * bins).astype(np.int64), 0, bins - 1)
     cell = b * 2 + right.astype(np.int64)
     counts = np.bincount(cell, minlength=2 * bins).astype(float)
@@ -190,29 +202,15 @@ def ece(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
     return MetricValue(value, lo, hi, n, "bootstrap")
 
 
-def _finding_hits(findings: pd.DataFrame | None, images: pd.DataFrame, check: str) -> tuple[np.ndarray, int]:
-    """Per image, its number of findings of ``check`` (or of a family of that name), and the number of
-    dataset-level findings (no image_id) of it."""
-    n = len(images)
-    if findings is None or not len(findings):
-        return np.zeros(n, dtype=np.int64), 0
-    sel = findings[(findings["check"] == check) | (findings["family"] == check)]
-    ids = sel["image_id"]
-    missing = ids.isna() | (ids.astype("string") == "")
-    per = ids[~missing].astype(str).value_counts()
-    counts = images["image_id"].astype(str).map(per).fillna(0).to_numpy(dtype=np.int64)
-    return counts, int(missing.sum())
-
-
-def finding_count(images, findings, mask: np.ndarray, params: dict, d: dict, whole: bool) -> MetricValue:
+def finding_count(data, mask: np.ndarray, params: dict, d: dict, whole: bool) -> MetricValue:
     """Findings of a check (or family) on the slice's images; dataset-level findings count in the slice 'all'."""
-    counts, dataset_level = _finding_hits(findings, images, params["check"])
+    counts, dataset_level = data.finding_counts([params["check"]])
     value = int(counts[mask].sum()) + (dataset_level if whole else 0)
     return MetricValue(float(value), float(value), float(value), int(mask.sum()), "exact count")
 
 
-def finding_share(images, findings, mask: np.ndarray, params: dict, d: dict, whole: bool) -> MetricValue:
-    counts, _ = _finding_hits(findings, images, params["check"])
+def finding_share(data, mask: np.ndarray, params: dict, d: dict, whole: bool) -> MetricValue:
+    counts, _ = data.finding_counts([params["check"]])
     return _proportion(int((counts[mask] > 0).sum()), int(mask.sum()), d["confidence"])
 
 

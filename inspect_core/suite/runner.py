@@ -60,7 +60,7 @@ def metric_name(t: TestDef) -> str:
 def compute(t: TestDef, mask: np.ndarray, data: SliceData, scores: M.ScoreArrays | None, defaults: dict,
             whole: bool) -> M.MetricValue:
     if t.metric in M.DATA_METRICS:
-        return M.DATA_METRICS[t.metric](data.images, data.findings, mask, t.params, defaults, whole)
+        return M.DATA_METRICS[t.metric](data, mask, t.params, defaults, whole)
     if scores is None:
         raise M.MetricError("no scores: give a model (--model) or a predictions file (--predictions)")
     return M.MODEL_METRICS[t.metric](scores, mask, t.params, defaults)

@@ -37,6 +37,37 @@ class SliceData:
     findings: pd.DataFrame | None = None
     decisions: pd.DataFrame | None = None
     folder: Path = field(default_factory=Path.cwd)   # ids_file paths are relative to it
+    cache: dict = field(default_factory=dict, repr=False)   # derived arrays (finding counts per check)
+
+    def finding_counts(self, names) -> tuple[np.ndarray, int]:
+        """Per image, its number of findings of any check (or family) in ``names``, and the number of
+        dataset-level findings (no image_id) of them; cached per set of names."""
+        key = ("findings", tuple(sorted(set(names))))
+        if key in self.cache:
+            return self.cache[key]
+        n = len(self.images)
+        f = self.findings
+        counts, n_dataset = np.zeros(n, dtype=np.int64), 0
+        if f is not None and len(f):
+            sel = f[f["check"].isin(key[1]) | f["family"].isin(key[1])]
+            ids = sel["image_id"]
+            missing = (ids.isna() | (ids.astype("string") == "")).to_numpy(dtype=bool, na_value=True)
+            n_dataset = int(missing.sum())
+            per_id = ids[~missing].astype(str).value_counts()
+            if len(per_id):
+                import pyarrow as pa
+                import pyarrow.compute as pc
+                if "ids" not in self.cache:                   # Arrow's hash lookup: 1,000,000 ids in ~0.1 s
+                    self.cache["ids"] = pa.array(self.images["image_id"].astype("string[pyarrow]"))
+                pos = pc.index_in(self.cache["ids"], value_set=pa.array(per_id.index.astype(str).tolist(),
+                                                                         type=pa.string()))
+                pos = pos.to_numpy(zero_copy_only=False)
+                pos = np.where(np.isnan(pos), -1, pos).astype(np.int64) if pos.dtype.kind == "f" else \
+                    pos.astype(np.int64)
+                have = pos >= 0
+                counts[have] = per_id.to_numpy(dtype=np.int64)[pos[have]]
+        self.cache[key] = (counts, n_dataset)
+        return self.cache[key]
 
     def column(self, name: str, slice_name: str) -> pd.Series:
         if name in self.images.columns:
@@ -136,11 +167,7 @@ def mask_of(spec: dict, data: SliceData, name: str, named=None, ids=None) -> np.
             mask &= _quantile_mask(data.column(str(value["column"]), name), float(value["share"]), key == "lowest")
         elif key == "finding":
             wanted = set(value if isinstance(value, list) else [value])
-            f = data.findings
-            hit = np.zeros(n, dtype=bool)
-            if f is not None and len(f):
-                sel = f[f["check"].isin(wanted) | f["family"].isin(wanted)]
-                hit = image_ids.isin(set(sel["image_id"].dropna().astype(str))).to_numpy(dtype=bool, na_value=False).copy()
+            hit = data.finding_counts(wanted)[0] > 0
             for w in wanted:                       # an is_<check> column of the images table counts as well
                 col = f"is_{w}"
                 if col in data.images.columns and pd.api.types.is_bool_dtype(data.images[col].dtype):

@@ -25,7 +25,7 @@ DEFAULTS = {
     "confidence": 0.95,        # two-sided level of every interval
     "min_support": 30,         # a slice with fewer counted images is WARN, not PASS
     "n_bootstrap": 1000,       # resamples for bootstrap intervals
-    "bootstrap_max_n": 20000,  # mean loss over more images: a normal interval (the bootstrap would agree)
+    "bootstrap_max_n": 5000,   # mean loss over more images: a normal interval (the bootstrap would agree)
     "ece_bins": 15,            # equal-width confidence bins of the expected calibration error
     "seed": 0,                 # of the bootstrap
 }

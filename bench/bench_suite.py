@@ -18,11 +18,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspect_core.suite.discover import discover  # noqa: E402
-from inspect_core.suite.metrics import ScoreArrays  # noqa: E402
-from inspect_core.suite.runner import run_suite  # noqa: E402
-from inspect_core.suite.slices import SliceData  # noqa: E402
-from inspect_core.suite.spec import parse_suite  # noqa: E402
+from inspect_core.suite.discover import discover
+from inspect_core.suite.metrics import ScoreArrays
+from inspect_core.suite.runner import run_suite
+from inspect_core.suite.slices import SliceData
+from inspect_core.suite.spec import parse_suite
 
 CLASSES = [f"class_{k}" for k in range(10)]
 

@@ -10,7 +10,12 @@ from inspect_core.suite.discover import discover
 from inspect_core.suite.edit import add_slice, add_test, add_to_suite
 from inspect_core.suite.report import display_frame
 from inspect_core.suite.runner import evaluation, slice_rows
-from inspect_core.suite.slices import SliceData, SliceError, gallery_query_to_slice, mask_of
+from inspect_core.suite.slices import (
+    SliceData,
+    SliceError,
+    gallery_query_to_slice,
+    mask_of,
+)
 from inspect_core.ui import state, widgets
 from inspect_core.ui import tests_page as tp
 from inspect_core.ui.model_triage import model_view

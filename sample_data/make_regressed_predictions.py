@@ -35,7 +35,7 @@ def regress(probs: np.ndarray, labels: pd.Series, class_names: list[str], share:
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(labels.astype("string").eq(REGRESSED_CLASS).fillna(False).to_numpy(dtype=bool))
     chosen = np.zeros(len(probs), dtype=bool)
-    chosen[rng.choice(rows, size=int(round(share * len(rows))), replace=False)] = True
+    chosen[rng.choice(rows, size=round(share * len(rows)), replace=False)] = True
     out = probs.copy()
     out[chosen, a], out[chosen, b] = probs[chosen, b], probs[chosen, a]
     return out, chosen

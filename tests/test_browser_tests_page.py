@@ -7,7 +7,15 @@ import os
 import re
 from pathlib import Path
 
-from browser_support import REPO, WAIT_MS, app, browser, main_area, require_chromium, wait_idle  # noqa: F401
+from browser_support import (  # noqa: F401
+    REPO,
+    WAIT_MS,
+    app,
+    browser,
+    main_area,
+    require_chromium,
+    wait_idle,
+)
 
 import inspect_core
 
@@ -24,7 +32,7 @@ def _fill(page, label: str, value: str) -> None:
     wait_idle(page)
 
 
-def test_tests_page_shows_the_planted_fail(app, browser, tmp_path):
+def test_tests_page_shows_the_planted_fail(app, browser, tmp_path):  # noqa: F811 - fixtures
     scan = inspect_core.scan(SAMPLE, workspace=app.cache / "dataset-inspector")
     # the shipped model's scores as a predictions file: the baseline the regressed predictions are compared with
     from inspect_core.suite.scores import score_model

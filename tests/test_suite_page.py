@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from page_support import SAMPLE, open_page, texts
 
 from inspect_core.suite import load_suite
-from page_support import SAMPLE, open_page, texts
 
 PAGE = "pages/6_Tests.py"
 REGRESSED = SAMPLE / "model" / "regressed_predictions.csv"

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core.suite.slices import SliceData, SliceError, SliceEvaluator, gallery_query_to_slice, mask_of
+from inspect_core.suite.slices import (
+    SliceData,
+    SliceError,
+    SliceEvaluator,
+    gallery_query_to_slice,
+    mask_of,
+)
 from inspect_core.suite.spec import parse_suite
 from inspect_core.ui.query import GalleryQuery, filter_mask
 

@@ -6,5 +6,18 @@ One module per concern: ``spec`` (the file), ``slices``, ``metrics`` (with inter
 from .runner import FAIL, PASS, WARN, Evaluation, SuiteRun, evaluation, run_suite
 from .spec import DEFAULTS, METRICS, Suite, SuiteError, load_suite, parse_suite
 
-__all__ = ["FAIL", "PASS", "WARN", "DEFAULTS", "METRICS", "Evaluation", "Suite", "SuiteError", "SuiteRun",
-           "evaluation", "load_suite", "parse_suite", "run_suite"]
+__all__ = [
+           "DEFAULTS",
+           "FAIL",
+           "METRICS",
+           "PASS",
+           "WARN",
+           "Evaluation",
+           "Suite",
+           "SuiteError",
+           "SuiteRun",
+           "evaluation",
+           "load_suite",
+           "parse_suite",
+           "run_suite",
+]

@@ -200,7 +200,7 @@ def discover(images: pd.DataFrame, scores: ScoreArrays, findings=None, options: 
     frame = pd.DataFrame(rows, columns=["slice", "n", "accuracy", "overall_accuracy", "p_value", "q_value", "where"])
     frame["_gap"] = frame["overall_accuracy"] - frame["accuracy"]
     frame = frame.sort_values(["_gap", "p_value"], ascending=[False, True], kind="stable").drop(columns="_gap")
-    return Discovery(proposals=frame.head(int(o["max_proposals"])).reset_index(drop=True), n_tested=int(len(idx)),
+    return Discovery(proposals=frame.head(int(o["max_proposals"])).reset_index(drop=True), n_tested=len(idx),
                      overall_accuracy=overall, n_counted=n_all)
 
 
@@ -209,9 +209,10 @@ def proposals_text(d: Discovery, options: dict | None = None) -> str:
     if d.proposals.empty:
         return (f"slice discovery: no slice significantly worse than the overall accuracy {d.overall_accuracy:.3f} "
                 f"({d.n_tested} candidate slices tested, Benjamini-Hochberg at FDR {o['fdr']:g})")
-    lines = [f"slice discovery: {len(d.proposals)} slices significantly worse than the overall accuracy "
-             f"{d.overall_accuracy:.3f} ({d.n_tested} candidates tested; Benjamini-Hochberg at FDR {o['fdr']:g}: "
-             f"at most that share of these is expected to be a false discovery)"]
+    head = (f"slice discovery: {len(d.proposals)} slices significantly worse than the overall accuracy "
+            f"{d.overall_accuracy:.3f} ({d.n_tested} candidates tested; Benjamini-Hochberg at FDR {o['fdr']:g}: "
+            "at most that share of these is expected to be a false discovery)")
+    lines = [head]
     for i, r in enumerate(d.proposals.itertuples(index=False), 1):
         lines.append(f"  {i:>2}. {r.slice}: n={r.n}, accuracy {r.accuracy:.3f}, p={r.p_value:.2g}, "
                      f"q={r.q_value:.2g}")

@@ -14,7 +14,6 @@ from functools import cached_property
 from statistics import NormalDist
 
 import numpy as np
-import pandas as pd
 
 
 @dataclass
@@ -146,12 +145,12 @@ def _class_counts(s: ScoreArrays, mask: np.ndarray, name: str) -> tuple[int, int
 
 
 def recall(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
-    tp, fp, fn, _ = _class_counts(s, mask, params["class"])
+    tp, _, fn, _ = _class_counts(s, mask, params["class"])
     return _proportion(tp, tp + fn, d["confidence"])
 
 
 def precision(s: ScoreArrays, mask: np.ndarray, params: dict, d: dict) -> MetricValue:
-    tp, fp, fn, _ = _class_counts(s, mask, params["class"])
+    tp, fp, _, _ = _class_counts(s, mask, params["class"])
     return _proportion(tp, tp + fp, d["confidence"])
 
 

@@ -23,7 +23,12 @@ def score_model(scan, model_path: str | Path, *, preprocess: str | Path | None =
     """Score the scan's images with a model file (TorchScript, .pt2, or a state dict with ``factory``); cached in
     the scan's workspace. Returns a ``model.scoring.ScoreResult``."""
     from ..model.models import ModelLoadError, load_model
-    from ..model.preprocess import PreprocessError, find_sidecar, read_preprocess, sidecar_name
+    from ..model.preprocess import (
+        PreprocessError,
+        find_sidecar,
+        read_preprocess,
+        sidecar_name,
+    )
     from ..model.scoring import score_dataset
 
     pre = Path(preprocess) if preprocess else find_sidecar(model_path)

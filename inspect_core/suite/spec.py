@@ -298,7 +298,7 @@ def parse_suite(text: str, path: Path | str | None = None) -> Suite:
     where = _Where(path)
     folder = Path(path).parent if path is not None else Path.cwd()
     try:
-        doc = yaml.load(text, Loader=_Loader)   # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0

@@ -2,6 +2,7 @@
 the line and the field."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,14 @@ def test_the_sample_test_file_parses():
     assert len(s.tests) >= 10
     assert {t.metric for t in s.tests} >= {"accuracy", "top_k_accuracy", "mean_loss", "recall", "precision", "f1",
                                            "ece", "finding_count", "finding_share"}
+
+
+def test_the_readme_documents_every_metric_slice_key_test_field_and_default():
+    from inspect_core.suite.spec import DEFAULTS, METRICS, SLICE_KEYS, TEST_KEYS
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Model unit tests", 1)[1].split("\n## ", 1)[0]
+    names = list(METRICS) + list(SLICE_KEYS) + sorted(TEST_KEYS) + list(DEFAULTS)
+    missing = [n for n in names if not re.search(rf"\b{re.escape(n)}\b", section)]
+    assert not missing, f"not in README.md's 'Model unit tests': {missing}"
+    for code in ("0", "1", "2"):
+        assert f"{code} " in section.split("**Exit codes**", 1)[1][:300]

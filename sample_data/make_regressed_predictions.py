@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     frame.insert(0, "image_id", ds.images["image_id"].astype(str).to_numpy())
     frame = frame[np.isfinite(probs).all(axis=1)]          # unreadable images: no prediction, as a model has none
     frame.to_csv(args.out, index=False)
-    print(f"wrote {args.out}: {len(frame)} rows, {int(chosen.sum())} {REGRESSED_CLASS} images now predicted "
-          f"{CONFUSED_WITH}")
+    print(f"wrote {args.out}: {len(frame)} rows; {REGRESSED_CLASS} and {CONFUSED_WITH} probabilities swapped on "
+          f"{int(chosen.sum())} {REGRESSED_CLASS} images")
     return 0
 
 

@@ -111,3 +111,21 @@ def test_sample_suite_passes_on_the_shipped_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert " failed" in out and ", 0 failed" in out
+
+
+def test_baseline_compare_and_discover(tiny, tmp_path, capsys):
+    root, pred = tiny
+    base = pd.read_csv(pred)
+    base["cat"] = [0.9] * 6 + [0.1] * 6                          # the baseline got every dog right
+    base["dog"] = 1 - base["cat"]
+    base.to_csv(tmp_path / "base.csv", index=False)
+    suite = ("tests:\n  - {name: no drop, metric: accuracy, max_drop: 0.1, min_support: 5}\n")
+    code, out, _ = run(tmp_path, capsys, suite, root, "--predictions", pred, "--baseline", tmp_path / "base.csv",
+                       "--compare", "--discover")
+    assert code == 1
+    assert "FAIL no drop: dropped 0.25 from the baseline's 1" in out
+    assert "3 images went right -> wrong, 0 wrong -> right" in out
+    assert "right -> wrong  val/dog/dog_9.jpg  given dog: dog -> cat" in out
+    assert "slice discovery: no slice significantly worse" in out          # 12 images: no slice of 30
+    code, _, err = run(tmp_path, capsys, suite, root, "--predictions", pred, "--compare")
+    assert code == 2 and "--compare needs --baseline" in err

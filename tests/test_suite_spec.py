@@ -68,6 +68,14 @@ def test_not_yaml_and_cycles_and_missing_files(tmp_path: Path):
                     tmp_path / "t.yaml")
     with pytest.raises(SuiteError, match="not found"):
         load_suite(tmp_path / "none.yaml")
+    with pytest.raises(SuiteError, match=r"t.yaml:3: not valid YAML: field 'min' given twice .*line 2"):
+        parse_suite("tests:\n  - {name: a, metric: accuracy, min: 0.9,\n     min: 0.1}\n", "t.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00tests")
+    with pytest.raises(SuiteError, match="bin.yaml is not UTF-8 text"):
+        load_suite(tmp_path / "bin.yaml")
+    for bad in ("[1, 2]\n", "tests: []\n", "tests:\n  - just text\n", "slices: 3\ntests: [{name: a}]\n"):
+        with pytest.raises(SuiteError, match=r"t.yaml:\d+: field"):
+            parse_suite(bad, "t.yaml")
 
 
 def test_the_sample_test_file_parses():

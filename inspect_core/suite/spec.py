@@ -76,6 +76,9 @@ def _mapping(loader, node):
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if key in out:                     # YAML would keep the last silently: a typo'd file must not pass
+            raise yaml.constructor.ConstructorError(None, None, f"field {key!r} given twice in one mapping (also on "
+                                                    f"line {out.key_lines[key]})", key_node.start_mark)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
@@ -355,11 +358,14 @@ def parse_suite(text: str, path: Path | str | None = None) -> Suite:
 
 def load_suite(path: Path | str) -> Suite:
     """Read and parse a test file; a missing or unreadable file is a ``SuiteError`` naming it."""
+    from ..limits import LimitError, read_input_bytes
     p = Path(path)
     if not p.is_file():
         raise SuiteError(f"test file {p} not found (or not a file)")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"cannot read test file {p}: {exc}") from None
+        text = read_input_bytes(p, "test file", "max_text_bytes").decode("utf-8")
+    except LimitError as exc:
+        raise SuiteError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"test file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
     return parse_suite(text, p)

@@ -9,7 +9,7 @@ from inspect_core.suite.compare import compare
 from inspect_core.suite.discover import discover
 from inspect_core.suite.edit import add_slice, add_test, add_to_suite
 from inspect_core.suite.report import display_frame
-from inspect_core.suite.runner import evaluation, slice_rows
+from inspect_core.suite.runner import slice_rows
 from inspect_core.suite.slices import (
     SliceData,
     SliceError,
@@ -63,8 +63,8 @@ if not scores_path:
     st.info("No model yet: only data tests (finding_count, finding_share) can pass; give a model or predictions "
             "file to run the model tests.")
 
-ev = evaluation(scan.images, scan.findings, decisions, result, base)
-run = ev.run(suite)
+ev, run = tp.run_suite_cached(scan, suite_path, suite, scores_path, result, baseline_path, base, decisions,
+                              store.last_id())
 results = run.results
 
 # -- results -----------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ invalid test file (naming the line and the field); JUnit and Markdown written; s
 the shipped model and fails on the regressed predictions."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -129,3 +130,18 @@ def test_baseline_compare_and_discover(tiny, tmp_path, capsys):
     assert "slice discovery: no slice significantly worse" in out          # 12 images: no slice of 30
     code, _, err = run(tmp_path, capsys, suite, root, "--predictions", pred, "--compare")
     assert code == 2 and "--compare needs --baseline" in err
+
+
+def test_a_review_slice_reads_the_decisions_of_the_store(tiny, tmp_path, capsys):
+    from inspect_core.review import ReviewStore
+    from inspect_core.workspace import workspace_dir
+    root, pred = tiny
+    store = ReviewStore(workspace_dir(root, base=tmp_path / "ws"))
+    store.decide("val/dog/dog_9.jpg", "relabel", old_label="dog", new_label="cat")
+    store.decide("val/dog/dog_6.jpg", "relabel", old_label="dog", new_label="cat")
+    store.decide("val/cat/cat_0.jpg", "keep")
+    suite = ("slices:\n  relabelled: {review: relabel}\ntests:\n"
+             "  - {name: relabelled right, slice: relabelled, metric: accuracy, min: 0.4, min_support: 2}\n")
+    code, out, _ = run(tmp_path, capsys, suite, root, "--predictions", pred)
+    # dog_6 is right, dog_9 wrong (the fixture's predictions): 1 of 2
+    assert code == 0 and re.search(r"relabelled right\s+relabelled\s+accuracy\s+2\s+0\.5\s", out), out

@@ -94,3 +94,13 @@ def test_the_readme_documents_every_metric_slice_key_test_field_and_default():
     assert not missing, f"not in README.md's 'Model unit tests': {missing}"
     for code in ("0", "1", "2"):
         assert f"{code} " in section.split("**Exit codes**", 1)[1][:300]
+
+
+def test_the_readme_example_parses(tmp_path: Path):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Model unit tests", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "hard_ids.txt").write_text("train/a.jpg\n")
+    suite = parse_suite(example, tmp_path / "model_tests.yaml")
+    assert len(suite.slices) >= 9 and len(suite.tests) == 5
+    assert {t.metric for t in suite.tests} == {"accuracy", "recall", "finding_count"}

@@ -103,3 +103,13 @@ def test_slices_are_added_keeping_the_file(tmp_path: Path):
     copy = writable_copy(root / "tests.yaml", root, tmp_path / "ws")
     assert copy == tmp_path / "ws" / "tests" / "tests.yaml" and copy.read_text() == new
     assert writable_copy(p, root, tmp_path / "ws") == p
+
+
+def test_slices_a_worse_proposal_explains_are_not_proposed():
+    # without the re-test, the label alone and brightness bins where foxes are common came out too
+    others = 0
+    for seed in range(5):
+        props = discover(*synthetic(seed)[:2]).proposals
+        assert props.iloc[0]["where"].get("label") == "fox" and "brightness" in props.iloc[0]["where"]
+        others += sum(w.get("label") != "fox" for w in props["where"])
+    assert others <= 2

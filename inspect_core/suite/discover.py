@@ -6,7 +6,9 @@ pair of levels of two different features. Each candidate with at least ``min_siz
 outside it) is tested one-sided against the rest with a two-proportion z-test (pooled; errors in the slice vs
 errors outside); the p-values of all candidates tested are corrected by Benjamini-Hochberg, and those with a
 q-value at most ``fdr`` are proposed: among them at most a share ``fdr`` are expected to be false discoveries.
-A pair is proposed only when it is worse than each of its two single levels (else the single one says it).
+A pair is proposed only when it is worse than each of its two single levels (else the single one says it), and
+a proposal only when, tested again on the images no worse proposal holds, it is still significant at the BH
+cut-off (else a worse slice explains it: a bad class makes every bin where it is common look bad).
 """
 from __future__ import annotations
 
@@ -183,7 +185,9 @@ def discover(images: pd.DataFrame, scores: ScoreArrays, findings=None, options: 
     p = one_sided_p(e_c[idx], n_c[idx], e_all, n_all) if len(idx) else np.zeros(0)
     q = benjamini_hochberg(p)
     rows = []
-    for j in np.flatnonzero(q <= o["fdr"]):
+    significant = np.flatnonzero(q <= o["fdr"])
+    p_cut = float(p[significant].max()) if len(significant) else 0.0       # the BH cut-off on p
+    for j in significant:
         c = idx[j]
         desc = cand_desc[c]
         acc = 1 - e_c[c] / n_c[c]
@@ -196,10 +200,29 @@ def discover(images: pd.DataFrame, scores: ScoreArrays, findings=None, options: 
             where.update(feats[fi].levels[li][1])
         rows.append({"slice": " & ".join(feats[fi].levels[li][0] for fi, li in desc), "n": int(n_c[c]),
                      "accuracy": float(acc), "overall_accuracy": overall, "p_value": float(p[j]),
-                     "q_value": float(q[j]), "where": where})
-    frame = pd.DataFrame(rows, columns=["slice", "n", "accuracy", "overall_accuracy", "p_value", "q_value", "where"])
+                     "q_value": float(q[j]), "where": where, "_desc": desc})
+    frame = pd.DataFrame(rows, columns=["slice", "n", "accuracy", "overall_accuracy", "p_value", "q_value", "where",
+                                        "_desc"])
     frame["_gap"] = frame["overall_accuracy"] - frame["accuracy"]
     frame = frame.sort_values(["_gap", "p_value"], ascending=[False, True], kind="stable").drop(columns="_gap")
+    # a proposal must stand on its own: tested again on the images no earlier (worse) proposal holds, it must still
+    # be worse at the BH cut-off, else an earlier one explains it (the images of a bad class make every bin where
+    # that class is common look bad too)
+    explained = np.zeros(len(counted), dtype=bool)
+    keep = []
+    for desc in frame["_desc"]:
+        m = counted.copy()
+        for fi, li in desc:
+            m &= feats[fi].codes == li
+        rest = counted & ~explained
+        n_in, e_in = int((m & rest).sum()), int((m & rest & err).sum())
+        n_rest, e_rest = int(rest.sum()), int((rest & err).sum())
+        ok = n_in >= o["min_size"] and n_rest - n_in >= o["min_size"] and \
+            float(one_sided_p(np.array([e_in]), np.array([n_in]), e_rest, n_rest)[0]) <= p_cut
+        keep.append(ok)
+        if ok:
+            explained |= m
+    frame = frame[np.asarray(keep, dtype=bool)].drop(columns="_desc") if len(frame) else frame.drop(columns="_desc")
     return Discovery(proposals=frame.head(int(o["max_proposals"])).reset_index(drop=True), n_tested=len(idx),
                      overall_accuracy=overall, n_counted=n_all)
 

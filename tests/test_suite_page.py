@@ -80,3 +80,17 @@ def test_the_sample_file_inside_the_dataset_is_edited_as_a_copy(sample_scan):
     assert copy.parent.name == "tests" and copy != SAMPLE / "model_tests.yaml"
     assert "lies inside the dataset" in plain(texts(at))
     assert any(t.name.startswith("discovered: ") for t in load_suite(copy).tests)
+
+
+def test_a_bad_test_file_or_scores_file_is_a_message(sample_scan, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tests:\n  - {name: a, metric: acc, min: 1}\n")
+    at = open_page(PAGE)
+    at.text_input(key="di_tests_suite").set_value(str(bad)).run()
+    assert not at.exception
+    assert any("bad.yaml:2: field 'tests[0] (a).metric': unknown metric 'acc'" in plain(e.value) for e in at.error)
+    at.text_input(key="di_tests_suite").set_value(str(SAMPLE / "model_tests.yaml")).run()
+    at.text_input(key="di_tests_scores").set_value(str(tmp_path / "none.csv")).run()
+    assert not at.exception
+    assert any("none.csv not found" in plain(e.value) for e in at.error)
+    assert results(at).loc["no unreadable files", "status"] == "PASS"      # data tests still run

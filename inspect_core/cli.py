@@ -267,8 +267,13 @@ def cmd_app(args) -> int:
         return EXIT["ok"]
 
 
+def add_test(sub) -> argparse.ArgumentParser:
+    from . import cli_test
+    return cli_test.add_parser(sub)
+
+
 # The subcommands, in the order `--help` lists them: one add_<name>(subparsers) each.
-SUBCOMMANDS = (add_scan, add_score, add_app)
+SUBCOMMANDS = (add_scan, add_score, add_test, add_app)
 
 
 def _prog() -> str:

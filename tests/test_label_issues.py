@@ -114,7 +114,7 @@ def test_sample_data_rare_class_is_a_model_problem_and_planted_mislabels_are_fla
     from inspect_core.loaders import load_dataset
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     ds = load_dataset(SAMPLE)
     spec = read_preprocess(SAMPLE / "model" / "model.preprocess.json")
     res = score_dataset(load_model(SAMPLE / "model" / "model.pt2", spec, device="cpu"), SAMPLE, ds.images, workers=0)

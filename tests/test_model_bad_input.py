@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-import inspect_core.model.scoring as S
+from inspect_core.model import cache as score_cache
+from inspect_core.model import pipeline
+from inspect_core.model import predictions as predictions_file
 from inspect_core.loaders import load_dataset
 from inspect_core.model.models import load_model
 from inspect_core.model.preprocess import read_preprocess
@@ -36,7 +38,7 @@ def spec():
 @pytest.fixture(scope="module")
 def reference(dataset, spec):
     """The sample model's scores, and a 'good model' predictions frame: 0.96 on the given label."""
-    res = S.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), SAMPLE, dataset.images, workers=0)
+    res = pipeline.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), SAMPLE, dataset.images, workers=0)
     labelled = dataset.images[dataset.images["label"].isin(CLASSES)]
     probs = np.full((len(labelled), 5), 0.01)
     probs[np.arange(len(labelled)), [CLASSES.index(v) for v in labelled["label"]]] = 0.96
@@ -69,7 +71,7 @@ def test_extra_numeric_columns_are_not_classes(tmp_path, dataset, reference):
     _, good = reference
     path = tmp_path / "preds.csv"
     good.assign(fold=1).to_csv(path)                        # pandas' default: the index becomes "Unnamed: 0"
-    res = S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+    res = predictions_file.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
     assert res.class_names == CLASSES
     loss = res.table["loss"].dropna()
     assert loss.max() == pytest.approx(-np.log(0.96), abs=1e-4)
@@ -79,8 +81,8 @@ def test_extra_numeric_columns_are_not_classes(tmp_path, dataset, reference):
 def test_rounded_probabilities_and_percentages_are_probabilities(tmp_path, dataset, reference):
     res, _ = reference
     frame = res.to_frame()[["image_id"] + [f"prob_{c}" for c in CLASSES]].dropna()
-    exact = S.score_predictions(_save(frame, tmp_path / "exact.csv"), dataset.images)
-    rounded = S.score_predictions(_save(frame.round(2), tmp_path / "rounded.csv"), dataset.images)
+    exact = predictions_file.score_predictions(_save(frame, tmp_path / "exact.csv"), dataset.images)
+    rounded = predictions_file.score_predictions(_save(frame.round(2), tmp_path / "rounded.csv"), dataset.images)
     assert rounded.source["values"] == "probabilities"
     # two decimals keep every loss below -log(0.05) = 3 to within 0.2 (smaller probabilities round to 0 or 0.01)
     near = exact.table["loss"].to_numpy() < 3
@@ -88,7 +90,7 @@ def test_rounded_probabilities_and_percentages_are_probabilities(tmp_path, datas
     assert any("probabilities" in n for n in rounded.notes)
     pct = frame.copy()
     pct[pct.columns[1:]] *= 100
-    as_pct = S.score_predictions(_save(pct, tmp_path / "pct.csv"), dataset.images)
+    as_pct = predictions_file.score_predictions(_save(pct, tmp_path / "pct.csv"), dataset.images)
     assert as_pct.source["values"] == "percentages"
     np.testing.assert_allclose(as_pct.table["loss"].to_numpy(), exact.table["loss"].to_numpy(), atol=1e-4)
 
@@ -96,11 +98,11 @@ def test_rounded_probabilities_and_percentages_are_probabilities(tmp_path, datas
 def test_probabilities_with_a_missing_column_are_refused_not_read_as_logits(tmp_path, dataset, reference):
     _, good = reference
     path = _save(good.drop(columns=["hexagon"]), tmp_path / "four.csv")
-    with pytest.raises(S.PredictionsError, match="sum"):
-        S.score_predictions(path, dataset.images)
+    with pytest.raises(predictions_file.PredictionsError, match="sum"):
+        predictions_file.score_predictions(path, dataset.images)
     # the dataset's classes name what is missing
-    with pytest.raises(S.PredictionsError, match="hexagon"):
-        S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+    with pytest.raises(predictions_file.PredictionsError, match="hexagon"):
+        predictions_file.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
 
 
 def test_a_list_column_takes_the_dataset_classes(tmp_path, dataset, reference):
@@ -108,7 +110,7 @@ def test_a_list_column_takes_the_dataset_classes(tmp_path, dataset, reference):
     lists = pd.DataFrame({"image_id": good["image_id"], "probs": list(good[CLASSES].to_numpy())})
     path = tmp_path / "lists.parquet"
     lists.to_parquet(path)
-    res = S.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
+    res = predictions_file.score_predictions(path, dataset.images, dataset_classes=dataset.classes)
     assert res.class_names == CLASSES
     assert res.table["loss"].notna().sum() == len(good)
 
@@ -116,7 +118,7 @@ def test_a_list_column_takes_the_dataset_classes(tmp_path, dataset, reference):
 def test_labels_the_model_does_not_know_are_reported(tmp_path, dataset, reference):
     _, good = reference
     path = _save(good.rename(columns={"hexagon": "Hexagon"}).assign(Hexagon=good["hexagon"]), tmp_path / "h.csv")
-    res = S.score_predictions(path, dataset.images)
+    res = predictions_file.score_predictions(path, dataset.images)
     labels = dataset.images["label"]
     n_unknown = int((labels.notna() & ~labels.isin(CLASSES[:4])).sum())          # hexagon, and the planted "blob"
     assert any(f"{n_unknown} labelled images" in n and "hexagon" in n for n in res.notes), res.notes
@@ -125,12 +127,12 @@ def test_labels_the_model_does_not_know_are_reported(tmp_path, dataset, referenc
 def test_a_folder_or_a_bool_array_is_named_for_what_it_is(tmp_path, dataset):
     folder = tmp_path / "preds.csv"
     folder.mkdir()
-    with pytest.raises(S.PredictionsError, match="is a folder"):
-        S.score_predictions(folder, dataset.images)
+    with pytest.raises(predictions_file.PredictionsError, match="is a folder"):
+        predictions_file.score_predictions(folder, dataset.images)
     flags = tmp_path / "flags.npy"
     np.save(flags, np.zeros((len(dataset.images), 5), dtype=bool))
-    with pytest.raises(S.PredictionsError, match="bool values"):
-        S.score_predictions(flags, dataset.images, dataset_classes=dataset.classes)
+    with pytest.raises(predictions_file.PredictionsError, match="bool values"):
+        predictions_file.score_predictions(flags, dataset.images, dataset_classes=dataset.classes)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -144,7 +146,7 @@ def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones(
 def test_a_model_that_fails_on_some_images_scores_the_rest(tmp_path, dataset, spec):
     path = tmp_path / "fails.ts.pt"
     torch.jit.script(FailsOnBright(_inner())).save(str(path))
-    res = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0, batch_size=16)
+    res = pipeline.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0, batch_size=16)
     errors = res.table["error"].dropna()
     failed = errors[errors.str.contains("boom")]
     assert len(failed) > 0 and res.table["loss"].notna().sum() > 100
@@ -163,7 +165,7 @@ def test_a_model_that_ends_in_softmax_is_not_softmaxed_twice(tmp_path, dataset, 
             return torch.softmax(self.m(x), dim=1)
     path = tmp_path / "softmax.ts.pt"
     torch.jit.script(WithSoftmax(_inner())).save(str(path))
-    twice = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
+    twice = pipeline.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
     np.testing.assert_allclose(twice.table["loss"].to_numpy(), res.table["loss"].to_numpy(), atol=2e-3)
     assert any("already probabilities" in n for n in twice.notes)
 
@@ -180,7 +182,7 @@ def test_nan_outputs_are_named(tmp_path, dataset, spec):
             return torch.where(bright, torch.full_like(out, float("nan")), out)
     path = tmp_path / "nan.ts.pt"
     torch.jit.script(NanOnBright(_inner())).save(str(path))
-    res = S.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
+    res = pipeline.score_dataset(load_model(path, spec), SAMPLE, dataset.images, workers=0)
     errors = res.table["error"].dropna()
     assert errors.str.contains("NaN").sum() > 0 and not (errors == "no score").any()
 
@@ -224,7 +226,7 @@ def test_an_empty_image_file_is_named_as_empty(tmp_path, spec):
     empty.write_bytes(b"")
     with pytest.raises(OSError, match=r"empty file \(0 bytes\)"):
         load_image_file(empty)
-    res = S.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), tmp_path,
+    res = pipeline.score_dataset(load_model(MODEL_DIR / "model.pt2", spec), tmp_path,
                           pd.DataFrame({"image_id": ["empty.jpg"], "label": ["circle"]}), workers=0)
     assert "empty file (0 bytes)" in res.table["error"].iloc[0]
 
@@ -267,11 +269,11 @@ def test_sidecar_lookup_prefers_the_longest_matching_name_and_never_another_mode
 
 def test_a_damaged_score_cache_is_a_miss(tmp_path):
     ids = ["a.jpg", "b.jpg"]
-    folder = S.save_cache(tmp_path, "k", ids, np.zeros((2, 3)), None, ["", ""], {})
-    assert S.load_cache(tmp_path, "k") is not None
+    folder = score_cache.save_cache(tmp_path, "k", ids, np.zeros((2, 3)), None, ["", ""], {})
+    assert score_cache.load_cache(tmp_path, "k") is not None
     npz = folder / "outputs.npz"
     npz.write_bytes(npz.read_bytes()[:40])
-    assert S.load_cache(tmp_path, "k") is None
+    assert score_cache.load_cache(tmp_path, "k") is None
 
 
 def test_factory_code_is_part_of_the_cache_key_and_is_not_compiled_into_the_dataset(tmp_path, monkeypatch, spec):
@@ -362,7 +364,7 @@ def test_a_model_class_the_dataset_lacks_is_kept_not_renormalised_away(tmp_path)
     images = pd.DataFrame({"image_id": ["a", "b"], "label": ["cat", "dog"]})
     frame = pd.DataFrame({"image_id": ["a", "b"], "prob_cat": [0.1, 0.2], "prob_dog": [0.1, 0.7],
                           "prob_fox": [0.8, 0.1], "fold": [1, 2]})
-    res = S.score_predictions(_save(frame, tmp_path / "p.csv"), images, dataset_classes=["cat", "dog"])
+    res = predictions_file.score_predictions(_save(frame, tmp_path / "p.csv"), images, dataset_classes=["cat", "dog"])
     assert res.class_names == ["cat", "dog", "fox"]
     np.testing.assert_allclose(res.probs[0], [0.1, 0.1, 0.8], atol=1e-6)
     assert any("fold" in n for n in res.notes)
@@ -371,13 +373,13 @@ def test_a_model_class_the_dataset_lacks_is_kept_not_renormalised_away(tmp_path)
 def test_rounded_values_over_many_classes_and_float_error_are_still_probabilities():
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(100), size=50)
-    assert S.detect_values(np.round(p, 2)) == "probabilities"
-    assert S.detect_values(np.round(p * 100)) == "percentages"
+    assert predictions_file.detect_values(np.round(p, 2)) == "probabilities"
+    assert predictions_file.detect_values(np.round(p * 100)) == "percentages"
     two = np.array([[0.25, 0.75], [1 + 2e-6, -2e-6]])
-    assert S.detect_values(two) == "probabilities"
+    assert predictions_file.detect_values(two) == "probabilities"
     with_placeholder = np.vstack([p[:3], np.zeros((1, 100))])
-    assert S.detect_values(with_placeholder) == "probabilities"
-    assert S.detect_values(rng.normal(size=(20, 100))) == "logits"
+    assert predictions_file.detect_values(with_placeholder) == "probabilities"
+    assert predictions_file.detect_values(rng.normal(size=(20, 100))) == "logits"
 
 
 def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dataset, spec):
@@ -397,7 +399,7 @@ def test_a_model_failing_on_the_first_images_still_scores_the_rest(tmp_path, dat
     bright, dark = images[images["m"] > 0.3], images[(images["m"] <= 0.3) & (images["m"] > -9)]
     assert len(bright) >= 16 and len(dark) >= 16
     images = pd.concat([bright.head(16), dark.head(16)])
-    res = S.score_dataset(model, SAMPLE, images, workers=0, batch_size=8)
+    res = pipeline.score_dataset(model, SAMPLE, images, workers=0, batch_size=8)
     failed = res.table["error"].fillna("").str.contains("boom")
     assert failed.iloc[:16].all() and not failed.iloc[16:].any() and res.table["loss"].iloc[16:].notna().all()
 
@@ -443,4 +445,4 @@ def test_a_model_that_fails_on_everything_stops_with_its_error(tmp_path, dataset
     torch.jit.script(AlwaysFails(_inner())).save(str(path))
     model = load_model(path, spec)
     with pytest.raises(Exception, match="this model is broken"):
-        S.score_dataset(model, SAMPLE, dataset.images, workers=0, batch_size=32)
+        pipeline.score_dataset(model, SAMPLE, dataset.images, workers=0, batch_size=32)

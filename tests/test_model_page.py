@@ -116,7 +116,8 @@ def test_predictions_file_needs_no_model(sample_scan, tmp_path):
 
 
 def test_confusion_helpers_and_cell_selection():
-    from inspect_core.model.scoring import build_table, confusion_matrix, per_class_metrics
+    from inspect_core.model.metrics import confusion_matrix, per_class_metrics
+    from inspect_core.model.table import build_table
     from inspect_core.ui import model_triage as mt
     import numpy as np
     names = ["a", "b", "c"]
@@ -152,7 +153,7 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
     """The embedding kNN, the confusion matrix and the image_id index are computed once per result; reruns
     (every tab runs on each) reuse them."""
     import inspect_core.model.sanity as sanity
-    import inspect_core.model.scoring as scoring
+    from inspect_core.model import metrics as table_metrics
     from inspect_core.ui import model_triage as mt
     calls = {"knn": 0, "confusion": 0, "index": 0}
 
@@ -162,7 +163,7 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
             return fn(*a, **kw)
         return wrapper
     monkeypatch.setattr(sanity, "embedding_findings", counted("knn", sanity.embedding_findings))
-    monkeypatch.setattr(scoring, "confusion_matrix", counted("confusion", scoring.confusion_matrix))
+    monkeypatch.setattr(table_metrics, "confusion_matrix", counted("confusion", table_metrics.confusion_matrix))
     monkeypatch.setattr(mt, "row_positions", counted("index", mt.row_positions))
     at = _page(sample_scan)
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
@@ -201,8 +202,8 @@ def test_a_gpu_model_offers_exact_pillow_decoding(sample_scan, monkeypatch):
     monkeypatch.setattr(mt, "get_model", lambda *a, **k: dataclasses.replace(real_get(*a, **k),
                                                                               device=torch.device("cuda")))
     monkeypatch.setattr(mt, "run_scoring", lambda model, scan, **kw: seen.append(kw.get("decoder")))
-    import inspect_core.model.scoring as scoring
-    monkeypatch.setattr(scoring, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
+    from inspect_core.model import pipeline
+    monkeypatch.setattr(pipeline, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
     at = _page(sample_scan)
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
     assert not at.exception, at.exception

@@ -12,7 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inspect_core.model import scoring as S
+from inspect_core.model import cache as score_cache
+from inspect_core.model import pipeline
+from inspect_core.model import predictions as predictions_file
+from inspect_core.model import runtime
+from inspect_core.model import table as scores_table
 from inspect_core.model.label_issues import find_issues_confident_learning, rank_label_issues, recall_at_k
 from inspect_core.model.models import LoadedModel
 from inspect_core.model.preprocess import Preprocess, PreprocessError, decode_array, image_to_array, read_preprocess
@@ -142,7 +146,7 @@ def test_score_dataset_metrics_errors_cache_and_cancel(tmp_path):
     spec = _spec()
     model = _loaded(ColourNet(), spec)
     calls = []
-    result = S.score_dataset(model, root, images, workspace=ws, workers=0, batch_size=4,
+    result = pipeline.score_dataset(model, root, images, workspace=ws, workers=0, batch_size=4,
                              progress=lambda done, total: calls.append((done, total)))
     t = result.table
     assert calls[-1] == (len(images), len(images))
@@ -162,68 +166,68 @@ def test_score_dataset_metrics_errors_cache_and_cancel(tmp_path):
     assert result.embeddings is not None and result.embeddings.shape == (len(images), 3)
     # second call: from the cache, same numbers, model not called
     model.module = None
-    again = S.score_dataset(model, root, images, workspace=ws, workers=0)
+    again = pipeline.score_dataset(model, root, images, workspace=ws, workers=0)
     assert again.from_cache
     np.testing.assert_allclose(again.probs[ok.to_numpy()], result.probs[ok.to_numpy()])
     # a changed file changes the key
     Image.new("RGB", (40, 30), (1, 2, 3)).save(root / images["image_id"][0])
     model.module = ColourNet().eval()
-    assert not S.score_dataset(model, root, images, workspace=ws, workers=0).from_cache
+    assert not pipeline.score_dataset(model, root, images, workspace=ws, workers=0).from_cache
     stop = threading.Event()
     stop.set()
-    with pytest.raises(S.ScoringCancelled):
-        S.score_dataset(model, root, images, workers=0, cancel=stop, use_cache=False)
-    with pytest.raises(S.ScoringCancelled):
-        S.score_dataset(model, root, images, workers=0, cancel=lambda: True, use_cache=False)
+    with pytest.raises(pipeline.ScoringCancelled):
+        pipeline.score_dataset(model, root, images, workers=0, cancel=stop, use_cache=False)
+    with pytest.raises(pipeline.ScoringCancelled):
+        pipeline.score_dataset(model, root, images, workers=0, cancel=lambda: True, use_cache=False)
 
 
 def test_score_with_worker_processes_matches_in_process(tmp_path):
     root = tmp_path / "data"
     images = _colour_dataset(root, n_per_class=3)
     model = _loaded(ColourNet(), _spec())
-    a = S.score_dataset(model, root, images, workers=0, batch_size=2)
-    b = S.score_dataset(model, root, images, workers=1, batch_size=2)
+    a = pipeline.score_dataset(model, root, images, workers=0, batch_size=2)
+    b = pipeline.score_dataset(model, root, images, workers=1, batch_size=2)
     np.testing.assert_allclose(np.nan_to_num(a.probs), np.nan_to_num(b.probs))
     assert a.table["error"].isna().equals(b.table["error"].isna())
 
 
 @pytest.mark.parametrize("device_type,amp,pin,workers", [("cuda", True, True, 7), ("mps", False, False, 4), ("cpu", False, False, 0)])
 def test_runtime_settings_per_device(device_type, amp, pin, workers):
-    s = S.runtime_settings(device_type, n_cpus=8 if device_type != "cpu" else 2)
+    s = runtime.runtime_settings(device_type, n_cpus=8 if device_type != "cpu" else 2)
     assert (s.use_amp, s.pin_memory, s.num_workers) == (amp, pin, workers)
     assert s.non_blocking == (device_type == "cuda")
     assert s.amp_dtype == ("float16" if amp else None)
     kw = s.loader_kwargs()
     assert kw["pin_memory"] == pin and ("prefetch_factor" in kw) == (workers > 0)
-    assert S.runtime_settings(device_type, amp=False).use_amp is False
-    assert S.runtime_settings("cpu", amp=True).use_amp is False          # autocast only on CUDA
-    assert S.runtime_settings(device_type, batch_size=500, max_batch=1).batch_size == 1
-    assert S.runtime_settings("cpu", n_cpus=1).num_workers == 0
-    assert S.runtime_settings("cpu", n_cpus=16).num_workers == 4
-    assert S.runtime_settings("cuda", n_cpus=16).num_workers == 15   # decoding limits a GPU: all cores but one
+    assert runtime.runtime_settings(device_type, amp=False).use_amp is False
+    assert runtime.runtime_settings("cpu", amp=True).use_amp is False          # autocast only on CUDA
+    assert runtime.runtime_settings(device_type, batch_size=500, max_batch=1).batch_size == 1
+    assert runtime.runtime_settings("cpu", n_cpus=1).num_workers == 0
+    assert runtime.runtime_settings("cpu", n_cpus=16).num_workers == 4
+    assert runtime.runtime_settings("cuda", n_cpus=16).num_workers == 15   # decoding limits a GPU: all cores but one
 
 
 def test_autocast_context_is_built_for_cuda_settings():
-    cuda = S.runtime_settings("cuda", n_cpus=4)
-    ctx = S.autocast_context(cuda)
+    cuda = runtime.runtime_settings("cuda", n_cpus=4)
+    ctx = runtime.autocast_context(cuda)
     assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.float16
-    assert not isinstance(S.autocast_context(S.runtime_settings("cpu")), torch.autocast)
+    assert not isinstance(runtime.autocast_context(runtime.runtime_settings("cpu")), torch.autocast)
 
 
 def test_amp_failure_falls_back_to_float32(tmp_path, monkeypatch):
     root = tmp_path / "data"
     images = _colour_dataset(root, n_per_class=2, flipped=0)
     model = _loaded(ColourNet(), _spec())
-    settings = S.RuntimeSettings("cpu", 0, False, False, True, "float16", 4)
-    real = S._forward_batch
+    settings = runtime.RuntimeSettings("cpu", 0, False, False, True, "float16", 4)
+    real = pipeline._forward_batch
 
     def flaky(m, x, st, tap):
         if st.use_amp:
             raise RuntimeError("autocast not supported by this op")
         return real(m, x, st, tap)
 
-    monkeypatch.setattr(S, "_forward_batch", flaky)
-    logits, _, errors, notes = S.model_outputs(model, root, list(images["image_id"]), settings=settings)
+    monkeypatch.setattr(pipeline, "_forward_batch", flaky)
+    logits, _, errors, notes = pipeline.model_outputs(model, root, list(images["image_id"]), settings=settings)
     assert any("mixed precision failed" in n for n in notes)
     assert np.isfinite(logits[[e is None for e in errors]]).all()
 
@@ -241,38 +245,38 @@ def test_predictions_files_need_no_model(tmp_path):
     # per-class columns of probabilities, CSV
     csv = tmp_path / "p.csv"
     pd.DataFrame({"image_id": ok_rows["image_id"], **{f"prob_{c}": probs[:, i] for i, c in enumerate(CLASSES)}}).to_csv(csv, index=False)
-    r_csv = S.score_predictions(csv, images)
+    r_csv = predictions_file.score_predictions(csv, images)
     assert r_csv.source["values"] == "probabilities" and r_csv.class_names == list(CLASSES)
     # logits in a list column, parquet
     pq = tmp_path / "p.parquet"
     pd.DataFrame({"image_id": ok_rows["image_id"], "scores": list(logits)}).to_parquet(pq)
-    r_pq = S.score_predictions(pq, images, class_names=CLASSES)
+    r_pq = predictions_file.score_predictions(pq, images, class_names=CLASSES)
     assert r_pq.source["values"] == "logits"
     # npy aligned with a given order
     npy = tmp_path / "p.npy"
     np.save(npy, logits)
-    r_npy = S.score_predictions(npy, images, class_names=CLASSES, order=list(ok_rows["image_id"]))
+    r_npy = predictions_file.score_predictions(npy, images, class_names=CLASSES, order=list(ok_rows["image_id"]))
     for r in (r_csv, r_pq, r_npy):
         t = r.table
         assert t.loc[t["image_id"] == "red/broken.png", "error"].iloc[0].startswith("no prediction")
         ok = t["error"].isna()
         np.testing.assert_allclose(r.probs[ok.to_numpy()], probs, atol=1e-5)
         assert (t.loc[ok, "label"] != t.loc[ok, "pred_label"]).sum() == 3
-    with pytest.raises(S.PredictionsError, match="rows"):
-        S.score_predictions(npy, images, class_names=CLASSES)        # 12 rows vs 13 dataset images
-    with pytest.raises(S.PredictionsError, match="not found"):
-        S.score_predictions(tmp_path / "none.csv", images)
+    with pytest.raises(predictions_file.PredictionsError, match="rows"):
+        predictions_file.score_predictions(npy, images, class_names=CLASSES)        # 12 rows vs 13 dataset images
+    with pytest.raises(predictions_file.PredictionsError, match="not found"):
+        predictions_file.score_predictions(tmp_path / "none.csv", images)
     (tmp_path / "noid.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(S.PredictionsError, match="image_id"):
-        S.score_predictions(tmp_path / "noid.csv", images)
+    with pytest.raises(predictions_file.PredictionsError, match="image_id"):
+        predictions_file.score_predictions(tmp_path / "noid.csv", images)
 
 
 def test_logits_vs_probabilities_decision():
     p = np.array([[0.2, 0.8], [0.5, 0.5]])
-    assert S.looks_like_probabilities(p)
-    assert not S.looks_like_probabilities(np.array([[0.2, 0.3], [0.1, 0.1]]))     # in [0,1] but not summing to 1
-    assert not S.looks_like_probabilities(np.array([[2.0, -1.0], [0.1, 0.9]]))
-    probs, kind = S.to_probabilities(np.array([[0.0, np.log(3.0)]]))
+    assert scores_table.looks_like_probabilities(p)
+    assert not scores_table.looks_like_probabilities(np.array([[0.2, 0.3], [0.1, 0.1]]))     # in [0,1] but not summing to 1
+    assert not scores_table.looks_like_probabilities(np.array([[2.0, -1.0], [0.1, 0.9]]))
+    probs, kind = predictions_file.to_probabilities(np.array([[0.0, np.log(3.0)]]))
     assert kind == "logits" and probs[0, 1] == pytest.approx(0.75)
 
 
@@ -313,7 +317,7 @@ def test_rank_label_issues_orders_by_loss_and_skips_unlabelled():
     images = pd.DataFrame({"image_id": [f"img_{i}.png" for i in range(300)],
                            "label": [str(g) for g in given], "split": "train"})
     images.loc[0, "label"] = None
-    table = S.build_table(images, probs.astype(np.float32), ["0", "1", "2", "3"])
+    table = scores_table.build_table(images, probs.astype(np.float32), ["0", "1", "2", "3"])
     issues = rank_label_issues(table, probs, ["0", "1", "2", "3"])
     assert len(issues) == 299 and "img_0.png" not in set(issues["image_id"])
     assert issues["loss"].is_monotonic_decreasing and list(issues["loss_rank"][:3]) == [1, 2, 3]
@@ -329,10 +333,10 @@ def test_baselines_detect_a_model_that_learnt_nothing():
     probs, given, _, _ = _synthetic(n=400, noise=0.0, seed=2)
     names = ["0", "1", "2", "3"]
     images = pd.DataFrame({"image_id": [str(i) for i in range(400)], "label": [str(g) for g in given], "split": "train"})
-    good = baselines(S.build_table(images, probs.astype(np.float32), names), names)[0]
+    good = baselines(scores_table.build_table(images, probs.astype(np.float32), names), names)[0]
     assert good.ok and good.uniform_loss == pytest.approx(np.log(4))
     prior = np.bincount(given, minlength=4) / 400
-    dumb = baselines(S.build_table(images, np.tile(prior, (400, 1)).astype(np.float32), names), names)[0]
+    dumb = baselines(scores_table.build_table(images, np.tile(prior, (400, 1)).astype(np.float32), names), names)[0]
     assert not dumb.ok and "class-prior baseline" in " ".join(dumb.verdicts) or "does not beat" in " ".join(dumb.verdicts)
     assert dumb.model_loss == pytest.approx(dumb.prior_loss, abs=1e-3)
 
@@ -428,13 +432,13 @@ def test_gpu_style_settings_run_on_cpu(tmp_path):
     images = _colour_dataset(root, n_per_class=3)
     model = _loaded(ColourNet(), _spec())
     ids = list(images["image_id"])
-    plain = S.runtime_settings("cpu", workers=0, batch_size=4)
-    gpu_like = S.RuntimeSettings(device_type="cpu", num_workers=1, pin_memory=True, non_blocking=True,
+    plain = runtime.runtime_settings("cpu", workers=0, batch_size=4)
+    gpu_like = runtime.RuntimeSettings(device_type="cpu", num_workers=1, pin_memory=True, non_blocking=True,
                                  use_amp=True, amp_dtype="bfloat16", batch_size=4)
-    ref, ref_emb, ref_err, _ = S.model_outputs(model, root, ids, settings=plain)
+    ref, ref_emb, ref_err, _ = pipeline.model_outputs(model, root, ids, settings=plain)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # "pin_memory ... no accelerator is found"
-        out, emb, err, notes = S.model_outputs(model, root, ids, settings=gpu_like)
+        out, emb, err, notes = pipeline.model_outputs(model, root, ids, settings=gpu_like)
     assert not notes and err == ref_err
     assert out.dtype == np.float32 and emb.dtype == np.float32
     ok = [e is None for e in err]
@@ -450,7 +454,7 @@ def test_fifo_in_dataset_gives_an_error_row_never_a_hang(tmp_path):
     root.mkdir()
     Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "ok.png")
     os.mkfifo(root / "pipe.jpg")
-    files = S.ImageFiles(root, ["ok.png", "pipe.jpg"], _spec())
+    files = pipeline.ImageFiles(root, ["ok.png", "pipe.jpg"], _spec())
     out: dict = {}
     t = threading.Thread(target=lambda: out.update(rows=[files[0], files[1]]), daemon=True)
     t.start()
@@ -466,7 +470,7 @@ def test_fifo_in_dataset_gives_an_error_row_never_a_hang(tmp_path):
                                        '{"image_ids": ["a.png", "b.png"], "errors": ["", ""]}'])
 def test_damaged_score_cache_is_a_miss_not_a_crash(tmp_path, rows_text):
     ws = tmp_path / "ws"
-    folder = S.save_cache(ws, "k1", ["a.png"], np.zeros((1, 3), np.float32), None, [""], {"notes": []})
-    assert S.load_cache(ws, "k1") is not None
+    folder = score_cache.save_cache(ws, "k1", ["a.png"], np.zeros((1, 3), np.float32), None, [""], {"notes": []})
+    assert score_cache.load_cache(ws, "k1") is not None
     (folder / "rows.json").write_text(rows_text)
-    assert S.load_cache(ws, "k1") is None
+    assert score_cache.load_cache(ws, "k1") is None

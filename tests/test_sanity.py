@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from inspect_core.model.sanity import CLASS_ALARM, class_alarms, wilson_interval
-from inspect_core.model.scoring import build_table
+from inspect_core.model.table import build_table
 
 NAMES = ["a", "b", "c"]
 

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from inspect_core.model.label_issues import rank_label_issues
-from inspect_core.model.scoring import build_table, per_class_metrics, score_predictions
+from inspect_core.model.metrics import per_class_metrics
+from inspect_core.model.predictions import score_predictions
+from inspect_core.model.table import build_table
 from inspect_core.ui.model_triage import filter_scores, make_entry, row_positions
 
 NAMES = ["cat", "dog", "fox"]

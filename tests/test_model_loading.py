@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from inspect_core.model import models as M
+from inspect_core.model.models import load_model
 from inspect_core.model.preprocess import Preprocess, find_sidecar, read_preprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,8 +201,8 @@ def test_wrong_input_shape_is_clear(tmp_path, spec):
 
 
 def test_fixed_batch_export_is_scored_one_at_a_time(tmp_path, spec, sample_images):
-    from inspect_core.sample_model import make_model
     from inspect_core.model.pipeline import score_dataset
+    from inspect_core.sample_model import make_model
     net = make_model(5)
     net.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
     net.eval()
@@ -448,8 +449,8 @@ class _NoEmbed(nn.Module):
 
 
 def test_traced_torchscript_without_embed_gives_the_eager_embeddings(tmp_path, spec, sample_images, scored_forms):
-    from inspect_core.sample_model import make_model
     from inspect_core.model.pipeline import score_dataset
+    from inspect_core.sample_model import make_model
     eager = make_model(len(spec.class_names))
     eager.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
     traced = torch.jit.trace(_NoEmbed(eager).eval(), torch.zeros((2, *spec.input_shape)))
@@ -491,3 +492,25 @@ def test_the_page_names_a_pipe_given_as_the_model(tmp_path, sample_scan):
     assert not at.exception
     errors = [str(e.value).replace("\\", "") for e in at.error]
     assert any("not a regular file" in e for e in errors), errors
+
+
+def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones():
+    from inspect_core.model.models import ModelLoadError, logits_of
+    with pytest.raises(ModelLoadError, match="keys scores, aux.*'logits', 'out' or 'output'"):
+        logits_of({"scores": torch.zeros(1, 5), "aux": torch.zeros(1)})
+
+
+def test_factory_code_is_part_of_the_cache_key_and_is_not_compiled_into_the_dataset(tmp_path, monkeypatch, spec):
+    import sys
+    data = tmp_path / "data"
+    data.mkdir()
+    code = "from inspect_core.sample_model import make_model as _m\ndef make(num_classes=5):\n    return _m()\n"
+    (data / "mynet_factory_t.py").write_text(code)
+    monkeypatch.chdir(data)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    first = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert not (data / "__pycache__").exists()                       # nothing written into the user's folder
+    (data / "mynet_factory_t.py").write_text(code + "# edited\n")
+    second = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert first.cache_key() != second.cache_key()
+    sys.modules.pop("mynet_factory_t", None)

@@ -8,6 +8,7 @@ through the task object (``tasks.get_task``), so a second task needs no change h
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -106,9 +107,8 @@ def score(images: pd.DataFrame, *, root: Path | str | None = None, model=None, p
     if root is None:
         raise ValueError("scoring with a model needs the dataset root (root=)")
     from .pipeline import score_dataset
-    result = score_dataset(model, root, images, workspace=workspace, progress=progress, cancel=cancel, task=task,
-                           **(scoring_options or {}))
-    return result
+    return score_dataset(model, root, images, workspace=workspace, progress=progress, cancel=cancel, task=task,
+                         **(scoring_options or {}))
 
 
 def triage(images: pd.DataFrame, *, root: Path | str | None = None, model=None,
@@ -128,7 +128,6 @@ def triage(images: pd.DataFrame, *, root: Path | str | None = None, model=None,
     (e.g. the preprocessing file). Raises ``predictions.PredictionsError`` for an unusable predictions or
     out-of-fold file and ``pipeline.ScoringCancelled`` when ``cancel`` fires; a model failing on every image
     raises its error."""
-    import time
     task_obj = get_task(task)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

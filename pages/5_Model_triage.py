@@ -94,7 +94,7 @@ with st.expander("Model or predictions file" + (" (scored: open to change)" if s
             st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
-if "class_alarms" not in entry:  # an entry kept by an older session: add what is now computed once per result
+if "triage" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
 splits_present = sorted(str(v) for v in entry["result"].table["split"].dropna().unique())

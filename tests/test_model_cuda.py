@@ -1,7 +1,7 @@
 """The CUDA path on a real GPU (and nvJPEG decoding where torchvision is there). Skipped where torch sees no CUDA
 device (CI has none); run on a GPU box with
 ``python -m pytest -q tests/test_model_cuda.py``. Every branch that needs no GPU is covered on the CPU by
-test_model_scoring.py and test_model_loading.py."""
+test_model_pipeline.py and test_model_loading.py."""
 from __future__ import annotations
 
 from pathlib import Path

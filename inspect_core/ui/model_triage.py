@@ -318,10 +318,7 @@ def embedding_findings_of(entry: dict, workspace=None):
     entry's TriageResult and, for a model's scores, in the workspace beside them (``cache.embedding_findings_cached``):
     the kNN takes seconds at 100,000 images and about a minute at 1,000,000, and the Sanity tab runs on every rerun."""
     if "embedding_findings" not in entry:
-        from inspect_core.model.triage import triage
-        tr = entry.get("triage")
-        if tr is None:                  # an entry kept by an older session
-            tr = triage(entry["result"].table, scores=entry["result"], embedding_findings=False)
+        tr = entry["triage"]
         if workspace is not None:
             tr.workspace = Path(workspace)
         result = entry["result"]

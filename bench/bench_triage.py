@@ -202,7 +202,8 @@ def main() -> int:
     total_s = time.perf_counter() - t_start
     results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
-    command = f".venv/bin/python bench/bench_triage.py --n-images {args.n_images} --repeats {args.repeats}"
+    command = (f".venv/bin/python bench/bench_triage.py --n-images {args.n_images} --repeats {args.repeats}"
+               + (" --no-page" if args.no_page else ""))
     record = {
         "n_images": args.n_images, "repeats": args.repeats, "page_runs": page["page_runs"], "command": command,
         "machine": f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}",

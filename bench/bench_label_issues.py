@@ -176,7 +176,7 @@ def sample_scenario() -> dict | None:
     from inspect_core.loaders import load_dataset
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     root = HERE.parent / "sample_data"
     if not (root / "model" / "model.pt2").exists():
         return None

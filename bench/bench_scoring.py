@@ -155,7 +155,8 @@ def sync(device: torch.device) -> None:
 def main(argv=None) -> int:
     from inspect_core.model.models import LoadedModel, pick_device
     from inspect_core.model.preprocess import Preprocess, image_to_array, load_image_file
-    from inspect_core.model.scoring import autocast_context, runtime_settings, score_dataset
+    from inspect_core.model.pipeline import score_dataset
+    from inspect_core.model.runtime import autocast_context, runtime_settings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128, help="number of 640x480 JPEGs")
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     def loader_only(workers: int) -> float:
         """The loader alone (open, decode, resize, crop, collate; pinned when the device pins): the CPU's ceiling."""
         from torch.utils.data import DataLoader
-        from inspect_core.model.scoring import ImageFiles, _collate
+        from inspect_core.model.pipeline import ImageFiles, _collate
         settings = runtime_settings(device.type, batch_size=base.batch_size, workers=workers)
         t = time.perf_counter()
         for _ in DataLoader(ImageFiles(root, list(images["image_id"]), spec), batch_size=settings.batch_size,

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
     from inspect_core.sample_model import make_model
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
 
     args = list(argv if argv is not None else sys.argv[1:])
     out = Path(args[0])

@@ -2,12 +2,12 @@
 
 Scores every image with a trained model (or reads a predictions file), writes DIR/scores.parquet,
 DIR/label_issues.csv (+ .parquet) and DIR/sanity.json, and prints a short summary. Exit 2 with a
-one-line message on usage errors or a model that cannot be loaded.
+one-line message on usage errors or a model that cannot be loaded. The work is ``model.triage``'s (score, label
+issues, metrics, sanity, save); this module reads the arguments and prints the summary.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -96,11 +96,10 @@ def _load_dataset(args):
 
 def run(args) -> int:
     from .model.models import ModelLoadError, load_model
-    from .model.probe import label_triage, merge_out_of_fold
     from .limits import LimitError, read_input_bytes
+    from .model.predictions import PredictionsError
     from .model.preprocess import PreprocessError, find_sidecar, sidecar_name
-    from .model.sanity import baselines, baselines_frame, class_alarms, embedding_findings
-    from .model.scoring import PredictionsError, embedding_findings_cached, score_dataset, score_predictions
+    from .model.triage import score, triage
     from .workspace import workspace_dir
 
     root = Path(args.root)
@@ -122,6 +121,8 @@ def run(args) -> int:
     images = ds.images
     if len(images) == 0:
         return _fail(f"no images found in {root} (format {args.format}); check the folder and --format / --manifest")
+    workspace, model, source = None, None, {}
+    predictions_options = {"dataset_classes": list(ds.classes)}
     try:
         if args.model:
             pre_path = Path(args.preprocess) if args.preprocess else find_sidecar(args.model)
@@ -139,7 +140,6 @@ def run(args) -> int:
                 return _fail(f"the model's classes in {pre_path} ({', '.join(list(spec.class_names)[:5])}) match none "
                              f"of the dataset's labels ({', '.join(sorted(set(labels))[:5])}); fix class_names there "
                              "(the dataset's label names, in the model's output order)")
-            workspace = None
             if not args.no_cache:
                 try:
                     workspace = workspace_dir(ds.root, base=args.workspace)
@@ -148,94 +148,72 @@ def run(args) -> int:
             cap = {} if args.max_model_mb is None else {"max_bytes": int(args.max_model_mb * 1e6)}
             model = load_model(args.model, spec, factory=args.factory, device=args.device, kind=args.model_format,
                                **cap)
-            result = score_dataset(model, ds.root, images, workspace=workspace, batch_size=args.batch_size,
-                                   workers=args.workers, decoder=args.decoder)
-            result.source["preprocess_path"] = str(pre_path)
-            result.source["model_form"] = f"{model.kind} ({model.form_reason})"
+            source = {"preprocess_path": str(pre_path)}
         else:
-            workspace = None
-            class_names = None
             if args.preprocess:
-                class_names = list(_read_preprocess_checked(args.preprocess).class_names)
-            order = None
+                predictions_options["class_names"] = list(_read_preprocess_checked(args.preprocess).class_names)
             if args.predictions_order:
                 text = read_input_bytes(args.predictions_order, "predictions order file", "max_text_bytes")
-                order = [ln.strip() for ln in text.decode("utf-8", errors="replace").splitlines() if ln.strip()]
-            result = score_predictions(args.predictions, images, class_names=class_names, order=order,
-                                       dataset_classes=list(ds.classes))
+                predictions_options["order"] = [ln.strip() for ln in text.decode("utf-8", errors="replace").splitlines()
+                                                if ln.strip()]
+        scores = score(images, root=ds.root, model=model, predictions=args.predictions, workspace=workspace,
+                       predictions_options=predictions_options,
+                       scoring_options={"batch_size": args.batch_size, "workers": args.workers,
+                                        "decoder": args.decoder})
     except (ModelLoadError, PreprocessError, PredictionsError, LimitError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc}")
+    try:
+        result = triage(images, scores=scores, model=model, workspace=workspace, trained_on=args.trained_on,
+                        probe=args.probe, oof_predictions=args.oof_predictions or (),
+                        predictions_options={"dataset_classes": list(ds.classes)}, source=source)
+    except (PredictionsError, LimitError, OSError) as exc:
+        if not args.oof_predictions:        # only the out-of-fold files are read here
+            raise
+        return _fail(f"--oof-predictions: {exc}")
+    result.save(out)
+    say_summary(result, images, out, args.top)
+    from .cli import EXIT
+    return EXIT["ok"]
 
-    out.mkdir(parents=True, exist_ok=True)
-    frame = result.to_frame()
-    frame.to_parquet(out / "scores.parquet", index=False)
-    oof = None
-    if args.oof_predictions:
-        try:
-            parts = [score_predictions(f, images, class_names=result.class_names,
-                                       dataset_classes=list(ds.classes)) for f in args.oof_predictions]
-        except (PredictionsError, LimitError, OSError) as exc:
-            return _fail(f"--oof-predictions: {exc}")
-        for f, part in zip(args.oof_predictions, parts):
-            if list(part.class_names) != list(result.class_names):
-                return _fail(f"--oof-predictions {f}: its classes ({', '.join(part.class_names[:5])}) are not the "
-                             f"model's ({', '.join(result.class_names[:5])}) in the same order")
-        oof = merge_out_of_fold([part.probs for part in parts])
-    triage = label_triage(result, trained_on=args.trained_on, probe=args.probe, oof_probs=oof)
-    issues, model_problems = triage.issues, triage.model_problems
-    listed = issues[issues["cl_issue"] | (issues["pred_label"] != issues["given_label"])]
-    from .export import safe_csv_bytes
-    (out / "label_issues.csv").write_bytes(safe_csv_bytes(listed))     # labels and paths never run as formulas
-    listed.to_parquet(out / "label_issues.parquet", index=False)
-    base = baselines(result.table, result.class_names)
-    dups, outliers = embedding_findings_cached(result, workspace) or embedding_findings([], None)
-    if result.embeddings is not None:
-        import numpy as np
-        np.save(out / "embeddings.npy", result.embeddings)
-    else:
-        (out / "embeddings.npy").unlink(missing_ok=True)      # an earlier run's, not these scores
-    sanity = {"baselines": baselines_frame(base).to_dict(orient="records"),
-              "embedding_near_duplicates": dups.to_dict(orient="records"),
-              "embedding_outliers": outliers.to_dict(orient="records"),
-              "source": result.source, "notes": result.notes}
-    (out / "sanity.json").write_text(json.dumps(sanity, indent=1, default=str) + "\n")
 
-    table = result.table
+def say_summary(result, images, out: Path, top: int) -> None:
+    """The short summary the command prints: images scored, baselines, alarms, label issues, the worst losses."""
+    from .cli import say
+    scores, issues = result.scores, result.issues
+    table = scores.table
     n_err = int(table["error"].notna().sum())
-    lines = [f"scored {len(table)} images ({n_err} with errors) in {result.elapsed_s:.1f} s"
-             f"{' (from cache)' if result.from_cache else ''}; source: {result.source.get('kind')}"]
-    if result.source.get("model_form"):
-        lines.append(f"model loaded as {result.source['model_form']}")
-    if result.source.get("preprocess_path"):
-        lines.append(f"preprocessing: {result.source['preprocess_path']}")
+    lines = [f"scored {len(table)} images ({n_err} with errors) in {scores.elapsed_s:.1f} s"
+             f"{' (from cache)' if scores.from_cache else ''}; source: {scores.source.get('kind')}"]
+    if scores.source.get("model_form"):
+        lines.append(f"model loaded as {scores.source['model_form']}")
+    if scores.source.get("preprocess_path"):
+        lines.append(f"preprocessing: {scores.source['preprocess_path']}")
     if "label" not in images or images["label"].isna().all():
         lines.append("no image has a label, so there are no losses or label issues; the predictions are in "
                      f"{out / 'scores.parquet'}")
-    for b in base:
+    for b in result.baselines:
         lines.append(f"  {b.split}: loss {b.model_loss:.3f} (uniform {b.uniform_loss:.3f}, prior {b.prior_loss:.3f}), "
                      f"accuracy {b.model_accuracy:.1%} (majority {b.majority_accuracy:.1%})")
-    alarms = class_alarms(table, result.class_names)
+    alarms = result.class_alarms
     for level, verdict in zip(alarms["level"], alarms["verdict"]):
         if level != "ok":
             lines.append(f"  per-class alarm ({level}): {verdict}")
     n_in_flags = int((issues["cl_issue"] & issues["in_sample"]).sum())
     lines.append(f"label issues: {int(issues['cl_issue'].sum()) - n_in_flags} flagged by confident learning among "
                  f"out-of-sample images, {n_in_flags} among in-sample ones (ranked apart; column in_sample); "
-                 f"{len(listed)} listed in {out / 'label_issues.csv'}")
-    for note in triage.notes:
+                 f"{len(result.listed)} listed in {out / 'label_issues.csv'}")
+    for note in result.label_notes:
         lines.append(f"  {note}")
-    for finding in model_problems["finding"]:
+    for finding in result.model_problems["finding"]:
         lines.append(f"  model problem: {finding}")
-    lines.append(f"worst {min(args.top, len(issues))} by loss:")
-    for row in issues.head(args.top).itertuples():
+    lines.append(f"worst {min(top, len(issues))} by loss:")
+    for row in issues.head(top).itertuples():
         lines.append(f"  {row.loss:7.3f}  {row.image_id}  given {row.given_label} -> suggested {row.suggested_label}")
-    for note in result.notes:
+    for note in scores.notes:
         lines.append(f"note: {note}")
-    from .cli import EXIT, say
     say("\n".join(lines))
-    return EXIT["ok"]
 
 
 def main(argv=None) -> int:

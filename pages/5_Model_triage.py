@@ -6,7 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from inspect_core.model.models import FORM_NAMES, TRUST_WARNING, ModelLoadError
-from inspect_core.model.scoring import PredictionsError, cached_scores, score_predictions
+from inspect_core.model import pipeline
+from inspect_core.model.predictions import PredictionsError
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape
@@ -63,7 +64,7 @@ with st.expander("Model or predictions file" + (" (scored: open to change)" if s
         key = mt.source_key("model", model.cache_key(), spec.cache_key(), scan.fingerprint, decoder)
         entry = st.session_state.get(mt.RESULT_KEY)
         if entry is None or entry["key"] != key:
-            saved = cached_scores(model, scan.dataset.root, scan.images, scan.workspace, decoder=decoder)
+            saved = pipeline.cached_scores(model, scan.dataset.root, scan.images, scan.workspace, decoder=decoder)
             if saved is not None:                       # scored before: reopen at once
                 mt.remember_result(saved, key)
                 st.rerun()
@@ -87,14 +88,13 @@ with st.expander("Model or predictions file" + (" (scored: open to change)" if s
                                 if Path(pred_path).expanduser().exists() else 0, scan.fingerprint)
             entry = st.session_state.get(mt.RESULT_KEY)
             if entry is None or entry["key"] != key:
-                result = score_predictions(pred_path, scan.images, dataset_classes=classes)
-                mt.remember_result(result, key)
+                mt.remember_result(mt.triage_predictions(pred_path, scan, classes), key)
         except PredictionsError as exc:
             st.error(md_escape(str(exc)))
             st.stop()
 
 entry = st.session_state[mt.RESULT_KEY]
-if "class_alarms" not in entry:  # an entry kept by an older session: add what is now computed once per result
+if "triage" not in entry:  # an entry kept by an older session: add what is now computed once per result
     entry = mt.make_entry(entry["result"], entry["key"])
     st.session_state[mt.RESULT_KEY] = entry
 splits_present = sorted(str(v) for v in entry["result"].table["split"].dropna().unique())

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from inspect_core.loaders import load_dataset
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
 
     torch.manual_seed(0)
     ds = load_dataset(HERE)

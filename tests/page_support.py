@@ -34,7 +34,7 @@ def write_sample_predictions(images, path: Path):
     (image_id, prob_<class>) at ``path``. Returns the ScoreResult."""
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     model_dir = SAMPLE / "model"
     res = score_dataset(load_model(model_dir / "model.pt2", read_preprocess(model_dir / "model.preprocess.json")),
                         SAMPLE, images, workers=0)

@@ -151,7 +151,7 @@ def test_model_side_errors_are_input_errors_exit_2(capsys):
     from inspect_core.cli import EXIT, input_errors, run_guarded
     from inspect_core.model.models import ModelLoadError
     from inspect_core.model.preprocess import PreprocessError
-    from inspect_core.model.scoring import PredictionsError
+    from inspect_core.model.predictions import PredictionsError
 
     for error in (ModelLoadError, PreprocessError, PredictionsError):
         assert issubclass(error, input_errors())

@@ -112,13 +112,14 @@ def test_embedding_findings_are_kept_beside_the_scores(tmp_path, monkeypatch):
     import pandas as pd
 
     import inspect_core.model.sanity as sanity
-    from inspect_core.model import scoring
+    from inspect_core.model import cache as score_cache
+    from inspect_core.model import table as scores_table
     emb = clustered(300, 16, seed=6)
     emb[5] = emb[100]
     table = pd.DataFrame({"image_id": pd.array([f"i{i}" for i in range(300)], dtype="string")})
-    result = scoring.ScoreResult(table=table, probs=np.zeros((300, 2), dtype=np.float32), class_names=["a", "b"],
+    result = scores_table.ScoreResult(table=table, probs=np.zeros((300, 2), dtype=np.float32), class_names=["a", "b"],
                                  embeddings=emb, source={"cache_key": "abc123"})
-    folder = scoring._cache_dir(tmp_path, "abc123")
+    folder = score_cache._cache_dir(tmp_path, "abc123")
     folder.mkdir(parents=True)
     calls = []
     real = sanity.embedding_findings
@@ -127,23 +128,23 @@ def test_embedding_findings_are_kept_beside_the_scores(tmp_path, monkeypatch):
         calls.append(1)
         return real(*a, **kw)
     monkeypatch.setattr(sanity, "embedding_findings", counted)
-    first = scoring.embedding_findings_cached(result, tmp_path)
+    first = score_cache.embedding_findings_cached(result, tmp_path)
     assert len(calls) == 1 and ("i5", "i100") in set(first[0][["image_id", "neighbour_id"]].itertuples(index=False))
-    again = scoring.embedding_findings_cached(result, tmp_path)          # read back: no second kNN
+    again = score_cache.embedding_findings_cached(result, tmp_path)          # read back: no second kNN
     assert len(calls) == 1
     for a, b in zip(first, again):
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
-    (folder / scoring.FINDINGS_FILES[1]).write_bytes(b"not parquet")       # damaged: computed again
-    third = scoring.embedding_findings_cached(result, tmp_path)
+    (folder / score_cache.FINDINGS_FILES[1]).write_bytes(b"not parquet")       # damaged: computed again
+    third = score_cache.embedding_findings_cached(result, tmp_path)
     assert len(calls) == 2
     pd.testing.assert_frame_equal(third[0].reset_index(drop=True), first[0].reset_index(drop=True))
-    assert scoring.embedding_findings_cached(result, None) is not None and len(calls) == 3   # nowhere to keep
-    other = scoring.ScoreResult(table=table, probs=result.probs, class_names=["a", "b"], embeddings=emb,
+    assert score_cache.embedding_findings_cached(result, None) is not None and len(calls) == 3   # nowhere to keep
+    other = scores_table.ScoreResult(table=table, probs=result.probs, class_names=["a", "b"], embeddings=emb,
                                 source={"cache_key": "not-saved"})
-    scoring.embedding_findings_cached(other, tmp_path)                   # no scores folder: nothing written
-    assert not scoring._cache_dir(tmp_path, "not-saved").exists()
-    no_emb = scoring.ScoreResult(table=table, probs=result.probs, class_names=["a", "b"])
-    assert scoring.embedding_findings_cached(no_emb, tmp_path) is None
+    score_cache.embedding_findings_cached(other, tmp_path)                   # no scores folder: nothing written
+    assert not score_cache._cache_dir(tmp_path, "not-saved").exists()
+    no_emb = scores_table.ScoreResult(table=table, probs=result.probs, class_names=["a", "b"])
+    assert score_cache.embedding_findings_cached(no_emb, tmp_path) is None
 
 
 def test_outliers_flagged_by_the_approximate_search_are_confirmed_exactly(monkeypatch):

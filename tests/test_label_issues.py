@@ -9,8 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core.model.label_issues import (CL_SETTINGS, class_auc, find_issues_confident_learning, model_problems,
-                                       triage_labels)
+from inspect_core.model import table as scores_table
+from inspect_core.model.label_issues import (
+    CL_SETTINGS,
+    class_auc,
+    find_issues_confident_learning,
+    model_problems,
+    rank_label_issues,
+    recall_at_k,
+    triage_labels,
+)
+from model_support import _synthetic
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 NAMES = ["a", "b", "c", "rare"]
@@ -113,8 +122,8 @@ def test_sample_data_rare_class_is_a_model_problem_and_planted_mislabels_are_fla
     # the two planted rows left unflagged are the model's errors too (listed, mispredicted, in the worst losses).
     from inspect_core.loaders import load_dataset
     from inspect_core.model.models import load_model
+    from inspect_core.model.pipeline import score_dataset
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
     ds = load_dataset(SAMPLE)
     spec = read_preprocess(SAMPLE / "model" / "model.preprocess.json")
     res = score_dataset(load_model(SAMPLE / "model" / "model.pt2", spec, device="cpu"), SAMPLE, ds.images, workers=0)
@@ -128,3 +137,36 @@ def test_sample_data_rare_class_is_a_model_problem_and_planted_mislabels_are_fla
     mislabeled = set(planted.loc[planted["check"] == "mislabeled", "image_id"])
     hits = int(flagged["image_id"].isin(mislabeled).sum())
     assert hits >= 7 and hits / len(flagged) >= 0.75, (hits, len(flagged))
+
+
+def test_confident_learning_finds_injected_flips():
+    probs, given, true, flip = _synthetic()
+    cl = find_issues_confident_learning(probs, given)
+    found = cl.issue_mask
+    precision = (found & flip).sum() / found.sum()
+    recall = (found & flip).sum() / flip.sum()
+    assert precision > 0.6 and recall > 0.5, (precision, recall)
+    # suggestion is the true class for most found flips
+    assert (cl.suggested[found & flip] == true[found & flip]).mean() > 0.8
+    # thresholds are the per-class mean self-confidence
+    assert cl.thresholds[0] == pytest.approx(probs[given == 0, 0].mean())
+    # calibrated joint rows sum to the class counts
+    np.testing.assert_allclose(cl.calibrated_joint.sum(1), np.bincount(given, minlength=4))
+    # no noise at all: (almost) nothing flagged
+    clean = find_issues_confident_learning(probs, true)
+    assert clean.issue_mask.sum() < found.sum() / 3
+
+
+def test_rank_label_issues_orders_by_loss_and_skips_unlabelled():
+    probs, given, _, flip = _synthetic(n=300, seed=1)
+    images = pd.DataFrame({"image_id": [f"img_{i}.png" for i in range(300)],
+                           "label": [str(g) for g in given], "split": "train"})
+    images.loc[0, "label"] = None
+    table = scores_table.build_table(images, probs.astype(np.float32), ["0", "1", "2", "3"])
+    issues = rank_label_issues(table, probs, ["0", "1", "2", "3"])
+    assert len(issues) == 299 and "img_0.png" not in set(issues["image_id"])
+    assert issues["loss"].is_monotonic_decreasing and list(issues["loss_rank"][:3]) == [1, 2, 3]
+    flipped_ids = [f"img_{i}.png" for i in np.flatnonzero(flip) if i != 0]
+    assert recall_at_k(issues["image_id"], flipped_ids, 2 * len(flipped_ids)) > 0.6
+    flagged = issues[issues["cl_issue"]]
+    assert flagged["cl_rank"].notna().all() and issues.loc[~issues["cl_issue"], "cl_rank"].isna().all()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from inspect_core.model.label_issues import find_issues_confident_learning, trained_on_mask, triage_labels
-from inspect_core.model.scoring import build_table
+from inspect_core.model.table import build_table
 
 CLASSES = ["a", "b", "c"]
 

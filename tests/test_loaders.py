@@ -15,7 +15,7 @@ from PIL import Image
 
 import inspect_core
 from inspect_core import DatasetError, load_dataset
-from inspect_core.model import scoring as S
+from inspect_core.model import table as scores_table
 
 BOX_COLS = ["image_id", "category", "box_x_px", "box_y_px", "box_w_px", "box_h_px"]
 
@@ -468,7 +468,7 @@ def test_parquet_integer_labels_match_a_models_index_class_names(tmp_path):
     names = ["0", "1", "2"]
     probs = np.full((4, 3), 0.1, dtype=np.float32)
     probs[np.arange(4), [0, 1, 2, 2]] = 0.8
-    table = S.build_table(ds.images, probs, names)
+    table = scores_table.build_table(ds.images, probs, names)
     assert table["label_index"].tolist() == [0, 1, -1, 2]
     assert table["label"].isna().tolist() == [False, False, True, False]
 

@@ -1,7 +1,7 @@
 """The CUDA path on a real GPU (and nvJPEG decoding where torchvision is there). Skipped where torch sees no CUDA
 device (CI has none); run on a GPU box with
 ``python -m pytest -q tests/test_model_cuda.py``. Every branch that needs no GPU is covered on the CPU by
-test_model_scoring.py and test_model_loading.py."""
+test_model_pipeline.py and test_model_loading.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,7 +42,7 @@ def test_device_normalisation_on_cuda_matches_the_cpu_array(spec):
 
 @pytest.mark.parametrize("name,factory", FORMS)
 def test_every_form_scores_on_cuda_like_on_the_cpu(spec, images, name, factory):
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     gpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cuda")
     cpu = M.load_model(MODEL_DIR / name, spec, factory=factory, device="cpu")
     assert gpu.device.type == "cuda"
@@ -80,7 +80,7 @@ def _nvjpeg_available() -> bool:
 def test_nvjpeg_decoder_scores_like_pillow(spec, images):
     """decoder="gpu" (workers read bytes, nvJPEG decodes, torch resizes on the GPU) against the Pillow path."""
     from inspect_core.model.gpu_decode import what_the_model_sees_as
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     gpu = M.load_model(MODEL_DIR / "model.pt2", spec, device="cuda")
     res_gpu = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="gpu")
     res_pil = score_dataset(gpu, SAMPLE, images, use_cache=False, workers=2, decoder="pillow")

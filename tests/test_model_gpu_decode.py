@@ -15,7 +15,9 @@ from PIL import Image
 from torch import nn
 
 from inspect_core.model import gpu_decode as G
-from inspect_core.model import scoring as S
+from inspect_core.model import cache as score_cache
+from inspect_core.model import pipeline
+from inspect_core.model import runtime
 from inspect_core.model.models import LoadedModel
 from inspect_core.model.preprocess import (Preprocess, geometry, geometry_tensor, image_to_pixels, rgb_to_l_tensor,
                                      what_the_model_sees)
@@ -175,8 +177,8 @@ def test_no_torchvision_or_no_cuda_means_pillow(monkeypatch):
         assert G.torchvision_decode() is None
         assert G.available_decoder(torch.device("cpu")) is None
         assert G.available_decoder("cuda:0") is None                 # no CUDA here, or no torchvision
-        assert S.runtime_settings("cpu").decoder == "auto"
-        assert S.RuntimeSettings("cpu", 0, False, False, False, None, 4).decoder == "auto"
+        assert runtime.runtime_settings("cpu").decoder == "auto"
+        assert runtime.RuntimeSettings("cpu", 0, False, False, False, None, 4).decoder == "auto"
     finally:
         G.torchvision_decode.cache_clear()
 
@@ -238,9 +240,9 @@ def test_gpu_path_scores_like_pillow_with_the_same_errors(tmp_path, monkeypatch,
     calls: list[int] = []
     monkeypatch.setattr(G, "available_decoder", lambda device: _fake_decoder(calls))
     model = _model(spec)
-    ref = S.score_dataset(model, root, images, workers=0, batch_size=8, decoder="pillow")
+    ref = pipeline.score_dataset(model, root, images, workers=0, batch_size=8, decoder="pillow")
     assert not calls and ref.source["decoder"] == "pillow"
-    res = S.score_dataset(model, root, images, workers=workers, batch_size=8, decoder="auto")
+    res = pipeline.score_dataset(model, root, images, workers=workers, batch_size=8, decoder="auto")
     assert res.source["decoder"] == "nvjpeg" and calls
     # the same rows fail, with the same words: a broken file reads "unreadable: ..." whichever decoder ran
     assert res.table["error"].fillna("").tolist() == ref.table["error"].fillna("").tolist()
@@ -291,20 +293,20 @@ def test_score_cache_key_and_cache_hold_the_decoder(tmp_path, monkeypatch):
     root = tmp_path / "data"
     images = _mixed_dataset(root).head(6)
     spec = Preprocess(input_size=(16, 12), class_names=CLASSES, mean=(0.5,) * 3, std=(0.5,) * 3)
-    assert S.score_cache_key("m", spec, "d", True, "pillow") != S.score_cache_key("m", spec, "d", True, "nvjpeg")
-    assert S.score_cache_key("m", spec, "d", True) == S.score_cache_key("m", spec, "d", True, "pillow")
+    assert score_cache.score_cache_key("m", spec, "d", True, "pillow") != score_cache.score_cache_key("m", spec, "d", True, "nvjpeg")
+    assert score_cache.score_cache_key("m", spec, "d", True) == score_cache.score_cache_key("m", spec, "d", True, "pillow")
     model = _model(spec)
     ws = tmp_path / "ws"
-    plain = S.score_dataset(model, root, images, workspace=ws, workers=0, decoder="auto")     # CPU: Pillow
+    plain = pipeline.score_dataset(model, root, images, workspace=ws, workers=0, decoder="auto")     # CPU: Pillow
     assert plain.source["decoder"] == "pillow"
     calls: list[int] = []
     monkeypatch.setattr(G, "available_decoder", lambda device: _fake_decoder(calls))
-    assert S.cached_scores(model, root, images, ws) is None          # auto now means nvJPEG: not scored yet
-    gpu = S.score_dataset(model, root, images, workspace=ws, workers=0, decoder="gpu")
+    assert pipeline.cached_scores(model, root, images, ws) is None          # auto now means nvJPEG: not scored yet
+    gpu = pipeline.score_dataset(model, root, images, workspace=ws, workers=0, decoder="gpu")
     assert gpu.source["decoder"] == "nvjpeg" and gpu.source["cache_key"] != plain.source["cache_key"] and calls
-    again = S.cached_scores(model, root, images, ws, decoder="gpu")
+    again = pipeline.cached_scores(model, root, images, ws, decoder="gpu")
     assert again is not None and again.from_cache and again.source["decoder"] == "nvjpeg"
-    back = S.cached_scores(model, root, images, ws, decoder="pillow")
+    back = pipeline.cached_scores(model, root, images, ws, decoder="pillow")
     assert back is not None and back.source["decoder"] == "pillow"
     assert back.source["cache_key"] == plain.source["cache_key"]
 
@@ -352,16 +354,16 @@ def test_gpu_path_falls_back_to_float32_when_mixed_precision_fails(tmp_path, mon
     images = _mixed_dataset(root).head(8)
     spec = Preprocess(input_size=(16, 12), class_names=CLASSES, mean=(0.5,) * 3, std=(0.5,) * 3)
     monkeypatch.setattr(G, "available_decoder", lambda device: _fake_decoder([]))
-    real = S._launch_batch
+    real = pipeline._launch_batch
 
     def flaky(m, x, st, tap):
         if st.use_amp:
             raise RuntimeError("autocast not supported by this op")
         return real(m, x, st, tap)
 
-    monkeypatch.setattr(S, "_launch_batch", flaky)
-    settings = S.RuntimeSettings("cpu", 0, False, False, True, "bfloat16", 3, decoder="gpu")
-    logits, _, errors, notes = S.model_outputs(_model(spec), root, list(images["image_id"]), settings=settings)
+    monkeypatch.setattr(pipeline, "_launch_batch", flaky)
+    settings = runtime.RuntimeSettings("cpu", 0, False, False, True, "bfloat16", 3, decoder="gpu")
+    logits, _, errors, notes = pipeline.model_outputs(_model(spec), root, list(images["image_id"]), settings=settings)
     assert any("mixed precision failed" in n for n in notes)
     ok = [e is None for e in errors]
     assert sum(ok) == 8 and np.isfinite(logits[ok]).all()
@@ -374,8 +376,8 @@ def test_cancel_stops_the_gpu_decode_thread(tmp_path, monkeypatch):
     spec = Preprocess(input_size=(16, 12), class_names=CLASSES, mean=(0.5,) * 3, std=(0.5,) * 3)
     monkeypatch.setattr(G, "available_decoder", lambda device: _fake_decoder([]))
     seen: list[int] = []
-    with pytest.raises(S.ScoringCancelled):
-        S.score_dataset(_model(spec), root, images, workers=0, batch_size=2, decoder="gpu",
+    with pytest.raises(pipeline.ScoringCancelled):
+        pipeline.score_dataset(_model(spec), root, images, workers=0, batch_size=2, decoder="gpu",
                         progress=lambda done, total: seen.append(done), cancel=lambda: len(seen) >= 2)
     assert seen == [2, 4]
     assert not [t for t in threading.enumerate() if t.name == "di-gpu-decode" and t.is_alive()]

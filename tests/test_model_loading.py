@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from inspect_core.model import models as M
+from inspect_core.model.models import load_model
 from inspect_core.model.preprocess import Preprocess, find_sidecar, read_preprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def sample_images():
 
 @pytest.fixture(scope="module")
 def scored_forms(spec, sample_images):
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     out = {}
     for name, path, factory in (("torchscript", "model.ts.pt", None), ("export", "model.pt2", None),
                                 ("state_dict", "model_state.pt", FACTORY)):
@@ -80,7 +81,7 @@ def test_embeddings_agree_across_forms(scored_forms):
         assert other is not None, name
         np.testing.assert_allclose(other[ok], eager[ok], atol=1e-4, err_msg=name)
     # tapping twice (a second scoring of the same loaded program) does not stack taps
-    from inspect_core.model.scoring import graph_embedding_slot
+    from inspect_core.model.pipeline import graph_embedding_slot
     module = scored_forms["export"][0].module
     assert graph_embedding_slot(module) is graph_embedding_slot(module)
     n_taps = sum(1 for n in module.graph.nodes if n.op == "call_function" and "store_embedding" in str(n.target))
@@ -200,8 +201,8 @@ def test_wrong_input_shape_is_clear(tmp_path, spec):
 
 
 def test_fixed_batch_export_is_scored_one_at_a_time(tmp_path, spec, sample_images):
+    from inspect_core.model.pipeline import score_dataset
     from inspect_core.sample_model import make_model
-    from inspect_core.model.scoring import score_dataset
     net = make_model(5)
     net.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
     net.eval()
@@ -275,7 +276,7 @@ def test_embedding_knn_on_sample_finds_planted_duplicate_and_odd_images(scored_f
 def test_torch_export_program_saved_on_a_gpu_loads_and_scores_on_the_cpu(spec, sample_images):
     # tests/data/gpu_saved/model.pt2 is the sample model exported with its weights on an H100
     # (bench/gpu_model_files.py); torch.export.load alone fails without CUDA ("not compiled with CUDA")
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     saved = REPO / "tests" / "data" / "gpu_saved"
     model = M.load_model(saved / "model.pt2", spec, device="cpu")
     assert model.device.type == "cpu"
@@ -448,8 +449,8 @@ class _NoEmbed(nn.Module):
 
 
 def test_traced_torchscript_without_embed_gives_the_eager_embeddings(tmp_path, spec, sample_images, scored_forms):
+    from inspect_core.model.pipeline import score_dataset
     from inspect_core.sample_model import make_model
-    from inspect_core.model.scoring import score_dataset
     eager = make_model(len(spec.class_names))
     eager.load_state_dict(torch.load(MODEL_DIR / "model_state.pt", weights_only=True))
     traced = torch.jit.trace(_NoEmbed(eager).eval(), torch.zeros((2, *spec.input_shape)))
@@ -467,7 +468,7 @@ def test_traced_torchscript_without_embed_gives_the_eager_embeddings(tmp_path, s
 
 
 def test_a_model_with_no_tappable_layer_says_why_the_embedding_sections_are_empty(tmp_path, spec, sample_images):
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
     path = tmp_path / "branchy.ts.pt"
     torch.jit.save(torch.jit.script(_BranchyHead().eval()), str(path))
     model = M.load_model(path, spec, device="cpu")
@@ -491,3 +492,25 @@ def test_the_page_names_a_pipe_given_as_the_model(tmp_path, sample_scan):
     assert not at.exception
     errors = [str(e.value).replace("\\", "") for e in at.error]
     assert any("not a regular file" in e for e in errors), errors
+
+
+def test_a_model_returning_an_unknown_dict_names_its_keys_and_the_accepted_ones():
+    from inspect_core.model.models import ModelLoadError, logits_of
+    with pytest.raises(ModelLoadError, match="keys scores, aux.*'logits', 'out' or 'output'"):
+        logits_of({"scores": torch.zeros(1, 5), "aux": torch.zeros(1)})
+
+
+def test_factory_code_is_part_of_the_cache_key_and_is_not_compiled_into_the_dataset(tmp_path, monkeypatch, spec):
+    import sys
+    data = tmp_path / "data"
+    data.mkdir()
+    code = "from inspect_core.sample_model import make_model as _m\ndef make(num_classes=5):\n    return _m()\n"
+    (data / "mynet_factory_t.py").write_text(code)
+    monkeypatch.chdir(data)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    first = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert not (data / "__pycache__").exists()                       # nothing written into the user's folder
+    (data / "mynet_factory_t.py").write_text(code + "# edited\n")
+    second = load_model(MODEL_DIR / "model_state.pt", spec, factory="mynet_factory_t:make")
+    assert first.cache_key() != second.cache_key()
+    sys.modules.pop("mynet_factory_t", None)

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_core.review import ReviewStore
+from model_support import MODEL_DIR, sample_spec
 from page_support import SAMPLE, open_id, open_on_predictions, open_page
 from page_support import texts as _texts
 
@@ -116,9 +117,11 @@ def test_predictions_file_needs_no_model(sample_scan, tmp_path):
 
 
 def test_confusion_helpers_and_cell_selection():
-    from inspect_core.model.scoring import build_table, confusion_matrix, per_class_metrics
-    from inspect_core.ui import model_triage as mt
     import numpy as np
+
+    from inspect_core.model.metrics import confusion_matrix, per_class_metrics
+    from inspect_core.model.table import build_table
+    from inspect_core.ui import model_triage as mt
     names = ["a", "b", "c"]
     probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]],
                      dtype=np.float32)
@@ -152,7 +155,7 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
     """The embedding kNN, the confusion matrix and the image_id index are computed once per result; reruns
     (every tab runs on each) reuse them."""
     import inspect_core.model.sanity as sanity
-    import inspect_core.model.scoring as scoring
+    from inspect_core.model import metrics as table_metrics
     from inspect_core.ui import model_triage as mt
     calls = {"knn": 0, "confusion": 0, "index": 0}
 
@@ -162,7 +165,7 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
             return fn(*a, **kw)
         return wrapper
     monkeypatch.setattr(sanity, "embedding_findings", counted("knn", sanity.embedding_findings))
-    monkeypatch.setattr(scoring, "confusion_matrix", counted("confusion", scoring.confusion_matrix))
+    monkeypatch.setattr(table_metrics, "confusion_matrix", counted("confusion", table_metrics.confusion_matrix))
     monkeypatch.setattr(mt, "row_positions", counted("index", mt.row_positions))
     at = _page(sample_scan)
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
@@ -201,8 +204,8 @@ def test_a_gpu_model_offers_exact_pillow_decoding(sample_scan, monkeypatch):
     monkeypatch.setattr(mt, "get_model", lambda *a, **k: dataclasses.replace(real_get(*a, **k),
                                                                               device=torch.device("cuda")))
     monkeypatch.setattr(mt, "run_scoring", lambda model, scan, **kw: seen.append(kw.get("decoder")))
-    import inspect_core.model.scoring as scoring
-    monkeypatch.setattr(scoring, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
+    from inspect_core.model import pipeline
+    monkeypatch.setattr(pipeline, "cached_scores", lambda *a, **k: None)   # other tests' scores stay unopened
     at = _page(sample_scan)
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
     assert not at.exception, at.exception
@@ -219,3 +222,40 @@ def test_a_cpu_model_has_no_decoder_toggle(sample_scan):
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
     assert not at.exception
     assert not [t for t in at.toggle if t.key == "di_mt_pillow_decoder"]
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return sample_spec()
+
+
+def test_the_page_reloads_an_edited_factory(tmp_path, monkeypatch, spec):
+    import sys
+
+    from inspect_core.ui import model_triage as mt
+    code = "from inspect_core.sample_model import make_model as _m\ndef make(num_classes=5):\n    return _m()\n"
+    (tmp_path / "page_factory_t.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make")
+    assert mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make") is first
+    (tmp_path / "page_factory_t.py").write_text(code + "# edited, and longer\n")
+    second = mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "page_factory_t:make")
+    assert second is not first and second.cache_key() != first.cache_key()
+    sys.modules.pop("page_factory_t", None)
+
+
+def test_the_page_does_not_run_a_factory_package_outside_the_safe_import(tmp_path, monkeypatch, spec):
+    import sys
+
+    from inspect_core.model.models import ModelLoadError
+    from inspect_core.ui import model_triage as mt
+    pkg = tmp_path / "badpkg_t"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise RuntimeError('needs CUDA_HOME')\n")
+    (pkg / "nets.py").write_text("def make():\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    with pytest.raises(ModelLoadError, match="needs CUDA_HOME"):
+        mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "badpkg_t.nets:make")
+    assert not (pkg / "__pycache__").exists()

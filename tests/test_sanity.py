@@ -7,9 +7,19 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from inspect_core.model.sanity import CLASS_ALARM, class_alarms, wilson_interval
-from inspect_core.model.scoring import build_table
+from inspect_core.model import table as scores_table
+from inspect_core.model.sanity import (
+    CLASS_ALARM,
+    baselines,
+    batch_independence,
+    class_alarms,
+    embedding_findings,
+    wilson_interval,
+)
+from inspect_core.model.table import build_table
+from model_support import BNNet, MixNet, _synthetic
 
 NAMES = ["a", "b", "c"]
 
@@ -98,3 +108,44 @@ def sample_predictions(tmp_path_factory):
     path = tmp_path_factory.mktemp("preds") / "preds.csv"
     write_sample_predictions(load_dataset(SAMPLE).images, path)
     return path
+
+
+def test_baselines_detect_a_model_that_learnt_nothing():
+    probs, given, _, _ = _synthetic(n=400, noise=0.0, seed=2)
+    names = ["0", "1", "2", "3"]
+    images = pd.DataFrame({"image_id": [str(i) for i in range(400)], "label": [str(g) for g in given], "split": "train"})
+    good = baselines(scores_table.build_table(images, probs.astype(np.float32), names), names)[0]
+    assert good.ok and good.uniform_loss == pytest.approx(np.log(4))
+    prior = np.bincount(given, minlength=4) / 400
+    dumb = baselines(scores_table.build_table(images, np.tile(prior, (400, 1)).astype(np.float32), names), names)[0]
+    assert not dumb.ok and "class-prior baseline" in " ".join(dumb.verdicts) or "does not beat" in " ".join(dumb.verdicts)
+    assert dumb.model_loss == pytest.approx(dumb.prior_loss, abs=1e-3)
+
+
+def test_batch_independence_catches_train_mode_batchnorm_and_batch_mixing():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    net = BNNet()
+    with torch.no_grad():
+        net.bn.running_mean.fill_(0.3)
+    net.eval()
+    assert batch_independence(net, x).ok
+    net.train()
+    bad = batch_independence(net, x)
+    assert not bad.ok and "train mode" in bad.detail
+    mixed = batch_independence(MixNet(), x)
+    assert not mixed.ok and "batch" in mixed.detail
+
+
+def test_embedding_knn_finds_duplicates_and_outliers():
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:3] * 4.0                           # three tight clusters
+    emb = (centres[np.arange(60) % 3] + rng.normal(0, 0.3, (60, 8))).astype(np.float32)
+    emb[10] = emb[3] * 1.0001                               # same direction: a duplicate for the model
+    emb[20] = np.array([0, 0, 0, 0, 0, 3, -3, 3], dtype=np.float32)   # far from every cluster
+    ids = [f"i{i}" for i in range(60)]
+    dups, outliers = embedding_findings(ids, emb, k=5)
+    assert {tuple(r) for r in dups[["image_id", "neighbour_id"]].itertuples(index=False)} == {("i3", "i10")}
+    assert list(outliers["image_id"]) == ["i20"]
+    none = embedding_findings(ids, None)
+    assert none[0].empty and none[1].empty

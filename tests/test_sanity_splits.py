@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from inspect_core.loaders import load_dataset
-from inspect_core.model import scoring as S
+from inspect_core.model import table as scores_table
 from inspect_core.model.sanity import baselines, baselines_frame
 
 
@@ -24,7 +24,7 @@ def _scored(splits: list, labels: list, preds: list, names: list) -> pd.DataFram
     probs[np.arange(n), preds] = 0.9
     images = pd.DataFrame({"image_id": [f"{k}.jpg" for k in range(n)],
                            "label": [names[y] for y in labels], "split": splits})
-    return S.build_table(images, probs, names)
+    return scores_table.build_table(images, probs, names)
 
 
 def test_baselines_cover_every_split_present(tmp_path):
@@ -74,6 +74,6 @@ def test_baselines_from_a_manifest_with_a_holdout_split(tmp_path):
     assert ds.images["split"].tolist() == ["train", "train", "val", "holdout", "holdout"]
     names = ["a", "b"]
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.9, 0.1]], dtype=np.float32)
-    out = baselines(S.build_table(ds.images, probs, names), names)
+    out = baselines(scores_table.build_table(ds.images, probs, names), names)
     assert [(b.split, b.n_images) for b in out] == [("all", 5), ("train", 2), ("val", 1), ("holdout", 2)]
     assert {b.split: b.model_accuracy for b in out}["holdout"] == pytest.approx(0.5)

@@ -197,7 +197,7 @@ class Evaluation:
 
 def evaluation(images: pd.DataFrame, findings: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None,
                result=None, baseline_result=None) -> Evaluation:
-    """An ``Evaluation`` from a scan's tables and ``model.scoring.ScoreResult``s (either may be None)."""
+    """An ``Evaluation`` from a scan's tables and ``model.table.ScoreResult``s (either may be None)."""
     from .scores import arrays_of
     ev = Evaluation(data=SliceData(images=images, findings=findings, decisions=decisions))
     if result is not None:

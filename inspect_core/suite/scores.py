@@ -21,7 +21,7 @@ class ScoresError(ValueError):
 def score_model(scan, model_path: str | Path, *, preprocess: str | Path | None = None, factory: str | None = None,
                 device: str = "auto", use_cache: bool = True, progress=None):
     """Score the scan's images with a model file (TorchScript, .pt2, or a state dict with ``factory``); cached in
-    the scan's workspace. Returns a ``model.scoring.ScoreResult``."""
+    the scan's workspace. Returns a ``model.table.ScoreResult``."""
     from ..model.models import ModelLoadError, load_model
     from ..model.preprocess import (
         PreprocessError,
@@ -29,7 +29,7 @@ def score_model(scan, model_path: str | Path, *, preprocess: str | Path | None =
         read_preprocess,
         sidecar_name,
     )
-    from ..model.scoring import score_dataset
+    from ..model.triage import score
 
     pre = Path(preprocess) if preprocess else find_sidecar(model_path)
     if pre is None:
@@ -38,24 +38,25 @@ def score_model(scan, model_path: str | Path, *, preprocess: str | Path | None =
     try:
         spec = read_preprocess(pre)
         model = load_model(model_path, spec, factory=factory, device=device)
-        return score_dataset(model, scan.dataset.root, scan.images, workspace=scan.workspace if use_cache else None,
-                             progress=progress)
+        return score(scan.images, root=scan.dataset.root, model=model,
+                     workspace=scan.workspace if use_cache else None, progress=progress)
     except (ModelLoadError, PreprocessError) as exc:
         raise ScoresError(str(exc)) from None
 
 
 def score_file(scan, path: str | Path, *, class_names=None):
     """Scores from a predictions file (CSV/Parquet/NPY of probabilities or logits; ``score``'s scores.parquet
-    too). Returns a ``model.scoring.ScoreResult``."""
+    too). Returns a ``model.table.ScoreResult``."""
     from ..limits import LimitError
-    from ..model.scoring import PredictionsError, score_predictions
+    from ..model.predictions import PredictionsError
+    from ..model.triage import score
 
     p = Path(path)
     if not p.is_file():
         raise ScoresError(f"predictions file {p} not found")
     try:
-        return score_predictions(p, scan.images, class_names=class_names,
-                                 dataset_classes=list(scan.dataset.classes))
+        return score(scan.images, predictions=p,
+                     predictions_options={"class_names": class_names, "dataset_classes": list(scan.dataset.classes)})
     except (PredictionsError, LimitError, OSError) as exc:
         raise ScoresError(f"{p}: {exc}") from None
 

@@ -208,9 +208,18 @@ def decoder_choice(model) -> str:
     return "pillow" if exact else "auto"
 
 
+def default_trained_on(splits) -> tuple[str, ...]:
+    """The page's default "Model trained on": the splits present named like a training split."""
+    from inspect_core.model.label_issues import TRAINED_ON_DEFAULT
+    return tuple(s for s in sorted(str(v) for v in pd.Series(splits).dropna().unique())
+                 if s.lower() in TRAINED_ON_DEFAULT)
+
+
 def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "auto"):
-    """Score with a progress bar; a click on Cancel stops it (Streamlit interrupts the run)."""
-    from inspect_core.model.scoring import ScoringCancelled, score_dataset
+    """Triage with the model (``model.triage.triage``), with a progress bar while scoring; a click on Cancel stops
+    it (Streamlit interrupts the run). Returns the TriageResult, or None after a cancel or a failure (shown)."""
+    from inspect_core.model.pipeline import ScoringCancelled
+    from inspect_core.model.triage import triage
     from inspect_core.ui.state import plain_main_module
     bar = st.progress(0.0, text="Scoring...")
     # A click on Cancel makes Streamlit stop this run at its next progress update; the flag (set by the
@@ -226,8 +235,10 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "
 
     try:
         with plain_main_module():
-            result = score_dataset(model, scan.dataset.root, scan.images, workspace=scan.workspace,
-                                   progress=progress, cancel=cancelled, decoder=decoder)
+            result = triage(scan.images, root=scan.dataset.root, model=model, workspace=scan.workspace,
+                            scoring_options={"decoder": decoder}, trained_on=list(default_trained_on(
+                                scan.images["split"] if "split" in scan.images else [])),
+                            embedding_findings=False, progress=progress, cancel=cancelled)
     except ScoringCancelled:
         bar.empty()
         st.session_state.pop(cancel_key + "_flag", None)
@@ -241,6 +252,14 @@ def run_scoring(model, scan, *, cancel_key: str = K + "cancel", decoder: str = "
     return result
 
 
+def triage_predictions(path: str, scan, classes: list[str]):
+    """The TriageResult of a predictions file on the scan (no model); raises PredictionsError."""
+    from inspect_core.model.triage import triage
+    return triage(scan.images, predictions=path, predictions_options={"dataset_classes": list(classes)},
+                  workspace=scan.workspace, trained_on=list(default_trained_on(
+                      scan.images["split"] if "split" in scan.images else [])), embedding_findings=False)
+
+
 def row_positions(table: pd.DataFrame) -> dict[str, int]:
     """image_id -> row of the scores table (and of ``result.probs``); the first row when an id repeats."""
     ids = table["image_id"].astype(str).tolist()
@@ -249,37 +268,26 @@ def row_positions(table: pd.DataFrame) -> dict[str, int]:
 
 
 def make_entry(result, key: str, trained_on: tuple[str, ...] | None = None, probe: bool = False) -> dict:
-    """What the page keeps per scored result, computed once (not on every rerun: at 1,000,000 images each of
-    these takes 0.1-4 s): the ranked issues (in-sample rows, of the splits in ``trained_on``, apart; with the
-    linear probe's out-of-fold flags when ``probe``), the classes that are a model problem (not label errors),
-    the confusion matrix, image_id -> row positions, the headline figures, the per-class table, the baselines and
-    the per-class alarms. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
-    from inspect_core.model.probe import label_triage
-    from inspect_core.model.sanity import baselines, class_alarms
-    from inspect_core.model.scoring import confusion_matrix, per_class_metrics
-    from inspect_core.model.label_issues import TRAINED_ON_DEFAULT
-    table = result.table
+    """What the page keeps per scored result, computed once by ``model.triage.triage`` (not on every rerun: at
+    1,000,000 images each step takes 0.1-4 s): the ranked issues (in-sample rows, of the splits in ``trained_on``,
+    apart; with the linear probe's out-of-fold flags when ``probe``), the classes that are a model problem (not label
+    errors), the confusion matrix, image_id -> row positions, the headline figures, the per-class table, the
+    baselines and the per-class alarms. ``result``: a TriageResult (kept when made with these options) or a
+    ScoreResult. The embedding kNN findings are added on first use (``embedding_findings_of``)."""
+    from inspect_core.model.triage import TriageResult, triage
+    scores = result.scores if isinstance(result, TriageResult) else result
     if trained_on is None:              # the page's default choice, so that its first run needs no second ranking
-        trained_on = tuple(s for s in sorted(str(v) for v in table["split"].dropna().unique())
-                           if s.lower() in TRAINED_ON_DEFAULT)
-    triage = label_triage(result, trained_on=list(trained_on), probe=probe)
-    issues, model_problems = triage.issues, triage.model_problems
-    scored = table["error"].isna().to_numpy()
-    labelled = scored & (table["label_index"].to_numpy() >= 0)
-    headline = {"n_scored": int(scored.sum()), "n_errors": int((~scored).sum()),
-                "n_labelled": int(labelled.sum()),
-                "accuracy": float(table["correct"].to_numpy(dtype=float, na_value=np.nan)[labelled].mean())
-                if labelled.any() else None,
-                "mean_loss": float(np.nanmean(table["loss"].to_numpy(dtype=float)[labelled]))
-                if labelled.any() else None,
-                "n_flagged": int(issues["cl_issue"].sum())}
-    return {"key": key, "result": result, "issues": issues, "model_problems": model_problems,
-            "label_options": (trained_on, probe), "label_notes": triage.notes,
-            "confusion": confusion_matrix(table, result.class_names),
-            "positions": row_positions(table), "headline": headline,
-            "per_class": per_class_metrics(table, result.class_names),
-            "baselines": baselines(table, result.class_names),
-            "class_alarms": class_alarms(table, result.class_names)}
+        trained_on = default_trained_on(scores.table["split"])
+    wanted = (list(trained_on), probe)
+    if not (isinstance(result, TriageResult) and result.label_options == wanted):
+        workspace = result.workspace if isinstance(result, TriageResult) else None
+        result = triage(scores.table, scores=scores, workspace=workspace, trained_on=list(trained_on), probe=probe,
+                        embedding_findings=False)
+    return {"key": key, "triage": result, "result": scores, "issues": result.issues,
+            "model_problems": result.model_problems, "label_options": (trained_on, probe),
+            "label_notes": result.label_notes, "confusion": result.confusion,
+            "positions": row_positions(scores.table), "headline": result.headline, "per_class": result.per_class,
+            "baselines": result.baselines, "class_alarms": result.class_alarms}
 
 
 def label_options(splits: list[str], has_embeddings: bool) -> tuple[tuple[str, ...], bool]:
@@ -307,14 +315,16 @@ def remember_result(result, key: str) -> dict:
 
 def embedding_findings_of(entry: dict, workspace=None):
     """``(near-duplicate pairs, outliers)`` from the result's embeddings (None without embeddings), kept in the
-    entry and, for a model's scores, in the workspace beside them (``scoring.embedding_findings_cached``): the
-    kNN takes seconds at 100,000 images and about a minute at 1,000,000, and the Sanity tab runs on every rerun."""
+    entry's TriageResult and, for a model's scores, in the workspace beside them (``cache.embedding_findings_cached``):
+    the kNN takes seconds at 100,000 images and about a minute at 1,000,000, and the Sanity tab runs on every rerun."""
     if "embedding_findings" not in entry:
-        from inspect_core.model.scoring import embedding_findings_cached
+        tr = entry["triage"]
+        if workspace is not None:
+            tr.workspace = Path(workspace)
         result = entry["result"]
         n = 0 if result.embeddings is None else len(result.embeddings)
         with st.spinner(f"Finding near duplicates and outliers among {n:,} embeddings..."):
-            entry["embedding_findings"] = embedding_findings_cached(result, workspace)
+            entry["embedding_findings"] = tr.find_embedding_findings()
     return entry["embedding_findings"]
 
 

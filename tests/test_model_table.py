@@ -1,5 +1,6 @@
-"""The scores table and what the Model triage page derives from it, built without per-row Python loops (a
-1,000,000-image predictions file opened in 14 s): each is checked against a plain per-row reference."""
+"""table.py and metrics.py: the scores table and what the Model triage page derives from it, built without
+per-row Python loops (a 1,000,000-image predictions file opened in 14 s): each is checked against a plain per-row
+reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,9 @@ import pandas as pd
 import pytest
 
 from inspect_core.model.label_issues import rank_label_issues
-from inspect_core.model.scoring import build_table, per_class_metrics, score_predictions
+from inspect_core.model.metrics import per_class_metrics
+from inspect_core.model.predictions import score_predictions
+from inspect_core.model.table import ScoreResult, build_table
 from inspect_core.ui.model_triage import filter_scores, make_entry, row_positions
 
 NAMES = ["cat", "dog", "fox"]
@@ -136,7 +139,7 @@ def test_entry_headline_matches_the_table():
     probs = random_probs(300, 11)
     probs[:4] = np.nan
     table = build_table(images, probs, NAMES)
-    result = type("R", (), {"table": table, "probs": probs, "class_names": NAMES})()
+    result = ScoreResult(table=table, probs=probs, class_names=NAMES)
     head = make_entry(result, "k")["headline"]
     labelled = table[table["error"].isna() & (table["label_index"] >= 0)]
     assert head["n_scored"] == int(table["error"].isna().sum()) and head["n_errors"] == 4

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The package as a user installs it: in a fresh venv outside the repository, `pip install <repo>`; then
-# `dataset-inspector scan` (and `score`, for the planted mislabeled rows) find every planted row of
+# `dataset-inspector scan` (and `score`, for the planted mislabeled rows and, with --detections, box errors) find every planted row of
 # sample_data/PLANTED.csv, and `dataset-inspector app` answers on /_stcore/health.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,8 +18,10 @@ venv/bin/pip install -q "$REPO"
 venv/bin/dataset-inspector scan "$REPO/sample_data" --out "$WORK/r" --workspace "$WORK/ws"
 venv/bin/dataset-inspector score "$REPO/sample_data" --model "$REPO/sample_data/model/model.ts.pt" --out "$WORK/s" \
   --workspace "$WORK/ws" > "$WORK/score.log"
+venv/bin/dataset-inspector score "$REPO/sample_data" --detections "$REPO/sample_data/detections.json" \
+  --out "$WORK/d" --workspace "$WORK/ws" > "$WORK/detections.log"
 venv/bin/python "$REPO/.ci/check_planted.py" "$REPO/sample_data/PLANTED.csv" "$WORK/r/findings.csv" \
-  "$WORK/s/label_issues.csv"
+  "$WORK/s/label_issues.csv" "$WORK/d/detection_errors.csv"
 PORT="${PORT:-8599}"
 venv/bin/dataset-inspector app "$REPO/sample_data" --port "$PORT" > "$WORK/app.log" 2>&1 &
 APP_PID=$!

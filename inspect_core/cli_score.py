@@ -54,6 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="workspace base folder for the score cache (default: the user cache)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
     p.add_argument("--top", type=int, default=10, help="how many worst-loss images to print")
+    from .detection.cli import add_arguments as add_detection_arguments
+    add_detection_arguments(p)          # --detections (a detector's boxes instead of a classifier), --split, --fail-on
     p.set_defaults(func=run)
     return p
 
@@ -105,6 +107,14 @@ def run(args) -> int:
     root = Path(args.root)
     if not root.is_dir():
         return _fail(f"dataset root {root} is not a folder")
+    if getattr(args, "detections", None):
+        if args.model or args.predictions:
+            return _fail("--detections scores a detector's boxes; give it without --model / --predictions")
+        from .detection.cli import run as run_detections
+        return run_detections(args)
+    if getattr(args, "fail_on", None) or getattr(args, "split", None):
+        return _fail("--fail-on and --split go with --detections; for a classifier, gate on a test file "
+                     "(`test SUITE ROOT`)")
     if not args.model and not args.predictions:
         return _fail("give --model FILE (with its preprocessing) or --predictions FILE")
     if args.model and args.predictions:

@@ -127,3 +127,19 @@ def test_params_override_and_typos_are_refused(result):
     assert (strict.errors["check"] == "missing_box").sum() < (result.errors["check"] == "missing_box").sum()
     with pytest.raises(ValueError, match="min_confidenc.*known: iou_match"):
         triage_detections(SAMPLE, SAMPLE / "detections.json", params={"min_confidenc": 0.9})
+
+
+def test_score_command_takes_detections(tmp_path, capsys):
+    """`python -m inspect_core score ROOT --detections FILE` runs the detection triage (issue 13, item 6)."""
+    from inspect_core.cli import main
+    out = tmp_path / "det"
+    assert main(["score", str(SAMPLE), "--detections", str(SAMPLE / "detections.json"), "--out", str(out)]) == 0
+    errors = pd.read_csv(out / "detection_errors.csv")
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv")
+    box_rows = planted[planted["check"].isin(["missing_box", "badly_placed_box", "wrong_box_class", "spurious_box"])]
+    assert len(box_rows) and set(box_rows["image_id"]) <= set(errors["image_id"])
+    assert main(["score", str(SAMPLE), "--detections", str(SAMPLE / "detections.json"), "--out", str(out),
+                 "--fail-on", "wrong_box_class:0"]) == 1
+    assert main(["score", str(SAMPLE), "--detections", str(SAMPLE / "detections.json"),
+                 "--predictions", str(SAMPLE / "model" / "regressed_predictions.csv"), "--out", str(out)]) == 2
+    assert "mAP" in capsys.readouterr().out

@@ -65,6 +65,11 @@ def test_ci_planted_check_names_what_was_missed(tmp_path):
         (tmp_path / name).write_text(text)
     assert cp.main([str(tmp_path / n) for n in ("p.csv", "f.csv", "l.csv")]) == 0
     assert cp.main([str(tmp_path / "p.csv"), str(tmp_path / "nope.csv"), str(tmp_path / "l.csv")]) == 2
+    # further tables (the detection triage's errors) count as findings
+    (tmp_path / "p2.csv").write_text("image_id,check\na.jpg,dark\nd.jpg,missing_box\n")
+    (tmp_path / "d.csv").write_text("rank,image_id,check\n1,d.jpg,missing_box\n")
+    assert cp.main([str(tmp_path / n) for n in ("p2.csv", "f.csv", "l.csv")]) == 1
+    assert cp.main([str(tmp_path / n) for n in ("p2.csv", "f.csv", "l.csv", "d.csv")]) == 0
 
 
 def test_every_test_marked_slow_still_exists():

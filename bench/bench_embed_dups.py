@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_realdata import BANDS, build, scanned  # noqa: E402
+from bench_realdata import BANDS, build, scanned
 
 MODELS = ("sample", "random")
 
@@ -100,7 +100,7 @@ class Truth:
         true = self.ident[a] == self.ident[b]
         copy_kind = np.where(self.kind[a] != "", self.kind[a], self.kind[b])
         found = true & (copy_kind != "flip") & (copy_kind != "")
-        return {"pairs": int(len(a)), "true": int(true.sum()),
+        return {"pairs": len(a), "true": int(true.sum()),
                 "precision": float(true.mean()) if len(a) else 1.0,
                 "recall": float(found.sum() / max(self.n_copies, 1)),
                 "mirror_recall": float((true & (copy_kind == "flip")).sum() / max(self.n_flips, 1)),
@@ -139,7 +139,7 @@ def evaluate_band(band: str, images: pd.DataFrame, desc: np.ndarray, emb: np.nda
     cal = model_pairs.attrs["calibration"]
     res = {k: {kk: v for kk, v in r.items() if not kk.startswith("_")} for k, r in out.items()}
     res["recall_gained"] = res["merged"]["recall"] - res["pixels"]["recall"]
-    res["model_only_pairs"] = int(len(only))
+    res["model_only_pairs"] = len(only)
     res["model_only_true"] = int(only_true.sum())
     res["calibration"] = {"typical": cal.typical, "distance_cap": cal.distance_cap}
     res["model_s"] = round(model_s, 3)
@@ -170,6 +170,7 @@ def speed(n: int, dims: int = 512, runs: int = 3) -> None:
     from types import SimpleNamespace
 
     from bench_knn import synthetic
+
     from inspect_core.model import embed_dups
 
     emb = synthetic(n, dims)[0] if isinstance(synthetic(10, 8), tuple) else synthetic(n, dims)

@@ -328,8 +328,11 @@ def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
     """The duplicate groups as a scan saved them (``pairs.parquet``: group_id, to_representative, representative),
     one row per member, the representative first: group_id, image_id, representative, score_to_representative (1
     for the representative itself), part and n_parts (a representative's duplicates split over several groups).
-    Empty for a scan saved before groups had representatives."""
+    Empty for a scan saved before groups had representatives. Pairs with an ``evidence`` column (pixels, model,
+    pixels+model: ``model.embed_dups``) give each member its link's evidence ("" for the representative)."""
     cols = ["group_id", "image_id", "representative", "score_to_representative", "part", "n_parts"]
+    if pairs is not None and "evidence" in pairs.columns:
+        cols.append("evidence")
     if pairs is None or pairs.empty or "representative" not in pairs.columns:
         return pd.DataFrame(columns=cols)
     links = pairs[pairs["to_representative"].astype(bool)]
@@ -338,8 +341,12 @@ def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
                             "image_id": np.where(links["image_id_a"].to_numpy() == rep, links["image_id_b"],
                                                  links["image_id_a"]),
                             "score_to_representative": links["score"].to_numpy(float)})
+    if "evidence" in cols:
+        members["evidence"] = links["evidence"].astype(str).to_numpy()
     heads = members.drop_duplicates("group_id").assign(image_id=lambda d: d["representative"],
                                                         score_to_representative=1.0).sort_values("group_id")
+    if "evidence" in cols:
+        heads["evidence"] = ""
     heads["part"] = heads.groupby("representative").cumcount() + 1
     heads["n_parts"] = heads.groupby("representative")["group_id"].transform("size")
     out = pd.concat([heads, members.merge(heads[["group_id", "part", "n_parts"]], on="group_id")

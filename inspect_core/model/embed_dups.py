@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ import pandas as pd
 from .. import neardup
 from ..schema import finding_frame
 from .knn import knn
+
+log = logging.getLogger(__name__)
 
 # Thresholds as data: pass a dict (all or a few keys) to override. Calibrated on bench/bench_embed_dups.py
 # (real photos with edited copies; BENCHMARKS.md "Model embeddings as duplicate evidence").
@@ -130,9 +133,9 @@ def model_duplicate_pairs(scan, image_ids, embeddings: np.ndarray, thresholds: d
     row_of = row_of[~row_of.index.duplicated()]
     ids = pd.Series(list(image_ids), dtype=object).astype(str)
     scan_row = ids.map(row_of).to_numpy(dtype=np.float64)
-    ok = _finite_rows(emb) & ~np.isnan(scan_row) if len(emb) else np.zeros(0, bool)
     if len(ids) != len(emb):
         raise ValueError(f"{len(ids)} image ids for {len(emb)} embedding rows: they must match row for row")
+    ok = _finite_rows(emb) & ~np.isnan(scan_row) if len(emb) else np.zeros(0, bool)
     keep = np.nonzero(ok)[0]
     if len(keep) < 3:
         empty.attrs["calibration"] = Calibration(float("nan"), 0.0, 0.0, len(keep),
@@ -328,13 +331,15 @@ class ModelEvidence:
     pairs: pd.DataFrame         # merged pairs with groups and an ``evidence`` column (pixels, model, pixels+model)
     note: str                   # one line: the cut, how it was made, and what the model added
     folder: Path | None = None  # where it is kept (None: not saved)
+    key: str = ""               # evidence_key: scan, model and thresholds (a cache key for pages)
 
 
 def evidence_key(scan, model_key: str, thresholds: dict | None = None) -> str:
     """The key of saved evidence: the scan's fingerprint, the model's scores (``model_key``, e.g. the scores cache
     key) and the thresholds; a different scan, model or cut gives a different folder."""
+    with_desc = getattr(scan, "desc", None) is not None     # the pixel confirmation reads descriptors, else pHash
     payload = json.dumps([EVIDENCE_VERSION, str(getattr(scan, "fingerprint", "")), str(model_key),
-                          embed_rule(thresholds)], sort_keys=True, default=str)
+                          embed_rule(thresholds), with_desc], sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
 
 
@@ -347,13 +352,15 @@ def model_evidence(scan, image_ids, embeddings: np.ndarray | None, model_key: st
     if embeddings is None:
         return None
     ws = Path(workspace) if workspace is not None else getattr(scan, "workspace", None)
-    folder = Path(ws) / EVIDENCE_DIR / evidence_key(scan, model_key, thresholds) if ws is not None else None
+    key = evidence_key(scan, model_key, thresholds)
+    folder = Path(ws) / EVIDENCE_DIR / key if ws is not None else None
     if folder is not None and all((folder / n).is_file() for n in ("findings.parquet", "pairs.parquet", "note.txt")):
         try:
             return ModelEvidence(finding_frame(pd.read_parquet(folder / "findings.parquet")),
-                                 pd.read_parquet(folder / "pairs.parquet"), (folder / "note.txt").read_text(), folder)
-        except Exception:  # noqa: BLE001 - a damaged file (pyarrow raises several types): computed again
-            pass
+                                 pd.read_parquet(folder / "pairs.parquet"), (folder / "note.txt").read_text(), folder,
+                                 key)
+        except Exception as exc:  # noqa: BLE001 - a damaged file (pyarrow raises several types): computed again
+            log.warning("recomputing the damaged model evidence in %s: %s", folder, exc)
     model_pairs = model_duplicate_pairs(scan, image_ids, embeddings, thresholds)
     findings = merged_duplicate_findings(scan, model_pairs)
     pairs = findings.attrs.pop("pairs")
@@ -363,12 +370,17 @@ def model_evidence(scan, image_ids, embeddings: np.ndarray | None, model_key: st
             folder.mkdir(parents=True, exist_ok=True)
             tag = f"{os.getpid()}.{threading.get_ident()}.tmp"
             for name, frame in (("findings.parquet", findings), ("pairs.parquet", pairs)):
+                frame = frame.copy()
+                frame.attrs = {}            # the calibration is in the note, not in the file
                 frame.to_parquet(folder / f"{name}.{tag}", index=False)
                 os.replace(folder / f"{name}.{tag}", folder / name)
             (folder / "note.txt").write_text(note)
+            (folder / "meta.json").write_text(json.dumps({"scan_fingerprint": str(getattr(scan, "fingerprint", "")),
+                                                          "model_key": str(model_key),
+                                                          "thresholds": embed_rule(thresholds)}, default=str))
         except OSError:                 # a read-only workspace: shown, just not kept
             folder = None
-    return ModelEvidence(findings, pairs, note, folder)
+    return ModelEvidence(findings, pairs, note, folder, key)
 
 
 def evidence_note(pairs: pd.DataFrame, cal: Calibration | None, rule: dict) -> str:
@@ -383,3 +395,27 @@ def evidence_note(pairs: pd.DataFrame, cal: Calibration | None, rule: dict) -> s
             f"Model cut, calibrated on this model's embeddings: a pair at most {rule['ratio_max']:g} x (or "
             f"{rule['confirmed_ratio_max']:g} x when the pixels agree) the distance of either image to its nearest "
             f"other image; {cal.text(rule)}.")
+
+
+def saved_evidence(scan, workspace: Path | str | None = None) -> ModelEvidence | None:
+    """The newest model evidence saved for this scan (its fingerprint) in the workspace, whatever the model; None
+    when there is none. Lets the Findings page show a model's evidence in a later session, without the model."""
+    ws = Path(workspace) if workspace is not None else getattr(scan, "workspace", None)
+    if ws is None or not (Path(ws) / EVIDENCE_DIR).is_dir():
+        return None
+    found = []
+    for folder in (Path(ws) / EVIDENCE_DIR).iterdir():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            if meta.get("scan_fingerprint") == str(getattr(scan, "fingerprint", "")):
+                found.append(((folder / "findings.parquet").stat().st_mtime, folder))
+        except (OSError, ValueError, AttributeError):
+            continue
+    for _, folder in sorted(found, reverse=True):
+        try:
+            return ModelEvidence(finding_frame(pd.read_parquet(folder / "findings.parquet")),
+                                 pd.read_parquet(folder / "pairs.parquet"), (folder / "note.txt").read_text(), folder,
+                                 folder.name)
+        except Exception as exc:  # noqa: BLE001 - a damaged folder: the next newest
+            log.warning("skipping the damaged model evidence in %s: %s", folder, exc)
+    return None

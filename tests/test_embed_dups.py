@@ -216,7 +216,7 @@ def test_evidence_is_saved_in_the_workspace_keyed_by_scan_model_and_thresholds(t
     scan = fake_scan(len(emb), workspace=tmp_path / "ws")
     first = embed_dups.model_evidence(scan, ids_of(len(emb)), emb, "model-a")
     assert first.folder.parent == tmp_path / "ws" / embed_dups.EVIDENCE_DIR
-    assert "1 pairs found by the model only" in first.note
+    assert "1 pair found by the model only" in first.note
     again = embed_dups.model_evidence(scan, ids_of(len(emb)), emb * 0 + 1, "model-a")   # read back, not recomputed
     assert again.note == first.note and len(again.pairs) == 1
     other_model = embed_dups.model_evidence(scan, ids_of(len(emb)), emb, "model-b")
@@ -229,3 +229,71 @@ def test_evidence_is_saved_in_the_workspace_keyed_by_scan_model_and_thresholds(t
     (first.folder / "pairs.parquet").write_bytes(b"damaged")
     assert len(embed_dups.model_evidence(scan, ids_of(len(emb)), emb, "model-a").pairs) == 1   # computed again
     assert embed_dups.model_evidence(scan, ids_of(len(emb)), None, "model-a") is None
+
+
+# ----------------------------------------------------------------------------- the Findings page
+
+def _planted_model(scan):
+    """Embeddings for every image of ``scan``, one planted pair (a train and a test image the pixels do not pair,
+    both decoded), and the pair's ids."""
+    img = scan.images.reset_index(drop=True)
+    paired = set(scan.pairs["image_id_a"]) | set(scan.pairs["image_id_b"])
+    ok = img["error_kind"].isna() & ~img["image_id"].isin(paired)
+    a = int(img.index[ok & (img["split"] == "train")][0])
+    b = int(img.index[ok & (img["split"] == "test")][0])
+    emb = clustered(n_clusters=10, per_cluster=-(-len(img) // 10), spread=0.3)[:len(img)].copy()
+    plant(emb, a, b, 1e-4)
+    return img["image_id"].tolist(), emb, (img["image_id"][a], img["image_id"][b])
+
+
+def _page_table(at, needle: str) -> pd.DataFrame:
+    for df in at.dataframe:
+        v = df.value
+        if "detail" in v.columns and v["detail"].astype(str).str.contains(needle, regex=False).any():
+            return v
+    return pd.DataFrame(columns=["image_id", "check", "detail"])
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_findings_page_shows_model_evidence_saved_for_the_scan(sample_scan):
+    """A model scored in an earlier session left its evidence in the workspace: the Duplicates and Leakage sections
+    show the merged evidence, the model-only pair marked as such."""
+    from page_support import open_page, texts
+
+    ids, emb, (a, b) = _planted_model(sample_scan)
+    ev = embed_dups.model_evidence(sample_scan, ids, emb, "test-model")
+    assert ev.folder.is_relative_to(sample_scan.workspace)
+    at = open_page("pages/2_Findings.py")
+    at.segmented_control(key="di_findings_family").set_value("duplicate").run()
+    assert not at.exception
+    assert "Model evidence joined: 1 pair found by the model only" in texts(at).replace("\\", "")
+    table = _page_table(at, "model evidence only")
+    assert set(table.loc[table["detail"].str.contains("model evidence only", regex=False), "image_id"]) == {a, b}
+    assert (table["detail"].str.contains("model", regex=False) == table["image_id"].isin([a, b])).all()
+    at.segmented_control(key="di_findings_family").set_value("leakage").run()
+    assert not at.exception
+    leak = _page_table(at, "model evidence only")
+    assert {a, b} <= set(leak["image_id"])
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_findings_page_joins_this_sessions_scored_model(sample_scan, monkeypatch):
+    """A model scored on this scan in this session (the Model triage page's result): its evidence is computed on
+    first view and shown."""
+    from page_support import open_page, texts
+
+    import inspect_core.ui.model_triage as mt
+
+    ids, emb, (a, b) = _planted_model(sample_scan)
+    emb = emb[::-1].copy()                  # another model than the saved one: rows reversed, ids with them
+    ids = ids[::-1]
+    result = SimpleNamespace(table=pd.DataFrame({"image_id": ids}), embeddings=emb, source={})
+    at = open_page("pages/2_Findings.py")
+    at.session_state[mt.RESULT_KEY] = {"result": result}
+    at.segmented_control(key="di_findings_family").set_value("duplicate").run()
+    assert not at.exception
+    assert "Model evidence joined: 1 pair found by the model only" in texts(at).replace("\\", "")
+    table = _page_table(at, "model evidence only")
+    assert {a, b} <= set(table["image_id"])
+    kept = at.session_state[mt.RESULT_KEY]["duplicate_evidence"]
+    assert list(kept) == [sample_scan.fingerprint]

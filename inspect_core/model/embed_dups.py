@@ -390,7 +390,8 @@ def evidence_note(pairs: pd.DataFrame, cal: Calibration | None, rule: dict) -> s
     if cal.note:
         return f"Model evidence: none ({cal.note})."
     ev = pairs["evidence"].value_counts() if len(pairs) else pd.Series(dtype=int)
-    return (f"Model evidence joined: {int(ev.get('model', 0)):,} pairs found by the model only, "
+    n_model = int(ev.get("model", 0))
+    return (f"Model evidence joined: {n_model:,} pair{'' if n_model == 1 else 's'} found by the model only, "
             f"{int(ev.get('pixels+model', 0)):,} by both, {int(ev.get('pixels', 0)):,} by the pixels only. "
             f"Model cut, calibrated on this model's embeddings: a pair at most {rule['ratio_max']:g} x (or "
             f"{rule['confirmed_ratio_max']:g} x when the pixels agree) the distance of either image to its nearest "

@@ -15,7 +15,9 @@ distances (``knn.knn``, k = ``k``):
   rule: tiny-image descriptor cosine >= ``confirm_cosine`` (when the scan's descriptors are at hand) or else
   pHash distance <= ``confirm_phash_max``.
 
-A group of three or more copies of one picture fails the ratio test (each copy's nearest other is a copy): those
+Near-uniform images (the pixel rule's ``low_information``) are left to the pixel rule: a model places every plain
+grey, black or sky tile together (``skip_near_uniform``). A group of three or more copies of one picture fails the
+ratio test (each copy's nearest other is a copy): those
 are the pixel rule's to find; the model adds what the pixels miss (crops, mirrors, heavy edits).
 The pairs become findings in the scan's schema through the scan's own checks (``checks/duplicate.py``,
 ``leakage.py``, ``label.py``), so a model pair reads like a pixel pair, its evidence naming the model, the
@@ -59,6 +61,8 @@ EMBED_RULE = {
     "reference_rank": 5,        # typical = median distance to this nearest neighbour (1 = the nearest) ...
     "typical_ratio_max": 0.5,   # ... and no pair farther apart than this x typical
     "min_typical": 1e-6,        # a model whose embeddings barely differ gives no evidence (a note says so)
+    "skip_near_uniform": True,  # no model pair with a near-uniform image (entropy under the pixel rule's
+                                # low_information cut): a model places every plain grey, black or sky tile together
 }
 DUPLICATE_CHECKS = ("exact_duplicate", "near_duplicate", "split_leakage", "conflicting_labels")
 EVIDENCE_DIR = "model_evidence"
@@ -180,6 +184,10 @@ def model_duplicate_pairs(scan, image_ids, embeddings: np.ndarray, thresholds: d
         confirm_text = f"pHash distance <= {rule['confirm_phash_max']}"
     alone = ratio <= rule["ratio_max"]
     accept = (alone | confirmed) & (lo != hi)
+    if rule["skip_near_uniform"] and "entropy_bits" in images and (near or {}).get("low_information"):
+        flat = (pd.to_numeric(images["entropy_bits"], errors="coerce")
+                < near["low_information"]["entropy_bits_max"]).to_numpy()
+        accept &= ~(flat[lo] | flat[hi])
     # copies of one file or of one picture are the scan's exact duplicates: not paired again by the model
     for col in ("content_hash", "pixel_hash"):
         if col in images:

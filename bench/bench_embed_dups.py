@@ -202,11 +202,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sheet", action="store_true", help="draw pairs only the model finds (bench/out/)")
     ap.add_argument("--speed", type=int, default=0, help="time the model evidence on N x 512 synthetic embeddings")
+    ap.add_argument("--runs", type=int, default=3, help="--speed: runs (the median is printed)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--set", action="append", default=[], help="a threshold, e.g. --set ratio_max=0.2")
     args = ap.parse_args()
     if args.speed:
-        speed(args.speed)
+        speed(args.speed, runs=args.runs)
         return
     thresholds = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)} or None
     results, samples = {}, []

@@ -224,13 +224,36 @@ def contact_sheet(samples, path: Path, cell_px: int = 112) -> None:
     sheet.save(path)
 
 
+def mirror_cost(n: int) -> None:
+    """The 1M-signature search of bench_neardup.py (``run_million``) in one process, the mirror search off then
+    on: the same load for both, so their ratio holds where the absolute times do not."""
+    from bench_neardup import run_million
+
+    from inspect_core.checks import context
+
+    keep = context.NEAR_RULE["mirror"]
+    out = {}
+    for name, mirror in (("without mirror search", None), ("with mirror search", keep)):
+        context.NEAR_RULE["mirror"] = mirror
+        r = run_million(n, 1)
+        out[name] = {k: r[k] for k in ("median_s", "planted_found", "planted_pairs_the_rule_accepts",
+                                       "pairs_involving_synthetic", "peak_rss_mb")}
+        print(name, json.dumps(out[name]), flush=True)
+    context.NEAR_RULE["mirror"] = keep
+
+
 def main() -> None:
     from inspect_core.checks.context import near_rule
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sheet", action="store_true", help="draw flagged false pairs of the new rule")
     ap.add_argument("--near-threshold", type=float, default=None, help="evaluate the rule at this cut")
+    ap.add_argument("--mirror-cost", type=int, default=0,
+                    help="time the N-signature search (bench_neardup.py million) without and with the mirror search")
     args = ap.parse_args()
+    if args.mirror_cost:
+        mirror_cost(args.mirror_cost)
+        return
     rules = {"old": (OLD_RULE, True), "new": (near_rule(args.near_threshold), False)}
     out, samples = {}, []
     rng = np.random.default_rng(0)

@@ -154,3 +154,24 @@ def test_cli_near_threshold_reaches_the_scan(tmp_path, capsys):
     assert rule["near_threshold"] == 0.97
     assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--near-threshold", "1.5"]) == 2
     assert "near threshold 1.5" in capsys.readouterr().err
+
+
+def test_a_mirrored_copy_is_a_near_duplicate_named_as_a_mirror(tmp_path):
+    """A left-right mirrored copy of a real photo is found (the rule's mirror search) and its evidence says so;
+    without the mirror search (rule "mirror": None) it is not found."""
+    from skimage import data
+
+    root = tmp_path / "ds"
+    (root / "a").mkdir(parents=True)
+    photo = Image.fromarray(data.astronaut()).convert("RGB").resize((160, 160))
+    photo.save(root / "a" / "photo.png")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "a" / "mirrored.png")
+    Image.fromarray(data.coffee()).convert("RGB").resize((160, 120)).save(root / "a" / "other.png")
+    res = scan(root, workspace=tmp_path / "ws")
+    near = res.findings[res.findings["check"] == "near_duplicate"]
+    assert set(near["image_id"]) == {"a/photo.png", "a/mirrored.png"}
+    assert near["detail"].str.contains("mirror image", regex=False).all()
+    ctx = CheckContext(images=res.images, desc=res.desc, annotations=pd.DataFrame(), classes=["a"],
+                       has_image_labels=True, has_boxes=False, near_rule={**near_rule(), "mirror": None})
+    assert ctx.pairs.empty
+    assert NEAR_RULE["mirror"] and near_rule(0.97)["mirror"]["cosine"] > NEAR_RULE["mirror"]["cosine"]

@@ -225,21 +225,35 @@ def contact_sheet(samples, path: Path, cell_px: int = 112) -> None:
 
 
 def mirror_cost(n: int) -> None:
-    """The 1M-signature search of bench_neardup.py (``run_million``) in one process, the mirror search off then
-    on: the same load for both, so their ratio holds where the absolute times do not."""
-    from bench_neardup import run_million
+    """What the mirror search adds to the N-signature search of bench_neardup.py: ``run_million`` (the rule
+    without the mirror search) timed between runs of ``neardup.mirror_pairs`` on N such signatures, so that both
+    see about the same load; the ratio is the figure to carry to a quiet machine."""
+    import time
 
+    from bench_neardup import run_million, smooth_descriptors
+
+    from inspect_core import neardup
     from inspect_core.checks import context
 
-    keep = context.NEAR_RULE["mirror"]
-    out = {}
-    for name, mirror in (("without mirror search", None), ("with mirror search", keep)):
-        context.NEAR_RULE["mirror"] = mirror
+    desc = smooth_descriptors(n, np.random.default_rng(1))
+    cut = context.NEAR_RULE["mirror"]
+
+    def mirror_s() -> float:
+        t0 = time.perf_counter()
+        neardup.mirror_pairs(desc, cut["cosine"], cut["phash_max"])
+        return time.perf_counter() - t0
+
+    before = [mirror_s(), mirror_s()]
+    context.NEAR_RULE["mirror"] = None
+    try:
         r = run_million(n, 1)
-        out[name] = {k: r[k] for k in ("median_s", "planted_found", "planted_pairs_the_rule_accepts",
-                                       "pairs_involving_synthetic", "peak_rss_mb")}
-        print(name, json.dumps(out[name]), flush=True)
-    context.NEAR_RULE["mirror"] = keep
+    finally:
+        context.NEAR_RULE["mirror"] = cut
+    after = [mirror_s(), mirror_s()]
+    m = float(np.median(before + after))
+    print(json.dumps({"n": n, "pairs_without_mirror_s": r["median_s"], "mirror_search_s": before + after,
+                      "mirror_median_s": m, "added_share": m / r["median_s"],
+                      "planted_found": r["planted_found"]}), flush=True)
 
 
 def main() -> None:

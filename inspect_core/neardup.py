@@ -19,6 +19,7 @@ PCA_DIM = 32
 CELL_TARGET = 1000          # images per k-means cell, on average
 CELL_MAX = 6000             # a cell larger than this is split again
 N_PROBE = 3                 # each image is placed in its N_PROBE nearest cells
+MIRROR_WINDOW = 32          # mirror_pairs above BRUTE_FORCE_MAX: hash neighbours compared per block value
 
 
 class UnitRows:
@@ -304,7 +305,7 @@ def descriptor_phashes(desc: np.ndarray, rows: np.ndarray | None = None,
 
 
 def mirror_pairs(desc: np.ndarray, cosine: float, phash_max: int, subset: np.ndarray | None = None,
-                 chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 chunk: int = 1024, window: int = MIRROR_WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j) where one image is a left-right mirror of the other: the cosine of i's descriptor with j's
     mirrored descriptor >= ``cosine`` and the thumbnail hashes (``descriptor_phashes``: i's, and j's mirrored)
     within ``phash_max`` bits. Returns (i, j, cosine, hash distance). Up to ``BRUTE_FORCE_MAX`` rows every row is
@@ -329,7 +330,7 @@ def mirror_pairs(desc: np.ndarray, cosine: float, phash_max: int, subset: np.nda
             found_i.append(r + s0), found_j.append(c)
         pi, pj = np.concatenate(found_i), np.concatenate(found_j)
     else:
-        ci, cj = phash_candidates(np.concatenate([h, hf]), np.arange(2 * len(idx)), phash_max)
+        ci, cj = phash_candidates(np.concatenate([h, hf]), np.arange(2 * len(idx)), phash_max, window)
         cross = (ci < len(idx)) != (cj < len(idx))
         ci, cj = ci[cross], cj[cross]
         pi, pj = np.where(ci < len(idx), ci, cj), np.where(ci < len(idx), cj, ci) - len(idx)

@@ -236,7 +236,7 @@ def mirror_cost(n: int) -> None:
     from inspect_core.checks import context
 
     desc = smooth_descriptors(n, np.random.default_rng(1))
-    cut = context.NEAR_RULE["mirror"]
+    cut = context.MIRROR_RULE
 
     def mirror_s() -> float:
         t0 = time.perf_counter()
@@ -244,11 +244,7 @@ def mirror_cost(n: int) -> None:
         return time.perf_counter() - t0
 
     before = [mirror_s(), mirror_s()]
-    context.NEAR_RULE["mirror"] = None
-    try:
-        r = run_million(n, 1)
-    finally:
-        context.NEAR_RULE["mirror"] = cut
+    r = run_million(n, 1)                               # the default rule: no mirror search
     after = [mirror_s(), mirror_s()]
     m = float(np.median(before + after))
     print(json.dumps({"n": n, "pairs_without_mirror_s": r["median_s"], "mirror_search_s": before + after,
@@ -262,13 +258,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sheet", action="store_true", help="draw flagged false pairs of the new rule")
     ap.add_argument("--near-threshold", type=float, default=None, help="evaluate the rule at this cut")
+    ap.add_argument("--mirror", action="store_true", help="the new rule with the mirror search (MIRROR_RULE)")
     ap.add_argument("--mirror-cost", type=int, default=0,
                     help="time the N-signature search (bench_neardup.py million) without and with the mirror search")
     args = ap.parse_args()
     if args.mirror_cost:
         mirror_cost(args.mirror_cost)
         return
-    rules = {"old": (OLD_RULE, True), "new": (near_rule(args.near_threshold), False)}
+    from inspect_core.checks.context import MIRROR_RULE, NEAR_RULE
+
+    new_rule = near_rule(args.near_threshold, base={**NEAR_RULE, "mirror": MIRROR_RULE} if args.mirror else None)
+    rules = {"old": (OLD_RULE, True), "new": (new_rule, False)}
     out, samples = {}, []
     rng = np.random.default_rng(0)
     for band in BANDS:

@@ -99,6 +99,15 @@ def test_mismatched_ids_and_rows_are_a_clear_error():
         embed_dups.model_duplicate_pairs(fake_scan(10), ids_of(9), clustered(n_clusters=2, per_cluster=5))
 
 
+def test_too_few_embeddings_give_a_note_not_an_error():
+    emb = clustered(n_clusters=1, per_cluster=4)
+    emb[1:3] = np.nan
+    pairs = embed_dups.model_duplicate_pairs(fake_scan(4), ids_of(4), emb)
+    assert pairs.empty and "fewer than 3" in pairs.attrs["calibration"].note
+    found = embed_dups.model_duplicate_findings(fake_scan(4), ids_of(4), emb)
+    assert found.empty
+
+
 def test_a_collapsed_model_gives_a_note_not_pairs():
     emb = np.ones((50, 16), np.float32)
     pairs = embed_dups.model_duplicate_pairs(fake_scan(50), ids_of(50), emb)

@@ -21,7 +21,8 @@ from .. import neardup
 # have a contrast (grey-level standard deviation, 0-1) of at least contrast_min: two near-blank images (a dark
 # corner, a plain page) prove nothing about a label.
 # mirror: left-right mirrored copies (the descriptor of one against the other's mirrored descriptor, and a pHash of
-# both thumbnails within phash_max bits: neardup.mirror_pairs); near-uniform images are left out (None: no search).
+# both thumbnails within phash_max bits: neardup.mirror_pairs); near-uniform images are left out (None: no search,
+# the default until the 1M search time with it is measured on a quiet machine: MIRROR_RULE below).
 # Calibrated on real photos at 8 px to 800 px with edited copies and distinct look-alikes, for precision:
 # bench/bench_realdata.py and BENCHMARKS.md ("Near duplicates on real data").
 NEAR_RULE = {
@@ -32,11 +33,14 @@ NEAR_RULE = {
     ],
     "low_information": {"entropy_bits_max": 3.0, "cuts": [[0.95, 24]]},
     "same_picture": {"cosine": 0.955, "phash_max": 12, "contrast_min": 0.03},
-    "mirror": {"cosine": 0.95, "phash_max": 8},
+    "mirror": None,             # off by default: MIRROR_RULE turns the mirror search on (BENCHMARKS.md)
     "near_threshold": 0.94,
     "group_max_images": 50,
 }
 NEAR_THRESHOLD_DEFAULT = NEAR_RULE["near_threshold"]
+# The mirror search's cuts (pass {**near_rule(), "mirror": MIRROR_RULE} to use it). Measured on bench_realdata.py
+# --mirror: mirrored copies found 0 -> 95%, pair precision -0.7 to -1.9 points; +10-15% on the 1M search time.
+MIRROR_RULE = {"cosine": 0.95, "phash_max": 8}
 
 
 def near_rule(near_threshold: float | None = None, base: dict | None = None) -> dict:

@@ -142,7 +142,7 @@ def model_duplicate_pairs(scan, image_ids, embeddings: np.ndarray, thresholds: d
     ok = _finite_rows(emb) & ~np.isnan(scan_row) if len(emb) else np.zeros(0, bool)
     keep = np.nonzero(ok)[0]
     if len(keep) < 3:
-        empty.attrs["calibration"] = Calibration(float("nan"), 0.0, 0.0, len(keep),
+        empty.attrs["calibration"] = Calibration(float("nan"), 0.0, len(keep),
                                                  "fewer than 3 images with embeddings: no model evidence")
         return empty
     sub = emb if len(keep) == len(emb) else emb[keep]

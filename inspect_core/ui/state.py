@@ -391,6 +391,7 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
 
 
 MODEL_TRIAGE_MODULE = "inspect_core.ui.model_triage"
+SAVED_EVIDENCE_KEY = "di_saved_model_evidence"   # (scan fingerprint, saved folders and their times), evidence
 
 
 def model_duplicate_evidence(scan):
@@ -430,8 +431,23 @@ def model_duplicate_evidence(scan):
                     log.warning("model duplicate evidence failed: %s", exc)
                     kept[scan.fingerprint] = None
             return kept[scan.fingerprint]
+    # saved by a model scored earlier: read once per session and change of the saved folders (not on every rerun:
+    # at 1,000,000 images the merged findings are tens of MB)
+    base = Path(scan.workspace) / embed_dups.EVIDENCE_DIR
     try:
-        return embed_dups.saved_evidence(scan)
+        stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in base.iterdir())) if base.is_dir() else ()
+    except OSError:
+        stamp = ()
+    if not stamp:
+        return None
+    key = (str(scan.fingerprint), stamp)
+    kept = st.session_state.get(SAVED_EVIDENCE_KEY)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    try:
+        evidence = embed_dups.saved_evidence(scan)
     except OSError as exc:
         log.warning("saved model evidence could not be read: %s", exc)
-        return None
+        evidence = None
+    st.session_state[SAVED_EVIDENCE_KEY] = (key, evidence)
+    return evidence

@@ -270,7 +270,7 @@ def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | Non
 def mirrored(desc: np.ndarray) -> np.ndarray:
     """The descriptors of the left-right mirrored images: a descriptor is a square grey thumbnail stored row by
     row, so mirroring the image reverses each of its rows (the box average and the mean removal commute with it)."""
-    side = int(round(np.sqrt(desc.shape[1])))
+    side = round(float(np.sqrt(desc.shape[1])))
     return np.ascontiguousarray(desc.reshape(len(desc), side, side)[:, :, ::-1].reshape(len(desc), -1))
 
 
@@ -286,7 +286,7 @@ def descriptor_phashes(desc: np.ndarray, rows: np.ndarray | None = None,
     image and another's mirror can be compared by hash as well as by cosine. Mirroring multiplies the DCT's
     odd horizontal frequencies by -1, so both hashes come from one transform. Not the scan's pHash: its
     distances have their own cuts."""
-    side = int(round(np.sqrt(desc.shape[1])))
+    side = round(float(np.sqrt(desc.shape[1])))
     dct_t = _dct_rows(side, 8).T                         # (side, 8)
     sign = np.where(np.arange(8) % 2 == 0, 1.0, -1.0).astype(np.float32)
     bits = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)

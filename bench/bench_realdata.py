@@ -221,14 +221,51 @@ def contact_sheet(samples, path: Path, cell_px: int = 112) -> None:
     sheet.save(path)
 
 
+def mirror_cost(n: int) -> None:
+    """What the mirror search adds to the N-signature search of bench_neardup.py: ``run_million`` (the rule
+    without the mirror search) timed between runs of ``neardup.mirror_pairs`` on N such signatures, so that both
+    see about the same load; the ratio is the figure to carry to a quiet machine."""
+    import time
+
+    from bench_neardup import run_million, smooth_descriptors
+
+    from inspect_core import neardup
+    from inspect_core.checks import context
+
+    desc = smooth_descriptors(n, np.random.default_rng(1))
+    cut = context.MIRROR_RULE
+
+    def mirror_s() -> float:
+        t0 = time.perf_counter()
+        neardup.mirror_pairs(desc, cut["cosine"], cut["phash_max"])
+        return time.perf_counter() - t0
+
+    before = [mirror_s(), mirror_s()]
+    r = run_million(n, 1)                               # the default rule: no mirror search
+    after = [mirror_s(), mirror_s()]
+    m = float(np.median(before + after))
+    print(json.dumps({"n": n, "pairs_without_mirror_s": r["median_s"], "mirror_search_s": before + after,
+                      "mirror_median_s": m, "added_share": m / r["median_s"],
+                      "planted_found": r["planted_found"]}), flush=True)
+
+
 def main() -> None:
     from inspect_core.checks.context import near_rule
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sheet", action="store_true", help="draw flagged false pairs of the new rule")
     ap.add_argument("--near-threshold", type=float, default=None, help="evaluate the rule at this cut")
+    ap.add_argument("--mirror", action="store_true", help="the new rule with the mirror search (MIRROR_RULE)")
+    ap.add_argument("--mirror-cost", type=int, default=0,
+                    help="time the N-signature search (bench_neardup.py million) without and with the mirror search")
     args = ap.parse_args()
-    rules = {"old": (OLD_RULE, True), "new": (near_rule(args.near_threshold), False)}
+    if args.mirror_cost:
+        mirror_cost(args.mirror_cost)
+        return
+    from inspect_core.checks.context import MIRROR_RULE, NEAR_RULE
+
+    new_rule = near_rule(args.near_threshold, base={**NEAR_RULE, "mirror": MIRROR_RULE} if args.mirror else None)
+    rules = {"old": (OLD_RULE, True), "new": (new_rule, False)}
     out, samples = {}, []
     rng = np.random.default_rng(0)
     for band in BANDS:

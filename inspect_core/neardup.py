@@ -19,6 +19,7 @@ PCA_DIM = 32
 CELL_TARGET = 1000          # images per k-means cell, on average
 CELL_MAX = 6000             # a cell larger than this is split again
 N_PROBE = 3                 # each image is placed in its N_PROBE nearest cells
+MIRROR_WINDOW = 32          # mirror_pairs above BRUTE_FORCE_MAX: hash neighbours compared per block value
 
 
 class UnitRows:
@@ -266,6 +267,91 @@ def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | Non
     return lo[first], hi[first], s[first].astype(np.float32)
 
 
+def mirrored(desc: np.ndarray) -> np.ndarray:
+    """The descriptors of the left-right mirrored images: a descriptor is a square grey thumbnail stored row by
+    row, so mirroring the image reverses each of its rows (the box average and the mean removal commute with it)."""
+    side = round(float(np.sqrt(desc.shape[1])))
+    return np.ascontiguousarray(desc.reshape(len(desc), side, side)[:, :, ::-1].reshape(len(desc), -1))
+
+
+def _dct_rows(n: int, k: int) -> np.ndarray:
+    x = np.arange(n)
+    return np.cos(np.pi * (2 * x + 1) * np.arange(k)[:, None] / (2 * n)).astype(np.float32)
+
+
+def descriptor_phashes(desc: np.ndarray, rows: np.ndarray | None = None,
+                       chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit perceptual hashes of the descriptors' thumbnails (``rows``, default all), and of the same thumbnails
+    mirrored left-right: the 8x8 lowest DCT frequencies against their median, as pHash does on 32x32, so that an
+    image and another's mirror can be compared by hash as well as by cosine. Mirroring multiplies the DCT's
+    odd horizontal frequencies by -1, so both hashes come from one transform. Not the scan's pHash: its
+    distances have their own cuts."""
+    side = round(float(np.sqrt(desc.shape[1])))
+    dct_t = _dct_rows(side, 8).T                         # (side, 8)
+    sign = np.where(np.arange(8) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    bits = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
+    rows = np.arange(len(desc)) if rows is None else np.asarray(rows)
+    out = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    for s0 in range(0, len(rows), chunk):
+        g = desc[rows[s0:s0 + chunk]].astype(np.float32)
+        n = len(g)
+        cols = (g.reshape(n * side, side) @ dct_t).reshape(n, side, 8)            # horizontal frequencies v
+        low = (cols.transpose(0, 2, 1).reshape(n * 8, side) @ dct_t).reshape(n, 8, 8)   # (v, u)
+        for k, lw in enumerate((low, low * sign[None, :, None])):
+            flat = lw.reshape(n, 64)
+            out[k][s0:s0 + n] = ((flat > np.median(flat, axis=1)[:, None]).astype(np.uint64) * bits).sum(
+                axis=1, dtype=np.uint64).view(np.int64)
+    return out
+
+
+def mirror_pairs(desc: np.ndarray, cosine: float, phash_max: int, subset: np.ndarray | None = None,
+                 chunk: int = 1024, window: int = MIRROR_WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) where one image is a left-right mirror of the other: the cosine of i's descriptor with j's
+    mirrored descriptor >= ``cosine`` and the thumbnail hashes (``descriptor_phashes``: i's, and j's mirrored)
+    within ``phash_max`` bits. Returns (i, j, cosine, hash distance). Up to ``BRUTE_FORCE_MAX`` rows every row is
+    compared with every mirrored row; above, candidates are the rows whose hash agrees with another's mirrored
+    hash on a 16-bit block (``phash_candidates``), confirmed by the cosine. No copy of the mirrored descriptors is
+    made beyond the rows compared."""
+    x = UnitRows(desc)
+    idx = np.nonzero(x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool)))[0]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int16))
+    if len(idx) < 2:
+        return empty
+    h, hf = descriptor_phashes(desc, idx)
+
+    def flipped_unit(pos: np.ndarray) -> np.ndarray:
+        return mirrored(desc[idx[pos]]).astype(np.float32) * x.inv_norm[idx[pos], None]
+
+    if len(idx) <= BRUTE_FORCE_MAX:
+        a_rows, b_rows = x[idx], flipped_unit(np.arange(len(idx)))
+        found_i, found_j = [], []
+        for s0 in range(0, len(idx), chunk):
+            r, c = np.nonzero(a_rows[s0:s0 + chunk] @ b_rows.T >= cosine)
+            found_i.append(r + s0), found_j.append(c)
+        pi, pj = np.concatenate(found_i), np.concatenate(found_j)
+    else:
+        ci, cj = phash_candidates(np.concatenate([h, hf]), np.arange(2 * len(idx)), phash_max, window)
+        cross = (ci < len(idx)) != (cj < len(idx))
+        ci, cj = ci[cross], cj[cross]
+        pi, pj = np.where(ci < len(idx), ci, cj), np.where(ci < len(idx), cj, ci) - len(idx)
+    keep = pi != pj
+    pi, pj = pi[keep], pj[keep]
+    if len(pi) == 0:
+        return empty
+    sims = np.concatenate([np.einsum("ij,ij->i", x[idx[pi[s:s + 8192]]], flipped_unit(pj[s:s + 8192]))
+                           for s in range(0, len(pi), 8192)])
+    dist = hamming64(h[pi], hf[pj])
+    ok = (sims >= cosine) & (dist <= phash_max)
+    pi, pj, sims, dist = pi[ok], pj[ok], sims[ok], dist[ok]
+    if len(pi) == 0:
+        return empty
+    lo, hi = np.minimum(idx[pi], idx[pj]), np.maximum(idx[pi], idx[pj])
+    order = np.lexsort((-sims, hi, lo))          # each unordered pair once, its best direction
+    lo, hi, sims, dist = lo[order], hi[order], sims[order], dist[order]
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
+    return lo[first], hi[first], sims[first].astype(np.float32), dist[first]
+
+
 def hamming64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bit distance between two arrays of 64-bit hashes (stored as int64)."""
     return np.bitwise_count(np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)).view(np.uint64)).astype(np.int16)
@@ -328,8 +414,11 @@ def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
     """The duplicate groups as a scan saved them (``pairs.parquet``: group_id, to_representative, representative),
     one row per member, the representative first: group_id, image_id, representative, score_to_representative (1
     for the representative itself), part and n_parts (a representative's duplicates split over several groups).
-    Empty for a scan saved before groups had representatives."""
+    Empty for a scan saved before groups had representatives. Pairs with an ``evidence`` column (pixels, model,
+    pixels+model: ``model.embed_dups``) give each member its link's evidence ("" for the representative)."""
     cols = ["group_id", "image_id", "representative", "score_to_representative", "part", "n_parts"]
+    if pairs is not None and "evidence" in pairs.columns:
+        cols.append("evidence")
     if pairs is None or pairs.empty or "representative" not in pairs.columns:
         return pd.DataFrame(columns=cols)
     links = pairs[pairs["to_representative"].astype(bool)]
@@ -338,8 +427,12 @@ def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
                             "image_id": np.where(links["image_id_a"].to_numpy() == rep, links["image_id_b"],
                                                  links["image_id_a"]),
                             "score_to_representative": links["score"].to_numpy(float)})
+    if "evidence" in cols:
+        members["evidence"] = links["evidence"].astype(str).to_numpy()
     heads = members.drop_duplicates("group_id").assign(image_id=lambda d: d["representative"],
                                                         score_to_representative=1.0).sort_values("group_id")
+    if "evidence" in cols:
+        heads["evidence"] = ""
     heads["part"] = heads.groupby("representative").cumcount() + 1
     heads["n_parts"] = heads.groupby("representative")["group_id"].transform("size")
     out = pd.concat([heads, members.merge(heads[["group_id", "part", "n_parts"]], on="group_id")

@@ -15,6 +15,10 @@ scan = state.require_scan()
 store = state.store_for(scan)
 findings = scan.findings
 images = scan.images
+pairs, pairs_key = scan.pairs, str(scan.fingerprint)
+evidence = state.model_duplicate_evidence(scan)  # a scored model's embeddings joined to the pixel duplicate evidence
+if evidence is not None:
+    findings, pairs, pairs_key = evidence.findings, evidence.pairs, evidence.key
 GROUPS_PER_PAGE = 8
 IMAGES_PER_FAMILY = 12
 
@@ -61,6 +65,8 @@ if not family:
     st.stop()
 
 fam = findings[findings["family"] == family]
+if evidence is not None and family in ("duplicate", "leakage", "label"):
+    st.caption(md_escape(evidence.note))
 st.header(f"{family}: {len(fam):,} findings")
 per_check = fam.groupby("check").agg(findings=("image_id", "size"),
                                      images=("image_id", lambda s: s[s != ""].nunique())).reset_index()
@@ -94,7 +100,7 @@ def show_groups(sub: pd.DataFrame, key: str) -> None:
     if not gids:
         st.dataframe(sub[["image_id", "check", "score", "detail"]], hide_index=True, width="stretch")
         return
-    members = group_members(str(scan.fingerprint), scan.pairs)
+    members = group_members(pairs_key, pairs)
     by_group = dict(tuple(members.groupby("group_id"))) if not members.empty else {}
     n_pages = (len(gids) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
     page = st.session_state.get(f"di_findings_{key}_pager") or 1
@@ -112,7 +118,8 @@ def show_groups(sub: pd.DataFrame, key: str) -> None:
                          if n_parts > 1 else "")
                 st.text(f"Group {gid}: {len(g)} images, each a duplicate of the representative {rep}{split}")
                 shown = [(r.image_id, caption_of(r.image_id, " | representative" if r.image_id == rep else
-                                                 f" | score to representative {r.score_to_representative:.3f}"))
+                                                 f" | score to representative {r.score_to_representative:.3f}"
+                                                 + (f" | {r.evidence}" if getattr(r, "evidence", "") else "")))
                          for r in g.head(6).itertuples(index=False)]
                 if len(g) > 6:
                     st.caption(f"The first 6 of {len(g)}; the table below lists every finding.")
@@ -127,7 +134,6 @@ def show_groups(sub: pd.DataFrame, key: str) -> None:
 
 def show_label_pairs() -> None:
     """Conflicting labels: each pair of the same picture with two labels, side by side, both labels shown."""
-    pairs = scan.pairs
     if pairs is None or pairs.empty or "same_picture" not in pairs.columns:
         return
     la, lb = pairs["label_a"], pairs["label_b"]

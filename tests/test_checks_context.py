@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inspect_core import scan
-from inspect_core.checks.context import NEAR_RULE, CheckContext, near_rule
+from inspect_core.checks.context import MIRROR_RULE, NEAR_RULE, CheckContext, near_rule
 
 # the rule shipped before issue 9: one cut for every size, no pHash clause on the strong branch
 OLD_RULE = {"size_bands": [{"max_short_side_px": None, "cuts": [[0.95, 64], [0.75, 12]]}], "near_threshold": 0.95,
@@ -154,3 +154,26 @@ def test_cli_near_threshold_reaches_the_scan(tmp_path, capsys):
     assert rule["near_threshold"] == 0.97
     assert main(["scan", str(tmp_path / "ds"), "--workspace", str(tmp_path / "ws"), "--near-threshold", "1.5"]) == 2
     assert "near threshold 1.5" in capsys.readouterr().err
+
+
+def test_a_mirrored_copy_is_a_near_duplicate_named_as_a_mirror(tmp_path):
+    """A left-right mirrored copy of a real photo is found by the rule with the mirror search (MIRROR_RULE), its
+    evidence says so and it is not the same picture; the default rule (no mirror search) does not pair them."""
+    from skimage import data
+
+    root = tmp_path / "ds"
+    (root / "a").mkdir(parents=True)
+    photo = Image.fromarray(data.astronaut()).convert("RGB").resize((160, 160))
+    photo.save(root / "a" / "photo.png")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "a" / "mirrored.png")
+    Image.fromarray(data.coffee()).convert("RGB").resize((160, 120)).save(root / "a" / "other.png")
+    res = scan(root, workspace=tmp_path / "ws")
+    assert res.pairs.empty                                   # the default rule: no mirror search
+    ctx = CheckContext(images=res.images, desc=res.desc, annotations=pd.DataFrame(), classes=["a"],
+                       has_image_labels=True, has_boxes=False, near_rule={**near_rule(), "mirror": MIRROR_RULE})
+    pairs = ctx.pairs
+    assert {frozenset(p) for p in pairs[["image_id_a", "image_id_b"]].to_numpy().tolist()} == {
+        frozenset(("a/photo.png", "a/mirrored.png"))}
+    assert pairs["why"].str.startswith("mirror image").all() and not pairs["same_picture"].any()
+    moved = near_rule(0.97, base={**NEAR_RULE, "mirror": MIRROR_RULE})
+    assert moved["mirror"]["cosine"] > MIRROR_RULE["cosine"]

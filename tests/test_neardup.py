@@ -189,3 +189,45 @@ def test_descriptor_is_unit_int8_and_zero_for_flat_images():
     brighter = Image.fromarray(np.tile(np.arange(32, dtype=np.uint8) * 6 + 40, (32, 1)))
     x = neardup.UnitRows(np.stack([d, filescan.descriptor(brighter)]))[:]
     assert float(x[0] @ x[1]) > 0.99  # brightness/contrast shifts do not move the descriptor
+
+
+# ----------------------------------------------------------------------------- mirrored copies
+
+def _photo_tiles(n: int, side_px: int = 64) -> list[Image.Image]:
+    """Distinct real-photo tiles (scikit-image's astronaut and coffee, a 4x4 grid each), side_px square."""
+    from skimage import data
+
+    out = []
+    for name in ("astronaut", "coffee"):
+        im = Image.fromarray(getattr(data, name)()).convert("RGB")
+        w, h = im.size
+        out += [im.crop((x * w // 4, y * h // 4, (x + 1) * w // 4, (y + 1) * h // 4)).resize(
+            (side_px, side_px), Image.Resampling.BILINEAR) for x in range(4) for y in range(4)]
+    return out[:n]
+
+
+def test_a_mirrored_descriptor_is_the_descriptor_of_the_mirrored_image_and_so_is_its_hash():
+    tiles = _photo_tiles(6)
+    desc = np.stack([filescan.descriptor(t.convert("L")) for t in tiles])
+    flipped = np.stack([filescan.descriptor(t.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L")) for t in tiles])
+    x, xf = neardup.UnitRows(neardup.mirrored(desc)), neardup.UnitRows(flipped)
+    cos = np.einsum("ij,ij->i", x[np.arange(6)], xf[np.arange(6)])
+    assert (cos > 0.99).all()
+    h, h_mirror = neardup.descriptor_phashes(desc)
+    assert (h_mirror == neardup.descriptor_phashes(neardup.mirrored(desc))[0]).all()
+    assert (h_mirror != h).any()
+
+
+@pytest.mark.parametrize("brute_force_max", [8000, 4])
+def test_mirror_pairs_find_a_mirrored_copy_and_nothing_among_distinct_tiles(brute_force_max, monkeypatch):
+    """Both searches (all against all, and hash candidates above BRUTE_FORCE_MAX) find the mirrored copy of a
+    real-photo tile among distinct tiles, and no other pair."""
+    monkeypatch.setattr(neardup, "BRUTE_FORCE_MAX", brute_force_max)
+    tiles = _photo_tiles(32)
+    copy = tiles[5].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    desc = np.stack([filescan.descriptor(t.convert("L")) for t in [*tiles, copy]])
+    i, j, cos, dist = neardup.mirror_pairs(desc, cosine=0.95, phash_max=8)
+    assert list(zip(i.tolist(), j.tolist())) == [(5, 32)]
+    assert cos[0] > 0.99 and dist[0] <= 8
+    none = neardup.mirror_pairs(desc, cosine=0.95, phash_max=8, subset=np.arange(33) != 32)
+    assert len(none[0]) == 0

@@ -20,6 +20,9 @@ from .. import neardup
 # Conflicting labels need the same picture: an exact pair, or a near pair within "same_picture" whose images both
 # have a contrast (grey-level standard deviation, 0-1) of at least contrast_min: two near-blank images (a dark
 # corner, a plain page) prove nothing about a label.
+# mirror: left-right mirrored copies (the descriptor of one against the other's mirrored descriptor, and a pHash of
+# both thumbnails within phash_max bits: neardup.mirror_pairs); near-uniform images are left out (None: no search,
+# the default until the 1M search time with it is measured on a quiet machine: MIRROR_RULE below).
 # Calibrated on real photos at 8 px to 800 px with edited copies and distinct look-alikes, for precision:
 # bench/bench_realdata.py and BENCHMARKS.md ("Near duplicates on real data").
 NEAR_RULE = {
@@ -30,10 +33,14 @@ NEAR_RULE = {
     ],
     "low_information": {"entropy_bits_max": 3.0, "cuts": [[0.95, 24]]},
     "same_picture": {"cosine": 0.955, "phash_max": 12, "contrast_min": 0.03},
+    "mirror": None,             # off by default: MIRROR_RULE turns the mirror search on (BENCHMARKS.md)
     "near_threshold": 0.94,
     "group_max_images": 50,
 }
 NEAR_THRESHOLD_DEFAULT = NEAR_RULE["near_threshold"]
+# The mirror search's cuts (pass {**near_rule(), "mirror": MIRROR_RULE} to use it). Measured on bench_realdata.py
+# --mirror: mirrored copies found 0 -> 95%, pair precision -0.7 to -1.9 points; +10-15% on the 1M search time.
+MIRROR_RULE = {"cosine": 0.95, "phash_max": 8}
 
 
 def near_rule(near_threshold: float | None = None, base: dict | None = None) -> dict:
@@ -54,8 +61,9 @@ def near_rule(near_threshold: float | None = None, base: dict | None = None) -> 
     for part in [*rule["size_bands"], rule.get("low_information")]:
         if part:
             part["cuts"] = [[moved(c), ph] for c, ph in part["cuts"]]
-    if rule.get("same_picture"):
-        rule["same_picture"]["cosine"] = moved(rule["same_picture"]["cosine"])
+    for part in ("same_picture", "mirror"):
+        if rule.get(part):
+            rule[part]["cosine"] = moved(rule[part]["cosine"])
     rule["near_threshold"] = near_threshold
     return rule
 
@@ -119,6 +127,10 @@ def describe_near_rule(rule: dict) -> str:
     if low:
         parts.append(f"near-uniform images (entropy under {low['entropy_bits_max']} bits) must also meet "
                      f"{_cuts_text(low['cuts'])}")
+    mirror = rule.get("mirror")
+    if mirror:
+        parts.append(f"a left-right mirrored copy: cosine >= {mirror['cosine']:g} of one with the other mirrored, "
+                     f"with thumbnail pHash distance <= {mirror['phash_max']} (near-uniform images left out)")
     return "; ".join(parts)
 
 
@@ -226,12 +238,26 @@ class CheckContext:
         i, j, cos = neardup.near_pairs(self.desc, phash=ph, subset=use, cuts=(cos_cut, ph_cut))
         frames.append(pd.DataFrame({"a": i, "b": j, "kind": "near", "score": cos.astype(float),
                                     "why": _near_why(i, j, cos, ph, cos_cut, band_text, cuts_text)}))
+        mirror = self.near_rule.get("mirror")
+        if mirror:
+            low = self.near_rule.get("low_information")
+            flat = np.zeros(len(img), bool)
+            if low and "entropy_bits" in img:
+                flat = (pd.to_numeric(img["entropy_bits"], errors="coerce") < low["entropy_bits_max"]).to_numpy()
+            mi, mj, mcos, mdist = neardup.mirror_pairs(self.desc, mirror["cosine"], mirror["phash_max"],
+                                                       subset=use & ~flat)
+            frames.append(pd.DataFrame({
+                "a": mi, "b": mj, "kind": "near", "score": mcos.astype(float), "mirror": True,
+                "why": [f"mirror image: cosine {c:.3f} of one with the other flipped left-right, thumbnail pHash "
+                        f"distance {d}; cut for mirror images: cosine >= {mirror['cosine']:g} with thumbnail pHash "
+                        f"distance <= {mirror['phash_max']}" for c, d in zip(mcos.tolist(), mdist.tolist())]}))
         pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["a", "b", "kind", "score", "why"])
         pairs["a"], pairs["b"] = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
-        # a pair that is exact is not also near
-        pairs = pairs.sort_values(["a", "b", "kind"]).drop_duplicates(["a", "b"], keep="first")
-        pairs = pairs.reset_index(drop=True)
+        # a pair that is exact is not also near, and a near pair is not also a mirror pair
+        pairs["mirror"] = pairs["mirror"].fillna(False).astype(bool) if "mirror" in pairs else False
+        pairs = pairs.sort_values(["a", "b", "kind", "mirror"]).drop_duplicates(["a", "b"], keep="first")
+        pairs = pairs.drop(columns=["mirror"]).reset_index(drop=True)
         a, b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
         pairs["phash_distance"] = neardup.hamming64(ph[a], ph[b]) if len(a) else np.zeros(0, np.int16)
         for side, idx in (("a", a), ("b", b)):

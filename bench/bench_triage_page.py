@@ -20,14 +20,11 @@ import pstats
 import resource
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
 
 from synthetic import median_s, synthetic_scan  # noqa: E402
 

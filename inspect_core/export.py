@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -127,7 +127,7 @@ def manifest_metadata(images: pd.DataFrame, decisions: pd.DataFrame | None, root
     dec = decisions if decisions is not None else pd.DataFrame(columns=["action"])
     return {
         "source_root": str(root),
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_images_source": int(len(images)),
         "n_images_cleaned": int(len(manifest)),
         "n_removed": int((dec["action"] == "remove").sum()) if len(dec) else 0,

@@ -8,7 +8,6 @@ Problems met while loading (a path outside the root, a malformed label line...) 
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field

@@ -12,8 +12,8 @@ import pytest
 from inspect_core.detection.metrics import coco_metrics
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.coco import COCO  # noqa: E402 - after the importorskip
+from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 STAT_NAMES = ["map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"]

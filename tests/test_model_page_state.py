@@ -14,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 import inspect_core
 from page_support import SAMPLE, open_id, open_on_predictions, open_page
-from page_support import texts as _texts
 
 PAGE = "pages/5_Model_triage.py"
 OTHER_PAGE = "pages/4_Review.py"

@@ -11,7 +11,8 @@ import os
 import threading
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,7 @@ def load_cache(workspace: Path | str, key: str):
 FINDINGS_FILES = ("embedding_duplicates.v1.parquet", "embedding_outliers.v1.parquet")
 
 
-def embedding_findings_cached(result: "ScoreResult", workspace: Path | str | None):
+def embedding_findings_cached(result: ScoreResult, workspace: Path | str | None):
     """``sanity.embedding_findings`` of a scored result ``(near-duplicate pairs, outliers)``, None without
     embeddings. Read from the result's scores cache folder in ``workspace`` when saved there before; else
     computed and saved there (when that folder exists). A damaged file is computed again."""

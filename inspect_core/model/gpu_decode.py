@@ -18,7 +18,8 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -181,7 +182,7 @@ def read_payload(path: Path | str, spec: Preprocess) -> tuple[np.ndarray, bool]:
 
 
 # -- in the main process ---------------------------------------------------------------------------------
-def _pillow_pixels(data: "torch.Tensor", spec: Preprocess, path: Path | str | None) -> np.ndarray:
+def _pillow_pixels(data: torch.Tensor, spec: Preprocess, path: Path | str | None) -> np.ndarray:
     """The Pillow path for a JPEG the GPU refused: from its file (the same error text as ever) or its bytes."""
     if path is not None:
         return image_to_pixels(load_image_file(path), spec)
@@ -217,9 +218,9 @@ def _decode_chunk(datas: list, device, decode: DecodeFn) -> list:
     return single
 
 
-def decode_batch(payloads: Sequence["torch.Tensor"], is_jpeg: Sequence[bool], spec: Preprocess, device,
+def decode_batch(payloads: Sequence[torch.Tensor], is_jpeg: Sequence[bool], spec: Preprocess, device,
                  decode: DecodeFn, path_of: Callable[[int], Path | str | None] | None = None
-                 ) -> tuple["torch.Tensor", list[str], int]:
+                 ) -> tuple[torch.Tensor, list[str], int]:
     """Pixels for one loader batch on ``device``: ``(uint8 (N, C, H, W), errors, n_pillow_fallbacks)``.
 
     ``payloads[k]`` is a JPEG's bytes (``is_jpeg[k]``) or pixels already made by the Pillow path. JPEGs are decoded
@@ -266,7 +267,7 @@ def decode_batch(payloads: Sequence["torch.Tensor"], is_jpeg: Sequence[bool], sp
 
 # -- "what the model sees" with the decoder that made the scores ----------------------------------------------
 def what_the_model_sees_as(path: Path | str, spec: Preprocess, decoder: str | None = None,
-                           device: str | None = None) -> tuple[np.ndarray, "Image.Image", str | None]:
+                           device: str | None = None) -> tuple[np.ndarray, Image.Image, str | None]:
     """``(model input array, that array as a picture, note)`` for one file, made the way the scores were made.
 
     ``decoder``/``device``: what the scores record (``result.source``). nvJPEG scores are redone on the GPU with the

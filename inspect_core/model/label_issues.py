@@ -60,7 +60,7 @@ Two rankings, each with a suggested label:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,7 @@
 """Summaries of a classification scores table: confusion matrix, per-class metrics, headline figures."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

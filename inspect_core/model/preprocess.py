@@ -79,7 +79,7 @@ class Preprocess:
         return (self.n_channels, height_px, width_px)
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "preprocess spec") -> "Preprocess":
+    def from_dict(cls, data: dict, *, source: str = "preprocess spec") -> Preprocess:
         if not isinstance(data, dict):
             raise PreprocessError(f"{source}: expected a JSON object with input_size, mean, std, class_names")
         known = {"input_size", "class_names", "resize", "resize_shorter_px", "mean", "std",

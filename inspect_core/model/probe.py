@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # Defaults, overridable per call (``out_of_fold_probs(..., **PROBE_DEFAULTS)``).
 PROBE_DEFAULTS = {
@@ -60,7 +64,7 @@ def stratified_folds(labels: np.ndarray, n_folds: int, seed: int = 0) -> np.ndar
     return fold
 
 
-def _whitened(emb: np.ndarray, rows: np.ndarray, dims: int, pca_rows: int, rng) -> "torch.Tensor":
+def _whitened(emb: np.ndarray, rows: np.ndarray, dims: int, pca_rows: int, rng) -> torch.Tensor:
     """The rows' embeddings centred, projected on the top ``dims`` principal axes and scaled to unit variance
     (the axes from a sample of at most ``pca_rows`` rows), as a float32 tensor."""
     import torch
@@ -160,8 +164,8 @@ def out_of_fold_probs(embeddings: np.ndarray, labels: np.ndarray, n_classes: int
 @dataclass
 class LabelTriage:
     """What the CLI and the Model triage page show of label issues, made by ``label_triage``."""
-    issues: "object"              # the triage_labels table (with in_sample and probabilities columns)
-    model_problems: "object"      # classes that are a model problem, not label errors
+    issues: object              # the triage_labels table (with in_sample and probabilities columns)
+    model_problems: object      # classes that are a model problem, not label errors
     notes: list                   # one line each: which rows are in-sample and where their flags come from
     n_in_sample: int
     oos_source: str               # "" (none), "probe" or "predictions"

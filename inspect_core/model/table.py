@@ -7,7 +7,7 @@ embeddings; ``model_probabilities`` turns a model's raw outputs into probabiliti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from inspect_core.model.gpu_decode import NVJPEG, what_the_model_sees_as
-from inspect_core.model.models import TRUST_WARNING, ModelLoadError, load_model
+from inspect_core.model.models import load_model
 from inspect_core.model.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE_PX, RESIZE_MODES,
                                      Preprocess, PreprocessError, find_sidecar, read_preprocess, sidecar_name)
 from inspect_core.thumbs import image_bytes

@@ -7,7 +7,8 @@ plus its entry in ``TASKS`` (or ``register_task`` from outside) and its section 
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -5,7 +5,7 @@ confusion matrix and per-class accuracy; the sanity checks are the baselines and
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

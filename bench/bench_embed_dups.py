@@ -1,6 +1,6 @@
 """Model embeddings as near-duplicate evidence on real photos: pixel rule alone, model alone, merged (issues 9, 16).
 
-    .venv/bin/python bench/bench_embed_dups.py                 # every band, both models; raw: bench/results/embed_dups.json
+    .venv/bin/python bench/bench_embed_dups.py       # every band, both models; raw: bench/results/embed_dups.json
     .venv/bin/python bench/bench_embed_dups.py --sheet         # and draws pairs only the model finds: bench/out/
     .venv/bin/python bench/bench_embed_dups.py --speed 100000  # the model evidence on N x 512 synthetic embeddings
 
@@ -127,7 +127,8 @@ def evaluate_band(band: str, images: pd.DataFrame, desc: np.ndarray, emb: np.nda
             # leakage and conflicting labels as the merged findings would raise them
             sa, sb = p["split_a"].astype(str).to_numpy(), p["split_b"].astype(str).to_numpy()
             cross = sa != sb
-            r["leak_pairs"], r["leak_precision"] = int(cross.sum()), float(r["_true"][cross].mean()) if cross.any() else 1.0
+            r["leak_pairs"] = int(cross.sum())
+            r["leak_precision"] = float(r["_true"][cross].mean()) if cross.any() else 1.0
         out[name] = r
     only = model_pairs[~np.isin(model_pairs["a"].to_numpy() * 10**7 + model_pairs["b"].to_numpy(),
                                 (pix["a"].to_numpy() * 10**7 + pix["b"].to_numpy()))]
@@ -226,8 +227,9 @@ def main() -> None:
             print(f"{band:11s} {model:6s} pixels P {p['precision']:.3f} R {p['recall']:.3f} | model P "
                   f"{m['precision']:.3f} R {m['recall']:.3f} mirror {m['mirror_recall']:.3f} | merged P "
                   f"{g['precision']:.3f} R {g['recall']:.3f} mirror {g['mirror_recall']:.3f} | gained "
-                  f"{r['recall_gained']:+.3f}, model-only pairs {r['model_only_pairs']} ({r['model_only_true']} true) | "
-                  f"leaks P {g['leak_precision']:.3f} | cap {r['calibration']['distance_cap']:.4f} | {r['model_s']:.2f} s", flush=True)
+                  f"{r['recall_gained']:+.3f}, model-only pairs {r['model_only_pairs']} "
+                  f"({r['model_only_true']} true) | leaks P {g['leak_precision']:.3f} | "
+                  f"cap {r['calibration']['distance_cap']:.4f} | {r['model_s']:.2f} s", flush=True)
     (HERE / "results").mkdir(exist_ok=True)
     from inspect_core.model.embed_dups import embed_rule
     (HERE / "results" / "embed_dups.json").write_text(json.dumps({"rule": embed_rule(thresholds), "bands": results},

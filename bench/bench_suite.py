@@ -54,7 +54,8 @@ def suite_text() -> str:
     """50 tests over 10 slices: every metric kind."""
     slices = {
         "val": "{where: {split: val}}", "test": "{where: {split: [val, test]}}",
-        "dark5": "{lowest: {column: brightness, share: 0.05}}", "bright5": "{highest: {column: brightness, share: 0.05}}",
+        "dark5": "{lowest: {column: brightness, share: 0.05}}",
+        "bright5": "{highest: {column: brightness, share: 0.05}}",
         "big": "{where: {width_px: {min: 1024}}}", "crowded": "{where: {n_boxes: [3, 4]}}",
         "cam_a": "{where: {meta_camera: A}}", "dark_flag": "{finding: dark}",
         "c3_dark": "{all_of: [dark5], where: {label: class_3}}", "val_or_big": "{any_of: [val, big]}",
@@ -66,7 +67,8 @@ def suite_text() -> str:
     for i in range(50):
         m = metrics[i % len(metrics)]
         s = names[i % len(names)]
-        extra = {"top_k_accuracy": ", k: 3", "recall": f", class: class_{i % 10}", "precision": f", class: class_{i % 10}",
+        extra = {"top_k_accuracy": ", k: 3", "recall": f", class: class_{i % 10}",
+                 "precision": f", class: class_{i % 10}",
                  "f1": f", class: class_{i % 10}", "finding_count": ", check: dark",
                  "finding_share": ", check: exposure"}.get(m, "")
         bound = "max: 10" if m in ("mean_loss", "ece", "finding_count", "finding_share") else "min: 0.5"

@@ -305,7 +305,8 @@ def descriptor_phashes(desc: np.ndarray, rows: np.ndarray | None = None,
 
 
 def mirror_pairs(desc: np.ndarray, cosine: float, phash_max: int, subset: np.ndarray | None = None,
-                 chunk: int = 1024, window: int = MIRROR_WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 chunk: int = 1024, window: int = MIRROR_WINDOW
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j) where one image is a left-right mirror of the other: the cosine of i's descriptor with j's
     mirrored descriptor >= ``cosine`` and the thumbnail hashes (``descriptor_phashes``: i's, and j's mirrored)
     within ``phash_max`` bits. Returns (i, j, cosine, hash distance). Up to ``BRUTE_FORCE_MAX`` rows every row is

@@ -44,7 +44,8 @@ scores_path = c1.text_input("Model or predictions file", key=tp.SCORES_KEY, **tp
                                  "file (.csv / .parquet / .npy; score's scores.parquet too). Scores are cached in the "
                                  "workspace, as on the Model triage page.").strip()
 baseline_path = c2.text_input("Baseline: a previous model or predictions file (optional)", key=tp.BASELINE_KEY,
-                              **tp.KEEP, help="max_drop tests compare with it; the comparison below shows both.").strip()
+                              **tp.KEEP,
+                              help="max_drop tests compare with it; the comparison below shows both.").strip()
 if not suite_path:
     st.info("Type the path of a test file. The sample dataset ships one: sample_data/model_tests.yaml.")
     st.stop()

@@ -6,7 +6,8 @@ the true drawn boxes with a detector's usual noise (edges jittered by ~4 % of th
 0.55-0.99, 4 % of objects found only at low confidence and 1 % not at all, 3 % extra wrong-class boxes at lower
 confidence, 5 % duplicate boxes, about 0.3 background boxes per image mostly below 0.4).
 
-Then annotation errors of each kind are planted into the annotations, on the extra (not the main) objects, (the predictions keep seeing the truth):
+Then annotation errors of each kind are planted into the annotations, on the extra (not the main) objects,
+(the predictions keep seeing the truth):
 - missing_box: an annotated object's box is removed (its image keeps its main object's box);
 - badly_placed_box: a box is moved by half its width and a fifth of its height;
 - wrong_box_class: a box is given another common class;
@@ -47,7 +48,8 @@ def _predict(truth: list[dict], images: dict, rng) -> list[dict]:
             out.append({"image_id": img_id, "category_id": a["category_id"], "bbox": box, "score": score})
             if rng.random() < 0.03:
                 other = int(rng.choice([c for c in COMMON_CATEGORY_IDS if c != a["category_id"]]))
-                out.append({"image_id": img_id, "category_id": other, "bbox": box, "score": score * rng.uniform(0.3, 0.6)})
+                out.append({"image_id": img_id, "category_id": other, "bbox": box,
+                            "score": score * rng.uniform(0.3, 0.6)})
             if rng.random() < 0.05:
                 k = rng.normal(0.0, 0.1, 4) * [w, h, w, h]
                 out.append({"image_id": img_id, "category_id": a["category_id"],

@@ -112,7 +112,8 @@ def _colour_dataset(root: Path, n_per_class: int = 4, flipped: int = 1):
 
 def _loaded(module, spec) -> LoadedModel:
     module.eval()
-    return LoadedModel(module=module, kind="state_dict", path=Path("colour.pt"), file_sha256="abc", device=torch.device("cpu"),
+    return LoadedModel(module=module, kind="state_dict", path=Path("colour.pt"), file_sha256="abc",
+                       device=torch.device("cpu"),
                        spec=spec, factory="x:y")
 
 

@@ -50,7 +50,8 @@ def test_cli_refuses_unusable_paths_and_unknown_class_names_before_scoring(tmp_p
 def test_cli_says_when_the_dataset_has_no_images(tmp_path, capsys):
     from inspect_core.cli_score import main
     (tmp_path / "data").mkdir()
-    rc = main(["score", str(tmp_path / "data"), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(tmp_path / "o")])
+    rc = main(["score", str(tmp_path / "data"), "--model", str(MODEL_DIR / "model.ts.pt"),
+               "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "no images" in err and err.count("\n") == 1
 
@@ -122,9 +123,11 @@ def test_cli_score_writes_outputs_and_fails_cleanly(tmp_path, capsys):
     capsys.readouterr()
     for argv, needle in (
         (["score", str(root), "--out", str(tmp_path / "o")], "--model"),
-        (["score", str(root), "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")], "no preprocessing"),
+        (["score", str(root), "--model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")],
+         "no preprocessing"),
         (["score", str(root), "--model", str(MODEL_DIR / "model_state.pt"), "--out", str(tmp_path / "o")], "factory"),
-        (["score", str(root), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(root / "x")], "inside the dataset"),
+        (["score", str(root), "--model", str(MODEL_DIR / "model.ts.pt"), "--out", str(root / "x")],
+         "inside the dataset"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err

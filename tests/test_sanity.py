@@ -113,12 +113,14 @@ def sample_predictions(tmp_path_factory):
 def test_baselines_detect_a_model_that_learnt_nothing():
     probs, given, _, _ = _synthetic(n=400, noise=0.0, seed=2)
     names = ["0", "1", "2", "3"]
-    images = pd.DataFrame({"image_id": [str(i) for i in range(400)], "label": [str(g) for g in given], "split": "train"})
+    images = pd.DataFrame({"image_id": [str(i) for i in range(400)], "label": [str(g) for g in given],
+                           "split": "train"})
     good = baselines(scores_table.build_table(images, probs.astype(np.float32), names), names)[0]
     assert good.ok and good.uniform_loss == pytest.approx(np.log(4))
     prior = np.bincount(given, minlength=4) / 400
     dumb = baselines(scores_table.build_table(images, np.tile(prior, (400, 1)).astype(np.float32), names), names)[0]
-    assert not dumb.ok and "class-prior baseline" in " ".join(dumb.verdicts) or "does not beat" in " ".join(dumb.verdicts)
+    verdicts = " ".join(dumb.verdicts)
+    assert not dumb.ok and "class-prior baseline" in verdicts or "does not beat" in verdicts
     assert dumb.model_loss == pytest.approx(dumb.prior_loss, abs=1e-3)
 
 

@@ -7,7 +7,8 @@ The decision (``decide_on``):
 - ``strict``: PASS only when the whole interval lies on the right side; otherwise FAIL.
 ``max_drop`` compares the value with the baseline's value on the same slice (a drop is a fall of a
 higher-is-better metric or a rise of a lower-is-better one). A slice with fewer counted images than
-``min_support`` is WARN whatever its value (a finding count, exact, is decided anyway); a test of severity ``warn`` reports WARN instead of FAIL.
+``min_support`` is WARN whatever its value (a finding count, exact, is decided anyway); a test of severity
+``warn`` reports WARN instead of FAIL.
 """
 from __future__ import annotations
 

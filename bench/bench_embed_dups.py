@@ -61,7 +61,7 @@ def random_cnn_embeddings(root: Path, image_ids, side_px: int = 64, seed: int = 
 def sample_model_embeddings(root: Path, images: pd.DataFrame) -> np.ndarray:
     from inspect_core.model.models import load_model
     from inspect_core.model.preprocess import read_preprocess
-    from inspect_core.model.scoring import score_dataset
+    from inspect_core.model.pipeline import score_dataset
 
     model_dir = HERE.parent / "sample_data" / "model"
     model = load_model(model_dir / "model.pt2", read_preprocess(model_dir / "model.preprocess.json"))

@@ -65,13 +65,22 @@ def test_the_cut_is_calibrated_per_model_a_planted_pair_is_found_and_nothing_els
     assert cal.typical > 0 and cal.distance_cap == pytest.approx(0.5 * cal.typical)
 
 
-def test_a_fixed_cut_flags_a_whole_tight_model_the_calibrated_one_does_not():
+def test_a_tight_model_is_not_flagged_wholesale_on_either_page():
+    """A model whose embeddings all lie within 0.003 of each other: the old fixed cut (distance <= 0.001) flagged
+    hundreds of pairs; the calibrated cut, used by the Findings page's evidence and by the Model triage page's kNN
+    pairs alike (sanity.embedding_findings), flags none, and still finds a planted pair."""
     from inspect_core.model.sanity import embedding_findings
 
     emb = clustered(spread=0.003)
-    fixed, _ = embedding_findings(ids_of(len(emb)), emb)               # the old fixed cut: distance <= 0.001
-    assert len(fixed) > 100
+    from inspect_core.model.knn import knn
+    dist, _ = knn(emb, k=1)
+    assert (dist[:, 0] <= 1e-3).sum() > 100                           # what the old fixed cut would have flagged
+    assert embedding_findings(ids_of(len(emb)), emb)[0].empty
     assert embed_dups.model_duplicate_pairs(fake_scan(len(emb)), ids_of(len(emb)), emb).empty
+    plant(emb, 0, 1, scale=0.003 * 1e-3)
+    pairs = embedding_findings(ids_of(len(emb)), emb)[0]
+    assert {frozenset(p) for p in pairs[["image_id", "neighbour_id"]].itertuples(index=False)} == \
+        {frozenset(("img0000.png", "img0001.png"))}
 
 
 def test_a_set_without_duplicates_yields_almost_none():

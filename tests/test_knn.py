@@ -104,7 +104,9 @@ def test_embedding_findings_skip_nan_rows_without_losing_ids():
     emb[6] = emb[200]
     ids = [f"i{i}" for i in range(300)]
     dups, _ = embedding_findings(ids, emb)
-    assert {tuple(sorted(p)) for p in dups[["image_id", "neighbour_id"]].itertuples(index=False)} == {("i200", "i6")}
+    # the copy is found under its own ids (the calibrated cut may pair a few other close neighbours of this
+    # small, dense toy set too: tests/test_embed_dups.py holds the cut's precision)
+    assert ("i200", "i6") in {tuple(sorted(p)) for p in dups[["image_id", "neighbour_id"]].itertuples(index=False)}
     assert "i5" not in set(dups["image_id"]) | set(dups["neighbour_id"])
 
 

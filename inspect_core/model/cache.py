@@ -89,7 +89,8 @@ def load_cache(workspace: Path | str, key: str):
 
 # The embedding checks' findings, kept beside the scores they come from: the kNN takes about a minute at
 # 1,000,000 images, so it runs once per scored result, not once per app session. Versioned with the search.
-FINDINGS_FILES = ("embedding_duplicates.v1.parquet", "embedding_outliers.v1.parquet")
+# v2: the near-duplicate pairs by the calibrated cut (embed_dups.ratio_candidates), was a fixed distance <= 0.001
+FINDINGS_FILES = ("embedding_duplicates.v2.parquet", "embedding_outliers.v2.parquet")
 
 
 def embedding_findings_cached(result: ScoreResult, workspace: Path | str | None):

@@ -148,27 +148,10 @@ def model_duplicate_pairs(scan, image_ids, embeddings: np.ndarray, thresholds: d
     sub = emb if len(keep) == len(emb) else emb[keep]
     k = max(int(rule["k"]), int(rule["reference_rank"]), 2)
     dist, idx = knn(sub, k=k)
-    ref = dist[:, min(int(rule["reference_rank"]), dist.shape[1]) - 1]
-    typical = float(np.median(ref))
-    cal = Calibration(typical, rule["typical_ratio_max"] * typical, len(keep))
-    if not typical > rule["min_typical"]:
-        cal.note = (f"the model's embeddings barely differ between images (median distance to the "
-                    f"{_ordinal(rule['reference_rank'])} neighbour {typical:.2g}): they give no duplicate evidence")
+    cal, lo_s, hi_s, d, ratio = ratio_candidates(dist, idx, rule)
+    if cal.note:
         empty.attrs["calibration"] = cal
         return empty
-    # candidates: each row's neighbours within the cap, each pair once (as searched rows p < q)
-    k_pairs = min(int(rule["k"]), dist.shape[1])
-    cand_r, cand_s = np.nonzero(dist[:, :k_pairs] <= cal.distance_cap)
-    p, q = cand_r, idx[cand_r, cand_s]
-    lo_s, hi_s = np.minimum(p, q), np.maximum(p, q)
-    _, first = np.unique(lo_s * len(sub) + hi_s, return_index=True)
-    lo_s, hi_s = lo_s[first], hi_s[first]
-    d = dist[cand_r, cand_s][first].astype(np.float64)
-    # the ratio test: the pair's distance over each side's distance to its nearest other neighbour
-    other = np.minimum(_nearest_other(dist, idx, lo_s, hi_s), _nearest_other(dist, idx, hi_s, lo_s))
-    ratio = d / np.maximum(other, 1e-12)
-    keep_pair = ratio <= rule["confirmed_ratio_max"]
-    lo_s, hi_s, d, ratio = lo_s[keep_pair], hi_s[keep_pair], d[keep_pair], ratio[keep_pair]
     rows = scan_row[keep].astype(np.int64)
     a, b = rows[lo_s], rows[hi_s]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -214,6 +197,36 @@ def model_duplicate_pairs(scan, image_ids, embeddings: np.ndarray, thresholds: d
     out = out.sort_values("model_distance", kind="stable").reset_index(drop=True)
     out.attrs["calibration"] = cal
     return out
+
+
+def ratio_candidates(dist: np.ndarray, idx: np.ndarray, rule: dict):
+    """The calibration and the candidate pairs of a kNN result (``dist``/``idx`` from ``knn.knn``, rows = the
+    searched embeddings): ``(Calibration, lo, hi, distance, ratio)``, each pair once (lo < hi, row numbers of
+    the search), within the distance cap and with ratio <= ``confirmed_ratio_max``. ``Calibration.note`` is set
+    (and the arrays empty) when the embeddings barely differ. The one definition of the model's cut: the scan's
+    model evidence (``model_duplicate_pairs``) and the Model triage page's kNN pairs (``sanity.embedding_findings``)
+    both use it."""
+    ref = dist[:, min(int(rule["reference_rank"]), dist.shape[1]) - 1]
+    typical = float(np.median(ref))
+    cal = Calibration(typical, rule["typical_ratio_max"] * typical, len(dist))
+    none = np.zeros(0, np.int64)
+    if not typical > rule["min_typical"]:
+        cal.note = (f"the model's embeddings barely differ between images (median distance to the "
+                    f"{_ordinal(rule['reference_rank'])} neighbour {typical:.2g}): they give no duplicate evidence")
+        return cal, none, none, np.zeros(0), np.zeros(0)
+    # candidates: each row's neighbours within the cap, each pair once (as searched rows p < q)
+    k_pairs = min(int(rule["k"]), dist.shape[1])
+    cand_r, cand_s = np.nonzero(dist[:, :k_pairs] <= cal.distance_cap)
+    p, q = cand_r, idx[cand_r, cand_s]
+    lo_s, hi_s = np.minimum(p, q), np.maximum(p, q)
+    _, first = np.unique(lo_s * len(dist) + hi_s, return_index=True)
+    lo_s, hi_s = lo_s[first], hi_s[first]
+    d = dist[cand_r, cand_s][first].astype(np.float64)
+    # the ratio test: the pair's distance over each side's distance to its nearest other neighbour
+    other = np.minimum(_nearest_other(dist, idx, lo_s, hi_s), _nearest_other(dist, idx, hi_s, lo_s))
+    ratio = d / np.maximum(other, 1e-12)
+    keep_pair = (ratio <= rule["confirmed_ratio_max"]) & (lo_s != hi_s)
+    return cal, lo_s[keep_pair], hi_s[keep_pair], d[keep_pair], ratio[keep_pair]
 
 
 def _nearest_other(dist: np.ndarray, idx: np.ndarray, rows: np.ndarray, partner: np.ndarray) -> np.ndarray:

@@ -241,17 +241,18 @@ def batch_independence(forward, inputs, *, tolerance: float = 1e-3) -> BatchInde
 
 
 def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
-                       duplicate_max_distance: float = 1e-3, outlier_z: float = 6.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       thresholds: dict | None = None, outlier_z: float = 6.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(near-duplicate pairs, outliers) from model embeddings.
 
-    Near duplicates: pairs whose cosine distance is <= ``duplicate_max_distance`` (the model sees them as
-    the same picture). Outliers: mean distance to the k nearest neighbours more than ``outlier_z``
+    Near duplicates: the model's calibrated cut (``embed_dups.ratio_candidates``, the same cut the Findings page's
+    model evidence uses, here without the pixels: the pair is far closer than either image's nearest other
+    image, ratio <= ``ratio_max``, and within the distance cap; ``thresholds`` overrides ``embed_dups.EMBED_RULE``). Outliers: mean distance to the k nearest neighbours more than ``outlier_z``
     robust standard deviations (1.4826 * MAD) above the median. Rows with NaN embeddings are skipped.
     Above ``knn.EXACT_MAX_ROWS`` rows the neighbours come from an inverted-file search (see ``knn``), and the
     outliers it flags are confirmed by an exact search of their neighbours (up to ``VERIFY_MAX_ROWS`` of them,
     highest score first; more than that are flagged on the approximate distances).
     """
-    dup_cols = ["image_id", "neighbour_id", "cosine_distance"]
+    dup_cols = ["image_id", "neighbour_id", "cosine_distance", "distance_ratio"]
     out_cols = ["image_id", "knn_mean_distance", "robust_z", "nearest_id", "nearest_distance"]
     if embeddings is None:
         return pd.DataFrame(columns=dup_cols), pd.DataFrame(columns=out_cols)
@@ -280,14 +281,14 @@ def embedding_findings(image_ids, embeddings: np.ndarray | None, *, k: int = 5,
             dist[check], idx[check] = exact_rows(emb, check, k=dist.shape[1])
             mean_d[check] = dist[check].mean(axis=1)
             z[check] = (mean_d[check] - med) / scale
-    # pairs within duplicate_max_distance, each once (first seen: row order, then neighbour order)
-    rows, slots = np.nonzero(dist <= duplicate_max_distance)
-    first_ids, other_ids = rows, idx[rows, slots]
-    lo, hi = np.minimum(first_ids, other_ids), np.maximum(first_ids, other_ids)
-    _, first = np.unique(np.stack([lo, hi], axis=1), axis=0, return_index=True) if len(lo) else ([], [])
-    first = np.sort(np.asarray(first, dtype=np.int64))
-    dups = pd.DataFrame({"image_id": ids[lo[first]], "neighbour_id": ids[hi[first]],
-                         "cosine_distance": dist[rows[first], slots[first]].astype(float)}, columns=dup_cols)
+    # pairs by the model's calibrated cut (one definition: embed_dups.ratio_candidates), each once
+    from .embed_dups import embed_rule, ratio_candidates
+    rule = embed_rule(thresholds)
+    _, lo, hi, d, ratio = ratio_candidates(dist, idx, rule)
+    alone = ratio <= rule["ratio_max"]
+    dups = pd.DataFrame({"image_id": ids[lo[alone]], "neighbour_id": ids[hi[alone]],
+                         "cosine_distance": d[alone].astype(float), "distance_ratio": ratio[alone].astype(float)},
+                        columns=dup_cols)
     dups = dups.sort_values("cosine_distance", kind="stable").reset_index(drop=True)
     order = np.argsort(-z, kind="stable")
     sel = order[z[order] >= outlier_z]

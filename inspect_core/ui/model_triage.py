@@ -555,7 +555,8 @@ def sanity_panel(result, base, embedding, model=None, scan=None, alarms: pd.Data
                              f"them, {EMBEDDING_HOWTO}."))
     else:
         dups, outliers = embedding
-        st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs, {len(outliers)} outliers")
+        st.text(f"Embedding kNN: {len(dups)} near-duplicate pairs (the model's calibrated cut; joined with the "
+                f"pixel evidence on the Findings page), {len(outliers)} outliers")
         if len(dups):
             st.dataframe(dups.head(200), hide_index=True, width="stretch")
         if len(outliers):

@@ -416,7 +416,7 @@ def model_duplicate_evidence(scan):
         ids = result.table["image_id"].astype(str)
         cache_key = (getattr(result, "source", None) or {}).get("cache_key")
         # torch is loaded already (a model was scored): this import costs nothing
-        from inspect_core.model.scoring import SCORES_DIR
+        from inspect_core.model.cache import SCORES_DIR
 
         scored_here = (Path(scan.workspace) / SCORES_DIR / str(cache_key)).is_dir() if cache_key else \
             bool(ids.isin(scan.images["image_id"].astype(str)).mean() >= 0.5)

@@ -20,7 +20,7 @@ from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes, thumbnails
 from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, PAGE_SIZES, GalleryQuery, check_columns,
                                    checks_of_rows, numeric_columns)
-from inspect_core.ui import bulk
+from inspect_core.ui import bulk, tile_grid
 from inspect_core.ui.text import label_text, md_escape
 
 log = logging.getLogger(__name__)
@@ -219,8 +219,8 @@ def _toggle_selected(widget_key: str, image_id: str) -> None:
         sel.discard(image_id)
 
 
+_PAGE_CSS = '<style>[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }</style>'
 _GRID_CSS = """<style>
-[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
 .st-key-{key} [data-testid="stVerticalBlock"] {{ gap: 0.1rem; }}
 .st-key-{key} [data-testid="stHorizontalBlock"] {{ gap: 0.4rem; margin-bottom: 0.3rem; }}
 .st-key-{key} [data-testid="stCaptionContainer"] {{ margin-bottom: 0 !important; }}
@@ -238,12 +238,13 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
                selected_key: str = SELECTED_KEY, empty_text: str = "No images match.",
                open_key: Callable[[str], str] | None = None, thumb_px: int | None = None,
                selectable: bool = False) -> None:
-    """A compact grid of thumbnails with captions (the file and its checks first); each has an Open button
-    that puts its image_id in ``st.session_state[selected_key]`` and, when ``selectable``, a tick box that
-    adds it to the bulk selection (``selection()``).
+    """A compact grid of thumbnails with captions (the file and its checks first); a click on a thumbnail or its
+    Open button puts its image_id in ``st.session_state[selected_key]``; when ``selectable``, a tick box adds
+    it to the bulk selection (``selection()``; shift-click ticks a range). Drawn as one element
+    (``tile_grid``, key ``<key_prefix>_grid``).
 
-    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (escaped).
-    ``open_key(image_id)`` names the Open button (default ``<key_prefix>_open_<hash>``)."""
+    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (never HTML).
+    ``open_key(image_id)`` names each Open button: the grid is then built of Streamlit elements (slower)."""
     if rows.empty:
         st.info(empty_text)
         return
@@ -256,20 +257,29 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
     checks = checks_of_rows(rows) if caption is None else [None] * len(rows)
     sel = selection() if selectable else set()
     records = rows.to_dict(orient="records")
+    lines = [list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
+             for rec, chk in zip(records, checks)]
+    st.html(_PAGE_CSS)
+    if open_key is None:   # the fast grid: one element for the whole page (tile_grid)
+        payload = tile_grid.grid_payload(rows, thumbs, lines, n_cols, sel, selectable)
+        tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection)
+        return
+    # Callers that name each Open button (``open_key``, the Model triage page and its tests) get a grid of
+    # Streamlit elements: slower per rerun (about 6 elements a tile), the same content.
     grid_key = f"{key_prefix}_grid"
     st.html(_GRID_CSS.format(key=grid_key))
     with st.container(key=grid_key):
         for start in range(0, len(records), n_cols):
             cols = st.columns(n_cols, gap="small")
-            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], checks[start:start + n_cols])
-            for col, rec, th, chk in chunk:
+            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], lines[start:start + n_cols])
+            for col, rec, th, cap in chunk:
                 with col:
                     iid = str(rec["image_id"])
                     st.image(th.data, width="stretch")
-                    lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
+                    cap = list(cap)
                     if not th.ok:
-                        lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
-                    for line in lines:
+                        cap[-1:] = [f"{cap[-1]} | [{th.reason}]" if cap else f"[{th.reason}]"]
+                    for line in cap:
                         st.caption(md_escape(line))
                     key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
                     with st.container(horizontal=True, gap="small", vertical_alignment="center"):

@@ -250,7 +250,7 @@ def serve(args) -> int:
 
 
 _PAINTED = """() => !document.querySelector('[data-testid="stStatusWidget"]')
-    && [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')]
+    && [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img, [data-testid="stMain"] .di-grid img')]
        .every(i => i.complete && i.naturalWidth > 0)"""
 
 
@@ -327,9 +327,12 @@ def browser_bench(args) -> int:
                 page.keyboard.press("Escape")
                 page.get_by_role("dialog").wait_for(state="detached")
                 page.wait_for_function(_PAINTED, timeout=120_000)
-                timed("tick a tile for a bulk action", lambda: main.get_by_test_id("stCheckbox").first
-                      .locator("label").click(), text(page, r"^1 selected$"), page)
-                timed("Findings opened", lambda: page.goto(url + "/Findings"), text(page, r"findings$"), page)
+                timed("tick a tile for a bulk action", lambda: main.locator(".di-grid").get_by_role("checkbox")
+                      .first.click(), text(page, r"^1 selected$"), page)
+                timed("shift-click a range of 10 tiles", lambda: main.locator(".di-grid").get_by_role("checkbox")
+                      .nth(10).click(modifiers=["Shift"]), text(page, r"^11 selected$"), page)
+                timed("Findings opened", lambda: page.goto(url + "/Findings"),
+                      text(page, r"^[a-z_]+: [\d,]+ findings$"), page)
                 timed("Findings: another family", lambda: main.get_by_role("radio", name=re.compile("^integrity"))
                       .click(), text(page, r"^integrity: "), page)
                 timed("Distributions opened (every chart drawn)", lambda: page.goto(url + "/Distributions"),

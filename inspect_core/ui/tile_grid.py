@@ -118,7 +118,9 @@ def _grid_component():
     """The registered component (registered once per process, on first use)."""
     global _component
     if _component is None:
-        _component = st.components.v2.component(GRID_NAME, html=_HTML, css=_CSS, js=_JS)
+        # In the page's DOM (no shadow root): the tests and the bench find the tiles as any element; every
+        # class name is prefixed "di-" so no Streamlit style applies to them, nor theirs to Streamlit.
+        _component = st.components.v2.component(GRID_NAME, html=_HTML, css=_CSS, js=_JS, isolate_styles=False)
     return _component
 
 

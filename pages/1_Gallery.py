@@ -41,3 +41,4 @@ selected = widgets.url_selected_image()
 if selected:
     widgets.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
                          page_key=widgets.PAGE_KEY, page_size=query.page_size)
+widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

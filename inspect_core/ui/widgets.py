@@ -1,6 +1,8 @@
 """Widgets shared by the pages: filters, the thumbnail grid, the image detail panel, the decision widget.
 
-User text is rendered with ``st.text`` / ``st.dataframe`` or through ``md_escape``; never as HTML.
+User text is rendered with ``st.text`` / ``st.dataframe`` / ``st.table`` or through ``md_escape``; never as HTML.
+The viewer's small tables are ``st.table`` (plain HTML, drawn at once); ``st.dataframe``'s grid is a separate
+script the browser loads the first time one is shown.
 Images come only from ``inspect_core.thumbs`` (which opens files through ``resolve_inside``).
 """
 from __future__ import annotations
@@ -540,7 +542,7 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
     if fnd.empty:
         st.text("No findings for this image.")
     else:
-        st.dataframe(fnd[["check", "family", "score", "detail"]], hide_index=True, width="stretch")
+        st.table(fnd[["check", "family", "score", "detail"]].set_index("check"))
     partners = duplicate_partners(scan.findings, image_id)
     if not partners.empty:
         st.subheader(f"Duplicates and leakage partners ({len(partners)})")
@@ -556,12 +558,11 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
                 show_image(scan, rec["image_id"], max_side_px=320,
                            caption=f"{rec['image_id']} ({other_label}, {rec['check']})")
     with st.expander("All stats"):
-        st.dataframe(stats_table(row), hide_index=True, width="stretch")
+        st.table(stats_table(row).set_index("column"))
     hist = store.history(image_id)
     if not hist.empty:
         with st.expander(f"Decision history ({len(hist)})"):
-            st.dataframe(hist[["action", "old_label", "new_label", "note", "decided_at"]],
-                         hide_index=True, width="stretch")
+            st.table(hist[["action", "old_label", "new_label", "note", "decided_at"]].set_index("action"))
 
 
 # -- bulk decisions -------------------------------------------------------------------------------
@@ -680,3 +681,20 @@ def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> No
             if _apply_bulk(store, bulk.decision_rows(scan.images, ids, action), note, f"{action} {chk}"):
                 st.rerun()
         undo_last_bulk(store, key=f"{key}_undo")
+
+
+# -- browser-side loading -------------------------------------------------------------------------
+PRELOAD_KEY = "di_chart_preload"
+
+
+def preload_chart_library() -> None:
+    """An empty chart, hidden, at the end of a page: the browser tab loads the chart library (plotly.js, a few
+    MB of script loaded on the first chart of a tab) while the user looks at this page, so the first
+    Distributions visit draws its charts at once (that load was 3-5 s of a first visit on the loaded bench
+    machine; BENCHMARKS.md "App (issue 10)")."""
+    with st.container(key=PRELOAD_KEY):
+        # Laid out (a chart of width 0 is never drawn, so its library never loads) but not seen.
+        st.html(f"<style>.st-key-{PRELOAD_KEY} {{ position: fixed; left: 0; bottom: 0; width: 240px; height: 8px;"
+                " overflow: hidden; opacity: 0; pointer-events: none; }</style>")
+        st.plotly_chart({"data": [{"type": "scatter", "x": [0], "y": [0]}], "layout": {"height": 10}},
+                        key=f"{PRELOAD_KEY}_figure")

@@ -282,10 +282,13 @@ def browser_bench(args) -> int:
                 time.sleep(0.5)
         results: dict[str, list[float]] = {}
 
-        def timed(name, action, done, page):
+        def timed(name, action, done, page, from_last=False):
+            """``from_last``: the action's last element is the click timed (what comes before it prepares)."""
             t = time.perf_counter()
             try:
-                action()
+                steps = action()
+                if from_last:
+                    t = steps[-2]
                 done()
                 page.wait_for_function(_PAINTED, timeout=120_000, polling=50)
             except Exception as exc:  # a step that fails is reported as such, the others still measured
@@ -304,8 +307,15 @@ def browser_bench(args) -> int:
                 page = b.new_page(viewport={"width": 1400, "height": 900})
                 main = page.get_by_test_id("stMain")
                 side = page.get_by_test_id("stSidebar")
-                timed("Gallery opened (first page of 48 tiles)", lambda: page.goto(url + "/Gallery"),
-                      text(page, rf"of {n:,} images match; page 1 of"), page)
+                nav = page.get_by_test_id("stSidebarNav")
+                timed("Gallery opened (the URL loaded in a new tab: Streamlit starts, first page of 48 tiles)",
+                      lambda: page.goto(url + "/Gallery"), text(page, rf"of {n:,} images match; page 1 of"), page)
+                timed("Home, then Gallery from the sidebar", lambda: (
+                    nav.get_by_role("link", name="Home").click(),
+                    main.get_by_text("Dataset Inspector").first.wait_for(timeout=120_000),
+                    page.wait_for_function(_PAINTED, timeout=120_000), (t := time.perf_counter()),
+                    nav.get_by_role("link", name="Gallery").click()),
+                    text(page, rf"of {n:,} images match; page 1 of"), page, from_last=True)
                 timed("filter: a family (property)", lambda: (
                     side.get_by_test_id("stMultiSelect").filter(has_text="Finding family").click(),
                     page.keyboard.type("property"), page.keyboard.press("Enter"), page.keyboard.press("Escape")),
@@ -331,11 +341,12 @@ def browser_bench(args) -> int:
                       .first.click(), text(page, r"^1 selected$"), page)
                 timed("shift-click a range of 10 tiles", lambda: main.locator(".di-grid").get_by_role("checkbox")
                       .nth(10).click(modifiers=["Shift"]), text(page, r"^11 selected$"), page)
-                timed("Findings opened", lambda: page.goto(url + "/Findings"),
+                timed("Findings opened (from the sidebar)", lambda: nav.get_by_role("link", name="Findings").click(),
                       text(page, r"^[a-z_]+: [\d,]+ findings$"), page)
                 timed("Findings: another family", lambda: main.get_by_role("radio", name=re.compile("^integrity"))
                       .click(), text(page, r"^integrity: "), page)
-                timed("Distributions opened (every chart drawn)", lambda: page.goto(url + "/Distributions"),
+                timed("Distributions opened (from the sidebar, every chart drawn)",
+                      lambda: nav.get_by_role("link", name="Distributions").click(),
                       lambda: page.wait_for_function(
                           "() => document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot').length >= 4",
                           timeout=120_000), page)
@@ -348,7 +359,7 @@ def browser_bench(args) -> int:
         proc.wait(timeout=30)
         log.close()
     rows = [(name, float(np.median(v)), float(np.max(v))) for name, v in results.items()]
-    budget = {"Distributions opened (every chart drawn)": 2.0}
+    budget = {"Distributions opened (from the sidebar, every chart drawn)": 2.0}
     lines = ["# Gallery, Findings, Distributions in the browser at 100,000 images", "",
              f"Command: `.venv/bin/python bench/bench_gallery.py --browser --n-images {n} --repeats {args.repeats}`",
              "", f"The app (`streamlit run Home.py`) on the synthetic scan of {n:,} images of this bench, driven by "

@@ -32,7 +32,7 @@ with head:
         st.warning(w)
     st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
 with bar:
-    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist())
+    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(), matching_positions=order[0])
 with grid:
     widgets.thumb_grid(scan, result.rows, key_prefix="gallery", n_cols=n_cols, thumb_px=thumb_px,
                        stat=query.sort_by, decisions=decisions, selectable=True)

@@ -388,3 +388,14 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
     from dataclasses import replace
     version = int(decisions_version) if query.decisions else 0
     return _gallery_order(str(scan.fingerprint), replace(query, page=1), version, scan.images, families, decisions)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _image_positions(fingerprint: str, _images) -> dict[str, int]:
+    return {str(iid): k for k, iid in enumerate(_images["image_id"])}
+
+
+def image_positions(scan) -> dict[str, int]:
+    """image_id -> row position in ``scan.images``, built once per scan (read-only: shared by every session),
+    so a rerun tests a selection against 100,000 matching rows with integers, not strings."""
+    return _image_positions(str(scan.fingerprint), scan.images)

@@ -22,7 +22,7 @@ from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes, thumbnails
 from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, PAGE_SIZES, GalleryQuery, check_columns,
                                    checks_of_rows, numeric_columns)
-from inspect_core.ui import bulk, tile_grid
+from inspect_core.ui import bulk, state, tile_grid
 from inspect_core.ui.text import label_text, md_escape
 
 log = logging.getLogger(__name__)
@@ -605,9 +605,11 @@ def undo_last_bulk(store, key: str) -> None:
         st.rerun()
 
 
-def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bulk") -> None:
-    """Select tiles (tick boxes, this page, everything matching the filters: ``matching_ids``), then relabel /
-    remove / keep them in one action with one note; undo the last bulk action in one step."""
+def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bulk",
+             matching_positions: np.ndarray | None = None) -> None:
+    """Select tiles (tick boxes, this page, everything matching the filters: ``matching_ids``, at row positions
+    ``matching_positions`` of ``scan.images`` when the caller has them), then relabel / remove / keep them in
+    one action with one note; undo the last bulk action in one step."""
     sel = selection()
     with st.container(border=True, key=f"{key}_bar"):
         row = st.container(horizontal=True, vertical_alignment="center", gap="small")
@@ -640,7 +642,13 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
                 sel.clear()
                 st.session_state[f"{key}_clear_note"] = True
                 st.rerun()
-        n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+        if matching_positions is None:
+            n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+        else:   # integers: comparing strings against 100,000 matching ids took 0.5-0.9 s a rerun
+            matching = np.zeros(len(scan.images) + 1, dtype=bool)   # the last slot: not in the scan
+            matching[np.asarray(matching_positions, dtype=np.int64)] = True
+            pos = state.image_positions(scan)
+            n_hidden = len(ids) - int(matching[[pos.get(i, -1) for i in ids]].sum())
         if n_hidden:
             st.caption(f"{n_hidden:,} of the selected images do not match the current filters; they are included.")
         undo_last_bulk(store, key=f"{key}_undo")

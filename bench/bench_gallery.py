@@ -292,7 +292,12 @@ def browser_bench(args) -> int:
                 done()
                 page.wait_for_function(_PAINTED, timeout=120_000, polling=50)
             except Exception as exc:  # a step that fails is reported as such, the others still measured
-                sys.stderr.write(f"{name}: {exc}\n")
+                shot = Path(tempfile.gettempdir()) / f"bench_gallery_failed_{re.sub(r'[^a-z]+', '_', name.lower())}.png"
+                try:
+                    page.screenshot(path=str(shot))
+                except Exception:
+                    pass
+                sys.stderr.write(f"{name}: {exc}\n(screenshot: {shot})\n")
                 results.setdefault(name, []).append(float("nan"))
                 return
             results.setdefault(name, []).append(time.perf_counter() - t)

@@ -147,13 +147,16 @@ def grid_tiles(payload: dict) -> list[str]:
     return [t["id"] for t in payload["tiles"]]
 
 
-def _on_event(key: str, selected_key: str, selection: Callable[[], set]) -> None:
-    """Before the rerun: an Open click selects the image; a tick (or a shift-click range) changes the selection."""
-    value = st.session_state.get(key) or {}
-    opened = value.get("open")
+def _on_open(key: str, selected_key: str) -> None:
+    """Before the rerun: an Open click (or a click on a thumbnail) selects the image for the viewer."""
+    opened = (st.session_state.get(key) or {}).get("open")
     if opened:
         st.session_state[selected_key] = str(opened)
-    tick = value.get("tick")
+
+
+def _on_tick(key: str, selection: Callable[[], set]) -> None:
+    """Before the rerun: a tick, an untick or a shift-click range changes the bulk selection."""
+    tick = (st.session_state.get(key) or {}).get("tick")
     if isinstance(tick, dict) and isinstance(tick.get("ids"), list):
         sel = selection()
         ids = [str(i) for i in tick["ids"]]
@@ -164,6 +167,8 @@ def _on_event(key: str, selected_key: str, selection: Callable[[], set]) -> None
 
 
 def mount(payload: dict, key: str, selected_key: str, selection: Callable[[], set]) -> None:
-    """Draw the payload as one element; its events update the session before the next script run."""
-    cb = lambda: _on_event(key, selected_key, selection)  # noqa: E731
-    _grid_component()(key=key, data=payload, default={}, on_open_change=cb, on_tick_change=cb)
+    """Draw the payload as one element; its events update the session before the next script run (each
+    event its own callback, so a tick never replays an earlier Open)."""
+    _grid_component()(key=key, data=payload, default={},
+                      on_open_change=lambda: _on_open(key, selected_key),
+                      on_tick_change=lambda: _on_tick(key, selection))

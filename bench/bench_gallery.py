@@ -201,7 +201,27 @@ def main() -> int:
         page = time.perf_counter() - t0
         assert not at.exception, at.exception
         assert any("page 2 of" in t.value for t in at.text), "the page change did not happen"
-        return first, change, page
+        sys.path.insert(0, str(REPO / "tests"))
+        import grid_support
+        t0 = time.perf_counter()
+        grid_support.tick(at, grid_support.tile_ids(at)[:1])
+        tick = time.perf_counter() - t0
+        assert "1 selected" in [t.value for t in at.text], "the tick did not register"
+        t0 = time.perf_counter()
+        grid_support.open_tile(at, grid_support.tile_ids(at)[3])
+        opened = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        at.session_state["di_selected"] = None
+        at.run()
+        t0 = time.perf_counter()
+        at.switch_page("pages/2_Findings.py").run()
+        findings = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        t0 = time.perf_counter()
+        at.switch_page("pages/3_Distributions.py").run()
+        dist = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        return first, change, page, tick, opened, findings, dist
 
     page_runs()  # warm imports
     runs = [page_runs() for _ in range(max(3, args.repeats // 2))]
@@ -210,6 +230,11 @@ def main() -> int:
                     statistics.median(r[1] for r in runs)))
     results.append(("Gallery page script (AppTest), page change (page 2, thumbnails cold)",
                     statistics.median(r[2] for r in runs)))
+    results.append(("Gallery page script (AppTest), tick a tile", statistics.median(r[3] for r in runs)))
+    results.append(("Gallery page script (AppTest), open an image in the viewer", statistics.median(r[4] for r in runs)))
+    results.append(("Findings page script (AppTest), opened", statistics.median(r[5] for r in runs)))
+    results.append(("Distributions page script (AppTest), opened (charts cached after the first run)",
+                    statistics.median(r[6] for r in runs)))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +306,7 @@ def browser_bench(args) -> int:
                     raise RuntimeError((tmp / "app.log").read_text()[-3000:])
                 time.sleep(0.5)
         results: dict[str, list[float]] = {}
+        reopened: list[int] = []
 
         def timed(name, action, done, page, from_last=False):
             """``from_last``: the action's last element is the click timed (what comes before it prepares)."""
@@ -344,6 +370,13 @@ def browser_bench(args) -> int:
                 page.wait_for_function(_PAINTED, timeout=120_000)
                 timed("tick a tile for a bulk action", lambda: main.locator(".di-grid").get_by_role("checkbox")
                       .first.click(), text(page, r"^1 selected$"), page)
+                page.wait_for_timeout(300)
+                if page.get_by_role("dialog").count():   # seen under load: the viewer back after a tick (a race)
+                    reopened.append(rep)
+                    sys.stderr.write(f"round {rep}: the viewer reopened after the tick; closed to go on\n")
+                    page.keyboard.press("Escape")
+                    page.get_by_role("dialog").wait_for(state="detached", timeout=120_000)
+                    page.wait_for_function(_PAINTED, timeout=120_000)
                 timed("shift-click a range of 10 tiles", lambda: main.locator(".di-grid").get_by_role("checkbox")
                       .nth(10).click(modifiers=["Shift"]), text(page, r"^11 selected$"), page)
                 timed("Findings opened (from the sidebar)", lambda: nav.get_by_role("link", name="Findings").click(),
@@ -376,6 +409,8 @@ def browser_bench(args) -> int:
     for name, med, worst in rows:
         lim = budget.get(name, 1.0)
         lines.append(f"| {name} | {med:.2f} | {worst:.2f} | {lim:g} | {'yes' if med <= lim else 'NO'} |")
+    lines += ["", f"The viewer reopened by itself after the tick in {len(reopened)} of {args.repeats + 1} rounds "
+              f"(rounds {reopened}; closed with Escape before the next step)."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")

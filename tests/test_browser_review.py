@@ -61,7 +61,7 @@ def test_review_at_the_speed_of_looking(app, browser, tmp_path):
     last = open_buttons(page).nth(DEFAULT_PAGE_SIZE - 1)
     last.scroll_into_view_if_needed()
     last.click()
-    viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1], exact=True).wait_for()
+    viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1], exact=True).first.wait_for()   # name line (and stats table)
     wait_idle(page)
     big = viewer(page).get_by_test_id("stImage").first
     big.wait_for()
@@ -72,7 +72,7 @@ def test_review_at_the_speed_of_looking(app, browser, tmp_path):
     assert viewer(page).get_by_text(re.compile(r"Keys: .* previous / next")).count() == 1
     for k in range(1, 6):
         page.keyboard.press("ArrowRight")
-        viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1 + k], exact=True).wait_for()
+        viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1 + k], exact=True).first.wait_for()
         viewer(page).get_by_text(f"{DEFAULT_PAGE_SIZE + k} of {len(ordered):,}", exact=True).wait_for()
     wait_idle(page)
     page.keyboard.press("k")

@@ -42,7 +42,7 @@ _CSS = """
 """
 
 # Rebuilt from the payload on each render; tiles whose (image_id, thumbnail) did not change are kept, so a tick
-# repaints one box and no image is decoded again. Shift-click ticks the range from the last ticked tile.
+# repaints one box and no image is decoded again. Shift-click ticks the range from the last ticked tile of the same page.
 _JS = """
 const memory = new WeakMap();
 export default function (component) {
@@ -68,10 +68,11 @@ export default function (component) {
         const box = document.createElement('input'); box.type = 'checkbox';
         box.addEventListener('click', (ev) => {
           const here = ids.indexOf(el.dataset.id);
+          const last = mem.last === null ? -1 : ids.indexOf(mem.last);   // -1: not on this page (any more)
           const on = box.checked;
           let pick = [el.dataset.id];
-          if (ev.shiftKey && mem.last !== null && mem.last >= 0 && mem.last < ids.length && mem.last !== here) {
-            const [a, b] = here < mem.last ? [here, mem.last] : [mem.last, here];
+          if (ev.shiftKey && last >= 0 && last !== here) {
+            const [a, b] = here < last ? [here, last] : [last, here];
             pick = ids.slice(a, b + 1);
             for (const id of pick) {
               const other = mem.tiles.get(id);
@@ -79,7 +80,7 @@ export default function (component) {
             }
           }
           el.classList.toggle('ticked', on);
-          mem.last = here;
+          mem.last = el.dataset.id;
           setTriggerValue('tick', { ids: pick, on: on });
         });
         row.appendChild(box);

@@ -465,7 +465,9 @@ def _close_viewer() -> None:
 def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
     """Move the viewer ``delta`` images along ``ids`` (the filtered, sorted list); the grid's page follows."""
     cur = st.session_state.get(SELECTED_KEY)
-    hit = np.flatnonzero(ids == cur) if cur is not None and len(ids) else np.array([], dtype=int)
+    if cur is None:   # the viewer was closed meanwhile (Esc right after an arrow key): a late step opens nothing
+        return
+    hit = np.flatnonzero(ids == cur) if len(ids) else np.array([], dtype=int)
     pos = int(hit[0]) + delta if len(hit) else 0
     pos = min(max(pos, 0), len(ids) - 1)
     st.session_state[SELECTED_KEY] = str(ids[pos])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st

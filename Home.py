@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from inspect_core.checks.context import NEAR_THRESHOLD_DEFAULT
-from inspect_core.ui import state
+from inspect_core.ui import state, widgets
 from inspect_core.ui.text import md_escape
 
 st.set_page_config(page_title="Home - Dataset Inspector", layout="wide")
@@ -137,3 +137,4 @@ links = [(p, label) for p, label in links if (state.APP_DIR / p).is_file()]
 with st.container(horizontal=True, gap="medium"):  # wraps instead of cutting the labels off
     for p, label in links:
         st.page_link(p, label=label, width="content")
+widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

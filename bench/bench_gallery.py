@@ -115,7 +115,27 @@ def main() -> int:
         page = time.perf_counter() - t0
         assert not at.exception, at.exception
         assert any("page 2 of" in t.value for t in at.text), "the page change did not happen"
-        return first, change, page
+        sys.path.insert(0, str(REPO / "tests"))
+        import grid_support
+        t0 = time.perf_counter()
+        grid_support.tick(at, grid_support.tile_ids(at)[:1])
+        tick = time.perf_counter() - t0
+        assert "1 selected" in [t.value for t in at.text], "the tick did not register"
+        t0 = time.perf_counter()
+        grid_support.open_tile(at, grid_support.tile_ids(at)[3])
+        opened = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        at.session_state["di_selected"] = None
+        at.run()
+        t0 = time.perf_counter()
+        at.switch_page("pages/2_Findings.py").run()
+        findings = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        t0 = time.perf_counter()
+        at.switch_page("pages/3_Distributions.py").run()
+        dist = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        return first, change, page, tick, opened, findings, dist
 
     page_runs()  # warm imports
     runs = [page_runs() for _ in range(max(3, args.repeats // 2))]
@@ -124,6 +144,11 @@ def main() -> int:
                     statistics.median(r[1] for r in runs)))
     results.append(("Gallery page script (AppTest), page change (page 2, thumbnails cold)",
                     statistics.median(r[2] for r in runs)))
+    results.append(("Gallery page script (AppTest), tick a tile", statistics.median(r[3] for r in runs)))
+    results.append(("Gallery page script (AppTest), open an image in the viewer", statistics.median(r[4] for r in runs)))
+    results.append(("Findings page script (AppTest), opened", statistics.median(r[5] for r in runs)))
+    results.append(("Distributions page script (AppTest), opened (charts cached after the first run)",
+                    statistics.median(r[6] for r in runs)))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +189,7 @@ def serve(args) -> int:
 
 
 _PAINTED = """() => !document.querySelector('[data-testid="stStatusWidget"]')
-    && [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')]
+    && [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img, [data-testid="stMain"] .di-grid img')]
        .every(i => i.complete && i.naturalWidth > 0)"""
 
 
@@ -196,15 +221,25 @@ def browser_bench(args) -> int:
                     raise RuntimeError((tmp / "app.log").read_text()[-3000:])
                 time.sleep(0.5)
         results: dict[str, list[float]] = {}
+        reopened: list[int] = []
 
-        def timed(name, action, done, page):
+        def timed(name, action, done, page, from_last=False):
+            """``from_last``: the action returns a tuple whose element before last is the time the timed click started
+            (what comes before it prepares, untimed)."""
             t = time.perf_counter()
             try:
-                action()
+                steps = action()
+                if from_last:
+                    t = steps[-2]
                 done()
                 page.wait_for_function(_PAINTED, timeout=120_000, polling=50)
             except Exception as exc:  # a step that fails is reported as such, the others still measured
-                sys.stderr.write(f"{name}: {exc}\n")
+                shot = Path(tempfile.gettempdir()) / f"bench_gallery_failed_{re.sub(r'[^a-z]+', '_', name.lower())}.png"
+                try:
+                    page.screenshot(path=str(shot))
+                except Exception:
+                    pass
+                sys.stderr.write(f"{name}: {exc}\n(screenshot: {shot})\n")
                 results.setdefault(name, []).append(float("nan"))
                 return
             results.setdefault(name, []).append(time.perf_counter() - t)
@@ -219,8 +254,15 @@ def browser_bench(args) -> int:
                 page = b.new_page(viewport={"width": 1400, "height": 900})
                 main = page.get_by_test_id("stMain")
                 side = page.get_by_test_id("stSidebar")
-                timed("Gallery opened (first page of 48 tiles)", lambda: page.goto(url + "/Gallery"),
-                      text(page, rf"of {n:,} images match; page 1 of"), page)
+                nav = page.get_by_test_id("stSidebarNav")
+                timed("Gallery opened (the URL loaded in a new tab: Streamlit starts, first page of 48 tiles)",
+                      lambda: page.goto(url + "/Gallery"), text(page, rf"of {n:,} images match; page 1 of"), page)
+                timed("Home, then Gallery from the sidebar", lambda: (
+                    nav.get_by_role("link", name="Home").click(),
+                    main.get_by_text("Dataset Inspector").first.wait_for(timeout=120_000),
+                    page.wait_for_function(_PAINTED, timeout=120_000), (t := time.perf_counter()),
+                    nav.get_by_role("link", name="Gallery").click()),
+                    text(page, rf"of {n:,} images match; page 1 of"), page, from_last=True)
                 timed("filter: a family (property)", lambda: (
                     side.get_by_test_id("stMultiSelect").filter(has_text="Finding family").click(),
                     page.keyboard.type("property"), page.keyboard.press("Enter"), page.keyboard.press("Escape")),
@@ -242,12 +284,37 @@ def browser_bench(args) -> int:
                 page.keyboard.press("Escape")
                 page.get_by_role("dialog").wait_for(state="detached")
                 page.wait_for_function(_PAINTED, timeout=120_000)
-                timed("tick a tile for a bulk action", lambda: main.get_by_test_id("stCheckbox").first
-                      .locator("label").click(), text(page, r"^1 selected$"), page)
-                timed("Findings opened", lambda: page.goto(url + "/Findings"), text(page, r"findings$"), page)
+                timed("tick a tile for a bulk action", lambda: main.locator(".di-grid").get_by_role("checkbox")
+                      .first.click(), text(page, r"^1 selected$"), page)
+                page.wait_for_timeout(300)
+                if page.get_by_role("dialog").count():   # seen under load: the viewer back after a tick (a race)
+                    reopened.append(rep)
+                    sys.stderr.write(f"round {rep}: the viewer reopened after the tick; closed to go on\n")
+                    page.keyboard.press("Escape")
+                    page.get_by_role("dialog").wait_for(state="detached", timeout=120_000)
+                    page.wait_for_function(_PAINTED, timeout=120_000)
+                def shift_click():
+                    boxes = main.locator(".di-grid").get_by_role("checkbox")
+                    if not boxes.first.is_checked():      # the page moved meanwhile: tick its first tile (untimed)
+                        boxes.first.click()
+                        page.wait_for_function("() => document.querySelector('.di-grid input').checked")
+                        page.wait_for_timeout(300)
+                        page.wait_for_function(_PAINTED, timeout=120_000)
+                    before = int(main.get_by_text(re.compile(r"^[\d,]+ selected$")).first.inner_text().split()[0]
+                                 .replace(",", ""))
+                    expect.append(before + 10)
+                    t = time.perf_counter()
+                    boxes.nth(10).click(modifiers=["Shift"])
+                    return (t, None)
+                expect: list[int] = []
+                timed("shift-click a range of 10 tiles", shift_click,
+                      lambda: text(page, rf"^{expect[-1]:,} selected$")(), page, from_last=True)
+                timed("Findings opened (from the sidebar)", lambda: nav.get_by_role("link", name="Findings").click(),
+                      text(page, r"^[a-z_]+: [\d,]+ findings$"), page)
                 timed("Findings: another family", lambda: main.get_by_role("radio", name=re.compile("^integrity"))
                       .click(), text(page, r"^integrity: "), page)
-                timed("Distributions opened (every chart drawn)", lambda: page.goto(url + "/Distributions"),
+                timed("Distributions opened (from the sidebar, every chart drawn)",
+                      lambda: nav.get_by_role("link", name="Distributions").click(),
                       lambda: page.wait_for_function(
                           "() => document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot').length >= 4",
                           timeout=120_000), page)
@@ -260,7 +327,7 @@ def browser_bench(args) -> int:
         proc.wait(timeout=30)
         log.close()
     rows = [(name, float(np.median(v)), float(np.max(v))) for name, v in results.items()]
-    budget = {"Distributions opened (every chart drawn)": 2.0}
+    budget = {"Distributions opened (from the sidebar, every chart drawn)": 2.0}
     lines = ["# Gallery, Findings, Distributions in the browser at 100,000 images", "",
              f"Command: `.venv/bin/python bench/bench_gallery.py --browser --n-images {n} --repeats {args.repeats}`",
              "", f"The app (`streamlit run Home.py`) on the synthetic scan of {n:,} images of this bench, driven by "
@@ -272,6 +339,8 @@ def browser_bench(args) -> int:
     for name, med, worst in rows:
         lim = budget.get(name, 1.0)
         lines.append(f"| {name} | {med:.2f} | {worst:.2f} | {lim:g} | {'yes' if med <= lim else 'NO'} |")
+    lines += ["", f"The viewer reopened by itself after the tick in {len(reopened)} of {args.repeats + 1} rounds "
+              f"(rounds {reopened}; closed with Escape before the next step)."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -19,7 +19,7 @@ from repo_files import REPO, import_file
 
 import_file(REPO / "tests" / "browser_support.py")
 from browser_support import CHROMIUM, CHROMIUM_ARGS, App, close_viewer, main_area, open_image, pick_option, \
-    viewer, wait_idle  # noqa: E402 - the browser test's own helpers
+    tile_boxes, tiles_shown, viewer, wait_idle  # noqa: E402 - the browser test's own helpers
 
 MAX_BYTES = 400_000
 
@@ -75,7 +75,7 @@ def goto(page, url: str, marker: str) -> None:
 
 def shot(page, out: Path, name: str) -> None:
     # every image in view has arrived and is decoded
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stImage"] img, .di-grid img'))
         .filter(i => i.getBoundingClientRect().top < window.innerHeight)
         .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
     page.wait_for_timeout(300)
@@ -133,9 +133,7 @@ def main() -> int:
 
                 page.set_viewport_size({"width": 1400, "height": 900})
                 goto(page, base + "/Gallery", "images match")
-                page.wait_for_function(
-                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 48",
-                    timeout=30_000)
+                tiles_shown(page, 48)
                 shot(page, out, "gallery")
 
                 # The viewer on an image with boxes and findings; two decisions for the review page.
@@ -158,11 +156,13 @@ def main() -> int:
 
                 # A bulk action: three tiles ticked, remove with one note (shot before applying), then applied.
                 goto(page, base + "/Gallery?family=property", "images match")
-                boxes = main_area(page).get_by_test_id("stCheckbox")
-                for i in range(3):
-                    boxes.nth(i).locator("label").click()
-                    main_area(page).get_by_text(f"{i + 1} selected", exact=True).wait_for()
-                    wait_idle(page)
+                tiles_shown(page, 1)
+                tile_boxes(page).nth(0).click()                        # one tick, then a shift-click: three
+                main_area(page).get_by_text("1 selected", exact=True).wait_for()
+                wait_idle(page)
+                tile_boxes(page).nth(2).click(modifiers=["Shift"])
+                main_area(page).get_by_text("3 selected", exact=True).wait_for()
+                wait_idle(page)
                 main_area(page).get_by_label("Note for all").fill("property outliers, not useful")
                 main_area(page).get_by_label("Note for all").press("Enter")
                 wait_idle(page)
@@ -178,9 +178,7 @@ def main() -> int:
                 tiny = tiny_dataset(Path(tmp) / "tiny32")
                 inspect_core.scan(tiny, workspace=Path(tmp) / "dataset-inspector")
                 goto(page, base + "/Gallery?" + urllib.parse.urlencode({"root": str(tiny)}), "images match")
-                page.wait_for_function(
-                    "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 48",
-                    timeout=30_000)
+                tiles_shown(page, 48)
                 shot(page, out, "gallery_small_images")
                 goto(page, base + "/?" + urllib.parse.urlencode({"root": str(REPO / "sample_data")}), "Findings by")
                 page.set_viewport_size({"width": 1400, "height": 1000})

@@ -32,7 +32,7 @@ with head:
         st.warning(w)
     st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
 with bar:
-    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist())
+    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(), matching_positions=order[0])
 with grid:
     widgets.thumb_grid(scan, result.rows, key_prefix="gallery", n_cols=n_cols, thumb_px=thumb_px,
                        stat=query.sort_by, decisions=decisions, selectable=True)
@@ -41,3 +41,4 @@ selected = widgets.url_selected_image()
 if selected:
     widgets.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
                          page_key=widgets.PAGE_KEY, page_size=query.page_size)
+widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

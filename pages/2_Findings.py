@@ -74,8 +74,17 @@ per_check["what it means"] = [describe(c) for c in per_check["check"]]
 st.dataframe(per_check, hide_index=True, width="stretch")
 widgets.findings_bulk(scan, store, family)  # bulk decisions: a separate block, one undo step each
 
-labels = images.set_index("image_id")["label"] if "label" in images.columns else pd.Series(dtype="string")
-splits = images.set_index("image_id")["split"] if "split" in images.columns else pd.Series(dtype="string")
+@st.cache_resource(show_spinner=False, max_entries=4)
+def label_and_split(fingerprint: str, _images: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """image_id -> label and -> split, indexed once per scan (read-only; 100,000 rows re-indexed each rerun
+    cost tens of ms)."""
+    empty = pd.Series(dtype="string")
+    by_id = _images.set_index("image_id")
+    return (by_id["label"] if "label" in by_id.columns else empty,
+            by_id["split"] if "split" in by_id.columns else empty)
+
+
+labels, splits = label_and_split(str(scan.fingerprint), images)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

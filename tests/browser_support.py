@@ -84,6 +84,28 @@ def main_area(page):
     return page.get_by_test_id("stMain")
 
 
+TILE_IMAGES = "[data-testid='stMain'] .di-grid img"   # the thumbnails of the grid (one element, tile_grid)
+
+
+def tiles_shown(page, n_tiles: int, exact: bool = False) -> None:
+    """Until the grid shows at least (``exact``: exactly) ``n_tiles`` thumbnails, each decoded by the browser."""
+    op = "===" if exact else ">="
+    page.wait_for_function(
+        f"() => {{ const i = [...document.querySelectorAll(\"{TILE_IMAGES}\")]; "
+        f"return i.length {op} {n_tiles} && i.every(x => x.complete && x.naturalWidth > 0); }}", timeout=WAIT_MS)
+
+
+def tile_boxes(page):
+    """The grid's tick boxes, in the order of the tiles."""
+    return main_area(page).get_by_role("checkbox")
+
+
+def tile_open_button(page, image_id: str):
+    """The Open button of ``image_id``'s tile (its tooltip is the image_id)."""
+    import json
+    return main_area(page).locator(f".di-grid button[title={json.dumps(image_id)}]")
+
+
 def open_buttons(page):
     return main_area(page).get_by_role("button", name="Open", exact=True)
 
@@ -114,7 +136,7 @@ def open_image(page, image_id: str) -> None:
     search.press("Enter")
     wait_idle(page)
     main_area(page).get_by_text(re.compile(r"^1 of [\d,]+ images match")).wait_for(timeout=WAIT_MS)
-    open_buttons(page).first.click()
+    tile_open_button(page, image_id).click()   # the grid redraws just after the count: wait for its tile
     viewer(page).get_by_text(image_id, exact=True).first.wait_for(timeout=WAIT_MS)
     wait_idle(page)
 

@@ -11,7 +11,7 @@ import csv
 import io
 import re
 
-from browser_support import (REPO, WAIT_MS, app, browser, main_area, open_buttons, open_image,  # noqa: F401
+from browser_support import (REPO, WAIT_MS, app, browser, main_area, open_buttons, open_image, tiles_shown,  # noqa: F401
                              pick_option, require_chromium, viewer, wait_idle)
 
 from inspect_core.ui.query import DEFAULT_PAGE_SIZE
@@ -50,10 +50,7 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
     main_area(page).get_by_text(re.compile(r"images match; page")).wait_for()
     wait_idle(page)
-    page.wait_for_function(
-        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= "
-        f"{DEFAULT_PAGE_SIZE}",
-        timeout=WAIT_MS)
+    tiles_shown(page, DEFAULT_PAGE_SIZE)
     assert open_buttons(page).count() == DEFAULT_PAGE_SIZE
     assert n_matching(page) == len(images)
 
@@ -68,6 +65,7 @@ def test_review_in_a_real_browser(app, browser, tmp_path):
     page.keyboard.press("Escape")
     wait_idle(page)
     main_area(page).get_by_text(re.compile(rf"^{counts[check]} of [\d,]+ images match")).wait_for()
+    tiles_shown(page, counts[check], exact=True)
     assert open_buttons(page).count() == counts[check]
     flagged = sorted(images.loc[images[f"is_{check}"], "image_id"])
 

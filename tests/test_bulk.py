@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import inspect_core
 from inspect_core.review import ReviewStore
 from inspect_core.ui import bulk
+import grid_support
 from page_support import open_page
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,11 +91,11 @@ def _unescape(text: str) -> str:
 
 def test_gallery_select_three_remove_in_one_action_then_undo(sample_scan, store):
     at = _app("pages/1_Gallery.py")
-    boxes = [c for c in at.checkbox if c.key and c.key.startswith("gallery_sel_")][:3]
-    for box in boxes:
-        box.check().run()
-    assert "3 selected" in [t.value for t in at.text]
-    picked = [_unescape(b.help) for b in at.button if b.label == "Open"][:3]
+    picked = grid_support.tile_ids(at)[:3]
+    for n, iid in enumerate(picked, start=1):      # three ticks, as three clicks on the tiles' boxes
+        grid_support.tick(at, [iid])
+        assert f"{n} selected" in [t.value for t in at.text]
+    assert [t["ticked"] for t in grid_support.tiles(at)][:4] == [True, True, True, False]   # drawn ticked
     next(t for t in at.text_input if t.label == "Note for all").set_value("three at once").run()
     next(b for b in at.button if b.label.startswith("Apply to 3 selected")).click().run()
     assert not at.exception
@@ -107,6 +108,20 @@ def test_gallery_select_three_remove_in_one_action_then_undo(sample_scan, store)
     next(b for b in at.button if b.label.startswith("Undo last bulk action")).click().run()
     assert not at.exception
     assert store.current().empty and len(store.history()) == 6
+
+
+def test_gallery_shift_click_range_and_untick(sample_scan, store):
+    """A shift-click sends the range from the last ticked tile (the grid's JavaScript picks it); unticking one
+    takes only that one out; the bulk bar counts and the tiles are drawn ticked accordingly."""
+    at = _app("pages/1_Gallery.py")
+    ids = grid_support.tile_ids(at)
+    grid_support.tick(at, ids[2:9])               # tick tile 3, shift-click tile 9
+    assert "7 selected" in [t.value for t in at.text]
+    grid_support.tick(at, [ids[4]], on=False)
+    assert "6 selected" in [t.value for t in at.text]
+    ticked = [t["id"] for t in grid_support.tiles(at) if t["ticked"]]
+    assert ticked == ids[2:4] + ids[5:9]
+    assert store.current().empty                  # ticking decides nothing
 
 
 def test_gallery_select_all_matching_the_filter(sample_scan, store):

@@ -133,8 +133,11 @@ def flagged_by(df: pd.DataFrame, checks) -> tuple[np.ndarray, list[str]]:
     if not cols:
         return np.zeros(len(df), dtype=bool), [""] * len(df)
     flags = np.column_stack([df[f"is_{c}"].to_numpy(dtype=bool, na_value=False) for c in cols])
-    names = [", ".join(cols[j] for j in np.flatnonzero(r)) for r in flags]
-    return flags.any(axis=1), names
+    flagged = flags.any(axis=1)
+    names = np.full(len(df), "", dtype=object)
+    hit = np.flatnonzero(flagged)   # names built for the flagged rows only (a Python loop over 100,000 took 3 s)
+    names[hit] = [", ".join(cols[j] for j in np.flatnonzero(r)) for r in flags[hit]]
+    return flagged, list(names)
 
 
 def scatter_data(df: pd.DataFrame, x: str, y: str, flag_checks=(), max_points: int = MAX_SCATTER_POINTS,

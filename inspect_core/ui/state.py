@@ -452,3 +452,14 @@ def model_duplicate_evidence(scan):
         evidence = None
     st.session_state[SAVED_EVIDENCE_KEY] = (key, evidence)
     return evidence
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _image_positions(fingerprint: str, _images) -> dict[str, int]:
+    return {str(iid): k for k, iid in enumerate(_images["image_id"])}
+
+
+def image_positions(scan) -> dict[str, int]:
+    """image_id -> row position in ``scan.images``, built once per scan (read-only: shared by every session),
+    so a rerun tests a selection against 100,000 matching rows with integers, not strings."""
+    return _image_positions(str(scan.fingerprint), scan.images)

@@ -1,6 +1,8 @@
 """Widgets shared by the pages: filters, the thumbnail grid, the image detail panel, the decision widget.
 
-User text is rendered with ``st.text`` / ``st.dataframe`` or through ``md_escape``; never as HTML.
+User text is rendered with ``st.text`` / ``st.dataframe`` / ``st.table`` or through ``md_escape``; never as HTML.
+The viewer's small tables are ``st.table`` (plain HTML, drawn at once); ``st.dataframe``'s grid is a separate
+script the browser loads the first time one is shown.
 Images come only from ``inspect_core.thumbs`` (which opens files through ``resolve_inside``).
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from inspect_core.review import ACTIONS, ReviewError
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes, thumbnails
 from inspect_core.ui.query import (DEFAULT_PAGE_SIZE, NO_LABEL, NO_SPLIT, PAGE_SIZES, GalleryQuery, check_columns,
                                    checks_of_rows, numeric_columns)
-from inspect_core.ui import bulk
+from inspect_core.ui import bulk, state, tile_grid
 from inspect_core.ui.text import label_text, md_escape
 
 log = logging.getLogger(__name__)
@@ -219,8 +221,8 @@ def _toggle_selected(widget_key: str, image_id: str) -> None:
         sel.discard(image_id)
 
 
+_PAGE_CSS = '<style>[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }</style>'
 _GRID_CSS = """<style>
-[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
 .st-key-{key} [data-testid="stVerticalBlock"] {{ gap: 0.1rem; }}
 .st-key-{key} [data-testid="stHorizontalBlock"] {{ gap: 0.4rem; margin-bottom: 0.3rem; }}
 .st-key-{key} [data-testid="stCaptionContainer"] {{ margin-bottom: 0 !important; }}
@@ -238,12 +240,13 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
                selected_key: str = SELECTED_KEY, empty_text: str = "No images match.",
                open_key: Callable[[str], str] | None = None, thumb_px: int | None = None,
                selectable: bool = False) -> None:
-    """A compact grid of thumbnails with captions (the file and its checks first); each has an Open button
-    that puts its image_id in ``st.session_state[selected_key]`` and, when ``selectable``, a tick box that
-    adds it to the bulk selection (``selection()``).
+    """A compact grid of thumbnails with captions (the file and its checks first); a click on a thumbnail or its
+    Open button puts its image_id in ``st.session_state[selected_key]``; when ``selectable``, a tick box adds
+    it to the bulk selection (``selection()``; shift-click ticks a range). Drawn as one element
+    (``tile_grid``, key ``<key_prefix>_grid``).
 
-    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (escaped).
-    ``open_key(image_id)`` names the Open button (default ``<key_prefix>_open_<hash>``)."""
+    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (never HTML).
+    ``open_key(image_id)`` names each Open button: the grid is then built of Streamlit elements (slower)."""
     if rows.empty:
         st.info(empty_text)
         return
@@ -256,20 +259,29 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
     checks = checks_of_rows(rows) if caption is None else [None] * len(rows)
     sel = selection() if selectable else set()
     records = rows.to_dict(orient="records")
+    lines = [list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
+             for rec, chk in zip(records, checks)]
+    st.html(_PAGE_CSS)
+    if open_key is None:   # the fast grid: one element for the whole page (tile_grid)
+        payload = tile_grid.grid_payload(rows, thumbs, lines, n_cols, sel, selectable)
+        tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection)
+        return
+    # Callers that name each Open button (``open_key``, the Model triage page and its tests) get a grid of
+    # Streamlit elements: slower per rerun (about 6 elements a tile), the same content.
     grid_key = f"{key_prefix}_grid"
     st.html(_GRID_CSS.format(key=grid_key))
     with st.container(key=grid_key):
         for start in range(0, len(records), n_cols):
             cols = st.columns(n_cols, gap="small")
-            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], checks[start:start + n_cols])
-            for col, rec, th, chk in chunk:
+            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], lines[start:start + n_cols])
+            for col, rec, th, cap in chunk:
                 with col:
                     iid = str(rec["image_id"])
                     st.image(th.data, width="stretch")
-                    lines = list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
+                    cap = list(cap)
                     if not th.ok:
-                        lines[-1:] = [f"{lines[-1]} | [{th.reason}]" if lines else f"[{th.reason}]"]
-                    for line in lines:
+                        cap[-1:] = [f"{cap[-1]} | [{th.reason}]" if cap else f"[{th.reason}]"]
+                    for line in cap:
                         st.caption(md_escape(line))
                     key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
                     with st.container(horizontal=True, gap="small", vertical_alignment="center"):
@@ -453,7 +465,9 @@ def _close_viewer() -> None:
 def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
     """Move the viewer ``delta`` images along ``ids`` (the filtered, sorted list); the grid's page follows."""
     cur = st.session_state.get(SELECTED_KEY)
-    hit = np.flatnonzero(ids == cur) if cur is not None and len(ids) else np.array([], dtype=int)
+    if cur is None:   # the viewer was closed meanwhile (Esc right after an arrow key): a late step opens nothing
+        return
+    hit = np.flatnonzero(ids == cur) if len(ids) else np.array([], dtype=int)
     pos = int(hit[0]) + delta if len(hit) else 0
     pos = min(max(pos, 0), len(ids) - 1)
     st.session_state[SELECTED_KEY] = str(ids[pos])
@@ -530,7 +544,7 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
     if fnd.empty:
         st.text("No findings for this image.")
     else:
-        st.dataframe(fnd[["check", "family", "score", "detail"]], hide_index=True, width="stretch")
+        st.table(fnd[["check", "family", "score", "detail"]].set_index("check"))
     partners = duplicate_partners(scan.findings, image_id)
     if not partners.empty:
         st.subheader(f"Duplicates and leakage partners ({len(partners)})")
@@ -546,12 +560,11 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
                 show_image(scan, rec["image_id"], max_side_px=320,
                            caption=f"{rec['image_id']} ({other_label}, {rec['check']})")
     with st.expander("All stats"):
-        st.dataframe(stats_table(row), hide_index=True, width="stretch")
+        st.table(stats_table(row).set_index("column"))
     hist = store.history(image_id)
     if not hist.empty:
         with st.expander(f"Decision history ({len(hist)})"):
-            st.dataframe(hist[["action", "old_label", "new_label", "note", "decided_at"]],
-                         hide_index=True, width="stretch")
+            st.table(hist[["action", "old_label", "new_label", "note", "decided_at"]].set_index("action"))
 
 
 # -- bulk decisions -------------------------------------------------------------------------------
@@ -594,9 +607,11 @@ def undo_last_bulk(store, key: str) -> None:
         st.rerun()
 
 
-def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bulk") -> None:
-    """Select tiles (tick boxes, this page, everything matching the filters: ``matching_ids``), then relabel /
-    remove / keep them in one action with one note; undo the last bulk action in one step."""
+def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bulk",
+             matching_positions: np.ndarray | None = None) -> None:
+    """Select tiles (tick boxes, this page, everything matching the filters: ``matching_ids``, at row positions
+    ``matching_positions`` of ``scan.images`` when the caller has them), then relabel / remove / keep them in
+    one action with one note; undo the last bulk action in one step."""
     sel = selection()
     with st.container(border=True, key=f"{key}_bar"):
         row = st.container(horizontal=True, vertical_alignment="center", gap="small")
@@ -629,7 +644,13 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
                 sel.clear()
                 st.session_state[f"{key}_clear_note"] = True
                 st.rerun()
-        n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+        if matching_positions is None:
+            n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+        else:   # integers: comparing strings against 100,000 matching ids took 0.5-0.9 s a rerun
+            matching = np.zeros(len(scan.images) + 1, dtype=bool)   # the last slot: not in the scan
+            matching[np.asarray(matching_positions, dtype=np.int64)] = True
+            pos = state.image_positions(scan)
+            n_hidden = len(ids) - int(matching[[pos.get(i, -1) for i in ids]].sum())
         if n_hidden:
             st.caption(f"{n_hidden:,} of the selected images do not match the current filters; they are included.")
         undo_last_bulk(store, key=f"{key}_undo")
@@ -670,3 +691,20 @@ def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> No
             if _apply_bulk(store, bulk.decision_rows(scan.images, ids, action), note, f"{action} {chk}"):
                 st.rerun()
         undo_last_bulk(store, key=f"{key}_undo")
+
+
+# -- browser-side loading -------------------------------------------------------------------------
+PRELOAD_KEY = "di_chart_preload"
+
+
+def preload_chart_library() -> None:
+    """An empty chart, hidden, at the end of a page: the browser tab loads the chart library (plotly.js, a few
+    MB of script loaded on the first chart of a tab) while the user looks at this page, so the first
+    Distributions visit draws its charts at once (that load was 3-5 s of a first visit on the loaded bench
+    machine; BENCHMARKS.md "App (issue 10)")."""
+    with st.container(key=PRELOAD_KEY):
+        # Laid out (a chart of width 0 is never drawn, so its library never loads) but not seen.
+        st.html(f"<style>.st-key-{PRELOAD_KEY} {{ position: fixed; left: 0; bottom: 0; width: 240px; height: 8px;"
+                " overflow: hidden; opacity: 0; pointer-events: none; }</style>")
+        st.plotly_chart({"data": [{"type": "scatter", "x": [0], "y": [0]}], "layout": {"height": 10}},
+                        key=f"{PRELOAD_KEY}_figure")

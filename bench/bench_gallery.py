@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def main() -> int:
     m, _ = median_s(cold, args.repeats)
     results.append((f"thumbnails of the first page, cold ({len(first_ids)} JPEGs 640x480 decoded)", m))
     m, _ = median_s(lambda: thumbnails(scan.dataset.root, first_ids, workspace), args.repeats)
-    results.append((f"thumbnails of the first page, warm (cached in the workspace)", m))
+    results.append(("thumbnails of the first page, warm (cached in the workspace)", m))
 
     # The whole page under AppTest: the script run on the server, elements built, no browser.
     import inspect_core
@@ -218,7 +217,7 @@ def browser_bench(args) -> int:
                     break
             except OSError:
                 if proc.poll() is not None or time.perf_counter() - t0 > 600:
-                    raise RuntimeError((tmp / "app.log").read_text()[-3000:])
+                    raise RuntimeError((tmp / "app.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
         results: dict[str, list[float]] = {}
         reopened: list[int] = []
@@ -260,7 +259,7 @@ def browser_bench(args) -> int:
                 timed("Home, then Gallery from the sidebar", lambda: (
                     nav.get_by_role("link", name="Home").click(),
                     main.get_by_text("Dataset Inspector").first.wait_for(timeout=120_000),
-                    page.wait_for_function(_PAINTED, timeout=120_000), (t := time.perf_counter()),
+                    page.wait_for_function(_PAINTED, timeout=120_000), time.perf_counter(),
                     nav.get_by_role("link", name="Gallery").click()),
                     text(page, rf"of {n:,} images match; page 1 of"), page, from_last=True)
                 timed("filter: a family (property)", lambda: (

@@ -1,7 +1,6 @@
 """Review: the decisions in force (editable), their history, and the exports."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from inspect_core import export

@@ -61,7 +61,8 @@ def test_review_at_the_speed_of_looking(app, browser, tmp_path):
     last = open_buttons(page).nth(DEFAULT_PAGE_SIZE - 1)
     last.scroll_into_view_if_needed()
     last.click()
-    viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1], exact=True).first.wait_for()   # name line (and stats table)
+    # the name line (and the stats table)
+    viewer(page).get_by_text(ordered[DEFAULT_PAGE_SIZE - 1], exact=True).first.wait_for()
     wait_idle(page)
     big = viewer(page).get_by_test_id("stImage").first
     big.wait_for()

@@ -69,7 +69,8 @@ def _app(root, page: str | None = None) -> AppTest:
 
 def _shown_ids(at: AppTest) -> list[str]:
     """image_ids of the gallery's thumbnails, in the order drawn (the grid's payload); [] when no grid is drawn."""
-    return grid_support.tile_ids(at) if any(g.proto.id.endswith("-gallery_grid") for g in grid_support.grids(at)) else []
+    drawn = any(g.proto.id.endswith("-gallery_grid") for g in grid_support.grids(at))
+    return grid_support.tile_ids(at) if drawn else []
 
 
 def _unescape(text: str) -> str:

@@ -3,8 +3,8 @@
 Each is a finding with a score in [0, 1] (higher: more likely an error) and its evidence (the IoU, the
 confidence, the other class), computed from the per-box tables of ``match.match_boxes``:
 
-- ``missing_box``: a confident false-positive prediction that overlaps no annotation (IoU < ``iou_background`` with every
-  annotated box of any class): the object is probably there and unannotated. Score: its confidence.
+- ``missing_box``: a confident false-positive prediction that overlaps no annotation (IoU < ``iou_background``
+  with every annotated box of any class): the object is probably there and unannotated. Score: its confidence.
 - ``badly_placed_box``: an annotation whose best same-class prediction (by IoU, among those scoring >=
   ``placed_min_confidence``) overlaps it, but poorly (``iou_background`` <= IoU < ``placed_iou_below``).
   Score: that prediction's confidence x (1 - IoU / placed_iou_below), so a faint prediction ranks low.
@@ -13,7 +13,8 @@ confidence, the other class), computed from the per-box tables of ``match.match_
 - ``spurious_box``: an annotation no prediction of any class lines up with (best IoU < ``spurious_iou_below``,
   whatever the confidence: even a faint but well-aligned box says the detector saw an object there), on an
   image the detector did predict on, and not already a badly placed box. Evidence: that IoU, and the
-  highest confidence of any prediction overlapping the box. Score: ``spurious_weight`` x (1 - that IoU / ``spurious_iou_below``).
+  highest confidence of any prediction overlapping the box. Score: ``spurious_weight`` x
+  (1 - that IoU / ``spurious_iou_below``).
 
 Thresholds are data: ``ERROR_DEFAULTS``, overridden per call.
 """
@@ -152,13 +153,15 @@ def image_error_scores(image_ids: pd.Series, errors: pd.DataFrame, pred_boxes: p
     fp_conf = fp.groupby("image_id")["score"].sum()
     out["n_annotations"] = out["image_id"].map(ann_boxes.groupby("image_id").size()).fillna(0).astype(int)
     out["n_predictions"] = out["image_id"].map(pred_boxes.groupby("image_id").size()).fillna(0).astype(int)
-    out["n_tp"] = out["image_id"].map(pred_boxes.loc[pred_boxes["is_tp"]].groupby("image_id").size()).fillna(0).astype(int)
+    tp_per_image = pred_boxes.loc[pred_boxes["is_tp"]].groupby("image_id").size()
+    out["n_tp"] = out["image_id"].map(tp_per_image).fillna(0).astype(int)
     out["n_fp"] = out["image_id"].map(fp.groupby("image_id").size()).fillna(0).astype(int)
     out["n_missed"] = out["image_id"].map(missed.groupby("image_id").size()).fillna(0).astype(int)
     out["n_annotation_errors"] = out["image_id"].map(n_err).fillna(0).astype(int)
     out["detection_error_score"] = (out["image_id"].map(err_sum).fillna(0.0)
                                     + tide_weight * (out["image_id"].map(fp_conf).fillna(0.0) + out["n_missed"]))
     for t in FP_TYPES:
-        out[f"n_{t}"] = out["image_id"].map(fp.loc[fp["error_type"] == t].groupby("image_id").size()).fillna(0).astype(int)
+        per_image = fp.loc[fp["error_type"] == t].groupby("image_id").size()
+        out[f"n_{t}"] = out["image_id"].map(per_image).fillna(0).astype(int)
     return out.sort_values(["detection_error_score", "image_id"], ascending=[False, True],
                            kind="stable").reset_index(drop=True)

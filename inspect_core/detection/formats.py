@@ -221,7 +221,8 @@ def table_rows(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[dict]]:
     out = pd.DataFrame(index=df.index)
     image_col = next((cols[c] for c in ("image_id", "file_name", "path", "image") if c in cols), None)
     cat_col = next((cols[c] for c in ("category", "category_id", "class", "label") if c in cols), None)
-    missing = [n for n, c in (("image_id", image_col), ("category", cat_col), ("score", cols.get("score"))) if c is None]
+    wanted = (("image_id", image_col), ("category", cat_col), ("score", cols.get("score")))
+    missing = [n for n, c in wanted if c is None]
     for key, aliases in TABLE_BOX_ALIASES.items():
         col = next((cols[a] for a in aliases if a in cols), None)
         if col is None:

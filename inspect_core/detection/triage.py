@@ -128,8 +128,8 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
     ``dataset_or_scan``: a ``ScanResult`` (boxes already in px), a loaded ``Dataset`` or a dataset root.
     ``predictions_path``: a COCO results JSON, a YOLO prediction folder, or a CSV/Parquet table (see
     ``formats``), or a DataFrame with the table's columns (what a detection task module of the model wing
-    has after running a detector). ``split`` / ``image_ids`` restrict the evaluation to some images (default: all images of
-    the dataset; an image without predictions counts as predicted empty). ``params`` overrides ``DEFAULTS``.
+    has after running a detector). ``split`` / ``image_ids`` restrict the evaluation to some images (default: all
+    images of the dataset; an image without predictions counts as predicted empty). ``params`` overrides ``DEFAULTS``.
     Raises ``formats.PredictionsError`` / ``loaders.DatasetError`` (one line, what to do) when the inputs
     cannot be used at all; every bad row is a finding in ``problems``.
     """

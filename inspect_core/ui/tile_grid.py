@@ -42,7 +42,8 @@ _CSS = """
 """
 
 # Rebuilt from the payload on each render; tiles whose (image_id, thumbnail) did not change are kept, so a tick
-# repaints one box and no image is decoded again. Shift-click ticks the range from the last ticked tile of the same page.
+# repaints one box and no image is decoded again. Shift-click ticks the range from the last ticked tile of the same
+# page.
 _JS = """
 const memory = new WeakMap();
 export default function (component) {

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

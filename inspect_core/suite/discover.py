@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..schema import check_of_column
 from .metrics import ScoreArrays
 
 DISCOVER_DEFAULTS = {
@@ -100,7 +101,7 @@ def features_of(images: pd.DataFrame, options: dict | None = None) -> list[Featu
         col = images[c]
         f = None
         if pd.api.types.is_bool_dtype(col.dtype):
-            if c.startswith("is_"):
+            if check_of_column(c) is not None:
                 f = _flag_feature(c, col)
         elif c in ("label", "split") or c.startswith("meta_") and not pd.api.types.is_numeric_dtype(col.dtype):
             f = _text_feature(c, col, o["max_levels"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..schema import issue_column
 from .spec import ALL_SLICE, Suite
 
 
@@ -169,7 +170,7 @@ def mask_of(spec: dict, data: SliceData, name: str, named=None, ids=None) -> np.
             wanted = set(value if isinstance(value, list) else [value])
             hit = data.finding_counts(wanted)[0] > 0
             for w in wanted:                       # an is_<check> column of the images table counts as well
-                col = f"is_{w}"
+                col = issue_column(w)
                 if col in data.images.columns and pd.api.types.is_bool_dtype(data.images[col].dtype):
                     hit |= data.images[col].to_numpy(dtype=bool, na_value=False)
             mask &= hit

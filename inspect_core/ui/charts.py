@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..schema import issue_column
+
 MAX_SCATTER_POINTS = 5_000
 HIST_BINS = 50
 NONE = "(none)"
@@ -129,10 +131,10 @@ def count_figure(df: pd.DataFrame, by: str = "label", color: str | None = "split
 def flagged_by(df: pd.DataFrame, checks) -> tuple[np.ndarray, list[str]]:
     """``(flagged, names)``: per row, whether any of ``checks`` flags it (its ``is_<check>`` column), and the
     names of those checks for each row ("" when none)."""
-    cols = [c for c in checks if f"is_{c}" in df.columns]
+    cols = [c for c in checks if issue_column(c) in df.columns]
     if not cols:
         return np.zeros(len(df), dtype=bool), [""] * len(df)
-    flags = np.column_stack([df[f"is_{c}"].to_numpy(dtype=bool, na_value=False) for c in cols])
+    flags = np.column_stack([df[issue_column(c)].to_numpy(dtype=bool, na_value=False) for c in cols])
     flagged = flags.any(axis=1)
     names = np.full(len(df), "", dtype=object)
     hit = np.flatnonzero(flagged)   # names built for the flagged rows only (a Python loop over 100,000 took 3 s)

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from inspect_core.ui import state, widgets
+from inspect_core.ui import state, viewer, widgets
 from inspect_core.ui.query import gallery_page
 
 st.set_page_config(page_title="Gallery - Dataset Inspector", layout="wide")
@@ -39,6 +39,6 @@ with grid:
 
 selected = widgets.url_selected_image()
 if selected:
-    widgets.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
-                         page_key=widgets.PAGE_KEY, page_size=query.page_size)
+    viewer.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
+                        page_key=widgets.PAGE_KEY, page_size=query.page_size)
 widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from inspect_core import neardup
-from inspect_core.ui import state, widgets
+from inspect_core.ui import state, viewer, widgets
 from inspect_core.ui.text import label_text, md_escape
 
 st.set_page_config(page_title="Findings - Dataset Inspector", layout="wide")
@@ -47,7 +47,7 @@ st.dataframe(summary, hide_index=True, width="content")
 
 selected = st.session_state.get(widgets.SELECTED_KEY)
 if selected:
-    widgets.image_detail(scan, selected, store, key_prefix="findings_detail")
+    viewer.image_detail(scan, selected, store, key_prefix="findings_detail")
 
 with_findings = [f for f in order if counts.get(f, 0) > 0]
 if not with_findings:
@@ -135,7 +135,7 @@ def show_groups(sub: pd.DataFrame, key: str) -> None:
             cols = st.columns(max(len(shown), 2))
             for col, (iid, cap) in zip(cols, shown):
                 with col:
-                    widgets.show_image(scan, iid, max_side_px=320, caption=cap)
+                    viewer.show_image(scan, iid, max_side_px=320, caption=cap)
                     open_button(iid, f"{key}_{gid}")
     if n_pages > 1:
         st.pagination(n_pages, key=f"di_findings_{key}_pager")
@@ -161,7 +161,7 @@ def show_label_pairs() -> None:
             for col, iid, label, split in ((cols[0], p.image_id_a, p.label_a, p.split_a),
                                            (cols[1], p.image_id_b, p.label_b, p.split_b)):
                 with col:
-                    widgets.show_image(scan, iid, max_side_px=320)
+                    viewer.show_image(scan, iid, max_side_px=320)
                     st.markdown(f"**label: {md_escape(label_text(label))}**")
                     st.caption(md_escape(f"{iid} | {label_text(split)}"))
                     open_button(iid, f"label_pair_{page}_{n}")
@@ -198,7 +198,7 @@ elif family == "annotation":
     for n, iid in enumerate(ids[:9]):
         with cols[n % 3]:
             checks = ", ".join(sorted(set(fam.loc[fam["image_id"] == iid, "check"])))
-            widgets.show_image(scan, iid, max_side_px=480, caption=f"{iid}: {checks}")
+            viewer.show_image(scan, iid, max_side_px=480, caption=f"{iid}: {checks}")
             st.button("Open", key=f"di_findings_open_ann_{widgets._short_key(iid)}",
                       on_click=widgets.select_image, args=(iid,))
 elif family == "label":

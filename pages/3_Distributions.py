@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from inspect_core.ui import charts, state, widgets
+from inspect_core.ui import charts, state, viewer, widgets
 from inspect_core.ui.query import numeric_columns
 
 st.set_page_config(page_title="Distributions - Dataset Inspector", layout="wide")
@@ -38,7 +38,7 @@ def scatter(fingerprint: str, x: str, y: str, checks: tuple, _images):
 
 selected = st.session_state.get(widgets.SELECTED_KEY)
 if selected:
-    widgets.image_detail(scan, selected, store, key_prefix="dist_detail")
+    viewer.image_detail(scan, selected, store, key_prefix="dist_detail")
 
 if not nums:
     st.warning("This scan has no numeric columns to plot.")

@@ -373,13 +373,13 @@ def test_manifest_listing_a_file_twice_does_not_call_it_missing(tmp_path):
 
 
 def test_yolo_names_with_inline_comments():
-    from inspect_core.loaders import parse_yolo_names
+    from inspect_core.loader_yolo import parse_yolo_names
     assert parse_yolo_names("nc: 2  # classes\nnames: ['cat', 'dog']  # class names\n") == ["cat", "dog"]
     assert parse_yolo_names("names:\n  0: person  # people\n  1: car\n") == ["person", "car"]
 
 
 def test_yolo_names_flow_list_over_several_lines():
-    from inspect_core.loaders import parse_yolo_names
+    from inspect_core.loader_yolo import parse_yolo_names
     assert parse_yolo_names("names: [\n  'cat', 'dog',\n  'bird']\nnc: 3\n") == ["cat", "dog", "bird"]
 
 

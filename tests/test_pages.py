@@ -473,19 +473,19 @@ def test_image_detail_decodes_once_not_per_keystroke(tmp_path, cache_home, monke
     import os
 
     import streamlit as st
-    from inspect_core.ui import widgets
+    from inspect_core.ui import viewer
     root = tmp_path / "data"
     for cls, greys in (("cat", (40, 90)), ("dog", (140, 190))):
         for k, g in enumerate(greys):
             _img(root / "train" / cls / f"{cls}_{k}.png", g)
     _scan(root, cache_home)
     decoded = []
-    real = widgets.display_image
+    real = viewer.display_image
 
     def counting(root_, image_id, max_side_px=1024):
         decoded.append((image_id, max_side_px))
         return real(root_, image_id, max_side_px=max_side_px)
-    monkeypatch.setattr(widgets, "display_image", counting)
+    monkeypatch.setattr(viewer, "display_image", counting)
     st.cache_data.clear()
     at = _app(root, PAGES[0])
     target = "train/dog/dog_1.png"

@@ -125,7 +125,7 @@ def test_md_escape_shows_characters():
 def test_boxes_flagged_by_the_box_tables_check_columns():
     from types import SimpleNamespace
 
-    from inspect_core.ui.widgets import _boxes_of
+    from inspect_core.ui.viewer import _boxes_of
     ann = pd.DataFrame({"ann_id": [1, 2, 3], "image_id": ["a.jpg", "a.jpg", "b.jpg"],
                         "is_box_degenerate": [False, True, False], "is_box_duplicate": [False, False, True]})
     scan = SimpleNamespace(annotations=ann, findings=pd.DataFrame())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import loaders
+from .. import loader_coco, loaders
 from ..export import safe_csv_bytes
 from ..schema import finding_frame
 from .errors import ERROR_DEFAULTS, annotation_errors, image_error_scores
@@ -150,8 +150,8 @@ def triage_detections(dataset_or_scan, predictions_path, *, split: str | None = 
         images = images.loc[images["image_id"].isin(set(image_ids))]
     eval_ids = images["image_id"].astype("str").tolist()
     ann_all = _annotations_px(dataset_or_scan, ds, size_of)
-    coco_path = loaders._find_coco_json(ds.root) if ds.format in ("coco", "folder", "csv") else None
-    coco_ids, coco_cats = coco_image_ids(coco_path, lambda fn: loaders._coco_resolve(ds.root, fn, ["", "images"]))
+    coco_path = loader_coco._find_coco_json(ds.root) if ds.format in ("coco", "folder", "csv") else None
+    coco_ids, coco_cats = coco_image_ids(coco_path, lambda fn: loader_coco._coco_resolve(ds.root, fn, ["", "images"]))
     names = list(ds.box_categories) or (list(ds.classes) if ds.format in ("coco", "yolo") else [])
     if not names:
         names = [str(c) for c in ann_all["category"].dropna().unique()]

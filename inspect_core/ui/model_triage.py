@@ -24,7 +24,8 @@ from inspect_core.model.preprocess import (CHANNEL_ORDERS, IMAGENET_MEAN, IMAGEN
                                      Preprocess, PreprocessError, find_sidecar, read_preprocess, sidecar_name)
 from inspect_core.thumbs import image_bytes
 from inspect_core.ui.text import label_text, md_escape
-from inspect_core.ui.widgets import display_jpeg, thumb_grid
+from inspect_core.ui.viewer import display_jpeg
+from inspect_core.ui.widgets import thumb_grid
 
 log = logging.getLogger(__name__)
 

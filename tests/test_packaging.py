@@ -84,3 +84,10 @@ def test_every_test_marked_slow_still_exists():
             tree = ast.parse((REPO / "tests" / path).read_text())
             names[path] = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
         assert name in names[path], f"conftest.SLOW_TESTS names {nodeid}, which no longer exists"
+
+
+def test_no_module_of_the_library_is_over_600_lines():
+    """Issue 11: a module that grows past ~600 lines is split along its seams (the model wing, the loaders)."""
+    long = {str(p.relative_to(REPO)): n for p in sorted(REPO.glob("inspect_core/**/*.py"))
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}

@@ -12,11 +12,16 @@ from PIL import Image
 
 from inspect_core import loaders
 from inspect_core.detection.decisions import BoxDecisionStore, ann_key, pred_key
-from inspect_core.detection.export import (corrected_coco, relabel_list, write_detection_exports, yolo_labels,
-                                           yolo_zip_bytes)
+from inspect_core.detection.export import (
+    corrected_coco,
+    relabel_list,
+    write_detection_exports,
+    yolo_labels,
+    yolo_zip_bytes,
+)
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.coco import COCO
 
 
 def coco_dataset(root: Path) -> Path:
@@ -125,3 +130,18 @@ def test_yolo_dataset_without_coco_file_is_built_from_the_table(tmp_path):
     assert coco.loadCats(anns[0]["category_id"])[0]["name"] == "dog"
     assert (out["yolo"] / "labels/images/train/x.txt").read_text() == "1 0.500000 0.500000 0.200000 0.400000\n"
     shutil.rmtree(out["yolo"])
+
+
+def test_a_box_of_unknown_class_or_without_area_is_left_out_not_a_crash(tmp_path):
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    Image.new("RGB", (200, 100)).save(root / "images/x.jpg")
+    (root / "labels/x.txt").write_text("0 0.5 0.5 0.2 0.4\n7 0.5 0.5 0.1 0.1\n0 0.3 0.3 0.0 0.2\n")
+    (root / "data.yaml").write_text("names: [cat, dog]\npath: .\ntrain: images\n")
+    ds = loaders.load_dataset(root)
+    files, names = yolo_labels(ds, None)
+    assert names == ["cat", "dog"]
+    assert files["labels/images/x.txt"] == "0 0.500000 0.500000 0.200000 0.400000\n"
+    coco = corrected_coco(ds, None)
+    assert [a["bbox"] for a in coco["annotations"]] == [[80.0, 30.0, 40.0, 40.0]]

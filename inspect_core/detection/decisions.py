@@ -16,6 +16,7 @@ each decision its own committed transaction), which this class wraps.
 """
 from __future__ import annotations
 
+import math
 import sqlite3
 
 import pandas as pd
@@ -107,7 +108,7 @@ class BoxDecisionStore:
             if box_xywh_px is None or len(box_xywh_px) != 4:
                 raise ReviewError(f"accepting {box_key} needs its box [x, y, w, h] in px")
             box = [float(v) for v in box_xywh_px]
-            if not all(v == v for v in box) or box[2] <= 0 or box[3] <= 0:
+            if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
                 raise ReviewError(f"accepting {box_key}: box {box} has no area")
         elif action in ("delete", "relabel"):
             if kind != "ann":

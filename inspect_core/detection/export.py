@@ -72,6 +72,15 @@ def corrected_annotations(annotations: pd.DataFrame, decisions: pd.DataFrame) ->
     return ann.reset_index(drop=True)
 
 
+def usable(corrected: pd.DataFrame) -> pd.DataFrame:
+    """The boxes an export can write: a class, finite coordinates and an area (the scan reports the others as
+    box_unknown_category / box_degenerate findings)."""
+    xywh = corrected[BOX_COLUMNS].to_numpy(np.float64)
+    ok = corrected["category"].notna().to_numpy() & np.isfinite(xywh).all(axis=1) & (xywh[:, 2] > 0) & \
+        (xywh[:, 3] > 0)
+    return corrected.loc[ok]
+
+
 def _coco_file(ds: loaders.Dataset) -> Path | None:
     return loaders._find_coco_json(Path(ds.root)) if ds.format in ("coco", "folder", "csv") else None
 
@@ -88,7 +97,7 @@ def corrected_coco(dataset_or_scan, decisions: pd.DataFrame) -> dict:
         except (OSError, ValueError):
             base = None
     if not isinstance(base, dict) or not isinstance(base.get("annotations"), list):
-        return _coco_from_table(ds, corrected_annotations(ann_px, decisions), size_of)
+        return _coco_from_table(ds, usable(corrected_annotations(ann_px, decisions)), size_of)
     return _coco_from_file(ds, base, ann_px, decisions, size_of)
 
 
@@ -172,10 +181,10 @@ def _coco_from_table(ds, corrected: pd.DataFrame, size_of) -> dict:
 def yolo_labels(dataset_or_scan, decisions: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     """({label path: text}, class names): one ``labels/<image path without suffix>.txt`` per image, one line
     ``class cx cy w h`` (normalised to the image size) per corrected box; the class is its index in the names.
-    A box on an image of unknown size cannot be normalised and is left out (the caller counts it)."""
+    A box on an image of unknown size cannot be normalised and is left out, as is a box without a class or area."""
     ds, ann_px, size_of = boxes_px(dataset_or_scan)
-    corrected = corrected_annotations(ann_px, decisions if decisions is not None else pd.DataFrame(
-        columns=CURRENT_COLUMNS))
+    corrected = usable(corrected_annotations(ann_px, decisions if decisions is not None else pd.DataFrame(
+        columns=CURRENT_COLUMNS)))
     names = list(ds.box_categories) or list(ds.classes)
     names += sorted(set(corrected["category"].astype("str")) - set(names))
     index = {n: k for k, n in enumerate(names)}

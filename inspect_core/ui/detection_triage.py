@@ -324,7 +324,7 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
         with cols[k % len(cols)]:
             st.image(img, width="stretch")
             st.caption(md_escape(f"#{rec.rank} {image_id}"))
-            st.text(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
+            st.caption(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
                     f"{rec.n_annotation_errors} annotation errors" + (f" | {reason}" if reason else ""))
             if st.button("Open", key=f"{key}_{rec.rank}", help=image_id):
                 st.session_state[SELECTED_KEY] = image_id
@@ -373,7 +373,10 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         shown = [k for k in keys if key_id(k)[0] == "ann" or k in mine or
                  float(pred.loc[pred["box_key"] == k, "score"].iloc[0]) >= min_score]
         label = {k: _box_text(k, ann, pred) for k in keys}
-        box = right.selectbox("Box", shown, format_func=lambda k: label[k], key=K + "box")
+        in_error = [k for k in shown if k in set(ann.loc[(ann["error_type"] != "") | (ann["check"] != ""), "box_key"])
+                    | set(pred.loc[~pred["is_tp"].astype(bool), "box_key"])]
+        start = shown.index(in_error[0]) if in_error else 0          # the first box in an error, ready to decide
+        box = right.selectbox("Box", shown, index=start, format_func=lambda k: label[k], key=K + "box")
         kind = key_id(box)[0]
         actions = ["accept", "fine"] if kind == "pred" else ["delete", "relabel", "fine"]
         names = {"accept": "Accept as annotation", "delete": "Delete box", "relabel": "Change class",

@@ -37,7 +37,8 @@ SELECTED_KEY = K + "selected"        # the opened image
 BOX_BOUNDS_PX2 = {"small": 32 ** 2, "medium": 96 ** 2}   # COCO object sizes: area below 32^2, below 96^2, else large
 SIZES = ("small", "medium", "large")
 TIDE_TYPES = ("classification", "localization", "both", "duplicate", "background", "missed")
-VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_px": 800, "min_score": 0.3}
+VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_px": 800, "min_score": 0.3,
+                 "errors_shown": 1000}
 
 ANN_COLOUR, ANN_ERROR_COLOUR, ANN_DELETED_COLOUR = (40, 200, 60), (230, 30, 30), (150, 150, 150)
 TP_COLOUR, FP_COLOUR, ACCEPTED_COLOUR = (30, 120, 230), (245, 150, 20), (200, 40, 200)
@@ -319,8 +320,8 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
     for k, rec in enumerate(rows.head(int(o["n_images"])).itertuples(index=False)):
         image_id = str(rec.image_id)
         ann, pred = boxes_of(view, result, image_id)
-        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]),
-                                       {b: decided[b] for b in decided if b in set(ann["box_key"]) | set(pred["box_key"])})
+        mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
+        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]), mine)
         with cols[k % len(cols)]:
             st.image(img, width="stretch")
             st.caption(md_escape(f"#{rec.rank} {image_id}"))
@@ -543,9 +544,12 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
         st.text(f"{len(rows):,} images match; worst detection error score first")
         _grid(scan, view, result, rows, min_score, decided, K + "open", o)
     with t_err:
-        st.caption("Annotation errors found through the model, most likely first. Select a row to open its image.")
+        n_err = int(o["errors_shown"])
+        st.caption("Annotation errors found through the model, most likely first"
+                   + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
+                      if len(result.errors) > n_err else "") + ". Select a row to open its image.")
         cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
-        ev = st.dataframe(result.errors[cols], hide_index=True, width="stretch", on_select="rerun",
+        ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
                           selection_mode="single-row", key=K + "errors")
         picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
         if picked and st.session_state.get(K + "err_open") != picked[0]:

@@ -145,3 +145,16 @@ def test_a_box_of_unknown_class_or_without_area_is_left_out_not_a_crash(tmp_path
     assert files["labels/images/x.txt"] == "0 0.500000 0.500000 0.200000 0.400000\n"
     coco = corrected_coco(ds, None)
     assert [a["bbox"] for a in coco["annotations"]] == [[80.0, 30.0, 40.0, 40.0]]
+
+
+def test_an_image_id_leaving_the_folder_gets_no_label_file(monkeypatch):
+    import types
+
+    from inspect_core.detection import export
+    ds = types.SimpleNamespace(images=pd.DataFrame({"image_id": ["a.jpg", "../up.jpg", "/abs.jpg"]}),
+                               box_categories=["cat"], classes=[])
+    ann = pd.DataFrame({"ann_id": [1, 2, 3], "image_id": ["a.jpg", "../up.jpg", "/abs.jpg"], "category": "cat",
+                        "box_x_px": 0.0, "box_y_px": 0.0, "box_w_px": 5.0, "box_h_px": 5.0})
+    monkeypatch.setattr(export, "boxes_px", lambda _x: (ds, ann, lambda _i: (10.0, 10.0)))
+    files, _ = yolo_labels(object(), None)
+    assert list(files) == ["labels/a.txt"]

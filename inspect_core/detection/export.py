@@ -181,7 +181,8 @@ def _coco_from_table(ds, corrected: pd.DataFrame, size_of) -> dict:
 def yolo_labels(dataset_or_scan, decisions: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     """({label path: text}, class names): one ``labels/<image path without suffix>.txt`` per image, one line
     ``class cx cy w h`` (normalised to the image size) per corrected box; the class is its index in the names.
-    A box on an image of unknown size cannot be normalised and is left out, as is a box without a class or area."""
+    A box on an image of unknown size cannot be normalised and is left out, as is a box without a class or area;
+    an image id that would lead out of the folder (absolute, '..') gets no label file."""
     ds, ann_px, size_of = boxes_px(dataset_or_scan)
     corrected = usable(corrected_annotations(ann_px, decisions if decisions is not None else pd.DataFrame(
         columns=CURRENT_COLUMNS)))
@@ -198,8 +199,14 @@ def yolo_labels(dataset_or_scan, decisions: pd.DataFrame) -> tuple[dict[str, str
         lines.setdefault(str(r.image_id), []).append(
             f"{index[str(r.category)]} {(x + w / 2) / w_px:.6f} {(y + h / 2) / h_px:.6f} {w / w_px:.6f} {h / h_px:.6f}")
     files = {str(PurePosixPath("labels") / PurePosixPath(i).with_suffix(".txt")): "".join(s + "\n" for s in v)
-             for i, v in lines.items()}
+             for i, v in lines.items() if _stays_inside(i)}
     return files, names
+
+
+def _stays_inside(image_id: str) -> bool:
+    """Whether ``labels/<image_id>`` stays inside the export folder (no absolute path, no '..')."""
+    p = PurePosixPath(str(image_id).replace("\\", "/"))
+    return bool(p.parts) and not p.is_absolute() and ".." not in p.parts
 
 
 def relabel_list(decisions: pd.DataFrame, root) -> pd.DataFrame:

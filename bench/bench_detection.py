@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_detection.py speed [--images 100000] [--boxes 20] [--repeat 3]
     .venv/bin/python bench/bench_detection.py compare [--seed 0] [--out bench/results/detection]
     .venv/bin/python bench/bench_detection.py sample [--out bench/results/detection]
-    .venv/bin/python bench/bench_detection.py page [--images 100000] [--boxes 20] [--repeat 3]
+    .venv/bin/python bench/bench_detection.py page [--images 100000] [--boxes 20] [--repeat 3] [--result-cache F]
 
 ``speed``: matching (per-box TIDE table) + COCO metrics on a synthetic set of N images x B annotated boxes
 (5 classes) with about as many predictions (the boxes jittered, 5 % wrong class, background boxes), timed
@@ -140,17 +140,24 @@ def _page_script():
 
 
 def cmd_page(args) -> int:
+    import pickle
     import tempfile
     import types
 
     import streamlit as st
     from PIL import Image
     from streamlit.testing.v1 import AppTest
-
     t0 = time.perf_counter()
-    result = synthetic_result(args.images, args.boxes)
+    cache = Path(args.result_cache) if args.result_cache else None
+    if cache is not None and cache.exists():
+        result = pickle.loads(cache.read_bytes())
+        assert len(result.images) == args.images, f"{cache} holds another size; delete it"
+    else:
+        result = synthetic_result(args.images, args.boxes)
+        if cache is not None:
+            cache.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     print(f"{args.images:,} images, {len(result.annotations):,} annotations, {len(result.predictions):,} "
-          f"predictions; result built in {time.perf_counter() - t0:.1f} s (not timed below)")
+          f"predictions; result built or read in {time.perf_counter() - t0:.1f} s (not timed below)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_det_page_"))
     root = tmp / "data"
     root.mkdir()
@@ -491,6 +498,8 @@ def main(argv=None) -> int:
     g.add_argument("--images", type=int, default=100_000)
     g.add_argument("--boxes", type=int, default=20)
     g.add_argument("--repeat", type=int, default=3)
+    g.add_argument("--result-cache", default=None,
+                   help="a pickle of the synthetic DetectionResult: read when there, else written (saves minutes)")
     m = sub.add_parser("sample")
     m.add_argument("--out", default="bench/results/detection")
     args = ap.parse_args(argv)

@@ -60,13 +60,27 @@ def predictions_fingerprint(path) -> str:
 
 @dataclass
 class DetectionView:
-    """What the section needs from a DetectionResult, computed once: boxes with image ranks, tags and sizes."""
+    """What the section needs from a DetectionResult, computed once: every box as integer codes (image rank,
+    class, size, error type, check), so a filter is a few numpy comparisons."""
     images: pd.DataFrame     # the result's per-image table (worst first) with a column ``rank`` (1 = worst)
-    boxes: pd.DataFrame      # one row per annotated and predicted box: rank, kind, box_key, category, size, tag...
+    boxes: pd.DataFrame      # one row per annotated then predicted box: rank (0-based, -1 unknown), kind (0 ann,
+    #                          1 pred), category / tag / check (codes into the lists below), size (index in SIZES),
+    #                          score (NaN for annotations), row (in result.annotations / result.predictions)
     order: np.ndarray        # positions of ``boxes`` sorted by rank
     starts: np.ndarray       # ``order[starts[r]:starts[r + 1]]``: the boxes of the image of rank r + 1
-    categories: list[str]
-    tags: list[str]
+    rank_of: dict            # image_id -> 0-based rank
+    category_names: list[str]
+    tag_names: list[str]     # TIDE types ("" for none)
+    check_names: list[str]   # annotation-error checks ("" for none)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(self.category_names)
+
+    @property
+    def tags(self) -> list[str]:
+        """The error types to filter by: the TIDE types present, then the annotation-error checks present."""
+        return [t for t in TIDE_TYPES if t in self.tag_names] + sorted(c for c in self.check_names if c)
 
 
 def _size_of(w, h) -> np.ndarray:
@@ -74,35 +88,66 @@ def _size_of(w, h) -> np.ndarray:
     return np.where(area < BOX_BOUNDS_PX2["small"], 0, np.where(area < BOX_BOUNDS_PX2["medium"], 1, 2))
 
 
+def _codes(*columns) -> tuple[np.ndarray, list[str]]:
+    """The columns' text values as one int32 code array (concatenated) and the names the codes index. Each
+    column is factorized on its own (fast on Arrow strings; no per-row Python objects), then the few distinct
+    values are merged."""
+    names: list[str] = []
+    out = []
+    for col in columns:
+        codes, uniq = pd.factorize(col, use_na_sentinel=False)
+        uniq = ["" if pd.isna(u) else str(u) for u in uniq]
+        for u in uniq:
+            if u not in names:
+                names.append(u)
+        remap = np.array([names.index(u) for u in uniq] + [0], dtype=np.int32)
+        out.append(remap[codes] if len(codes) else np.zeros(0, np.int32))
+    return np.concatenate(out) if out else np.zeros(0, np.int32), names
+
+
+def _ranks(values, rank_of: dict) -> np.ndarray:
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    pos = np.array([rank_of.get(str(u), -1) for u in uniq] + [-1], dtype=np.int64)
+    return pos[codes] if len(codes) else np.zeros(0, np.int64)
+
+
+def _check_codes(ids: pd.Series, checks: pd.Series, code_of: dict) -> np.ndarray:
+    """Per box, the code of its annotation-error check (0: none), by integer id lookup."""
+    pos = pd.Index(checks.index).get_indexer(ids.to_numpy())
+    table = np.array([code_of[str(c)] for c in checks] + [0], dtype=np.int32)
+    return table[pos]
+
+
 def prepare_view(result) -> DetectionView:
     """Precompute the box table of the section from a ``DetectionResult`` (no drawing)."""
     images = result.images.reset_index(drop=True)
-    index = pd.Index(images["image_id"].astype("str"))
+    rank_of = {str(i): k for k, i in enumerate(images["image_id"].tolist())}
     a, p = result.annotations, result.predictions
-    checks_ann = result.errors.loc[result.errors["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")["check"]
-    checks_pred = result.errors.loc[result.errors["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")["check"]
-    ann_tag = a["error_type"].astype("str").to_numpy(object)
-    ann_check = a["ann_id"].map(checks_ann).fillna("").astype("str").to_numpy(object)
-    pred_check = p["pred_id"].map(checks_pred).fillna("").astype("str").to_numpy(object)
+    err = result.errors
+    checks_ann = err.loc[err["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")["check"]
+    checks_pred = err.loc[err["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")["check"]
+    category, category_names = _codes(a["category"], p["category"])
+    tag, tag_names = _codes(a["error_type"], p["error_type"])
+    check_names = [""] + sorted(set(err["check"].astype("str")))
+    code_of = {c: k for k, c in enumerate(check_names)}
+    check = np.r_[_check_codes(a["ann_id"], checks_ann, code_of), _check_codes(p["pred_id"], checks_pred, code_of)]
     boxes = pd.DataFrame({
-        "rank": np.r_[index.get_indexer(a["image_id"].astype("str")), index.get_indexer(p["image_id"].astype("str"))],
-        "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],     # 0 annotation, 1 prediction
-        "id": np.r_[a["ann_id"].to_numpy(np.int64), p["pred_id"].to_numpy(np.int64)],
-        "category": pd.Categorical(np.r_[a["category"].astype("str").to_numpy(object),
-                                         p["category"].astype("str").to_numpy(object)]),
+        "rank": np.r_[_ranks(a["image_id"], rank_of), _ranks(p["image_id"], rank_of)],
+        "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],
+        "category": category, "tag": tag, "check": check,
         "size": np.r_[_size_of(a["box_w_px"], a["box_h_px"]), _size_of(p["box_w_px"], p["box_h_px"])].astype(np.int8),
-        "tag": pd.Categorical(np.r_[ann_tag, p["error_type"].astype("str").to_numpy(object)]),
-        "check": pd.Categorical(np.r_[ann_check, pred_check]),
         "score": np.r_[np.full(len(a), np.nan), p["score"].to_numpy(np.float64)],
         "row": np.r_[np.arange(len(a)), np.arange(len(p))],
     })
-    order = np.argsort(boxes["rank"].to_numpy(), kind="stable")
-    starts = np.searchsorted(boxes["rank"].to_numpy()[order], np.arange(len(images) + 1))
+    ranks = boxes["rank"].to_numpy()
+    order = np.argsort(ranks, kind="stable")
+    starts = np.searchsorted(ranks[order], np.arange(len(images) + 1))
     images = images.assign(rank=np.arange(1, len(images) + 1))
-    cats = sorted(set(boxes["category"].cat.categories))
-    tags = [t for t in TIDE_TYPES if t in set(boxes["tag"].cat.categories)] + \
-        sorted(c for c in boxes["check"].cat.categories if c)
-    return DetectionView(images, boxes, order, starts, cats, tags)
+    return DetectionView(images, boxes, order, starts, rank_of, category_names, tag_names, check_names)
+
+
+def _code_list(names: list[str], wanted) -> list[int]:
+    return [k for k, n in enumerate(names) if n in set(wanted)]
 
 
 def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_score: float = 0.0) -> pd.DataFrame:
@@ -114,9 +159,10 @@ def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_
     b = view.boxes
     keep = ~(b["score"].to_numpy() < min_score)
     if tags:
-        keep &= b["tag"].isin(tags).to_numpy() | b["check"].isin(tags).to_numpy()
+        keep &= np.isin(b["tag"].to_numpy(), _code_list(view.tag_names, set(tags) - {""})) | \
+            np.isin(b["check"].to_numpy(), _code_list(view.check_names, set(tags) - {""}))
     if categories:
-        keep &= b["category"].isin(categories).to_numpy()
+        keep &= np.isin(b["category"].to_numpy(), _code_list(view.category_names, categories))
     if sizes:
         keep &= np.isin(b["size"].to_numpy(), [SIZES.index(s) for s in sizes])
     ranks = np.unique(b["rank"].to_numpy()[keep])
@@ -125,15 +171,15 @@ def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_
 
 def boxes_of(view: DetectionView, result, image_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(annotated boxes, predicted boxes) of one image, from the result's tables, with ``box_key`` and ``check``."""
-    hit = np.flatnonzero(view.images["image_id"].to_numpy() == image_id)
-    if not len(hit):
-        return result.annotations.iloc[:0], result.predictions.iloc[:0]
-    r = int(hit[0])
+    r = view.rank_of.get(str(image_id))
+    if r is None:
+        return (result.annotations.iloc[:0].assign(check="", box_key=""),
+                result.predictions.iloc[:0].assign(check="", box_key=""))
     sel = view.boxes.iloc[view.order[view.starts[r]:view.starts[r + 1]]]
     ann_sel, pred_sel = sel.loc[sel["kind"] == 0], sel.loc[sel["kind"] == 1]
-    ann = result.annotations.iloc[ann_sel["row"].to_numpy()].assign(check=ann_sel["check"].astype("str").to_numpy())
-    pred = result.predictions.iloc[pred_sel["row"].to_numpy()].assign(
-        check=pred_sel["check"].astype("str").to_numpy())
+    names = np.array(view.check_names, dtype=object)
+    ann = result.annotations.iloc[ann_sel["row"].to_numpy()].assign(check=names[ann_sel["check"].to_numpy()])
+    pred = result.predictions.iloc[pred_sel["row"].to_numpy()].assign(check=names[pred_sel["check"].to_numpy()])
     ann = ann.assign(box_key=[ann_key(i) for i in ann["ann_id"]])
     pred = pred.assign(box_key=[pred_key(i) for i in pred["pred_id"]])
     return ann, pred

@@ -80,6 +80,15 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     assert not at2.exception
     labels = {b.label for b in at2.get("download_button")}
     assert {"Corrected COCO JSON", "YOLO label folder (zip)", "Relabel list (CSV)"} <= labels
+    at2.button(key="di_det_write").click().run()
+    assert not at2.exception
+    written = sorted((sample_scan.workspace / "exports").glob("detection-*/corrected_annotations.json"))
+    assert written, texts(at2)
+    from pycocotools.coco import COCO
+    coco = COCO(str(written[-1]))
+    new = [a for a in coco.loadAnns(coco.getAnnIds()) if a["bbox"] == [round(float(target[c]), 2) for c in
+                                                                       ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]]
+    assert len(new) == 1 and coco.loadCats(new[0]["category_id"])[0]["name"] == target["category"]
     at2.selectbox(key="di_det_box").set_value(key).run()
     at2.button(key="di_det_undo").click().run()
     assert not at2.exception

@@ -68,7 +68,7 @@ class DetectionView:
     #                          score (NaN for annotations), row (in result.annotations / result.predictions)
     order: np.ndarray        # positions of ``boxes`` sorted by rank
     starts: np.ndarray       # ``order[starts[r]:starts[r + 1]]``: the boxes of the image of rank r + 1
-    rank_of: dict            # image_id -> 0-based rank
+    image_index: pd.Index    # image_id -> 0-based rank (get_loc)
     category_names: list[str]
     tag_names: list[str]     # TIDE types ("" for none)
     check_names: list[str]   # annotation-error checks ("" for none)
@@ -105,34 +105,35 @@ def _codes(*columns) -> tuple[np.ndarray, list[str]]:
     return np.concatenate(out) if out else np.zeros(0, np.int32), names
 
 
-def _ranks(values, rank_of: dict) -> np.ndarray:
+def _ranks(values, image_index: pd.Index) -> np.ndarray:
+    """The 0-based rank of each value's image (-1: not among the images), vectorised over the distinct ids."""
     codes, uniq = pd.factorize(values, use_na_sentinel=False)
-    pos = np.array([rank_of.get(str(u), -1) for u in uniq] + [-1], dtype=np.int64)
+    pos = np.r_[image_index.get_indexer(pd.Index(uniq)), -1].astype(np.int64)
     return pos[codes] if len(codes) else np.zeros(0, np.int64)
 
 
-def _check_codes(ids: pd.Series, checks: pd.Series, code_of: dict) -> np.ndarray:
+def _check_codes(ids: pd.Series, checks: pd.Series, names: list[str]) -> np.ndarray:
     """Per box, the code of its annotation-error check (0: none), by integer id lookup."""
     pos = pd.Index(checks.index).get_indexer(ids.to_numpy())
-    table = np.array([code_of[str(c)] for c in checks] + [0], dtype=np.int32)
+    table = np.r_[pd.Index(names).get_indexer(checks.astype("str")), 0].astype(np.int32)
     return table[pos]
 
 
 def prepare_view(result) -> DetectionView:
     """Precompute the box table of the section from a ``DetectionResult`` (no drawing)."""
     images = result.images.reset_index(drop=True)
-    rank_of = {str(i): k for k, i in enumerate(images["image_id"].tolist())}
+    image_index = pd.Index(images["image_id"].astype("str"))
     a, p = result.annotations, result.predictions
     err = result.errors
     checks_ann = err.loc[err["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")["check"]
     checks_pred = err.loc[err["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")["check"]
     category, category_names = _codes(a["category"], p["category"])
     tag, tag_names = _codes(a["error_type"], p["error_type"])
-    check_names = [""] + sorted(set(err["check"].astype("str")))
-    code_of = {c: k for k, c in enumerate(check_names)}
-    check = np.r_[_check_codes(a["ann_id"], checks_ann, code_of), _check_codes(p["pred_id"], checks_pred, code_of)]
+    check_names = [""] + sorted(str(c) for c in pd.unique(err["check"].astype("str")))
+    check = np.r_[_check_codes(a["ann_id"], checks_ann, check_names),
+                  _check_codes(p["pred_id"], checks_pred, check_names)]
     boxes = pd.DataFrame({
-        "rank": np.r_[_ranks(a["image_id"], rank_of), _ranks(p["image_id"], rank_of)],
+        "rank": np.r_[_ranks(a["image_id"], image_index), _ranks(p["image_id"], image_index)],
         "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],
         "category": category, "tag": tag, "check": check,
         "size": np.r_[_size_of(a["box_w_px"], a["box_h_px"]), _size_of(p["box_w_px"], p["box_h_px"])].astype(np.int8),
@@ -143,7 +144,7 @@ def prepare_view(result) -> DetectionView:
     order = np.argsort(ranks, kind="stable")
     starts = np.searchsorted(ranks[order], np.arange(len(images) + 1))
     images = images.assign(rank=np.arange(1, len(images) + 1))
-    return DetectionView(images, boxes, order, starts, rank_of, category_names, tag_names, check_names)
+    return DetectionView(images, boxes, order, starts, image_index, category_names, tag_names, check_names)
 
 
 def _code_list(names: list[str], wanted) -> list[int]:
@@ -171,8 +172,8 @@ def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_
 
 def boxes_of(view: DetectionView, result, image_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(annotated boxes, predicted boxes) of one image, from the result's tables, with ``box_key`` and ``check``."""
-    r = view.rank_of.get(str(image_id))
-    if r is None:
+    r = view.image_index.get_indexer([str(image_id)])[0]
+    if r < 0:
         return (result.annotations.iloc[:0].assign(check="", box_key=""),
                 result.predictions.iloc[:0].assign(check="", box_key=""))
     sel = view.boxes.iloc[view.order[view.starts[r]:view.starts[r + 1]]]

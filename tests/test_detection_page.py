@@ -141,3 +141,19 @@ def test_drawing_two_styles():
     edge = (out[70:94, 55] == dt.FP_COLOUR).all(axis=1)             # the prediction's left edge: dashed
     assert 0 < edge.sum() < len(edge)
     assert not (out[62:78, 5] == dt.FP_COLOUR).all(axis=1).any()    # below the confidence cut: not drawn
+
+
+def test_a_dataset_without_boxes_says_so(tmp_path, cache_home):
+    import numpy as np
+    from PIL import Image
+
+    import inspect_core
+    root = tmp_path / "plain"
+    for cls in ("ant", "bee"):
+        (root / cls).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)).save(root / cls / f"{k}.png")
+    inspect_core.scan(root, workspace=cache_home / "dataset-inspector")
+    at = open_page(PAGE, root)
+    assert any("has no boxes" in e.value for e in at.info), texts(at)
+    assert not at.text_input

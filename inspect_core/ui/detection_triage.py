@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,29 +57,56 @@ def predictions_fingerprint(path) -> str:
         return "missing"
 
 
-@dataclass
 class DetectionView:
-    """What the section needs from a DetectionResult, computed once: every box as integer codes (image rank,
-    class, size, error type, check), so a filter is a few numpy comparisons."""
-    images: pd.DataFrame     # the result's per-image table (worst first) with a column ``rank`` (1 = worst)
-    boxes: pd.DataFrame      # one row per annotated then predicted box: rank (0-based, -1 unknown), kind (0 ann,
-    #                          1 pred), category / tag / check (codes into the lists below), size (index in SIZES),
-    #                          score (NaN for annotations), row (in result.annotations / result.predictions)
-    order: np.ndarray        # positions of ``boxes`` sorted by rank
-    starts: np.ndarray       # ``order[starts[r]:starts[r + 1]]``: the boxes of the image of rank r + 1
-    image_index: pd.Index    # image_id -> 0-based rank (get_loc)
-    category_names: list[str]
-    tag_names: list[str]     # TIDE types ("" for none)
-    check_names: list[str]   # annotation-error checks ("" for none)
+    """What the section needs from a DetectionResult. Built at once: each box's image rank (an integer), so the
+    boxes of one image are a comparison of integers; built on the first filter (``boxes``): every box as
+    integer codes (class, size, error type, check), so a filter is a few numpy comparisons."""
+
+    def __init__(self, result):
+        self.result = result
+        images = result.images.reset_index(drop=True)
+        self.image_index = pd.Index(images["image_id"].astype("str"))     # image_id -> 0-based rank
+        self.images = images.assign(rank=np.arange(1, len(images) + 1))  # worst first, rank 1 = worst
+        a, p = result.annotations, result.predictions
+        self.ann_rank = _ranks(a["image_id"], self.image_index)
+        self.pred_rank = _ranks(p["image_id"], self.image_index)
+        err = result.errors
+        self.check_names = [""] + sorted(str(c) for c in pd.unique(err["check"].astype("str")))
+        self._checks_ann = _CheckLookup(err.loc[err["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")
+                                        ["check"], self.check_names)
+        self._checks_pred = _CheckLookup(err.loc[err["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")
+                                         ["check"], self.check_names)
+        cats = list(result.summary.get("categories") or [])
+        self.categories = sorted(set(cats) | set(pd.unique(a["category"].astype("str"))) |
+                                 set(pd.unique(p["category"].astype("str"))))
+        present = set(pd.unique(a["error_type"].astype("str"))) | set(pd.unique(p["error_type"].astype("str")))
+        # the error types to filter by: the TIDE types present, then the annotation-error checks present
+        self.tags = [t for t in TIDE_TYPES if t in present] + [c for c in self.check_names if c]
+        self._boxes = None
 
     @property
-    def categories(self) -> list[str]:
-        return sorted(self.category_names)
+    def boxes(self) -> pd.DataFrame:
+        """One row per annotated then predicted box: rank (0-based, -1 unknown), kind (0 ann, 1 pred), category /
+        tag / check (codes into ``category_names`` / ``tag_names`` / ``check_names``), size (index in SIZES),
+        score (NaN for annotations). Built once, on the first filter."""
+        if self._boxes is None:
+            a, p = self.result.annotations, self.result.predictions
+            category, self.category_names = _codes(a["category"], p["category"])
+            tag, self.tag_names = _codes(a["error_type"], p["error_type"])
+            check = np.r_[self._checks_ann.codes(a["ann_id"]), self._checks_pred.codes(p["pred_id"])]
+            self._boxes = pd.DataFrame({
+                "rank": np.r_[self.ann_rank, self.pred_rank],
+                "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],
+                "category": category, "tag": tag, "check": check,
+                "size": np.r_[_size_of(a["box_w_px"], a["box_h_px"]),
+                              _size_of(p["box_w_px"], p["box_h_px"])].astype(np.int8),
+                "score": np.r_[np.full(len(a), np.nan), p["score"].to_numpy(np.float64)]})
+        return self._boxes
 
-    @property
-    def tags(self) -> list[str]:
-        """The error types to filter by: the TIDE types present, then the annotation-error checks present."""
-        return [t for t in TIDE_TYPES if t in self.tag_names] + sorted(c for c in self.check_names if c)
+    def check_of(self, ids: pd.Series, kind: str) -> np.ndarray:
+        """The annotation-error check of annotations (``kind`` "ann", by ann_id) or predictions (by pred_id)."""
+        lookup = self._checks_ann if kind == "ann" else self._checks_pred
+        return lookup.names[lookup.codes(ids)]
 
 
 def _size_of(w, h) -> np.ndarray:
@@ -108,43 +134,25 @@ def _codes(*columns) -> tuple[np.ndarray, list[str]]:
 def _ranks(values, image_index: pd.Index) -> np.ndarray:
     """The 0-based rank of each value's image (-1: not among the images), vectorised over the distinct ids."""
     codes, uniq = pd.factorize(values, use_na_sentinel=False)
-    pos = np.r_[image_index.get_indexer(pd.Index(uniq)), -1].astype(np.int64)
-    return pos[codes] if len(codes) else np.zeros(0, np.int64)
+    pos = np.r_[image_index.get_indexer(pd.Index(uniq)), -1].astype(np.int32)
+    return pos[codes] if len(codes) else np.zeros(0, np.int32)
 
 
-def _check_codes(ids: pd.Series, checks: pd.Series, names: list[str]) -> np.ndarray:
-    """Per box, the code of its annotation-error check (0: none), by integer id lookup."""
-    pos = pd.Index(checks.index).get_indexer(ids.to_numpy())
-    table = np.r_[pd.Index(names).get_indexer(checks.astype("str")), 0].astype(np.int32)
-    return table[pos]
+class _CheckLookup:
+    """Box id -> the code of its annotation-error check (0: none); the hash index is built once."""
+
+    def __init__(self, checks: pd.Series, names: list[str]):
+        self.index = pd.Index(checks.index)
+        self.table = np.r_[pd.Index(names).get_indexer(checks.astype("str")), 0].astype(np.int32)
+        self.names = np.asarray(names, dtype=object)
+
+    def codes(self, ids) -> np.ndarray:
+        return self.table[self.index.get_indexer(np.asarray(ids))]
 
 
 def prepare_view(result) -> DetectionView:
-    """Precompute the box table of the section from a ``DetectionResult`` (no drawing)."""
-    images = result.images.reset_index(drop=True)
-    image_index = pd.Index(images["image_id"].astype("str"))
-    a, p = result.annotations, result.predictions
-    err = result.errors
-    checks_ann = err.loc[err["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")["check"]
-    checks_pred = err.loc[err["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")["check"]
-    category, category_names = _codes(a["category"], p["category"])
-    tag, tag_names = _codes(a["error_type"], p["error_type"])
-    check_names = [""] + sorted(str(c) for c in pd.unique(err["check"].astype("str")))
-    check = np.r_[_check_codes(a["ann_id"], checks_ann, check_names),
-                  _check_codes(p["pred_id"], checks_pred, check_names)]
-    boxes = pd.DataFrame({
-        "rank": np.r_[_ranks(a["image_id"], image_index), _ranks(p["image_id"], image_index)],
-        "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],
-        "category": category, "tag": tag, "check": check,
-        "size": np.r_[_size_of(a["box_w_px"], a["box_h_px"]), _size_of(p["box_w_px"], p["box_h_px"])].astype(np.int8),
-        "score": np.r_[np.full(len(a), np.nan), p["score"].to_numpy(np.float64)],
-        "row": np.r_[np.arange(len(a)), np.arange(len(p))],
-    })
-    ranks = boxes["rank"].to_numpy()
-    order = np.argsort(ranks, kind="stable")
-    starts = np.searchsorted(ranks[order], np.arange(len(images) + 1))
-    images = images.assign(rank=np.arange(1, len(images) + 1))
-    return DetectionView(images, boxes, order, starts, image_index, category_names, tag_names, check_names)
+    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use."""
+    return DetectionView(result)
 
 
 def _code_list(names: list[str], wanted) -> list[int]:
@@ -176,13 +184,10 @@ def boxes_of(view: DetectionView, result, image_id: str) -> tuple[pd.DataFrame, 
     if r < 0:
         return (result.annotations.iloc[:0].assign(check="", box_key=""),
                 result.predictions.iloc[:0].assign(check="", box_key=""))
-    sel = view.boxes.iloc[view.order[view.starts[r]:view.starts[r + 1]]]
-    ann_sel, pred_sel = sel.loc[sel["kind"] == 0], sel.loc[sel["kind"] == 1]
-    names = np.array(view.check_names, dtype=object)
-    ann = result.annotations.iloc[ann_sel["row"].to_numpy()].assign(check=names[ann_sel["check"].to_numpy()])
-    pred = result.predictions.iloc[pred_sel["row"].to_numpy()].assign(check=names[pred_sel["check"].to_numpy()])
-    ann = ann.assign(box_key=[ann_key(i) for i in ann["ann_id"]])
-    pred = pred.assign(box_key=[pred_key(i) for i in pred["pred_id"]])
+    ann = result.annotations.iloc[np.flatnonzero(view.ann_rank == r)]
+    pred = result.predictions.iloc[np.flatnonzero(view.pred_rank == r)]
+    ann = ann.assign(check=view.check_of(ann["ann_id"], "ann"), box_key=[ann_key(i) for i in ann["ann_id"]])
+    pred = pred.assign(check=view.check_of(pred["pred_id"], "pred"), box_key=[pred_key(i) for i in pred["pred_id"]])
     return ann, pred
 
 

@@ -83,3 +83,15 @@ def test_accept_needs_a_box_with_area(tmp_path):
 def test_key_id():
     assert key_id("ann:12") == ("ann", 12)
     assert key_id(pred_key(3)) == ("pred", 3)
+
+
+def test_every_decision_keeps_the_box_shown_and_same_box_tells_another_file(tmp_path):
+    from inspect_core.detection.decisions import same_box
+    s = BoxDecisionStore(tmp_path)
+    s.decide("a.jpg", pred_key(3), "fine", category="cat", box_xywh_px=[1, 2, 3, 4])
+    s.decide("a.jpg", ann_key(5), "fine", category="cat")
+    cur = s.current().set_index("box_key")
+    rec = cur.loc["pred:3"].to_dict()
+    assert [rec[c] for c in ("box_x_px", "box_y_px", "box_w_px", "box_h_px")] == [1, 2, 3, 4]
+    assert same_box(rec, [1, 2, 3, 4]) and not same_box(rec, [1, 2, 3, 9])
+    assert same_box(cur.loc["ann:5"].to_dict(), [7, 7, 7, 7])          # stored without a box: any box

@@ -157,3 +157,15 @@ def test_a_dataset_without_boxes_says_so(tmp_path, cache_home):
     at = open_page(PAGE, root)
     assert any("has no boxes" in e.value for e in at.info), texts(at)
     assert not at.text_input
+
+
+def test_a_decision_made_on_another_predictions_file_is_not_drawn_on_these_boxes(result, tmp_path):
+    store = BoxDecisionStore(tmp_path)
+    p = result.predictions.iloc[0]
+    box = [float(p[c]) for c in ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]
+    store.decide(p["image_id"], f"pred:{int(p['pred_id'])}", "accept", category=p["category"], box_xywh_px=box)
+    a = result.annotations.iloc[0]
+    store.decide(a["image_id"], f"ann:{int(a['ann_id'])}", "delete", box_xywh_px=[0, 0, 1, 1])    # another box
+    store.decide("x.jpg", "pred:99999999", "fine")                                                # not in the result
+    decided, n_other = dt.decided_boxes(store.current(), result)
+    assert list(decided) == [f"pred:{int(p['pred_id'])}"] and n_other == 2

@@ -10,6 +10,9 @@ annotation id for a COCO dataset) or ``"pred:<pred_id>"`` for a predicted box. A
 - ``relabel``: an annotated box gets ``new_category``;
 - ``fine``: reviewed, nothing to change (any box).
 
+The box as shown is stored with every decision (when given): a ``pred:`` key is a row number of one
+predictions file, so a page can tell a decision made on another version of the file (``same_box``).
+
 ``undo(box_key)`` records an ``undo`` row that reverts the box's decision in force. Connections, locking, the
 read-only workspace and a damaged file are handled by ``review.ReviewStore`` (one connection per call, WAL,
 each decision its own committed transaction), which this class wraps.
@@ -66,6 +69,15 @@ def pred_key(pred_id) -> str:
     return f"pred:{int(pred_id)}"
 
 
+def same_box(decision: dict, box_xywh_px, tol_px: float = 0.01) -> bool:
+    """Whether a decision (a ``current()`` row) was made on this box: its stored box equals ``box_xywh_px``
+    within ``tol_px``; a decision stored without a box matches any."""
+    stored = [decision.get(c) for c in BOX_COLUMNS]
+    if any(v is None or not math.isfinite(float(v)) for v in stored):
+        return True
+    return all(abs(float(a) - float(b)) <= tol_px for a, b in zip(stored, box_xywh_px))
+
+
 def key_id(box_key: str) -> tuple[str, int]:
     """``"ann:12"`` -> ("ann", 12); raises ReviewError for anything else."""
     kind, _, num = str(box_key).partition(":")
@@ -117,10 +129,10 @@ class BoxDecisionStore:
                 raise ReviewError(f"relabel of {box_key} needs a new class")
             if action == "delete":
                 new_category = None
-            if box_xywh_px is not None and len(box_xywh_px) == 4:
-                box = [float(v) for v in box_xywh_px]
         else:
             new_category = None
+        if action != "accept" and box_xywh_px is not None and len(box_xywh_px) == 4:
+            box = [float(v) for v in box_xywh_px]        # the box as shown: evidence, and names the box
         note = _text_or_none(note)
         note = note if note and note.strip() else None
         return (str(box_key), image_id, action, category, new_category, *box, note)

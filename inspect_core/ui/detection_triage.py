@@ -22,10 +22,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from inspect_core.detection.decisions import (
     BOX_ACTIONS,
+    BOX_COLUMNS,
     BoxDecisionStore,
     ann_key,
     key_id,
     pred_key,
+    same_box,
 )
 from inspect_core.review import ReviewError
 from inspect_core.ui.text import md_escape
@@ -384,9 +386,29 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
                 st.rerun()
 
 
-def _decided(boxes: BoxDecisionStore) -> dict:
-    cur = boxes.current()
-    return {str(r["box_key"]): r for r in cur.to_dict("records")}
+def decided_boxes(current: pd.DataFrame, result) -> tuple[dict, int]:
+    """({box_key: decision} for the decisions in force made on the boxes of this result, number of the others):
+    a decision whose stored box differs from the box now under its key was made on another version of the
+    predictions (or annotations) file; it is kept and exported but not drawn on these boxes."""
+    if current.empty:
+        return {}, 0
+    keys = current["box_key"].astype("str")
+    kinds = keys.str.slice(0, 4)
+    ids = keys.str.split(":").str[1].astype("int64")
+    now = {}
+    for kind, table, col in (("ann:", result.annotations, "ann_id"), ("pred", result.predictions, "pred_id")):
+        want = set(ids[kinds == kind])
+        rows = table.loc[table[col].isin(want), [col] + BOX_COLUMNS]
+        for r in rows.itertuples(index=False):
+            now[("ann:" if kind == "ann:" else "pred:") + str(int(r[0]))] = list(r[1:])
+    out, other = {}, 0
+    for rec in current.to_dict("records"):
+        box = now.get(str(rec["box_key"]))
+        if box is not None and same_box(rec, box):
+            out[str(rec["box_key"])] = rec
+        else:
+            other += 1
+    return out, other
 
 
 def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_score: float, decided: dict,
@@ -563,7 +585,10 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     else:
         view = _cached_view(id(result), result)
     boxes = BoxDecisionStore(scan.workspace, store)
-    decided = _decided(boxes)
+    decided, n_other = decided_boxes(boxes.current(), result)
+    if n_other:
+        st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
+                   "of the file, or images left out): they are kept and exported, but not drawn here.")
     s = result.summary
     m = s.get("metrics", {})
     c = st.columns(6)

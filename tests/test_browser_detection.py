@@ -1,7 +1,7 @@
 """Detection triage in a real browser (Playwright + Debian's chromium, as test_browser.py): the page on sample_data
 with sample_data/detections.json lists the worst images first, a planted box error among them; opening it shows
 the image with its annotated boxes (solid green/red) and predicted boxes (dashed blue/orange) drawn; the confusion
-matrix is drawn. Screenshots go to bench/screenshots/detection_*.png."""
+matrix is drawn and a click on a cell opens its images. Screenshots go to bench/screenshots/detection_*.png."""
 from __future__ import annotations
 
 import io
@@ -67,3 +67,12 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     page.wait_for_timeout(800)
     main_area(page).locator(".js-plotly-plot >> visible=true").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "detection_confusion.png"), full_page=False)
+    # a cell opens its images: the first square (annotated circle, predicted circle)
+    main_area(page).locator(".js-plotly-plot >> visible=true").first.locator("path.point").first.click(force=True)
+    main_area(page).get_by_text(re.compile(r"^annotated circle -> predicted circle: \d+ images")).wait_for()
+    wait_idle(page)
+    n_cell = int(re.search(r"(\d+) images", main_area(page).get_by_text(
+        re.compile(r"^annotated circle -> predicted circle")).first.inner_text()).group(1))
+    assert n_cell > 100                                  # the diagonal: most circles are found
+    tiles = main_area(page).locator("[class*='st-key-di_det_cell_open_'] button")
+    assert tiles.count() >= 12

@@ -103,6 +103,11 @@ def test_missing_or_bad_predictions_give_a_clear_message(sample_scan, tmp_path):
     bad.write_text("{not json")
     at.text_input(key="di_det_pred_input").set_value(str(bad)).run()
     assert not at.exception and any("Could not use the predictions" in e.value for e in at.error), texts(at)
+    import os
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)                                    # would block a reader forever: never opened
+    at.text_input(key="di_det_pred_input").set_value(str(fifo)).run()
+    assert not at.exception and any("not a regular file" in e.value for e in at.error), texts(at)
 
 
 def test_filters_and_cells_on_the_library_side(result):

@@ -574,6 +574,11 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
         if not Path(path).expanduser().exists():
             st.error(md_escape(f"Predictions {path} not found. Check the path (it is read on this machine)."))
             return
+        from inspect_core.paths import is_regular_file
+        if not Path(path).expanduser().is_dir() and not is_regular_file(Path(path).expanduser()):
+            st.error(md_escape(f"Predictions {path} is not a regular file (a pipe or device is never read): give a "
+                               "COCO results .json, a CSV/Parquet table, or a YOLO prediction folder."))
+            return
         try:
             with st.spinner("Matching the predictions to the annotations..."):
                 result, view = _cached_triage(str(scan.dataset.root), str(scan.dataset.format), str(scan.fingerprint),

@@ -173,6 +173,7 @@ def cmd_page(args) -> int:
     rows = []
     for _ in range(args.repeat):
         st.cache_resource.clear()
+        result.__dict__.pop("_di_view", None)        # the view a render keeps on the result: built again
         st.cache_data.clear()
         at = AppTest.from_function(_page_script, default_timeout=600)
         t = time.perf_counter()

@@ -174,3 +174,28 @@ def test_a_decision_made_on_another_predictions_file_is_not_drawn_on_these_boxes
     store.decide("x.jpg", "pred:99999999", "fine")                                                # not in the result
     decided, n_other = dt.decided_boxes(store.current(), result)
     assert list(decided) == [f"pred:{int(p['pred_id'])}"] and n_other == 2
+
+
+def _render_given_result():
+    import sys
+
+    from inspect_core.ui import detection_triage
+    held = sys.modules["detection_page_test_input"]
+    detection_triage.render(held.scan, None, result=held.result)
+
+
+def test_render_takes_a_result_computed_elsewhere(sample_scan, result, monkeypatch):
+    """How Model triage (or a bench) calls the section: with a DetectionResult it already has."""
+    import sys
+    import types
+
+    from streamlit.testing.v1 import AppTest
+    held = types.ModuleType("detection_page_test_input")
+    held.scan, held.result = sample_scan, result
+    monkeypatch.setitem(sys.modules, held.__name__, held)
+    at = AppTest.from_function(_render_given_result, default_timeout=120).run()
+    assert not at.exception
+    assert open_ids(at)[:3] == result.images["image_id"].head(3).tolist()
+    assert not at.text_input                      # no predictions file asked for
+    view = dt.view_of(result)
+    assert dt.view_of(result) is view             # prepared once per result

@@ -219,9 +219,14 @@ def _cached_triage(root: str, fmt: str, scan_fingerprint: str, pred_path: str, p
     return result, prepare_view(result)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _cached_view(result_id: int, _result) -> DetectionView:
-    return prepare_view(_result)
+def view_of(result) -> DetectionView:
+    """The view of a result given by the caller, prepared once and kept on the result itself (an id-keyed cache
+    could hand a view to another result that reuses a freed id)."""
+    view = getattr(result, "_di_view", None)
+    if view is None or view.result is not result:
+        view = prepare_view(result)
+        result._di_view = view
+    return view
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -588,7 +593,7 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             st.error(md_escape(f"Could not use the predictions {path}: {exc}"))
             return
     else:
-        view = _cached_view(id(result), result)
+        view = view_of(result)
     boxes = BoxDecisionStore(scan.workspace, store)
     decided, n_other = decided_boxes(boxes.current(), result)
     if n_other:

@@ -3,10 +3,18 @@
     .venv/bin/python bench/bench_detection.py speed [--images 100000] [--boxes 20] [--repeat 3]
     .venv/bin/python bench/bench_detection.py compare [--seed 0] [--out bench/results/detection]
     .venv/bin/python bench/bench_detection.py sample [--out bench/results/detection]
+    .venv/bin/python bench/bench_detection.py page [--images 100000] [--boxes 20] [--repeat 3] [--result-cache F]
 
 ``speed``: matching (per-box TIDE table) + COCO metrics on a synthetic set of N images x B annotated boxes
 (5 classes) with about as many predictions (the boxes jittered, 5 % wrong class, background boxes), timed
 per stage; the median of ``--repeat`` runs.
+
+``page``: the Detection triage section's first render (``inspect_core.ui.detection_triage.render``, server time
+under ``streamlit.testing.v1.AppTest``) on the ``speed`` set's DetectionResult (computed once, not timed): the
+first run of the page with an empty cache (the per-result view is prepared then), a rerun (the confidence
+slider moved), the first filter (error type missing_box: the per-box codes are built then), and the first run
+of a new session once the view is cached (as after triage, which prepares it); the median of ``--repeat`` fresh sessions. The 12 worst images are written as 1200 x 1200 JPEGs so
+that the grid draws real images with their boxes.
 
 ``compare``: a REAL annotated image set built from photos scikit-image ships (coins, human_mitosis,
 page, hubble_deep_field; no download): each photo's objects are segmented by a classic pipeline (Otsu or local
@@ -99,6 +107,97 @@ def cmd_speed(args) -> int:
     print(med.round(2).to_string())
     print(f"mAP {m.ap():.4f}  AP50 {m.ap(0.5):.4f}  TP {int(pa['is_tp'].sum()):,}  "
           f"annotation errors {len(e):,}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- page
+
+def synthetic_result(n_images: int, n_boxes: int):
+    """The DetectionResult of ``synthetic_large`` (the chain of ``triage_detections`` without a dataset)."""
+    from inspect_core.detection.errors import image_error_scores
+    from inspect_core.detection.metrics import confusion_matrix
+    from inspect_core.detection.triage import DEFAULTS, DetectionResult
+    from inspect_core.schema import finding_frame
+    ann, pred = synthetic_large(n_images, n_boxes)
+    b = Boxes(ann, pred)
+    ga, pa = match_boxes(ann, pred, boxes=b)
+    m = coco_metrics(ann, pred, boxes=b)
+    e = annotation_errors(ann, pred, boxes=b, matched=(ga, pa))
+    ids = pd.Series(sorted(set(ann["image_id"])), dtype="str")
+    per_image = image_error_scores(ids, e, pa, ga, DEFAULTS["tide_weight"])
+    summary = {"n_images": len(ids), "n_annotations": len(ann), "n_predictions": len(pred),
+               "categories": sorted(set(ann["category"])), "metrics": m.summary(), "params": dict(DEFAULTS)}
+    return DetectionResult(annotations=ga, predictions=pa, images=per_image, errors=e, metrics=m,
+                           problems=finding_frame([]), summary=summary,
+                           confusion=confusion_matrix(ann, pred, DEFAULTS["confusion_min_score"]))
+
+
+def _page_script():
+    import sys
+
+    from inspect_core.ui import detection_triage
+    held = sys.modules["bench_detection_page_input"]
+    detection_triage.render(held.scan, None, result=held.result)
+
+
+def cmd_page(args) -> int:
+    import pickle
+    import tempfile
+    import types
+
+    import streamlit as st
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+    t0 = time.perf_counter()
+    cache = Path(args.result_cache) if args.result_cache else None
+    if cache is not None and cache.exists():
+        result = pickle.loads(cache.read_bytes())
+        assert len(result.images) == args.images, f"{cache} holds another size; delete it"
+    else:
+        result = synthetic_result(args.images, args.boxes)
+        if cache is not None:
+            cache.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    print(f"{args.images:,} images, {len(result.annotations):,} annotations, {len(result.predictions):,} "
+          f"predictions; result built or read in {time.perf_counter() - t0:.1f} s (not timed below)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_det_page_"))
+    root = tmp / "data"
+    root.mkdir()
+    for image_id in result.images["image_id"].head(12):
+        Image.new("RGB", (1200, 1200), (120, 130, 140)).save(root / image_id, quality=90)
+    images = pd.DataFrame({"image_id": result.images["image_id"], "width_px": 1200.0, "height_px": 1200.0})
+    held = types.ModuleType("bench_detection_page_input")
+    held.result = result
+    held.scan = types.SimpleNamespace(dataset=types.SimpleNamespace(root=root, has_boxes=True, format="coco"),
+                                      images=images, fingerprint="bench", workspace=tmp / "ws")
+    sys.modules[held.__name__] = held
+    rows = []
+    for _ in range(args.repeat):
+        st.cache_resource.clear()
+        result.__dict__.pop("_di_view", None)        # the view a render keeps on the result: built again
+        st.cache_data.clear()
+        at = AppTest.from_function(_page_script, default_timeout=600)
+        t = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - t
+        assert not at.exception, at.exception
+        n_tiles = sum(1 for b in at.button if b.label == "Open")
+        at.slider(key="di_det_min_score").set_value(0.5)
+        t = time.perf_counter()
+        at.run()
+        rerun = time.perf_counter() - t
+        at.multiselect(key="di_det_f_tag").set_value(["missing_box"])
+        t = time.perf_counter()
+        at.run()
+        first_filter = time.perf_counter() - t
+        n_match = next(str(x.value) for x in at.text if "images match" in str(x.value))
+        again = AppTest.from_function(_page_script, default_timeout=600)   # a new session, the view cached
+        t = time.perf_counter()
+        again.run()
+        rows.append({"first_render_s": first, "rerun_s": rerun, "first_filter_s": first_filter,
+                     "new_session_s": time.perf_counter() - t, "tiles": n_tiles})
+    print(f"after the filter: {n_match}")
+    med = pd.DataFrame(rows).median()
+    print(med.round(3).to_string())
     return 0
 
 
@@ -408,10 +507,16 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="bench/results/detection")
+    g = sub.add_parser("page")
+    g.add_argument("--images", type=int, default=100_000)
+    g.add_argument("--boxes", type=int, default=20)
+    g.add_argument("--repeat", type=int, default=3)
+    g.add_argument("--result-cache", default=None,
+                   help="a pickle of the synthetic DetectionResult: read when there, else written (saves minutes)")
     m = sub.add_parser("sample")
     m.add_argument("--out", default="bench/results/detection")
     args = ap.parse_args(argv)
-    return {"speed": cmd_speed, "compare": cmd_compare, "sample": cmd_sample}[args.cmd](args)
+    return {"speed": cmd_speed, "compare": cmd_compare, "sample": cmd_sample, "page": cmd_page}[args.cmd](args)
 
 
 if __name__ == "__main__":

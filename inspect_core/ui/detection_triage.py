@@ -1,0 +1,672 @@
+"""The detection section of Model triage: a detector's boxes against the dataset's boxes, the worst images, the
+metrics, per-box decisions and the corrected exports.
+
+``render(scan, store)`` draws it (the Model triage page and ``pages/7_Detection_triage.py`` call it). Computing
+is apart from drawing: ``triage_detections`` runs once per (scan fingerprint, predictions file fingerprint) and
+``prepare_view`` once per result (``st.cache_resource``: one shared, read-only object, as ``state`` holds scans,
+so a rerun does not unpickle a copy of a table with millions of boxes). Filters and lookups are numpy on
+precomputed codes. Boxes are drawn on the display image with PIL: annotations solid, predictions dashed with
+their score.
+"""
+from __future__ import annotations
+
+import html
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageDraw, ImageFont
+
+from inspect_core.detection.decisions import (
+    BOX_ACTIONS,
+    BOX_COLUMNS,
+    BoxDecisionStore,
+    ann_key,
+    key_id,
+    pred_key,
+    same_box,
+)
+from inspect_core.review import ReviewError
+from inspect_core.ui.text import md_escape
+
+K = "di_det_"
+PATH_KEY = K + "pred_path"           # the predictions path, kept across pages (widget values are not)
+SELECTED_KEY = K + "selected"        # the opened image
+BOX_BOUNDS_PX2 = {"small": 32 ** 2, "medium": 96 ** 2}   # COCO object sizes: area below 32^2, below 96^2, else large
+SIZES = ("small", "medium", "large")
+TIDE_TYPES = ("classification", "localization", "both", "duplicate", "background", "missed")
+VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_px": 800, "min_score": 0.3,
+                 "errors_shown": 1000}
+
+ANN_COLOUR, ANN_ERROR_COLOUR, ANN_DELETED_COLOUR = (40, 200, 60), (230, 30, 30), (150, 150, 150)
+TP_COLOUR, FP_COLOUR, ACCEPTED_COLOUR = (30, 120, 230), (245, 150, 20), (200, 40, 200)
+
+
+# -- computing -------------------------------------------------------------------------------------
+def predictions_fingerprint(path) -> str:
+    """Size and modification time of a predictions file, or of the .txt files of a YOLO predictions folder."""
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            stats = [e.stat() for e in os.scandir(p) if e.name.endswith(".txt")]
+            return f"dir:{len(stats)}:{max((s.st_mtime_ns for s in stats), default=0)}:{sum(s.st_size for s in stats)}"
+        s = p.stat()
+        return f"file:{s.st_mtime_ns}:{s.st_size}"
+    except OSError:
+        return "missing"
+
+
+class DetectionView:
+    """What the section needs from a DetectionResult. Built at once: each box's image rank (an integer), so the
+    boxes of one image are a comparison of integers; built on the first filter (``boxes``): every box as
+    integer codes (class, size, error type, check), so a filter is a few numpy comparisons."""
+
+    def __init__(self, result):
+        self.result = result
+        images = result.images.reset_index(drop=True)
+        self.image_index = pd.Index(images["image_id"].astype("str"))     # image_id -> 0-based rank
+        self.images = images.assign(rank=np.arange(1, len(images) + 1))  # worst first, rank 1 = worst
+        a, p = result.annotations, result.predictions
+        self.ann_rank = _ranks(a["image_id"], self.image_index)
+        self.pred_rank = _ranks(p["image_id"], self.image_index)
+        err = result.errors
+        self.check_names = [""] + sorted(str(c) for c in pd.unique(err["check"].astype("str")))
+        self._checks_ann = _CheckLookup(err.loc[err["ann_id"] >= 0].drop_duplicates("ann_id").set_index("ann_id")
+                                        ["check"], self.check_names)
+        self._checks_pred = _CheckLookup(err.loc[err["ann_id"] < 0].drop_duplicates("pred_id").set_index("pred_id")
+                                         ["check"], self.check_names)
+        cats = list(result.summary.get("categories") or [])
+        self.categories = sorted(set(cats) | set(pd.unique(a["category"].astype("str"))) |
+                                 set(pd.unique(p["category"].astype("str"))))
+        present = set(pd.unique(a["error_type"].astype("str"))) | set(pd.unique(p["error_type"].astype("str")))
+        # the error types to filter by: the TIDE types present, then the annotation-error checks present
+        self.tags = [t for t in TIDE_TYPES if t in present] + [c for c in self.check_names if c]
+        self._boxes = None
+
+    @property
+    def boxes(self) -> pd.DataFrame:
+        """One row per annotated then predicted box: rank (0-based, -1 unknown), kind (0 ann, 1 pred), category /
+        tag / check (codes into ``category_names`` / ``tag_names`` / ``check_names``), size (index in SIZES),
+        score (NaN for annotations). Built once, on the first filter."""
+        if self._boxes is None:
+            a, p = self.result.annotations, self.result.predictions
+            category, self.category_names = _codes(a["category"], p["category"])
+            tag, self.tag_names = _codes(a["error_type"], p["error_type"])
+            check = np.r_[self._checks_ann.codes(a["ann_id"]), self._checks_pred.codes(p["pred_id"])]
+            self._boxes = pd.DataFrame({
+                "rank": np.r_[self.ann_rank, self.pred_rank],
+                "kind": np.r_[np.zeros(len(a), np.int8), np.ones(len(p), np.int8)],
+                "category": category, "tag": tag, "check": check,
+                "size": np.r_[_size_of(a["box_w_px"], a["box_h_px"]),
+                              _size_of(p["box_w_px"], p["box_h_px"])].astype(np.int8),
+                "score": np.r_[np.full(len(a), np.nan), p["score"].to_numpy(np.float64)]})
+        return self._boxes
+
+    def check_of(self, ids: pd.Series, kind: str) -> np.ndarray:
+        """The annotation-error check of annotations (``kind`` "ann", by ann_id) or predictions (by pred_id)."""
+        lookup = self._checks_ann if kind == "ann" else self._checks_pred
+        return lookup.names[lookup.codes(ids)]
+
+
+def _size_of(w, h) -> np.ndarray:
+    area = np.asarray(w, np.float64) * np.asarray(h, np.float64)
+    return np.where(area < BOX_BOUNDS_PX2["small"], 0, np.where(area < BOX_BOUNDS_PX2["medium"], 1, 2))
+
+
+def _codes(*columns) -> tuple[np.ndarray, list[str]]:
+    """The columns' text values as one int32 code array (concatenated) and the names the codes index. Each
+    column is factorized on its own (fast on Arrow strings; no per-row Python objects), then the few distinct
+    values are merged."""
+    names: list[str] = []
+    out = []
+    for col in columns:
+        codes, uniq = pd.factorize(col, use_na_sentinel=False)
+        uniq = ["" if pd.isna(u) else str(u) for u in uniq]
+        for u in uniq:
+            if u not in names:
+                names.append(u)
+        remap = np.array([names.index(u) for u in uniq] + [0], dtype=np.int32)
+        out.append(remap[codes] if len(codes) else np.zeros(0, np.int32))
+    return np.concatenate(out) if out else np.zeros(0, np.int32), names
+
+
+def _ranks(values, image_index: pd.Index) -> np.ndarray:
+    """The 0-based rank of each value's image (-1: not among the images), vectorised over the distinct ids."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    pos = np.r_[image_index.get_indexer(pd.Index(uniq)), -1].astype(np.int32)
+    return pos[codes] if len(codes) else np.zeros(0, np.int32)
+
+
+class _CheckLookup:
+    """Box id -> the code of its annotation-error check (0: none); the hash index is built once."""
+
+    def __init__(self, checks: pd.Series, names: list[str]):
+        self.index = pd.Index(checks.index)
+        self.table = np.r_[pd.Index(names).get_indexer(checks.astype("str")), 0].astype(np.int32)
+        self.names = np.asarray(names, dtype=object)
+
+    def codes(self, ids) -> np.ndarray:
+        return self.table[self.index.get_indexer(np.asarray(ids))]
+
+
+def prepare_view(result) -> DetectionView:
+    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use."""
+    return DetectionView(result)
+
+
+def _code_list(names: list[str], wanted) -> list[int]:
+    return [k for k, n in enumerate(names) if n in set(wanted)]
+
+
+def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_score: float = 0.0) -> pd.DataFrame:
+    """The images (worst first) with at least one box that has one of ``tags`` (a TIDE error type or an
+    annotation-error check), one of ``categories`` and one of ``sizes``, all on the same box; a prediction counts
+    when it scores at least ``min_score``. No filter: every image."""
+    if not (tags or categories or sizes):
+        return view.images
+    b = view.boxes
+    keep = ~(b["score"].to_numpy() < min_score)
+    if tags:
+        keep &= np.isin(b["tag"].to_numpy(), _code_list(view.tag_names, set(tags) - {""})) | \
+            np.isin(b["check"].to_numpy(), _code_list(view.check_names, set(tags) - {""}))
+    if categories:
+        keep &= np.isin(b["category"].to_numpy(), _code_list(view.category_names, categories))
+    if sizes:
+        keep &= np.isin(b["size"].to_numpy(), [SIZES.index(s) for s in sizes])
+    ranks = np.unique(b["rank"].to_numpy()[keep])
+    return view.images.iloc[ranks[ranks >= 0]]
+
+
+def boxes_of(view: DetectionView, result, image_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(annotated boxes, predicted boxes) of one image, from the result's tables, with ``box_key`` and ``check``."""
+    r = view.image_index.get_indexer([str(image_id)])[0]
+    if r < 0:
+        return (result.annotations.iloc[:0].assign(check="", box_key=""),
+                result.predictions.iloc[:0].assign(check="", box_key=""))
+    ann = result.annotations.iloc[np.flatnonzero(view.ann_rank == r)]
+    pred = result.predictions.iloc[np.flatnonzero(view.pred_rank == r)]
+    ann = ann.assign(check=view.check_of(ann["ann_id"], "ann"), box_key=[ann_key(i) for i in ann["ann_id"]])
+    pred = pred.assign(check=view.check_of(pred["pred_id"], "pred"), box_key=[pred_key(i) for i in pred["pred_id"]])
+    return ann, pred
+
+
+def cell_images(result, annotated: str, predicted: str, min_score: float, background: str) -> list[str]:
+    """The images behind a confusion-matrix cell (annotated class x predicted class, ``background`` for none),
+    from the matching of all predictions: true positives on the diagonal, classification errors off it, other
+    false positives in the background row, missed annotations in the background column."""
+    p = result.predictions
+    p = p.loc[p["score"] >= min_score]
+    if predicted == background:
+        a = result.annotations
+        rows = a.loc[(a["error_type"] == "missed") & (a["category"].astype("str") == annotated)]
+    elif annotated == background:
+        rows = p.loc[~p["is_tp"] & (p["error_type"] != "classification") & (p["category"].astype("str") == predicted)]
+    elif annotated == predicted:
+        rows = p.loc[p["is_tp"] & (p["category"].astype("str") == predicted)]
+    else:
+        rows = p.loc[(p["error_type"] == "classification") & (p["category"].astype("str") == predicted)
+                     & (p["other_category"].astype("str") == annotated)]
+    return list(dict.fromkeys(rows["image_id"].astype("str")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_triage(root: str, fmt: str, scan_fingerprint: str, pred_path: str, pred_fingerprint: str, _scan):
+    from inspect_core.detection import triage_detections
+    result = triage_detections(_scan, pred_path)
+    return result, prepare_view(result)
+
+
+def view_of(result) -> DetectionView:
+    """The view of a result given by the caller, prepared once and kept on the result itself (an id-keyed cache
+    could hand a view to another result that reuses a freed id)."""
+    view = getattr(result, "_di_view", None)
+    if view is None or view.result is not result:
+        view = prepare_view(result)
+        result._di_view = view
+    return view
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+def _dashed_rect(draw: ImageDraw.ImageDraw, x0, y0, x1, y1, colour, width_px: int, dash_px: int = 6) -> None:
+    for (ax, ay, bx, by) in ((x0, y0, x1, y0), (x1, y0, x1, y1), (x1, y1, x0, y1), (x0, y1, x0, y0)):
+        length = max(abs(bx - ax), abs(by - ay))
+        n = max(1, int(length // (2 * dash_px)))
+        for k in range(n + 1):
+            t0, t1 = min(1.0, 2 * k * dash_px / max(length, 1)), min(1.0, (2 * k + 1) * dash_px / max(length, 1))
+            if t0 >= 1.0:
+                break
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                      fill=colour, width=width_px)
+
+
+def _label(draw, font, x, y, text, colour, below: bool = False) -> None:
+    tw = draw.textlength(text, font=font)
+    ty = y if below else max(y - 11, 0)
+    draw.rectangle([(x, ty), (x + tw + 4, ty + 11)], fill=colour)
+    draw.text((x + 2, ty), text, fill=(255, 255, 255), font=font)
+
+
+def short_key(box_key: str) -> str:
+    kind, num = key_id(box_key)
+    return f"{'A' if kind == 'ann' else 'P'}{num}"
+
+
+def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.DataFrame, min_score: float,
+                    decisions: dict | None = None, width_px: int = 2) -> Image.Image:
+    """A copy of ``img`` with the annotated boxes solid (green; red when in an error; grey when deleted) and the
+    predictions scoring at least ``min_score`` dashed (blue: true positive, orange: false positive; magenta and
+    solid once accepted) with class and score. ``decisions``: {box_key: decision in force}."""
+    out = img.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default()
+    decisions = decisions or {}
+    w_img, h_img = out.size
+
+    def frame(r):
+        x, y, w, h = (float(v) * scale for v in (r.box_x_px, r.box_y_px, r.box_w_px, r.box_h_px))
+        if not np.isfinite([x, y, w, h]).all():
+            return None
+        return (min(max(x, 0), w_img - 1), min(max(y, 0), h_img - 1),
+                min(max(x + w, 0), w_img - 1), min(max(y + h, 0), h_img - 1))
+
+    for r in pred.itertuples(index=False):
+        if r.score < min_score:
+            continue
+        f = frame(r)
+        if f is None:
+            continue
+        d = decisions.get(r.box_key)
+        accepted = d is not None and d["action"] == "accept"
+        colour = ACCEPTED_COLOUR if accepted else (TP_COLOUR if r.is_tp else FP_COLOUR)
+        if accepted:
+            draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
+        else:
+            _dashed_rect(draw, *f, colour, width_px)
+        cat = d["new_category"] if accepted else r.category
+        _label(draw, font, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}", colour,
+               below=True)
+    for r in ann.itertuples(index=False):
+        f = frame(r)
+        if f is None:
+            continue
+        d = decisions.get(r.box_key)
+        deleted = d is not None and d["action"] == "delete"
+        colour = ANN_DELETED_COLOUR if deleted else (ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
+        draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
+        cat = f"{r.category}->{d['new_category']}" if d is not None and d["action"] == "relabel" else str(r.category)
+        _label(draw, font, f[0], f[1], f"{short_key(r.box_key)} {cat}" + (" (deleted)" if deleted else ""), colour)
+    return out
+
+
+def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_px: int,
+                     decisions: dict | None = None) -> tuple[Image.Image, str | None]:
+    """The display image with its boxes, or a grey frame of the image's size (boxes drawn) naming why the
+    image itself cannot be shown."""
+    from inspect_core.thumbs import display_image
+    img, scale, reason = display_image(scan.dataset.root, image_id, max_side_px)
+    if img is None:
+        row = scan.images.loc[scan.images["image_id"] == image_id]
+        w, h = (float(row.iloc[0]["width_px"]), float(row.iloc[0]["height_px"])) if len(row) and \
+            "width_px" in row and np.isfinite(row.iloc[0][["width_px", "height_px"]].astype(float)).all() else (640, 480)
+        scale = min(1.0, max_side_px / max(w, h, 1))
+        img = Image.new("RGB", (max(1, int(w * scale)), max(1, int(h * scale))), (200, 200, 200))
+    return draw_detections(img, scale, ann, pred, min_score, decisions), reason
+
+
+def confusion_figure(matrix: pd.DataFrame):
+    """The confusion matrix (annotated x predicted, background row and column) as clickable squares."""
+    import plotly.graph_objects as go
+    m = matrix.rename(index=html.escape, columns=html.escape)
+    long = m.stack().rename("count").reset_index()
+    long.columns = ["annotated", "predicted", "count"]
+    size = max(18, min(60, int(420 / max(1, len(m)))))
+    fig = go.Figure(go.Scatter(
+        x=long["predicted"], y=long["annotated"], mode="markers+text", text=long["count"].astype(str),
+        marker={"symbol": "square", "size": size, "color": np.log1p(long["count"]), "colorscale": "Blues",
+                "line": {"width": 1, "color": "#888"}},
+        textfont={"color": ["white" if c > long["count"].max() / 2 else "black" for c in long["count"]]},
+        hovertemplate="annotated %{y}<br>predicted %{x}<br>%{text} boxes<extra></extra>"))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="annotated", height=140 + size * len(m),
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select")
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=list(m.index))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(m.columns), side="top")
+    return fig
+
+
+def selected_cell(event) -> tuple[str, str] | None:
+    try:
+        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for pt in points or []:
+        if pt.get("y") is not None and pt.get("x") is not None:
+            return html.unescape(str(pt["y"])), html.unescape(str(pt["x"]))
+    return None
+
+
+def pr_figure(curves: pd.DataFrame, iou: float):
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for cat, g in curves.loc[np.isclose(curves["iou"], iou)].groupby("category"):
+        fig.add_trace(go.Scatter(x=g["recall"], y=g["precision"], mode="lines", name=html.escape(str(cat))))
+    fig.update_layout(xaxis_title="recall", yaxis_title="precision", height=380,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"Precision-recall at IoU {iou:g}")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+# -- the section -------------------------------------------------------------------------------------
+def _predictions_input(scan) -> str:
+    default = st.session_state.get(PATH_KEY)
+    if default is None:
+        guess = Path(scan.dataset.root) / "detections.json"
+        default = str(guess) if guess.is_file() else ""
+    path = st.text_input("Detector predictions (COCO results JSON, YOLO prediction folder, or CSV / Parquet table)",
+                         value=default, key=K + "pred_input").strip()
+    st.session_state[PATH_KEY] = path
+    return path
+
+
+def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dict, key: str, o: dict) -> None:
+    if rows.empty:
+        st.text("No images match these filters.")
+        return
+    cols = st.columns(int(o["n_cols"]))
+    for k, rec in enumerate(rows.head(int(o["n_images"])).itertuples(index=False)):
+        image_id = str(rec.image_id)
+        ann, pred = boxes_of(view, result, image_id)
+        mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
+        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]), mine)
+        with cols[k % len(cols)]:
+            st.image(img, width="stretch")
+            st.caption(md_escape(f"#{rec.rank} {image_id}"))
+            st.caption(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
+                    f"{rec.n_annotation_errors} annotation errors" + (f" | {reason}" if reason else ""))
+            if st.button("Open", key=f"{key}_{rec.rank}", help=image_id):
+                st.session_state[SELECTED_KEY] = image_id
+                st.rerun()
+
+
+def decided_boxes(current: pd.DataFrame, result) -> tuple[dict, int]:
+    """({box_key: decision} for the decisions in force made on the boxes of this result, number of the others):
+    a decision whose stored box differs from the box now under its key was made on another version of the
+    predictions (or annotations) file; it is kept and exported but not drawn on these boxes."""
+    if current.empty:
+        return {}, 0
+    keys = current["box_key"].astype("str")
+    kinds = keys.str.slice(0, 4)
+    ids = keys.str.split(":").str[1].astype("int64")
+    now = {}
+    for kind, table, col in (("ann:", result.annotations, "ann_id"), ("pred", result.predictions, "pred_id")):
+        want = set(ids[kinds == kind])
+        rows = table.loc[table[col].isin(want), [col] + BOX_COLUMNS]
+        for r in rows.itertuples(index=False):
+            now[("ann:" if kind == "ann:" else "pred:") + str(int(r[0]))] = list(r[1:])
+    out, other = {}, 0
+    for rec in current.to_dict("records"):
+        box = now.get(str(rec["box_key"]))
+        if box is not None and same_box(rec, box):
+            out[str(rec["box_key"])] = rec
+        else:
+            other += 1
+    return out, other
+
+
+def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_score: float, decided: dict,
+            categories: list[str], o: dict) -> None:
+    ann, pred = boxes_of(view, result, image_id)
+    keys = list(ann["box_key"]) + list(pred["box_key"])
+    mine = {k: decided[k] for k in keys if k in decided}
+    with st.container(border=True):
+        head, close = st.columns([6, 1])
+        head.subheader(md_escape(image_id))
+        if close.button("Close", key=K + "close"):
+            st.session_state.pop(SELECTED_KEY, None)
+            st.rerun()
+        left, right = st.columns([3, 2])
+        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["detail_side_px"]), mine)
+        left.image(img, width="stretch")
+        left.caption("Annotations solid (green; red: in an error; grey: deleted), predictions dashed with their score "
+                     "(blue: true positive, orange: false positive; magenta solid: accepted)."
+                     + (f" The image cannot be shown: {reason}." if reason else ""))
+        errs = result.errors.loc[result.errors["image_id"] == image_id]
+        for e in errs.itertuples(index=False):
+            right.warning(md_escape(f"{e.check}: {e.detail}"))
+        table = pd.concat([
+            pd.DataFrame({"box": [short_key(k) for k in ann["box_key"]], "kind": "annotation",
+                          "class": ann["category"].astype("str"), "score": np.nan,
+                          "error": (ann["error_type"].astype("str") + " " + ann["check"]).str.strip(),
+                          "iou": ann["iou"]}),
+            pd.DataFrame({"box": [short_key(k) for k in pred["box_key"]], "kind": "prediction",
+                          "class": pred["category"].astype("str"), "score": pred["score"],
+                          "error": (np.where(pred["is_tp"], "TP", pred["error_type"].astype("str")) + " "
+                                    + pred["check"]).str.strip(), "iou": pred["iou"]})], ignore_index=True)
+        table["decision"] = [_decision_text(mine.get(k)) for k in keys]
+        right.dataframe(table, hide_index=True, width="stretch")
+        if not keys:
+            right.text("No boxes on this image.")
+            return
+        shown = [k for k in keys if key_id(k)[0] == "ann" or k in mine or
+                 float(pred.loc[pred["box_key"] == k, "score"].iloc[0]) >= min_score]
+        label = {k: _box_text(k, ann, pred) for k in keys}
+        in_error = [k for k in shown if k in set(ann.loc[(ann["error_type"] != "") | (ann["check"] != ""), "box_key"])
+                    | set(pred.loc[~pred["is_tp"].astype(bool), "box_key"])]
+        start = shown.index(in_error[0]) if in_error else 0          # the first box in an error, ready to decide
+        box = right.selectbox("Box", shown, index=start, format_func=lambda k: label[k], key=K + "box")
+        kind = key_id(box)[0]
+        actions = ["accept", "fine"] if kind == "pred" else ["delete", "relabel", "fine"]
+        names = {"accept": "Accept as annotation", "delete": "Delete box", "relabel": "Change class",
+                 "fine": "Mark fine"}
+        action = right.radio("Decision", actions, format_func=names.get, horizontal=True, key=K + "action")
+        row = (pred if kind == "pred" else ann).loc[lambda d: d["box_key"] == box].iloc[0]
+        new_cat = None
+        if action in ("accept", "relabel"):
+            options = list(dict.fromkeys(categories + [str(row["category"])]))
+            suggested = str(row.get("other_category") or "") if kind == "ann" else str(row["category"])
+            if kind == "ann":
+                other = errs.loc[(errs["ann_id"] == row["ann_id"]) & (errs["other_category"].astype("str") != ""),
+                                 "other_category"]
+                suggested = str(other.iloc[0]) if len(other) else ""
+            start = options.index(suggested) if suggested in options else options.index(str(row["category"]))
+            new_cat = right.selectbox("Class", options, index=start, key=K + "class_" + box)
+        note = right.text_input("Note (optional)", key=K + "note")
+        c1, c2 = right.columns(2)
+        if c1.button("Record decision", type="primary", key=K + "record", disabled=boxes.read_only):
+            try:
+                boxes.decide(image_id, box, action, category=str(row["category"]), new_category=new_cat,
+                             box_xywh_px=[row["box_x_px"], row["box_y_px"], row["box_w_px"], row["box_h_px"]],
+                             note=note)
+                st.session_state[K + "flash"] = f"{short_key(box)}: {names[action].lower()} recorded"
+                st.rerun()
+            except ReviewError as exc:
+                right.error(md_escape(str(exc)))
+        if c2.button("Undo this box", key=K + "undo", disabled=boxes.read_only or box not in mine):
+            boxes.undo(box)
+            st.rerun()
+        flash = st.session_state.pop(K + "flash", None)
+        if flash:
+            right.success(md_escape(flash))
+
+
+def _decision_text(d) -> str:
+    if d is None:
+        return ""
+    return {"accept": f"accepted as {d['new_category']}", "delete": "deleted",
+            "relabel": f"class -> {d['new_category']}", "fine": "fine"}.get(d["action"], str(d["action"]))
+
+
+def _box_text(key: str, ann: pd.DataFrame, pred: pd.DataFrame) -> str:
+    if key_id(key)[0] == "ann":
+        r = ann.loc[ann["box_key"] == key].iloc[0]
+        return f"{short_key(key)} annotation {r['category']} " + (r["error_type"] or r["check"] or "")
+    r = pred.loc[pred["box_key"] == key].iloc[0]
+    return f"{short_key(key)} prediction {r['category']} {r['score']:.2f} " + ("TP" if r["is_tp"] else r["error_type"])
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _export_payloads(workspace: str, root: str, last_id: int, fingerprint: str, _scan, _current) -> dict:
+    """Corrected COCO JSON, YOLO label zip and relabel CSV, built once per (workspace, last decision, scan)."""
+    import json
+
+    from inspect_core.detection.export import (
+        corrected_coco,
+        relabel_list,
+        yolo_labels,
+        yolo_zip_bytes,
+    )
+    from inspect_core.export import safe_csv_bytes
+    files, names = yolo_labels(_scan, _current)
+    return {"coco": json.dumps(corrected_coco(_scan, _current)).encode("utf-8"),
+            "yolo": yolo_zip_bytes(files, names), "csv": safe_csv_bytes(relabel_list(_current, root))}
+
+
+def _exports(scan, boxes: BoxDecisionStore) -> None:
+    from inspect_core.detection.export import write_detection_exports
+    cur = boxes.current()
+    st.text(f"{len(cur):,} box decisions in force" + (": " + ", ".join(
+        f"{n} {a}" for a, n in cur["action"].value_counts().items()) if len(cur) else ""))
+    if cur.empty:
+        st.caption("Open an image, pick a box and record a decision: accept a prediction, delete a box, change its "
+                   "class or mark it fine. Decisions are kept in the workspace's review store, with history.")
+        return
+    st.dataframe(cur, hide_index=True, width="stretch")
+    with st.expander("History (every decision and undo)"):
+        st.dataframe(boxes.history(), hide_index=True, width="stretch")
+    st.caption("Exports apply the decisions to the dataset's boxes; the dataset itself is never written.")
+    if st.button("Prepare the corrected exports", key=K + "prepare"):
+        st.session_state[K + "export_for"] = boxes.last_id()
+    if st.session_state.get(K + "export_for") == boxes.last_id():
+        pay = _export_payloads(str(scan.workspace), str(scan.dataset.root), boxes.last_id(), str(scan.fingerprint),
+                               scan, cur)
+        d1, d2, d3 = st.columns(3)
+        d1.download_button("Corrected COCO JSON", pay["coco"], "corrected_annotations.json", "application/json",
+                           key=K + "dl_coco")
+        d2.download_button("YOLO label folder (zip)", pay["yolo"], "yolo_labels.zip", "application/zip",
+                           key=K + "dl_yolo")
+        d3.download_button("Relabel list (CSV)", pay["csv"], "box_relabels.csv", "text/csv", key=K + "dl_csv")
+        if st.button("Write them to the workspace", key=K + "write"):
+            out = Path(scan.workspace) / "exports" / ("detection-" +
+                                                      datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+            try:
+                written = write_detection_exports(out, scan, cur)
+                st.success(md_escape(f"Written to {out}: " + ", ".join(p.name for p in written.values())))
+            except (OSError, ValueError) as exc:
+                st.error(md_escape(f"Could not write the exports to {out}: {exc}"))
+
+
+def render(scan, store=None, *, result=None, predictions_path: str | None = None, options: dict | None = None) -> None:
+    """Draw the detection section for ``scan``. ``store``: the workspace's ReviewStore (box decisions go into its
+    file); ``result``: a DetectionResult already computed (else the predictions file is asked for, or taken from
+    ``predictions_path``, and triaged once per file version); ``options`` overrides ``VIEW_DEFAULTS``."""
+    from inspect_core import loaders
+    from inspect_core.detection import PredictionsError
+    from inspect_core.detection.metrics import BACKGROUND
+    o = {**VIEW_DEFAULTS, **(options or {})}
+    if result is None:
+        if not scan.dataset.has_boxes:
+            st.info("This dataset has no boxes (no COCO JSON, no YOLO labels): detection triage holds a detector's "
+                    "boxes against annotated boxes.")
+            return
+        path = predictions_path if predictions_path is not None else _predictions_input(scan)
+        if not path:
+            st.info("Type the path of the detector's predictions: a COCO results JSON (image_id or file_name, "
+                    "category_id, bbox, score), a folder of YOLO prediction .txt files, or a CSV / Parquet table.")
+            return
+        if not Path(path).expanduser().exists():
+            st.error(md_escape(f"Predictions {path} not found. Check the path (it is read on this machine)."))
+            return
+        from inspect_core.paths import is_regular_file
+        if not Path(path).expanduser().is_dir() and not is_regular_file(Path(path).expanduser()):
+            st.error(md_escape(f"Predictions {path} is not a regular file (a pipe or device is never read): give a "
+                               "COCO results .json, a CSV/Parquet table, or a YOLO prediction folder."))
+            return
+        try:
+            with st.spinner("Matching the predictions to the annotations..."):
+                result, view = _cached_triage(str(scan.dataset.root), str(scan.dataset.format), str(scan.fingerprint),
+                                              str(Path(path).expanduser().resolve()), predictions_fingerprint(path),
+                                              scan)
+        except (PredictionsError, loaders.DatasetError, ValueError, OSError) as exc:
+            st.error(md_escape(f"Could not use the predictions {path}: {exc}"))
+            return
+    else:
+        view = view_of(result)
+    boxes = BoxDecisionStore(scan.workspace, store)
+    decided, n_other = decided_boxes(boxes.current(), result)
+    if n_other:
+        st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
+                   "of the file, or images left out): they are kept and exported, but not drawn here.")
+    s = result.summary
+    m = s.get("metrics", {})
+    c = st.columns(6)
+    c[0].metric("Images", f"{s.get('n_images', len(view.images)):,}")
+    c[1].metric("Annotated boxes", f"{s.get('n_annotations', len(result.annotations)):,}")
+    c[2].metric("Predicted boxes", f"{s.get('n_predictions', len(result.predictions)):,}")
+    c[3].metric("mAP@[.5:.95]", "-" if m.get("map") is None else f"{m['map']:.3f}")
+    c[4].metric("AP50", "-" if m.get("ap50") is None else f"{m['ap50']:.3f}")
+    c[5].metric("Annotation errors", f"{len(result.errors):,}")
+    if len(result.problems):
+        with st.expander(f"{len(result.problems)} problems with the inputs"):
+            st.dataframe(result.problems[["image_id", "check", "detail"]], hide_index=True, width="stretch")
+    min_score = st.slider("Show predictions scoring at least", 0.0, 1.0, float(o["min_score"]), 0.05,
+                          key=K + "min_score")
+    categories = list(dict.fromkeys(list(s.get("categories") or []) + view.categories))
+    selected = st.session_state.get(SELECTED_KEY)
+    if selected:
+        _detail(scan, view, result, boxes, selected, min_score, decided, categories, o)
+    t_worst, t_err, t_ap, t_conf, t_dec = st.tabs(
+        ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"])
+    with t_worst:
+        f1, f2, f3 = st.columns(3)
+        tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
+                              help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
+                                   "errors found through the model.")
+        cats = f2.multiselect("Class", view.categories, key=K + "f_class")
+        sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
+                               help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
+        rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
+        st.text(f"{len(rows):,} images match; worst detection error score first")
+        _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+    with t_err:
+        n_err = int(o["errors_shown"])
+        st.caption("Annotation errors found through the model, most likely first"
+                   + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
+                      if len(result.errors) > n_err else "") + ". Select a row to open its image.")
+        cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
+        ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
+                          selection_mode="single-row", key=K + "errors")
+        picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
+        if picked and st.session_state.get(K + "err_open") != picked[0]:
+            st.session_state[K + "err_open"] = picked[0]
+            st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
+            st.rerun()
+    with t_ap:
+        st.dataframe(result.metrics.per_class(), hide_index=True, width="stretch")
+        curves = result.metrics.pr_curves()
+        ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
+        if ious:
+            iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
+            st.plotly_chart(pr_figure(curves, iou), key=K + "pr")
+    with t_conf:
+        if result.confusion is None:
+            st.text("No confusion matrix for this result.")
+        else:
+            min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
+            st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
+                       "(background): no box. Click a cell to see its images.")
+            event = st.plotly_chart(confusion_figure(result.confusion), on_select="rerun", selection_mode="points",
+                                    key=K + "confusion")
+            cell = selected_cell(event)
+            if cell is not None:
+                ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
+                st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
+                _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
+                      decided, K + "cell_open", o)
+    with t_dec:
+        _exports(scan, boxes)
+
+
+__all__ = ["BOX_ACTIONS", "boxes_of", "cell_images", "draw_detections", "filter_images", "prepare_view", "render"]

@@ -1,0 +1,78 @@
+"""Detection triage in a real browser (Playwright + Debian's chromium, as test_browser.py): the page on sample_data
+with sample_data/detections.json lists the worst images first, a planted box error among them; opening it shows
+the image with its annotated boxes (solid green/red) and predicted boxes (dashed blue/orange) drawn; the confusion
+matrix is drawn and a click on a cell opens its images. Screenshots go to bench/screenshots/detection_*.png."""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from browser_support import REPO, WAIT_MS, app, browser, main_area, require_chromium, wait_idle  # noqa: F401
+
+import inspect_core
+from inspect_core.ui import detection_triage as dt
+
+SAMPLE = REPO / "sample_data"
+SHOTS = REPO / "bench" / "screenshots"
+
+require_chromium()
+
+
+def planted_box_errors() -> set[str]:
+    import pandas as pd
+    p = pd.read_csv(SAMPLE / "PLANTED.csv")
+    return set(p.loc[p["check"].isin(["missing_box", "spurious_box", "wrong_box_class", "badly_placed_box"]),
+                     "image_id"])
+
+
+def colour_pixels(png: bytes, colour) -> int:
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(a - np.array(colour)).sum(axis=2) < 40).sum())
+
+
+def test_planted_error_image_opens_with_its_boxes(app, browser):
+    inspect_core.scan(SAMPLE, workspace=app.cache / "dataset-inspector")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app.url + "/Detection_triage", wait_until="domcontentloaded")
+    main_area(page).get_by_text(re.compile(r"images match; worst detection error score first")).wait_for()
+    wait_idle(page)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= 12",
+        timeout=WAIT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "detection_worst.png"), full_page=True)
+    first = main_area(page).locator(".st-key-di_det_open_1 button").first      # the Open button of the worst image
+    planted = planted_box_errors()
+    # the tile's caption names the image: the worst one is a planted box error
+    caption = main_area(page).get_by_text(re.compile(r"^#1 ")).first.inner_text()
+    image_id = caption.split(" ", 1)[1].strip().replace("\\", "")
+    assert image_id in planted, image_id
+    first.click()
+    main_area(page).get_by_role("heading").filter(has_text=image_id).first.wait_for()
+    wait_idle(page)
+    big = main_area(page).get_by_test_id("stImage").first
+    big.scroll_into_view_if_needed()
+    shot = big.screenshot()
+    assert colour_pixels(shot, dt.ANN_COLOUR) + colour_pixels(shot, dt.ANN_ERROR_COLOUR) > 100   # solid annotations
+    assert colour_pixels(shot, dt.TP_COLOUR) + colour_pixels(shot, dt.FP_COLOUR) > 50           # dashed predictions
+    assert main_area(page).get_by_text(re.compile(r"wrong_box_class|missing_box|spurious_box|badly_placed_box")).count()
+    page.screenshot(path=str(SHOTS / "detection_detail.png"), full_page=False)
+    main_area(page).get_by_role("tab", name="Confusion matrix").click()
+    wait_idle(page)
+    main_area(page).locator(".js-plotly-plot >> visible=true").first.wait_for()
+    page.wait_for_timeout(800)
+    main_area(page).locator(".js-plotly-plot >> visible=true").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "detection_confusion.png"), full_page=False)
+    # a cell opens its images: the first square (annotated circle, predicted circle)
+    main_area(page).locator(".js-plotly-plot >> visible=true").first.locator("path.point").first.click(force=True)
+    main_area(page).get_by_text(re.compile(r"^annotated circle -> predicted circle: \d+ images")).wait_for()
+    wait_idle(page)
+    n_cell = int(re.search(r"(\d+) images", main_area(page).get_by_text(
+        re.compile(r"^annotated circle -> predicted circle")).first.inner_text()).group(1))
+    assert n_cell > 100                                  # the diagonal: most circles are found
+    tiles = main_area(page).locator("[class*='st-key-di_det_cell_open_'] button")
+    assert tiles.count() >= 12

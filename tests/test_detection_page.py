@@ -1,0 +1,201 @@
+"""The Detection triage page (pages/7_Detection_triage.py, inspect_core/ui/detection_triage.py) under AppTest on
+sample_data with sample_data/detections.json: the worst images listed, filters narrow them, a box decision is
+recorded and survives a new session, exports are offered; bad inputs give clear messages."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from inspect_core.detection import triage_detections
+from inspect_core.detection.decisions import BoxDecisionStore
+from inspect_core.ui import detection_triage as dt
+from page_support import SAMPLE, open_page, texts
+
+PAGE = "pages/7_Detection_triage.py"
+PRED = SAMPLE / "detections.json"
+
+pytestmark = pytest.mark.usefixtures("module_cache")
+
+
+def n_matching(at) -> int:
+    line = next(t.value for t in at.text if "images match" in str(t.value))
+    return int(re.match(r"([\d,]+) images match", line).group(1).replace(",", ""))
+
+
+def open_ids(at, prefix: str = "di_det_open_") -> list[str]:
+    """The image ids of the grid's Open buttons, in rank order (the grid's columns are read one after another)."""
+    opens = [b for b in at.button if b.label == "Open" and b.key.startswith(prefix)]
+    return [b.help for b in sorted(opens, key=lambda b: int(b.key.rsplit("_", 1)[1]))]
+
+
+@pytest.fixture(scope="module")
+def result(sample_scan):
+    return triage_detections(sample_scan, PRED)      # as the page does: the scan's boxes and sizes
+
+
+def test_worst_images_listed_and_filters_narrow_them(sample_scan, result):
+    at = open_page(PAGE)
+    assert not at.exception
+    assert at.text_input(key="di_det_pred_input").value == str(PRED)      # the dataset's detections.json offered
+    worst = result.images["image_id"].head(12).tolist()
+    assert open_ids(at) == worst                                      # worst detection error score first
+    assert n_matching(at) == len(result.images)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["AP50"] == f"{result.summary['metrics']['ap50']:.3f}"
+    at.multiselect(key="di_det_f_tag").set_value(["missing_box"]).run()
+    assert not at.exception
+    want = set(result.errors.loc[result.errors["check"] == "missing_box", "image_id"])
+    assert n_matching(at) == len(want) and set(open_ids(at)) == want
+    at.multiselect(key="di_det_f_tag").set_value([]).run()
+    at.multiselect(key="di_det_f_class").set_value(["hexagon"]).run()
+    shown = set(open_ids(at))
+    has_hex = set(result.annotations.loc[result.annotations["category"] == "hexagon", "image_id"]) | \
+        set(result.predictions.loc[(result.predictions["category"] == "hexagon")
+                                   & (result.predictions["score"] >= 0.3), "image_id"])
+    assert shown and shown <= has_hex and n_matching(at) == len(has_hex)
+
+
+def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, result):
+    at = open_page(PAGE)
+    target = result.errors.loc[result.errors["check"] == "missing_box"].iloc[0]
+    at.session_state["di_det_selected"] = target["image_id"]
+    at.run()
+    assert not at.exception
+    key = f"pred:{int(target['pred_id'])}"
+    at.selectbox(key="di_det_box").set_value(key).run()
+    at.radio(key="di_det_action").set_value("accept").run()
+    at.button(key="di_det_record").click().run()
+    assert not at.exception, at.exception
+    cur = BoxDecisionStore(sample_scan.workspace).current().set_index("box_key")
+    assert cur.loc[key, "action"] == "accept" and cur.loc[key, "new_category"] == target["category"]
+    assert cur.loc[key, "box_w_px"] == pytest.approx(target["box_w_px"])
+    at2 = open_page(PAGE)                                  # a new session reads the same store
+    at2.session_state["di_det_selected"] = target["image_id"]
+    at2.run()
+    table = at2.dataframe[0].value if at2.dataframe else None
+    assert any(f"accepted as {target['category']}" in str(v) for df in [d.value for d in at2.dataframe]
+               for v in df.get("decision", [])), table
+    at2.button(key="di_det_prepare").click().run()
+    assert not at2.exception
+    labels = {b.label for b in at2.get("download_button")}
+    assert {"Corrected COCO JSON", "YOLO label folder (zip)", "Relabel list (CSV)"} <= labels
+    at2.button(key="di_det_write").click().run()
+    assert not at2.exception
+    written = sorted((sample_scan.workspace / "exports").glob("detection-*/corrected_annotations.json"))
+    assert written, texts(at2)
+    from pycocotools.coco import COCO
+    coco = COCO(str(written[-1]))
+    new = [a for a in coco.loadAnns(coco.getAnnIds()) if a["bbox"] == [round(float(target[c]), 2) for c in
+                                                                       ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]]
+    assert len(new) == 1 and coco.loadCats(new[0]["category_id"])[0]["name"] == target["category"]
+    at2.selectbox(key="di_det_box").set_value(key).run()
+    at2.button(key="di_det_undo").click().run()
+    assert not at2.exception
+    assert key not in set(BoxDecisionStore(sample_scan.workspace).current()["box_key"])
+
+
+def test_missing_or_bad_predictions_give_a_clear_message(sample_scan, tmp_path):
+    at = open_page(PAGE)
+    at.text_input(key="di_det_pred_input").set_value(str(tmp_path / "nope.json")).run()
+    assert not at.exception and any("not found" in e.value for e in at.error)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    at.text_input(key="di_det_pred_input").set_value(str(bad)).run()
+    assert not at.exception and any("Could not use the predictions" in e.value for e in at.error), texts(at)
+    import os
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)                                    # would block a reader forever: never opened
+    at.text_input(key="di_det_pred_input").set_value(str(fifo)).run()
+    assert not at.exception and any("not a regular file" in e.value for e in at.error), texts(at)
+
+
+def test_filters_and_cells_on_the_library_side(result):
+    view = dt.prepare_view(result)
+    assert filter_all(view) == len(result.images)
+    small = dt.filter_images(view, sizes=["small"])
+    assert set(small["image_id"]) <= set(result.annotations["image_id"]) | set(result.predictions["image_id"])
+    # the confusion cells' images: the diagonal from true positives, the background column from missed boxes
+    cats = result.summary["categories"]
+    tp_circle = dt.cell_images(result, "circle", "circle", 0.25, "(background)")
+    assert tp_circle and all(i in set(result.predictions.loc[result.predictions["is_tp"], "image_id"])
+                             for i in tp_circle)
+    missed = set(result.annotations.loc[result.annotations["error_type"] == "missed", "image_id"])
+    assert set().union(*[dt.cell_images(result, c, "(background)", 0.25, "(background)") for c in cats]) == missed
+    ann, pred = dt.boxes_of(view, result, result.images["image_id"].iloc[0])
+    assert len(ann) == result.images["n_annotations"].iloc[0] and len(pred) == result.images["n_predictions"].iloc[0]
+
+
+def filter_all(view) -> int:
+    return len(dt.filter_images(view))
+
+
+def test_drawing_two_styles():
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    img = Image.new("RGB", (100, 100), (0, 0, 0))
+    ann = pd.DataFrame({"box_key": ["ann:1"], "category": ["cat"], "box_x_px": [10.0], "box_y_px": [10.0],
+                        "box_w_px": [30.0], "box_h_px": [30.0], "error_type": [""], "check": [""]})
+    pred = pd.DataFrame({"box_key": ["pred:1", "pred:2"], "category": ["cat", "dog"], "box_x_px": [55.0, 5.0],
+                         "box_y_px": [55.0, 60.0], "box_w_px": [40.0, 20.0], "box_h_px": [40.0, 20.0],
+                         "score": [0.9, 0.1], "is_tp": [False, False], "error_type": ["background", "background"]})
+    out = np.asarray(dt.draw_detections(img, 1.0, ann, pred, min_score=0.5))
+    solid = out[25, 9:12]                                           # the annotation's left edge: unbroken
+    assert (out[20:40, 10] == dt.ANN_COLOUR).all(axis=1).all() and solid.any()
+    edge = (out[70:94, 55] == dt.FP_COLOUR).all(axis=1)             # the prediction's left edge: dashed
+    assert 0 < edge.sum() < len(edge)
+    assert not (out[62:78, 5] == dt.FP_COLOUR).all(axis=1).any()    # below the confidence cut: not drawn
+
+
+def test_a_dataset_without_boxes_says_so(tmp_path, cache_home):
+    import numpy as np
+    from PIL import Image
+
+    import inspect_core
+    root = tmp_path / "plain"
+    for cls in ("ant", "bee"):
+        (root / cls).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)).save(root / cls / f"{k}.png")
+    inspect_core.scan(root, workspace=cache_home / "dataset-inspector")
+    at = open_page(PAGE, root)
+    assert any("has no boxes" in e.value for e in at.info), texts(at)
+    assert not at.text_input
+
+
+def test_a_decision_made_on_another_predictions_file_is_not_drawn_on_these_boxes(result, tmp_path):
+    store = BoxDecisionStore(tmp_path)
+    p = result.predictions.iloc[0]
+    box = [float(p[c]) for c in ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]
+    store.decide(p["image_id"], f"pred:{int(p['pred_id'])}", "accept", category=p["category"], box_xywh_px=box)
+    a = result.annotations.iloc[0]
+    store.decide(a["image_id"], f"ann:{int(a['ann_id'])}", "delete", box_xywh_px=[0, 0, 1, 1])    # another box
+    store.decide("x.jpg", "pred:99999999", "fine")                                                # not in the result
+    decided, n_other = dt.decided_boxes(store.current(), result)
+    assert list(decided) == [f"pred:{int(p['pred_id'])}"] and n_other == 2
+
+
+def _render_given_result():
+    import sys
+
+    from inspect_core.ui import detection_triage
+    held = sys.modules["detection_page_test_input"]
+    detection_triage.render(held.scan, None, result=held.result)
+
+
+def test_render_takes_a_result_computed_elsewhere(sample_scan, result, monkeypatch):
+    """How Model triage (or a bench) calls the section: with a DetectionResult it already has."""
+    import sys
+    import types
+
+    from streamlit.testing.v1 import AppTest
+    held = types.ModuleType("detection_page_test_input")
+    held.scan, held.result = sample_scan, result
+    monkeypatch.setitem(sys.modules, held.__name__, held)
+    at = AppTest.from_function(_render_given_result, default_timeout=120).run()
+    assert not at.exception
+    assert open_ids(at)[:3] == result.images["image_id"].head(3).tolist()
+    assert not at.text_input                      # no predictions file asked for
+    view = dt.view_of(result)
+    assert dt.view_of(result) is view             # prepared once per result

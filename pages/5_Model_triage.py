@@ -20,6 +20,19 @@ scan = state.require_scan()
 store = state.store_for(scan)
 classes = list(scan.dataset.classes)
 
+# -- task: a dataset with boxes is triaged as detection too (a detector's boxes against the annotated ones) --------
+if scan.dataset.has_boxes:
+    TASKS = ("Classification", "Detection (boxes)")
+    if mt.K + "task" not in st.session_state and st.query_params.get("task") == "detection":
+        st.session_state[mt.K + "task"] = TASKS[1]          # a link to ?task=detection opens the detection section
+    task = st.radio("Task", TASKS, horizontal=True, key=mt.K + "task", **mt.KEEP,
+                    help="Detection holds a detector's boxes (a COCO results JSON, a YOLO prediction folder or a "
+                         "CSV/Parquet table) against the dataset's boxes: the worst images, mAP, per-box decisions.")
+    if task == TASKS[1]:
+        from inspect_core.ui import detection_triage
+        detection_triage.render(scan, store)
+        st.stop()
+
 # -- source: a model file or a predictions file -------------------------------------------------------
 # Every input below keeps its value across a visit to another page (mt.KEEP): the results stay shown.
 # The form collapses once there are scores, so the results start at the top of the page.

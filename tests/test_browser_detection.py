@@ -37,7 +37,7 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     inspect_core.scan(SAMPLE, workspace=app.cache / "dataset-inspector")
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.set_default_timeout(WAIT_MS)
-    page.goto(app.url + "/Detection_triage", wait_until="domcontentloaded")
+    page.goto(app.url + "/Model_triage?task=detection", wait_until="domcontentloaded")
     main_area(page).get_by_text(re.compile(r"images match; worst detection error score first")).wait_for()
     wait_idle(page)
     page.wait_for_function(

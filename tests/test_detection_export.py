@@ -21,7 +21,7 @@ from inspect_core.detection.export import (
 )
 
 pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO
+from pycocotools.coco import COCO  # noqa: E402 - after the importorskip
 
 
 def coco_dataset(root: Path) -> Path:

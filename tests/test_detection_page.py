@@ -1,4 +1,5 @@
-"""The Detection triage page (pages/7_Detection_triage.py, inspect_core/ui/detection_triage.py) under AppTest on
+"""The Model triage page's detection task (pages/5_Model_triage.py, inspect_core/ui/detection_triage.py) under
+AppTest on
 sample_data with sample_data/detections.json: the worst images listed, filters narrow them, a box decision is
 recorded and survives a new session, exports are offered; bad inputs give clear messages."""
 from __future__ import annotations
@@ -9,10 +10,20 @@ import pytest
 
 from inspect_core.detection import triage_detections
 from inspect_core.detection.decisions import BoxDecisionStore
+from inspect_core.detection import view as dv
 from inspect_core.ui import detection_triage as dt
 from page_support import SAMPLE, open_page, texts
 
-PAGE = "pages/7_Detection_triage.py"
+PAGE = "pages/5_Model_triage.py"
+TASK_KEY = "di_mt_task"
+
+
+def open_detection(root=SAMPLE):
+    """Model triage on ``root``, switched to its detection task (the task choice shows when the dataset has boxes)."""
+    at = open_page(PAGE, root)
+    at.radio(key=TASK_KEY).set_value("Detection (boxes)").run()
+    assert not at.exception
+    return at
 PRED = SAMPLE / "detections.json"
 
 pytestmark = pytest.mark.usefixtures("module_cache")
@@ -35,7 +46,7 @@ def result(sample_scan):
 
 
 def test_worst_images_listed_and_filters_narrow_them(sample_scan, result):
-    at = open_page(PAGE)
+    at = open_detection()
     assert not at.exception
     assert at.text_input(key="di_det_pred_input").value == str(PRED)      # the dataset's detections.json offered
     worst = result.images["image_id"].head(12).tolist()
@@ -57,7 +68,7 @@ def test_worst_images_listed_and_filters_narrow_them(sample_scan, result):
 
 
 def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, result):
-    at = open_page(PAGE)
+    at = open_detection()
     target = result.errors.loc[result.errors["check"] == "missing_box"].iloc[0]
     at.session_state["di_det_selected"] = target["image_id"]
     at.run()
@@ -70,7 +81,7 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     cur = BoxDecisionStore(sample_scan.workspace).current().set_index("box_key")
     assert cur.loc[key, "action"] == "accept" and cur.loc[key, "new_category"] == target["category"]
     assert cur.loc[key, "box_w_px"] == pytest.approx(target["box_w_px"])
-    at2 = open_page(PAGE)                                  # a new session reads the same store
+    at2 = open_detection()                                # a new session reads the same store
     at2.session_state["di_det_selected"] = target["image_id"]
     at2.run()
     table = at2.dataframe[0].value if at2.dataframe else None
@@ -86,8 +97,8 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     assert written, texts(at2)
     from pycocotools.coco import COCO
     coco = COCO(str(written[-1]))
-    new = [a for a in coco.loadAnns(coco.getAnnIds()) if a["bbox"] == [round(float(target[c]), 2) for c in
-                                                                       ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]]
+    box = [round(float(target[c]), 2) for c in ("box_x_px", "box_y_px", "box_w_px", "box_h_px")]
+    new = [a for a in coco.loadAnns(coco.getAnnIds()) if a["bbox"] == box]
     assert len(new) == 1 and coco.loadCats(new[0]["category_id"])[0]["name"] == target["category"]
     at2.selectbox(key="di_det_box").set_value(key).run()
     at2.button(key="di_det_undo").click().run()
@@ -96,7 +107,7 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
 
 
 def test_missing_or_bad_predictions_give_a_clear_message(sample_scan, tmp_path):
-    at = open_page(PAGE)
+    at = open_detection()
     at.text_input(key="di_det_pred_input").set_value(str(tmp_path / "nope.json")).run()
     assert not at.exception and any("not found" in e.value for e in at.error)
     bad = tmp_path / "bad.json"
@@ -111,23 +122,23 @@ def test_missing_or_bad_predictions_give_a_clear_message(sample_scan, tmp_path):
 
 
 def test_filters_and_cells_on_the_library_side(result):
-    view = dt.prepare_view(result)
+    view = dv.prepare_view(result)
     assert filter_all(view) == len(result.images)
-    small = dt.filter_images(view, sizes=["small"])
+    small = dv.filter_images(view, sizes=["small"])
     assert set(small["image_id"]) <= set(result.annotations["image_id"]) | set(result.predictions["image_id"])
     # the confusion cells' images: the diagonal from true positives, the background column from missed boxes
     cats = result.summary["categories"]
-    tp_circle = dt.cell_images(result, "circle", "circle", 0.25, "(background)")
+    tp_circle = dv.cell_images(result, "circle", "circle", 0.25, "(background)")
     assert tp_circle and all(i in set(result.predictions.loc[result.predictions["is_tp"], "image_id"])
                              for i in tp_circle)
     missed = set(result.annotations.loc[result.annotations["error_type"] == "missed", "image_id"])
-    assert set().union(*[dt.cell_images(result, c, "(background)", 0.25, "(background)") for c in cats]) == missed
-    ann, pred = dt.boxes_of(view, result, result.images["image_id"].iloc[0])
+    assert set().union(*[dv.cell_images(result, c, "(background)", 0.25, "(background)") for c in cats]) == missed
+    ann, pred = dv.boxes_of(view, result, result.images["image_id"].iloc[0])
     assert len(ann) == result.images["n_annotations"].iloc[0] and len(pred) == result.images["n_predictions"].iloc[0]
 
 
 def filter_all(view) -> int:
-    return len(dt.filter_images(view))
+    return len(dv.filter_images(view))
 
 
 def test_drawing_two_styles():
@@ -160,8 +171,7 @@ def test_a_dataset_without_boxes_says_so(tmp_path, cache_home):
             Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)).save(root / cls / f"{k}.png")
     inspect_core.scan(root, workspace=cache_home / "dataset-inspector")
     at = open_page(PAGE, root)
-    assert any("has no boxes" in e.value for e in at.info), texts(at)
-    assert not at.text_input
+    assert not [r for r in at.radio if r.key == TASK_KEY]          # no boxes: Model triage offers no detection task
 
 
 def test_a_decision_made_on_another_predictions_file_is_not_drawn_on_these_boxes(result, tmp_path):

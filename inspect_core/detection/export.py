@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .. import loaders
+from .. import loader_coco, loaders
 from ..export import joined_path, safe_csv_bytes
 from ..paths import is_within
 from .decisions import BOX_COLUMNS, CURRENT_COLUMNS, key_id
@@ -82,7 +82,7 @@ def usable(corrected: pd.DataFrame) -> pd.DataFrame:
 
 
 def _coco_file(ds: loaders.Dataset) -> Path | None:
-    return loaders._find_coco_json(Path(ds.root)) if ds.format in ("coco", "folder", "csv") else None
+    return loader_coco._find_coco_json(Path(ds.root)) if ds.format in ("coco", "folder", "csv") else None
 
 
 def corrected_coco(dataset_or_scan, decisions: pd.DataFrame) -> dict:
@@ -137,7 +137,7 @@ def _coco_from_file(ds, base: dict, ann_px: pd.DataFrame, decisions: pd.DataFram
     image_of = {}
     for e in out["images"]:
         if isinstance(e.get("id"), int) and isinstance(e.get("file_name"), str):
-            image_of.setdefault(loaders._coco_resolve(Path(ds.root), e["file_name"], ["", "images"]), e["id"])
+            image_of.setdefault(loader_coco._coco_resolve(Path(ds.root), e["file_name"], ["", "images"]), e["id"])
     next_ann = max([a["id"] for a in anns if isinstance(a.get("id"), int)] +
                    [int(ann_px["ann_id"].max()) if len(ann_px) else 0, 0]) + 1
     next_img = max(list(image_of.values()) + [0]) + 1

@@ -439,3 +439,22 @@ def group_members(pairs: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([heads, members.merge(heads[["group_id", "part", "n_parts"]], on="group_id")
                      .sort_values(["group_id", "score_to_representative"], ascending=[True, False])])
     return out.sort_values("group_id", kind="stable").reset_index(drop=True)[cols]
+
+
+def pairs_with_groups(pairs: pd.DataFrame, groups: pd.DataFrame, n_images: int) -> pd.DataFrame:
+    """``pairs`` (columns a, b: image rows; image_id_a, image_id_b) with the star groups of ``star_groups`` written
+    in: group_id (-1: the pair is in no group), to_representative, representative (its image_id or None).
+    A member's group and representative are looked up (a representative of a split group sits in every part),
+    so a pair with the representative lands in the member's part. The scan's pairs and the model's both use it."""
+    a, b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
+    members = groups[groups["node"] != groups["representative"]]
+    gid = np.full(n_images, -1, np.int64)
+    rep = np.full(n_images, -1, np.int64)
+    gid[members["node"].to_numpy()] = members["group_id"].to_numpy()
+    rep[members["node"].to_numpy()] = members["representative"].to_numpy()
+    a_is_rep, b_is_rep = rep[b] == a, rep[a] == b
+    pairs["group_id"] = np.where(a_is_rep, gid[b], np.where(b_is_rep | ((gid[a] == gid[b]) & (gid[a] >= 0)),
+                                                            gid[a], -1))
+    pairs["to_representative"] = a_is_rep | b_is_rep
+    pairs["representative"] = np.where(a_is_rep, pairs["image_id_a"], np.where(b_is_rep, pairs["image_id_b"], None))
+    return pairs

@@ -8,6 +8,7 @@ import streamlit as st
 from inspect_core.model.models import FORM_NAMES, TRUST_WARNING, ModelLoadError
 from inspect_core.model import pipeline
 from inspect_core.model.predictions import PredictionsError
+from inspect_core.ui import charts
 from inspect_core.ui import model_triage as mt
 from inspect_core.ui import state
 from inspect_core.ui.text import label_text, md_escape
@@ -175,7 +176,7 @@ with tab_worst:
     predicted = f2.multiselect("Predicted class", result.class_names, key=mt.K + "f_pred")
     split_opts = sorted(str(s) for s in issues["split"].dropna().unique())
     splits = f3.multiselect("Split", split_opts, key=mt.K + "f_split")
-    pairs = mt.confusion_points(matrix)
+    pairs = charts.confusion_points(matrix)
     pairs = pairs[(pairs["given"] != pairs["predicted"]) & (pairs["count"] > 0)]
     pair_opts = [mt.ANY] + [f"{g} -> {p} ({c})" for g, p, c in pairs.itertuples(index=False)]
     pair_choice = f4.selectbox("Confusion pair (given -> predicted)", pair_opts, key=mt.K + "f_pair")
@@ -202,9 +203,9 @@ with tab_worst:
 
 with tab_conf:
     st.caption("Rows: given label; columns: predicted class. Click a cell to see its images.")
-    event = st.plotly_chart(mt.confusion_figure(matrix), on_select="rerun", selection_mode="points",
+    event = st.plotly_chart(charts.confusion_figure(matrix), on_select="rerun", selection_mode="points",
                             key=mt.K + "confusion")
-    cell = mt.selected_cell(event)
+    cell = charts.selected_cell(event)
     if cell is not None:
         cell_rows = mt.filter_scores(issues, pair=cell)
         st.text(f"given {cell[0]} -> predicted {cell[1]}: {len(cell_rows)} images")

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from inspect_core.review import ReviewStore
+from inspect_core.ui import charts
 from model_support import MODEL_DIR, sample_spec
 from page_support import SAMPLE, open_id, open_on_predictions, open_page
 from page_support import texts as _texts
@@ -133,22 +134,22 @@ def test_confusion_helpers_and_cell_selection():
     assert int(matrix.to_numpy().sum()) == 5
     per = per_class_metrics(table, names).set_index("class")
     assert per.loc["c", "accuracy"] == pytest.approx(1 / 3) and per.loc["a", "precision"] == pytest.approx(0.5)
-    pts = mt.confusion_points(matrix)
+    pts = charts.confusion_points(matrix)
     assert len(pts) == 9 and int(pts.loc[(pts["given"] == "c") & (pts["predicted"] == "b"), "count"].iloc[0]) == 1
-    assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "c"}]}}) == ("c", "b")
-    assert mt.selected_cell({"selection": {"points": []}}) is None
+    assert charts.selected_cell({"selection": {"points": [{"x": "b", "y": "c"}]}}) == ("c", "b")
+    assert charts.selected_cell({"selection": {"points": []}}) is None
     from inspect_core.model.label_issues import rank_label_issues
     issues = rank_label_issues(table, probs, names)
     rows = mt.filter_scores(issues, pair=("c", "b"))
     assert list(rows["image_id"]) == ["i4"]
     assert set(mt.filter_scores(issues, splits=["train"])["image_id"]) == {"i0", "i1"}
     assert set(mt.filter_scores(issues, only_wrong=True)["image_id"]) == {"i2", "i4"}
-    fig = mt.confusion_figure(matrix)
+    fig = charts.confusion_figure(matrix)
     assert list(fig.data[0].text) == [str(v) for v in pts["count"]]
     xss = "<img src=x onerror=alert(1)>"
-    odd = mt.confusion_figure(matrix.rename(index={"a": xss}, columns={"a": xss}))
+    odd = charts.confusion_figure(matrix.rename(index={"a": xss}, columns={"a": xss}))
     assert xss not in set(odd.data[0].y) and "&lt;img src=x onerror=alert(1)&gt;" in set(odd.data[0].y)
-    assert mt.selected_cell({"selection": {"points": [{"x": "b", "y": "&lt;img src=x onerror=alert(1)&gt;"}]}}) == (xss, "b")
+    assert charts.selected_cell({"selection": {"points": [{"x": "b", "y": "&lt;img src=x onerror=alert(1)&gt;"}]}}) == (xss, "b")
 
 
 def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monkeypatch):

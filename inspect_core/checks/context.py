@@ -173,19 +173,7 @@ class CheckContext:
                 & (np.minimum(contrast[a], contrast[b]) >= same.get("contrast_min", 0.0)))
         else:
             pairs["same_picture"] = True
-        # a member's group and representative (a representative of a split group sits in every part: members
-        # are looked up, so that a pair with the representative lands in the member's part)
-        members = self.groups[self.groups["node"] != self.groups["representative"]]
-        gid = np.full(n, -1, np.int64)
-        rep = np.full(n, -1, np.int64)
-        gid[members["node"].to_numpy()] = members["group_id"].to_numpy()
-        rep[members["node"].to_numpy()] = members["representative"].to_numpy()
-        a_is_rep, b_is_rep = rep[b] == a, rep[a] == b
-        pairs["group_id"] = np.where(a_is_rep, gid[b], np.where(b_is_rep | ((gid[a] == gid[b]) & (gid[a] >= 0)),
-                                                                gid[a], -1))
-        pairs["to_representative"] = a_is_rep | b_is_rep
-        pairs["representative"] = np.where(a_is_rep, pairs["image_id_a"], np.where(b_is_rep, pairs["image_id_b"], None))
-        return pairs
+        return neardup.pairs_with_groups(pairs, self.groups, n)
 
     @cached_property
     def groups(self) -> pd.DataFrame:

@@ -269,16 +269,7 @@ def _findings_from_pairs(images: pd.DataFrame, pairs: pd.DataFrame, group_max_im
     pairs = pairs.reset_index(drop=True)
     a, b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
     groups = neardup.star_groups(len(images), a, b, pairs["score"].to_numpy(np.float64), group_max_images)
-    members = groups[groups["node"] != groups["representative"]]
-    gid = np.full(len(images), -1, np.int64)
-    rep = np.full(len(images), -1, np.int64)
-    gid[members["node"].to_numpy()] = members["group_id"].to_numpy()
-    rep[members["node"].to_numpy()] = members["representative"].to_numpy()
-    a_is_rep, b_is_rep = rep[b] == a, rep[a] == b
-    pairs["group_id"] = np.where(a_is_rep, gid[b], np.where(b_is_rep | ((gid[a] == gid[b]) & (gid[a] >= 0)),
-                                                            gid[a], -1))
-    pairs["to_representative"] = a_is_rep | b_is_rep
-    pairs["representative"] = np.where(a_is_rep, pairs["image_id_a"], np.where(b_is_rep, pairs["image_id_b"], None))
+    pairs = neardup.pairs_with_groups(pairs, groups, len(images))
     pairs["same_picture"] = pairs["same_picture"].fillna(False).astype(bool)
     ctx = _PairContext(images=images, pairs=pairs, groups=groups)
     rows = [*check_duplicate(ctx), *check_leakage(ctx), *check_label(ctx)]

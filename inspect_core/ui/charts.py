@@ -219,3 +219,46 @@ def selected_image_ids(event) -> list[str]:
         if cd is not None:
             ids.append(str(cd))
     return list(dict.fromkeys(ids))
+
+
+def confusion_points(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Long form of a confusion matrix: given (the row: the given label, or the annotated class), predicted,
+    count; one row per cell."""
+    long = matrix.stack().rename("count").reset_index()
+    long.columns = ["given", "predicted", "count"]
+    return long
+
+
+def confusion_figure(matrix: pd.DataFrame, *, rows: str = "given label", unit: str = "images") -> go.Figure:
+    """A clickable confusion matrix (rows: ``rows``, columns: predicted): one square marker per cell, coloured and
+    labelled by its count of ``unit``. The Model triage page's classes and its detection section's boxes (with
+    a background row and column) both use it; ``selected_cell`` reads a click."""
+    # plotly reads a little HTML in tick and hover text: class names are shown escaped, as plain text
+    matrix = matrix.rename(index=html.escape, columns=html.escape)
+    pts = confusion_points(matrix)
+    size = max(18, min(60, int(420 / max(1, len(matrix)))))
+    fig = go.Figure(go.Scatter(
+        x=pts["predicted"], y=pts["given"], mode="markers+text", text=pts["count"].astype(str),
+        textfont={"color": ["white" if c > pts["count"].max() / 2 else "black" for c in pts["count"]]},
+        customdata=np.stack([pts["given"], pts["predicted"]], axis=1),
+        marker={"symbol": "square", "size": size, "color": np.log1p(pts["count"]), "colorscale": "Blues",
+                "line": {"width": 1, "color": "#888"}},
+        hovertemplate=f"{rows.split()[0]} %{{y}}<br>predicted %{{x}}<br>%{{text}} {unit}<extra></extra>"))
+    fig.update_layout(xaxis_title="predicted", yaxis_title=rows, height=120 + size * len(matrix),
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select")
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=list(matrix.index))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(matrix.columns), side="top")
+    return fig
+
+
+def selected_cell(event) -> tuple[str, str] | None:
+    """(row, predicted) of the clicked confusion-matrix cell, from a plotly selection event."""
+    try:
+        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for p in points or []:
+        given, predicted = p.get("y"), p.get("x")
+        if given is not None and predicted is not None:
+            return html.unescape(str(given)), html.unescape(str(predicted))
+    return None

@@ -36,6 +36,7 @@ from inspect_core.detection.view import (
     prepare_view,
 )
 from inspect_core.review import ReviewError
+from inspect_core.ui.charts import confusion_figure, selected_cell
 from inspect_core.ui.text import md_escape
 
 K = "di_det_"
@@ -153,37 +154,6 @@ def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_
         scale = min(1.0, max_side_px / max(w, h, 1))
         img = Image.new("RGB", (max(1, int(w * scale)), max(1, int(h * scale))), (200, 200, 200))
     return draw_detections(img, scale, ann, pred, min_score, decisions), reason
-
-
-def confusion_figure(matrix: pd.DataFrame):
-    """The confusion matrix (annotated x predicted, background row and column) as clickable squares."""
-    import plotly.graph_objects as go
-    m = matrix.rename(index=html.escape, columns=html.escape)
-    long = m.stack().rename("count").reset_index()
-    long.columns = ["annotated", "predicted", "count"]
-    size = max(18, min(60, int(420 / max(1, len(m)))))
-    fig = go.Figure(go.Scatter(
-        x=long["predicted"], y=long["annotated"], mode="markers+text", text=long["count"].astype(str),
-        marker={"symbol": "square", "size": size, "color": np.log1p(long["count"]), "colorscale": "Blues",
-                "line": {"width": 1, "color": "#888"}},
-        textfont={"color": ["white" if c > long["count"].max() / 2 else "black" for c in long["count"]]},
-        hovertemplate="annotated %{y}<br>predicted %{x}<br>%{text} boxes<extra></extra>"))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="annotated", height=140 + size * len(m),
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select")
-    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=list(m.index))
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(m.columns), side="top")
-    return fig
-
-
-def selected_cell(event) -> tuple[str, str] | None:
-    try:
-        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
-    except (KeyError, TypeError, AttributeError):
-        return None
-    for pt in points or []:
-        if pt.get("y") is not None and pt.get("x") is not None:
-            return html.unescape(str(pt["y"])), html.unescape(str(pt["x"]))
-    return None
 
 
 def pr_figure(curves: pd.DataFrame, iou: float):
@@ -496,8 +466,8 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
             st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
                        "(background): no box. Click a cell to see its images.")
-            event = st.plotly_chart(confusion_figure(result.confusion), on_select="rerun", selection_mode="points",
-                                    key=K + "confusion")
+            figure = confusion_figure(result.confusion, rows="annotated", unit="boxes")
+            event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
             cell = selected_cell(event)
             if cell is not None:
                 ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)

@@ -1,13 +1,12 @@
 """Helpers for the Model triage page: choosing a model / predictions file, scoring with progress and
 cancel, the worst-loss grid, the confusion matrix, per-class tables, "what the model sees", sanity checks.
 
-Pure helpers (``filter_scores``, ``confusion_points``) take and return DataFrames; the rest draw with
+Pure helpers (``filter_scores``; the confusion matrix is ``charts.confusion_figure``) take and return DataFrames; the rest draw with
 Streamlit. User text (labels, paths) is shown with st.text / st.dataframe / md_escape, never as HTML.
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import json
 import logging
@@ -62,47 +61,6 @@ def filter_scores(issues: pd.DataFrame, *, given=(), predicted=(), splits=(), pa
     if rows["loss_rank"].is_monotonic_increasing:   # rank_label_issues' order, kept by every filter above
         return rows
     return rows.sort_values("loss_rank", kind="stable")
-
-
-def confusion_points(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Long form of a confusion matrix: given, predicted, count (one row per cell)."""
-    long = matrix.stack().rename("count").reset_index()
-    long.columns = ["given", "predicted", "count"]
-    return long
-
-
-def confusion_figure(matrix: pd.DataFrame):
-    """A clickable confusion matrix: one square marker per cell, coloured and labelled by count."""
-    import plotly.graph_objects as go
-    # plotly reads a little HTML in tick and hover text: class names are shown escaped, as plain text
-    matrix = matrix.rename(index=html.escape, columns=html.escape)
-    pts = confusion_points(matrix)
-    size = max(18, min(60, int(420 / max(1, len(matrix)))))
-    fig = go.Figure(go.Scatter(
-        x=pts["predicted"], y=pts["given"], mode="markers+text", text=pts["count"].astype(str),
-        textfont={"color": ["white" if c > pts["count"].max() / 2 else "black" for c in pts["count"]]},
-        customdata=np.stack([pts["given"], pts["predicted"]], axis=1),
-        marker={"symbol": "square", "size": size, "color": np.log1p(pts["count"]), "colorscale": "Blues",
-                "line": {"width": 1, "color": "#888"}},
-        hovertemplate="given %{y}<br>predicted %{x}<br>%{text} images<extra></extra>"))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="given label", height=120 + size * len(matrix),
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select")
-    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=list(matrix.index))
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(matrix.columns), side="top")
-    return fig
-
-
-def selected_cell(event) -> tuple[str, str] | None:
-    """(given, predicted) of the clicked confusion-matrix cell, from a plotly selection event."""
-    try:
-        points = event.selection.points if hasattr(event, "selection") else event["selection"]["points"]
-    except (KeyError, TypeError, AttributeError):
-        return None
-    for p in points or []:
-        given, predicted = p.get("y"), p.get("x")
-        if given is not None and predicted is not None:
-            return html.unescape(str(given)), html.unescape(str(predicted))
-    return None
 
 
 # -- choosing the model ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ test: setup
 
 # The fast set while iterating: no real browser, nothing slow (under a minute on a quiet machine).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not browser and not slow" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not browser and not slow" tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,6 +25,11 @@ CHECKS = {
 }
 
 
+# the columns of a scan's pairs table (ScanResult.pairs, pairs.parquet): the synthetic scan has no pairs
+PAIR_COLUMNS = ["kind", "score", "why", "phash_distance", "image_id_a", "split_a", "label_a", "image_id_b",
+                "split_b", "label_b", "same_picture", "group_id", "to_representative", "representative"]
+
+
 def synthetic_scan(n: int, root: Path, workspace: Path, seed: int = 0):
     rng = np.random.default_rng(seed)
     classes = [f"class_{k:02d}" for k in range(20)]
@@ -64,7 +69,7 @@ def synthetic_scan(n: int, root: Path, workspace: Path, seed: int = 0):
                          path_of=lambda i: resolve_inside(root, i))
     return SimpleNamespace(dataset=ds, workspace=workspace, fingerprint=f"bench-{n}-{seed}", images=images,
                            findings=findings, annotations=ds.annotations, balance=pd.DataFrame(),
-                           summary={"n_images": n})
+                           pairs=pd.DataFrame(columns=PAIR_COLUMNS), summary={"n_images": n})
 
 
 def make_files(root: Path, image_ids, n_sources: int = 64) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from .limits import LIMITS, LimitError, read_input_bytes
+from . import storage
+from .limits import LIMITS, LimitError, how_to_raise, human_bytes, read_input_bytes
 from .paths import is_image_name, is_within, resolve_inside
 from .schema import finding_frame
 
@@ -31,7 +32,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class Dataset:
-    root: Path
+    root: Path | str            # a local folder, or a URL (s3://bucket/prefix) read through ``storage``
     format: str
     images: pd.DataFrame
     annotations: pd.DataFrame
@@ -88,6 +89,8 @@ def walk_images(root: Path, bad_names: list | None = None, unreadable_dirs: list
     Hidden files and folders are skipped; folder symlinks are not followed. Names that are not valid
     UTF-8 cannot be keys: they go to ``bad_names`` (shown with replacement characters) instead; folders that
     cannot be listed go to ``unreadable_dirs`` as (relative path, reason)."""
+    if storage.is_remote(root):
+        return _walk_remote_images(root)
     out = []
     root_s = str(root)
 
@@ -110,6 +113,42 @@ def walk_images(root: Path, bad_names: list | None = None, unreadable_dirs: list
             out.append(rel)
     out.sort()
     return out
+
+
+def _walk_remote_images(root: str) -> list[str]:
+    """``walk_images`` of a remote root: its listing's image files, hidden files and folders left out."""
+    return sorted(rel for rel in storage.list_files(root)
+                  if is_image_name(rel) and not any(part.startswith(".") for part in rel.split("/")))
+
+
+def read_input(path, what: str, limit: str) -> bytes:
+    """The bytes of an input file of the dataset (a manifest, a COCO JSON, a label file), local or remote, at most
+    ``LIMITS[limit]``; LimitError (one line naming the file, the cap and how to raise it) otherwise."""
+    if not storage.is_remote(path):
+        return read_input_bytes(path, what, limit)
+    cap = LIMITS[limit]
+    try:
+        data = storage.read_bytes(path, cap)
+    except FileNotFoundError:
+        raise LimitError(f"{what} {path} not found; check the path") from None
+    except storage.StorageError as exc:
+        raise LimitError(f"{what}: {exc}") from None
+    if len(data) > cap:
+        raise LimitError(f"{what} {path} is over the {human_bytes(cap)} cap ({limit}); {how_to_raise(limit)}")
+    return data
+
+
+def file_exists(root, rel: str) -> bool:
+    """Whether ``rel`` is a file under ``root`` (local: ``is_file``, symlinks followed as before; remote: listed)."""
+    if storage.is_remote(root):
+        return storage.is_file(root, rel)
+    return (Path(root) / rel).is_file()
+
+
+def dir_exists(root, rel: str) -> bool:
+    if storage.is_remote(root):
+        return storage.is_dir(root, rel)
+    return (Path(root) / rel).is_dir()
 
 
 def _bad_name_problems(bad_names: list, unreadable_dirs: list = ()) -> list[dict]:
@@ -137,19 +176,22 @@ def bad_entry(name) -> str | None:
     return None
 
 
-def _read_small_text(path: Path, problems: list, shown: str, check: str, family: str) -> str | None:
+def _read_small_text(path, problems: list, shown: str, check: str, family: str) -> str | None:
     """A small text file of the dataset (classes.txt, data.yaml, a label file), at most ``max_text_bytes``; a
     file over the cap or unreadable is a finding in ``problems`` and None."""
     try:
-        return read_input_bytes(path, shown, "max_text_bytes").decode("utf-8", errors="replace")
+        return read_input(path, shown, "max_text_bytes").decode("utf-8", errors="replace")
     except LimitError as exc:
         problems.append(_problem(shown, check, str(exc), family))
         return None
 
 
-def _inside_file(root: Path, p: Path) -> bool:
+def _inside_file(root, p) -> bool:
     """A file the loader finds by itself (classes.txt, data.yaml, a manifest, a COCO JSON) is read only when it
-    really lies inside the root: a symlink there must not make us read a file elsewhere."""
+    really lies inside the root: a symlink there must not make us read a file elsewhere. (A remote file: when
+    the root's listing holds it.)"""
+    if storage.is_remote(root):
+        return is_within(p, root) and storage.is_file(root, storage.relative(root, p))
     return p.is_file() and is_within(p, root)
 
 

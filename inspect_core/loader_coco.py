@@ -7,15 +7,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .limits import LIMITS, LimitError, how_to_raise, load_json, read_input_bytes
+from . import storage
+from .limits import LIMITS, LimitError, how_to_raise, load_json
 from .loader_base import (ANNOTATION_COLUMNS, Dataset, DatasetError, _empty_annotations, _images_frame,
-                          _inside_file, _problem, _split_from_path, bad_entry)
+                          _inside_file, _problem, _split_from_path, bad_entry, read_input)
 from .paths import resolve_inside
 from .schema import finding_frame
 from .textsafe import shown_entry
 
 
-def _find_coco_json(root: Path) -> Path | None:
+def _find_remote_coco_json(root: str) -> str | None:
+    """``_find_coco_json`` of a remote root: the same candidates, from its listing, each judged by its first bytes."""
+    files = storage.list_files(root)
+    names = ["annotations.json"] + sorted(r for r in files if "/" not in r and r.endswith(".json"))
+    names += sorted(r for r in files if r.startswith("annotations/") and r.count("/") == 1 and r.endswith(".json"))
+    for rel in names:
+        version = files.get(rel)
+        if version is None or version.size_bytes > LIMITS["max_json_bytes"]:
+            continue
+        url = storage.join(root, rel)
+        try:
+            head = storage.read_head(url)
+            if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:
+                return url
+            if version.size_bytes < 50_000_000:
+                obj = load_json(storage.read_bytes(url), rel)
+                if isinstance(obj, dict) and "images" in obj:
+                    return url
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _find_coco_json(root):
+    if storage.is_remote(root):
+        return _find_remote_coco_json(root)
     candidates = [root / "annotations.json"]
     candidates += sorted(root.glob("*.json"))
     if (root / "annotations").is_dir():
@@ -37,14 +63,15 @@ def _find_coco_json(root: Path) -> Path | None:
     return None
 
 
-def _coco_resolve(root: Path, file_name: str, base_dirs: list[str]) -> str:
+def _coco_resolve(root, file_name: str, base_dirs: list[str]) -> str:
     name = str(file_name).replace("\\", "/")
     if name.startswith("./"):
         name = name[2:]
+    remote = storage.is_remote(root)
     for base in base_dirs:
         cand = f"{base}/{name}" if base else name
         try:
-            if (root / cand).exists():
+            if storage.is_file(root, cand) if remote else (root / cand).exists():
                 return cand
         except (OSError, ValueError):
             continue
@@ -81,7 +108,7 @@ def _cap_boxes(rows: list[dict], problems: list, where: str) -> list[dict]:
     return kept
 
 
-def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[dict]]:
+def read_coco(root, coco_path) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[dict]]:
     """Parse a COCO JSON. Returns (image entries, boxes, category names, problems).
 
     The file is at most ``max_json_bytes`` and ``max_json_depth`` levels deep, and its integers are kept to 64
@@ -89,7 +116,7 @@ def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     image id, a file_name that cannot be a path, a bbox that is not four finite numbers) is a finding naming
     the entry, and the others are read."""
     try:
-        obj = load_json(read_input_bytes(coco_path, "COCO file", "max_json_bytes"), f"COCO file {coco_path}")
+        obj = load_json(read_input(coco_path, "COCO file", "max_json_bytes"), f"COCO file {coco_path}")
     except LimitError as exc:
         raise DatasetError(str(exc)) from None
     except ValueError as exc:
@@ -97,7 +124,7 @@ def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     if not isinstance(obj, dict):
         raise DatasetError(f"COCO file {coco_path} is not a JSON object with images/annotations/categories")
     problems: list[dict] = []
-    where = coco_path.name
+    where = storage.name_of(coco_path)
 
     def section(name: str) -> list:
         value = obj.get(name)
@@ -176,8 +203,10 @@ def read_coco(root: Path, coco_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     return images, boxes, list(cats.values()), problems
 
 
-def load_coco(root: Path, coco_path: Path | None = None) -> Dataset:
-    coco_path = Path(coco_path) if coco_path else _find_coco_json(root)
+def load_coco(root, coco_path=None) -> Dataset:
+    if coco_path and not storage.is_remote(coco_path):
+        coco_path = Path(coco_path)
+    coco_path = coco_path or _find_coco_json(root)
     if coco_path is None:
         raise DatasetError(f"no COCO JSON found in {root}: expected annotations.json or annotations/*.json")
     entries, boxes, categories, problems = read_coco(root, coco_path)
@@ -189,7 +218,7 @@ def load_coco(root: Path, coco_path: Path | None = None) -> Dataset:
                    problems=finding_frame(problems))
 
 
-def attach_coco_boxes(ds: Dataset, coco_path: Path) -> Dataset:
+def attach_coco_boxes(ds: Dataset, coco_path) -> Dataset:
     """Boxes for a folder or manifest dataset from a COCO JSON whose file_names are image_ids."""
     entries, boxes, categories, problems = read_coco(ds.root, coco_path)
     known = set(ds.images["image_id"])
@@ -198,11 +227,11 @@ def attach_coco_boxes(ds: Dataset, coco_path: Path) -> Dataset:
             continue
         if resolve_inside(ds.root, image_id) is None:
             problems.append(_problem(image_id, "path_outside_root",
-                                     f"{coco_path.name} lists '{image_id}', which resolves outside the dataset root; "
+                                     f"{storage.name_of(coco_path)} lists '{image_id}', which resolves outside the dataset root; "
                                      "it was not opened", "integrity"))
         else:
             problems.append(_problem(image_id, "box_missing_image",
-                                     f"{coco_path.name} lists '{image_id}' with boxes, but no such image is in "
+                                     f"{storage.name_of(coco_path)} lists '{image_id}' with boxes, but no such image is in "
                                      "the dataset",
                                      "annotation"))
     inside = boxes["image_id"].isin(known)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import storage
 from .limits import LIMITS, how_to_raise
 from .loader_base import (ANNOTATION_COLUMNS, Dataset, _bad_name_problems, _empty_annotations, _images_frame,
                           _inside_file, _problem, _read_small_text, _split_from_path, walk_images)
@@ -93,14 +94,14 @@ def parse_yolo_names(text: str, problems: list | None = None) -> list[str]:
     return []
 
 
-def _yolo_label_path(root: Path, image_id: str) -> Path | None:
+def _yolo_label_path(root, image_id: str):
     """labels/<same path>.txt for the last 'images' folder on the image's path: root/images/... and
     root/<split>/images/... (Roboflow, Ultralytics exports) alike."""
     parts = image_id.split("/")
     for k in range(len(parts) - 2, -1, -1):
         if parts[k] == "images":
             rel = "/".join(parts[:k] + ["labels"] + parts[k + 1:])
-            return root / (os.path.splitext(rel)[0] + ".txt")
+            return storage.join(root, os.path.splitext(rel)[0] + ".txt")
     return None
 
 
@@ -118,11 +119,12 @@ def yolo_class(text: str) -> int:
     return int(value)
 
 
-def load_yolo(root: Path) -> Dataset:
+def load_yolo(root) -> Dataset:
     classes = []
     problems: list[dict] = []
-    if _inside_file(root, root / "data.yaml"):
-        text = _read_small_text(root / "data.yaml", problems, "data.yaml", "unreadable", "integrity")
+    remote = storage.is_remote(root)
+    if _inside_file(root, storage.join(root, "data.yaml")):
+        text = _read_small_text(storage.join(root, "data.yaml"), problems, "data.yaml", "unreadable", "integrity")
         classes = parse_yolo_names(text, problems) if text is not None else []
     bad_names: list = []
     unreadable_dirs: list = []
@@ -135,16 +137,17 @@ def load_yolo(root: Path) -> Dataset:
     for image_id in image_ids:
         label_path = _yolo_label_path(root, image_id)
         try:
-            if label_path is None or not label_path.exists():
+            if label_path is None or not (storage.is_file(root, storage.relative(root, label_path)) if remote
+                                          else label_path.exists()):
                 continue
         except OSError:
             continue
         if not is_within(label_path, root):
             problems.append(_problem(image_id, "path_outside_root",
-                                     f"its label file {label_path.relative_to(root).as_posix()} resolves outside the "
+                                     f"its label file {storage.relative(root, label_path)} resolves outside the "
                                      "dataset root; not read", "integrity"))
             continue
-        shown = label_path.relative_to(root).as_posix()
+        shown = storage.relative(root, label_path)
         text = _read_small_text(label_path, problems, image_id, "box_malformed", "annotation")
         if text is None:
             continue

@@ -12,16 +12,19 @@ in ``loader_base`` (and ``Dataset`` / ``DatasetError`` are imported from here as
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import storage
 from .export import from_spreadsheet_safe
 from .limits import LimitError, check_input_file
 from .loader_base import (SPLIT_ALIASES, Dataset, DatasetError, _bad_name_problems, _empty_annotations,
-                          _images_frame, _inside_file, _problem, _read_small_text, bad_entry, walk_images)
+                          _images_frame, _inside_file, _problem, _read_small_text, bad_entry, dir_exists, file_exists,
+                          read_input, walk_images)
 from .loader_coco import _find_coco_json, attach_coco_boxes, load_coco
 from .loader_yolo import load_yolo
 from .schema import finding_frame
@@ -55,7 +58,7 @@ def normalise_split(value) -> object:
 
 
 def _read_classes_txt(root: Path, problems: list) -> list[str] | None:
-    p = root / "classes.txt"
+    p = storage.join(root, "classes.txt")
     if not _inside_file(root, p):
         return None
     text = _read_small_text(p, problems, "classes.txt", "unreadable", "integrity")
@@ -67,7 +70,10 @@ def _read_classes_txt(root: Path, problems: list) -> list[str] | None:
 
 # ----------------------------------------------------------------------------- detection
 
-def _top_dirs_with_images(root: Path) -> list[str]:
+def _top_dirs_with_images(root) -> list[str]:
+    if storage.is_remote(root):
+        return sorted({rel.split("/")[0] for rel in storage.list_files(root)
+                       if "/" in rel and not rel.startswith(".")})
     out = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
@@ -75,15 +81,15 @@ def _top_dirs_with_images(root: Path) -> list[str]:
     return out
 
 
-def detect_format(root: Path, manifest: Path | None = None) -> str:
+def detect_format(root, manifest=None) -> str:
     """Guess the layout: csv (a manifest), yolo (data.yaml or images/+labels/), coco (a COCO JSON and an
     images/ folder, or no class folders), else folder."""
-    if manifest is not None or any((root / n).is_file() for n in MANIFEST_NAMES):
+    if manifest is not None or any(file_exists(root, n) for n in MANIFEST_NAMES):
         return "csv"
-    if (root / "data.yaml").is_file() or ((root / "images").is_dir() and (root / "labels").is_dir()):
+    if file_exists(root, "data.yaml") or (dir_exists(root, "images") and dir_exists(root, "labels")):
         return "yolo"
     for d in _top_dirs_with_images(root):
-        if (root / d / "images").is_dir() and (root / d / "labels").is_dir():
+        if dir_exists(root, f"{d}/images") and dir_exists(root, f"{d}/labels"):
             return "yolo"
     coco = _find_coco_json(root)
     if coco is not None:
@@ -95,7 +101,7 @@ def detect_format(root: Path, manifest: Path | None = None) -> str:
 
 # ----------------------------------------------------------------------------- loaders
 
-def load_folder(root: Path) -> Dataset:
+def load_folder(root) -> Dataset:
     bad_names: list = []
     unreadable_dirs: list = []
     image_ids = walk_images(root, bad_names, unreadable_dirs)
@@ -118,28 +124,32 @@ def load_folder(root: Path) -> Dataset:
                    problems=finding_frame(problems))
 
 
-def _read_manifest(path: Path) -> pd.DataFrame:
+def _read_manifest(path) -> pd.DataFrame:
     try:
-        check_input_file(path, "manifest", "max_table_bytes")
+        if storage.is_remote(path):
+            source = io.BytesIO(read_input(path, "manifest", "max_table_bytes"))
+        else:
+            source = check_input_file(path, "manifest", "max_table_bytes")
     except LimitError as exc:
         raise DatasetError(str(exc)) from None
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        if storage.name_of(path).lower().endswith((".parquet", ".pq")):
+            return pd.read_parquet(source)
+        return pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"cannot read manifest {path}: {type(exc).__name__}: {exc}. "
                            "Give a CSV or Parquet file with columns path,label[,split].") from exc
 
 
-def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
+def load_manifest(root, manifest=None) -> Dataset:
     if manifest is None:
-        manifest = next((root / n for n in MANIFEST_NAMES if _inside_file(root, root / n)), None)
+        manifest = next((storage.join(root, n) for n in MANIFEST_NAMES
+                         if _inside_file(root, storage.join(root, n))), None)
         if manifest is None:
             raise DatasetError(f"no manifest found in {root}: pass --manifest FILE (CSV or Parquet with "
                                "path,label[,split])")
-    manifest = Path(manifest)
-    if not os.path.lexists(manifest):
+    manifest = _as_path(manifest)
+    if not storage.is_remote(manifest) and not os.path.lexists(manifest):
         raise DatasetError(f"manifest {manifest} does not exist: check the path given to --manifest")
     df = _read_manifest(manifest)
     cols = {c.lower(): c for c in df.columns}
@@ -189,11 +199,51 @@ def load_manifest(root: Path, manifest: Path | None = None) -> Dataset:
     return ds
 
 
+def _as_path(path):
+    """A file given by the user: a URL stays text, a local path becomes a Path."""
+    return path if storage.is_remote(path) else Path(path)
+
+
+def _remote_root(root: str) -> str:
+    """The normalised URL of a remote root that can be listed (listing it afresh); DatasetError otherwise."""
+    try:
+        return storage.check_root(root)
+    except storage.StorageError as exc:
+        raise DatasetError(f"dataset root {exc}") from None
+
+
 def load_dataset(root, format: str = "auto", manifest=None, boxes=None) -> Dataset:
     """Load a dataset from ``root``. ``format`` is auto|folder|csv|coco|yolo; ``manifest`` a CSV/Parquet
     file for the csv format; ``boxes`` a COCO JSON of boxes for a folder/csv dataset (auto: root/annotations.json)."""
     if root is None or str(root).strip() == "":
         raise DatasetError("no dataset root given: pass the folder that holds the images")
+    if storage.is_remote(str(root).strip()):
+        root_path = _remote_root(str(root).strip())
+    else:
+        root_path = _local_root(root)
+    fmt = (format or "auto").lower()
+    if fmt not in ("auto",) + FORMATS:
+        raise DatasetError(f"unknown format '{format}': use one of auto, {', '.join(FORMATS)}")
+    if fmt == "auto":
+        fmt = detect_format(root_path, _as_path(manifest) if manifest else None)
+    if fmt == "folder":
+        ds = load_folder(root_path)
+    elif fmt == "csv":
+        ds = load_manifest(root_path, _as_path(manifest) if manifest else None)
+    elif fmt == "coco":
+        ds = load_coco(root_path, _as_path(boxes) if boxes else None)
+    else:
+        ds = load_yolo(root_path)
+    if fmt in ("folder", "csv"):
+        coco_path = _as_path(boxes) if boxes else _find_coco_json(root_path)
+        if coco_path is not None:
+            ds = attach_coco_boxes(ds, coco_path)
+    if ds.annotations is not None and len(ds.annotations):
+        ds.annotations = ds.annotations.reset_index(drop=True)
+    return ds
+
+
+def _local_root(root) -> Path:
     root_path = Path(os.path.expanduser(str(root)))
     if not root_path.exists():
         raise DatasetError(f"dataset root {root_path} does not exist: check the path")
@@ -203,24 +253,4 @@ def load_dataset(root, format: str = "auto", manifest=None, boxes=None) -> Datas
         os.listdir(root_path)
     except OSError as exc:
         raise DatasetError(f"cannot list {root_path}: {exc.strerror}. Check its permissions.") from exc
-    root_path = Path(os.path.realpath(root_path))
-    fmt = (format or "auto").lower()
-    if fmt not in ("auto",) + FORMATS:
-        raise DatasetError(f"unknown format '{format}': use one of auto, {', '.join(FORMATS)}")
-    if fmt == "auto":
-        fmt = detect_format(root_path, Path(manifest) if manifest else None)
-    if fmt == "folder":
-        ds = load_folder(root_path)
-    elif fmt == "csv":
-        ds = load_manifest(root_path, Path(manifest) if manifest else None)
-    elif fmt == "coco":
-        ds = load_coco(root_path, Path(boxes) if boxes else None)
-    else:
-        ds = load_yolo(root_path)
-    if fmt in ("folder", "csv"):
-        coco_path = Path(boxes) if boxes else _find_coco_json(root_path)
-        if coco_path is not None:
-            ds = attach_coco_boxes(ds, coco_path)
-    if ds.annotations is not None and len(ds.annotations):
-        ds.annotations = ds.annotations.reset_index(drop=True)
-    return ds
+    return Path(os.path.realpath(root_path))

@@ -5,6 +5,8 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
+from .storage import is_remote, join
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
@@ -13,7 +15,8 @@ def is_image_name(name: str) -> bool:
 
 
 def resolve_inside(root: Path | str, image_id: str) -> Path | None:
-    """Return the real path of ``image_id`` under ``root``, or None when it escapes the root.
+    """Return the real path of ``image_id`` under ``root``, or None when it escapes the root. For a remote root
+    (``s3://bucket/prefix``) the file's URL, or None for an id with a ``..`` part.
 
     ``image_id`` is a POSIX path relative to the root. Absolute paths, ``..`` segments that
     climb out, and symlinks whose target lies outside the root all return None; such a path
@@ -24,6 +27,10 @@ def resolve_inside(root: Path | str, image_id: str) -> Path | None:
     text = str(image_id)
     if not text or text.startswith("/"):
         return None
+    if is_remote(root):      # an object key under the root's prefix: no symlinks, only a climb out to refuse
+        if any(part == ".." for part in text.split("/")) or any(ord(ch) < 32 for ch in text):
+            return None
+        return join(root, text)
     if os.name == "nt":  # a drive letter or a backslash means something only on Windows
         if text.startswith("\\") or (len(text) > 1 and text[1] == ":"):
             return None
@@ -41,6 +48,11 @@ def resolve_inside(root: Path | str, image_id: str) -> Path | None:
 def is_within(path: Path | str, root: Path | str) -> bool:
     """Whether ``path`` (resolved, symlinks followed) is ``root`` or lies inside it. Used to refuse writing
     into the dataset folder."""
+    if is_remote(path) or is_remote(root):   # a local folder never lies in a bucket, nor a bucket in a folder
+        if not (is_remote(path) and is_remote(root)):
+            return False
+        p, r = str(path).rstrip("/"), str(root).rstrip("/")
+        return p == r or p.startswith(r + "/")
     p, r = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     return p == r or r in p.parents
 

@@ -24,14 +24,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import filescan
+from . import filescan, storage
 from .checks import REGISTRY, all_check_names, family_of, registry_key
 from .checks.annotation import BOX_CHECKS
 from .checks.balance import balance_table
 from .checks.context import CheckContext, near_rule
 from .limits import LIMITS
 from .loaders import Dataset, DatasetError, load_dataset
-from .paths import is_within
+from .paths import is_within, resolve_inside
 from .schema import FINDING_COLUMNS, finding_frame, issue_column
 from .workspace import workspace_dir
 
@@ -225,9 +225,17 @@ def _write_cache_logged(ws: Path, rows: pd.DataFrame, desc: np.ndarray) -> None:
 
 
 def _stat_all(root: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Size and mtime of each file; -1 (never a cache hit) for files missing, outside the root, or not regular."""
+    """Size and mtime of each file; -1 (never a cache hit) for files missing, outside the root, or not regular.
+    A remote root: size and version stamp from its listing (one LIST for the whole dataset, no request per file)."""
     sizes = np.full(len(image_ids), -1, np.int64)
     mtimes = np.zeros(len(image_ids), np.int64)
+    if storage.is_remote(root):
+        listing = storage.list_files(root)
+        for k, i in enumerate(image_ids):
+            version = listing.get(i) if resolve_inside(root, i) is not None else None
+            if version is not None:
+                sizes[k], mtimes[k] = version.size_bytes, version.stamp
+        return sizes, mtimes
     root_s = str(root)
     dir_cache: dict = {}
     for k, i in enumerate(image_ids):
@@ -576,7 +584,7 @@ def load_scan(workspace: Path | str) -> ScanResult | None:
         summary = json.loads((d / "summary.json").read_text())
         if not isinstance(meta, dict) or not isinstance(summary, dict):
             raise ValueError("dataset.json or summary.json is not a JSON object")
-        ds = Dataset(root=Path(meta["root"]), format=meta["format"],
+        ds = Dataset(root=storage.as_root(meta["root"]), format=meta["format"],
                      images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
                                     if c in images.columns]],
                      annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],

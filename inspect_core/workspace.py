@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from .paths import is_within
+from .storage import endpoint_of, is_remote, normalise_root
 
 APP_DIR_NAME = "dataset-inspector"
 
@@ -25,16 +26,25 @@ def workspace_dir(root: Path | str, base: Path | str | None = None) -> Path:
 
     ``base`` defaults to ``$XDG_CACHE_HOME/dataset-inspector`` (or ``~/.cache/...``).
     The folder is created; it is refused when it would lie inside the dataset root.
+
+    A remote root (``s3://bucket/prefix``) is keyed by its URL and endpoint: the workspace is a local folder,
+    never in the bucket.
     """
-    root_real = Path(os.path.realpath(root))
     base_dir = Path(base) if base is not None else cache_home() / APP_DIR_NAME
     base_real = Path(os.path.realpath(base_dir))
-    if is_within(base_real, root_real):
-        raise ValueError(
-            f"workspace {base_dir} lies inside the dataset root {root}; "
-            "choose a workspace outside the dataset (--workspace)")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root_real.name or "root")[:40]
-    digest = hashlib.sha1(str(root_real).encode()).hexdigest()[:12]
+    if is_remote(root):
+        url = normalise_root(str(root))
+        name = url.rsplit("/", 1)[-1] if url.count("/") > 2 else url.split("://", 1)[1]
+        key = f"{url}\x00{endpoint_of(url)}"
+    else:
+        root_real = Path(os.path.realpath(root))
+        if is_within(base_real, root_real):
+            raise ValueError(
+                f"workspace {base_dir} lies inside the dataset root {root}; "
+                "choose a workspace outside the dataset (--workspace)")
+        name, key = root_real.name, str(root_real)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "root")[:40]
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     ws = base_real / f"{slug}-{digest}"
     try:
         ws.mkdir(parents=True, exist_ok=True)

@@ -220,6 +220,7 @@ def load_coco(root, coco_path=None) -> Dataset:
 
 def attach_coco_boxes(ds: Dataset, coco_path) -> Dataset:
     """Boxes for a folder or manifest dataset from a COCO JSON whose file_names are image_ids."""
+    where = storage.name_of(coco_path)
     entries, boxes, categories, problems = read_coco(ds.root, coco_path)
     known = set(ds.images["image_id"])
     for image_id in entries["image_id"]:
@@ -227,11 +228,11 @@ def attach_coco_boxes(ds: Dataset, coco_path) -> Dataset:
             continue
         if resolve_inside(ds.root, image_id) is None:
             problems.append(_problem(image_id, "path_outside_root",
-                                     f"{storage.name_of(coco_path)} lists '{image_id}', which resolves outside the dataset root; "
+                                     f"{where} lists '{image_id}', which resolves outside the dataset root; "
                                      "it was not opened", "integrity"))
         else:
             problems.append(_problem(image_id, "box_missing_image",
-                                     f"{storage.name_of(coco_path)} lists '{image_id}' with boxes, but no such image is in "
+                                     f"{where} lists '{image_id}' with boxes, but no such image is in "
                                      "the dataset",
                                      "annotation"))
     inside = boxes["image_id"].isin(known)

@@ -132,8 +132,9 @@ def input_errors() -> tuple[type[BaseException], ...]:
     from .limits import LimitError
     from .loaders import DatasetError
     from .review import ReviewStoreError
+    from .storage import StorageError
     from .workspace import WorkspaceError
-    errors: list = [DatasetError, LimitError, WorkspaceError, ReviewStoreError, OSError]
+    errors: list = [DatasetError, LimitError, WorkspaceError, ReviewStoreError, StorageError, OSError]
     return tuple(errors + [e for e in _model_input_errors() if e not in errors])
 
 
@@ -206,12 +207,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", action="append", metavar="NAME=N", default=[],
                    help="raise or lower a cap on the input (repeatable); names and defaults in "
                         "inspect_core/limits.py and the README, e.g. --limit max_file_bytes=2147483648")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="an fsspec option for a dataset on object storage (s3://, gs://, az://), repeatable; e.g. "
+                        "endpoint_url=http://127.0.0.1:9000 (VALUE read as JSON when it parses)")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
 
 
 def add_scan(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="scan a dataset and write its report")
-    s.add_argument("root", help="dataset folder")
+    s.add_argument("root", help="dataset folder, or a URL on object storage: s3://BUCKET/PREFIX (gs://, az://)")
     s.add_argument("--format", default="auto", choices=["auto", "folder", "csv", "coco", "yolo"])
     s.add_argument("--manifest", help="CSV or Parquet manifest (path,label[,split]) for --format csv")
     s.add_argument("--boxes", help="COCO JSON of boxes for a folder or csv dataset (default: ROOT/annotations.json)")
@@ -238,7 +242,7 @@ def add_score(sub) -> argparse.ArgumentParser | None:
 def add_app(sub) -> argparse.ArgumentParser:
     a = sub.add_parser("app", help="open the web app on a dataset folder (the app `make app` opens)",
                        description="Open the Dataset Inspector web app (Streamlit) on ROOT; stop it with Ctrl+C.")
-    a.add_argument("root", nargs="?", help="dataset folder to open (default: choose one in the app)")
+    a.add_argument("root", nargs="?", help="dataset folder or s3://BUCKET/PREFIX URL to open (default: choose one in the app)")
     a.add_argument("--format", choices=["auto", "folder", "csv", "coco", "yolo"], help="dataset format (default auto)")
     a.add_argument("--port", type=int, help="port to serve on (default 8501, or the next free one)")
     a.add_argument("--address", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -251,7 +255,8 @@ def cmd_app(args) -> int:
 
     from .webapp import streamlit_command
 
-    if args.root is not None and not Path(args.root).is_dir():
+    from .storage import is_remote
+    if args.root is not None and not is_remote(args.root) and not Path(args.root).is_dir():
         return error_line("app", f"no dataset folder {args.root}; give the folder that holds the images")
     try:
         argv = streamlit_command(args.root, args.format, args.port, args.address)
@@ -302,6 +307,8 @@ def main(argv=None) -> int:
     try:
         set_limits(args.limit)
         export_to_environment()
+        from .storage import set_storage_options
+        set_storage_options(getattr(args, "storage_option", []))
     except ValueError as exc:
         return error_line(args.command, exc)
     return run_guarded(args.command, args.func, args, argv)

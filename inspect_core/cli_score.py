@@ -104,8 +104,10 @@ def run(args) -> int:
     from .model.triage import score, triage
     from .workspace import workspace_dir
 
-    root = Path(args.root)
-    if not root.is_dir():
+    from . import storage
+    remote = storage.is_remote(args.root)       # s3://bucket/prefix: checked when the dataset is loaded
+    root = args.root if remote else Path(args.root)
+    if not remote and not root.is_dir():
         return _fail(f"dataset root {root} is not a folder")
     if getattr(args, "detections", None):
         if args.model or args.predictions:
@@ -120,7 +122,7 @@ def run(args) -> int:
     if args.model and args.predictions:
         return _fail("give either --model or --predictions, not both")
     out = Path(args.out)
-    if _inside(out, root):
+    if not remote and _inside(out, root):
         return _fail(f"--out {out} lies inside the dataset root; choose a folder outside the dataset")
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} is a file, not a folder; give a folder to write the results into")

@@ -7,6 +7,9 @@ the size and the file's mtime and byte size, so an edited file gets a fresh thum
 a ``size_px`` square: the image scaled to fit and centred on a light grey ground. An image smaller than the
 tile is enlarged to fill it; when it is enlarged 2x or more (a 32x32 image in a 128 px tile) with
 nearest-neighbour resampling, so its pixels stay visible as pixels instead of a blur.
+
+A remote root (``s3://bucket/prefix``) is read through ``storage``: the key then holds the object's version stamp
+(its ETag) in place of the mtime, and the thumbnail is cached in the local workspace, never in the bucket.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from inspect_core import storage
+from inspect_core.limits import LIMITS
 from inspect_core.paths import is_regular_file, resolve_inside
 
 log = logging.getLogger(__name__)
@@ -96,19 +101,28 @@ class NotRegularFileError(OSError):
 NOT_REGULAR = "not a regular file"
 
 
-def open_reduced(path: Path, max_side_px: int) -> tuple[Image.Image, tuple[int, int]]:
+def open_reduced(path: Path | str, max_side_px: int) -> tuple[Image.Image, tuple[int, int]]:
     """``(image, original_size)``: the image decoded no larger than needed (JPEG draft mode), as RGB,
     first frame, and the file's own ``(width, height)`` in pixels.
 
     Only regular files are opened (a FIFO named .jpg would block forever): anything else raises
     ``NotRegularFileError``. EXIF orientation is not applied: the pixels are shown as stored, which is
-    how box coordinates and most training loaders see them.
+    how box coordinates and most training loaders see them. A URL (``s3://...``) is read through ``storage``
+    (at most ``max_file_bytes``).
     """
-    if not is_regular_file(path):
+    if storage.is_remote(path):
+        cap = LIMITS["max_file_bytes"]
+        data = storage.read_bytes(path, cap)
+        if len(data) > cap:
+            raise Image.DecompressionBombError(f"{path} is over the max_file_bytes cap")
+        source = io.BytesIO(data)
+    elif not is_regular_file(path):
         if not os.path.lexists(path):
             raise FileNotFoundError(str(path))
         raise NotRegularFileError(f"{path}: {NOT_REGULAR}")
-    with Image.open(path) as img:
+    else:
+        source = path
+    with Image.open(source) as img:
         w, h = img.size
         if w <= 0 or h <= 0:
             raise ValueError("image has no pixels")
@@ -134,6 +148,8 @@ def _reason(exc: BaseException) -> str:
         return "not an image"
     if isinstance(exc, FileNotFoundError):
         return "file missing"
+    if isinstance(exc, storage.StorageError):
+        return "cannot reach storage"
     if isinstance(exc, OSError) and "truncated" in str(exc).lower():
         return "truncated file"
     return "cannot decode"
@@ -144,15 +160,25 @@ def thumbnail(root: Path | str, image_id: str, workspace: Path | str, size_px: i
     path = resolve_inside(root, image_id)
     if path is None:
         return placeholder(size_px, "outside dataset root")
-    try:
-        st = os.stat(path)
-    except OSError:
-        return placeholder(size_px, "file missing")
-    if not stat.S_ISREG(st.st_mode):
-        return placeholder(size_px, NOT_REGULAR)
-    if st.st_size == 0:
+    if storage.is_remote(root):
+        try:
+            version = storage.remote_version(root, str(image_id))
+        except FileNotFoundError:
+            return placeholder(size_px, "file missing")
+        except storage.StorageError:
+            return placeholder(size_px, "cannot reach storage")
+        size_bytes, stamp = version.size_bytes, version.stamp
+    else:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return placeholder(size_px, "file missing")
+        if not stat.S_ISREG(st.st_mode):
+            return placeholder(size_px, NOT_REGULAR)
+        size_bytes, stamp = st.st_size, st.st_mtime_ns
+    if size_bytes == 0:
         return placeholder(size_px, "empty file")
-    key = thumb_key(str(image_id), size_px, st.st_mtime_ns, st.st_size)
+    key = thumb_key(str(image_id), size_px, stamp, size_bytes)
     cache = Path(workspace) / "thumbs" / key[:2] / f"{key}.jpg"
     try:
         return Thumb(cache.read_bytes(), ok=True)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import gpu_decode
+from .. import storage
 from ..paths import resolve_inside
 from .preprocess import Preprocess
 
@@ -31,12 +32,17 @@ CACHE_VERSION = 4   # 4: TorchScript models without an embed method give embeddi
 def files_key(root: Path | str, image_ids: Sequence[str]) -> str:
     """Fingerprint of the image files: ids + sizes + mtimes (a changed file changes the key)."""
     digest = hashlib.sha256()
+    remote = storage.is_remote(root)
     for image_id in image_ids:
         path = resolve_inside(root, image_id)
         try:
-            st = path.stat() if path is not None else None
-            stamp = f"{st.st_size}:{st.st_mtime_ns}" if st else "outside"
-        except OSError:
+            if remote and path is not None:      # an object: its size and version stamp (ETag)
+                version = storage.remote_version(root, image_id)
+                stamp = f"{version.size_bytes}:{version.stamp}"
+            else:
+                st = path.stat() if path is not None else None
+                stamp = f"{st.st_size}:{st.st_mtime_ns}" if st else "outside"
+        except (OSError, ValueError):
             stamp = "missing"
         digest.update(f"{image_id}\0{stamp}\n".encode())
     return digest.hexdigest()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import gpu_decode
+from .. import storage
 from ..paths import resolve_inside
 from .cache import files_key, load_cache, save_cache, score_cache_key
 from .preprocess import Preprocess, image_to_pixels, load_image_file, normalize_batch
@@ -42,7 +43,7 @@ class ImageFiles:
     its file bytes (``gpu_decode.read_payload``), anything else as the Pillow path's pixels."""
 
     def __init__(self, root: Path | str, image_ids: Sequence[str], spec: Preprocess, raw_jpeg: bool = False):
-        self.root = Path(root)
+        self.root = root if storage.is_remote(root) else Path(root)    # a URL root is read through storage
         self.image_ids = list(image_ids)
         self.spec = spec
         self.raw_jpeg = raw_jpeg

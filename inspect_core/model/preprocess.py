@@ -29,6 +29,7 @@ Images with more than 8 bits per pixel become 8-bit grey before anything else (`
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
@@ -39,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .. import storage
+from ..limits import LIMITS
 from ..paths import is_regular_file
 
 RESIZE_MODES = ("stretch", "shorter_then_center_crop", "center_crop", "letterbox")
@@ -437,7 +440,17 @@ def load_image_file(path: Path | str) -> Image.Image:
     """Open and fully decode an image file (raises OSError / PIL errors on broken files).
 
     Only regular files are opened: a folder, pipe, device or socket raises OSError "not a regular file"
-    (reading a FIFO named .jpg would block forever)."""
+    (reading a FIFO named .jpg would block forever). A URL (``s3://...``, a file of a remote dataset) is read
+    through ``storage`` (FileNotFoundError when the object is missing)."""
+    if storage.is_remote(path):
+        data = storage.read_bytes(path, LIMITS["max_file_bytes"])
+        if not data:
+            raise OSError(f"{path}: empty file (0 bytes)")
+        if len(data) > LIMITS["max_file_bytes"]:
+            raise OSError(f"{path}: over the max_file_bytes cap")
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.convert("RGBA") if img.mode == "P" else img
     if not is_regular_file(path):
         if not os.path.lexists(path):
             raise FileNotFoundError(f"{path}: file missing")

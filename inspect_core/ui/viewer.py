@@ -7,14 +7,13 @@ files through ``resolve_inside``).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from inspect_core.paths import resolve_inside
+from inspect_core import storage
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes
 from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 from inspect_core.ui.text import label_text, md_escape
@@ -43,12 +42,8 @@ def _boxes_of(scan, image_id: str) -> list[dict]:
 def _file_version(root, image_id: str) -> tuple[int, int]:
     """``(mtime_ns, size_bytes)`` of the image's file, ``(-1, -1)`` when it cannot be stat'ed (the display
     then says why); part of the display cache key so an edited file is decoded afresh."""
-    path = resolve_inside(root, image_id)
-    try:
-        st_ = os.stat(path) if path is not None else None
-    except OSError:
-        st_ = None
-    return (st_.st_mtime_ns, st_.st_size) if st_ is not None else (-1, -1)
+    version = storage.file_version(storage.as_root(root), image_id)     # a local file or an object (s3://...)
+    return (version.stamp, version.size_bytes) if version is not None else (-1, -1)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

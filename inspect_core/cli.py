@@ -242,7 +242,7 @@ def add_score(sub) -> argparse.ArgumentParser | None:
 def add_app(sub) -> argparse.ArgumentParser:
     a = sub.add_parser("app", help="open the web app on a dataset folder (the app `make app` opens)",
                        description="Open the Dataset Inspector web app (Streamlit) on ROOT; stop it with Ctrl+C.")
-    a.add_argument("root", nargs="?", help="dataset folder or s3://BUCKET/PREFIX URL to open (default: choose one in the app)")
+    a.add_argument("root", nargs="?", help="dataset folder or s3://BUCKET/PREFIX to open (default: choose in the app)")
     a.add_argument("--format", choices=["auto", "folder", "csv", "coco", "yolo"], help="dataset format (default auto)")
     a.add_argument("--port", type=int, help="port to serve on (default 8501, or the next free one)")
     a.add_argument("--address", help="address to listen on (default 127.0.0.1: this machine only)")

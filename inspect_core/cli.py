@@ -55,9 +55,9 @@ def parse_fail_on(spec: str) -> tuple[str, int]:
 class _Bar:
     """A progress bar on stderr (only when it is a terminal)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr     # looked up now: sys.stderr may have been replaced since import
+        self.live = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         if not self.live or total == 0:

@@ -448,7 +448,11 @@ def load_image_file(path: Path | str) -> Image.Image:
             raise OSError(f"{path}: empty file (0 bytes)")
         if len(data) > LIMITS["max_file_bytes"]:
             raise OSError(f"{path}: over the max_file_bytes cap")
-        with Image.open(io.BytesIO(data)) as img:
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.UnidentifiedImageError:
+            raise Image.UnidentifiedImageError(f"cannot identify image file '{path}'") from None
+        with img:
             img.load()
             return img.convert("RGBA") if img.mode == "P" else img
     if not is_regular_file(path):

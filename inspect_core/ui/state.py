@@ -131,7 +131,14 @@ def show_link_note() -> None:
                 icon=":material/link:")
 
 
-def real_root(root: str) -> Path:
+def real_root(root: str) -> Path | str:
+    """The dataset's real path; a URL on object storage (s3://...) normalised, as text."""
+    from inspect_core import storage
+    if storage.is_remote(root.strip()):
+        try:
+            return storage.normalise_root(root.strip())
+        except storage.StorageError:
+            return root.strip()
     return Path(os.path.realpath(Path(root).expanduser()))
 
 
@@ -171,6 +178,13 @@ def root_problem(root: str) -> str | None:
     """A one-line message when ``root`` cannot be inspected, else None."""
     if not root:
         return "No dataset chosen yet: type the path of a dataset folder on the Home page."
+    from inspect_core import storage
+    if storage.is_remote(root):      # reachability and credentials are checked when it is scanned
+        try:
+            storage.filesystem(storage.normalise_root(root))
+        except storage.StorageError as exc:
+            return str(exc)
+        return None
     p = Path(root).expanduser()
     if not p.exists():
         return f"The folder {root} does not exist. Check the path and choose the dataset again on the Home page."

@@ -209,7 +209,7 @@ def _remote_root(root: str) -> str:
     try:
         return storage.check_root(root)
     except storage.StorageError as exc:
-        raise DatasetError(f"dataset root {exc}") from None
+        raise DatasetError(str(exc)) from None
 
 
 def load_dataset(root, format: str = "auto", manifest=None, boxes=None) -> Dataset:

@@ -62,7 +62,10 @@ def safe_csv_bytes(df: pd.DataFrame) -> bytes:
 
 
 def joined_path(root: Path | str, image_id: str) -> str:
-    """The root-joined path of an image as text (not resolved, nothing opened)."""
+    """The root-joined path of an image as text (not resolved, nothing opened); a URL root gives the object's URL."""
+    from .storage import is_remote, join
+    if is_remote(root):
+        return join(root, str(image_id))
     return str(Path(root) / PurePosixPath(str(image_id)))
 
 

@@ -203,6 +203,18 @@ def test_a_rescan_reads_nothing_and_a_changed_object_is_read_again(s3, local, tm
     assert (row["width_px"], row["height_px"], row["brightness"]) == (120, 90, 0.0)     # the new object's pixels
 
 
+def test_paths_under_a_url_stay_urls_and_cannot_climb_out():
+    from inspect_core import storage
+    from inspect_core.export import joined_path
+    from inspect_core.paths import is_within, resolve_inside
+    root = "s3://b/p"
+    assert resolve_inside(root, "a/x.jpg") == joined_path(root, "a/x.jpg") == "s3://b/p/a/x.jpg"
+    assert [resolve_inside(root, i) for i in ("../x.jpg", "a/../../x.jpg", "/etc/passwd", "")] == [None] * 4
+    assert is_within("s3://b/p/a", root) and not is_within("s3://b/pq", root) and not is_within("/tmp", root)
+    assert storage.normalise_root("S3://b/p/") == "s3://b/p" and not storage.is_remote("/data/s3:/x")
+    assert storage.etag_stamp('"abc"') == storage.etag_stamp("abc") >= 0
+
+
 def test_the_workspace_of_a_url_is_local_and_keyed_by_url_and_endpoint(s3, tmp_path, monkeypatch):
     from inspect_core.workspace import workspace_dir
     a = workspace_dir(f"s3://{BUCKET}/photos", tmp_path)

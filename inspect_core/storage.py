@@ -254,6 +254,8 @@ def list_files(root: str, refresh: bool = False) -> dict[str, FileVersion]:
             continue
         files[name[len(base) + 1:]] = _version_of(info)
     if not files:
+        if base in {str(k) for k in found}:
+            raise StorageError(f"{root} is a file, not a folder: give the prefix that holds the images")
         try:
             exists = fs.exists(base)
         except Exception as exc:  # noqa: BLE001

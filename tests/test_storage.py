@@ -277,7 +277,7 @@ def test_score_reads_the_images_from_the_bucket(s3, local, tmp_path, capsys):
     from inspect_core.cli import main
     model = str(SAMPLE / "model" / "model.ts.pt")
     url = f"s3://{BUCKET}/shapes"
-    rc = main(["score", url, "--model", model, "--out", str(tmp_path / "s3"), "--workers", "0"])
+    rc = main(["score", url, "--model", model, "--out", str(tmp_path / "s3"), "--workers", "2"])   # forked readers
     assert rc == 0, capsys.readouterr().err
     rc = main(["score", str(local["shapes"]), "--model", model, "--out", str(tmp_path / "local"), "--workers", "0"])
     assert rc == 0, capsys.readouterr().err
@@ -312,6 +312,8 @@ def test_an_unknown_bucket_a_closed_port_and_bad_credentials_are_one_line_errors
     import requests
     err = _one_line_error(capsys, ["scan", "s3://no-such-bucket/x", "--workspace", str(tmp_path)])
     assert "s3://no-such-bucket/x" in err and "not found" in err
+    err = _one_line_error(capsys, ["scan", f"s3://{BUCKET}/photos/manifest.csv", "--workspace", str(tmp_path)])
+    assert "is a file, not a folder" in err
     closed = _free_port()
     err = _one_line_error(capsys, ["scan", f"s3://{BUCKET}/photos", "--workspace", str(tmp_path),
                                    "--storage-option", f"endpoint_url=http://127.0.0.1:{closed}"])

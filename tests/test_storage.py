@@ -241,7 +241,7 @@ def test_thumbnails_and_the_large_view_come_from_the_bucket(s3, local, tmp_path)
     assert reason is None and scale == ref_scale and np.array_equal(np.asarray(img), np.asarray(ref))
 
 
-def test_the_app_on_a_bucket_shows_the_gallery_from_the_bucket(s3, local, tmp_path):
+def test_the_app_on_a_bucket_shows_the_gallery_from_the_bucket(s3, local, tmp_path, monkeypatch):
     import base64
     import io
 
@@ -269,6 +269,43 @@ def test_the_app_on_a_bucket_shows_the_gallery_from_the_bucket(s3, local, tmp_pa
             size_px = im.size[0]
         ref = thumbs.thumbnail(local["photos"], image_id, tmp_path / "ws_local", size_px=size_px)
         assert data == ref.data and ref.ok == (image_id not in ("person/absent.jpg", "../outside.jpg"))
+    # the viewer: the large image, read from the bucket, and the object's URL as its path
+    from inspect_core.ui import viewer
+    shown_large = []
+    real = viewer.display_image
+
+    def recording(root_, image_id, max_side_px=1024):
+        out = real(root_, image_id, max_side_px=max_side_px)
+        shown_large.append((root_, image_id, out[0].size if out[0] is not None else out[2]))
+        return out
+    monkeypatch.setattr(viewer, "display_image", recording)
+    st.cache_data.clear()
+    grid_support.open_tile(at, "animal/chelsea.jpg")
+    assert not at.exception
+    assert any(t.value == f"Path: {url}/animal/chelsea.jpg" for t in at.text)
+    assert (url, "animal/chelsea.jpg", (451, 300)) in shown_large          # chelsea is 451x300, shown whole
+
+
+def test_the_app_command_takes_a_url_and_passes_the_storage_options_on(s3, monkeypatch):
+    from inspect_core import cli, storage
+    seen = {}
+
+    def fake_execv(path, argv):
+        seen["argv"] = argv
+        seen["options"] = os.environ.get(storage.OPTIONS_ENV)
+        raise SystemExit(0)
+    monkeypatch.setattr(os, "execv", fake_execv)
+    monkeypatch.delenv(storage.OPTIONS_ENV, raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["app", f"s3://{BUCKET}/photos", "--storage-option", f"endpoint_url={s3['endpoint']}"])
+    assert seen["argv"][-2:] == ["--root", f"s3://{BUCKET}/photos"]
+    assert json.loads(seen["options"]) == {"endpoint_url": s3["endpoint"]}      # the app's process inherits it
+    storage.set_storage_options([])
+
+
+def test_a_bad_storage_option_is_a_one_line_error(capsys, tmp_path):
+    err = _one_line_error(capsys, ["scan", str(tmp_path), "--storage-option", "no-equals-sign"])
+    assert "KEY=VALUE" in err
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------

@@ -177,7 +177,9 @@ def test_real_photos_on_s3_give_the_planted_findings_and_only_those(s3, tmp_path
     assert by_check["path_outside_root"] == {"../outside.jpg"}
     missing = res.findings[res.findings["check"] == "missing_file"]["detail"].iloc[0]
     assert "bucket" in missing
-    # the reduced copy of the astronaut is its near duplicate, across splits; no other pair among 8 real photos
+    # scikit-image's cat() is its chelsea(): the same bytes once saved, found as such
+    assert by_check["exact_duplicate"] == {"animal/cat.jpg", "animal/chelsea.jpg"}
+    # the reduced copy of the astronaut is its near duplicate, across splits; no other pair among the real photos
     near = res.findings[res.findings["check"].isin(["near_duplicate", "split_leakage"])]
     assert set(near["image_id"]) == {"person/astronaut.jpg", "person/astronaut_small.png"}
     assert res.summary["files_read"] == 9

@@ -30,6 +30,9 @@ def workspace_dir(root: Path | str, base: Path | str | None = None) -> Path:
     A remote root (``s3://bucket/prefix``) is keyed by its URL and endpoint: the workspace is a local folder,
     never in the bucket.
     """
+    if is_remote(base):
+        raise WorkspaceError(f"the workspace {base} is a URL: workspaces are local folders (a bucket is never "
+                             "written into); give a local folder with --workspace")
     base_dir = Path(base) if base is not None else cache_home() / APP_DIR_NAME
     base_real = Path(os.path.realpath(base_dir))
     if is_remote(root):

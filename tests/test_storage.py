@@ -225,6 +225,9 @@ def test_the_workspace_of_a_url_is_local_and_keyed_by_url_and_endpoint(s3, tmp_p
     assert a != workspace_dir(f"s3://{BUCKET}/coco", tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     assert workspace_dir(f"s3://{BUCKET}/photos", tmp_path) != a        # one bucket name on two servers
+    from inspect_core.workspace import WorkspaceError
+    with pytest.raises(WorkspaceError, match="local folder"):
+        workspace_dir(f"s3://{BUCKET}/photos", f"s3://{BUCKET}/ws")
 
 
 # -- thumbnails, the viewer and the app ---------------------------------------------------------------------------

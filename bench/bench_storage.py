@@ -2,6 +2,7 @@
 machine (moto's, in its own process, on 127.0.0.1: loopback, so no network latency; a real bucket adds tens of ms per
 request, which the scan's fetch threads overlap).
 
+    .venv/bin/pip install -r requirements-cluster.txt -r tests/requirements.txt   # s3fs; moto[server] (boto3)
     .venv/bin/python bench/bench_storage.py --n 1000 --runs 3
 
 Makes N 640x480 JPEGs from real photos (bench/photos.py) once, uploads them to s3://bench/all, then alternates: a cold

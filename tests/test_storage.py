@@ -390,9 +390,15 @@ def test_a_scheme_whose_package_is_missing_says_what_to_install():
 def test_the_local_path_never_imports_fsspec(tmp_path):
     import subprocess
     import sys
-    code = ("import sys; from inspect_core.scanner import scan; scan(sys.argv[1], workspace=sys.argv[2]); "
+    from PIL import Image
+    for k in range(3):
+        (tmp_path / "data" / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 30), (60 * k, 90, 120)).save(tmp_path / "data" / f"c{k % 2}" / f"{k}.png")
+    code = ("import sys; from inspect_core.scanner import scan; from inspect_core import thumbs; "
+            "r = scan(sys.argv[1], workspace=sys.argv[2]); assert r.summary['files_read'] == 3; "
+            "assert thumbs.thumbnail(r.root, 'c0/0.png', r.workspace).ok; "
             "print('fsspec' in sys.modules, 's3fs' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO / "tests" / "data"), str(tmp_path)],
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data"), str(tmp_path / "ws")],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]
 

@@ -313,6 +313,44 @@ def test_a_bad_storage_option_is_a_one_line_error(capsys, tmp_path):
     assert "KEY=VALUE" in err
 
 
+@pytest.mark.browser
+def test_the_app_in_a_real_browser_scans_the_bucket_and_shows_its_images(s3, tmp_path):
+    """``streamlit run Home.py -- --root s3://...`` in chromium: Scan on Home, the gallery's thumbnails, the viewer."""
+    import re
+
+    import browser_support as bs
+    bs.require_chromium()
+    from playwright.sync_api import sync_playwright
+    url = f"s3://{BUCKET}/photos"
+    app = bs.App(tmp_path, root=url)              # inherits AWS_ENDPOINT_URL and the credentials
+    app.start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=bs.CHROMIUM, headless=True, args=bs.CHROMIUM_ARGS,
+                                         timeout=bs.WAIT_MS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(bs.WAIT_MS)
+            page.goto(app.url + "/", wait_until="domcontentloaded")
+            bs.main_area(page).get_by_role("button", name="Scan", exact=True).click()
+            bs.main_area(page).get_by_text("Findings by family").wait_for()
+            bs.wait_idle(page)
+            page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
+            bs.main_area(page).get_by_text(re.compile(r"^11 of 11 images match")).wait_for()
+            bs.wait_idle(page)
+            bs.tiles_shown(page, 11, exact=True)          # every thumbnail decoded by the browser
+            bs.open_image(page, "animal/chelsea.jpg")
+            shown = bs.viewer(page).locator("img").evaluate_all("xs => xs.map(x => x.naturalWidth)")
+            assert max(shown) >= 300                         # the large view of the 451x300 photo
+            assert bs.viewer(page).get_by_text(f"Path: {url}/animal/chelsea.jpg").count() == 1
+            browser.close()
+    finally:
+        app.stop()
+    import inspect_core
+    from inspect_core.workspace import workspace_dir
+    scan = inspect_core.load_scan(workspace_dir(url, base=tmp_path / "dataset-inspector"))
+    assert scan is not None and scan.summary["root"] == url and scan.summary["files_read"] == 9
+
+
 # -- scoring ------------------------------------------------------------------------------------------------------
 
 def test_score_reads_the_images_from_the_bucket(s3, local, tmp_path, capsys):

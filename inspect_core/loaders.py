@@ -9,6 +9,9 @@ Problems met while loading (a path outside the root, a malformed label line...) 
 This module detects the layout, dispatches (``load_dataset``) and reads class folders and manifests; COCO is read
 in ``loader_coco``, YOLO in ``loader_yolo``; ``Dataset``, ``DatasetError`` and the helpers all three share live
 in ``loader_base`` (and ``Dataset`` / ``DatasetError`` are imported from here as before).
+
+A root may be a URL on object storage (``s3://bucket/prefix``): the same loaders then read the root's listing and
+files through ``storage`` (``Dataset.root`` is the normalised URL, as text).
 """
 from __future__ import annotations
 

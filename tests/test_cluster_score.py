@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from inspect_core.cluster.score import ClusterError, _gather, decode_batch, forward_pixels, parse_cluster
 from inspect_core.model import pipeline

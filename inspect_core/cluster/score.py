@@ -99,6 +99,9 @@ def connected(spec: str):
             raise ClusterError(f"could not connect to the Ray cluster {spec}: {detail}; start it (ray start --head) "
                                f"or check the address ({CLUSTER_FORMS})") from None
         started = True
+    quiet = logging.getLogger("ray.data")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)       # Ray Data's progress lines are not this command's output
     try:
         from ray.data import DataContext
         ctx = DataContext.get_current()
@@ -107,6 +110,7 @@ def connected(spec: str):
             ctx.print_on_execution_start = False
         yield ray
     finally:
+        quiet.setLevel(level)
         if started:
             ray.shutdown()
 
@@ -210,11 +214,14 @@ def _placement(ray, options: dict) -> dict:
     resources = ray.cluster_resources()
     n_gpus = int(resources.get("GPU", 0))
     if n_gpus >= 1:
-        return {"device": "cuda", "num_gpus": 1, "num_cpus": 1, "concurrency": int(options["model_workers"] or n_gpus)}
-    per = max(1, int(options["cpus_per_model_worker"]))
+        return {"device": "cuda", "num_gpus": 1, "num_cpus": 1, "decode_cpus": 1,
+                "concurrency": int(options["model_workers"] or n_gpus)}
     n_cpus = int(resources.get("CPU", 1))
+    if n_cpus < 2:          # one CPU: the model and the decoding share it (a whole CPU each would wait forever)
+        return {"device": "cpu", "num_gpus": 0, "num_cpus": 0.5, "decode_cpus": 0.5, "concurrency": 1}
+    per = max(1, int(options["cpus_per_model_worker"]))
     n = options["model_workers"] or max(1, (n_cpus // 2) // per)
-    return {"device": "cpu", "num_gpus": 0, "num_cpus": per, "concurrency": int(n)}
+    return {"device": "cpu", "num_gpus": 0, "num_cpus": per, "decode_cpus": 1, "concurrency": int(n)}
 
 
 def _gather(tables, n: int, n_classes: int):
@@ -277,25 +284,36 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
         model_ref = [ray.put(Path(model.path).read_bytes())]
         ds = ray.data.from_arrow(blocks)
         ds = ds.map_batches(decode_batch, fn_kwargs={"root": str(root), "spec": model.spec},
-                            batch_size=int(opts["decode_batch_size"]), batch_format="numpy", num_cpus=1)
+                            batch_size=int(opts["decode_batch_size"]), batch_format="numpy",
+                            num_cpus=place["decode_cpus"], scheduling_strategy="SPREAD")
+        # SPREAD puts decoding on every node (the CPU nodes too) and keeps Ray Data from fusing it into the model
+        # actors when they ask for the same CPUs (then one process would decode and run the model in turn)
         batch_size = opts["model_batch_size"] or settings.batch_size
         ds = ds.map_batches(
-            ModelWorker, batch_size=int(batch_size), batch_format="numpy", concurrency=place["concurrency"],
-            num_cpus=place["num_cpus"], num_gpus=place["num_gpus"],
+            ModelWorker, batch_size=int(batch_size), batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=place["concurrency"]), num_cpus=place["num_cpus"],
+            num_gpus=place["num_gpus"], scheduling_strategy="DEFAULT",
             fn_constructor_kwargs={"model_ref": model_ref, "file_name": Path(model.path).name, "spec": model.spec,
                                    "kind": model.kind, "factory": model.factory, "device": place["device"],
                                    "embeddings": embeddings, "batch_size": int(batch_size),
-                                   "n_threads": place["num_cpus"]})
+                                   "n_threads": max(1, int(place["num_cpus"]))})
         tables, done = [], 0
-        for k, table in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
-            if _is_cancelled(cancel):
-                raise ScoringCancelled("scoring cancelled")
-            tables.append(table)
-            if out_dir is not None:
-                pq.write_table(table, out_dir / f"part-{k:05d}.parquet")
-            done += table.num_rows
-            if progress is not None:
-                progress(done, n)
+        try:
+            for k, table in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
+                if _is_cancelled(cancel):
+                    raise ScoringCancelled("scoring cancelled")
+                tables.append(table)
+                if out_dir is not None:
+                    pq.write_table(table, out_dir / f"part-{k:05d}.parquet")
+                done += table.num_rows
+                if progress is not None:
+                    progress(done, n)
+        except ray.exceptions.RayError as exc:
+            # a worker that cannot import the package or load the model, a node lost beyond Ray's retries
+            last = [ln for ln in str(exc).splitlines() if ln.strip()][-1:] or [type(exc).__name__]
+            raise ClusterError(f"scoring on the Ray cluster {cluster} failed: {' '.join(last[0].split())[:240]}; "
+                               "is dataset-inspector[cluster] installed on every worker, with ROOT at the same "
+                               "path?") from None
     logits, emb, errors = _gather(tables, n, n_classes)
     failed = [e for e in errors if e and e.startswith("the model failed")]
     scored = sum(1 for e in errors if not e)

@@ -7,7 +7,8 @@ Scoring: ``pipeline.score_dataset`` (no cache) with the sample model (``sample_d
 on n 640x480 JPEGs (random crops of real photos, as bench_scoring.py makes them), locally (0 loader workers, the CPU
 default) and with ``outputs=cluster_scoring("local:N")``. Ray is started once per N (its start-up is timed apart);
 each run then includes Ray Data's planning, the model actor's start and model load, decoding, the forward passes
-and the gathering. Medians of --runs runs.
+and the gathering. Medians of --runs runs, as images/s (wall clock) and as CPU ms per image summed over this process
+and every process under it (Ray's raylet, workers, actors; ``TreeCPU``), which other users' load does not inflate.
 
 Decode cost: process CPU seconds per image of the local pipeline's own per-file code (``pipeline.ImageFiles``: read,
 Pillow decode, resize shorter side to 256, centre crop 224), one process, no threads (the 100M plan's unit).
@@ -32,6 +33,58 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 import numpy as np  # noqa: E402
+
+
+class TreeCPU:
+    """CPU seconds of this process and every process under it (Ray's raylet, workers and actors), sampled from /proc
+    every ``interval_s`` while running, so that processes that exit (the model actors) are counted up to their last
+    sample. Load from other users does not add to it, as it does to wall-clock rates."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import threading
+        self.interval_s = interval_s
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> dict[int, float]:
+        parent, cpu = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / self.tick
+        me, out = os.getpid(), {}
+        for pid in cpu:
+            p, seen = pid, 0
+            while p > 1 and seen < 64:
+                if p == me:
+                    out[pid] = cpu[pid]
+                    break
+                p, seen = parent.get(p, 0), seen + 1
+        return out
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.last.update(self._tree())
+
+    def __enter__(self):
+        self.start = self._tree()
+        self.last = dict(self.start)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.last.update(self._tree())
+        self.cpu_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
 
 
 def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
@@ -106,24 +159,30 @@ def main(argv=None) -> int:
     result: dict = {"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
                     "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
 
-    def timed(outputs=None) -> float:
+    cpu_ms: dict[str, list[float]] = {}
+
+    def timed(name: str, outputs=None) -> float:
         t = time.perf_counter()
-        res = score_dataset(model, root, images, workers=0, use_cache=False, outputs=outputs)
+        with TreeCPU() as tree:
+            res = score_dataset(model, root, images, workers=0, use_cache=False, outputs=outputs)
         assert res.table["error"].isna().all()
         rate = len(images) / (time.perf_counter() - t)
-        print(f"run: {'local' if outputs is None else 'cluster'} {rate:.1f} img/s, load {os.getloadavg()[0]:.1f}",
+        cpu_ms.setdefault(name, []).append(1000 * tree.cpu_s / len(images))
+        print(f"run: {name} {rate:.1f} img/s, {cpu_ms[name][-1]:.2f} CPU ms/img, load {os.getloadavg()[0]:.1f}",
               flush=True)
         return rate
 
-    rates = {"local": [timed() for _ in range(args.runs)]}
+    rates = {"local": [timed("local") for _ in range(args.runs)]}
     for n_cpus in args.clusters:
         t = time.perf_counter()
         ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
         result[f"ray_start_s_local_{n_cpus}"] = time.perf_counter() - t
-        rates[f"cluster_local_{n_cpus}"] = [timed(cluster_scoring(f"local:{n_cpus}")) for _ in range(args.runs)]
+        name = f"cluster_local_{n_cpus}"
+        rates[name] = [timed(name, cluster_scoring(f"local:{n_cpus}")) for _ in range(args.runs)]
         ray.shutdown()
     result["images_per_s"] = {k: {"median": statistics.median(v), "runs": v} for k, v in rates.items()}
+    result["cpu_ms_per_image"] = {k: {"median": statistics.median(v), "runs": v} for k, v in cpu_ms.items()}
     ids = images["image_id"].tolist()[: args.decode_n]
     result["decode"] = decode_cost(root, ids, args.runs)
     result["sketch_1m"] = sketch_figures()
@@ -131,6 +190,7 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v["median"] for k, v in result["images_per_s"].items()}, indent=1))
+    print("CPU ms/image, every process:", {k: round(v["median"], 2) for k, v in result["cpu_ms_per_image"].items()})
     print("ray start-up s:", {k: round(v, 2) for k, v in result.items() if k.startswith("ray_start")})
     print("decode + preprocess CPU s/image:", round(result["decode"]["cpu_s_per_image"], 5))
     for name, fig in result["sketch_1m"].items():

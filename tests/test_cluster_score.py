@@ -143,3 +143,22 @@ def test_without_ray_installed_the_cluster_is_a_clear_error(monkeypatch):
     with pytest.raises(ClusterError, match=r"needs Ray: pip install 'dataset-inspector\[cluster\]'"):
         with connected("local:1"):
             pass
+
+
+def test_the_model_goes_on_gpu_actors_when_the_cluster_has_gpus():
+    from inspect_core.cluster.score import CLUSTER_OPTIONS, _placement
+
+    class Cluster:
+        def __init__(self, **resources):
+            self.resources = resources
+
+        def cluster_resources(self):
+            return self.resources
+
+    gpu = _placement(Cluster(CPU=64.0, GPU=4.0), CLUSTER_OPTIONS)
+    assert (gpu["device"], gpu["num_gpus"], gpu["concurrency"], gpu["decode_cpus"]) == ("cuda", 1, 4, 1)
+    cpu = _placement(Cluster(CPU=8.0), CLUSTER_OPTIONS)
+    assert (cpu["device"], cpu["num_gpus"], cpu["num_cpus"], cpu["concurrency"]) == ("cpu", 0, 1, 4)
+    one = _placement(Cluster(CPU=1.0), CLUSTER_OPTIONS)
+    assert one["num_cpus"] + one["decode_cpus"] <= 1 and one["concurrency"] == 1
+    assert _placement(Cluster(CPU=8.0), {**CLUSTER_OPTIONS, "model_workers": 2})["concurrency"] == 2

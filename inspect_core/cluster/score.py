@@ -46,6 +46,11 @@ CLUSTER_OPTIONS = {
 }
 
 
+# what one decode task reserves (a Ray resource, not a limit): its batch of pixels (32 x 224 x 224 x 3 = 4.8 MB), the
+# full-size images being decoded, and headroom
+DECODE_TASK_MEMORY_BYTES = 256 * 2**20
+
+
 class ClusterError(RuntimeError):
     """The cluster cannot be used: a --cluster value of the wrong form, an address that does not answer, Ray not
     installed. The message names the value and what to do."""
@@ -85,10 +90,10 @@ def connected(spec: str):
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if where["kind"] == "local":
-            # workers import inspect_core from where this process does
+            # workers import inspect_core from where this process does, and a --factory module from this folder
             import inspect_core
             package_parent = str(Path(inspect_core.__file__).resolve().parents[1])
-            path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
+            path = os.pathsep.join(p for p in (package_parent, os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
             kwargs.update(num_cpus=where["num_cpus"], runtime_env={"env_vars": {"PYTHONPATH": path}})
         else:
             kwargs["address"] = "auto" if where["kind"] == "auto" else where["address"]
@@ -99,11 +104,11 @@ def connected(spec: str):
             raise ClusterError(f"could not connect to the Ray cluster {spec}: {detail}; start it (ray start --head) "
                                f"or check the address ({CLUSTER_FORMS})") from None
         started = True
+    from ray.data import DataContext    # imported first: it sets up its own loggers
     quiet = logging.getLogger("ray.data")
     level = quiet.level
     quiet.setLevel(logging.ERROR)       # Ray Data's progress lines are not this command's output
     try:
-        from ray.data import DataContext
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         if hasattr(ctx, "print_on_execution_start"):
@@ -285,14 +290,14 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
         ds = ray.data.from_arrow(blocks)
         ds = ds.map_batches(decode_batch, fn_kwargs={"root": str(root), "spec": model.spec},
                             batch_size=int(opts["decode_batch_size"]), batch_format="numpy",
-                            num_cpus=place["decode_cpus"], scheduling_strategy="SPREAD")
-        # SPREAD puts decoding on every node (the CPU nodes too) and keeps Ray Data from fusing it into the model
-        # actors when they ask for the same CPUs (then one process would decode and run the model in turn)
+                            num_cpus=place["decode_cpus"], memory=DECODE_TASK_MEMORY_BYTES)
+        # the memory reservation also keeps Ray Data from fusing decoding into the model actors when both ask for the
+        # same CPUs (one process would then decode and run the model in turn, and the other CPUs would idle)
         batch_size = opts["model_batch_size"] or settings.batch_size
         ds = ds.map_batches(
             ModelWorker, batch_size=int(batch_size), batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=place["concurrency"]), num_cpus=place["num_cpus"],
-            num_gpus=place["num_gpus"], scheduling_strategy="DEFAULT",
+            num_gpus=place["num_gpus"],
             fn_constructor_kwargs={"model_ref": model_ref, "file_name": Path(model.path).name, "spec": model.spec,
                                    "kind": model.kind, "factory": model.factory, "device": place["device"],
                                    "embeddings": embeddings, "batch_size": int(batch_size),

@@ -46,6 +46,7 @@ class TreeCPU:
         self.tick = os.sysconf("SC_CLK_TCK")
         self.start: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -66,9 +67,23 @@ class TreeCPU:
             while p > 1 and seen < 64:
                 if p == me:
                     out[pid] = cpu[pid]
+                    self._peak_rss(pid)
                     break
                 p, seen = parent.get(p, 0), seen + 1
         return out
+
+    def _peak_rss(self, pid: int) -> None:
+        """Peak resident memory (VmHWM) per process title (Ray names its workers by what they run)."""
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")[:60]
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                mb = int(line.split()[1]) / 1024
+                key = title if title.startswith("ray::") else Path(title.split()[0] if title else "?").name
+                self.peak_rss_mb[key] = max(self.peak_rss_mb.get(key, 0.0), mb)
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval_s):
@@ -168,6 +183,9 @@ def main(argv=None) -> int:
         assert res.table["error"].isna().all()
         rate = len(images) / (time.perf_counter() - t)
         cpu_ms.setdefault(name, []).append(1000 * tree.cpu_s / len(images))
+        for title, mb in tree.peak_rss_mb.items():
+            peak = result.setdefault("peak_rss_mb", {}).setdefault(name, {})
+            peak[title] = max(peak.get(title, 0.0), round(mb, 1))
         print(f"run: {name} {rate:.1f} img/s, {cpu_ms[name][-1]:.2f} CPU ms/img, load {os.getloadavg()[0]:.1f}",
               flush=True)
         return rate
@@ -191,6 +209,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v["median"] for k, v in result["images_per_s"].items()}, indent=1))
     print("CPU ms/image, every process:", {k: round(v["median"], 2) for k, v in result["cpu_ms_per_image"].items()})
+    for name, peaks in result.get("peak_rss_mb", {}).items():
+        print("peak RSS MB", name, {k: v for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]})
     print("ray start-up s:", {k: round(v, 2) for k, v in result.items() if k.startswith("ray_start")})
     print("decode + preprocess CPU s/image:", round(result["decode"]["cpu_s_per_image"], 5))
     for name, fig in result["sketch_1m"].items():

@@ -183,7 +183,8 @@ def run(args) -> int:
                                                 if ln.strip()]
         scoring_options = {"batch_size": args.batch_size, "workers": args.workers, "decoder": args.decoder}
         if args.cluster:
-            scoring_options.update(decoder="pillow", outputs=cluster_scoring(args.cluster, workspace))
+            scoring_options.update(decoder="pillow", outputs=cluster_scoring(
+                args.cluster, workspace, options={"model_batch_size": args.batch_size}))
         scores = score(images, root=ds.root, model=model, predictions=args.predictions, workspace=workspace,
                        predictions_options=predictions_options, scoring_options=scoring_options)
     except (ModelLoadError, PreprocessError, PredictionsError, LimitError, ClusterError) as exc:

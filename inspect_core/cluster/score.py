@@ -293,7 +293,9 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
                             num_cpus=place["decode_cpus"], memory=DECODE_TASK_MEMORY_BYTES)
         # the memory reservation also keeps Ray Data from fusing decoding into the model actors when both ask for the
         # same CPUs (one process would then decode and run the model in turn, and the other CPUs would idle)
-        batch_size = opts["model_batch_size"] or settings.batch_size
+        # the workers' device decides the default batch (128 on a GPU, as locally), not this process's
+        from ..model.runtime import runtime_settings
+        batch_size = opts["model_batch_size"] or runtime_settings(place["device"], max_batch=model.max_batch).batch_size
         ds = ds.map_batches(
             ModelWorker, batch_size=int(batch_size), batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=place["concurrency"]), num_cpus=place["num_cpus"],

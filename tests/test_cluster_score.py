@@ -162,3 +162,20 @@ def test_the_model_goes_on_gpu_actors_when_the_cluster_has_gpus():
     one = _placement(Cluster(CPU=1.0), CLUSTER_OPTIONS)
     assert one["num_cpus"] + one["decode_cpus"] <= 1 and one["concurrency"] == 1
     assert _placement(Cluster(CPU=8.0), {**CLUSTER_OPTIONS, "model_workers": 2})["concurrency"] == 2
+
+
+def test_a_model_the_workers_cannot_load_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """A --factory module only this process can import (the workers cannot): the run stops with one line naming it,
+    not a hang or a Ray traceback."""
+    pytest.importorskip("ray")
+    from inspect_core.cli_score import main
+    (tmp_path / "fac").mkdir()
+    (tmp_path / "fac" / "only_here_factory.py").write_text(
+        "from inspect_core.sample_model import make_model\n\ndef build(n_classes):\n    return make_model()\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "fac"))
+    rc = main(["score", str(SAMPLE), "--model", str(MODEL_DIR / "model_state.pt"), "--factory",
+               "only_here_factory:build", "--out", str(tmp_path / "o"), "--no-cache", "--cluster", "local:2"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if ln.startswith("error:")], err
+    assert "failed: ModelLoadError: factory module 'only_here_factory' could not be imported" in err

@@ -88,7 +88,7 @@ def connected(spec: str):
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if where["kind"] == "local":
             # workers import inspect_core from where this process does, and a --factory module from this folder
             import inspect_core
@@ -107,7 +107,7 @@ def connected(spec: str):
     from ray.data import DataContext    # imported first: it sets up its own loggers
     quiet = logging.getLogger("ray.data")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)       # Ray Data's progress lines are not this command's output
+    quiet.setLevel(logging.CRITICAL)    # Ray Data's progress lines and tracebacks: a failure is one ClusterError
     try:
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -318,7 +318,8 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
         except ray.exceptions.RayError as exc:
             # a worker that cannot import the package or load the model, a node lost beyond Ray's retries
             last = [ln for ln in str(exc).splitlines() if ln.strip()][-1:] or [type(exc).__name__]
-            raise ClusterError(f"scoring on the Ray cluster {cluster} failed: {' '.join(last[0].split())[:240]}; "
+            why = re.sub(r"^[\w.]+\.(\w+(Error|Exception)): ", r"\1: ", " ".join(last[0].split()))[:240]
+            raise ClusterError(f"scoring on the Ray cluster {cluster} failed: {why}; "
                                "is dataset-inspector[cluster] installed on every worker, with ROOT at the same "
                                "path?") from None
     logits, emb, errors = _gather(tables, n, n_classes)

@@ -104,11 +104,11 @@ def connected(spec: str):
             raise ClusterError(f"could not connect to the Ray cluster {spec}: {detail}; start it (ray start --head) "
                                f"or check the address ({CLUSTER_FORMS})") from None
         started = True
-    from ray.data import DataContext    # imported first: it sets up its own loggers
     quiet = logging.getLogger("ray.data")
     level = quiet.level
-    quiet.setLevel(logging.CRITICAL)    # Ray Data's progress lines and tracebacks: a failure is one ClusterError
     try:
+        from ray.data import DataContext    # imported before the level is set: it sets up its own loggers
+        quiet.setLevel(logging.CRITICAL)    # Ray Data's progress lines and tracebacks: a failure is one ClusterError
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         if hasattr(ctx, "print_on_execution_start"):

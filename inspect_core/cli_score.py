@@ -48,6 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=None, help="image decoding worker processes")
+    p.add_argument("--cluster", default=None, metavar="local:N|auto|ray://HOST:PORT",
+                   help="score on a Ray cluster (pip install 'dataset-inspector[cluster]'): decoding on its CPU "
+                        "workers, the model on its GPUs (else on CPU workers); the same outputs and score cache")
     p.add_argument("--decoder", choices=("auto", "pillow", "gpu"), default="auto",
                    help="JPEG decoding: auto (nvJPEG on the GPU when the model is on CUDA and torchvision is "
                         "installed, else Pillow), pillow, or gpu (ask for nvJPEG; falls back to Pillow with a note)")
@@ -104,6 +107,7 @@ def run(args) -> int:
     from .model.triage import score, triage
     from .workspace import workspace_dir
 
+    from .cluster.score import ClusterError, cluster_scoring     # imports no Ray: that waits for --cluster
     from . import storage
     remote = storage.is_remote(args.root)       # s3://bucket/prefix: checked when the dataset is loaded
     root = args.root if remote else Path(args.root)
@@ -121,6 +125,16 @@ def run(args) -> int:
         return _fail("give --model FILE (with its preprocessing) or --predictions FILE")
     if args.model and args.predictions:
         return _fail("give either --model or --predictions, not both")
+    if args.cluster:
+        if not args.model:
+            return _fail("--cluster runs a model; a --predictions file needs no cluster")
+        if args.decoder == "gpu":
+            return _fail("--decoder gpu decodes beside a local GPU; with --cluster the workers decode with Pillow "
+                         "(leave --decoder out)")
+        try:
+            cluster_scoring(args.cluster)           # a value of the wrong form fails here, before any work
+        except ClusterError as exc:
+            return _fail(str(exc))
     out = Path(args.out)
     if not remote and _inside(out, root):
         return _fail(f"--out {out} lies inside the dataset root; choose a folder outside the dataset")
@@ -158,8 +172,8 @@ def run(args) -> int:
                 except ValueError as exc:
                     return _fail(" ".join(str(exc).split()))
             cap = {} if args.max_model_mb is None else {"max_bytes": int(args.max_model_mb * 1e6)}
-            model = load_model(args.model, spec, factory=args.factory, device=args.device, kind=args.model_format,
-                               **cap)
+            model = load_model(args.model, spec, factory=args.factory, kind=args.model_format,
+                               device="cpu" if args.cluster else args.device, **cap)   # the cluster runs it
             source = {"preprocess_path": str(pre_path)}
         else:
             if args.preprocess:
@@ -168,11 +182,13 @@ def run(args) -> int:
                 text = read_input_bytes(args.predictions_order, "predictions order file", "max_text_bytes")
                 predictions_options["order"] = [ln.strip() for ln in text.decode("utf-8", errors="replace").splitlines()
                                                 if ln.strip()]
+        scoring_options = {"batch_size": args.batch_size, "workers": args.workers, "decoder": args.decoder}
+        if args.cluster:
+            scoring_options.update(decoder="pillow", outputs=cluster_scoring(
+                args.cluster, workspace, options={"model_batch_size": args.batch_size}))
         scores = score(images, root=ds.root, model=model, predictions=args.predictions, workspace=workspace,
-                       predictions_options=predictions_options,
-                       scoring_options={"batch_size": args.batch_size, "workers": args.workers,
-                                        "decoder": args.decoder})
-    except (ModelLoadError, PreprocessError, PredictionsError, LimitError) as exc:
+                       predictions_options=predictions_options, scoring_options=scoring_options)
+    except (ModelLoadError, PreprocessError, PredictionsError, LimitError, ClusterError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc}")

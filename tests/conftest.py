@@ -79,6 +79,9 @@ SLOW_TESTS = frozenset({
     "test_sanity.py::test_model_triage_page_shows_the_alarm_and_the_model_problem",
     "test_scanner.py::test_worker_processes_give_the_same_rows_as_in_process",
     "test_webapp.py::test_app_command_answers_on_the_health_url",
+    "test_cluster_score.py::test_score_on_a_local_ray_cluster_equals_the_local_path_and_shares_its_cache",
+    "test_cluster_score.py::test_score_without_cluster_imports_no_ray",
+    "test_cluster_score.py::test_a_model_the_workers_cannot_load_is_a_one_line_error",
 })
 
 

@@ -143,6 +143,9 @@ class CheckContext:
     has_image_labels: bool
     has_boxes: bool
     near_rule: dict = field(default_factory=near_rule)
+    # the robust statistics of the whole dataset when ``images`` is one part of it (a cluster scan):
+    # property.ROBUST_COLUMNS; None: computed from ``images``
+    column_stats: dict | None = None
 
     @cached_property
     def decoded(self) -> np.ndarray:

@@ -27,6 +27,40 @@ CHECKS = {
 }
 
 
+# the robust statistics the cuts read: statistic name -> (column of ``property_frame``, on a log scale). A caller that
+# has them already (a cluster scan: ``cluster.sketch.column_stats_from_sketches``) passes them as
+# ``CheckContext.column_stats`` = {name: {"median", "robust_sd", "n"}, "grayscale": {"n_decoded", "n_gray"}}.
+ROBUST_COLUMNS = {"brightness": ("brightness", False), "contrast": ("contrast", False),
+                  "log_sharpness": ("sharpness", True), "entropy_bits": ("entropy_bits", False),
+                  "log_pixel_count": ("pixel_count", True), "log_aspect_ratio": ("aspect_ratio", True)}
+
+
+def property_frame(images):
+    """The columns the cuts read, plus the derived ones (pixel_count, sharpness; aspect_ratio when absent); the
+    scan's table is not copied or changed."""
+    cols = ["image_id", "error_kind", "brightness", "contrast", "blur_laplacian_var", "entropy_bits", "width_px",
+            "height_px", "gray_mode", "colourfulness", "mode"]
+    img = images[cols + (["aspect_ratio"] if "aspect_ratio" in images else [])].copy()
+    if "aspect_ratio" not in img:
+        img["aspect_ratio"] = img["width_px"] / img["height_px"].where(img["height_px"] > 0)
+    img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
+    img["sharpness"] = img["blur_laplacian_var"] / np.maximum((img["contrast"] * 255.0) ** 2, 1.0)
+    return img
+
+
+def robust_values(img, column: str, log: bool = False):
+    """(raw values, the values the statistics are of (log-scaled when ``log``), rows that count: decoded, finite)."""
+    raw = img[column].to_numpy(dtype=float)
+    v = np.log(np.clip(raw, 1e-6, None)) if log else raw
+    return raw, v, img["error_kind"].isna().to_numpy() & np.isfinite(v)
+
+
+def gray_rows(img):
+    """(decoded rows, grey rows among them): the grayscale check's counts."""
+    decoded = img["error_kind"].isna()
+    return decoded, decoded & (img["gray_mode"].astype(bool) | (img["colourfulness"] < 0.005))
+
+
 def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if len(v) == 0:
@@ -37,16 +71,16 @@ def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
 
 
 def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="{:.3f}", min_scale=0.0,
-              k=K_ROBUST, relative=None):
+              k=K_ROBUST, relative=None, stats=None):
     """Flag values beyond median -/+ k robust sd. ``relative`` (on a 0..1 quantity) keeps the cut from running
     off the scale when the spread is wide: on the low side the cut is at least median*relative, on the high side
-    at most 1-(1-median)*relative. ``absolute`` then caps the cut (low side) or floors it (high side)."""
-    raw = img[column].to_numpy(dtype=float)
-    v = np.log(np.clip(raw, 1e-6, None)) if log else raw
-    ok = img["error_kind"].isna().to_numpy() & np.isfinite(v)
-    if ok.sum() < 8:
+    at most 1-(1-median)*relative. ``absolute`` then caps the cut (low side) or floors it (high side).
+    ``stats``: the dataset's {"median", "robust_sd", "n"} of these values when computed elsewhere (``img`` is then
+    a part of the dataset); else computed here from ``img``."""
+    raw, v, ok = robust_values(img, column, log)
+    if (stats["n"] if stats is not None else ok.sum()) < 8:
         return []
-    med, scale = robust_center_scale(v[ok])
+    med, scale = (stats["median"], stats["robust_sd"]) if stats is not None else robust_center_scale(v[ok])
     scale = max(scale, min_scale)
     adaptive = med - k * scale if side == "low" else med + k * scale
     cut = adaptive
@@ -75,29 +109,32 @@ def _outliers(img, column, check, side, absolute=None, log=False, unit="", fmt="
 
 @register("property", CHECKS)
 def check_property(ctx):
-    # only the columns the cuts read, plus the derived ones (the scan's table is not copied or changed)
-    img = ctx.images[["image_id", "error_kind", "brightness", "contrast", "blur_laplacian_var", "entropy_bits",
-                      "width_px", "height_px", "aspect_ratio", "gray_mode", "colourfulness", "mode"]].copy()
-    img["pixel_count"] = img["width_px"].astype(float) * img["height_px"].astype(float)
+    img = property_frame(ctx.images)
+    given = getattr(ctx, "column_stats", None) or {}
+
+    def outliers(column, check, side, log=False, **kw):
+        name = next(n for n, (c, lg) in ROBUST_COLUMNS.items() if c == column and lg == log)
+        return _outliers(img, column, check, side, log=log, stats=given.get(name), **kw)
+
     out = []
-    out += _outliers(img, "brightness", "dark", "low", absolute=0.25, min_scale=0.02, relative=0.35)
-    out += _outliers(img, "brightness", "overexposed", "high", absolute=0.85, min_scale=0.02, relative=0.35)
-    out += _outliers(img, "contrast", "low_contrast", "low", absolute=0.08, min_scale=0.01)
-    img["sharpness"] = img["blur_laplacian_var"] / np.maximum((img["contrast"] * 255.0) ** 2, 1.0)
+    out += outliers("brightness", "dark", "low", absolute=0.25, min_scale=0.02, relative=0.35)
+    out += outliers("brightness", "overexposed", "high", absolute=0.85, min_scale=0.02, relative=0.35)
+    out += outliers("contrast", "low_contrast", "low", absolute=0.08, min_scale=0.01)
     # sharpness spreads widely on a log scale (textures vs smooth scenes): a slightly lower K
-    out += _outliers(img, "sharpness", "blurry", "low", log=True, fmt="{:.3f}", min_scale=0.25, k=3.5)
-    out += _outliers(img, "entropy_bits", "low_information", "low", absolute=4.0, unit=" bits", fmt="{:.2f}",
-                     min_scale=0.1)
-    out += _outliers(img, "pixel_count", "odd_size", "low", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
-    out += _outliers(img, "pixel_count", "odd_size", "high", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
-    out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "low", log=True, fmt="{:.2f}", min_scale=0.1)
-    out += _outliers(img, "aspect_ratio", "odd_aspect_ratio", "high", log=True, fmt="{:.2f}", min_scale=0.1)
-    decoded = img["error_kind"].isna()
-    gray = decoded & (img["gray_mode"].astype(bool) | (img["colourfulness"] < 0.005))
-    n_dec = int(decoded.sum())
-    if n_dec and (n_dec - int(gray.sum())) / n_dec >= 0.8:
+    out += outliers("sharpness", "blurry", "low", log=True, fmt="{:.3f}", min_scale=0.25, k=3.5)
+    out += outliers("entropy_bits", "low_information", "low", absolute=4.0, unit=" bits", fmt="{:.2f}",
+                    min_scale=0.1)
+    out += outliers("pixel_count", "odd_size", "low", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
+    out += outliers("pixel_count", "odd_size", "high", log=True, unit=" px", fmt="{:,.0f}", min_scale=0.1)
+    out += outliers("aspect_ratio", "odd_aspect_ratio", "low", log=True, fmt="{:.2f}", min_scale=0.1)
+    out += outliers("aspect_ratio", "odd_aspect_ratio", "high", log=True, fmt="{:.2f}", min_scale=0.1)
+    decoded, gray = gray_rows(img)
+    n_dec, n_gray = int(decoded.sum()), int(gray.sum())
+    if "grayscale" in given:
+        n_dec, n_gray = int(given["grayscale"]["n_decoded"]), int(given["grayscale"]["n_gray"])
+    if n_dec and (n_dec - n_gray) / n_dec >= 0.8:
         for image_id, mode, c in zip(img.loc[gray, "image_id"], img.loc[gray, "mode"], img.loc[gray, "colourfulness"]):
             out.append(finding(image_id, "grayscale", 1.0,
                                f"grey image (mode {mode}, colourfulness {c:.4f} < 0.005) in a dataset where "
-                               f"{(n_dec - int(gray.sum())) / n_dec:.0%} of images are colour"))
+                               f"{(n_dec - n_gray) / n_dec:.0%} of images are colour"))
     return out

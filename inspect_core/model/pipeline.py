@@ -496,7 +496,7 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
                   batch_size: int | None = None, workers: int | None = None, amp: bool | None = None,
                   embeddings: bool = True, progress: Callable[[int, int], None] | None = None,
                   cancel=None, use_cache: bool = True, decoder: str = "auto",
-                  task: str | Task = "classification") -> ScoreResult:
+                  task: str | Task = "classification", outputs: Callable | None = None) -> ScoreResult:
     """Score every row of ``images`` (image_id, label, split) with a ``LoadedModel``; ``task`` (a name in
     ``tasks.TASKS`` or a Task) turns the model's raw outputs into the scores table. ``progress(done, total)`` is
     called after each batch; ``cancel`` (an Event or a function returning True) raises ScoringCancelled.
@@ -504,6 +504,8 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
     Cached under ``workspace/scores/<key>/`` when a workspace is given; a cache hit skips the model.
     ``decoder``: "auto" (nvJPEG on the model's GPU when torchvision has it, else Pillow), "pillow" or "gpu";
     ``result.source["decoder"]`` says which made the pixels ("pillow" or "nvjpeg").
+    ``outputs``: what runs the model on a cache miss, called as ``model_outputs`` is (default ``model_outputs``;
+    ``cluster.score.cluster_outputs`` runs it on a Ray cluster), so the key, the cache and the table are the same.
     """
     t0 = time.perf_counter()
     task = get_task(task)
@@ -521,8 +523,8 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
             return hit
     settings = runtime_settings(model.device.type, workers=workers, amp=amp, batch_size=batch_size,
                                 max_batch=model.max_batch, decoder=plan.name)
-    logits, emb, errors, notes = model_outputs(model, root, image_ids, settings=settings, embeddings=embeddings,
-                                               progress=progress, cancel=cancel)
+    logits, emb, errors, notes = (outputs or model_outputs)(model, root, image_ids, settings=settings,
+                                                            embeddings=embeddings, progress=progress, cancel=cancel)
     notes = list(model.notes) + ([plan.note] if plan.note else []) + notes
     if plan.name == gpu_decode.NVJPEG:
         notes.append("JPEGs decoded on the GPU by nvJPEG (torchvision); their pixels may differ from Pillow's by a "

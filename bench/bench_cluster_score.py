@@ -1,0 +1,222 @@
+"""Scoring on Ray (issue 15): images/s locally vs ``--cluster local:1`` / ``local:2``, the per-image decode +
+preprocess CPU cost behind the 100M-image plan, and the mergeable sketches' accuracy and speed.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_cluster_score.py --n 2000 --runs 3
+
+Scoring: ``pipeline.score_dataset`` (no cache) with the sample model (``sample_data/model/model.pt2``, 96x72 input)
+on n 640x480 JPEGs (random crops of real photos, as bench_scoring.py makes them), locally (0 loader workers, the CPU
+default) and with ``outputs=cluster_scoring("local:N")``. Ray is started once per N (its start-up is timed apart);
+each run then includes Ray Data's planning, the model actor's start and model load, decoding, the forward passes
+and the gathering. Medians of --runs runs, as images/s (wall clock) and as CPU ms per image summed over this process
+and every process under it (Ray's raylet, workers, actors; ``TreeCPU``), which other users' load does not inflate.
+
+Decode cost: process CPU seconds per image of the local pipeline's own per-file code (``pipeline.ImageFiles``: read,
+Pillow decode, resize shorter side to 256, centre crop 224), one process, no threads (the 100M plan's unit).
+
+Sketches: ``QuantileSketch`` on 1,000,000-value columns in 8 parts: update + merge time, bins, and the median / MAD
+errors against numpy with the stated bounds.
+
+Writes bench/results/cluster_score.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+import numpy as np  # noqa: E402
+
+
+class TreeCPU:
+    """CPU seconds of this process and every process under it (Ray's raylet, workers and actors), sampled from /proc
+    every ``interval_s`` while running, so that processes that exit (the model actors) are counted up to their last
+    sample. Load from other users does not add to it, as it does to wall-clock rates."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import threading
+        self.interval_s = interval_s
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> dict[int, float]:
+        parent, cpu = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / self.tick
+        me, out = os.getpid(), {}
+        for pid in cpu:
+            p, seen = pid, 0
+            while p > 1 and seen < 64:
+                if p == me:
+                    out[pid] = cpu[pid]
+                    self._peak_rss(pid)
+                    break
+                p, seen = parent.get(p, 0), seen + 1
+        return out
+
+    def _peak_rss(self, pid: int) -> None:
+        """Peak resident memory (VmHWM) per process title (Ray names its workers by what they run)."""
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")[:60]
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                mb = int(line.split()[1]) / 1024
+                key = title if title.startswith("ray::") else Path(title.split()[0] if title else "?").name
+                self.peak_rss_mb[key] = max(self.peak_rss_mb.get(key, 0.0), mb)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.last.update(self._tree())
+
+    def __enter__(self):
+        self.start = self._tree()
+        self.last = dict(self.start)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.last.update(self._tree())
+        self.cpu_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
+
+
+def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
+    """CPU seconds per image of ImageFiles (read + decode + resize 256 + crop 224), median over runs."""
+    from inspect_core.model.pipeline import ImageFiles
+    from inspect_core.model.preprocess import Preprocess
+    spec = Preprocess(input_size=(224, 224), class_names=("a", "b"), resize="shorter_then_center_crop",
+                      resize_shorter_px=256)
+    files = ImageFiles(root, image_ids, spec)
+    per_image = []
+    for _ in range(runs):
+        c = time.process_time()
+        for i in range(len(files)):
+            files[i]
+        per_image.append((time.process_time() - c) / len(files))
+    return {"cpu_s_per_image": statistics.median(per_image), "runs": per_image, "n_images": len(image_ids)}
+
+
+def sketch_figures(n: int = 1_000_000, parts: int = 8) -> dict:
+    from inspect_core.cluster.sketch import QuantileSketch
+    rng = np.random.default_rng(0)
+    columns = {"brightness_like": np.clip(rng.normal(0.45, 0.15, n), 0, 1),
+               "log_sharpness_like": np.log(rng.lognormal(-3, 1.5, n)),
+               "log_aspect_ratio_like": np.log(rng.uniform(0.3, 3.0, n))}
+    out = {}
+    for name, v in columns.items():
+        t = time.perf_counter()
+        sketches = [QuantileSketch().update(p) for p in np.array_split(v, parts)]
+        t_update = time.perf_counter() - t
+        t = time.perf_counter()
+        merged = sketches[0]
+        for s in sketches[1:]:
+            merged.merge(s)
+        med, mad = merged.median(), merged.mad()
+        t_merge = time.perf_counter() - t
+        t = time.perf_counter()
+        np_med = float(np.median(v))
+        np_mad = float(np.median(np.abs(v - np_med)))
+        t_numpy = time.perf_counter() - t
+        out[name] = {"update_s": t_update, "merge_and_query_s": t_merge, "numpy_median_mad_s": t_numpy,
+                     "bins": merged.n_bins, "bytes": merged.n_bins * 16,
+                     "median_error": abs(med - np_med), "median_bound": merged.error_bound("median"),
+                     "mad_error": abs(mad - np_mad), "mad_bound": merged.error_bound("mad")}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="number of 640x480 JPEGs")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--clusters", nargs="*", type=int, default=[1, 2], help="local Ray clusters of these CPU counts")
+    ap.add_argument("--decode-n", type=int, default=300, help="images timed for the per-image decode cost")
+    ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
+    ap.add_argument("--out", default=str(HERE / "results" / "cluster_score.json"))
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(HERE))
+    from bench_scoring import make_dataset
+
+    import ray
+
+    from inspect_core.cluster.score import cluster_scoring
+    from inspect_core.model.models import load_model
+    from inspect_core.model.pipeline import score_dataset
+    from inspect_core.model.preprocess import read_preprocess
+
+    root = Path(args.data)
+    images = make_dataset(root, args.n, 10)
+    images["label"] = "circle"
+    spec = read_preprocess(REPO / "sample_data" / "model" / "model.preprocess.json")
+    model = load_model(REPO / "sample_data" / "model" / "model.pt2", spec, device="cpu")
+    result: dict = {"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
+                    "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
+
+    cpu_ms: dict[str, list[float]] = {}
+
+    def timed(name: str, outputs=None) -> float:
+        t = time.perf_counter()
+        with TreeCPU() as tree:
+            res = score_dataset(model, root, images, workers=0, use_cache=False, outputs=outputs)
+        assert res.table["error"].isna().all()
+        rate = len(images) / (time.perf_counter() - t)
+        cpu_ms.setdefault(name, []).append(1000 * tree.cpu_s / len(images))
+        for title, mb in tree.peak_rss_mb.items():
+            peak = result.setdefault("peak_rss_mb", {}).setdefault(name, {})
+            peak[title] = max(peak.get(title, 0.0), round(mb, 1))
+        print(f"run: {name} {rate:.1f} img/s, {cpu_ms[name][-1]:.2f} CPU ms/img, load {os.getloadavg()[0]:.1f}",
+              flush=True)
+        return rate
+
+    rates = {"local": [timed("local") for _ in range(args.runs)]}
+    for n_cpus in args.clusters:
+        t = time.perf_counter()
+        ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        result[f"ray_start_s_local_{n_cpus}"] = time.perf_counter() - t
+        name = f"cluster_local_{n_cpus}"
+        rates[name] = [timed(name, cluster_scoring(f"local:{n_cpus}")) for _ in range(args.runs)]
+        ray.shutdown()
+    result["images_per_s"] = {k: {"median": statistics.median(v), "runs": v} for k, v in rates.items()}
+    result["cpu_ms_per_image"] = {k: {"median": statistics.median(v), "runs": v} for k, v in cpu_ms.items()}
+    ids = images["image_id"].tolist()[: args.decode_n]
+    result["decode"] = decode_cost(root, ids, args.runs)
+    result["sketch_1m"] = sketch_figures()
+    result["load_average_end"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v["median"] for k, v in result["images_per_s"].items()}, indent=1))
+    print("CPU ms/image, every process:", {k: round(v["median"], 2) for k, v in result["cpu_ms_per_image"].items()})
+    for name, peaks in result.get("peak_rss_mb", {}).items():
+        print("peak RSS MB", name, {k: v for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]})
+    print("ray start-up s:", {k: round(v, 2) for k, v in result.items() if k.startswith("ray_start")})
+    print("decode + preprocess CPU s/image:", round(result["decode"]["cpu_s_per_image"], 5))
+    for name, fig in result["sketch_1m"].items():
+        print(name, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fig.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

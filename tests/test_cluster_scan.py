@@ -33,7 +33,7 @@ def assert_same_scan(local, other) -> None:
 
 @pytest.fixture(scope="module")
 def sample_local(tmp_path_factory):
-    return inspect_core.scan(SAMPLE, workers=2, workspace=tmp_path_factory.mktemp("ws_local"))
+    return inspect_core.scan(SAMPLE, workspace=tmp_path_factory.mktemp("ws_local"))
 
 
 def test_cluster_scan_of_sample_data_matches_the_local_scan(ray_local, sample_local, tmp_path):
@@ -43,7 +43,7 @@ def test_cluster_scan_of_sample_data_matches_the_local_scan(ray_local, sample_lo
     assert_same_scan(sample_local, result)
     n = len(result.images)
     assert result.summary["files_read"] == result.images["content_hash"].notna().sum() > 300
-    assert result.summary["partitions_written"] == -(-n // engine.RETRIES["chunk_files"])
+    assert result.summary["partitions_written"] == len(engine.plan_tasks(result.images["image_id"].tolist())) > 1
     assert calls[-1] == (n, n)
     # what the app and the checks read back is the local scan's
     saved = load_scan(result.workspace)
@@ -65,7 +65,7 @@ def _ray_readers() -> list[int]:
 
 
 def test_a_worker_killed_mid_scan_costs_only_its_chunk(ray_local, sample_local, tmp_path, monkeypatch):
-    monkeypatch.setitem(engine.RETRIES, "chunk_files", 24)
+    monkeypatch.setitem(engine.RETRIES, "chunks_per_task", 1)
     monkeypatch.setattr(engine, "CHUNK_DELAY_S", 0.4)       # chunks slow enough to be caught in flight
     killed = []
 
@@ -86,7 +86,7 @@ def test_a_worker_killed_mid_scan_costs_only_its_chunk(ray_local, sample_local, 
         os.kill(killed[0], 0)
     assert_same_scan(sample_local, result)
     assert result.summary["chunks_read_in_driver"] == 0          # Ray re-ran the lost chunk on a new worker
-    assert result.summary["partitions_written"] == -(-len(result.images) // 24)
+    assert result.summary["partitions_written"] == len(engine.plan_tasks(result.images["image_id"].tolist()))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def crops(tmp_path_factory):
 
 def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing(ray_local, crops, tmp_path):
     root, planted = crops
-    local = inspect_core.scan(root, workers=2, workspace=tmp_path / "ws_local")
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
     on_ray = inspect_core.scan(root, workspace=tmp_path / "ws_ray", cluster="local:2")
     assert on_ray.summary["files_read"] == 20_000
     assert_same_scan(local, on_ray)
@@ -123,14 +123,15 @@ def test_a_changed_file_reads_only_its_chunk(ray_local, tmp_path):
     root = tmp_path / "ds"
     make_crops_folder(root, 300, seed=1, n_exact=5, n_near=5)
     first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")
-    assert first.summary["partitions_written"] == 2
+    tasks = engine.plan_tasks(first.images["image_id"].tolist())
+    assert first.summary["partitions_written"] == len(tasks) > 1
     target = root / first.images["image_id"].iloc[-1]
     target.write_bytes(target.read_bytes()[:200])                   # truncated: a finding now
     (first.workspace / "filecache.parquet").unlink()
     second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")
     assert second.summary["partitions_written"] == 1
-    assert second.summary["files_from_partitions"] == engine.RETRIES["chunk_files"]
-    local = inspect_core.scan(root, workers=1, workspace=tmp_path / "ws_local")
+    assert second.summary["files_from_partitions"] == 300 - sum(len(c) for c in tasks[-1])
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
     assert_same_scan(local, second)
     assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])
 

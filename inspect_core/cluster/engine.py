@@ -38,9 +38,14 @@ from ..loader_base import DatasetError
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "cluster_parts"
-# Chunk size and retries as data (callers may override): 256 files a task keeps Ray's per-task cost (about
-# 1-5 ms) under 1% of a chunk's read time; retries re-run a chunk whose worker died.
-RETRIES = {"max_retries": 3, "in_flight_per_cpu": 2, "chunk_files": 256, "connect_timeout_s": 5.0}
+# Task size and retries as data (callers may override). A task reads ``chunks_per_task`` of the local pool's
+# chunks (scanner._chunks, 96 files each but for the tail): about 300 files keep Ray's per-task cost (1-5 ms)
+# under 1% of a task's read time. Each chunk is read by itself, exactly as the local pool reads it: the statistics
+# of a stack of images can differ in the last bit with the stack's make-up (BLAS blocking), and one changed pHash
+# bit can change a finding, so the cluster reads the same stacks as a local scan with ``local_workers`` workers
+# (None: this machine's cores, the local scan's default). Retries re-run a task whose worker died.
+RETRIES = {"max_retries": 3, "in_flight_per_cpu": 2, "chunks_per_task": 3, "local_workers": None,
+           "connect_timeout_s": 5.0}
 # Test-only hook: seconds each task sleeps before reading, so that a test can kill a worker mid-chunk.
 CHUNK_DELAY_S = 0.0
 TASK_NAME = "inspect_core_read_chunk"        # the worker's process title while it reads (ray::<name>)
@@ -147,13 +152,23 @@ def chunk_table(cols: dict) -> pa.Table:
     return pa.table(data)
 
 
-def read_chunk(root: str, image_ids: list[str], delay_s: float = 0.0) -> pa.Table:
-    """The task body: one chunk read exactly as the local pool reads it."""
+def read_chunk(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> pa.Table:
+    """The task body: its chunks read one by one, each exactly as the local pool reads it, as one table."""
     from .. import filescan
     if delay_s:
         time.sleep(delay_s)
     with filescan.one_blas_thread():
-        return chunk_table(filescan.scan_chunk(root, image_ids))
+        return pa.concat_tables([chunk_table(filescan.scan_chunk(root, c)) for c in chunks])
+
+
+def plan_tasks(image_ids: list[str], local_workers: int | None = None, chunks_per_task: int | None = None
+               ) -> list[list[list[str]]]:
+    """The tasks of a read: each a list of consecutive local chunks (``scanner._chunks``)."""
+    from ..scanner import _chunks
+    workers = local_workers or RETRIES["local_workers"] or os.cpu_count() or 1
+    per = max(1, int(chunks_per_task or RETRIES["chunks_per_task"]))
+    chunks = _chunks(image_ids, workers)
+    return [chunks[k:k + per] for k in range(0, len(chunks), per)]
 
 
 def chunk_key(image_ids: list[str], sizes: np.ndarray, mtimes: np.ndarray, tag: str) -> str:
@@ -199,12 +214,13 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
     parts = Path(ws) / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
     root_s = str(root)
-    step = max(1, int(RETRIES["chunk_files"]))
-    chunks = [image_ids[k:k + step] for k in range(0, len(image_ids), step)]
+    tasks = plan_tasks(image_ids)
+    chunks = [[i for c in t for i in c] for t in tasks]            # the files of each task, in order
     sizes, mtimes = _stat_all(root, image_ids)
     tag = _cache_tag()
-    keys = [chunk_key(c, sizes[k * step:k * step + len(c)], mtimes[k * step:k * step + len(c)], tag)
-            for k, c in enumerate(chunks)]
+    starts = np.cumsum([0] + [len(c) for c in chunks])
+    keys = [chunk_key(c, sizes[starts[k]:starts[k + 1]], mtimes[starts[k]:starts[k + 1]],
+                      f"{tag}:{[len(x) for x in tasks[k]]}") for k, c in enumerate(chunks)]
     tables: list[pa.Table | None] = [None] * len(chunks)
     done = done_before
     from_parts = 0
@@ -230,7 +246,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
             while queue or pending:
                 while queue and len(pending) < window:       # back-pressure: a bounded number in flight
                     k = queue.pop(0)
-                    pending[task.remote(root_ref, chunks[k], CHUNK_DELAY_S)] = k
+                    pending[task.remote(root_ref, tasks[k], CHUNK_DELAY_S)] = k
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     k = pending.pop(ref)
@@ -238,7 +254,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
                         table = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
                         log.warning("chunk %d failed on the cluster after its retries (%s); reading it here", k, exc)
-                        table = read_chunk(root_s, chunks[k])
+                        table = read_chunk(root_s, tasks[k])
                         in_driver += 1
                     tables[k] = table
                     _write_part(parts / f"{keys[k]}.parquet", table)

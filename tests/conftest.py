@@ -79,6 +79,13 @@ SLOW_TESTS = frozenset({
     "test_sanity.py::test_model_triage_page_shows_the_alarm_and_the_model_problem",
     "test_scanner.py::test_worker_processes_give_the_same_rows_as_in_process",
     "test_webapp.py::test_app_command_answers_on_the_health_url",
+    "test_cluster_scan.py::test_cluster_scan_of_sample_data_matches_the_local_scan",
+    "test_cluster_scan.py::test_a_worker_killed_mid_scan_costs_only_its_chunk",
+    "test_cluster_scan.py::test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing",
+    "test_cluster_scan.py::test_a_changed_file_reads_only_its_chunk",
+    "test_cluster_scan.py::test_a_bad_cluster_address_is_a_one_line_error_naming_it",
+    "test_cluster_dups.py::test_on_ray_the_steps_give_what_they_give_here",
+    "test_cluster_dups.py::test_banded_near_pairs_give_the_local_pairs_groups_and_findings",
 })
 
 

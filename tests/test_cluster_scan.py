@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cluster_support import REPO, make_crops_folder, ray_local  # noqa: F401 - ray_local is a fixture
+from cluster_support import REPO, make_crops_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
 
 import inspect_core
 from inspect_core.cluster import engine
@@ -36,7 +36,8 @@ def sample_local(tmp_path_factory):
     return inspect_core.scan(SAMPLE, workspace=tmp_path_factory.mktemp("ws_local"))
 
 
-def test_cluster_scan_of_sample_data_matches_the_local_scan(ray_local, sample_local, tmp_path):
+@pytest.mark.usefixtures("ray_local")
+def test_cluster_scan_of_sample_data_matches_the_local_scan(sample_local, tmp_path):
     calls = []
     result = inspect_core.scan(SAMPLE, workspace=tmp_path / "ws", cluster="local:2",
                                progress=lambda done, total: calls.append((done, total)))
@@ -64,7 +65,8 @@ def _ray_readers() -> list[int]:
     return out
 
 
-def test_a_worker_killed_mid_scan_costs_only_its_chunk(ray_local, sample_local, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("ray_local")
+def test_a_worker_killed_mid_scan_costs_only_its_chunk(sample_local, tmp_path, monkeypatch):
     monkeypatch.setitem(engine.RETRIES, "chunks_per_task", 1)
     monkeypatch.setattr(engine, "CHUNK_DELAY_S", 0.4)       # chunks slow enough to be caught in flight
     killed = []
@@ -96,7 +98,8 @@ def crops(tmp_path_factory):
     return root, planted
 
 
-def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing(ray_local, crops, tmp_path):
+@pytest.mark.usefixtures("ray_local")
+def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing(crops, tmp_path):
     root, planted = crops
     local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
     on_ray = inspect_core.scan(root, workspace=tmp_path / "ws_ray", cluster="local:2")
@@ -119,7 +122,8 @@ def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_n
     assert_same_scan(local, again)
 
 
-def test_a_changed_file_reads_only_its_chunk(ray_local, tmp_path):
+@pytest.mark.usefixtures("ray_local")
+def test_a_changed_file_reads_only_its_chunk(tmp_path):
     root = tmp_path / "ds"
     make_crops_folder(root, 300, seed=1, n_exact=5, n_near=5)
     first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")

@@ -78,3 +78,34 @@ def make_crops_folder(root: Path, n: int, seed: int = 0, n_exact: int = 100, n_n
         Image.fromarray(near).save(root / dst, compress_level=1)
         planted["near"].append((src, dst))
     return planted
+
+
+def make_photo_copies_folder(root: Path) -> None:
+    """skimage.data photos (256 px), each with edited copies: half size, JPEG q40, a 6% crop, brightened; byte
+    copies of two; and 16 tiles of every photo as distinct look-alikes. Copies of every third photo sit in another
+    class (conflicting labels)."""
+    import io
+
+    from PIL import Image
+    pics = photos()
+    for n, a in enumerate(pics):
+        im = Image.fromarray(a)
+        im = im.resize((256, max(32, round(256 * im.height / im.width))), Image.Resampling.BILINEAR)
+        cls, copy_cls = f"p{n:02d}", f"p{(n + 1) % len(pics):02d}" if n % 3 == 0 else f"p{n:02d}"
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        (root / copy_cls).mkdir(parents=True, exist_ok=True)
+        im.save(root / cls / f"photo{n}.png")
+        im.resize((128, im.height // 2), Image.Resampling.BILINEAR).save(root / copy_cls / f"half{n}.png")
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=40)
+        (root / copy_cls / f"jpeg{n}.jpg").write_bytes(buf.getvalue())
+        w, h = im.size
+        im.crop((w * 3 // 100, h * 3 // 100, w - w * 3 // 100, h - h * 3 // 100)).save(root / copy_cls / f"crop{n}.png")
+        Image.fromarray(np.clip(np.asarray(im).astype(int) + 18, 0, 255).astype(np.uint8)).save(
+            root / copy_cls / f"bright{n}.png")
+        if n < 2:
+            shutil.copyfile(root / cls / f"photo{n}.png", root / copy_cls / f"bytes{n}.png")
+        for t in range(16):
+            y, x = divmod(t, 4)
+            tile = im.crop((x * w // 4, y * h // 4, (x + 1) * w // 4, (y + 1) * h // 4)).resize((64, 64))
+            tile.save(root / cls / f"tile{n}_{t}.png")

@@ -4,15 +4,12 @@ real photos with edited copies (resized, JPEG re-encoded, cropped, brightened); 
 the local exact pairs; on Ray the same as in this process."""
 from __future__ import annotations
 
-import io
 import re
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from cluster_support import REPO, photos, ray_local  # noqa: F401 - a fixture, by usefixtures
-from PIL import Image
+from cluster_support import REPO, make_photo_copies_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
 
 import inspect_core
 from inspect_core import neardup
@@ -63,38 +60,10 @@ def test_band_candidates_are_exactly_the_pairs_within_the_cut():
         assert found == set(zip(r.tolist(), c.tolist())) and len(found) > 20
 
 
-def _real_photo_dataset(root):
-    """skimage.data photos (256 px), each with edited copies: half size, JPEG q40, a 6% crop, brightened; byte
-    copies of two; and 16 tiles of every photo as distinct look-alikes. Copies of every third photo sit in another
-    class (conflicting labels)."""
-    pics = photos()
-    for n, a in enumerate(pics):
-        im = Image.fromarray(a)
-        im = im.resize((256, max(32, round(256 * im.height / im.width))), Image.Resampling.BILINEAR)
-        cls, copy_cls = f"p{n:02d}", f"p{(n + 1) % len(pics):02d}" if n % 3 == 0 else f"p{n:02d}"
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        (root / copy_cls).mkdir(parents=True, exist_ok=True)
-        im.save(root / cls / f"photo{n}.png")
-        im.resize((128, im.height // 2), Image.Resampling.BILINEAR).save(root / copy_cls / f"half{n}.png")
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=40)
-        (root / copy_cls / f"jpeg{n}.jpg").write_bytes(buf.getvalue())
-        w, h = im.size
-        im.crop((w * 3 // 100, h * 3 // 100, w - w * 3 // 100, h - h * 3 // 100)).save(root / copy_cls / f"crop{n}.png")
-        Image.fromarray(np.clip(np.asarray(im).astype(int) + 18, 0, 255).astype(np.uint8)).save(
-            root / copy_cls / f"bright{n}.png")
-        if n < 2:
-            shutil.copyfile(root / cls / f"photo{n}.png", root / copy_cls / f"bytes{n}.png")
-        for t in range(16):
-            y, x = divmod(t, 4)
-            tile = im.crop((x * w // 4, y * h // 4, (x + 1) * w // 4, (y + 1) * h // 4)).resize((64, 64))
-            tile.save(root / cls / f"tile{n}_{t}.png")
-
-
 @pytest.fixture(scope="module")
 def real_photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos") / "ds"
-    _real_photo_dataset(root)
+    make_photo_copies_folder(root)
     return inspect_core.scan(root, workspace=tmp_path_factory.mktemp("ws"))
 
 

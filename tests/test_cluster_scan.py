@@ -135,6 +135,8 @@ def test_a_changed_file_reads_only_its_chunk(tmp_path):
     second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")
     assert second.summary["partitions_written"] == 1
     assert second.summary["files_from_partitions"] == 300 - sum(len(c) for c in tasks[-1])
+    # the changed task's old partition is gone: the folder does not grow with every change
+    assert len(list((second.workspace / engine.PARTS_DIR).glob("*.parquet"))) == len(tasks)
     local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
     assert_same_scan(local, second)
     assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])

@@ -199,6 +199,14 @@ def _write_part(path: Path, table: pa.Table) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _drop_stale_parts(parts: Path, keep: set[str]) -> None:
+    """Partitions of earlier reads are removed once a read completes: its rows are then in the file cache, and
+    the folder would otherwise grow with every changed file."""
+    for p in parts.glob("*.parquet"):
+        if p.stem not in keep:
+            p.unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------- the read
 
 def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progress: Progress | None = None,
@@ -263,6 +271,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
                     if progress:
                         progress(done, total)
     stats.update(files_from_partitions=from_parts, partitions_written=written, chunks_read_in_driver=in_driver)
+    _drop_stale_parts(parts, set(keys))
     if not tables:
         empty = filescan.scan_chunk(root_s, [])
         return chunk_table(empty).drop_columns(["desc"]).to_pandas(), empty["desc"]

@@ -84,6 +84,7 @@ SLOW_TESTS = frozenset({
     "test_cluster_scan.py::test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing",
     "test_cluster_scan.py::test_a_changed_file_reads_only_its_chunk",
     "test_cluster_scan.py::test_a_bad_cluster_address_is_a_one_line_error_naming_it",
+    "test_cluster_scan.py::test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error",
     "test_cluster_dups.py::test_on_ray_the_steps_give_what_they_give_here",
     "test_cluster_dups.py::test_banded_near_pairs_give_the_local_pairs_groups_and_findings",
 })

@@ -181,3 +181,16 @@ def test_parse_cluster_reads_every_form():
     for bad in ("local:0", "local:x", "ray://host", "host:99999", "", "s3://bucket/x:1"):
         with pytest.raises(ValueError, match="--cluster"):
             engine.parse_cluster(bad)
+
+
+def test_a_worker_that_cannot_see_the_root_says_so(tmp_path):
+    with pytest.raises(engine.RootNotVisible, match="not a folder on Ray node .*mounts at the same path"):
+        engine.read_chunk(str(tmp_path / "not-here"), [["a.png"]])
+    table = engine.read_chunk(str(tmp_path), [["a.png"]])          # a root it sees: a missing file is a row
+    assert table.column("error_kind").to_pylist() == ["missing_file"]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error(tmp_path):
+    with pytest.raises(engine.ClusterError, match="not a folder on Ray node"):
+        engine.read_files(tmp_path / "not-here", ["a.png", "b.png"], tmp_path / "ws", "local:2")

@@ -152,9 +152,17 @@ def chunk_table(cols: dict) -> pa.Table:
     return pa.table(data)
 
 
+class RootNotVisible(RuntimeError):
+    """A worker cannot see the dataset root: every file would read as missing."""
+
+
 def read_chunk(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> pa.Table:
-    """The task body: its chunks read one by one, each exactly as the local pool reads it, as one table."""
+    """The task body: its chunks read one by one, each exactly as the local pool reads it, as one table.
+    Raises RootNotVisible when the root folder does not exist on this node (a path, not a bucket URL)."""
     from .. import filescan
+    if "://" not in root and not os.path.isdir(root):
+        raise RootNotVisible(f"the dataset root {root} is not a folder on Ray node {socket.gethostname()}; put the "
+                             "dataset on a file system every node mounts at the same path, or in a bucket")
     if delay_s:
         time.sleep(delay_s)
     with filescan.one_blas_thread():
@@ -260,6 +268,13 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
                     k = pending.pop(ref)
                     try:
                         table = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc if isinstance(exc, RootNotVisible) else getattr(exc, "cause", None)
+                        if isinstance(cause, RootNotVisible):     # every chunk would fail alike: stop, say why
+                            raise ClusterError(str(cause)) from None
+                        log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
+                        table = read_chunk(root_s, tasks[k])
+                        in_driver += 1
                     except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
                         log.warning("chunk %d failed on the cluster after its retries (%s); reading it here", k, exc)
                         table = read_chunk(root_s, tasks[k])

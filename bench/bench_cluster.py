@@ -4,10 +4,11 @@
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
 
 Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_support.py) made once; each engine
-in its own process: the local pool (default workers), Ray with 1 worker CPU (local:1) and with 2 (local:2); each
-run a cold scan in a fresh workspace (every file read, every check, saved). Ray's start is timed apart (once per
-process); the scans reuse it. Reported: median wall time of the whole scan and of its read phase (summary read_s),
-img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet partition bytes per image.
+in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
+CPU (local:1) and with 2 (local:2); each run a cold scan in a fresh workspace (every file read, every check, saved).
+Ray's start is timed apart; the scan reuses it. Reported: median wall time of the whole scan and of its read phase
+(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet
+partition bytes per image.
 
 --recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
 pairs of the local path (neardup.near_pairs) against the banded path (cluster/dups.py) at Hamming cuts 3, 7, 11, 15
@@ -101,14 +102,24 @@ def child(engine: str, root: str, runs: int) -> dict:
 
 def throughput(n: int, runs: int, base: Path) -> None:
     root = make_folder(base, n)
-    results = []
-    for engine in ("local", "ray:1", "ray:2"):
-        proc = subprocess.run([sys.executable, __file__, "--child", engine, "--root", str(root), "--runs", str(runs)],
-                              capture_output=True, text=True, cwd=REPO)
-        if proc.returncode:
-            print(proc.stderr[-3000:])
-            raise SystemExit(f"{engine} failed")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    engines = ("local", "ray:1", "ray:2")
+    results = {e: {"engine": e, "runs": [], "ray_start_s": [], "ray_worker_peak_rss_mb": 0,
+                   "pool_worker_peak_rss_mb": 0, "driver_peak_rss_mb": 0} for e in engines}
+    for _ in range(runs):            # interleaved, one process per run: a change in the machine's load hits all three
+        for engine in engines:
+            proc = subprocess.run([sys.executable, __file__, "--child", engine, "--root", str(root), "--runs", "1"],
+                                  capture_output=True, text=True, cwd=REPO)
+            if proc.returncode:
+                print(proc.stderr[-3000:])
+                raise SystemExit(f"{engine} failed")
+            one = json.loads(proc.stdout.strip().splitlines()[-1])
+            res = results[engine]
+            res["runs"] += one["runs"]
+            if "ray_start_s" in one:
+                res["ray_start_s"].append(one["ray_start_s"])
+            for k in ("ray_worker_peak_rss_mb", "pool_worker_peak_rss_mb", "driver_peak_rss_mb"):
+                res[k] = max(res[k], one[k])
+    results = list(results.values())
     base_read = None
     for res in results:
         s = statistics.median(r["s"] for r in res["runs"])
@@ -117,7 +128,7 @@ def throughput(n: int, runs: int, base: Path) -> None:
         pq = res["runs"][-1]["parquet_bytes"] / n if res["engine"] != "local" else 0
         print(f"{res['engine']:>6}: scan {s:.2f} s ({n / s:,.0f} img/s) of {[r['s'] for r in res['runs']]}; read "
               f"{rd:.2f} s ({n / rd:,.0f} img/s, x{rd / base_read:.2f} the local read) of "
-              f"{[r['read_s'] for r in res['runs']]}; Ray start {res.get('ray_start_s', '-')} s; worker peak RSS "
+              f"{[r['read_s'] for r in res['runs']]}; Ray start {res['ray_start_s'] or '-'} s; worker peak RSS "
               f"{res['ray_worker_peak_rss_mb'] or res['pool_worker_peak_rss_mb']} MB; driver peak RSS "
               f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}")
 

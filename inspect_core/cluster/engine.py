@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -246,7 +247,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
             tables[k] = _read_part(path, len(chunks[k]))
             if tables[k] is not None:
                 done += len(chunks[k])
-                from_parts += int(tables[k].column("content_hash").drop_null().__len__())
+                from_parts += len(tables[k].column("content_hash").drop_null())
     if progress and from_parts:
         progress(done, total)
     todo = [k for k, t in enumerate(tables) if t is None]
@@ -256,27 +257,22 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
             task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_chunk).options(name=TASK_NAME)
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             window = max(1, cpus * int(RETRIES["in_flight_per_cpu"]))
-            root_ref = root_s
             pending: dict = {}
-            queue = list(todo)
+            queue = deque(todo)
             while queue or pending:
                 while queue and len(pending) < window:       # back-pressure: a bounded number in flight
-                    k = queue.pop(0)
-                    pending[task.remote(root_ref, tasks[k], CHUNK_DELAY_S)] = k
+                    k = queue.popleft()
+                    pending[task.remote(root_s, tasks[k], CHUNK_DELAY_S)] = k
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     k = pending.pop(ref)
                     try:
                         table = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
+                    except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
                         cause = exc if isinstance(exc, RootNotVisible) else getattr(exc, "cause", None)
                         if isinstance(cause, RootNotVisible):     # every chunk would fail alike: stop, say why
                             raise ClusterError(str(cause)) from None
                         log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
-                        table = read_chunk(root_s, tasks[k])
-                        in_driver += 1
-                    except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
-                        log.warning("chunk %d failed on the cluster after its retries (%s); reading it here", k, exc)
                         table = read_chunk(root_s, tasks[k])
                         in_driver += 1
                     tables[k] = table

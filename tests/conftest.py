@@ -87,6 +87,9 @@ SLOW_TESTS = frozenset({
     "test_cluster_scan.py::test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error",
     "test_cluster_dups.py::test_on_ray_the_steps_give_what_they_give_here",
     "test_cluster_dups.py::test_banded_near_pairs_give_the_local_pairs_groups_and_findings",
+    "test_cluster_dups.py::test_on_real_photos_the_edited_copies_are_the_pairs_found",
+    "test_cluster_dups.py::test_a_smaller_cut_finds_every_local_pair_within_it_and_nothing_else",
+    "test_cluster_dups.py::test_exact_shuffle_gives_the_local_exact_pairs",
 })
 
 

@@ -269,7 +269,7 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
                 stats: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     if cluster is not None:     # the same chunks on a Ray cluster (inspect_core/cluster/engine.py)
         from .cluster import engine
-        return engine.read_files(root, image_ids, ws, cluster, progress, done_before, total, stats)
+        return engine.read_files(root, image_ids, ws, cluster, progress, done_before, total, stats, workers)
     root_s = str(root)
     chunks = _chunks(image_ids, workers if workers is not None else (os.cpu_count() or 1))
     results: list[tuple[int, pa.Table, np.ndarray]] = []

@@ -127,20 +127,21 @@ def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_n
 
 @pytest.mark.usefixtures("ray_local")
 def test_a_changed_file_reads_only_its_chunk(tmp_path):
+    """Also: --workers N with --cluster reads the chunks of a local scan with N workers (here 1)."""
     root = tmp_path / "ds"
     make_crops_folder(root, 300, seed=1, n_exact=5, n_near=5)
-    first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")
-    tasks = engine.plan_tasks(first.images["image_id"].tolist())
+    first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
+    tasks = engine.plan_tasks(first.images["image_id"].tolist(), local_workers=1)
     assert first.summary["partitions_written"] == len(tasks) > 1
     target = root / first.images["image_id"].iloc[-1]
     target.write_bytes(target.read_bytes()[:200])                   # truncated: a finding now
     (first.workspace / "filecache.parquet").unlink()
-    second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2")
+    second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
     assert second.summary["partitions_written"] == 1
     assert second.summary["files_from_partitions"] == 300 - sum(len(c) for c in tasks[-1])
     # the changed task's old partition is gone: the folder does not grow with every change
     assert len(list((second.workspace / engine.PARTS_DIR).glob("*.parquet"))) == len(tasks)
-    local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local", workers=1)
     assert_same_scan(local, second)
     assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])
 

@@ -219,11 +219,12 @@ def _drop_stale_parts(parts: Path, keep: set[str]) -> None:
 # ----------------------------------------------------------------------------- the read
 
 def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progress: Progress | None = None,
-               done_before: int = 0, total: int | None = None, stats: dict | None = None
-               ) -> tuple[pd.DataFrame, np.ndarray]:
+               done_before: int = 0, total: int | None = None, stats: dict | None = None,
+               local_workers: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-file rows and descriptors for ``image_ids`` (same order), read on the Ray cluster ``cluster``;
     chunks already in ``ws/cluster_parts`` are not read again. ``stats`` (a dict) receives files_from_partitions,
-    partitions_written and chunks_read_in_driver."""
+    partitions_written and chunks_read_in_driver. ``local_workers``: read the chunks of a local scan with that many
+    workers (``plan_tasks``; None: the local default)."""
     from .. import filescan
     from ..scanner import _cache_tag, _stat_all
     total = len(image_ids) if total is None else total
@@ -231,7 +232,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
     parts = Path(ws) / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
     root_s = str(root)
-    tasks = plan_tasks(image_ids)
+    tasks = plan_tasks(image_ids, local_workers)
     chunks = [[i for c in t for i in c] for t in tasks]            # the files of each task, in order
     sizes, mtimes = _stat_all(root, image_ids)
     tag = _cache_tag()

@@ -102,12 +102,15 @@ def cmd_scan(args) -> int:
         if args.near_threshold is not None:
             from .checks.context import near_rule
             near_rule(args.near_threshold)          # a cut that is no cosine is a usage error (exit 2)
+        if args.cluster is not None:
+            from .cluster.engine import parse_cluster  # imports no Ray
+            parse_cluster(args.cluster)
     except ValueError as exc:
         return error_line("scan", exc)
     try:
         result = scan(args.root, format=args.format, manifest=args.manifest, boxes=args.boxes,
                       workspace=args.workspace, workers=args.workers, progress=_Bar(),
-                      near_threshold=args.near_threshold)
+                      near_threshold=args.near_threshold, cluster=args.cluster)
         out = Path(args.out) if args.out else result.workspace / "scan"
         result.save(out)
     except input_errors() as exc:
@@ -222,6 +225,8 @@ def add_scan(sub) -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: the scan folder in the workspace)")
     s.add_argument("--workspace", help="base folder for workspaces (default: $XDG_CACHE_HOME/dataset-inspector)")
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    s.add_argument("--cluster", metavar="ADDRESS", help="read the files on Ray: local:N (a Ray on this machine, N "
+                   "CPUs), auto (the cluster this machine is in), ray://HOST:PORT or HOST:PORT (needs [cluster])")
     s.add_argument("--near-threshold", type=float, metavar="COSINE", help="near-duplicate cosine cut for images over "
                    "48 px; the other size bands' cuts move with it (default 0.94, set for precision; lower finds more)")
     s.add_argument("--fail-on", action="append", metavar="CHECK[:MAX_COUNT]",

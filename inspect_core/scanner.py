@@ -31,7 +31,7 @@ from .checks.balance import balance_table
 from .checks.context import CheckContext, near_rule
 from .limits import LIMITS
 from .loaders import Dataset, DatasetError, load_dataset
-from .paths import is_within, resolve_inside
+from .paths import is_within
 from .schema import FINDING_COLUMNS, finding_frame, issue_column
 from .workspace import workspace_dir
 
@@ -230,12 +230,7 @@ def _stat_all(root: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]
     sizes = np.full(len(image_ids), -1, np.int64)
     mtimes = np.zeros(len(image_ids), np.int64)
     if storage.is_remote(root):
-        listing = storage.list_files(root)
-        for k, i in enumerate(image_ids):
-            version = listing.get(i) if resolve_inside(root, i) is not None else None
-            if version is not None:
-                sizes[k], mtimes[k] = version.size_bytes, version.stamp
-        return sizes, mtimes
+        return storage.listed_versions(root, image_ids)
     root_s = str(root)
     dir_cache: dict = {}
     for k, i in enumerate(image_ids):
@@ -273,7 +268,11 @@ def _chunks(image_ids: list[str], n_workers: int) -> list[list[str]]:
 
 
 def _read_files(root: Path, image_ids: list[str], workers: int | None, progress: Progress | None,
-                done_before: int, total: int) -> tuple[pd.DataFrame, np.ndarray]:
+                done_before: int, total: int, cluster: str | None = None, ws: Path | None = None,
+                stats: dict | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    if cluster is not None:     # the same chunks on a Ray cluster (inspect_core/cluster/engine.py)
+        from .cluster import engine
+        return engine.read_files(root, image_ids, ws, cluster, progress, done_before, total, stats, workers)
     root_s = str(root)
     chunks = _chunks(image_ids, workers if workers is not None else (os.cpu_count() or 1))
     results: list[tuple[int, pa.Table, np.ndarray]] = []
@@ -319,7 +318,7 @@ def _read_files(root: Path, image_ids: list[str], workers: int | None, progress:
 
 
 def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | None = None,
-                   progress: Progress | None = None, cache_in_background: bool = False
+                   progress: Progress | None = None, cache_in_background: bool = False, cluster: str | None = None
                    ) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """Per-file rows for ``image_ids`` (same order), reading only files new or changed since the cached scan.
 
@@ -351,11 +350,12 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
     if progress:
         progress(int(hit.sum()), total)
     t0 = time.perf_counter()
+    part_stats: dict = {}
     new_rows, new_desc = _read_files(root, todo + not_files, workers if len(todo) else 1, progress,
-                                     int(hit.sum()), total)
+                                     int(hit.sum()), total, cluster if len(todo) else None, ws, part_stats)
     read_s = time.perf_counter() - t0
     # files actually read (a cold scan also sends missing and outside-the-root paths to the readers)
-    n_read = int(new_rows["content_hash"].notna().sum())
+    n_read = int(new_rows["content_hash"].notna().sum()) - part_stats.get("files_from_partitions", 0)
     if cached is not None and hit.any():
         cdf, cdesc = cached
         merged = pd.concat([cdf.iloc[hit_pos[hit]], new_rows], ignore_index=True)
@@ -371,7 +371,7 @@ def read_all_files(root: Path, image_ids: list[str], ws: Path, workers: int | No
         rows = merged.iloc[inv].reset_index(drop=True)
         desc = merged_desc[inv]
     del merged, merged_desc
-    stats = {"files_read": n_read, "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3)}
+    stats = {"files_read": n_read, "files_from_cache": int(hit.sum()), "read_s": round(read_s, 3), **part_stats}
     if len(todo):
         if cache_in_background:
             # the cache is written while the checks run (Arrow and Parquet work outside the GIL)
@@ -487,18 +487,21 @@ def _input_fingerprint(ds: Dataset, rows: pd.DataFrame, rule: dict) -> str:
 
 
 def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, workers: int | None = None,
-         progress: Progress | None = None, near_threshold: float | None = None) -> ScanResult:
+         progress: Progress | None = None, near_threshold: float | None = None, cluster: str | None = None
+         ) -> ScanResult:
     """Load the dataset at ``root``, read every new or changed file once, run every check, save the result
     in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache).
     ``near_threshold``: the near-duplicate cosine cut for images over 48 px (checks.context.near_rule; the
-    other cuts move with it); None keeps the default, set for precision."""
+    other cuts move with it); None keeps the default, set for precision. ``cluster``: read the files on Ray
+    ("local:N", "auto", "ray://HOST:PORT"; inspect_core/cluster/engine.py) instead of local processes."""
     t0 = time.perf_counter()
     ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
     ds.images, renames = namespace_metadata(ds.images)
     ds.images.attrs["metadata_renames"] = renames
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
-    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True)
+    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True,
+                                            cluster=cluster)
     del image_ids  # a Python string per image (about 80 MB a million)
     cache_writer = read_stats.pop("cache_writer", None)
     try:

@@ -319,6 +319,22 @@ def file_version(root, image_id: str) -> FileVersion | None:
         return None
 
 
+def listed_versions(root: str, image_ids: list[str]):
+    """Sizes and version stamps of ``image_ids`` under a remote root from one listing (no request per file), as
+    two int64 arrays; -1 size (never a cache hit) for an id that is missing or outside the root."""
+    import numpy as np
+
+    from .paths import resolve_inside
+    sizes = np.full(len(image_ids), -1, np.int64)
+    stamps = np.zeros(len(image_ids), np.int64)
+    listing = list_files(root)
+    for k, i in enumerate(image_ids):
+        version = listing.get(i) if resolve_inside(root, i) is not None else None
+        if version is not None:
+            sizes[k], stamps[k] = version.size_bytes, version.stamp
+    return sizes, stamps
+
+
 def remote_version(root: str, image_id: str) -> FileVersion:
     """FileVersion of a remote file: from the root's kept listing, else a HEAD. FileNotFoundError when absent,
     StorageError when the server cannot be asked."""

@@ -82,6 +82,17 @@ SLOW_TESTS = frozenset({
     "test_cluster_score.py::test_score_on_a_local_ray_cluster_equals_the_local_path_and_shares_its_cache",
     "test_cluster_score.py::test_score_without_cluster_imports_no_ray",
     "test_cluster_score.py::test_a_model_the_workers_cannot_load_is_a_one_line_error",
+    "test_cluster_scan.py::test_cluster_scan_of_sample_data_matches_the_local_scan",
+    "test_cluster_scan.py::test_a_worker_killed_mid_scan_costs_only_its_chunk",
+    "test_cluster_scan.py::test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing",
+    "test_cluster_scan.py::test_a_changed_file_reads_only_its_chunk",
+    "test_cluster_scan.py::test_a_bad_cluster_address_is_a_one_line_error_naming_it",
+    "test_cluster_scan.py::test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error",
+    "test_cluster_dups.py::test_on_ray_the_steps_give_what_they_give_here",
+    "test_cluster_dups.py::test_banded_near_pairs_give_the_local_pairs_groups_and_findings",
+    "test_cluster_dups.py::test_on_real_photos_the_edited_copies_are_the_pairs_found",
+    "test_cluster_dups.py::test_a_smaller_cut_finds_every_local_pair_within_it_and_nothing_else",
+    "test_cluster_dups.py::test_exact_shuffle_gives_the_local_exact_pairs",
 })
 
 

@@ -1,0 +1,195 @@
+"""The scan on Ray against the local pool, and the measured inputs of a plan for 100,000,000 images (issue 15).
+
+    .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
+    .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
+
+Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_support.py) made once; each engine
+in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
+CPU (local:1) and with 2 (local:2); each run a cold scan in a fresh workspace (every file read, every check, saved).
+Ray's start is timed apart; the scan reuses it. Reported: median wall time of the whole scan and of its read phase
+(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet
+partition bytes per image.
+
+--recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
+pairs of the local path (neardup.near_pairs) against the banded path (cluster/dups.py) at Hamming cuts 3, 7, 11, 15
+and the rule's own (22): recall of the local pairs, extra pairs, candidates compared, time.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def import_file(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_folder(base: Path, n: int) -> Path:
+    root = base / f"crops_{n}"
+    if not (base / f".made_{n}").exists():
+        import_file(REPO / "tests" / "cluster_support.py").make_crops_folder(root, n, seed=3, n_exact=150, n_near=150)
+        (base / f".made_{n}").write_text("")
+    return root
+
+
+def child(engine: str, root: str, runs: int) -> dict:
+    """One engine's runs, in this process."""
+    import resource
+    import threading
+
+    sys.path.insert(0, str(REPO))
+    import inspect_core
+    from inspect_core.cluster import engine as eng
+
+    out = {"engine": engine, "runs": []}
+    cluster = None
+    if engine.startswith("ray"):
+        import ray
+        t = time.perf_counter()
+        ray.init(num_cpus=int(engine.split(":")[1]), include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        out["ray_start_s"] = round(time.perf_counter() - t, 2)
+        cluster = "local:" + engine.split(":")[1]
+    peak_kb = [0]
+    stop = threading.Event()
+
+    def watch():            # the largest resident set a reading Ray worker reached (VmHWM)
+        while not stop.is_set():
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    if (d / "cmdline").read_bytes().startswith(f"ray::{eng.TASK_NAME}".encode()):
+                        for line in (d / "status").read_text().splitlines():
+                            if line.startswith("VmHWM:"):
+                                peak_kb[0] = max(peak_kb[0], int(line.split()[1]))
+                except OSError:
+                    pass
+            time.sleep(0.2)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    for _ in range(runs):
+        ws = Path(tempfile.mkdtemp(prefix="bench_cluster_ws_"))
+        t = time.perf_counter()
+        r = inspect_core.scan(root, workspace=ws, cluster=cluster)
+        total_s = time.perf_counter() - t
+        parts = list((r.workspace / eng.PARTS_DIR).glob("*.parquet"))
+        out["runs"].append({"s": round(total_s, 2), "read_s": r.summary["read_s"], "n": r.summary["n_images"],
+                            "files_read": r.summary["files_read"], "n_findings": int(len(r.findings)),
+                            "parquet_bytes": sum(p.stat().st_size for p in parts)})
+    stop.set()
+    out["ray_worker_peak_rss_mb"] = round(peak_kb[0] / 1024, 1)
+    out["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["pool_worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    if engine.startswith("ray"):
+        import ray
+        ray.shutdown()
+    return out
+
+
+def throughput(n: int, runs: int, base: Path) -> None:
+    root = make_folder(base, n)
+    engines = ("local", "ray:1", "ray:2")
+    results = {e: {"engine": e, "runs": [], "ray_start_s": [], "ray_worker_peak_rss_mb": 0,
+                   "pool_worker_peak_rss_mb": 0, "driver_peak_rss_mb": 0} for e in engines}
+    for _ in range(runs):            # interleaved, one process per run: a change in the machine's load hits all three
+        for engine in engines:
+            proc = subprocess.run([sys.executable, __file__, "--child", engine, "--root", str(root), "--runs", "1"],
+                                  capture_output=True, text=True, cwd=REPO)
+            if proc.returncode:
+                print(proc.stderr[-3000:])
+                raise SystemExit(f"{engine} failed")
+            one = json.loads(proc.stdout.strip().splitlines()[-1])
+            res = results[engine]
+            res["runs"] += one["runs"]
+            if "ray_start_s" in one:
+                res["ray_start_s"].append(one["ray_start_s"])
+            for k in ("ray_worker_peak_rss_mb", "pool_worker_peak_rss_mb", "driver_peak_rss_mb"):
+                res[k] = max(res[k], one[k])
+    results = list(results.values())
+    base_read = None
+    for res in results:
+        s = statistics.median(r["s"] for r in res["runs"])
+        rd = statistics.median(r["read_s"] for r in res["runs"])
+        base_read = base_read or rd
+        pq = res["runs"][-1]["parquet_bytes"] / n if res["engine"] != "local" else 0
+        print(f"{res['engine']:>6}: scan {s:.2f} s ({n / s:,.0f} img/s) of {[r['s'] for r in res['runs']]}; read "
+              f"{rd:.2f} s ({n / rd:,.0f} img/s, x{rd / base_read:.2f} the local read) of "
+              f"{[r['read_s'] for r in res['runs']]}; Ray start {res['ray_start_s'] or '-'} s; worker peak RSS "
+              f"{res['ray_worker_peak_rss_mb'] or res['pool_worker_peak_rss_mb']} MB; driver peak RSS "
+              f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}")
+
+
+def recall(base: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    import inspect_core
+    from inspect_core import neardup
+    from inspect_core.checks.context import near_cuts, near_rule
+    from inspect_core.cluster import dups
+    support = import_file(REPO / "tests" / "cluster_support.py")
+    photos_root = base / "photo_copies"
+    if not photos_root.exists():
+        support.make_photo_copies_folder(photos_root)
+    for root in (photos_root, make_folder(base, 20000)):
+        r = inspect_core.scan(root, workspace=base / "ws_recall")
+        img, desc = r.images, r.desc
+        cuts = near_cuts(img, near_rule())[:2]
+        phash = img["phash"].to_numpy(np.int64)
+        use = img["error_kind"].isna().to_numpy()
+        t = time.perf_counter()
+        li, lj, _ = neardup.near_pairs(desc, phash=phash, subset=use, cuts=cuts)
+        local_s = time.perf_counter() - t
+        local = set(zip(li.tolist(), lj.tolist()))
+        dist = np.array([int(neardup.hamming64(phash[[a]], phash[[b]])[0]) for a, b in local])
+        print(f"{root.name}: {int(use.sum())} images, {len(local)} local near pairs in {local_s:.2f} s; their pHash "
+              f"distances: median {np.median(dist) if len(dist) else 0:.0f}, max {dist.max() if len(dist) else 0}")
+        idx = np.nonzero(use)[0]
+        for k in (3, 7, 11, 15, dups.rule_hamming_cut(cuts)):
+            t = time.perf_counter()
+            bi, bj, _ = dups.near_pairs_banded(desc, phash, cuts, subset=use, hamming_cut=k)
+            s = time.perf_counter() - t
+            all_bands = dups.bands(k)
+            compared = sum(len(dups.band_candidates(phash, idx, b, all_bands, 64)[0]) for b in range(len(all_bands)))
+            banded = set(zip(bi.tolist(), bj.tolist()))
+            print(f"  cut {k:>2} ({len(all_bands)} bands of {64 // len(all_bands)}-{-(-64 // len(all_bands))} bits): "
+                  f"recall {len(banded & local) / max(1, len(local)):.3f}, extra {len(banded - local)}, "
+                  f"pairs compared {compared:,} ({compared / max(1, len(idx)):.1f} per image), {s:.2f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--recall", action="store_true")
+    p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
+    p.add_argument("--child")
+    p.add_argument("--root")
+    a = p.parse_args()
+    if a.child:
+        print(json.dumps(child(a.child, a.root, a.runs)))
+        return
+    base = Path(a.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    if a.recall:
+        recall(base)
+    else:
+        throughput(a.n, a.runs, base)
+
+
+if __name__ == "__main__":
+    main()

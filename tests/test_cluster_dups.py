@@ -1,0 +1,172 @@
+"""The global duplicate steps in their cluster form (inspect_core/cluster/dups.py): banding misses no pair within
+its Hamming cut; with the rule's own cut it gives the local path's pairs, groups and findings on sample_data and on
+real photos with edited copies (resized, JPEG re-encoded, cropped, brightened); the exact-duplicate shuffle gives
+the local exact pairs; on Ray the same as in this process."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from cluster_support import REPO, make_photo_copies_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
+
+import inspect_core
+from inspect_core import neardup
+from inspect_core.checks.context import CheckContext, near_cuts, near_rule
+from inspect_core.cluster import dups
+from inspect_core.scanner import _boxes_to_px, run_checks
+
+
+def test_bands_cover_64_bits_and_any_pair_within_the_cut_shares_one():
+    rng = np.random.default_rng(0)
+    for k in (0, 1, 3, 7, 15, 22, 40, 62, 63, 80):
+        bs = dups.bands(k)
+        assert sum(w for _, w in bs) == (64 if k < 63 else 0)
+        if k >= 63:
+            continue
+        assert len(bs) == k + 1 and max(w for _, w in bs) - min(w for _, w in bs) <= 1
+        h = rng.integers(-2**63, 2**63 - 1, 500, dtype=np.int64).view(np.uint64)
+        for d in (0, k // 2, k):          # flip d random bits: within the cut, a band must agree
+            flips = np.zeros(len(h), np.uint64)
+            for r in range(len(h)):
+                for bit in rng.choice(64, d, replace=False):
+                    flips[r] |= np.uint64(1) << np.uint64(int(bit))
+            g = h ^ flips
+            shared = np.zeros(len(h), bool)
+            for s, w in bs:
+                m = np.uint64((1 << w) - 1)
+                shared |= ((h >> np.uint64(s)) & m) == ((g >> np.uint64(s)) & m)
+            assert shared.all(), (k, d)
+
+
+def test_band_candidates_are_exactly_the_pairs_within_the_cut():
+    rng = np.random.default_rng(1)
+    base = rng.integers(-2**63, 2**63 - 1, 300, dtype=np.int64)
+    flips = [sum(1 << int(b) for b in rng.choice(64, r % 21, replace=False)) for r in range(100)]
+    near = base[:100] ^ np.array(flips, np.uint64).view(np.int64)                      # 0-20 bits apart
+    h = np.concatenate([base, near, base[:20]])                                        # and 20 equal hashes
+    idx = np.arange(len(h))
+    for k in (3, 8, 22):
+        all_bands = dups.bands(k)
+        found = set()
+        for b in range(len(all_bands)):
+            i, j = dups.band_candidates(h, idx, b, all_bands, k)
+            pairs = {(min(a, c), max(a, c)) for a, c in zip(i.tolist(), j.tolist())}
+            assert not pairs & found, "a pair came from two bands"
+            found |= pairs
+        d = np.bitwise_count(h[:, None].view(np.uint64) ^ h[None, :].view(np.uint64))
+        r, c = np.nonzero(np.triu(d <= k, 1))
+        assert found == set(zip(r.tolist(), c.tolist())) and len(found) > 20
+
+
+@pytest.fixture(scope="module")
+def real_photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos") / "ds"
+    make_photo_copies_folder(root)
+    return inspect_core.scan(root, workspace=tmp_path_factory.mktemp("ws"))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return inspect_core.scan(REPO / "sample_data")
+
+
+def _context(result) -> CheckContext:
+    ds = result.dataset
+    return CheckContext(images=result.images, desc=result.desc, annotations=_boxes_to_px(ds, result.images),
+                        classes=ds.classes, has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes,
+                        near_rule=near_rule())
+
+
+def _banded_run(result, monkeypatch, cluster=None):
+    """The checks with the near pairs from banding in place of neardup.near_pairs: (findings, pairs, groups)."""
+    with monkeypatch.context() as m:
+        m.setattr(neardup, "near_pairs", lambda desc, phash, subset, cuts: dups.near_pairs_banded(
+            desc, phash, cuts, subset=subset, cluster=cluster))
+        ctx = _context(result)
+        findings = run_checks(ctx, result.dataset.problems)
+        return findings, ctx.pairs, ctx.groups
+
+
+@pytest.mark.parametrize("which", ["sample", "real_photos"])
+def test_banded_near_pairs_give_the_local_pairs_groups_and_findings(which, request, monkeypatch):
+    result = request.getfixturevalue(which)
+    ctx = _context(result)
+    local = run_checks(ctx, result.dataset.problems), ctx.pairs, ctx.groups
+    banded = _banded_run(result, monkeypatch)
+    pd.testing.assert_frame_equal(local[0], banded[0], check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(local[1], banded[1], check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(local[2], banded[2], check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(local[0], result.findings, check_exact=False, rtol=1e-5)
+    assert (local[1]["kind"] == "near").sum() >= (1 if which == "sample" else 40)
+
+
+def test_on_real_photos_the_edited_copies_are_the_pairs_found(real_photos, monkeypatch):
+    """Precision and recall of what the banded path finds, against the planted copies (tiles of one photo are
+    distinct images; the photo and its copies are one picture)."""
+    _, pairs, _ = _banded_run(real_photos, monkeypatch)
+
+    def photo_of(image_id: str) -> str | None:
+        name = image_id.rsplit("/", 1)[-1].split(".")[0]
+        return None if name.startswith("tile") else re.sub(r"^[a-z]+", "", name)
+    found = {(a, b) for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])}
+    same = {p for p in found if photo_of(p[0]) is not None and photo_of(p[0]) == photo_of(p[1])}
+    precision = len(same) / len(found)
+    ids = real_photos.images["image_id"].tolist()
+    planted = {tuple(sorted((a, b))) for a in ids for b in ids
+               if a < b and photo_of(a) is not None and photo_of(a) == photo_of(b)}
+    recall = len(same & planted) / len(planted)
+    assert precision >= 0.95 and recall >= 0.8, (precision, recall, sorted(found - same)[:5])
+
+
+def test_a_smaller_cut_finds_every_local_pair_within_it_and_nothing_else(real_photos):
+    img, desc = real_photos.images, real_photos.desc
+    cos, ph, _, _ = near_cuts(img, near_rule())
+    phash = img["phash"].to_numpy(np.int64)
+    use = img["error_kind"].isna().to_numpy()
+    li, lj, _ = neardup.near_pairs(desc, phash=phash, subset=use, cuts=(cos, ph))
+    local = set(zip(li.tolist(), lj.tolist()))
+    for k in (3, 8):
+        bi, bj, _ = dups.near_pairs_banded(desc, phash, (cos, ph), subset=use, hamming_cut=k)
+        banded = set(zip(bi.tolist(), bj.tolist()))
+        within = {p for p in local if neardup.hamming64(phash[[p[0]]], phash[[p[1]]])[0] <= k}
+        assert within <= banded <= local
+
+
+@pytest.mark.parametrize("which", ["sample", "real_photos"])
+def test_exact_shuffle_gives_the_local_exact_pairs(which, request):
+    result = request.getfixturevalue(which)
+    ctx = _context(result)
+    local = ctx.pairs[ctx.pairs["kind"] == "exact"]
+    local = set(zip(local["a"].tolist(), local["b"].tolist()))
+    img = result.images
+    found = set()
+    for _col, keys in (("content_hash", img["content_hash"].where(img["file_size_bytes"].gt(0))),
+                      ("pixel_hash", img["pixel_hash"].where(img["error_kind"].isna()))):
+        a, b = dups.exact_pairs(dups.exact_groups(keys.tolist(), n_partitions=5))
+        found |= set(zip(a.tolist(), b.tolist()))
+    assert found == local and len(local) >= 1
+
+
+def test_exact_groups_skip_missing_keys_and_star_a_large_group():
+    keys = ["a"] * 25 + [None, float("nan"), "", "b", "c", "b"]
+    groups = dups.exact_groups(keys, n_partitions=3)
+    assert [g.tolist() for g in groups] == [list(range(25)), [28, 30]]
+    a, b = dups.exact_pairs(groups)
+    assert (a[:24] == 0).all() and b[:24].tolist() == list(range(1, 25)) and (a[24], b[24]) == (28, 30)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_on_ray_the_steps_give_what_they_give_here(real_photos, sample):
+    import ray
+    img, desc = real_photos.images, real_photos.desc
+    cuts = near_cuts(img, near_rule())[:2]
+    phash = img["phash"].to_numpy(np.int64)
+    here = dups.near_pairs_banded(desc, phash, cuts)
+    there = dups.near_pairs_banded(desc, phash, cuts, cluster=ray)
+    for a, b in zip(here, there):
+        np.testing.assert_array_equal(a, b)
+    keys = sample.images["content_hash"].tolist()
+    assert [g.tolist() for g in dups.exact_groups(keys, cluster=ray)] == \
+        [g.tolist() for g in dups.exact_groups(keys)]

@@ -1,0 +1,200 @@
+"""The scan on a Ray cluster (inspect_core/cluster/engine.py): a local Ray of 2 worker CPUs gives the same rows,
+findings and pairs as the local pool on sample_data and on 20,000 real-photo crops; a worker killed mid-scan costs
+only its chunk; finished chunks are Parquet partitions a re-run reuses; no --cluster means no Ray import; a bad
+address is a one-line error naming it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cluster_support import REPO, make_crops_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
+
+import inspect_core
+from inspect_core.cluster import engine
+from inspect_core.scanner import load_scan
+
+SAMPLE = REPO / "sample_data"
+
+
+def assert_same_scan(local, other) -> None:
+    pd.testing.assert_frame_equal(local.images, other.images)
+    pd.testing.assert_frame_equal(local.findings, other.findings)
+    pd.testing.assert_frame_equal(local.pairs, other.pairs)
+    np.testing.assert_array_equal(local.desc, other.desc)
+
+
+@pytest.fixture(scope="module")
+def sample_local(tmp_path_factory):
+    return inspect_core.scan(SAMPLE, workspace=tmp_path_factory.mktemp("ws_local"))
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_cluster_scan_of_sample_data_matches_the_local_scan(sample_local, tmp_path):
+    calls = []
+    result = inspect_core.scan(SAMPLE, workspace=tmp_path / "ws", cluster="local:2",
+                               progress=lambda done, total: calls.append((done, total)))
+    assert_same_scan(sample_local, result)
+    n = len(result.images)
+    assert result.summary["files_read"] == result.images["content_hash"].notna().sum() > 300
+    assert result.summary["partitions_written"] == len(engine.plan_tasks(result.images["image_id"].tolist())) > 1
+    assert calls[-1] == (n, n)
+    # what the app and the checks read back is the local scan's
+    saved = load_scan(result.workspace)
+    pd.testing.assert_frame_equal(saved.findings, sample_local.findings)
+    assert len(list((result.workspace / engine.PARTS_DIR).glob("*.parquet"))) == result.summary["partitions_written"]
+
+
+def _ray_readers() -> list[int]:
+    """PIDs of Ray workers reading a chunk now (their process title is ray::<task name>)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(f"ray::{engine.TASK_NAME}".encode()):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("max_retries", [3, 0])
+def test_a_worker_killed_mid_scan_costs_only_its_chunk(max_retries, sample_local, tmp_path, monkeypatch):
+    """Ray re-runs the lost chunk on another worker; with no retries left the driver reads it."""
+    monkeypatch.setitem(engine.RETRIES, "chunks_per_task", 1)
+    monkeypatch.setitem(engine.RETRIES, "max_retries", max_retries)
+    monkeypatch.setattr(engine, "CHUNK_DELAY_S", 0.4)       # chunks slow enough to be caught in flight
+    killed = []
+
+    def kill_one():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in _ray_readers():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    result = inspect_core.scan(SAMPLE, workspace=tmp_path / "ws", cluster="local:2")
+    killer.join()
+    assert killed, "no Ray worker was seen reading a chunk"
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)
+    assert_same_scan(sample_local, result)
+    assert result.summary["chunks_read_in_driver"] == (0 if max_retries else 1)
+    assert result.summary["partitions_written"] == len(engine.plan_tasks(result.images["image_id"].tolist()))
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crops") / "ds"
+    planted = make_crops_folder(root, 20_000, seed=3, n_exact=150, n_near=150)
+    return root, planted
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing(crops, tmp_path):
+    root, planted = crops
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
+    on_ray = inspect_core.scan(root, workspace=tmp_path / "ws_ray", cluster="local:2")
+    assert on_ray.summary["files_read"] == 20_000
+    assert_same_scan(local, on_ray)
+    # the planted copies are found (the comparison is not of two empty results)
+    pairs = set(zip(on_ray.pairs["image_id_a"], on_ray.pairs["image_id_b"]))
+    exact = {tuple(sorted(p)) for p in planted["exact"]}
+    near = {tuple(sorted(p)) for p in planted["near"]}
+    assert exact <= pairs
+    assert len(near & pairs) >= 0.9 * len(near)
+    # a run that died before the file cache was written: the partitions are read, no file is
+    ws = on_ray.workspace
+    (ws / "filecache.parquet").unlink()
+    (ws / "scan" / "summary.json").unlink()
+    again = inspect_core.scan(root, workspace=tmp_path / "ws_ray", cluster="local:2")
+    assert again.summary["files_read"] == 0
+    assert again.summary["files_from_partitions"] == 20_000
+    assert again.summary["partitions_written"] == 0
+    assert_same_scan(local, again)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_changed_file_reads_only_its_chunk(tmp_path):
+    """Also: --workers N with --cluster reads the chunks of a local scan with N workers (here 1)."""
+    root = tmp_path / "ds"
+    make_crops_folder(root, 300, seed=1, n_exact=5, n_near=5)
+    first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
+    tasks = engine.plan_tasks(first.images["image_id"].tolist(), local_workers=1)
+    assert first.summary["partitions_written"] == len(tasks) > 1
+    target = root / first.images["image_id"].iloc[-1]
+    target.write_bytes(target.read_bytes()[:200])                   # truncated: a finding now
+    (first.workspace / "filecache.parquet").unlink()
+    second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
+    assert second.summary["partitions_written"] == 1
+    assert second.summary["files_from_partitions"] == 300 - sum(len(c) for c in tasks[-1])
+    # the changed task's old partition is gone: the folder does not grow with every change
+    assert len(list((second.workspace / engine.PARTS_DIR).glob("*.parquet"))) == len(tasks)
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local", workers=1)
+    assert_same_scan(local, second)
+    assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])
+
+
+def _run_cli(args: list[str], code_tail: str = "") -> subprocess.CompletedProcess:
+    code = ("import sys; from inspect_core.cli import main; rc = main(sys.argv[1:]); "
+            f"print(rc, 'ray' in sys.modules){code_tail}")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_a_scan_without_cluster_never_imports_ray(tmp_path, textured):
+    root = tmp_path / "ds"
+    (root / "cat").mkdir(parents=True)
+    for k in range(3):
+        textured(k).save(root / "cat" / f"{k}.png")
+    proc = _run_cli(["scan", str(root), "--out", str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")])
+    assert proc.stdout.strip().splitlines()[-1] == "0 False", proc.stderr
+    assert (tmp_path / "out" / "findings.csv").is_file()
+
+
+def test_a_bad_cluster_address_is_a_one_line_error_naming_it(tmp_path, textured):
+    root = tmp_path / "ds"
+    (root / "cat").mkdir(parents=True)
+    textured(0).save(root / "cat" / "0.png")
+    proc = _run_cli(["scan", str(root), "--workspace", str(tmp_path / "ws"), "--cluster", "ray://127.0.0.1:1"])
+    assert proc.stdout.strip().splitlines()[-1].startswith("2 "), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "ray://127.0.0.1:1" in lines[0] and "ray start --head" in lines[0] and "local:N" in lines[0]
+    # a spec that is no address at all is a usage error, before anything is read
+    proc = _run_cli(["scan", str(root), "--workspace", str(tmp_path / "ws"), "--cluster", "nowhere"])
+    assert proc.stdout.strip().splitlines()[-1] == "2 False", proc.stderr
+    assert "--cluster 'nowhere'" in proc.stderr and "local:N" in proc.stderr
+
+
+def test_parse_cluster_reads_every_form():
+    assert engine.parse_cluster("local:3") == ("local", 3)
+    assert engine.parse_cluster("auto") == ("auto", None)
+    assert engine.parse_cluster("ray://head.example:10001") == ("client", ("head.example", 10001))
+    assert engine.parse_cluster("10.0.0.5:6379") == ("gcs", ("10.0.0.5", 6379))
+    for bad in ("local:0", "local:x", "ray://host", "host:99999", "", "s3://bucket/x:1"):
+        with pytest.raises(ValueError, match="--cluster"):
+            engine.parse_cluster(bad)
+
+
+def test_a_worker_that_cannot_see_the_root_says_so(tmp_path):
+    with pytest.raises(engine.RootNotVisible, match="not a folder on Ray node .*mounts at the same path"):
+        engine.read_chunk(str(tmp_path / "not-here"), [["a.png"]])
+    table = engine.read_chunk(str(tmp_path), [["a.png"]])          # a root it sees: a missing file is a row
+    assert table.column("error_kind").to_pylist() == ["missing_file"]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error(tmp_path):
+    with pytest.raises(engine.ClusterError, match="not a folder on Ray node"):
+        engine.read_files(tmp_path / "not-here", ["a.png", "b.png"], tmp_path / "ws", "local:2")

@@ -495,6 +495,18 @@ def worker_init() -> None:
 _WORKER_LIMIT = None
 
 
+def release_freed_memory() -> None:
+    """Give memory freed by the scan's last phase back to the operating system (glibc keeps it otherwise: measured,
+    the scan's peak RSS grew 2.7x faster than its live allocations). No-op where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def scan_chunk(root: str, image_ids: list[str], dir_cache: dict | None = None) -> dict:
     """Scan several files; return columns (lists / arrays) so the transfer between processes is cheap.
 

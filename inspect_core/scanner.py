@@ -123,18 +123,6 @@ class ScanResult:
         return out
 
 
-def _release_freed_memory() -> None:
-    """Give memory freed by the last phase back to the operating system (glibc keeps it otherwise: measured,
-    the scan's peak RSS grew 2.7x faster than its live allocations). No-op where there is no glibc."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = _tmp_name(path)
     df.to_parquet(tmp, index=False)
@@ -518,7 +506,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     [rows, desc], emptied here so that the rows table is freed once it has become part of ``images``."""
     rows, desc = read
     read.clear()
-    _release_freed_memory()
+    filescan.release_freed_memory()
     input_fp = _input_fingerprint(ds, rows, rule)
     if read_stats["files_read"] == 0:
         # nothing on disk changed since the saved scan: its findings still hold
@@ -538,7 +526,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
                        has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, near_rule=rule)
     findings = run_checks(ctx, ds.problems)
-    _release_freed_memory()
+    filescan.release_freed_memory()
     per_image = findings[findings["image_id"] != ""]
     for name in [c for spec in REGISTRY.values() if not spec.dataset_level for c in spec.checks]:
         images[issue_column(name)] = images["image_id"].isin(per_image.loc[per_image["check"] == name, "image_id"])

@@ -236,3 +236,14 @@ def test_score_model_with_no_category_in_common_names_both_lists(tmp_path, capsy
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "bird, plane" in err and "circle" in err and "Traceback" not in err
+
+
+def test_a_detector_sidecar_beside_a_classifier_leaves_the_classifiers_variants_their_sidecar(tmp_path):
+    from inspect_core.model.preprocess import find_sidecar
+    # sample_data/model holds model.preprocess.json and detector.preprocess.json: model_state.pt is model's variant
+    assert find_sidecar(SAMPLE / "model" / "model_state.pt") == SAMPLE / "model" / "model.preprocess.json"
+    assert find_sidecar(DETECTOR) == SAMPLE / "model" / "detector.preprocess.json"
+    for name in ("model.preprocess.json", "detector.preprocess.json"):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    assert find_sidecar(tmp_path / "model-ema.pt") == tmp_path / "model.preprocess.json"
+    assert find_sidecar(tmp_path / "other.pt") is None          # two sidecars, neither its own: none guessed

@@ -47,7 +47,7 @@ def detector_sidecar(args):
     return spec, path
 
 
-def _run_model(args, detector):
+def run_model(args, detector):
     """Run the detector of ``--model`` over the dataset and triage its boxes (``tasks.detection.run_detector``)."""
     from ..loaders import load_dataset
     from ..model.tasks.detection import load_detector, run_detector
@@ -107,7 +107,7 @@ def run(args) -> int:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder; give a folder to write the tables into")
         if detector is not None:
-            result = _run_model(args, detector)
+            result = run_model(args, detector)
         else:
             result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
         result.save(out)

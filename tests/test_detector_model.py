@@ -247,3 +247,14 @@ def test_a_detector_sidecar_beside_a_classifier_leaves_the_classifiers_variants_
         (tmp_path / name).write_text("{}", encoding="utf-8")
     assert find_sidecar(tmp_path / "model-ema.pt") == tmp_path / "model.preprocess.json"
     assert find_sidecar(tmp_path / "other.pt") is None          # two sidecars, neither its own: none guessed
+
+
+def test_make_detector_rebuilds_the_shipped_detector_byte_for_byte(tmp_path):
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, str(SAMPLE / "make_detector.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    assert (tmp_path / "detector.ts.pt").read_bytes() == DETECTOR.read_bytes()
+    sidecar = json.loads((tmp_path / "detector.preprocess.json").read_text())
+    assert sidecar == json.loads((SAMPLE / "model" / "detector.preprocess.json").read_text())
+    assert sidecar["task"] == "detection"

@@ -161,7 +161,8 @@ def test_a_nan_output_on_one_image_is_that_images_finding_not_a_crash(tmp_path):
     result, scores = run_detector(load_dataset(root), model, workers=0)
     errors = scores.table.set_index("image_id")["error"]
     assert pd.isna(errors["images/a.png"])
-    assert "half.ts.pt" in errors["images/b.png"] and "'boxes'" in errors["images/b.png"] and "NaN" in errors["images/b.png"]
+    message = errors["images/b.png"]
+    assert "half.ts.pt" in message and "'boxes'" in message and "NaN" in message
     problems = result.problems
     assert problems.loc[problems["check"] == "detector_no_output", "image_id"].tolist() == ["images/b.png"]
     assert result.predictions["image_id"].tolist() == ["images/a.png"]       # b.png counts as predicted empty

@@ -54,7 +54,8 @@ def detection_metric(name: str, det: DetectionData, image_ids: pd.Series, mask: 
     if cls is not None:
         ann = ann.loc[ann["category"].astype(str) == str(cls)].reset_index(drop=True)
         pred = pred.loc[pred["category"].astype(str) == str(cls)].reset_index(drop=True)
-    crowd = ann["iscrowd"].fillna(False).astype(bool).to_numpy() if "iscrowd" in ann.columns else np.zeros(len(ann), bool)
+    crowd = (ann["iscrowd"].fillna(False).astype(bool).to_numpy() if "iscrowd" in ann.columns
+             else np.zeros(len(ann), bool))
     box_area = (ann["area"].to_numpy(np.float64) if "area" in ann.columns
                 else (ann["box_w_px"] * ann["box_h_px"]).to_numpy(np.float64))
     lo, hi = next((lo, hi) for a, lo, hi in AREA_RANGES if a == area)

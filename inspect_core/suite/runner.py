@@ -143,8 +143,9 @@ def run_suite(suite: Suite, data: SliceData, scores: M.ScoreArrays | None = None
               baseline: M.ScoreArrays | None = None, baseline_columns: pd.DataFrame | None = None,
               detections=None) -> SuiteRun:
     """Every test of ``suite`` on ``data`` (and the model's ``scores``; ``baseline``: a previous model's, for
-    max_drop; ``detections``: a detector's boxes, ``det_metrics.DetectionData``, for the detection metrics). Slices that name score columns are evaluated on the current model's for the current run and on
-    the baseline's for the baseline."""
+    max_drop; ``detections``: a detector's boxes, ``det_metrics.DetectionData``, for the detection metrics).
+    Slices that name score columns are evaluated on the current model's for the current run and on the
+    baseline's for the baseline."""
     ev = SliceEvaluator(suite, data)
     base_ev = None
     if baseline is not None:

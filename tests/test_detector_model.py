@@ -259,3 +259,12 @@ def test_make_detector_rebuilds_the_shipped_detector_byte_for_byte(tmp_path):
     sidecar = json.loads((tmp_path / "detector.preprocess.json").read_text())
     assert sidecar == json.loads((SAMPLE / "model" / "detector.preprocess.json").read_text())
     assert sidecar["task"] == "detection"
+
+
+def test_a_detector_on_a_dataset_without_boxes_is_one_clear_line_before_anything_runs(tmp_path, capsys):
+    from inspect_core.cli import main
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "data" / "cat" / "a.png")
+    code = main(["score", str(tmp_path / "data"), "--model", str(DETECTOR), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no boxes" in err and err.count("\n") == 1 and "Traceback" not in err

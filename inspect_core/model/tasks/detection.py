@@ -343,7 +343,11 @@ def run_detector(dataset, model, *, params: dict | None = None, split: str | Non
                  workers=None, progress=None, cancel=None):
     """Run a detector (``load_detector``) over the dataset's images and triage its boxes: (DetectionResult,
     ScoreResult). ``split`` restricts both the images run and the evaluation."""
+    from ...loaders import DatasetError
     from ..pipeline import score_dataset
+    if not dataset.has_boxes:
+        raise DatasetError(f"dataset {dataset.root} has no boxes (no COCO JSON, no YOLO labels): a detector's boxes "
+                           "are held against annotated boxes; add annotations.json, or score a classifier instead")
     check_categories(model.spec, dataset)
     images = dataset.images
     if split is not None:

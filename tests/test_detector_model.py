@@ -268,3 +268,23 @@ def test_a_detector_on_a_dataset_without_boxes_is_one_clear_line_before_anything
     code = main(["score", str(tmp_path / "data"), "--model", str(DETECTOR), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "has no boxes" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_detection_task_goes_through_the_model_wings_triage_and_save(tmp_path):
+    """The task seam: ``model.triage.triage`` with a Detection task runs the pipeline, the annotation errors are its
+    issues, the COCO figures its metrics; ``save`` writes the per-class best scores beside the per-image table."""
+    from inspect_core.model.triage import triage
+    root = tiny_coco(tmp_path / "data")
+    spec = Preprocess.from_dict(LETTERBOX)
+    model = load_detector(save_scripted(FixedBoxes([[10.0, 35.0, 50.0, 60.0]], [0], [0.9]), tmp_path, "f",
+                                        LETTERBOX), spec, device="cpu")
+    ds = load_dataset(root)
+    found = triage(ds.images, root=root, model=model, task=Detection(ds, spec),
+                   scoring_options={"workers": 0, "embeddings": False, "use_cache": False})
+    assert found.headline["ap50"] == pytest.approx(0.5)                 # cat found, dog missed
+    assert found.issues[["image_id", "check"]].values.tolist() == [["images/b.png", "spurious_box"]]
+    found.save(tmp_path / "out")
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet").set_index("image_id")
+    assert scores.loc["images/a.png", "prob_cat"] == pytest.approx(0.9) and scores.loc["images/a.png", "prob_dog"] == 0
+    assert scores["n_boxes"].tolist() == [1, 1]
+    assert pd.read_csv(tmp_path / "out" / "label_issues.csv")["check"].tolist() == ["spurious_box"]

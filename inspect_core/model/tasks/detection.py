@@ -243,7 +243,9 @@ class Detection:
     def from_outputs(self, images: pd.DataFrame, outputs, class_names: Sequence[str], errors: list,
                      sizes: dict | None = None) -> TaskScores:
         """Per-image dicts (model-input frame) -> the predictions table in source pixels (kept as
-        ``self.predictions``) and a per-image table (``n_boxes``, ``max_score``, ``error``). An output the task
+        ``self.predictions``), a per-image table (``n_boxes``, ``max_score``, ``error``) and, per image and class,
+        the highest box score (0: no box of the class; NaN for an image without usable output, and in
+        ``"labels": "category_id"`` mode). An output the task
         cannot use (NaN, wrong shape, an unknown label) is that image's error, naming the model and the field."""
         ids = images["image_id"].astype(str).tolist()
         if sizes is None:
@@ -251,6 +253,7 @@ class Detection:
         by_id = self.label_mode() == "category_id"
         names = list(class_names)
         parts, n_boxes, top = [], np.zeros(len(ids), np.int64), np.full(len(ids), np.nan)
+        best = np.full((len(ids), len(names)), np.nan, np.float32)     # per image and class: the highest score
         notes: list[str] = []
         outputs = outputs if outputs is not None and len(outputs) == len(ids) else [None] * len(ids)
         for k, (image_id, out) in enumerate(zip(ids, outputs)):
@@ -280,6 +283,9 @@ class Detection:
                                        "box_h_px": xywh[:, 3], "score": scores}))
             n_boxes[k] = len(scores)
             top[k] = scores.max() if len(scores) else np.nan
+            if not by_id:
+                best[k] = 0.0
+                np.maximum.at(best[k], labels, scores.astype(np.float32))
         pred = (pd.concat(parts, ignore_index=True) if parts else
                 pd.DataFrame({c: pd.Series([], dtype="float64" if c.startswith("box") or c == "score" else "object")
                               for c in PREDICTION_TABLE_COLUMNS}))
@@ -290,7 +296,7 @@ class Detection:
         table = pd.DataFrame({"image_id": ids, "label": images["label"].to_numpy(), "split": images["split"].to_numpy(),
                               "n_boxes": n_boxes, "max_score": top,
                               "error": pd.array([e or None for e in errors], dtype="string")})
-        return TaskScores(table, np.zeros((len(ids), 0), np.float32), notes, [])
+        return TaskScores(table, best, notes, [])
 
     def from_predictions(self, path, images: pd.DataFrame, **options):
         from ..predictions import PredictionsError

@@ -288,3 +288,24 @@ def test_the_detection_task_goes_through_the_model_wings_triage_and_save(tmp_pat
     assert scores.loc["images/a.png", "prob_cat"] == pytest.approx(0.9) and scores.loc["images/a.png", "prob_dog"] == 0
     assert scores["n_boxes"].tolist() == [1, 1]
     assert pd.read_csv(tmp_path / "out" / "label_issues.csv")["check"].tolist() == ["spurious_box"]
+
+
+class ExportableBoxes(nn.Module):
+    """One fixed cat box per image, in a form torch.export takes (no data-dependent branch)."""
+
+    def forward(self, x):
+        box = torch.tensor([[10.0, 35.0, 50.0, 60.0]]) + x.mean() * 0
+        return [{"boxes": box, "labels": torch.zeros(1, dtype=torch.long), "scores": torch.full((1,), 0.9)}
+                for _ in range(x.shape[0])]
+
+
+def test_a_pt2_detector_exported_with_a_fixed_batch_runs_one_image_at_a_time(tmp_path):
+    root = tiny_coco(tmp_path / "data")
+    path = tmp_path / "exported.pt2"
+    torch.export.save(torch.export.export(ExportableBoxes(), (torch.zeros(1, 3, 100, 100),)), str(path))
+    model = load_detector(path, Preprocess.from_dict(LETTERBOX), device="cpu")
+    assert model.kind == "export" and model.max_batch == 1
+    result, _ = run_detector(load_dataset(root), model, workers=0)
+    pred = result.predictions.sort_values("image_id")
+    assert pred[["box_x_px", "box_y_px", "box_w_px", "box_h_px"]].to_numpy().tolist() == [
+        [20.0, 20.0, 80.0, 50.0], [0.0, 70.0, 50.0, 50.0]]

@@ -118,7 +118,7 @@ def test_cli_runs_the_sample_detection_tests_and_gates_on_them(tmp_path, capsys)
 
 
 def test_cli_runs_a_detector_model_for_the_detection_metrics(tmp_path, capsys):
-    """The sample detector (a weak, scripted one) runs over the dataset and fails the file; its mAP is the one
+    """The sample detector (a tiny trained one) runs over the dataset and fails the file; its mAP is the one
     `score --model` reports."""
     from inspect_core.cli import main
     suite = tmp_path / "t.yaml"

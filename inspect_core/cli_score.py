@@ -113,10 +113,12 @@ def run(args) -> int:
     root = args.root if remote else Path(args.root)
     if not remote and not root.is_dir():
         return _fail(f"dataset root {root} is not a folder")
+    from .detection.cli import detector_sidecar, run as run_detections
     if getattr(args, "detections", None):
         if args.model or args.predictions:
             return _fail("--detections scores a detector's boxes; give it without --model / --predictions")
-        from .detection.cli import run as run_detections
+        return run_detections(args)
+    if detector_sidecar(args) is not None:          # --model is a detector (its sidecar says "task": "detection")
         return run_detections(args)
     if getattr(args, "fail_on", None) or getattr(args, "split", None):
         return _fail("--fail-on and --split go with --detections; for a classifier, gate on a test file "

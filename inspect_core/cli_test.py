@@ -27,6 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--predictions", help="predictions file (CSV/Parquet/NPY; score's scores.parquet too) "
                                          "instead of --model")
+    p.add_argument("--detections", help="a detector's boxes (COCO results JSON, YOLO prediction folder, CSV/Parquet "
+                                        "table) for the detection metrics (map, ap50, ...); a --model whose sidecar "
+                                        "says \"task\": \"detection\" is run for them")
     p.add_argument("--baseline", help="a previous model's predictions or scores file: max_drop tests compare with "
                                       "it, and --compare shows both")
     p.add_argument("--baseline-model", help="a previous model file instead of --baseline (same --preprocess rule)")
@@ -87,7 +90,30 @@ def run(args) -> int:
     root = Path(args.root)
     if not root.is_dir():
         return _fail(f"dataset root {root} is not a folder")
+    from .detection.cli import detector_sidecar
+    detector = detector_sidecar(args)
+    if args.detections and (args.model or args.predictions):
+        return _fail("--detections gives a detector's boxes; give it without --model / --predictions")
+    from .suite.det_metrics import kind_mismatch
+    kind = "detection" if (args.detections or detector) else "classification" if (args.model or args.predictions) \
+        else None
+    if kind and (mismatch := kind_mismatch(suite, kind)):
+        return _fail(mismatch)
+    if kind == "detection" and (args.discover or args.compare or args.baseline or args.baseline_model):
+        return _fail("--discover, --compare and baselines are for classifiers; a detection run takes none of them")
     result = scan(root, format=args.format, manifest=args.manifest, workspace=args.workspace)
+    detection_result = None
+    if kind == "detection":
+        from .cli import input_errors
+        from .detection import PredictionsError
+        from .detection.cli import run_model
+        from .detection.triage import triage_detections
+        from .model.tasks.detection import DetectorOutputError
+        try:
+            detection_result = (run_model(args, detector) if detector is not None
+                                else triage_detections(result, args.detections))
+        except (PredictionsError, DetectorOutputError, ValueError, *input_errors()) as exc:
+            return _fail(exc)
 
     def scores_of(model, predictions, what):
         if model:
@@ -98,7 +124,7 @@ def run(args) -> int:
         return None
 
     try:
-        current = scores_of(args.model, args.predictions, "model")
+        current = None if kind == "detection" else scores_of(args.model, args.predictions, "model")
         base = scores_of(args.baseline_model, args.baseline, "baseline")
     except ScoresError as exc:
         return _fail(exc)
@@ -108,7 +134,7 @@ def run(args) -> int:
         decisions = None
         say(f"note: review store unreadable ({' '.join(str(exc).split())[:160]}); review slices are empty",
             sys.stderr)
-    ev = evaluation(result.images, result.findings, decisions, current, base)
+    ev = evaluation(result.images, result.findings, decisions, current, base, detection_result)
     run_ = ev.run(suite)
     notes = [n for r in (current, base) if r is not None for n in r.notes]
     for note in dict.fromkeys(notes):

@@ -193,10 +193,12 @@ def read_coco(root, coco_path) -> tuple[pd.DataFrame, pd.DataFrame, list[str], l
                          "image_id": image_id, "category": cats.get(cid, pd.NA),
                          "category_id": cid if isinstance(cid, int) else pd.NA,
                          "box_x_px": float(bbox[0]), "box_y_px": float(bbox[1]),
-                         "box_w_px": float(bbox[2]), "box_h_px": float(bbox[3])})
+                         "box_w_px": float(bbox[2]), "box_h_px": float(bbox[3]),
+                         "iscrowd": a.get("iscrowd") in (1, True)})     # COCO crowd region: matched, never missed
     box_rows = _cap_boxes(box_rows, problems, where)
     images = pd.DataFrame(img_rows, columns=["image_id", "coco_width_px", "coco_height_px"])
-    boxes = pd.DataFrame(box_rows, columns=ANNOTATION_COLUMNS) if box_rows else _empty_annotations()
+    boxes = (pd.DataFrame(box_rows, columns=ANNOTATION_COLUMNS + ["iscrowd"]) if box_rows
+             else _empty_annotations().assign(iscrowd=pd.Series([], dtype=bool)))
     if box_rows:
         boxes["category_id"] = boxes["category_id"].astype("Int64")
         boxes["category"] = boxes["category"].astype("str")

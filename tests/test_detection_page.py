@@ -209,3 +209,58 @@ def test_render_takes_a_result_computed_elsewhere(sample_scan, result, monkeypat
     assert not at.text_input                      # no predictions file asked for
     view = dt.view_of(result)
     assert dt.view_of(result) is view             # prepared once per result
+
+
+def test_selecting_a_row_of_the_annotation_errors_table_opens_its_image(sample_scan, result):
+    from inspect_core.ui.text import md_escape
+    at = open_detection()
+    assert "di_det_selected" not in at.session_state and not at.subheader      # no image open yet
+    k = 3                                                 # a row other than the first: the row index is used
+    want = str(result.errors.iloc[k]["image_id"])
+    assert want != str(result.errors.iloc[0]["image_id"])
+    at.session_state["di_det_errors"] = {"selection": {"rows": [k], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["di_det_selected"] == want
+    assert [h.value for h in at.subheader if h.value == md_escape(want)]           # the detail view is open
+    # its errors are shown beside it, the selected row's among them
+    check = str(result.errors.iloc[k]["check"])
+    assert any(w.value.startswith(md_escape(check)) for w in at.warning)
+
+
+def detector_setup(tmp_path, module_name="fixed", broken=False):
+    """A tiny COCO dataset and a scripted detector whose boxes are known (tests/test_detector_model.py)."""
+    from test_detector_model import LETTERBOX, Broken, FixedBoxes, save_scripted, tiny_coco
+    import inspect_core
+    root = tiny_coco(tmp_path / "data")
+    inspect_core.scan(root)                                 # the page opens scanned datasets
+    module = Broken("nan") if broken else FixedBoxes([[10.0, 35.0, 50.0, 60.0]], [0], [0.9])
+    (tmp_path / "models").mkdir()
+    return root, save_scripted(module, tmp_path / "models", module_name, LETTERBOX)
+
+
+def test_the_detection_task_takes_a_detector_model_file(tmp_path):
+    root, model = detector_setup(tmp_path)
+    at = open_detection(root)
+    at.radio(key="di_det_source").set_value("model").run()
+    assert not at.exception
+    at.text_input(key="di_det_model_input").set_value(str(model)).run()
+    assert not at.exception and not at.metric                       # nothing runs before the button
+    at.button(key="di_det_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "2" and metrics["Annotated boxes"] == "2" and metrics["Predicted boxes"] == "2"
+    assert metrics["AP50"] == "0.500"                                # the cat found exactly, the dog missed
+    at.run()                                                         # a rerun keeps the result without the button
+    assert {m.label: m.value for m in at.metric}["AP50"] == "0.500"
+
+
+def test_a_broken_detector_model_is_a_clear_message_on_the_page(tmp_path):
+    root, model = detector_setup(tmp_path, "broken", broken=True)
+    at = open_detection(root)
+    at.radio(key="di_det_source").set_value("model").run()
+    at.text_input(key="di_det_model_input").set_value(str(model)).run()
+    at.button(key="di_det_run").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error).replace("\\", "")        # shown Markdown-escaped
+    assert "broken.ts.pt" in errors and "'boxes'" in errors and "NaN" in errors

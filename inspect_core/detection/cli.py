@@ -30,6 +30,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(*flags, **kw)
 
 
+def detector_sidecar(args):
+    """(spec, sidecar path) when ``args.model`` is a detector: its sidecar (``--preprocess`` or the one beside it)
+    says ``"task": "detection"``; else None (a classifier, or no usable sidecar: ``score`` reports that)."""
+    model = getattr(args, "model", None)
+    if not model or getattr(args, "predictions", None):
+        return None
+    from ..model.preprocess import PreprocessError, find_sidecar, read_preprocess
+    path = Path(args.preprocess) if getattr(args, "preprocess", None) else find_sidecar(model)
+    try:
+        spec = read_preprocess(path) if path is not None else None
+    except (PreprocessError, OSError):
+        return None
+    if spec is None or str(spec.extra.get("task", "")) != "detection":
+        return None
+    return spec, path
+
+
+def run_model(args, detector):
+    """Run the detector of ``--model`` over the dataset and triage its boxes (``tasks.detection.run_detector``)."""
+    from ..loaders import load_dataset
+    from ..model.tasks.detection import load_detector, run_detector
+    spec, _ = detector
+    ds = load_dataset(args.root, format=getattr(args, "format", "auto") or "auto",
+                      manifest=getattr(args, "manifest", None))
+    cap = {} if getattr(args, "max_model_mb", None) is None else {"max_bytes": int(args.max_model_mb * 1e6)}
+    model = load_detector(args.model, spec, device=getattr(args, "device", None) or "auto",
+                          kind=getattr(args, "model_format", None), **cap)
+    result, _scores = run_detector(ds, model, split=getattr(args, "split", None),
+                                   batch_size=getattr(args, "batch_size", None), workers=getattr(args, "workers", None))
+    return result
+
+
 def summary_lines(result) -> list[str]:
     s = result.summary
     m = s["metrics"]
@@ -51,11 +83,14 @@ def run(args) -> int:
     from ..workspace import workspace_dir
     from .errors import CHECKS
     from .formats import FORMAT_CHECKS, PredictionsError
+    from ..model.tasks.detection import DetectorOutputError
     from .triage import triage_detections
 
-    if not getattr(args, "detections", None):
+    detector = None if getattr(args, "detections", None) else detector_sidecar(args)
+    if not getattr(args, "detections", None) and detector is None:
         return error_line("score", "no detections given: pass --detections FILE|DIR (a COCO results JSON, a YOLO "
-                                   "prediction folder or a CSV/Parquet table)")
+                                   "prediction folder or a CSV/Parquet table) or --model DETECTOR (its sidecar "
+                                   "with \"task\": \"detection\")")
     try:
         rules = []
         for spec in getattr(args, "fail_on", None) or []:
@@ -71,9 +106,12 @@ def run(args) -> int:
                              "(the dataset is never written into)")
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder; give a folder to write the tables into")
-        result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
+        if detector is not None:
+            result = run_model(args, detector)
+        else:
+            result = triage_detections(args.root, args.detections, split=getattr(args, "split", None))
         result.save(out)
-    except (PredictionsError, ValueError, *input_errors()) as exc:
+    except (PredictionsError, DetectorOutputError, ValueError, *input_errors()) as exc:
         return error_line("score", exc)
     for line in summary_lines(result):
         say(line)

@@ -40,6 +40,8 @@ FORMAT_CHECKS = {
     "prediction_unknown_image": "Predictions name an image that is not in the dataset; they were skipped.",
     "prediction_unknown_category": "Predictions name a category that is not in the dataset's categories; they were "
                                    "skipped.",
+    "detector_no_output": "A detector model file gave no usable output for this image (the image is unreadable, "
+                          "or the output has NaN or a wrong shape); the image counts as predicted empty.",
 }
 TABLE_BOX_ALIASES = {"box_x_px": ("box_x_px", "x"), "box_y_px": ("box_y_px", "y"),
                      "box_w_px": ("box_w_px", "w", "width"), "box_h_px": ("box_h_px", "h", "height")}

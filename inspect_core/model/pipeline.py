@@ -202,8 +202,23 @@ def _forward_batch(model, x, settings: RuntimeSettings, tap: _EmbeddingTap | Non
     return _fetch_batch(*_launch_batch(model, x, settings, tap))
 
 
+def _to_host(value):
+    """Tensors inside a model's non-tensor output (a detector's list of dicts per image) -> numpy on the host."""
+    if hasattr(value, "detach"):
+        value = value.detach()
+        return (value.float() if value.is_floating_point() else value).cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_host(v) for v in value]
+    return value
+
+
 def _fetch_batch(logits, emb):
-    """Device outputs -> float32 numpy (logits (n, C), embeddings (n, D) or None when their shape is off)."""
+    """Device outputs -> float32 numpy (logits (n, C), embeddings (n, D) or None when their shape is off). A task
+    whose model gives one object per image (a detector's dicts, ``tasks.detection``) gets that list on the host."""
+    if isinstance(logits, (list, tuple)):
+        return _to_host(logits), None
     logits = logits.float().cpu().numpy()
     if emb is not None:
         emb = emb.float().reshape(emb.shape[0], -1).cpu().numpy()
@@ -388,10 +403,16 @@ def model_outputs(model, root: Path | str, image_ids: Sequence[str], *, settings
         return n_ok
 
     def store(fetched) -> None:
-        nonlocal emb_all
+        nonlocal emb_all, logits_all
         if fetched is None:
             return
         rows_good, out, emb = fetched
+        if isinstance(out, list):               # one object per image (a detector): an object array of them
+            if logits_all.dtype != object:
+                logits_all = np.full(n, None, dtype=object)
+            for pos, item in zip(rows_good, out):
+                logits_all[pos] = item
+            return
         logits_all[rows_good] = out
         if emb is not None:
             if emb_all is None:
@@ -534,7 +555,7 @@ def score_dataset(model, root: Path | str, images: pd.DataFrame, *, workspace: P
     elapsed = time.perf_counter() - t0
     source = {**source, "cache_key": key, "batch_size": settings.batch_size, "num_workers": settings.num_workers,
               "amp": settings.use_amp}
-    if key is not None:
+    if key is not None and logits.dtype != object:         # per-image objects (a detector's dicts) are not cached
         try:
             save_cache(workspace, key, image_ids, logits, emb, [e or "" for e in errors],
                        {"source": source, "notes": notes, "elapsed_s": elapsed, "class_names": list(spec.class_names)})

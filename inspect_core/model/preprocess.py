@@ -274,12 +274,14 @@ def find_sidecar(model_path: Path | str) -> Path | None:
             return cand
     folder = Path(model_path).parent
     others = sorted(folder.glob(f"*{SIDECAR_SUFFIX}")) if folder.is_dir() else []
+    name = Path(model_path).name
+    variant_of = [o for o in others                      # model_state.pt, model-ema.pt: variants of model
+                  if any(name.startswith(o.name[:-len(SIDECAR_SUFFIX)] + sep) for sep in "._-")]
+    if len(variant_of) == 1:
+        return variant_of[0]
     if len(others) != 1:
         return None
     stem = others[0].name[:-len(SIDECAR_SUFFIX)]
-    name = Path(model_path).name
-    if any(name.startswith(stem + sep) for sep in "._-"):       # model_state.pt, model-ema.pt: variants of model
-        return others[0]
     owned = any(f.name.startswith(f"{stem}.") and f.suffix.lower() in MODEL_SUFFIXES for f in folder.iterdir())
     return None if owned else others[0]
 

@@ -59,9 +59,18 @@ def metric_name(t: TestDef) -> str:
 
 
 def compute(t: TestDef, mask: np.ndarray, data: SliceData, scores: M.ScoreArrays | None, defaults: dict,
-            whole: bool) -> M.MetricValue:
+            whole: bool, detections=None) -> M.MetricValue:
+    from .det_metrics import DETECTION_METRICS, detection_metric
     if t.metric in M.DATA_METRICS:
         return M.DATA_METRICS[t.metric](data, mask, t.params, defaults, whole)
+    if t.metric in DETECTION_METRICS:
+        if detections is None:
+            raise M.MetricError(f"{t.metric} is a detection metric: give a detector's boxes (--detections FILE, or "
+                                "--model with a detector sidecar)")
+        return detection_metric(t.metric, detections, data.images["image_id"], mask, t.params, defaults)
+    if scores is None and detections is not None:
+        raise M.MetricError(f"{t.metric} is a classification metric; this run has a detector's boxes: use a "
+                            "detection metric (" + ", ".join(DETECTION_METRICS) + ")")
     if scores is None:
         raise M.MetricError("no scores: give a model (--model) or a predictions file (--predictions)")
     return M.MODEL_METRICS[t.metric](scores, mask, t.params, defaults)
@@ -131,10 +140,12 @@ def slice_data(images: pd.DataFrame, score_columns: pd.DataFrame | None, finding
 
 
 def run_suite(suite: Suite, data: SliceData, scores: M.ScoreArrays | None = None,
-              baseline: M.ScoreArrays | None = None, baseline_columns: pd.DataFrame | None = None) -> SuiteRun:
+              baseline: M.ScoreArrays | None = None, baseline_columns: pd.DataFrame | None = None,
+              detections=None) -> SuiteRun:
     """Every test of ``suite`` on ``data`` (and the model's ``scores``; ``baseline``: a previous model's, for
-    max_drop). Slices that name score columns are evaluated on the current model's for the current run and on
-    the baseline's for the baseline."""
+    max_drop; ``detections``: a detector's boxes, ``det_metrics.DetectionData``, for the detection metrics).
+    Slices that name score columns are evaluated on the current model's for the current run and on the
+    baseline's for the baseline."""
     ev = SliceEvaluator(suite, data)
     base_ev = None
     if baseline is not None:
@@ -150,11 +161,11 @@ def run_suite(suite: Suite, data: SliceData, scores: M.ScoreArrays | None = None
                "baseline": math.nan, "severity": t.severity, "line": t.line}
         try:
             mask = ev.mask(t.slice)
-            mv = compute(t, mask, data, scores, d, t.slice == ALL_SLICE)
+            mv = compute(t, mask, data, scores, d, t.slice == ALL_SLICE, detections)
             bv = None
             if base_ev is not None and t.metric in M.MODEL_METRICS:
                 bv = compute(t, base_ev.mask(t.slice), data, baseline, d, t.slice == ALL_SLICE)
-            elif base_ev is not None:
+            elif base_ev is not None and t.metric in M.DATA_METRICS:
                 bv = mv                                # data metrics do not depend on the model
             status, reason = decide(t, mv, bv, support)
             row.update(n=mv.n, value=mv.value, low=mv.low, high=mv.high, interval=mv.interval,
@@ -189,18 +200,22 @@ class Evaluation:
     score_columns: pd.DataFrame | None = None
     baseline: M.ScoreArrays | None = None
     baseline_columns: pd.DataFrame | None = None
+    detections: object = None      # det_metrics.DetectionData: a detector's boxes for the detection metrics
 
     def run(self, suite: Suite) -> SuiteRun:
         data = SliceData(images=self.data.images, scores=self.score_columns, findings=self.data.findings,
                          decisions=self.data.decisions, folder=suite.folder)
-        return run_suite(suite, data, self.scores, self.baseline, self.baseline_columns)
+        return run_suite(suite, data, self.scores, self.baseline, self.baseline_columns, self.detections)
 
 
 def evaluation(images: pd.DataFrame, findings: pd.DataFrame | None = None, decisions: pd.DataFrame | None = None,
-               result=None, baseline_result=None) -> Evaluation:
-    """An ``Evaluation`` from a scan's tables and ``model.table.ScoreResult``s (either may be None)."""
+               result=None, baseline_result=None, detection_result=None) -> Evaluation:
+    """An ``Evaluation`` from a scan's tables and ``model.table.ScoreResult``s (either may be None), and a
+    ``DetectionResult`` (a detector's boxes: the detection metrics)."""
+    from .det_metrics import DetectionData
     from .scores import arrays_of
-    ev = Evaluation(data=SliceData(images=images, findings=findings, decisions=decisions))
+    ev = Evaluation(data=SliceData(images=images, findings=findings, decisions=decisions),
+                    detections=DetectionData.of(detection_result) if detection_result is not None else None)
     if result is not None:
         ev.scores, ev.score_columns = arrays_of(result, images)
     if baseline_result is not None:

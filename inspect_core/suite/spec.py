@@ -41,6 +41,13 @@ METRICS = {
     "ece": (False, {"bins"}, set()),
     "finding_count": (False, {"check"}, {"check"}),
     "finding_share": (False, {"check"}, {"check"}),
+    # detection (a detector's boxes: suite/det_metrics.py); ``class`` narrows to one category
+    "map": (True, {"class"}, set()),
+    "ap50": (True, {"class"}, set()),
+    "ap75": (True, {"class"}, set()),
+    "ap_small": (True, {"class"}, set()),
+    "ap_medium": (True, {"class"}, set()),
+    "ap_large": (True, {"class"}, set()),
 }
 SEVERITIES = ("fail", "warn")
 DECIDE_ON = ("value", "interval", "strict")

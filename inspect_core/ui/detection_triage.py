@@ -58,6 +58,68 @@ def _cached_triage(root: str, fmt: str, scan_fingerprint: str, pred_path: str, p
     return result, prepare_view(result)
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _cached_detector_run(root: str, scan_fingerprint: str, model_path: str, model_stamp: str, sidecar: str,
+                         sidecar_stamp: str, device: str, _scan):
+    """Run a detector model file over the dataset and triage its boxes (once per model / sidecar version)."""
+    from inspect_core.model.preprocess import read_preprocess
+    from inspect_core.model.tasks.detection import load_detector, run_detector
+    spec = read_preprocess(sidecar)
+    model = load_detector(model_path, spec, device=device)
+    result, _scores = run_detector(_scan.dataset, model)
+    return result, prepare_view(result)
+
+
+def _stamp(path: Path) -> str:
+    st_ = path.stat()
+    return f"{st_.st_size}:{st_.st_mtime_ns}"
+
+
+def _detector_input(scan):
+    """The detector model form (model file, its sidecar, device, a Run button): (result, view) once run, else None."""
+    from inspect_core.model.preprocess import find_sidecar, sidecar_name
+    default = st.session_state.get(K + "model_path")
+    if default is None:
+        guess = Path(scan.dataset.root) / "model" / "detector.ts.pt"
+        default = str(guess) if guess.is_file() else ""
+    c1, c2, c3 = st.columns([4, 3, 1])
+    path = c1.text_input("Detector model file (TorchScript or .pt2; torchvision-style boxes, labels, scores)",
+                         value=default, key=K + "model_input").strip()
+    st.session_state[K + "model_path"] = path
+    side = c2.text_input("Its preprocessing sidecar (empty: the one beside the model)", key=K + "sidecar_input").strip()
+    device = c3.selectbox("Device", ["auto", "cpu", "cuda"], key=K + "device")
+    if not path:
+        st.info("Type the path of a detector model file; its sidecar JSON (the classifiers' preprocessing format "
+                "with \"task\": \"detection\") gives the input size, resize and class names.")
+        return None
+    model_path = Path(path).expanduser()
+    if not model_path.is_file():
+        st.error(md_escape(f"Detector model file {path} not found (it is read on this machine)."))
+        return None
+    sidecar = Path(side).expanduser() if side else find_sidecar(model_path)
+    if sidecar is None or not sidecar.is_file():
+        st.error(md_escape(f"No preprocessing sidecar for {model_path.name}: put {sidecar_name(model_path)} beside "
+                           "it or type its path."))
+        return None
+    key = (str(scan.dataset.root), str(scan.fingerprint), str(model_path.resolve()), _stamp(model_path),
+           str(sidecar.resolve()), _stamp(sidecar), device)
+    if st.session_state.get(K + "model_run") != key and not st.button("Run the detector", key=K + "run"):
+        st.caption("Runs the model over every image of the dataset once; the result is kept for this model version.")
+        return None
+    from inspect_core.detection import PredictionsError
+    from inspect_core.model.models import ModelLoadError
+    from inspect_core.model.preprocess import PreprocessError
+    from inspect_core.model.tasks.detection import DetectorOutputError
+    try:
+        with st.spinner(f"Running {model_path.name} over the dataset..."):
+            out = _cached_detector_run(*key, scan)
+    except (ModelLoadError, PreprocessError, DetectorOutputError, PredictionsError, ValueError, OSError) as exc:
+        st.error(md_escape(f"Could not run the detector {model_path.name}: {exc}"))
+        return None
+    st.session_state[K + "model_run"] = key
+    return out
+
+
 def view_of(result) -> DetectionView:
     """The view of a result given by the caller, prepared once and kept on the result itself (an id-keyed cache
     could hand a view to another result that reuses a freed id)."""
@@ -380,6 +442,15 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             st.info("This dataset has no boxes (no COCO JSON, no YOLO labels): detection triage holds a detector's "
                     "boxes against annotated boxes.")
             return
+        source = "file" if predictions_path is not None else st.radio(
+            "Detector output", ["file", "model"], horizontal=True, key=K + "source",
+            format_func={"file": "Predictions file", "model": "Detector model file"}.get)
+        if source == "model":
+            ran = _detector_input(scan)
+            if ran is None:
+                return
+            result, view = ran
+    if result is None:
         path = predictions_path if predictions_path is not None else _predictions_input(scan)
         if not path:
             st.info("Type the path of the detector's predictions: a COCO results JSON (image_id or file_name, "

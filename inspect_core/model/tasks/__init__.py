@@ -83,8 +83,13 @@ def _classification() -> Task:
     return Classification()
 
 
+def _detection() -> Task:
+    from .detection import Detection
+    return Detection()
+
+
 # name -> a function making the task (imported on first use: no task module is loaded until asked for)
-TASKS: dict[str, Any] = {"classification": _classification}
+TASKS: dict[str, Any] = {"classification": _classification, "detection": _detection}
 
 
 def register_task(name: str, make) -> None:

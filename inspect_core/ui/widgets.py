@@ -131,6 +131,7 @@ def pager(n_pages: int, query: GalleryQuery) -> int:
     st.session_state["di_gallery_signature"] = signature
     if before is not None and before != signature:
         st.session_state[PAGE_KEY] = 1
+        viewer_closed()   # a filter or sort was changed on the page: the (modal) viewer was closed
     goto = st.session_state.pop(GOTO_PAGE_KEY, None)
     if goto:
         st.session_state[PAGE_KEY] = int(goto)
@@ -138,6 +139,13 @@ def pager(n_pages: int, query: GalleryQuery) -> int:
     if isinstance(current, int) and current > n_pages:
         st.session_state[PAGE_KEY] = n_pages
     return int(st.pagination(n_pages, key=PAGE_KEY, bind="query-params", persist_state="session") or 1)
+
+
+def viewer_closed(selected_key: str = SELECTED_KEY) -> None:
+    """The page was used while the server still had the viewer open (its dismiss lost in the browser, see
+    ``tile_grid._on_tick``): forget the open image and the page the viewer had moved the grid to."""
+    st.session_state.pop(selected_key, None)
+    st.session_state.pop(GOTO_PAGE_KEY, None)
 
 
 def url_selected_image() -> str | None:
@@ -258,7 +266,8 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
     st.html(_PAGE_CSS)
     if open_key is None:   # the fast grid: one element for the whole page (tile_grid)
         payload = tile_grid.grid_payload(rows, thumbs, lines, n_cols, sel, selectable)
-        tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection)
+        tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection,
+                        viewer_closed=lambda: viewer_closed(selected_key))
         return
     # Callers that name each Open button (``open_key``, the Model triage page and its tests) get a grid of
     # Streamlit elements: slower per rerun (about 6 elements a tile), the same content.

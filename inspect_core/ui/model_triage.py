@@ -324,9 +324,18 @@ def probs_frame(result, image_id: str, positions: dict[str, int] | None = None) 
 
 def _top_probs_text(result, image_id: str, n: int = 3, positions: dict[str, int] | None = None) -> str:
     """"cls p, cls p, ..." for the ``n`` most probable classes; ``positions`` (``row_positions``) avoids a
-    scan of the whole scores table per image."""
-    frame = probs_frame(result, image_id, positions).head(n)
-    return ", ".join(f"{c} {p:.2f}" for c, p in zip(frame["class"], frame["probability"]))
+    scan of the whole scores table per image. Read from the probabilities row directly (a DataFrame built and
+    sorted per tile cost about 0.2 s a rerun for 24 tiles at 100,000 rows)."""
+    if positions is not None:
+        row = positions.get(str(image_id))
+    else:
+        pos = np.flatnonzero((result.table["image_id"] == image_id).to_numpy())
+        row = int(pos[0]) if len(pos) else None
+    if row is None:
+        return ""
+    p = np.asarray(result.probs[row], dtype=float)
+    top = np.argsort(-p, kind="stable")[:n]
+    return ", ".join(f"{result.class_names[k]} {p[k]:.2f}" for k in top)
 
 
 def decision_texts(decisions: pd.DataFrame | None) -> dict[str, str]:

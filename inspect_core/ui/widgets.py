@@ -382,7 +382,9 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
                 st.session_state[f"{key}_clear_note"] = True
                 st.rerun()
         if matching_positions is None:
-            n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+            # hashed over the selection (a few ids): np.isin sorted the 100,000 matching ids (0.4-0.7 s a rerun on
+            # the Model triage page); an Index of the selection with pandas' string dtype tests each one in Python
+            n_hidden = len(ids) - int(pd.Index(np.asarray(matching_ids, dtype=object), dtype=object).isin(ids).sum())
         else:   # integers: comparing strings against 100,000 matching ids took 0.5-0.9 s a rerun
             matching = np.zeros(len(scan.images) + 1, dtype=bool)   # the last slot: not in the scan
             matching[np.asarray(matching_positions, dtype=np.int64)] = True

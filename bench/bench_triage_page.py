@@ -26,7 +26,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
+from repo_files import import_file  # noqa: E402
 from synthetic import median_s, synthetic_scan  # noqa: E402
+
+grid_support = import_file(REPO / "tests" / "grid_support.py")   # reads the one-element grid's tiles
 
 from inspect_core.model.triage import triage  # noqa: E402
 from inspect_core.ui import model_triage as mt  # noqa: E402
@@ -103,7 +106,7 @@ def page_session(root: Path, pred_path: Path, workspace: Path, expect: dict, tim
     timed("first")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics.get("Scored images") == f"{expect['n_scored']:,}", (metrics, texts(at))
-    assert len([b for b in at.button if b.label == "Open"]) == 24, "the worst-loss grid is not shown"
+    assert len(grid_support.tile_ids(at, "di_mt_open_grid")) == 24, "the worst-loss grid is not shown"
     at.multiselect(key="di_mt_f_given").set_value([GIVEN_CLASS])
     timed("given")
     assert f"{expect['n_given']:,} scored images match" in texts(at), "the Given class filter did not apply"

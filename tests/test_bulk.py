@@ -156,3 +156,24 @@ def test_findings_remove_all_integrity_findings_and_keep_the_best_of_a_group(sam
     next(b for b in at.button if b.label.startswith("Undo last bulk action")).click().run()
     cur = store.current().set_index("image_id")["action"]
     assert best[0] not in cur.index and sorted(cur.index) == ids                # only that batch undone
+
+
+def test_gallery_tick_closes_a_viewer_whose_dismiss_was_lost(sample_scan, store):
+    """The viewer-reopen race (issue 10), as the server saw it in chromium: Open, Next (a run of the dialog
+    alone), Esc in the browser whose dismiss never reached the server, then a tick on the grid. A tick can only
+    come from a closed viewer (the dialog is modal): its run draws no viewer and leaves the grid's page as it was
+    (the page the Next had moved to is not applied over the tile just ticked)."""
+    at = _app("pages/1_Gallery.py")
+    ids = grid_support.tile_ids(at)
+    ordered = sorted(sample_scan.images["image_id"])
+    grid_support.open_tile(at, ids[-1])                       # the page's last image
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert ordered[len(ids)] in [t.value for t in at.text]    # the viewer on the next page's first image
+    shown = grid_support.tile_ids(at)
+    grid_support.tick(at, [shown[0]])                         # no dismiss: lost in the browser
+    assert not at.exception
+    assert "1 selected" in [t.value for t in at.text]
+    assert not any(b.label == "Next" for b in at.button), "the viewer came back after the tick"
+    assert ordered[len(ids)] not in [t.value for t in at.text]
+    assert grid_support.tile_ids(at) == shown                 # still the page the tick was made on
+    assert "image" not in at.query_params

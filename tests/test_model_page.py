@@ -9,9 +9,11 @@ from streamlit.testing.v1 import AppTest
 from inspect_core.review import ReviewStore
 from inspect_core.ui import charts
 from model_support import MODEL_DIR, sample_spec
-from page_support import SAMPLE, open_id, open_on_predictions, open_page
+import grid_support
+from page_support import SAMPLE, open_on_predictions, open_page
 from page_support import texts as _texts
 
+WORST = "di_mt_open_grid"   # the worst-loss grid (one element, tile_grid)
 PAGE = "pages/5_Model_triage.py"
 MODEL = SAMPLE / "model" / "model.pt2"
 
@@ -59,14 +61,13 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     acc = float(metrics["Accuracy"].rstrip("%"))
     assert acc > 80
     assert "Images decoded by Pillow on the CPU." in [c.value for c in at.caption]   # no GPU here: Pillow
-    opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
-    assert len(opens) == 24
+    shown = grid_support.tile_ids(at, WORST)
+    assert len(shown) == 24
     planted = pd.read_csv(SAMPLE / "PLANTED.csv")
     mislabeled = set(planted.loc[planted["check"] == "mislabeled", "image_id"])
-    shown = [open_id(b) for b in opens]
     assert len(mislabeled & set(shown)) >= 5          # the worst-loss grid surfaces planted mislabels
     target = next(i for i in shown if i in mislabeled)
-    next(b for b in opens if open_id(b) == target).click().run()
+    grid_support.open_tile(at, target, WORST)
     assert not at.exception
     text = _texts(at)
     assert "What the model sees: 96x72 px" in text and "Suggested:" in text
@@ -79,9 +80,10 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     given = sample_scan.images.set_index("image_id").loc[target, "label"]
     assert dec["action"] == "relabel" and dec["new_label"] == suggested and dec["old_label"] == given
     # the grid marks the decided image, and "Hide decided" leaves it out
-    assert f"decided: relabel -> {suggested}" in [c.value.replace("\\", "") for c in at.caption]
+    tile = next(t for t in grid_support.tiles(at, WORST) if t["id"] == target)
+    assert f"decided: relabel -> {suggested}" in tile["lines"]
     at.toggle(key="di_mt_f_undecided").set_value(True).run()
-    assert target not in [open_id(b) for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    assert target not in grid_support.tile_ids(at, WORST)
     at.toggle(key="di_mt_f_undecided").set_value(False).run()
 
     # sanity checks: baselines beaten, and the shipped model is batch independent (it was saved in eval mode)
@@ -95,7 +97,7 @@ def test_scores_sample_shows_worst_losses_and_relabel_reaches_store(sample_scan)
     at.selectbox(key="di_mt_f_pair").set_value(pair).run()
     g, p = pair.split(" (")[0].split(" -> ")
     n_pair = int(pair.rsplit("(", 1)[1].rstrip(")"))
-    shown = [open_id(b) for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
+    shown = grid_support.tile_ids(at, WORST)
     assert len(shown) == min(n_pair, 24)
     sub = sample_scan.images.set_index("image_id").loc[shown, "label"]
     assert set(sub) == {g}
@@ -178,18 +180,18 @@ def test_heavy_work_runs_once_per_scored_result_not_per_rerun(sample_scan, monke
     # the kNN findings may come from the workspace, saved beside the scores by an earlier test of this module
     assert after_first["knn"] <= 1 and after_first["confusion"] == 1 and after_first["index"] == 1
     at.toggle(key="di_mt_f_wrong").set_value(True).run()
-    opens = [b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")]
-    assert opens and not at.exception
-    opens[0].click().run()
+    shown = grid_support.tile_ids(at, WORST)
+    assert shown and not at.exception
+    grid_support.open_tile(at, shown[0], WORST)
     assert not at.exception
     assert calls == after_first
     # the grid's captions still show the top probabilities of each image
     entry = at.session_state[mt.RESULT_KEY]
-    iid = open_id(opens[0])
+    iid = shown[0]
     assert mt._top_probs_text(entry["result"], iid, positions=entry["positions"]) == \
         mt._top_probs_text(entry["result"], iid)
-    assert any(c.value == mt._top_probs_text(entry["result"], iid).replace(".", "\\.") or
-               c.value == mt._top_probs_text(entry["result"], iid) for c in at.caption)
+    tile = next(t for t in grid_support.tiles(at, WORST) if t["id"] == iid)
+    assert mt._top_probs_text(entry["result"], iid) in tile["lines"]
 
 
 def test_a_gpu_model_offers_exact_pillow_decoding(sample_scan, monkeypatch):
@@ -260,3 +262,44 @@ def test_the_page_does_not_run_a_factory_package_outside_the_safe_import(tmp_pat
     with pytest.raises(ModelLoadError, match="needs CUDA_HOME"):
         mt.get_model(str(MODEL_DIR / "model_state.pt"), spec, "badpkg_t.nets:make")
     assert not (pkg / "__pycache__").exists()
+
+
+def test_worst_loss_grid_is_the_gallery_grid_open_step_relabel_and_bulk(sample_scan, tmp_path):
+    """The worst-loss grid is the one-element grid (tile_grid): an image opened from it shows in the viewer with
+    the model's evidence, Next steps to the next-worst image, a relabel to the suggested label reaches the store;
+    three ticked tiles are removed in one bulk action and undone in one step."""
+    at, res = open_on_predictions(sample_scan.dataset.images, tmp_path / "preds.csv")
+    store = ReviewStore(sample_scan.workspace)
+    with store._connect() as con:
+        con.execute("DELETE FROM decisions")
+    shown = grid_support.tile_ids(at, WORST)
+    issues = at.session_state["di_mt_result"]["issues"]
+    assert shown == issues["image_id"].head(len(shown)).tolist()            # worst loss first
+    grid_support.open_tile(at, shown[0], WORST)
+    assert not at.exception
+    assert shown[0] in [t.value for t in at.text] and f"1 of {len(issues):,}" in [t.value for t in at.text]
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert not at.exception
+    second = shown[1]
+    assert second in [t.value for t in at.text] and f"2 of {len(issues):,}" in [t.value for t in at.text]
+    rec = issues.set_index("image_id").loc[second]
+    assert f"Loss rank: {rec['loss_rank']}" in " ".join(t.value for t in at.text)
+    label_box = next(s for s in at.selectbox if s.label == "New label")
+    assert label_box.value == rec["suggested_label"]                          # pre-filled from the model
+    next(b for b in at.button if b.label == "Relabel").click().run()
+    assert not at.exception
+    dec = store.decision_for(second)
+    assert dec["action"] == "relabel" and dec["new_label"] == rec["suggested_label"]
+    assert dec["old_label"] == sample_scan.images.set_index("image_id").loc[second, "label"]
+    # tick three tiles (the viewer closes: the page was used), remove them in one action, undo in one step
+    for iid in shown[2:5]:
+        grid_support.tick(at, [iid], key=WORST)
+    assert not any(b.label == "Next" for b in at.button)
+    assert "3 selected" in [t.value for t in at.text]
+    next(b for b in at.button if b.label.startswith("Apply to 3 selected")).click().run()
+    assert not at.exception
+    cur = store.current().set_index("image_id")["action"]
+    assert {i: cur.get(i) for i in shown[2:5]} == {i: "remove" for i in shown[2:5]}
+    assert store.last_batch()["actions"] == {"remove": 3}
+    next(b for b in at.button if b.label.startswith("Undo last bulk action")).click().run()
+    assert set(store.current()["image_id"]) == {second}

@@ -13,7 +13,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import inspect_core
-from page_support import SAMPLE, open_id, open_on_predictions, open_page
+import grid_support
+from page_support import SAMPLE, open_on_predictions, open_page
+
+WORST = "di_mt_open_grid"   # the worst-loss grid (one element, tile_grid)
 
 PAGE = "pages/5_Model_triage.py"
 OTHER_PAGE = "pages/4_Review.py"
@@ -179,12 +182,10 @@ def test_the_file_panel_shows_a_turned_photo_upright_and_says_so(tmp_path, textu
     at.text_input(key="di_mt_model").set_value(str(MODEL)).run()
     at.button(key="di_mt_score").click().run()
     assert not at.exception
-    opens = {open_id(b): b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")}
-    opens[turned].click().run()
+    grid_support.open_tile(at, turned, WORST)
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert any("EXIF orientation 6" in c for c in captions), captions
-    upright = next(b for b in at.button if b.label == "Open" and b.key.startswith("di_mt_open_")
-                   and open_id(b) != turned)
-    upright.click().run()
+    upright = next(i for i in grid_support.tile_ids(at, WORST) if i != turned)
+    grid_support.open_tile(at, upright, WORST)
     assert not any("EXIF orientation" in c.value for c in at.caption)

@@ -156,9 +156,15 @@ def _on_open(key: str, selected_key: str) -> None:
         st.session_state[selected_key] = str(opened)
 
 
-def _on_tick(key: str, selection: Callable[[], set]) -> None:
-    """Before the rerun: a tick, an untick or a shift-click range changes the bulk selection."""
+def _on_tick(key: str, selection: Callable[[], set], viewer_closed: Callable[[], None]) -> None:
+    """Before the rerun: a tick, an untick or a shift-click range changes the bulk selection.
+
+    A tick also says the viewer is closed: the viewer is a modal dialog, so the grid can be clicked only once
+    it is gone. The server may not know yet: Esc pressed while the dialog's own run (after an arrow key) is in
+    flight closes it in the browser, but its dismiss does not always reach the server (seen in chromium:
+    open, next, tick, and no dismiss). Without this the tick's run drew the viewer again."""
     tick = (st.session_state.get(key) or {}).get("tick")
+    viewer_closed()
     if isinstance(tick, dict) and isinstance(tick.get("ids"), list):
         sel = selection()
         ids = [str(i) for i in tick["ids"]]
@@ -168,9 +174,12 @@ def _on_tick(key: str, selection: Callable[[], set]) -> None:
             sel.difference_update(ids)
 
 
-def mount(payload: dict, key: str, selected_key: str, selection: Callable[[], set]) -> None:
+def mount(payload: dict, key: str, selected_key: str, selection: Callable[[], set],
+          viewer_closed: Callable[[], None] | None = None) -> None:
     """Draw the payload as one element; its events update the session before the next script run (each
-    event its own callback, so a tick never replays an earlier Open)."""
+    event its own callback, so a tick never replays an earlier Open). ``viewer_closed()`` runs on a tick
+    (default: forget ``selected_key``, the image open in the viewer)."""
+    closed = viewer_closed or (lambda: st.session_state.pop(selected_key, None))
     _grid_component()(key=key, data=payload, default={},
                       on_open_change=lambda: _on_open(key, selected_key),
-                      on_tick_change=lambda: _on_tick(key, selection))
+                      on_tick_change=lambda: _on_tick(key, selection, closed))

@@ -127,19 +127,19 @@ def suggested_label_from_evidence(scan, image_id: str) -> str | None:
     return pd.Series(other).value_counts().index[0]
 
 
-def _close_viewer() -> None:
-    st.session_state.pop(SELECTED_KEY, None)
+def _close_viewer(selected_key: str = SELECTED_KEY) -> None:
+    st.session_state.pop(selected_key, None)
 
 
-def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
+def _step(ids, delta: int, page_key: str | None, page_size: int, selected_key: str = SELECTED_KEY) -> None:
     """Move the viewer ``delta`` images along ``ids`` (the filtered, sorted list); the grid's page follows."""
-    cur = st.session_state.get(SELECTED_KEY)
+    cur = st.session_state.get(selected_key)
     if cur is None:   # the viewer was closed meanwhile (Esc right after an arrow key): a late step opens nothing
         return
     hit = np.flatnonzero(ids == cur) if len(ids) else np.array([], dtype=int)
     pos = int(hit[0]) + delta if len(hit) else 0
     pos = min(max(pos, 0), len(ids) - 1)
-    st.session_state[SELECTED_KEY] = str(ids[pos])
+    st.session_state[selected_key] = str(ids[pos])
     if page_key:  # the grid follows on its next full run (the pager reads it before drawing itself)
         st.session_state[GOTO_PAGE_KEY] = pos // max(page_size, 1) + 1
         st.query_params[IMAGE_PARAM] = str(ids[pos])
@@ -147,40 +147,50 @@ def _step(ids, delta: int, page_key: str | None, page_size: int) -> None:
 
 def image_detail(scan, image_id: str, store, key_prefix: str = "detail", suggested_label=None,
                  show_close: bool = True, ordered_ids=None, page_key: str | None = None,
-                 page_size: int = DEFAULT_PAGE_SIZE) -> None:
+                 page_size: int = DEFAULT_PAGE_SIZE, selected_key: str = SELECTED_KEY,
+                 header: Callable[[str], None] | None = None) -> None:
     """Open the image viewer: a large dialog over the page, so it opens where the user looks, wherever the
     Open button was. Previous / next step through ``ordered_ids`` (the page's filtered and sorted image_ids;
-    the grid's page ``page_key`` follows), with the keyboard too (``KEYS``, shown in the dialog)."""
+    the grid's page ``page_key`` follows), with the keyboard too (``KEYS``, shown in the dialog).
+
+    ``selected_key``: the session key holding the open image (each page its own). ``suggested_label``: a label,
+    or a function of the image_id shown (the viewer steps through images). ``header(image_id)`` draws what a
+    page adds above the image's detail (Model triage: given vs predicted, what the model sees)."""
     ids = np.asarray(ordered_ids if ordered_ids is not None else [image_id], dtype=object)
 
     def body():
-        current = st.session_state.get(SELECTED_KEY) or image_id
-        image_viewer_body(scan, str(current), store, ids, key_prefix=key_prefix, suggested_label=suggested_label,
-                          show_close=show_close, page_key=page_key, page_size=page_size)
+        current = str(st.session_state.get(selected_key) or image_id)
+        suggested = suggested_label(current) if callable(suggested_label) else suggested_label
+        image_viewer_body(scan, current, store, ids, key_prefix=key_prefix, suggested_label=suggested,
+                          show_close=show_close, page_key=page_key, page_size=page_size,
+                          selected_key=selected_key, header=header)
 
-    st.dialog("Image", width="large", on_dismiss=_close_viewer)(body)()
+    st.dialog("Image", width="large", on_dismiss=lambda: _close_viewer(selected_key))(body)()
 
 
 def image_viewer_body(scan, image_id: str, store, ids: np.ndarray, key_prefix: str = "detail",
                       suggested_label=None, show_close: bool = True, page_key: str | None = None,
-                      page_size: int = DEFAULT_PAGE_SIZE) -> None:
+                      page_size: int = DEFAULT_PAGE_SIZE, selected_key: str = SELECTED_KEY,
+                      header: Callable[[str], None] | None = None) -> None:
     """The viewer's content: previous / next with its position in ``ids``, then the image's detail."""
     hit = np.flatnonzero(ids == image_id) if len(ids) else np.array([], dtype=int)
     pos = int(hit[0]) if len(hit) else None
     nav = st.container(horizontal=True, vertical_alignment="center", gap="small")
     nav.button("Previous", key=f"{key_prefix}_prev", icon=":material/chevron_left:", shortcut=KEYS["previous"],
-               on_click=_step, args=(ids, -1, page_key, page_size), disabled=pos is None or pos == 0)
+               on_click=_step, args=(ids, -1, page_key, page_size, selected_key), disabled=pos is None or pos == 0)
     nav.text(f"{pos + 1:,} of {len(ids):,}" if pos is not None else "not in the current list")
     nav.button("Next", key=f"{key_prefix}_next", icon=":material/chevron_right:", icon_position="right",
-               shortcut=KEYS["next"], on_click=_step, args=(ids, 1, page_key, page_size),
+               shortcut=KEYS["next"], on_click=_step, args=(ids, 1, page_key, page_size, selected_key),
                disabled=pos is None or pos >= len(ids) - 1)
     nav.toggle("Next image after a decision", key=ADVANCE_KEY)
     if show_close:
-        nav.button("Close", key=f"{key_prefix}_close", on_click=_close_viewer)
+        nav.button("Close", key=f"{key_prefix}_close", on_click=_close_viewer, args=(selected_key,))
     st.caption(KEYS_HELP)
+    if header is not None:
+        header(image_id)
     advance = None
     if st.session_state.get(ADVANCE_KEY) and pos is not None and pos < len(ids) - 1:
-        advance = lambda: _step(ids, 1, page_key, page_size)  # noqa: E731
+        advance = lambda: _step(ids, 1, page_key, page_size, selected_key)  # noqa: E731
     detail_body(scan, image_id, store, key_prefix=key_prefix, suggested_label=suggested_label, on_decided=advance)
 
 

@@ -131,6 +131,7 @@ def pager(n_pages: int, query: GalleryQuery) -> int:
     st.session_state["di_gallery_signature"] = signature
     if before is not None and before != signature:
         st.session_state[PAGE_KEY] = 1
+        viewer_closed()   # a filter or sort was changed on the page: the (modal) viewer was closed
     goto = st.session_state.pop(GOTO_PAGE_KEY, None)
     if goto:
         st.session_state[PAGE_KEY] = int(goto)
@@ -138,6 +139,13 @@ def pager(n_pages: int, query: GalleryQuery) -> int:
     if isinstance(current, int) and current > n_pages:
         st.session_state[PAGE_KEY] = n_pages
     return int(st.pagination(n_pages, key=PAGE_KEY, bind="query-params", persist_state="session") or 1)
+
+
+def viewer_closed(selected_key: str = SELECTED_KEY) -> None:
+    """The page was used while the server still had the viewer open (its dismiss lost in the browser, see
+    ``tile_grid._on_tick``): forget the open image and the page the viewer had moved the grid to."""
+    st.session_state.pop(selected_key, None)
+    st.session_state.pop(GOTO_PAGE_KEY, None)
 
 
 def url_selected_image() -> str | None:
@@ -176,10 +184,6 @@ def select_image(image_id: str) -> None:
     st.session_state[SELECTED_KEY] = image_id
 
 
-def _select_into(key: str, image_id: str) -> None:
-    st.session_state[key] = image_id
-
-
 def default_caption(rec: dict, stat: str | None = None, action: dict | None = None,
                     checks: list[str] | None = None) -> list[str]:
     """The grid's caption lines for one row: the file; then its checks (first, so a narrow tile still shows
@@ -207,40 +211,20 @@ def selection() -> set:
     return sel
 
 
-def _toggle_selected(widget_key: str, image_id: str) -> None:
-    sel = selection()
-    if st.session_state.get(widget_key):
-        sel.add(image_id)
-    else:
-        sel.discard(image_id)
-
-
 _PAGE_CSS = '<style>[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }</style>'
-_GRID_CSS = """<style>
-.st-key-{key} [data-testid="stVerticalBlock"] {{ gap: 0.1rem; }}
-.st-key-{key} [data-testid="stHorizontalBlock"] {{ gap: 0.4rem; margin-bottom: 0.3rem; }}
-.st-key-{key} [data-testid="stCaptionContainer"] {{ margin-bottom: 0 !important; }}
-.st-key-{key} [data-testid="stCaptionContainer"] p {{ font-size: 0.7rem; line-height: 1.2; margin: 0;
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
-.st-key-{key} [data-testid="stCheckbox"] label {{ min-height: 1.2rem; }}
-.st-key-{key} .stButton button {{ min-height: 1.5rem; padding: 0 0.4rem; }}
-.st-key-{key} .stButton button p {{ font-size: 0.75rem; }}
-</style>"""
 
 
 def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat: str | None = None,
                decisions: pd.DataFrame | None = None,
                caption: Callable[[dict], list[str]] | None = None,
                selected_key: str = SELECTED_KEY, empty_text: str = "No images match.",
-               open_key: Callable[[str], str] | None = None, thumb_px: int | None = None,
-               selectable: bool = False) -> None:
+               thumb_px: int | None = None, selectable: bool = False) -> None:
     """A compact grid of thumbnails with captions (the file and its checks first); a click on a thumbnail or its
     Open button puts its image_id in ``st.session_state[selected_key]``; when ``selectable``, a tick box adds
     it to the bulk selection (``selection()``; shift-click ticks a range). Drawn as one element
-    (``tile_grid``, key ``<key_prefix>_grid``).
+    (``tile_grid``, key ``<key_prefix>_grid``): every page's grid is this one.
 
-    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (never HTML).
-    ``open_key(image_id)`` names each Open button: the grid is then built of Streamlit elements (slower)."""
+    ``caption(record) -> lines`` replaces the default caption; each line is shown as text (never HTML)."""
     if rows.empty:
         st.info(empty_text)
         return
@@ -256,36 +240,9 @@ def thumb_grid(scan, rows: pd.DataFrame, key_prefix: str, n_cols: int = 6, stat:
     lines = [list(caption(rec) if caption is not None else default_caption(rec, stat, action, chk))
              for rec, chk in zip(records, checks)]
     st.html(_PAGE_CSS)
-    if open_key is None:   # the fast grid: one element for the whole page (tile_grid)
-        payload = tile_grid.grid_payload(rows, thumbs, lines, n_cols, sel, selectable)
-        tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection)
-        return
-    # Callers that name each Open button (``open_key``, the Model triage page and its tests) get a grid of
-    # Streamlit elements: slower per rerun (about 6 elements a tile), the same content.
-    grid_key = f"{key_prefix}_grid"
-    st.html(_GRID_CSS.format(key=grid_key))
-    with st.container(key=grid_key):
-        for start in range(0, len(records), n_cols):
-            cols = st.columns(n_cols, gap="small")
-            chunk = zip(cols, records[start:start + n_cols], thumbs[start:start + n_cols], lines[start:start + n_cols])
-            for col, rec, th, cap in chunk:
-                with col:
-                    iid = str(rec["image_id"])
-                    st.image(th.data, width="stretch")
-                    cap = list(cap)
-                    if not th.ok:
-                        cap[-1:] = [f"{cap[-1]} | [{th.reason}]" if cap else f"[{th.reason}]"]
-                    for line in cap:
-                        st.caption(md_escape(line))
-                    key = open_key(iid) if open_key is not None else f"{key_prefix}_open_{_short_key(iid)}"
-                    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
-                        if selectable:
-                            sel_key = f"{key_prefix}_sel_{_short_key(iid)}"
-                            st.session_state[sel_key] = iid in sel
-                            st.checkbox("select", key=sel_key, on_change=_toggle_selected, args=(sel_key, iid),
-                                        label_visibility="collapsed")
-                        st.button("Open", key=key, on_click=_select_into, args=(selected_key, iid),
-                                  help=md_escape(iid), width="stretch")
+    payload = tile_grid.grid_payload(rows, thumbs, lines, n_cols, sel, selectable)
+    tile_grid.mount(payload, key=f"{key_prefix}_grid", selected_key=selected_key, selection=selection,
+                    viewer_closed=lambda: viewer_closed(selected_key))
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -425,7 +382,9 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
                 st.session_state[f"{key}_clear_note"] = True
                 st.rerun()
         if matching_positions is None:
-            n_hidden = len(ids) - int(np.isin(np.asarray(ids, dtype=object), matching_ids).sum())
+            # hashed over the selection (a few ids): np.isin sorted the 100,000 matching ids (0.4-0.7 s a rerun on
+            # the Model triage page); an Index of the selection with pandas' string dtype tests each one in Python
+            n_hidden = len(ids) - int(pd.Index(np.asarray(matching_ids, dtype=object), dtype=object).isin(ids).sum())
         else:   # integers: comparing strings against 100,000 matching ids took 0.5-0.9 s a rerun
             matching = np.zeros(len(scan.images) + 1, dtype=bool)   # the last slot: not in the scan
             matching[np.asarray(matching_positions, dtype=np.int64)] = True

@@ -524,6 +524,19 @@ def resize_tensor(pixels, out_shape: tuple[int, int], interpolation: str,
     return y.round_().clamp_(0, 255).to(pixels.dtype)
 
 
+def letterbox_size(source_size: tuple[float, float], input_size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) px of an image of ``source_size`` scaled to fit ``input_size`` keeping its aspect ratio,
+    rounded as Pillow's ``ImageOps.contain`` rounds (the letterbox resize before the black padding)."""
+    src_w, src_h = source_size
+    new_w, new_h = input_size
+    im_ratio, dest_ratio = src_w / src_h, new_w / new_h
+    if im_ratio > dest_ratio:
+        new_h = round(src_h / src_w * input_size[0])
+    elif im_ratio < dest_ratio:
+        new_w = round(src_w / src_h * input_size[1])
+    return new_w, new_h
+
+
 def geometry_tensor(pixels, spec: Preprocess):
     """``geometry`` for torch uint8 pixels (C, H, W) or (N, C, H, W) (same-size images) on any device.
 
@@ -540,12 +553,7 @@ def geometry_tensor(pixels, spec: Preprocess):
         out = resize_tensor(x, (height_px, width_px), spec.interpolation)
     elif spec.resize == "letterbox":
         # ImageOps.pad -> ImageOps.contain: the aspect-preserving size, then pasted centred on black
-        new_w, new_h = width_px, height_px
-        im_ratio, dest_ratio = src_w / src_h, width_px / height_px
-        if im_ratio > dest_ratio:
-            new_h = round(src_h / src_w * width_px)
-        elif im_ratio < dest_ratio:
-            new_w = round(src_w / src_h * height_px)
+        new_w, new_h = letterbox_size((src_w, src_h), (width_px, height_px))
         out = torch.zeros((n, c, height_px, width_px), dtype=x.dtype, device=x.device)
         if new_w > 0 and new_h > 0:
             left, top = round((width_px - new_w) * 0.5), round((height_px - new_h) * 0.5)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import LabelFindings, Metrics, SanityFindings, TaskScores
+from ..preprocess import letterbox_size
 
 OUTPUT_FIELDS = ("boxes", "labels", "scores")
 LABEL_MODES = ("class_names", "category_id")
@@ -101,12 +102,7 @@ def input_to_source(source_size: tuple[float, float], spec) -> tuple[float, floa
     if spec.resize == "stretch":
         return src_w / in_w, 0.0, src_h / in_h, 0.0
     if spec.resize == "letterbox":
-        new_w, new_h = in_w, in_h
-        im_ratio, dest_ratio = src_w / src_h, in_w / in_h
-        if im_ratio > dest_ratio:
-            new_h = round(src_h / src_w * in_w)
-        elif im_ratio < dest_ratio:
-            new_w = round(src_w / src_h * in_h)
+        new_w, new_h = letterbox_size((src_w, src_h), (in_w, in_h))
         left = round((in_w - new_w) * 0.5) if new_w != in_w else 0
         top = round((in_h - new_h) * 0.5) if new_h != in_h else 0
         return src_w / new_w, -left * src_w / new_w, src_h / new_h, -top * src_h / new_h

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
+    .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
 
 Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_support.py) made once; each engine
 in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
@@ -9,6 +10,11 @@ CPU (local:1) and with 2 (local:2); each run a cold scan in a fresh workspace (e
 Ray's start is timed apart; the scan reuses it. Reported: median wall time of the whole scan and of its read phase
 (summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet
 partition bytes per image.
+
+--steps: the scan's global steps on a scanned folder (files cached), run by run interleaved in one process: the
+duplicate pairs as a local scan finds them (checks/context.py: pandas groups, neardup.near_pairs) against a cluster
+scan's (cluster/steps.py on a local Ray of 2 worker CPUs: hash shuffle, pHash banding), and the property check's
+statistics (numpy on the whole column against sketches + brackets of 16 parts on Ray). Medians of --runs.
 
 --recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
 pairs of the local path (neardup.near_pairs) against the banded path (cluster/dups.py) at Hamming cuts 3, 7, 11, 15
@@ -171,11 +177,60 @@ def recall(base: Path) -> None:
                   f"pairs compared {compared:,} ({compared / max(1, len(idx)):.1f} per image), {s:.2f} s")
 
 
+def global_steps(n: int, runs: int, base: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    import os
+
+    import ray
+
+    import inspect_core
+    from inspect_core.checks.context import CheckContext
+    from inspect_core.checks.property import ROBUST_COLUMNS, property_frame, robust_center_scale, robust_values
+    from inspect_core.cluster import steps
+    root = make_folder(base, n)
+    r = inspect_core.scan(root, workspace=base / "ws_steps")
+    ds, img = r.dataset, r.images
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    print(f"{n} images; Ray start {time.perf_counter() - t:.2f} s (apart); load average {os.getloadavg()}")
+
+    def ctx(**kw):
+        return CheckContext(images=img, desc=r.desc, annotations=ds.annotations, classes=ds.classes,
+                            has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, **kw)
+    rows = {k: [] for k in ("local_pairs", "ray_pairs", "ray_exact", "ray_near", "local_stats", "ray_stats")}
+    counts = {}
+    for _ in range(runs):
+        t = time.perf_counter()
+        counts["local"] = len(ctx()._pair_table)
+        rows["local_pairs"].append(time.perf_counter() - t)
+        on_ray = steps.ClusterSteps("local:2")
+        t = time.perf_counter()
+        counts["ray"] = len(ctx(pair_source=on_ray)._pair_table)
+        rows["ray_pairs"].append(time.perf_counter() - t)
+        rows["ray_exact"].append(on_ray.times_s["exact_duplicates"])
+        rows["ray_near"].append(on_ray.times_s["near_duplicates"])
+        t = time.perf_counter()
+        pf = property_frame(img)
+        for column, log in ROBUST_COLUMNS.values():
+            _, v, ok = robust_values(pf, column, log)
+            robust_center_scale(v[ok])
+        rows["local_stats"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        on_ray.column_stats(img)
+        rows["ray_stats"].append(time.perf_counter() - t)
+    for k, v in rows.items():
+        print(f"  {k:>11}: median {statistics.median(v):.2f} s of {[round(x, 2) for x in v]}")
+    print(f"  pairs: local {counts['local']}, on Ray {counts['ray']}; load average after {os.getloadavg()}")
+    ray.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--recall", action="store_true")
+    p.add_argument("--steps", action="store_true")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
     p.add_argument("--child")
     p.add_argument("--root")
@@ -187,6 +242,8 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     if a.recall:
         recall(base)
+    elif a.steps:
+        global_steps(a.n, a.runs, base)
     else:
         throughput(a.n, a.runs, base)
 

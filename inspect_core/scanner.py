@@ -480,30 +480,36 @@ def scan(root, format: str = "auto", manifest=None, boxes=None, workspace=None, 
     """Load the dataset at ``root``, read every new or changed file once, run every check, save the result
     in the workspace and return it. ``workspace`` is the base folder for workspaces (default: the user's cache).
     ``near_threshold``: the near-duplicate cosine cut for images over 48 px (checks.context.near_rule; the
-    other cuts move with it); None keeps the default, set for precision. ``cluster``: read the files on Ray
-    ("local:N", "auto", "ray://HOST:PORT"; inspect_core/cluster/engine.py) instead of local processes."""
+    other cuts move with it); None keeps the default, set for precision. ``cluster``: read the files and find the
+    pairs and statistics on Ray ("local:N", "auto", "ray://HOST:PORT"; inspect_core/cluster/) instead of here."""
     t0 = time.perf_counter()
     ds = load_dataset(root, format=format, manifest=manifest, boxes=boxes)
     ds.images, renames = namespace_metadata(ds.images)
     ds.images.attrs["metadata_renames"] = renames
     ws = workspace_dir(ds.root, workspace)
     image_ids = ds.images["image_id"].tolist()
-    rows, desc, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True,
-                                            cluster=cluster)
-    del image_ids  # a Python string per image (about 80 MB a million)
-    cache_writer = read_stats.pop("cache_writer", None)
+    if cluster is not None:     # one Ray session for the read and the global steps (inspect_core/cluster/steps.py)
+        from .cluster.steps import ClusterSteps
+        cluster = ClusterSteps(cluster)
+    cache_writer = None
     try:
-        read = [rows, desc]
-        del rows, desc
-        return _check_and_save(ds, ws, read, read_stats, t0, near_rule(near_threshold))
+        *read, read_stats = read_all_files(ds.root, image_ids, ws, workers, progress, cache_in_background=True,
+                                           cluster=cluster)           # read = [rows, desc], a list
+        del image_ids  # a Python string per image (about 80 MB a million)
+        cache_writer = read_stats.pop("cache_writer", None)
+        return _check_and_save(ds, ws, read, read_stats, t0, near_rule(near_threshold), cluster)
     finally:
         if cache_writer is not None:
             cache_writer.join()
+        if cluster is not None:
+            cluster.close()
 
 
-def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: float, rule: dict) -> ScanResult:
+def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: float, rule: dict,
+                    steps=None) -> ScanResult:
     """The second half of ``scan``: run the checks on the rows read, save and return the result. ``read`` is
-    [rows, desc], emptied here so that the rows table is freed once it has become part of ``images``."""
+    [rows, desc], emptied here so that the rows table is freed once it has become part of ``images``.
+    ``steps``: a cluster scan's global steps (cluster.steps.ClusterSteps: pairs and statistics made on Ray)."""
     rows, desc = read
     read.clear()
     filescan.release_freed_memory()
@@ -524,7 +530,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     for name, column in box_stats(images, ann).items():
         images[name] = column.to_numpy()
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
-                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, near_rule=rule)
+                       has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, near_rule=rule,
+                       pair_source=steps, column_stats=steps.column_stats(images) if steps else None)
     findings = run_checks(ctx, ds.problems)
     filescan.release_freed_memory()
     per_image = findings[findings["image_id"] != ""]
@@ -541,7 +548,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "n_images": int(len(images)), "n_classes": len(ds.classes), "classes": ds.classes,
         "splits": {str(k): int(v) for k, v in images["split"].value_counts(dropna=False).items()},
         "n_boxes": int(len(ann)), "has_image_labels": ds.has_image_labels, "has_boxes": ds.has_boxes,
-        "n_findings": int(len(findings)),
+        "n_findings": int(len(findings)), **(steps.summary() if steps else {}),
         "findings_per_family": {k: int(v) for k, v in findings["family"].value_counts().items()},
         "findings_per_check": {k: int(v) for k, v in findings["check"].value_counts().items()},
         "n_duplicate_pairs": int(len(pairs)), **read_stats, "elapsed_s": round(elapsed, 3),

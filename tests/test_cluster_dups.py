@@ -170,3 +170,24 @@ def test_on_ray_the_steps_give_what_they_give_here(real_photos, sample):
     keys = sample.images["content_hash"].tolist()
     assert [g.tolist() for g in dups.exact_groups(keys, cluster=ray)] == \
         [g.tolist() for g in dups.exact_groups(keys)]
+
+
+@pytest.mark.parametrize("small_group", [0, 64, 10**9])
+def test_band_candidates_by_offsets_and_by_blocks_are_the_same_pairs(small_group, monkeypatch):
+    """Band values of few rows go by offsets, of many rows block by block (tiny blocks here): the same pairs."""
+    monkeypatch.setitem(dups.BLOCK_ROWS, "small_group", small_group)
+    monkeypatch.setitem(dups.BLOCK_ROWS, "block_elements", 700)
+    rng = np.random.default_rng(5)
+    base = rng.integers(-2**63, 2**63 - 1, 400, dtype=np.int64)
+    h = np.concatenate([base, base[:150] ^ rng.integers(0, 2**20, 150, dtype=np.int64), base[:30]])
+    idx = np.arange(0, len(h), 1)[::-1].copy()                       # rows not in hash order
+    d = np.bitwise_count(h[:, None].view(np.uint64) ^ h[None, :].view(np.uint64))
+    for k in (3, 22):
+        all_bands = dups.bands(k)
+        found = []
+        for b in range(len(all_bands)):
+            i, j = dups.band_candidates(h, idx, b, all_bands, k)
+            found += [(min(a, c), max(a, c)) for a, c in zip(i.tolist(), j.tolist())]
+        assert len(found) == len(set(found))                            # each pair from one band only
+        r, c = np.nonzero(np.triu(d <= k, 1))
+        assert set(found) == set(zip(r.tolist(), c.tolist())) and len(found) >= (30 if k == 3 else 150)

@@ -146,6 +146,10 @@ class CheckContext:
     # the robust statistics of the whole dataset when ``images`` is one part of it (a cluster scan):
     # property.ROBUST_COLUMNS; None: computed from ``images``
     column_stats: dict | None = None
+    # where the pairs are found: None, here (pandas groups, neardup.near_pairs); else an object with the same two
+    # steps, ``exact_pairs(keys) -> (a, b)`` and ``near_pairs(desc, phash=, subset=, cuts=) -> (i, j, cosine)``,
+    # that runs them elsewhere (a cluster scan: cluster.steps.ClusterSteps, on Ray)
+    pair_source: object | None = None
 
     @cached_property
     def decoded(self) -> np.ndarray:
@@ -196,6 +200,11 @@ class CheckContext:
                  "pixel_hash": img["pixel_hash"].where(pd.Series(ok, index=img.index))}
         for col, why in (("content_hash", "same bytes"), ("pixel_hash", "same pixels")):
             keys = keyed[col]
+            if self.pair_source is not None:
+                a, b = self.pair_source.exact_pairs(keys.tolist())
+                if len(a):
+                    frames.append(pd.DataFrame({"a": a, "b": b, "kind": "exact", "score": 1.0, "why": why}))
+                continue
             codes, uniques = pd.factorize(keys, use_na_sentinel=True)
             codes = np.asarray(codes)
             valid = codes >= 0
@@ -226,7 +235,8 @@ class CheckContext:
         ph = img["phash"].to_numpy(np.int64)
         # the whole descriptor array with a mask, not a copy of its rows (256 bytes an image)
         cos_cut, ph_cut, band_text, cuts_text = near_cuts(img, self.near_rule)
-        i, j, cos = neardup.near_pairs(self.desc, phash=ph, subset=use, cuts=(cos_cut, ph_cut))
+        find = neardup.near_pairs if self.pair_source is None else self.pair_source.near_pairs
+        i, j, cos = find(self.desc, phash=ph, subset=use, cuts=(cos_cut, ph_cut))
         frames.append(pd.DataFrame({"a": i, "b": j, "kind": "near", "score": cos.astype(float),
                                     "why": _near_why(i, j, cos, ph, cos_cut, band_text, cuts_text)}))
         mirror = self.near_rule.get("mirror")

@@ -31,6 +31,9 @@ from .. import neardup
 # Thresholds as data: the number of hash partitions for the exact-duplicate shuffle, and groups of exact copies up
 # to this many members give every pair, larger ones a star to their first member (as checks/context.py does).
 DUP_DEFAULTS = {"hash_partitions": 16, "exact_all_pairs_max": 20}
+# band_candidates: band values held by more rows than small_group are compared a block of rows at a time against
+# the rest of the value, the block sized to hold about block_elements XORs (8 bytes each: 32 MB)
+BLOCK_ROWS = {"small_group": 64, "block_elements": 4_000_000}
 
 
 # ----------------------------------------------------------------------------- exact duplicates
@@ -118,11 +121,21 @@ def _mask(width: int) -> np.uint64:
     return np.uint64((1 << width) - 1) if width < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def _earlier_band_free(x: np.ndarray, band_no: int, all_bands: list[tuple[int, int]]) -> np.ndarray:
+    """Pairs (their hashes' XOR ``x``) that share no band before ``band_no``: those the earlier bands did not emit."""
+    keep = np.ones(len(x), bool)
+    for s, wd in all_bands[:band_no]:
+        keep &= ((x >> np.uint64(s)) & _mask(wd)) != 0
+    return keep
+
+
 def band_candidates(phash: np.ndarray, idx: np.ndarray, band_no: int, all_bands: list[tuple[int, int]],
                     hamming_cut: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of rows ``idx`` that agree on band ``band_no``, on no earlier band, and are within ``hamming_cut``
-    bits. Every pair inside a band value is compared (sorted by the value, offsets 1, 2, ... while the value
-    lasts): exact, at the cost of the number of pairs inside the band's values."""
+    bits. Every pair inside a band value is compared (exact, at the cost of the number of pairs inside the band's
+    values): rows sorted by the value; values held by up to ``BLOCK_ROWS["small_group"]`` rows by offsets 1, 2, ...
+    while the value lasts, larger ones (narrow bands: few values, many rows each) block by block, a block of rows
+    against the rest of its value in one XOR."""
     h = np.ascontiguousarray(phash[idx]).view(np.uint64)
     shift, width = all_bands[band_no]
     value = (h >> np.uint64(shift)) & _mask(width) if width else np.zeros(len(h), np.uint64)
@@ -130,7 +143,11 @@ def band_candidates(phash: np.ndarray, idx: np.ndarray, band_no: int, all_bands:
     sv, sh = value[order], h[order]
     n = len(order)
     out_i, out_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    active = np.arange(max(n - 1, 0))
+    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]]) if n else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, n])
+    small = BLOCK_ROWS["small_group"]
+    in_small = np.repeat(sizes <= small, sizes)
+    active = np.nonzero(in_small[:-1])[0] if n else np.zeros(0, np.int64)
     w = 1
     while len(active):
         active = active[active + w < n]
@@ -139,11 +156,21 @@ def band_candidates(phash: np.ndarray, idx: np.ndarray, band_no: int, all_bands:
             break
         x = sh[active] ^ sh[active + w]
         keep = np.bitwise_count(x) <= hamming_cut
-        for s, wd in all_bands[:band_no]:           # shared an earlier band: that band emitted the pair
-            keep &= ((x >> np.uint64(s)) & _mask(wd)) != 0
+        keep[keep] = _earlier_band_free(x[keep], band_no, all_bands)
         sel = active[keep]
         out_i.append(idx[order[sel]]), out_j.append(idx[order[sel + w]])
         w += 1
+    for s0, size in zip(starts[sizes > small].tolist(), sizes[sizes > small].tolist()):
+        block = max(1, int(BLOCK_ROWS["block_elements"]) // size)
+        g = sh[s0:s0 + size]
+        for r0 in range(0, size - 1, block):
+            x = g[r0:r0 + block, None] ^ g[None, r0 + 1:]          # rows r0.. against every later row
+            r, c = np.nonzero(np.bitwise_count(x) <= hamming_cut)
+            c = c + 1 + r0
+            upper = c > r + r0
+            r, c = r[upper] + r0, c[upper]
+            keep = _earlier_band_free(g[r] ^ g[c], band_no, all_bands)
+            out_i.append(idx[order[s0 + r[keep]]]), out_j.append(idx[order[s0 + c[keep]]])
     return np.concatenate(out_i), np.concatenate(out_j)
 
 

@@ -26,7 +26,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +138,43 @@ def connected(spec: str):
         ray.shutdown()
 
 
+class Session:
+    """One Ray connection for a whole cluster scan (the read and the global steps), made on first use (a scan whose
+    files are all cached and whose steps have nothing to do never starts Ray) and left by ``close`` (``connected``).
+    """
+
+    def __init__(self, spec: str):
+        parse_cluster(spec)                 # a usage error before anything is read
+        self.spec = spec
+        self._stack = ExitStack()
+        self._ray = None
+
+    @property
+    def ray(self):
+        if self._ray is None:
+            self._ray = self._stack.enter_context(connected(self.spec))
+        return self._ray
+
+    def close(self) -> None:
+        self._ray = None
+        self._stack.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextmanager
+def _ray_of(cluster: str | Session):
+    if isinstance(cluster, Session):
+        yield cluster.ray
+    else:
+        with connected(cluster) as ray:
+            yield ray
+
+
 # ----------------------------------------------------------------------------- one chunk
 
 def chunk_table(cols: dict) -> pa.Table:
@@ -218,10 +255,11 @@ def _drop_stale_parts(parts: Path, keep: set[str]) -> None:
 
 # ----------------------------------------------------------------------------- the read
 
-def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progress: Progress | None = None,
+def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Session, progress: Progress | None = None,
                done_before: int = 0, total: int | None = None, stats: dict | None = None,
                local_workers: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-file rows and descriptors for ``image_ids`` (same order), read on the Ray cluster ``cluster``;
+    """Per-file rows and descriptors for ``image_ids`` (same order), read on the Ray cluster ``cluster`` (a spec, or
+    the scan's ``Session``);
     chunks already in ``ws/cluster_parts`` are not read again. ``stats`` (a dict) receives files_from_partitions,
     partitions_written and chunks_read_in_driver. ``local_workers``: read the chunks of a local scan with that many
     workers (``plan_tasks``; None: the local default)."""
@@ -254,7 +292,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str, progres
     todo = [k for k, t in enumerate(tables) if t is None]
     written = in_driver = 0
     if todo:
-        with connected(cluster) as ray:
+        with _ray_of(cluster) as ray:
             task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_chunk).options(name=TASK_NAME)
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             window = max(1, cpus * int(RETRIES["in_flight_per_cpu"]))

@@ -13,7 +13,8 @@ partition bytes per image.
 
 --steps: the scan's global steps on a scanned folder (files cached), run by run interleaved in one process: the
 duplicate pairs as a local scan finds them (checks/context.py: pandas groups, neardup.near_pairs) against a cluster
-scan's (cluster/steps.py on a local Ray of 2 worker CPUs: hash shuffle, pHash banding), and the property check's
+scan's (cluster/steps.py on a local Ray of 2 worker CPUs: hash shuffle, pHash banding; and the banding alone in
+this process, banded_here), and the property check's
 statistics (numpy on the whole column against sketches + brackets of 16 parts on Ray). Medians of --runs.
 
 --recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
@@ -181,6 +182,7 @@ def global_steps(n: int, runs: int, base: Path) -> None:
     sys.path.insert(0, str(REPO))
     import os
 
+    import numpy as np
     import ray
 
     import inspect_core
@@ -198,7 +200,11 @@ def global_steps(n: int, runs: int, base: Path) -> None:
     def ctx(**kw):
         return CheckContext(images=img, desc=r.desc, annotations=ds.annotations, classes=ds.classes,
                             has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, **kw)
-    rows = {k: [] for k in ("local_pairs", "ray_pairs", "ray_exact", "ray_near", "local_stats", "ray_stats")}
+    from inspect_core.checks.context import near_cuts, near_rule
+    from inspect_core.cluster import dups
+    cuts = near_cuts(img, near_rule())[:2]
+    rows = {k: [] for k in ("local_pairs", "ray_pairs", "ray_exact", "ray_near", "banded_here", "local_stats",
+                            "ray_stats")}
     counts = {}
     for _ in range(runs):
         t = time.perf_counter()
@@ -210,6 +216,9 @@ def global_steps(n: int, runs: int, base: Path) -> None:
         rows["ray_pairs"].append(time.perf_counter() - t)
         rows["ray_exact"].append(on_ray.times_s["exact_duplicates"])
         rows["ray_near"].append(on_ray.times_s["near_duplicates"])
+        t = time.perf_counter()                 # the same banded search in this process: Ray's share apart
+        dups.near_pairs_banded(r.desc, img["phash"].to_numpy(np.int64), cuts, subset=img["error_kind"].isna())
+        rows["banded_here"].append(time.perf_counter() - t)
         t = time.perf_counter()
         pf = property_frame(img)
         for column, log in ROBUST_COLUMNS.values():

@@ -27,6 +27,9 @@ SAMPLE = REPO / "sample_data"
 
 
 def assert_same_scan(local, other) -> None:
+    """Equal tables, every text and id equal; floats within pandas' default 1e-5 (below 8,000 images the local
+    search's cosines come from a matrix product, the cluster's from row-by-row products: they differ in float32's
+    last bits, about 1e-6 here)."""
     pd.testing.assert_frame_equal(local.images, other.images)
     pd.testing.assert_frame_equal(local.findings, other.findings)
     pd.testing.assert_frame_equal(local.pairs, other.pairs)

@@ -1,0 +1,129 @@
+"""The lazy Gallery query (pyarrow on images.parquet) against today's pandas path, row for row."""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inspect_core.ui.lazy_query import LAZY_MIN_ROWS, LazyImages, lazy_gallery_page, use_lazy
+from inspect_core.ui.query import NO_LABEL, NO_SPLIT, GalleryQuery, families_of_checks, gallery_page
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+
+def _same_page(images: pd.DataFrame, table: LazyImages, q: GalleryQuery, families, decisions=None):
+    eager = gallery_page(images, q, families, decisions)
+    lazy = lazy_gallery_page(table, q, families, decisions)
+    assert (lazy.n_match, lazy.n_pages, lazy.page) == (eager.n_match, eager.n_pages, eager.page), q
+    assert lazy.warnings == eager.warnings, q
+    assert lazy.rows["image_id"].tolist() == eager.rows["image_id"].tolist(), q
+    assert list(lazy.rows.index) == list(eager.rows.index), q
+    pd.testing.assert_frame_equal(lazy.rows, eager.rows, check_index_type=False)
+    start = (eager.page - 1) * eager.page_size
+    assert lazy.ids.tolist() == eager.ids[start:start + eager.page_size].tolist(), q
+    return eager
+
+
+def _queries(images: pd.DataFrame, families) -> list[GalleryQuery]:
+    labels = images["label"].dropna().astype(str).unique().tolist()
+    numeric = [c for c in images.columns if pd.api.types.is_numeric_dtype(images[c])
+               and not pd.api.types.is_bool_dtype(images[c])]
+    col = "brightness" if "brightness" in images.columns else numeric[0]
+    lo, hi = images[col].quantile([0.2, 0.7]).tolist()
+    some_id = str(images["image_id"].iloc[len(images) // 2])
+    fam = sorted(families)[0]
+    return [
+        GalleryQuery(),
+        GalleryQuery(page=2, page_size=5),
+        GalleryQuery(sort_by="image_id", descending=True, page=3, page_size=7),
+        GalleryQuery(labels=tuple(labels[:2]), sort_by=col, descending=True),
+        GalleryQuery(labels=(NO_LABEL,) + tuple(labels[:1]), splits=("train", NO_SPLIT), sort_by=col),
+        GalleryQuery(families=(fam,), sort_by="width_px", page=2, page_size=4),      # many ties: by image_id
+        GalleryQuery(families=(fam,), sort_by="width_px", descending=True, page_size=9),
+        GalleryQuery(ranges=((col, lo, hi),), sort_by="label", page=2, page_size=6),
+        GalleryQuery(search=some_id.split("/")[-1][:4].upper(), sort_by=col),
+        GalleryQuery(ranges=(("no_such_column", 0, 1),), sort_by="no_such_column"),
+        GalleryQuery(page=10**6, page_size=48, sort_by=col),                            # past the end: clamped
+        GalleryQuery(labels=("no such label",)),                                         # nothing matches
+        GalleryQuery(sort_by="split", descending=True, page=2, page_size=11),
+    ]
+
+
+@pytest.fixture(scope="module")
+def sample(sample_scan):
+    return sample_scan, LazyImages(Path(sample_scan.workspace) / "scan" / "images.parquet")
+
+
+def test_sample_data_same_pages(sample):
+    scan, table = sample
+    assert table.n_rows == len(scan.images)
+    families = families_of_checks(scan.findings)
+    for q in _queries(scan.images, families):
+        _same_page(scan.images, table, q, families)
+
+
+def test_sample_data_review_status_filter(sample):
+    scan, table = sample
+    families = families_of_checks(scan.findings)
+    ids = scan.images["image_id"].astype(str).tolist()
+    decisions = pd.DataFrame({"image_id": ids[:3], "action": ["remove", "keep", "remove"]})
+    for wanted in (("remove",), ("undecided",), ("keep", "undecided")):
+        eager = _same_page(scan.images, table, GalleryQuery(decisions=wanted, page_size=500), families, decisions)
+        assert eager.n_match > 0
+    removed = lazy_gallery_page(table, GalleryQuery(decisions=("remove",)), families, decisions)
+    assert sorted(removed.rows["image_id"]) == sorted([ids[0], ids[2]])
+
+
+@pytest.fixture(scope="module")
+def synthetic_100k(tmp_path_factory):
+    from big_scan import write_big_scan
+    ws = tmp_path_factory.mktemp("big")
+    d = write_big_scan(100_000, ws, chunk_rows=40_000)   # three chunks: image_ids unique across them
+    images = pd.read_parquet(d / "images.parquet")
+    images.loc[::97, "brightness"] = np.nan    # a few missing values: they sort last either way
+    images.loc[::101, "label"] = pd.NA
+    images.to_parquet(ws / "images.parquet", index=False, row_group_size=30_000)
+    return images, LazyImages(ws / "images.parquet")
+
+
+def test_synthetic_100k_same_pages(synthetic_100k):
+    from synthetic import CHECKS
+    images, table = synthetic_100k
+    assert images["image_id"].is_unique and len(images) == table.n_rows == 100_000
+    families = {f: list(c) for f, c in CHECKS.items()}
+    for q in _queries(images, families):
+        _same_page(images, table, q, families)
+        _same_page(images, table, replace(q, page=max(q.page, 1) + 5, page_size=48), families)
+
+
+def test_missing_values_sort_last(tmp_path):
+    images = pd.DataFrame({"image_id": pd.array(["d", "b", "a", "c", "e"], dtype="string"),
+                           "label": pd.array(["x", None, "y", "x", None], dtype="string"),
+                           "brightness": [0.5, np.nan, 0.5, np.nan, 0.1],
+                           "is_dark": [True, False, True, False, True]})
+    images.to_parquet(tmp_path / "images.parquet", index=False)
+    table = LazyImages(tmp_path / "images.parquet")
+    for desc in (False, True):
+        for col in ("brightness", "label"):
+            for size in (1, 2, 3, 5):
+                for page in (1, 2, 3):
+                    _same_page(images, table, GalleryQuery(sort_by=col, descending=desc, page=page,
+                                                           page_size=size), {"property": ["dark"]})
+    page = lazy_gallery_page(table, GalleryQuery(sort_by="brightness", descending=True), {})
+    assert page.rows["image_id"].tolist() == ["a", "d", "e", "b", "c"]
+
+
+def test_only_needed_columns_are_read(sample):
+    scan, _ = sample
+    table = LazyImages(Path(scan.workspace) / "scan" / "images.parquet", max_cached_columns=2)
+    lazy_gallery_page(table, GalleryQuery(labels=("cat",), sort_by="brightness"), {})
+    assert set(table._cache) <= {"label", "brightness", "image_id"} and len(table._cache) <= 2
+
+
+def test_threshold():
+    assert not use_lazy(LAZY_MIN_ROWS - 1) and use_lazy(LAZY_MIN_ROWS)
+    assert use_lazy(10, switch=True) and not use_lazy(10**8, switch=False)

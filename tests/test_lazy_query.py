@@ -127,3 +127,39 @@ def test_only_needed_columns_are_read(sample):
 def test_threshold():
     assert not use_lazy(LAZY_MIN_ROWS - 1) and use_lazy(LAZY_MIN_ROWS)
     assert use_lazy(10, switch=True) and not use_lazy(10**8, switch=False)
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_gallery_page_lazy_shows_the_same_tiles(sample_scan, monkeypatch):
+    """The Gallery page with DI_LAZY_GALLERY=1 draws the same tiles as the pandas path, for a filter + sort and
+    for the next page, and says that it reads lazily."""
+    import grid_support
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    repo = Path(__file__).resolve().parents[1]
+
+    def tiles(mode: str) -> tuple[list[list[str]], str]:
+        monkeypatch.setenv("DI_LAZY_GALLERY", mode)
+        st.cache_data.clear()
+        at = AppTest.from_file(str(repo / "Home.py"), default_timeout=120)
+        at.session_state["di_root"] = str(repo / "sample_data")
+        at.run()
+        at.switch_page("pages/1_Gallery.py").run()
+        shown = [grid_support.tile_ids(at)]
+        at.selectbox(key="sort").set_value("brightness")
+        at.toggle(key="desc").set_value(True)
+        at.run()
+        assert not at.exception, at.exception
+        shown.append(grid_support.tile_ids(at))
+        at.multiselect(key="family").set_value([sorted(families_of_checks(sample_scan.findings))[0]])
+        at.run()
+        shown.append(grid_support.tile_ids(at))
+        assert not at.exception, at.exception
+        return shown, "\n".join(c.value for c in at.caption)
+
+    eager, eager_text = tiles("0")
+    lazy, lazy_text = tiles("1")
+    assert lazy == eager and all(eager)
+    assert eager[1] != eager[0]   # the sort changed the page
+    assert "read from the saved scan page by page" in lazy_text
+    assert "read from the saved scan page by page" not in eager_text

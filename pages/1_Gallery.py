@@ -34,7 +34,7 @@ with pager:
 if lazy is None:
     result = gallery_page(scan.images, replace(query, page=page), order=order)
 else:
-    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask)
+    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask, rows_from=scan.images)
 with head:
     for w in result.warnings:
         st.warning(w)

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 def _same_page(images: pd.DataFrame, table: LazyImages, q: GalleryQuery, families, decisions=None):
     eager = gallery_page(images, q, families, decisions)
     lazy = lazy_gallery_page(table, q, families, decisions)
+    from_frame = lazy_gallery_page(table, q, families, decisions, rows_from=images)
+    pd.testing.assert_frame_equal(from_frame.rows, eager.rows)
     assert (lazy.n_match, lazy.n_pages, lazy.page) == (eager.n_match, eager.n_pages, eager.page), q
     assert lazy.warnings == eager.warnings, q
     assert lazy.rows["image_id"].tolist() == eager.rows["image_id"].tolist(), q
@@ -115,6 +117,14 @@ def test_missing_values_sort_last(tmp_path):
                                                            page_size=size), {"property": ["dark"]})
     page = lazy_gallery_page(table, GalleryQuery(sort_by="brightness", descending=True), {})
     assert page.rows["image_id"].tolist() == ["a", "d", "e", "b", "c"]
+
+
+def test_id_rank_sorted_and_unsorted_files(tmp_path):
+    ids = ["b/2.jpg", "a/10.jpg", "a/9.jpg", "c.jpg"]
+    pd.DataFrame({"image_id": pd.array(ids, dtype="string")}).to_parquet(tmp_path / "u.parquet", index=False)
+    pd.DataFrame({"image_id": pd.array(sorted(ids), dtype="string")}).to_parquet(tmp_path / "s.parquet", index=False)
+    assert LazyImages(tmp_path / "u.parquet").id_rank().tolist() == [2, 0, 1, 3]
+    assert LazyImages(tmp_path / "s.parquet").id_rank().tolist() == [0, 1, 2, 3]
 
 
 def test_only_needed_columns_are_read(sample):

@@ -43,6 +43,7 @@ class LazyImages:
         self._cache: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
         self._max = max(int(max_cached_columns), 1)
         self._lock = threading.Lock()
+        self._rank: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.n_rows
@@ -59,6 +60,25 @@ class LazyImages:
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return col
+
+    def id_rank(self) -> np.ndarray:
+        """For each row, the rank of its image_id in ascending order (image_ids are unique): sorts and ties are
+        then broken on integers. Computed once; the row positions themselves when the file is in image_id order
+        (checked in one pass)."""
+        with self._lock:
+            if self._rank is not None:
+                return self._rank
+        ids = self.column("image_id")
+        n = len(ids)
+        if n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
+            rank = np.arange(n, dtype=np.int64)
+        else:
+            order = pc.sort_indices(ids).to_numpy()
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n, dtype=np.int64)
+        with self._lock:
+            self._rank = rank
+        return rank
 
     def take(self, positions: np.ndarray) -> pd.DataFrame:
         """The rows at ``positions`` (in that order) as pandas, indexed by their positions like
@@ -143,36 +163,42 @@ def lazy_filter_mask(table: LazyImages, q: GalleryQuery, families: dict[str, lis
 
 def _top_positions(table: LazyImages, where: np.ndarray, column: str, descending: bool, k: int) -> np.ndarray:
     """The first ``k`` of the rows ``where`` in the order of ``query.sort_order``: ``column`` (descending or not),
-    missing values last, ties by image_id ascending."""
+    missing values last, ties by image_id ascending (by ``LazyImages.id_rank``: integers, not strings)."""
     if k <= 0 or len(where) == 0:
         return where[:0]
-    order = "descending" if descending else "ascending"
+    rank = table.id_rank()
+    if column == "image_id":
+        r = rank[where]
+        key = -r if descending else r
+        if k < len(key):
+            part = np.argpartition(key, k - 1)[:k]
+            return where[part[np.argsort(key[part])]]
+        return where[np.argsort(key)]
     key = table.column(column).take(pa.array(where))
     missing = _as_mask(pc.is_null(key, nan_is_null=True))
     present, absent = where[~missing], where[missing]
-    out = []
+    out = where[:0]
     if len(present):
-        keys = pa.table({"key": key.filter(pa.array(~missing)), "pos": pa.array(present)})
-        sort_keys = [("key", order)]
-        if column != "image_id":
-            keys = keys.append_column("image_id", table.column("image_id").take(keys["pos"]))
-            sort_keys.append(("image_id", "ascending"))
-        # image_id is unique, so the unstable top-k is exact; the k rows are then put in order
+        keys = pa.table({"key": key.filter(pa.array(~missing)) if missing.any() else key,
+                         "rank": pa.array(rank[present]), "pos": pa.array(present)})
+        sort_keys = [("key", "descending" if descending else "ascending"), ("rank", "ascending")]
+        # image_id ranks are unique, so the unstable top-k is exact; the k rows are then put in order
         top = keys.take(pc.select_k_unstable(keys, k=min(k, keys.num_rows), sort_keys=sort_keys))
-        top = top.take(pc.sort_indices(top, sort_keys=sort_keys))
-        out.append(top["pos"].to_numpy())
-    if sum(len(o) for o in out) < k and len(absent):   # missing values last, by image_id
-        ids = table.column("image_id").take(pa.array(absent))
-        rest = absent[pc.sort_indices(ids).to_numpy()]
-        out.append(rest[:k - sum(len(o) for o in out)])
-    return np.concatenate(out).astype(np.int64)
+        out = top.take(pc.sort_indices(top, sort_keys=sort_keys))["pos"].to_numpy()
+    if len(out) < k and len(absent):   # missing values last, by image_id
+        r = rank[absent]
+        out = np.concatenate([out, absent[np.argsort(r)][:k - len(out)]])
+    return out.astype(np.int64)
 
 
 def lazy_gallery_page(table: LazyImages, q: GalleryQuery, families: dict[str, list[str]] | None = None,
                       decisions: pd.DataFrame | None = None,
-                      mask: tuple[np.ndarray, list[str]] | None = None) -> GalleryPage:
+                      mask: tuple[np.ndarray, list[str]] | None = None,
+                      rows_from: pd.DataFrame | None = None) -> GalleryPage:
     """``query.gallery_page`` on the Parquet table (``mask``: ``lazy_filter_mask``'s result for ``q`` when the
-    caller has it). Only the page's rows are read into pandas; ``ids`` are the page's image_ids."""
+    caller has it). Only the page's rows are read into pandas, from ``rows_from`` (the same table in memory, when
+    the caller holds it: a take from Parquet reads every row group a row of the page is in) or from the file;
+    ``ids`` are the page's image_ids."""
     matched, warnings = mask if mask is not None else lazy_filter_mask(table, q, families, decisions)
     warnings = list(warnings)
     where = np.flatnonzero(matched)
@@ -186,7 +212,7 @@ def lazy_gallery_page(table: LazyImages, q: GalleryQuery, families: dict[str, li
     page = min(max(int(q.page), 1), n_pages)
     start = (page - 1) * size
     positions = _top_positions(table, where, column, q.descending, start + size)[start:]
-    rows = table.take(positions)
+    rows = rows_from.iloc[positions] if rows_from is not None else table.take(positions)
     return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=warnings,
                        ids=rows["image_id"].astype(str).to_numpy(dtype=object), page_size=size)
 

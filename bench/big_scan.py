@@ -1,7 +1,8 @@
 """A saved synthetic scan of N rows (10,000,000 by default) written in row groups with bounded memory, and the
 Gallery's server-side query timed on it, eager (today: ``load_scan`` -> one pandas frame -> ``query``) and lazy
 (``inspect_core.ui.lazy_query`` on the Parquet file alone), and as the Gallery runs it above the threshold ("app":
-``load_scan``'s frame still in memory, the query lazy, the page's rows taken from the frame). Run through ``bench/bench_gallery.py --big``.
+``load_scan``'s frame still in memory, the query lazy, the page's rows taken from the frame). Run through
+``bench/bench_gallery.py --big``; ``big_scan.py page WORKSPACE 0|1`` times the Gallery page script under AppTest.
 
 Each measurement runs in its own Python process, so its peak RSS (``ru_maxrss``) is its own.
 """
@@ -16,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -125,6 +125,43 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
     return out
 
 
+def page_script(workspace: Path, lazy: str) -> dict:
+    """The Gallery page script under AppTest (server side, no browser) on the saved scan, ``DI_LAZY_GALLERY=lazy``:
+    the first run (the scan loaded and, lazily, the image_id rank), then first page again, a filter + sort change
+    and a page change, each timed once (the load makes repeats costly)."""
+    os.environ["DI_LAZY_GALLERY"] = lazy
+    import inspect_core
+    from streamlit.testing.v1 import AppTest
+    repo = Path(__file__).resolve().parents[1]
+    t0 = time.perf_counter()
+    scan = inspect_core.load_scan(workspace)
+    out = {"mode": f"page, DI_LAZY_GALLERY={lazy}", "load_s": time.perf_counter() - t0}
+    inspect_core.load_scan = lambda ws: scan
+    at = AppTest.from_file(str(repo / "pages" / "1_Gallery.py"), default_timeout=900)
+    at.session_state["di_root"] = str(scan.dataset.root)
+    os.makedirs(scan.dataset.root, exist_ok=True)
+    (Path(scan.dataset.root) / "a.jpg").touch()     # a folder with an image: the page's root check passes
+    steps = []
+
+    def step(name, change=None):
+        if change:
+            change()
+        t1 = time.perf_counter()
+        at.run()
+        steps.append({"name": name, "s": time.perf_counter() - t1})
+        assert not at.exception, at.exception
+    step("first open (scan in memory; filter widgets; query)")
+    step("rerun, same view")
+    step("filter (family property) + sort (brightness desc)", lambda: (
+        at.multiselect(key="family").set_value(["property"]), at.selectbox(key="sort").set_value("brightness"),
+        at.toggle(key="desc").set_value(True)))
+    step("page 2", lambda: at.get("pagination")[0].set_value(2) if at.get("pagination") else None)
+    out["steps"] = steps
+    out["text"] = [t.value for t in at.text][:2]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "lazy", "app")) -> int:
     workspace = data / f"big_{n}"
     t0 = time.perf_counter()
@@ -157,8 +194,8 @@ def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "l
               "| query | " + " | ".join(f"{r['mode']} (s)" for r in results) + " | matches |",
               "|---|" + "---:|" * (len(results) + 1)]
     for k, (name, _) in enumerate(queries()):
-        lines.append(f"| {name} | " + " | ".join(f"{r['queries'][k]['median_s']:.3f} ({r['queries'][k]['times_s'][0]:.2f})"
-                                                 for r in results)
+        cells = [f"{r['queries'][k]['median_s']:.3f} ({r['queries'][k]['times_s'][0]:.2f})" for r in results]
+        lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {results[0]['queries'][k]['n_match']:,} |")
     same = all(r["queries"][k]["n_match"] == results[0]["queries"][k]["n_match"]
                and r["queries"][k]["first_id"] == results[0]["queries"][k]["first_id"]
@@ -170,5 +207,8 @@ def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "l
     return 0 if same else 1
 
 
-if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS (prints one JSON line)
-    sys.stdout.write(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))) + "\n")
+if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS|LAZY (prints one JSON line)
+    if sys.argv[1] == "page":
+        sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3])) + "\n")
+    else:
+        sys.stdout.write(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))) + "\n")

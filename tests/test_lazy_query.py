@@ -127,6 +127,18 @@ def test_id_rank_sorted_and_unsorted_files(tmp_path):
     assert LazyImages(tmp_path / "s.parquet").id_rank().tolist() == [0, 1, 2, 3]
 
 
+def test_id_rank_kept_in_the_workspace(tmp_path):
+    ids = [f"{k % 7}/{k}.jpg" for k in range(50)]
+    pd.DataFrame({"image_id": pd.array(ids, dtype="string")}).to_parquet(tmp_path / "u.parquet", index=False)
+    rank_path = tmp_path / "ws" / "lazy" / "rank.npy"
+    first = LazyImages(tmp_path / "u.parquet", rank_path=rank_path).id_rank()
+    assert rank_path.is_file() and first.tolist() == pd.Series(ids).rank().astype(int).sub(1).tolist()
+    np.save(rank_path, first[::-1].copy())          # a second process reads the file, not the column
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).id_rank().tolist() == first[::-1].tolist()
+    np.save(rank_path, first[:10])                  # a file of another length is ignored
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).id_rank().tolist() == first.tolist()
+
+
 def test_only_needed_columns_are_read(sample):
     scan, _ = sample
     table = LazyImages(Path(scan.workspace) / "scan" / "images.parquet", max_cached_columns=2)

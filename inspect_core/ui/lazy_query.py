@@ -13,7 +13,9 @@ sort this module avoids.
 """
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 
@@ -34,8 +36,10 @@ class LazyImages:
     """A scan's ``images.parquet`` opened as a pyarrow dataset: its schema and row count, no rows read until a
     query needs a column. Safe to share between threads (Streamlit sessions)."""
 
-    def __init__(self, path: Path | str, max_cached_columns: int = MAX_CACHED_COLUMNS):
+    def __init__(self, path: Path | str, max_cached_columns: int = MAX_CACHED_COLUMNS,
+                 rank_path: Path | str | None = None):
         self.path = Path(path)
+        self.rank_path = Path(rank_path) if rank_path is not None else None
         self.dataset = pads.dataset(self.path, format="parquet")
         self.schema = self.dataset.schema
         self.columns = list(self.schema.names)
@@ -64,10 +68,16 @@ class LazyImages:
     def id_rank(self) -> np.ndarray:
         """For each row, the rank of its image_id in ascending order (image_ids are unique): sorts and ties are
         then broken on integers. Computed once; the row positions themselves when the file is in image_id order
-        (checked in one pass)."""
+        (checked in one pass). Kept in ``rank_path`` when given (a .npy in the workspace, named by the scan's
+        fingerprint by the caller), so a new server process reads it instead of sorting again."""
         with self._lock:
             if self._rank is not None:
                 return self._rank
+        saved = self._saved_rank()
+        if saved is not None:
+            with self._lock:
+                self._rank = saved
+            return saved
         ids = self.column("image_id")
         n = len(ids)
         if n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
@@ -78,7 +88,24 @@ class LazyImages:
             rank[order] = np.arange(n, dtype=np.int64)
         with self._lock:
             self._rank = rank
+        if self.rank_path is not None:
+            try:
+                self.rank_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.rank_path.with_name(f"{self.rank_path.stem}.{uuid.uuid4().hex}.tmp.npy")
+                np.save(tmp, rank)
+                os.replace(tmp, self.rank_path)
+            except OSError:   # a read-only workspace: computed again by the next process
+                pass
         return rank
+
+    def _saved_rank(self) -> np.ndarray | None:
+        if self.rank_path is None or not self.rank_path.is_file():
+            return None
+        try:
+            rank = np.load(self.rank_path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return rank if rank.shape == (self.n_rows,) and rank.dtype == np.int64 else None
 
     def take(self, positions: np.ndarray) -> pd.DataFrame:
         """The rows at ``positions`` (in that order) as pandas, indexed by their positions like

@@ -408,10 +408,13 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
 LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": the Gallery always reads images.parquet lazily, "0": never
 
 
+LAZY_DIR = "lazy"   # in the workspace: the image_id rank of a big scan, per scan fingerprint
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _lazy_images(fingerprint: str, path: str):
+def _lazy_images(fingerprint: str, path: str, workspace: str):
     from inspect_core.ui.lazy_query import LazyImages
-    return LazyImages(path)
+    return LazyImages(path, rank_path=Path(workspace) / LAZY_DIR / f"image_id_rank_{fingerprint}.npy")
 
 
 def lazy_images(scan):
@@ -425,7 +428,7 @@ def lazy_images(scan):
         return None
     path = Path(scan.workspace) / SCAN_DIR / "images.parquet"
     try:
-        table = _lazy_images(str(scan.fingerprint), str(path))
+        table = _lazy_images(str(scan.fingerprint), str(path), str(scan.workspace))
     except (OSError, ValueError) as exc:   # pyarrow's errors derive from these
         log.warning("lazy Gallery off: %s could not be read: %s", path, exc)
         return None

@@ -146,6 +146,29 @@ def test_only_needed_columns_are_read(sample):
     assert set(table._cache) <= {"label", "brightness", "image_id"} and len(table._cache) <= 2
 
 
+def _widget_choices(images: pd.DataFrame, classes) -> dict:
+    from inspect_core.ui.query import check_columns, numeric_columns
+    from inspect_core.ui.widgets import label_options, split_options
+    nums = numeric_columns(images)
+    return {"labels": label_options(images, classes), "splits": split_options(images),
+            "flagged": sorted(c for c, col in check_columns(images).items() if images[col].any()),
+            "numeric": nums, "columns": list(images.columns), "dtypes": [str(d) for d in images.dtypes],
+            "ranges": {c: (float(np.nanmin(pd.to_numeric(images[c], errors="coerce").to_numpy(float, na_value=np.nan))),
+                           float(np.nanmax(pd.to_numeric(images[c], errors="coerce").to_numpy(float, na_value=np.nan))))
+                       for c in nums if images[c].notna().any()}}
+
+
+def test_option_rows_give_the_same_widget_choices(sample, synthetic_100k):
+    from inspect_core.ui.lazy_query import option_rows
+    scan, _ = sample
+    images, _ = synthetic_100k
+    for frame, classes in ((scan.images, list(scan.dataset.classes)), (images, [])):
+        rows = option_rows(frame)
+        assert len(rows) < len(frame) and len(rows) < 200
+        assert _widget_choices(frame.iloc[rows], classes) == _widget_choices(frame, classes)
+    assert NO_LABEL in _widget_choices(images.iloc[option_rows(images)], [])["labels"]   # a missing label kept
+
+
 def test_threshold():
     assert not use_lazy(LAZY_MIN_ROWS - 1) and use_lazy(LAZY_MIN_ROWS)
     assert use_lazy(10, switch=True) and not use_lazy(10**8, switch=False)

@@ -244,6 +244,30 @@ def lazy_gallery_page(table: LazyImages, q: GalleryQuery, families: dict[str, li
                        ids=rows["image_id"].astype(str).to_numpy(dtype=object), page_size=size)
 
 
+def option_rows(images: pd.DataFrame) -> np.ndarray:
+    """Row positions of a few rows of ``images`` that give the filter widgets the same choices as the whole table:
+    the first row of each label and split (missing included), the first row each check flags, and the rows of
+    the smallest and largest finite value of each numeric column. The widgets then read ~100 rows per rerun,
+    not 10,000,000 (``widgets.filter_widgets`` on ``images.iloc[option_rows(images)]``)."""
+    picked: list[np.ndarray] = []
+    for col in ("label", "split"):
+        if col in images.columns:
+            values = images[col]
+            picked.append(np.flatnonzero(~values.duplicated(keep="first").to_numpy(dtype=bool)))
+    for c, dt in images.dtypes.items():
+        if pd.api.types.is_bool_dtype(dt):
+            flags = images[c].to_numpy(dtype=bool, na_value=False)
+            if flags.any():
+                picked.append(np.array([int(flags.argmax())]))
+        elif pd.api.types.is_numeric_dtype(dt):
+            values = pd.to_numeric(images[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            finite = np.isfinite(values)
+            if finite.any():
+                picked.append(np.array([int(np.where(finite, values, np.inf).argmin()),
+                                        int(np.where(finite, values, -np.inf).argmax())]))
+    return np.unique(np.concatenate(picked)) if picked else np.arange(min(len(images), 1))
+
+
 def use_lazy(n_rows: int, switch: bool | None = None) -> bool:
     """Whether the Gallery reads lazily: ``switch`` when given, else from ``LAZY_MIN_ROWS`` rows on."""
     return bool(switch) if switch is not None else int(n_rows) >= LAZY_MIN_ROWS

@@ -435,6 +435,18 @@ def lazy_images(scan):
     return table if table.n_rows == len(scan.images) else None
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _option_frame(fingerprint: str, _images):
+    from inspect_core.ui.lazy_query import option_rows
+    return _images.iloc[option_rows(_images)]
+
+
+def filter_frame(scan, lazy) -> object:
+    """The table the filter widgets read their choices from: a few rows that give the same choices
+    (``lazy_query.option_rows``, once per scan) when the Gallery reads lazily, else the scan's table."""
+    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), scan.images)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _lazy_mask(fingerprint: str, query, decisions_version: int, _table, _families, _decisions):
     from inspect_core.ui.lazy_query import lazy_filter_mask

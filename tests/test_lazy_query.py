@@ -208,3 +208,29 @@ def test_gallery_page_lazy_shows_the_same_tiles(sample_scan, monkeypatch):
     assert eager[1] != eager[0]   # the sort changed the page
     assert "read from the saved scan page by page" in lazy_text
     assert "read from the saved scan page by page" not in eager_text
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_gallery_lazy_open_decide_and_filter_by_status(sample_scan, monkeypatch):
+    """Lazy mode end to end on the page: open a tile in the viewer, remove it, then the review-status filter
+    (read through the lazy mask, versioned by the store) shows exactly that image."""
+    import grid_support
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_core.review import ReviewStore
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("DI_LAZY_GALLERY", "1")
+    at = AppTest.from_file(str(repo / "Home.py"), default_timeout=120)
+    at.session_state["di_root"] = str(repo / "sample_data")
+    at.run()
+    at.switch_page("pages/1_Gallery.py").run()
+    target = grid_support.tile_ids(at)[5]
+    grid_support.open_tile(at, target)
+    assert not at.exception, at.exception
+    assert target in [t.value for t in at.text]
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert ReviewStore(Path(sample_scan.workspace)).decision_for(target)["action"] == "remove"
+    at.multiselect(key="status").set_value(["remove"]).run()
+    assert not at.exception, at.exception
+    assert grid_support.tile_ids(at) == [target]
+    assert any(t.value.startswith(f"1 of {len(sample_scan.images):,} images match") for t in at.text)

@@ -103,7 +103,7 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
         if mode == "app":
             import inspect_core
             frame = inspect_core.load_scan(workspace).images
-        table = LazyImages(workspace / "scan" / "images.parquet", max_cached_columns=16)
+        table = LazyImages(workspace / "scan" / "images.parquet", max_cached_bytes=4_000_000_000)
         t1 = time.perf_counter()
         table.id_rank()
         out["rank_s"] = time.perf_counter() - t1

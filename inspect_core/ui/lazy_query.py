@@ -2,10 +2,11 @@
 
 Above ``LAZY_MIN_ROWS`` rows (or when asked), the Gallery does not filter and sort a 10,000,000-row DataFrame:
 it reads from the Parquet file only the columns a query needs (each once, kept as Arrow arrays: a float
-column of 10,000,000 rows is 80 MB), computes the filter with ``pyarrow.compute``, finds the page's rows with a
-top-k (``select_k_unstable`` on the sort column and the row positions, never a sort of every match), and turns
-only the page's rows into pandas (``Dataset.take``). The result is ``query.GalleryPage``, with the same rows in
-the same order as ``query.gallery_page`` gives (same filter semantics, missing values last, ties by image_id).
+column of 10,000,000 rows is 80 MB, a check's flags 1.25 MB), computes the filter with ``pyarrow.compute``, finds
+the page's rows with a top-k (``select_k_unstable`` on the sort column and the image_id rank, never a sort of every
+match), and turns only the page's rows into pandas (from the frame the caller holds, else ``Dataset.take``). The
+result is ``query.GalleryPage``, with the same rows in the same order as ``query.gallery_page`` gives (same filter
+semantics, missing values last, ties by image_id).
 
 Unlike the eager path, ``GalleryPage.ids`` holds the page's image_ids only (previous / next and "select all
 matching" then work within the page): listing every match of a 10,000,000-row scan in order is the full
@@ -29,14 +30,14 @@ from inspect_core.schema import check_of_column
 from inspect_core.ui.query import NO_LABEL, NO_SPLIT, GalleryPage, GalleryQuery
 
 LAZY_MIN_ROWS = 2_000_000   # the Gallery reads images.parquet lazily from this many rows on
-MAX_CACHED_COLUMNS = 8      # Arrow columns kept in memory per table (least recently used dropped first)
+MAX_CACHED_BYTES = 1_500_000_000   # Arrow columns kept in memory per table (least recently used dropped first)
 
 
 class LazyImages:
     """A scan's ``images.parquet`` opened as a pyarrow dataset: its schema and row count, no rows read until a
     query needs a column. Safe to share between threads (Streamlit sessions)."""
 
-    def __init__(self, path: Path | str, max_cached_columns: int = MAX_CACHED_COLUMNS,
+    def __init__(self, path: Path | str, max_cached_bytes: int = MAX_CACHED_BYTES,
                  rank_path: Path | str | None = None):
         self.path = Path(path)
         self.rank_path = Path(rank_path) if rank_path is not None else None
@@ -45,7 +46,7 @@ class LazyImages:
         self.columns = list(self.schema.names)
         self.n_rows = int(self.dataset.count_rows())
         self._cache: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
-        self._max = max(int(max_cached_columns), 1)
+        self._max_bytes = int(max_cached_bytes)
         self._lock = threading.Lock()
         self._rank: np.ndarray | None = None
 
@@ -53,7 +54,7 @@ class LazyImages:
         return self.n_rows
 
     def column(self, name: str) -> pa.Array:
-        """One whole column, read once and kept (``max_cached_columns`` at most)."""
+        """One whole column, read once and kept (``max_cached_bytes`` in all; the newest column always)."""
         with self._lock:
             if name in self._cache:
                 self._cache.move_to_end(name)
@@ -61,7 +62,7 @@ class LazyImages:
         col = self.dataset.to_table(columns=[name]).column(0).combine_chunks()
         with self._lock:
             self._cache[name] = col
-            while len(self._cache) > self._max:
+            while len(self._cache) > 1 and sum(c.nbytes for c in self._cache.values()) > self._max_bytes:
                 self._cache.popitem(last=False)
         return col
 

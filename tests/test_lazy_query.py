@@ -239,3 +239,31 @@ def test_gallery_lazy_open_decide_and_filter_by_status(sample_scan, monkeypatch)
     assert not at.exception, at.exception
     assert grid_support.tile_ids(at) == [target]
     assert any(t.value.startswith(f"1 of {len(sample_scan.images):,} images match") for t in at.text)
+
+
+def test_lazy_images_falls_back_on_a_bad_saved_table(tmp_path, monkeypatch):
+    """A missing, damaged or stale images.parquet never stops the Gallery: the pandas path serves (None)."""
+    from types import SimpleNamespace
+
+    from inspect_core.ui import state
+    images = pd.DataFrame({"image_id": pd.array(["a", "b", "c"], dtype="string"), "brightness": [0.1, 0.2, 0.3]})
+    scan_dir = tmp_path / "ws" / "scan"
+    scan_dir.mkdir(parents=True)
+
+    def lazy_for(fingerprint: str):
+        return state.lazy_images(SimpleNamespace(images=images, workspace=tmp_path / "ws", fingerprint=fingerprint))
+
+    monkeypatch.setenv("DI_LAZY_GALLERY", "1")
+    assert lazy_for("missing") is None
+    (scan_dir / "images.parquet").write_bytes(b"PAR1 this is not parquet")
+    assert lazy_for("damaged") is None
+    images.iloc[:2].to_parquet(scan_dir / "images.parquet", index=False)
+    assert lazy_for("stale") is None                      # another row count than the scan in memory
+    images.to_parquet(scan_dir / "images.parquet", index=False)
+    table = lazy_for("good")
+    assert table is not None and table.n_rows == 3
+    assert lazy_gallery_page(table, GalleryQuery(sort_by="brightness", descending=True), {}).ids.tolist() == \
+        ["c", "b", "a"]
+    assert np.load(tmp_path / "ws" / "lazy" / "image_id_rank_good.npy").tolist() == [0, 1, 2]   # kept for the next process
+    monkeypatch.setenv("DI_LAZY_GALLERY", "0")
+    assert lazy_for("good") is None

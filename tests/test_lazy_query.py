@@ -264,6 +264,6 @@ def test_lazy_images_falls_back_on_a_bad_saved_table(tmp_path, monkeypatch):
     assert table is not None and table.n_rows == 3
     assert lazy_gallery_page(table, GalleryQuery(sort_by="brightness", descending=True), {}).ids.tolist() == \
         ["c", "b", "a"]
-    assert np.load(tmp_path / "ws" / "lazy" / "image_id_rank_good.npy").tolist() == [0, 1, 2]   # kept for the next process
+    assert np.load(tmp_path / "ws" / "lazy" / "image_id_rank_good.npy").tolist() == [0, 1, 2]   # for the next
     monkeypatch.setenv("DI_LAZY_GALLERY", "0")
     assert lazy_for("good") is None

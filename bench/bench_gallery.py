@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_gallery.py [--n-images 100000] [--repeats 7]
     .venv/bin/python bench/bench_gallery.py --browser [--n-images 100000] [--repeats 3]
+    .venv/bin/python bench/bench_gallery.py --big --n-images 10000000 --repeats 3
 
 Builds a synthetic scan (100,000 rows with the scan's columns; image files are hard links to 64
 distinct 640x480 JPEGs under bench/.data/, so thumbnails are really decoded) and times, as the median
@@ -47,8 +48,15 @@ def main() -> int:
     ap.add_argument("--triage", action="store_true",
                     help="with --browser: the Model triage page's worst-loss grid instead (a predictions file of "
                          "the synthetic scan: tick, open, next by key, filter, more tiles)")
+    ap.add_argument("--big", action="store_true",
+                    help="a saved scan of --n-images rows (e.g. 10000000) written in row groups, and the Gallery's "
+                         "query on it eager (load_scan + pandas) vs lazy (pyarrow on the Parquet): bench/big_scan.py")
     ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)  # internal: the app for --browser
     args = ap.parse_args()
+    if args.big:
+        from big_scan import big_bench
+        return big_bench(args.n_images, Path(args.data), args.repeats,
+                         Path(args.out or REPO / "bench" / "results" / f"gallery_big_{args.n_images}.md"))
     if args.serve:
         return serve(args)
     if args.browser and args.triage:

@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from inspect_core.ui import state, viewer, widgets
+from inspect_core.ui.lazy_query import lazy_gallery_page
 from inspect_core.ui.query import gallery_page
 
 st.set_page_config(page_title="Gallery - Dataset Inspector", layout="wide")
@@ -16,23 +17,34 @@ st.title("Gallery")
 scan = state.require_scan()
 store = state.store_for(scan)
 families = state.families_for(str(scan.fingerprint), scan.findings)
-query = widgets.filter_widgets(scan.images, list(scan.dataset.classes), families)
+lazy = state.lazy_images(scan)   # a big scan: filter, sort and page read images.parquet (lazy_query)
+query = widgets.filter_widgets(state.filter_frame(scan, lazy), list(scan.dataset.classes), families)
 n_cols, thumb_px = widgets.tile_size_widget()
 decisions = store.current()
-order = state.gallery_order(scan, query, families, decisions, store.last_id())
-
-n_match = len(order[0])
+if lazy is None:
+    order = state.gallery_order(scan, query, families, decisions, store.last_id())
+    n_match = len(order[0])
+else:
+    mask = state.lazy_gallery_mask(scan, lazy, query, families, decisions, store.last_id())
+    n_match = int(mask[0].sum())
 n_pages = max((n_match + query.page_size - 1) // query.page_size, 1)
 head, bar, grid, pager = st.container(), st.container(), st.container(), st.container()
 with pager:
     page = widgets.pager(n_pages, query)
-result = gallery_page(scan.images, replace(query, page=page), order=order)
+if lazy is None:
+    result = gallery_page(scan.images, replace(query, page=page), order=order)
+else:
+    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask, rows_from=scan.images)
 with head:
     for w in result.warnings:
         st.warning(w)
     st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
+    if lazy is not None:
+        st.caption(f"{len(scan.images):,} rows: read from the saved scan page by page; \"select all matching\" and "
+                   "previous / next work within this page.")
 with bar:
-    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(), matching_positions=order[0])
+    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(),
+                     matching_positions=order[0] if lazy is None else None)
 with grid:
     widgets.thumb_grid(scan, result.rows, key_prefix="gallery", n_cols=n_cols, thumb_px=thumb_px,
                        stat=query.sort_by, decisions=decisions, selectable=True)

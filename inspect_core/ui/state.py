@@ -405,6 +405,63 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
     return _gallery_order(str(scan.fingerprint), replace(query, page=1), version, scan.images, families, decisions)
 
 
+LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": the Gallery always reads images.parquet lazily, "0": never
+
+
+LAZY_DIR = "lazy"   # in the workspace: the image_id rank of a big scan, per scan fingerprint
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _lazy_images(fingerprint: str, path: str, workspace: str):
+    from inspect_core.ui.lazy_query import LazyImages
+    return LazyImages(path, rank_path=Path(workspace) / LAZY_DIR / f"image_id_rank_{fingerprint}.npy")
+
+
+def lazy_images(scan):
+    """The scan's ``images.parquet`` for ``lazy_query`` (one shared object per scan) when the Gallery should read
+    it lazily (``lazy_query.use_lazy``: from ``LAZY_MIN_ROWS`` rows on, or ``DI_LAZY_GALLERY=1``), else None
+    (also when the saved file is missing or unreadable: the pandas path then serves)."""
+    from inspect_core.scanner import SCAN_DIR
+    from inspect_core.ui.lazy_query import use_lazy
+    env = os.environ.get(LAZY_SWITCH_ENV, "").strip()
+    if not use_lazy(len(scan.images), {"1": True, "0": False}.get(env)):
+        return None
+    path = Path(scan.workspace) / SCAN_DIR / "images.parquet"
+    try:
+        table = _lazy_images(str(scan.fingerprint), str(path), str(scan.workspace))
+    except (OSError, ValueError) as exc:   # pyarrow's errors derive from these
+        log.warning("lazy Gallery off: %s could not be read: %s", path, exc)
+        return None
+    return table if table.n_rows == len(scan.images) else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _option_frame(fingerprint: str, _images):
+    from inspect_core.ui.lazy_query import option_rows
+    return _images.iloc[option_rows(_images)]
+
+
+def filter_frame(scan, lazy) -> object:
+    """The table the filter widgets read their choices from: a few rows that give the same choices
+    (``lazy_query.option_rows``, once per scan) when the Gallery reads lazily, else the scan's table."""
+    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), scan.images)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _lazy_mask(fingerprint: str, query, decisions_version: int, _table, _families, _decisions):
+    from inspect_core.ui.lazy_query import lazy_filter_mask
+    return lazy_filter_mask(_table, query, _families, _decisions)
+
+
+def lazy_gallery_mask(scan, table, query, families, decisions, decisions_version: int):
+    """``lazy_query.lazy_filter_mask`` cached as ``gallery_order`` is (per scan, query without its page and sort,
+    decisions version when the query filters by review status)."""
+    from dataclasses import replace
+    version = int(decisions_version) if query.decisions else 0
+    return _lazy_mask(str(scan.fingerprint), replace(query, page=1, sort_by="image_id", descending=False), version,
+                      table, families, decisions)
+
+
 MODEL_TRIAGE_MODULE = "inspect_core.ui.model_triage"
 SAVED_EVIDENCE_KEY = "di_saved_model_evidence"   # (scan fingerprint, saved folders and their times), evidence
 

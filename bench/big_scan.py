@@ -1,0 +1,214 @@
+"""A saved synthetic scan of N rows (10,000,000 by default) written in row groups with bounded memory, and the
+Gallery's server-side query timed on it, eager (today: ``load_scan`` -> one pandas frame -> ``query``) and lazy
+(``inspect_core.ui.lazy_query`` on the Parquet file alone), and as the Gallery runs it above the threshold ("app":
+``load_scan``'s frame still in memory, the query lazy, the page's rows taken from the frame). Run through
+``bench/bench_gallery.py --big``; ``big_scan.py page WORKSPACE 0|1`` times the Gallery page script under AppTest.
+
+Each measurement runs in its own Python process, so its peak RSS (``ru_maxrss``) is its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthetic import CHECKS, PAIR_COLUMNS, synthetic_scan
+
+CHUNK_ROWS = 1_000_000
+ROW_GROUP_ROWS = 250_000
+
+
+def write_big_scan(n: int, workspace: Path, chunk_rows: int = CHUNK_ROWS, seed: int = 0) -> Path:
+    """``workspace/scan/`` as ``scanner.load_scan`` reads it: images.parquet and findings.parquet written chunk by
+    chunk (``chunk_rows`` rows in memory at once), image_ids unique over the whole table. Reused when complete."""
+    d = workspace / "scan"
+    marker = d / ".complete"
+    if marker.exists() and marker.read_text() == str(n):
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for k, start in enumerate(range(0, n, chunk_rows)):
+            m = min(chunk_rows, n - start)
+            part = synthetic_scan(m, workspace / "root", workspace, seed=seed + k)
+            images, findings = part.images, part.findings
+            old_ids = images["image_id"].to_numpy(dtype=object)
+            new_ids = pd.array([f"{s}/{c}/img_{start + i:08d}.jpg" for i, (s, c) in
+                                enumerate(zip(images["split"], images["label"]))], dtype="string")
+            rename = dict(zip(old_ids, new_ids))
+            images["image_id"] = new_ids
+            findings["image_id"] = pd.array(findings["image_id"].map(rename), dtype="string")
+            for name, df in (("images", images), ("findings", findings)):
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(d / f"{name}.parquet", table.schema)
+                writers[name].write_table(table.cast(writers[name].schema), row_group_size=ROW_GROUP_ROWS)
+            del part, images, findings
+    finally:
+        for w in writers.values():
+            w.close()
+    pd.DataFrame(columns=PAIR_COLUMNS).to_parquet(d / "pairs.parquet", index=False)
+    pd.DataFrame(columns=["image_id", "box_x_px", "box_y_px", "box_w_px", "box_h_px"]).to_parquet(
+        d / "annotations.parquet", index=False)
+    pd.DataFrame({"label": ["class_00"], "n_images": [0]}).to_parquet(d / "balance.parquet", index=False)
+    (d / "summary.json").write_text(json.dumps({"n_images": n}))
+    (d / "dataset.json").write_text(json.dumps({
+        "root": str(workspace / "root"), "format": "folder", "classes": [f"class_{k:02d}" for k in range(20)],
+        "has_image_labels": True, "has_boxes": False, "box_categories": [], "fingerprint": f"big-{n}-{seed}",
+        "dataset_columns": ["image_id", "label", "split"]}))
+    marker.write_text(str(n))
+    return d
+
+
+def queries():
+    from inspect_core.ui.query import GalleryQuery
+    return [
+        ("first page (no filter, sort image_id)", GalleryQuery()),
+        ("filter (family property + 2 labels) + sort (brightness desc) + page 3",
+         GalleryQuery(families=("property",), labels=("class_03", "class_07"), sort_by="brightness",
+                      descending=True, page=3)),
+        ("filter (split val + range 0.3 <= contrast <= 0.5) + sort (width_px) + page 10",
+         GalleryQuery(splits=("val",), ranges=(("contrast", 0.3, 0.5),), sort_by="width_px", page=10)),
+        ("filter (check blurry) + sort (image_id desc) + page 1",
+         GalleryQuery(checks=("blurry",), sort_by="image_id", descending=True)),
+    ]
+
+
+def measure(mode: str, workspace: Path, repeats: int) -> dict:
+    """In this process: load (eager: ``load_scan``; lazy: open the Parquet dataset) then each query's page,
+    median of ``repeats`` runs; peak RSS at the end."""
+    families = {f: list(c) for f, c in CHECKS.items()}
+    out: dict = {"mode": mode}
+    t0 = time.perf_counter()
+    if mode == "eager":
+        import inspect_core
+        from inspect_core.ui.query import gallery_page
+        scan = inspect_core.load_scan(workspace)
+        images = scan.images
+
+        def run(q):
+            return gallery_page(images, q, families)
+    else:   # "lazy": the Parquet file alone; "app": as the Gallery does, page rows from load_scan's frame
+        from inspect_core.ui.lazy_query import LazyImages, lazy_gallery_page
+        frame = None
+        if mode == "app":
+            import inspect_core
+            frame = inspect_core.load_scan(workspace).images
+        table = LazyImages(workspace / "scan" / "images.parquet", max_cached_bytes=4_000_000_000)
+        t1 = time.perf_counter()
+        table.id_rank()
+        out["rank_s"] = time.perf_counter() - t1
+
+        def run(q):
+            return lazy_gallery_page(table, q, families, rows_from=frame)
+    out["load_s"] = time.perf_counter() - t0
+    out["rss_after_load_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["queries"] = []
+    for name, q in queries():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            page = run(q)
+            times.append(time.perf_counter() - t0)
+        out["queries"].append({"name": name, "median_s": statistics.median(times), "times_s": times,
+                               "n_match": page.n_match, "first_id": str(page.rows["image_id"].iloc[0])})
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def page_script(workspace: Path, lazy: str) -> dict:
+    """The Gallery page script under AppTest (server side, no browser) on the saved scan, ``DI_LAZY_GALLERY=lazy``:
+    the first run (the scan loaded and, lazily, the image_id rank), then first page again, a filter + sort change
+    and a page change, each timed once (the load makes repeats costly)."""
+    os.environ["DI_LAZY_GALLERY"] = lazy
+    import inspect_core
+    from streamlit.testing.v1 import AppTest
+    repo = Path(__file__).resolve().parents[1]
+    t0 = time.perf_counter()
+    scan = inspect_core.load_scan(workspace)
+    out = {"mode": f"page, DI_LAZY_GALLERY={lazy}", "load_s": time.perf_counter() - t0}
+    inspect_core.load_scan = lambda ws: scan
+    at = AppTest.from_file(str(repo / "pages" / "1_Gallery.py"), default_timeout=900)
+    at.session_state["di_root"] = str(scan.dataset.root)
+    os.makedirs(scan.dataset.root, exist_ok=True)
+    (Path(scan.dataset.root) / "a.jpg").touch()     # a folder with an image: the page's root check passes
+    steps = []
+
+    def step(name, change=None):
+        if change:
+            change()
+        t1 = time.perf_counter()
+        at.run()
+        steps.append({"name": name, "s": time.perf_counter() - t1})
+        assert not at.exception, at.exception
+    step("first open (scan in memory; filter widgets; query)")
+    step("rerun, same view")
+    step("filter (family property) + sort (brightness desc)", lambda: (
+        at.multiselect(key="family").set_value(["property"]), at.selectbox(key="sort").set_value("brightness"),
+        at.toggle(key="desc").set_value(True)))
+    step("page 2", lambda: at.get("pagination")[0].set_value(2) if at.get("pagination") else None)
+    out["steps"] = steps
+    out["text"] = [t.value for t in at.text][:2]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "lazy", "app")) -> int:
+    workspace = data / f"big_{n}"
+    t0 = time.perf_counter()
+    write_big_scan(n, workspace)
+    make_s = time.perf_counter() - t0
+    results = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       str(Path(__file__).resolve().parent)]))
+    for mode in modes:
+        proc = subprocess.run([sys.executable, __file__, mode, str(workspace), str(repeats)], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            return 1
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    size_mb = sum(p.stat().st_size for p in (workspace / "scan").glob("*.parquet")) / 2**20
+    lines = [f"# The Gallery's query on a {n:,}-row saved scan",
+             "",
+             f"Command: `.venv/bin/python bench/bench_gallery.py --big --n-images {n} --repeats {repeats}`",
+             f"Parquet files {size_mb:,.0f} MiB (made in {make_s:.0f} s, reused when present). "
+             f"Median of {repeats} runs each; each mode in its own process.",
+             "",
+             "| mode | load (s) | of which the image_id rank (s) | RSS after load (MB) | peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in results:
+        rank = f"{r['rank_s']:.2f}" if "rank_s" in r else "-"
+        lines.append(f"| {r['mode']} | {r['load_s']:.2f} | {rank} | {r['rss_after_load_mb']:,.0f} "
+                     f"| {r['peak_rss_mb']:,.0f} |")
+    lines += ["", "Each query: median of the runs (first run, columns read cold, in brackets).", "",
+              "| query | " + " | ".join(f"{r['mode']} (s)" for r in results) + " | matches |",
+              "|---|" + "---:|" * (len(results) + 1)]
+    for k, (name, _) in enumerate(queries()):
+        cells = [f"{r['queries'][k]['median_s']:.3f} ({r['queries'][k]['times_s'][0]:.2f})" for r in results]
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {results[0]['queries'][k]['n_match']:,} |")
+    same = all(r["queries"][k]["n_match"] == results[0]["queries"][k]["n_match"]
+               and r["queries"][k]["first_id"] == results[0]["queries"][k]["first_id"]
+               for r in results for k in range(len(queries())))
+    lines += ["", f"Both modes give the same matches and the same first row of each page: {'yes' if same else 'NO'}."]
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS|LAZY (prints one JSON line)
+    if sys.argv[1] == "page":
+        sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3])) + "\n")
+    else:
+        sys.stdout.write(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))) + "\n")

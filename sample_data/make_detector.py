@@ -3,23 +3,29 @@
     .venv/bin/python sample_data/make_detector.py            # writes sample_data/model/detector.ts.pt + sidecar
     .venv/bin/python sample_data/make_detector.py --out DIR
 
-A tiny CenterNet-style detector (no torchvision): five 3x3 conv layers (stride 4 overall) with a per-class centre
-heatmap head and a box-size head, trained from scratch on the 245 readable train-split images (the annotations as
-they are, planted box errors included) for ``EPOCHS`` epochs with AdamW, a focal loss on Gaussian centre heatmaps and
-an L1 loss on the sizes at the centres, random horizontal flips. Seeded, one CPU thread: about 80 s on the 2-core dev
-box, and the same file on every run on one machine. The saved module decodes its heatmap itself (3x3 max-pool
-peaks, the ``MAX_DETECTIONS`` best above ``MIN_SCORE``), so it returns per image ``{"boxes": (m, 4) x0 y0 x1 y1 in
-input pixels, "labels": (m,), "scores": (m,)}``, as torchvision detectors do.
+A small CenterNet-style detector (no torchvision), trained from scratch on the 245 readable train-split images (the
+annotations as they are, planted box errors included). The backbone goes down to stride 16 (a 3x3 stem at stride 2,
+then stride 4, 8, 16 with residual blocks, one dilated), so that a heatmap cell sees the whole shape (the largest
+is 58 px at 128 x 96); the stride-16 features are upsampled and added to the stride-8 ones, and three heads predict
+at stride 8 a per-class centre heatmap, the box size and the centre's offset inside its cell. Loss: a focal loss
+on Gaussian centre heatmaps, L1 on the sizes and offsets at the centres. Augmented per batch: random horizontal and
+vertical flips, a random zoom (``ZOOM``) and shift through one affine resample (boxes moved with it; boxes mostly
+pushed out of the picture dropped), brightness/contrast/colour jitter and a few grey images; an image with a rare
+class is seen more often per epoch (repeat-factor sampling: the 4 with a hexagon, 6 times). AdamW with a one-cycle
+learning rate for ``EPOCHS`` epochs. Seeded, one CPU thread: the same file on every run on one machine; the time
+taken is in ``detector.training.json``. The saved module decodes its heatmap itself (3x3 max-pool peaks, the
+``MAX_DETECTIONS`` best above ``MIN_SCORE``), so it returns per image ``{"boxes": (m, 4) x0 y0 x1 y1 in input
+pixels, "labels": (m,), "scores": (m,)}``, as torchvision detectors do.
 
 Input: the sidecar's stretch resize to 128 x 96 px (a 2x downscale of the 256 x 192 sample images), mean 0 and std 1
-(pixels 0..1); inspect_core maps the boxes back to source pixels. A small model on 245 images: its figures on
-sample_data (held-out AP50 about 0.4) are in BENCHMARKS.md. Also writes ``detector.training.json`` (what was
-trained, the losses, the time taken).
+(pixels 0..1); inspect_core maps the boxes back to source pixels. Its figures on sample_data are in BENCHMARKS.md.
+Also writes ``detector.training.json`` (what was trained, the losses, the time taken).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -37,36 +43,58 @@ from inspect_core.loaders import load_dataset  # noqa: E402
 from inspect_core.model.preprocess import Preprocess, image_to_array, load_image_file  # noqa: E402
 
 SEED = 0
-EPOCHS = 40
-BATCH = 32
+EPOCHS = 70
+BATCH = 16
+LR = 3e-3
 CLASS_NAMES = ["circle", "square", "triangle", "star", "hexagon"]
 INPUT_SIZE = (128, 96)          # (width, height) px
-STRIDE = 4                      # input pixels per heatmap cell
+STRIDE = 8                      # input pixels per heatmap cell
 MAX_DETECTIONS = 20             # per image, highest score first
-MIN_SCORE = 0.05
+MIN_SCORE = 0.25
+ZOOM = (0.8, 1.25)              # random zoom of a training batch's images (objects that much larger)
+RARE_CLASS_IMAGES = 0.5         # an image with a class on fewer than this fraction of images is seen more often
+MAX_REPEAT = 8
 SIDECAR = {"input_size": list(INPUT_SIZE), "class_names": CLASS_NAMES, "resize": "stretch",
            "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "channel_order": "RGB", "interpolation": "bilinear",
            "task": "detection"}
 
 
-def _block(c_in: int, c_out: int, stride: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out), nn.ReLU())
+def _conv(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU())
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int, dilation: int = 1):
+        super().__init__()
+        self.a = _conv(c, c, 1, dilation)
+        self.b = nn.Sequential(nn.Conv2d(c, c, 3, 1, dilation, dilation, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.b(self.a(x)))
 
 
 class CentreNet(nn.Module):
-    """(B, 3, H, W) -> (class heatmap logits (B, 5, H/4, W/4), box sizes in cells (B, 2, H/4, W/4))."""
+    """(B, 3, H, W) -> per-class heatmap logits, box sizes and centre offsets in cells, each at H/8 x W/8."""
 
     def __init__(self, n_classes: int = len(CLASS_NAMES)):
         super().__init__()
-        self.body = nn.Sequential(_block(3, 16, 2), _block(16, 32, 2), _block(32, 32, 1), _block(32, 48, 1),
-                                  _block(48, 48, 1))
-        self.heatmap = nn.Conv2d(48, n_classes, 1)
-        self.size = nn.Conv2d(48, 2, 1)
+        self.s4 = nn.Sequential(_conv(3, 16, 2), _conv(16, 32, 2), Residual(32))
+        self.s8 = nn.Sequential(_conv(32, 64, 2), Residual(64), Residual(64, 2))
+        self.s16 = nn.Sequential(_conv(64, 96, 2), Residual(96, 2))
+        self.lateral = nn.Conv2d(96, 64, 1)
+        self.merge = _conv(64, 64)
+        self.head = _conv(64, 64)
+        self.heatmap = nn.Conv2d(64, n_classes, 1)
+        self.size = nn.Conv2d(64, 2, 1)
+        self.offset = nn.Conv2d(64, 2, 1)
         nn.init.constant_(self.heatmap.bias, -2.2)          # a prior of ~0.1 objectness: a stable start
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.body(x)
-        return self.heatmap(f), self.size(f)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f8 = self.s8(self.s4(x))
+        f16 = self.s16(f8)
+        f = self.head(self.merge(f8 + F.interpolate(self.lateral(f16), size=f8.shape[-2:], mode="nearest")))
+        return self.heatmap(f), self.size(f), self.offset(f)
 
 
 class Detector(nn.Module):
@@ -81,7 +109,7 @@ class Detector(nn.Module):
         self.min_score = min_score
 
     def forward(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        logits, size = self.net(x)
+        logits, size, offset = self.net(x)
         heat = logits.sigmoid()
         peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat).to(heat.dtype)
         b, c, h, w = heat.shape
@@ -92,8 +120,8 @@ class Detector(nn.Module):
             scores, idx = scores[keep], idx[keep]
             labels = torch.div(idx, h * w, rounding_mode="floor")
             cell = idx % (h * w)
-            cy = (torch.div(cell, w, rounding_mode="floor").to(x.dtype) + 0.5) * self.stride
-            cx = ((cell % w).to(x.dtype) + 0.5) * self.stride
+            cy = (torch.div(cell, w, rounding_mode="floor").to(x.dtype) + offset[i, 1].reshape(-1)[cell]) * self.stride
+            cx = ((cell % w).to(x.dtype) + offset[i, 0].reshape(-1)[cell]) * self.stride
             bw = size[i, 0].reshape(-1)[cell].clamp_min(0.1) * self.stride
             bh = size[i, 1].reshape(-1)[cell].clamp_min(0.1) * self.stride
             boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=1)
@@ -101,75 +129,135 @@ class Detector(nn.Module):
         return out
 
 
-def training_set(root: Path):
-    """The train split's readable images as the model sees them, with centre heatmaps, sizes and centre masks."""
+def training_set(root: Path) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """The train split's readable images as the model sees them, and per image its boxes as rows of (x0, y0, x1,
+    y1 in input px, class index)."""
     spec = Preprocess.from_dict(SIDECAR)
     ds = load_dataset(root)
     ann = ds.annotations
     width, height = INPUT_SIZE
-    gw, gh = width // STRIDE, height // STRIDE
-    yy, xx = np.mgrid[0:gh, 0:gw]
-    xs, heats, sizes, masks = [], [], [], []
+    xs, boxes = [], []
     for image_id in ds.images.loc[ds.images["split"].astype(str) == "train", "image_id"]:
         try:
             image = load_image_file(ds.path_of(image_id))
         except Exception:  # noqa: BLE001 - the planted broken files are left out
             continue
         sx, sy = width / image.size[0], height / image.size[1]
-        heat = np.zeros((len(CLASS_NAMES), gh, gw), np.float32)
-        size = np.zeros((2, gh, gw), np.float32)
-        mask = np.zeros((gh, gw), np.float32)
-        for r in ann.loc[ann["image_id"] == image_id].itertuples():
-            if r.category not in CLASS_NAMES or not (r.box_w_px > 0 and r.box_h_px > 0):
-                continue
-            bw, bh = r.box_w_px * sx, r.box_h_px * sy
-            cx, cy = (r.box_x_px + r.box_w_px / 2) * sx / STRIDE, (r.box_y_px + r.box_h_px / 2) * sy / STRIDE
+        rows = [(r.box_x_px * sx, r.box_y_px * sy, (r.box_x_px + r.box_w_px) * sx, (r.box_y_px + r.box_h_px) * sy,
+                 CLASS_NAMES.index(r.category))
+                for r in ann.loc[ann["image_id"] == image_id].itertuples()
+                if r.category in CLASS_NAMES and r.box_w_px > 0 and r.box_h_px > 0]
+        xs.append(image_to_array(image, spec))
+        boxes.append(np.array(rows, np.float32).reshape(-1, 5))
+    return torch.from_numpy(np.stack(xs)), boxes
+
+
+def augment(x: torch.Tensor, boxes: list[np.ndarray], gen: torch.Generator):
+    """One random flip/zoom/shift per image (one affine resample; its boxes moved with it) and colour jitter."""
+    n = len(x)
+    width, height = INPUT_SIZE
+    u = torch.rand(n, 8, generator=gen)
+    zoom = ZOOM[0] * (ZOOM[1] / ZOOM[0]) ** u[:, 0]
+    fx, fy = torch.where(u[:, 1] < 0.5, -1.0, 1.0), torch.where(u[:, 2] < 0.5, -1.0, 1.0)
+    tx, ty = (u[:, 3] - 0.5) * 0.3, (u[:, 4] - 0.5) * 0.3          # shift, in halves of the picture
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = fx / zoom, tx
+    theta[:, 1, 1], theta[:, 1, 2] = fy / zoom, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # colour: brightness, contrast, per-channel gain, and 10 % grey
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = (0.7 + 0.6 * u[:, 5]).view(n, 1, 1, 1)
+    gain = 0.85 + 0.3 * torch.rand(n, 3, 1, 1, generator=gen)
+    x = ((x - mean) * contrast + mean) * (0.75 + 0.5 * u[:, 6]).view(n, 1, 1, 1) * gain
+    grey = (u[:, 7] < 0.1).view(n, 1, 1, 1)
+    x = torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x).clamp(0, 1)
+    out = []
+    for k, b in enumerate(boxes):
+        z, sx, sy = float(zoom[k]), float(fx[k]), float(fy[k])
+        nx = (2 * b[:, [0, 2]] / width - 1 - float(tx[k])) * z * sx      # input -> output normalised coords
+        ny = (2 * b[:, [1, 3]] / height - 1 - float(ty[k])) * z * sy
+        x0, x1 = (np.minimum(nx[:, 0], nx[:, 1]) + 1) * width / 2, (np.maximum(nx[:, 0], nx[:, 1]) + 1) * width / 2
+        y0, y1 = (np.minimum(ny[:, 0], ny[:, 1]) + 1) * height / 2, (np.maximum(ny[:, 0], ny[:, 1]) + 1) * height / 2
+        cx0, cy0, cx1, cy1 = x0.clip(0, width), y0.clip(0, height), x1.clip(0, width), y1.clip(0, height)
+        kept = (cx1 - cx0) * (cy1 - cy0) >= 0.6 * (x1 - x0) * (y1 - y0)
+        out.append(np.stack([cx0, cy0, cx1, cy1, b[:, 4]], 1)[kept])
+    return x, out
+
+
+def targets(boxes: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """Per image: Gaussian centre heatmaps per class, sizes and offsets (cells) at the centres, the centre mask."""
+    width, height = INPUT_SIZE
+    gw, gh = width // STRIDE, height // STRIDE
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    n = len(boxes)
+    heat = np.zeros((n, len(CLASS_NAMES), gh, gw), np.float32)
+    size = np.zeros((n, 2, gh, gw), np.float32)
+    offset = np.zeros((n, 2, gh, gw), np.float32)
+    mask = np.zeros((n, gh, gw), np.float32)
+    for i, b in enumerate(boxes):
+        for x0, y0, x1, y1, k in b:
+            bw, bh = x1 - x0, y1 - y0
+            cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
             ix, iy = min(gw - 1, max(0, int(cx))), min(gh - 1, max(0, int(cy)))
             sigma = max(0.5, min(bw, bh) / STRIDE / 6)
-            k = CLASS_NAMES.index(r.category)
-            heat[k] = np.maximum(heat[k], np.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sigma * sigma)))
-            size[:, iy, ix] = (bw / STRIDE, bh / STRIDE)
-            mask[iy, ix] = 1.0
-        xs.append(image_to_array(image, spec))
-        heats.append(heat)
-        sizes.append(size)
-        masks.append(mask)
-    return tuple(torch.from_numpy(np.stack(a)) for a in (xs, heats, sizes, masks))
+            heat[i, int(k)] = np.maximum(heat[i, int(k)], np.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sigma ** 2)))
+            size[i, :, iy, ix] = (bw / STRIDE, bh / STRIDE)
+            offset[i, :, iy, ix] = (cx - ix, cy - iy)
+            mask[i, iy, ix] = 1.0
+    return tuple(torch.from_numpy(a) for a in (heat, size, offset, mask))
+
+
+def repeat_factors(boxes: list[np.ndarray]) -> np.ndarray:
+    """How many times each image is seen per epoch: sqrt(RARE_CLASS_IMAGES / f) for the rarest class on it (f: the
+    fraction of images with that class), rounded, 1 to MAX_REPEAT (repeat-factor sampling, as LVIS does)."""
+    has = np.array([[int(k) in set(b[:, 4].astype(int)) for k in range(len(CLASS_NAMES))] for b in boxes])
+    f = has.mean(axis=0).clip(1e-6)
+    per_class = np.clip(np.round(np.sqrt(RARE_CLASS_IMAGES / f)), 1, MAX_REPEAT)
+    return np.array([int(per_class[h].max()) if h.any() else 1 for h in has])
 
 
 def train(root: Path) -> tuple[CentreNet, dict]:
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    x_all, heat_all, size_all, mask_all = training_set(root)
+    gen = torch.Generator().manual_seed(SEED)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    x_all, boxes_all = training_set(root)
     net = CentreNet()
-    opt = torch.optim.AdamW(net.parameters(), 3e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), LR, weight_decay=1e-4)
+    repeats = repeat_factors(boxes_all)
+    pool = torch.from_numpy(np.repeat(np.arange(len(x_all)), repeats))
+    n = len(pool)
+    steps = EPOCHS * math.ceil(n / BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.15)
     losses = []
-    n = len(x_all)
     for _ in range(EPOCHS):
         net.train()
-        order = torch.randperm(n)
+        order = pool[torch.randperm(n, generator=gen)]
         total = 0.0
         for start in range(0, n, BATCH):
             b = order[start:start + BATCH]
-            x, heat, size, mask = x_all[b], heat_all[b], size_all[b], mask_all[b]
-            if torch.rand(1).item() < 0.5:
-                x, heat, size, mask = x.flip(-1), heat.flip(-1), size.flip(-1), mask.flip(-1)
-            logits, pred_size = net(x)
+            x, boxes = augment(x_all[b], [boxes_all[i] for i in b.tolist()], gen)
+            heat, size, offset, mask = targets(boxes)
+            logits, pred_size, pred_offset = net(x)
             p = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
             centre = heat.eq(1).to(p.dtype)
             focal = -(centre * (1 - p) ** 2 * p.log()
                       + (1 - centre) * (1 - heat) ** 4 * p ** 2 * (1 - p).log()).sum() / centre.sum().clamp_min(1)
-            l1 = (F.l1_loss(pred_size, size, reduction="none") * mask[:, None]).sum() / mask.sum().clamp_min(1)
-            loss = focal + 0.1 * l1
+            m = mask[:, None]
+            l1 = (F.l1_loss(pred_size, size, reduction="none") * m).sum() / mask.sum().clamp_min(1)
+            l1_off = (F.l1_loss(pred_offset, offset, reduction="none") * m).sum() / mask.sum().clamp_min(1)
+            loss = focal + 0.1 * l1 + l1_off
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             total += loss.item() * len(b)
         losses.append(round(total / n, 4))
     net.eval()
-    return net, {"images": n, "epochs": EPOCHS, "batch": BATCH, "seed": SEED, "loss_per_epoch": losses,
-                 "elapsed_s": round(time.perf_counter() - t0, 1)}
+    return net, {"images": len(x_all), "images_per_epoch": n, "epochs": EPOCHS, "batch": BATCH, "seed": SEED,
+                 "loss_per_epoch": losses, "elapsed_s": round(time.perf_counter() - t0, 1),
+                 "cpu_s": round(time.process_time() - cpu0, 1)}
 
 
 def build(out_dir: Path, root: Path = REPO / "sample_data") -> list[Path]:

@@ -28,6 +28,7 @@ from inspect_core.model.tasks.detection import (
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 DETECTOR = SAMPLE / "model" / "detector.ts.pt"
+PLANTED_RECALL_FLOOR = 0.4      # of the planted box errors in the top 2 x planted (issue 13 target: 0.9, not met)
 
 
 def spec_of(size, resize="stretch", **extra) -> Preprocess:
@@ -203,7 +204,7 @@ def test_the_detection_task_is_registered():
 # -- the shipped sample detector, end to end ------------------------------------------------------------------------
 def test_score_model_on_sample_data_agrees_with_score_detections_of_the_same_boxes(tmp_path):
     from inspect_core.cli import main
-    assert DETECTOR.stat().st_size < 2_000_000
+    assert DETECTOR.stat().st_size < 3_000_000
     out_model, out_file = tmp_path / "by_model", tmp_path / "by_file"
     assert main(["score", str(SAMPLE), "--model", str(DETECTOR), "--split", "test", "--workers", "0",
                  "--out", str(out_model)]) == 0
@@ -314,3 +315,23 @@ def test_a_pt2_detector_exported_with_a_fixed_batch_runs_one_image_at_a_time(tmp
     pred = result.predictions.sort_values("image_id")
     assert pred[["box_x_px", "box_y_px", "box_w_px", "box_h_px"]].to_numpy().tolist() == [
         [20.0, 20.0, 80.0, 50.0], [0.0, 70.0, 50.0, 50.0]]
+
+
+def test_the_shipped_detector_finds_the_planted_box_errors_through_score_model(tmp_path):
+    """The trained sample detector (not simulated boxes) through ``score --model``: the share of the box errors
+    PLANTED.csv lists that are among the top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; this
+    detector reaches 0.5 (BENCHMARKS.md, "Detection triage"): the floor below guards what it does, not the target."""
+    from inspect_core.cli import main
+    from inspect_core.detection.errors import CHECKS
+    out = tmp_path / "out"
+    assert main(["score", str(SAMPLE), "--model", str(DETECTOR), "--device", "cpu", "--workers", "0",
+                 "--out", str(out)]) == 0
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv", keep_default_na=False)
+    planted = planted.loc[planted["check"].isin(CHECKS)]
+    want = set(zip(planted["image_id"], planted["check"]))
+    assert len(want) >= 8 and {c for _, c in want} == set(CHECKS)
+    top = pd.read_csv(out / "detection_errors.csv").head(2 * len(want))
+    found = want & set(zip(top["image_id"], top["check"]))
+    assert len(found) >= PLANTED_RECALL_FLOOR * len(want), sorted(want - found)
+    # the badly placed and the spurious boxes are among them (its wrong classes are not: small shapes it confuses)
+    assert {c for _, c in found} >= {"badly_placed_box", "spurious_box"}

@@ -452,7 +452,7 @@ def _code_version() -> str:
     h = hashlib.blake2b(digest_size=8)
     here = Path(__file__).resolve().parent
     for p in sorted([here / "filescan.py", here / "neardup.py", here / "scanner.py", here / "limits.py",
-                     *here.glob("loader*.py"),
+                     here / "storage.py", *here.glob("loader*.py"), *(here / "cluster").glob("*.py"),
                      *(here / "checks").glob("*.py")]):
         h.update(p.read_bytes())
     return h.hexdigest()

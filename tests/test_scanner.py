@@ -610,3 +610,17 @@ def test_a_files_signals_do_not_depend_on_the_files_read_beside_it(tmp_path):
         for column in ("phash", "dhash", "brightness", "blur_laplacian_var"):
             assert alone[column][0] == together[column][k], (name, column)
         assert np.array_equal(alone["desc"][0], together["desc"][k]), name
+
+
+def test_a_saved_scan_is_not_reused_after_the_cluster_or_storage_code_changed(monkeypatch):
+    """The cluster's duplicate steps and the storage reader decide findings too: a change there is new code."""
+    from inspect_core import scanner
+    before = scanner._code_version()
+    real_read = Path.read_bytes
+    for name in ("cluster/dups.py", "storage.py"):
+        def edited(self, name=name):
+            data = real_read(self)
+            return data + b"\n# edited\n" if self.as_posix().endswith("inspect_core/" + name) else data
+        monkeypatch.setattr(Path, "read_bytes", edited)
+        assert scanner._code_version() != before, name
+        monkeypatch.setattr(Path, "read_bytes", real_read)

@@ -209,7 +209,6 @@ def browser_bench(args) -> int:
     """Click-to-painted times of the Gallery, Findings and Distributions in chromium (see the module doc)."""
     import re
     import subprocess
-    import urllib.request
     from repo_files import import_file
     import_file(REPO / "tests" / "browser_support.py")
     from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port
@@ -233,14 +232,7 @@ def browser_bench(args) -> int:
     url0 = f"http://127.0.0.1:{port0}"
     try:
         for u, p in ((url, proc), (url0, proc0)):
-            while True:
-                try:
-                    with urllib.request.urlopen(u + "/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if p.poll() is not None or time.perf_counter() - t0 > 600:
-                        raise RuntimeError((tmp / "app.log").read_text()[-3000:]) from None
-                    time.sleep(0.5)
+            wait_healthy(u, p, t0, tmp / "app.log")
         results: dict[str, list[float]] = {}
         reopened: list[int] = []
 
@@ -380,12 +372,24 @@ def browser_bench(args) -> int:
     return 0
 
 
+
+def wait_healthy(url: str, proc, t0: float, log_path: Path, timeout_s: float = 600) -> None:
+    """Wait until the Streamlit server at ``url`` answers on its health URL; its log's tail if it dies first."""
+    import urllib.request
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
+                raise RuntimeError(log_path.read_text()[-3000:]) from None
+            time.sleep(0.5)
+
 def triage_browser_bench(args) -> int:
     """Click-to-painted times of the Model triage page's worst-loss grid (the Gallery's one-element grid) in
     chromium, on a predictions file of the synthetic scan (bench_triage.synthetic_predictions)."""
     import re
     import subprocess
-    import urllib.request
     from repo_files import import_file
     import_file(REPO / "tests" / "browser_support.py")
     from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port
@@ -408,14 +412,7 @@ def triage_browser_bench(args) -> int:
     url = f"http://127.0.0.1:{port}"
     results: dict[str, list[float]] = {}
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - t0 > 600:
-                    raise RuntimeError((tmp / "app.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+        wait_healthy(url, proc, t0, tmp / "app.log")
 
         def painted(page, n_tiles: int = 1):
             page.wait_for_function(_PAINTED, timeout=120_000, polling=50)

@@ -20,18 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-from photos import load_photos, random_crops, write_jpegs  # noqa: E402
+from photos import crops_folder  # noqa: E402
 
-
-def make_dataset(folder: Path, n: int) -> Path:
-    marker = folder / f".made_{n}"
-    if marker.exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    images = random_crops(load_photos(), n, seed=1)
-    write_jpegs(images, folder / "all")
-    marker.touch()
-    return folder
 
 
 def time_ours(root: Path, workers: int) -> float:
@@ -72,7 +62,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--no-peer", action="store_true", help="time only inspect_core")
     args = ap.parse_args()
-    root = make_dataset(HERE / ".data" / f"scan_{args.n}", args.n)
+    root = crops_folder(HERE / ".data" / f"scan_{args.n}", args.n, seed=1)
     ours, peer = [], []
     for _ in range(args.runs):
         ours.append(time_ours(root, args.workers))

@@ -27,17 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-from photos import load_photos, random_crops, write_jpegs  # noqa: E402
+from photos import crops_folder  # noqa: E402
 
-
-def make_dataset(folder: Path, n: int) -> Path:
-    marker = folder / f".made_{n}"
-    if marker.exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    write_jpegs(random_crops(load_photos(), n, seed=2), folder / "all")
-    marker.touch()
-    return folder
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
@@ -79,7 +70,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
-    folder = make_dataset(HERE / ".data" / f"storage_{args.n}", args.n)
+    folder = crops_folder(HERE / ".data" / f"storage_{args.n}", args.n, seed=2)
     proc, endpoint = start_server()
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                       AWS_ENDPOINT_URL=endpoint)

@@ -134,3 +134,15 @@ def edit_as(im: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image
     im.save(buf, "JPEG", quality=int(rng.integers(50, 91)))
     buf.seek(0)
     return Image.open(buf).convert("RGB")
+
+
+def crops_folder(folder: Path, n: int, seed: int) -> Path:
+    """``folder/all`` holding ``n`` random 640x480 JPEG crops of the photos (made once: a marker file says so)."""
+    import shutil
+    marker = folder / f".made_{n}"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    write_jpegs(random_crops(load_photos(), n, seed=seed), folder / "all")
+    marker.touch()
+    return folder

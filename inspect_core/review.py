@@ -66,6 +66,20 @@ class ReviewError(ValueError):
     """A decision that cannot be recorded (unknown action, relabel without a label...)."""
 
 
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The store's one write transaction: ``BEGIN IMMEDIATE`` (the write lock taken at once), ``COMMIT`` at the end
+    of the block, ``ROLLBACK`` on any exception. A block that returns early without writing commits nothing."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class ReviewStoreError(ReviewError):
     """The store cannot be used as asked: its file is damaged, or the workspace is read-only and a decision was
     to be written. The message names the file and what to do."""
@@ -247,25 +261,16 @@ class ReviewStore:
         and the image's decision in force is another one now, nothing is written and ``ReviewConflict``
         is raised."""
         row = self._row(image_id, action, old_label, new_label, note)
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if expected_id is not _ANY:
-                    now = self._in_force_id(con, row[0])
-                    expected = None if expected_id is None or pd.isna(expected_id) else int(expected_id)
-                    if now != expected:
-                        con.execute("ROLLBACK")
-                        raise ReviewConflict(row[0], self.decision_for(row[0]))
-                cur = con.execute(
-                    "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)", row + (source, utc_now_iso()))
-                con.execute("COMMIT")
-                return int(cur.lastrowid)
-            except ReviewConflict:
-                raise
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, write_transaction(con):
+            if expected_id is not _ANY:
+                now = self._in_force_id(con, row[0])
+                expected = None if expected_id is None or pd.isna(expected_id) else int(expected_id)
+                if now != expected:
+                    raise ReviewConflict(row[0], self.decision_for(row[0]))
+            cur = con.execute(
+                "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", row + (source, utc_now_iso()))
+        return int(cur.lastrowid)
 
     def decide_many(self, rows: Iterable[dict], *, note=None, source: str = "bulk") -> str | None:
         """Record many decisions as one batch, in one transaction (all or none); returns the batch_id
@@ -282,37 +287,25 @@ class ReviewStore:
             return None
         batch_id = f"b{uuid.uuid4().hex[:12]}"
         stamp = utc_now_iso()
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.executemany(
-                    "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at,"
-                    " batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [r + (source, stamp, batch_id) for r in by_image.values()])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, write_transaction(con):
+            con.executemany(
+                "INSERT INTO decisions (image_id, action, old_label, new_label, note, source, decided_at,"
+                " batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [r + (source, stamp, batch_id) for r in by_image.values()])
         return batch_id
 
     def undo_batch(self, batch_id: str, source: str = "app") -> int:
         """Revert every decision of ``batch_id`` that is still in force, in one transaction (the undo rows
         share the batch id ``undo-<batch_id>``); returns how many were reverted. A decision of that batch
         already replaced by a later one is reverted too, so the later one stays in force."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                ids = con.execute(f"SELECT image_id, decision_id FROM ({_EFFECTIVE}) WHERE batch_id = ?",
-                                  (batch_id,)).fetchall()
-                stamp = utc_now_iso()
-                con.executemany(
-                    "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id, batch_id)"
-                    " VALUES (?, 'undo', ?, ?, ?, ?)",
-                    [(iid, source, stamp, did, f"undo-{batch_id}") for iid, did in ids])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, write_transaction(con):
+            ids = con.execute(f"SELECT image_id, decision_id FROM ({_EFFECTIVE}) WHERE batch_id = ?",
+                              (batch_id,)).fetchall()
+            stamp = utc_now_iso()
+            con.executemany(
+                "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id, batch_id)"
+                " VALUES (?, 'undo', ?, ?, ?, ?)",
+                [(iid, source, stamp, did, f"undo-{batch_id}") for iid, did in ids])
         return len(ids)
 
     def last_batch(self) -> dict | None:
@@ -333,21 +326,14 @@ class ReviewStore:
 
     def undo(self, image_id: str, source: str = "app") -> int | None:
         """Revert the latest decision in force for ``image_id``; returns the undo row's id (None if nothing to undo)."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                in_force = self._in_force_id(con, image_id)
-                if in_force is None:
-                    con.execute("ROLLBACK")
-                    return None
-                cur = con.execute(
-                    "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id)"
-                    " VALUES (?, 'undo', ?, ?, ?)", (image_id, source, utc_now_iso(), in_force))
-                con.execute("COMMIT")
-                return int(cur.lastrowid)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, write_transaction(con):
+            in_force = self._in_force_id(con, image_id)
+            if in_force is None:
+                return None
+            cur = con.execute(
+                "INSERT INTO decisions (image_id, action, source, decided_at, reverts_id)"
+                " VALUES (?, 'undo', ?, ?, ?)", (image_id, source, utc_now_iso(), in_force))
+        return int(cur.lastrowid)
 
     # -- reading -------------------------------------------------------------------------------
     def _frame(self, sql: str, params=()) -> pd.DataFrame:

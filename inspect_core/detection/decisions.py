@@ -24,7 +24,7 @@ import sqlite3
 
 import pandas as pd
 
-from ..review import ReviewError, ReviewStore, _text_or_none, utc_now_iso
+from ..review import ReviewError, ReviewStore, _text_or_none, utc_now_iso, write_transaction
 
 BOX_ACTIONS = ("accept", "delete", "relabel", "fine")
 BOX_COLUMNS = ["box_x_px", "box_y_px", "box_w_px", "box_h_px"]
@@ -151,22 +151,15 @@ class BoxDecisionStore:
 
     def undo(self, box_key: str, source: str = "app") -> int | None:
         """Revert the decision in force for ``box_key``; the undo row's id, None when there is nothing to undo."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                row = con.execute(f"SELECT decision_id, image_id FROM ({_EFFECTIVE}) WHERE box_key = ? "
-                                  "ORDER BY decision_id DESC LIMIT 1", (str(box_key),)).fetchone()
-                if row is None:
-                    con.execute("ROLLBACK")
-                    return None
-                cur = con.execute("INSERT INTO box_decisions (box_key, image_id, action, source, decided_at,"
-                                  " reverts_id) VALUES (?, ?, 'undo', ?, ?, ?)",
-                                  (str(box_key), row[1], source, utc_now_iso(), row[0]))
-                con.execute("COMMIT")
-                return int(cur.lastrowid)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._connect() as con, write_transaction(con):
+            row = con.execute(f"SELECT decision_id, image_id FROM ({_EFFECTIVE}) WHERE box_key = ? "
+                              "ORDER BY decision_id DESC LIMIT 1", (str(box_key),)).fetchone()
+            if row is None:
+                return None
+            cur = con.execute("INSERT INTO box_decisions (box_key, image_id, action, source, decided_at,"
+                              " reverts_id) VALUES (?, ?, 'undo', ?, ?, ?)",
+                              (str(box_key), row[1], source, utc_now_iso(), row[0]))
+        return int(cur.lastrowid)
 
     # -- reading -------------------------------------------------------------------------------
     def _frame(self, sql: str, params=()) -> pd.DataFrame:

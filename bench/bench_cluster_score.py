@@ -102,6 +102,22 @@ class TreeCPU:
         self.cpu_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory (VmHWM) afresh, so that each run's peak is its own (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) since the last ``reset_peak_rss``, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
     """CPU seconds per image of ImageFiles (read + decode + resize 256 + crop 224), median over runs."""
     from inspect_core.model.pipeline import ImageFiles
@@ -151,6 +167,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=2000, help="number of 640x480 JPEGs")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clusters", nargs="*", type=int, default=[1, 2], help="local Ray clusters of these CPU counts")
+    ap.add_argument("--skip-local", action="store_true", help="time only the cluster paths")
     ap.add_argument("--decode-n", type=int, default=300, help="images timed for the per-image decode cost")
     ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
     ap.add_argument("--out", default=str(HERE / "results" / "cluster_score.json"))
@@ -176,12 +193,19 @@ def main(argv=None) -> int:
 
     cpu_ms: dict[str, list[float]] = {}
 
+    driver_mb: dict[str, list[float]] = {}         # the driver's peak resident memory during each run
+    driver_added_mb: dict[str, list[float]] = {}   # that peak less what it held when the run began
+
     def timed(name: str, outputs=None) -> float:
+        reset_peak_rss()
+        start_mb = peak_rss_mb()
         t = time.perf_counter()
         with TreeCPU() as tree:
             res = score_dataset(model, root, images, workers=0, use_cache=False, outputs=outputs)
         assert res.table["error"].isna().all()
         rate = len(images) / (time.perf_counter() - t)
+        driver_mb.setdefault(name, []).append(peak_rss_mb())
+        driver_added_mb.setdefault(name, []).append(driver_mb[name][-1] - start_mb)
         cpu_ms.setdefault(name, []).append(1000 * tree.cpu_s / len(images))
         for title, mb in tree.peak_rss_mb.items():
             peak = result.setdefault("peak_rss_mb", {}).setdefault(name, {})
@@ -190,7 +214,7 @@ def main(argv=None) -> int:
               flush=True)
         return rate
 
-    rates = {"local": [timed("local") for _ in range(args.runs)]}
+    rates = {} if args.skip_local else {"local": [timed("local") for _ in range(args.runs)]}
     for n_cpus in args.clusters:
         t = time.perf_counter()
         ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False,
@@ -201,6 +225,9 @@ def main(argv=None) -> int:
         ray.shutdown()
     result["images_per_s"] = {k: {"median": statistics.median(v), "runs": v} for k, v in rates.items()}
     result["cpu_ms_per_image"] = {k: {"median": statistics.median(v), "runs": v} for k, v in cpu_ms.items()}
+    result["driver_peak_rss_mb"] = {k: {"median": statistics.median(v), "runs": v} for k, v in driver_mb.items()}
+    result["driver_added_rss_mb"] = {k: {"median": statistics.median(v), "runs": v}
+                                     for k, v in driver_added_mb.items()}
     ids = images["image_id"].tolist()[: args.decode_n]
     result["decode"] = decode_cost(root, ids, args.runs)
     result["sketch_1m"] = sketch_figures()
@@ -211,6 +238,9 @@ def main(argv=None) -> int:
     print("CPU ms/image, every process:", {k: round(v["median"], 2) for k, v in result["cpu_ms_per_image"].items()})
     for name, peaks in result.get("peak_rss_mb", {}).items():
         print("peak RSS MB", name, {k: v for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]})
+    print("driver peak RSS MB (this process, reset before each run):",
+          {k: round(v["median"], 1) for k, v in result["driver_peak_rss_mb"].items()},
+          "added during the run:", {k: round(v["median"], 1) for k, v in result["driver_added_rss_mb"].items()})
     print("ray start-up s:", {k: round(v, 2) for k, v in result.items() if k.startswith("ray_start")})
     print("decode + preprocess CPU s/image:", round(result["decode"]["cpu_s_per_image"], 5))
     for name, fig in result["sketch_1m"].items():

@@ -44,6 +44,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -402,8 +403,10 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
             tag = json.dumps([place["device"], batch_size, bool(embeddings)])
             names = [part_name(run_key or "", tag, s, image_ids[s:e]) for s, e in blocks]
             keep = set(names)
-            for p in parts.iterdir():           # parts of other settings or files, and writes cut short
-                if p.is_file() and p.name not in keep and (p.name.startswith(("part-", ".part-"))):
+            # parts of other settings or files, writes cut short, markers of drivers gone (a run still going then has
+            # its parts sent to its driver: slower, never wrong)
+            for p in parts.iterdir():
+                if p.is_file() and p.name not in keep and p.name.startswith(("part-", ".part-", ".driver-")):
                     p.unlink(missing_ok=True)
             todo = [k for k, (s, e) in enumerate(blocks) if not _finished(parts / names[k], image_ids[s:e])]
             done = n - sum(blocks[k][1] - blocks[k][0] for k in todo)
@@ -441,20 +444,9 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
     return logits, emb, errors, notes
 
 
-def _score_blocks(ray, model, root, image_ids, blocks, names, todo, parts: Path, place: dict, batch_size: int,
-                  embeddings: bool, opts: dict, cluster: str, cancel, progress, done: int, n: int, stats: dict) -> None:
-    """The Ray Data pipeline over the blocks ``todo``: decode tasks, then model actors that write the parts; the
-    driver receives one small record per block."""
-    import pyarrow as pa
-    import ray.data
-
-    from ..model.pipeline import ScoringCancelled, _is_cancelled
-    marker = f".driver-{os.getpid()}-{time.time_ns()}"
-    (parts / marker).touch()
-    inputs = [pa.table({"block": pa.array([k], pa.int64()), "part": pa.array([names[k]], pa.string()),
-                        "image_ids": pa.array([image_ids[blocks[k][0]:blocks[k][1]]], pa.list_(pa.string()))})
-              for k in todo]
-    model_ref = [ray.put(Path(model.path).read_bytes())]
+def _pipeline(ray, model, root, inputs, model_ref, parts: Path, marker: str, place: dict, batch_size: int,
+              embeddings: bool, opts: dict, cluster: str):
+    """The Ray Data dataset: the blocks' ids -> decode tasks -> model actors (that write the parts) -> records."""
     ds = ray.data.from_arrow(inputs)
     ds = ds.map_batches(decode_block, fn_kwargs={"root": str(root), "spec": model.spec, "delay_s": BLOCK_DELAY_S},
                         batch_size=1, batch_format="pyarrow", num_cpus=place["decode_cpus"],
@@ -478,12 +470,37 @@ def _score_blocks(ray, model, root, image_ids, blocks, names, todo, parts: Path,
                                "n_threads": max(1, int(place["num_cpus"])), "parts_dir": str(parts),
                                "marker": marker,
                                "write_parts": bool(opts["workers_write_parts"]), "delay_s": BLOCK_DELAY_S})
+    return ds
+
+
+def _score_blocks(ray, model, root, image_ids, blocks, names, todo, parts: Path, place: dict, batch_size: int,
+                  embeddings: bool, opts: dict, cluster: str, cancel, progress, done: int, n: int, stats: dict) -> None:
+    """The Ray Data pipeline over the blocks ``todo``: decode tasks, then model actors that write the parts; the
+    driver receives one small record per block."""
+    import pyarrow as pa
+    import ray.data
+
+    from ..model.pipeline import ScoringCancelled, _is_cancelled
+    marker = f".driver-{os.getpid()}-{time.time_ns()}"
+    (parts / marker).touch()
+    inputs = [pa.table({"block": pa.array([k], pa.int64()), "part": pa.array([names[k]], pa.string()),
+                        "image_ids": pa.array([image_ids[blocks[k][0]:blocks[k][1]]], pa.list_(pa.string()))})
+              for k in todo]
+    model_ref = [ray.put(Path(model.path).read_bytes())]
+    with warnings.catch_warnings():
+        # Ray 2.60 takes max_retries / max_restarts / max_task_retries only as "ray_remote_args", which it warns
+        # are to go in 2.64 (no named parameter yet); the pin is 2.60
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        ds = _pipeline(ray, model, root, inputs, model_ref, parts, marker, place, batch_size, embeddings, opts,
+                       cluster)
     batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
         for table in batches:
             for rec in table.to_pylist():
                 if rec["data"] is not None:         # a node that cannot see the parts folder sent the part
-                    (parts / rec["part"]).write_bytes(rec["data"])
+                    tmp = parts / f".{rec['part']}.driver.tmp"
+                    tmp.write_bytes(rec["data"])
+                    os.replace(tmp, parts / rec["part"])
                     stats["parts_sent_to_driver"] += 1
                 stats["blocks_scored"] += 1
                 done += int(rec["rows"])

@@ -270,7 +270,7 @@ def _run(model, ids, parts, **kw):
     return out, stats
 
 
-RESUME_OPTIONS = {"rows_per_block": 32, "model_batch_size": 16}
+RESUME_OPTIONS = {"rows_per_block": 32, "model_batch_size": 16, "max_input_tables": 5}   # 12 blocks: 3 per table
 
 
 def _same_outputs(a, b):

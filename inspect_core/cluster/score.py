@@ -66,6 +66,7 @@ CLUSTER_OPTIONS = {
     "max_task_retries": 3,        # ... and the block it was scoring re-run this many times
     "embeddings_in_memory_bytes": 4 * 2**30,   # above: the assembled embeddings are a memory-mapped .npy
     "workers_write_parts": True,  # False: every part comes back to the driver, which writes it
+    "max_input_tables": 4096,     # the blocks to score go to Ray in at most this many tables (a decode task each)
 }
 
 PARTS_DIR = "parts"
@@ -300,11 +301,14 @@ def part_name(run_key: str, tag: str, start: int, image_ids: Sequence[str]) -> s
     return f"part-{start:012d}-{h.hexdigest()}.parquet"
 
 
-def _finished(path: Path, image_ids: Sequence[str]) -> bool:
-    """Whether ``path`` is a whole part of exactly these image ids (a damaged part is scored again, never fatal)."""
+def _finished(path: Path, n_rows: int) -> bool:
+    """Whether ``path`` is a whole part of ``n_rows`` rows (its name already hashes its image ids; parts are written
+    atomically, so only the file's footer is read: a damaged part is scored again, never fatal)."""
     import pyarrow.parquet as pq
+    if not path.is_file():
+        return False
     try:
-        return pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist() == list(image_ids)
+        return pq.read_metadata(path).num_rows == n_rows
     except Exception:  # noqa: BLE001 - unreadable: score the block again
         return False
 
@@ -408,7 +412,7 @@ def cluster_outputs(model, root, image_ids: Sequence[str], *, settings, cluster:
             for p in parts.iterdir():
                 if p.is_file() and p.name not in keep and p.name.startswith(("part-", ".part-", ".driver-")):
                     p.unlink(missing_ok=True)
-            todo = [k for k, (s, e) in enumerate(blocks) if not _finished(parts / names[k], image_ids[s:e])]
+            todo = [k for k, (s, e) in enumerate(blocks) if not _finished(parts / names[k], e - s)]
             done = n - sum(blocks[k][1] - blocks[k][0] for k in todo)
             stats.update(blocks=len(blocks), blocks_reused=len(blocks) - len(todo), blocks_scored=0,
                          parts_sent_to_driver=0)
@@ -483,9 +487,15 @@ def _score_blocks(ray, model, root, image_ids, blocks, names, todo, parts: Path,
     from ..model.pipeline import ScoringCancelled, _is_cancelled
     marker = f".driver-{os.getpid()}-{time.time_ns()}"
     (parts / marker).touch()
-    inputs = [pa.table({"block": pa.array([k], pa.int64()), "part": pa.array([names[k]], pa.string()),
-                        "image_ids": pa.array([image_ids[blocks[k][0]:blocks[k][1]]], pa.list_(pa.string()))})
-              for k in todo]
+    # the input: one row per block, in at most ``max_input_tables`` tables (each a Ray object the driver puts: at
+    # 1e8 images, 390,625 blocks, one object per block would cost the driver minutes of puts)
+    per = -(-len(todo) // max(1, int(opts["max_input_tables"])))
+    inputs = []
+    for g in range(0, len(todo), per):
+        ks = todo[g:g + per]
+        inputs.append(pa.table({
+            "block": pa.array(ks, pa.int64()), "part": pa.array([names[k] for k in ks], pa.string()),
+            "image_ids": pa.array([image_ids[blocks[k][0]:blocks[k][1]] for k in ks], pa.list_(pa.string()))}))
     model_ref = [ray.put(Path(model.path).read_bytes())]
     with warnings.catch_warnings():
         # Ray 2.60 takes max_retries / max_restarts / max_task_retries only as "ray_remote_args", which it warns
@@ -494,9 +504,13 @@ def _score_blocks(ray, model, root, image_ids, blocks, names, todo, parts: Path,
         ds = _pipeline(ray, model, root, inputs, model_ref, parts, marker, place, batch_size, embeddings, opts,
                        cluster)
     batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
+    finished: set[int] = set()
     try:
         for table in batches:
             for rec in table.to_pylist():
+                if rec["block"] in finished:        # a block of a re-run decode task, scored again: counted once
+                    continue
+                finished.add(rec["block"])
                 if rec["data"] is not None:         # a node that cannot see the parts folder sent the part
                     tmp = parts / f".{rec['part']}.driver.tmp"
                     tmp.write_bytes(rec["data"])

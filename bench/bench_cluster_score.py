@@ -118,6 +118,85 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def _anon_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _assembly_child(mode: str, parts: str, names: list, blocks: list, c: int, queue) -> None:
+    """One way of putting the parts' outputs in row order, in a fresh process: its peak anonymous memory (sampled
+    every 5 ms; memory-mapped file pages are not anonymous) and its peak resident memory (VmHWM, file pages too)."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from inspect_core.cluster.score import assemble
+    reset_peak_rss()
+    start, peak, stop = _anon_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _anon_mb())
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t = time.perf_counter()
+    folder = Path(parts)
+    if mode == "before: every block's table held, then gathered":
+        tables = [pq.read_table(folder / name) for name in names]       # what the driver received through Ray
+        n = blocks[-1][1]
+        logits = np.empty((n, c), np.float32)
+        emb = np.empty((n, tables[0].schema.field("embedding").type.list_size), np.float32)
+        for (s, e), tb in zip(blocks, tables):
+            logits[s:e] = np.asarray(tb.column("logits").combine_chunks().flatten()).reshape(e - s, c)
+            emb[s:e] = np.asarray(tb.column("embedding").combine_chunks().flatten()).reshape(e - s, -1)
+    elif mode == "after: parts read one at a time, in memory":
+        logits, emb, _ = assemble(folder, names, blocks, c)
+    else:
+        logits, emb, _ = assemble(folder, names, blocks, c, emb_limit_bytes=0, emb_path=folder / "emb.npy")
+    seconds = time.perf_counter() - t
+    stop.set()
+    thread.join()
+    peak[0] = max(peak[0], _anon_mb())
+    queue.put({"anon_added_mb": round(peak[0] - start, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+               "seconds": round(seconds, 2), "memmap": isinstance(emb, np.memmap)})
+
+
+def assembly_memory(n: int, d: int = 2048, c: int = 10, rows_per_block: int = 256) -> dict:
+    """The driver's side of a cluster run at ``n`` images with ``d``-wide embeddings: parts of random outputs written
+    as the model actors write them, then put in row order the old way (every block held) and the new (``assemble``,
+    in memory and memory-mapped), each in a fresh process."""
+    import multiprocessing as mp
+    import shutil
+    import tempfile
+
+    from inspect_core.cluster.score import part_name, part_table, plan_blocks, write_part
+    folder = Path(tempfile.mkdtemp(prefix="di-assembly-"))
+    try:
+        rng = np.random.default_rng(0)
+        blocks = plan_blocks(n, rows_per_block)
+        ids = [f"c/{k:08d}.jpg" for k in range(n)]
+        names = [part_name("bench", "tag", s, ids[s:e]) for s, e in blocks]
+        for name, (s, e) in zip(names, blocks):
+            write_part(folder / name, part_table(ids[s:e], [None] * (e - s),
+                                                 rng.standard_normal((e - s, c), dtype=np.float32),
+                                                 rng.standard_normal((e - s, d), dtype=np.float32)))
+        out = {"n_images": n, "embedding_width": d, "classes": c, "outputs_mb": round(n * (c + d) * 4 / 2**20, 1)}
+        ctx = mp.get_context("spawn")
+        for mode in ("before: every block's table held, then gathered", "after: parts read one at a time, in memory",
+                     "after: embeddings memory-mapped"):
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_assembly_child, args=(mode, str(folder), names, blocks, c, queue))
+            proc.start()
+            out[mode] = queue.get()
+            proc.join()
+            (folder / "emb.npy").unlink(missing_ok=True)
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
     """CPU seconds per image of ImageFiles (read + decode + resize 256 + crop 224), median over runs."""
     from inspect_core.model.pipeline import ImageFiles
@@ -168,11 +247,22 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clusters", nargs="*", type=int, default=[1, 2], help="local Ray clusters of these CPU counts")
     ap.add_argument("--skip-local", action="store_true", help="time only the cluster paths")
+    ap.add_argument("--assembly", type=int, default=50_000, help="images for the driver-memory figure of putting "
+                    "the parts in order (2,048-wide embeddings; 0: skip)")
+    ap.add_argument("--assembly-only", action="store_true", help="only the driver-memory figure")
     ap.add_argument("--decode-n", type=int, default=300, help="images timed for the per-image decode cost")
     ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
     ap.add_argument("--out", default=str(HERE / "results" / "cluster_score.json"))
     args = ap.parse_args(argv)
 
+    result: dict = {}
+    if args.assembly:
+        result["assembly"] = assembly_memory(args.assembly)
+        print("putting the parts in order:", json.dumps(result["assembly"], indent=1), flush=True)
+    if args.assembly_only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     sys.path.insert(0, str(HERE))
     from bench_scoring import make_dataset
 
@@ -188,8 +278,8 @@ def main(argv=None) -> int:
     images["label"] = "circle"
     spec = read_preprocess(REPO / "sample_data" / "model" / "model.preprocess.json")
     model = load_model(REPO / "sample_data" / "model" / "model.pt2", spec, device="cpu")
-    result: dict = {"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
+    result.update({"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
+                   "cpus": os.cpu_count(), "load_average_start": os.getloadavg()})
 
     cpu_ms: dict[str, list[float]] = {}
 

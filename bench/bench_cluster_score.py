@@ -10,13 +10,19 @@ each run then includes Ray Data's planning, the model actor's start and model lo
 and the gathering. Medians of --runs runs, as images/s (wall clock) and as CPU ms per image summed over this process
 and every process under it (Ray's raylet, workers, actors; ``TreeCPU``), which other users' load does not inflate.
 
+Driver memory: the driver's peak resident memory per run (VmHWM, reset before each run through
+/proc/self/clear_refs), and, with ``--assembly N`` (default 50,000; ``--assembly-only`` for just this), the driver's
+side at N images with 10 classes and 2,048-wide embeddings: parts written as the model actors write them, then put
+in row order as the driver did before (every block's table held, then gathered) and as it does now
+(``score.assemble``: one part at a time; and with the embeddings memory-mapped), each in a fresh process.
+
 Decode cost: process CPU seconds per image of the local pipeline's own per-file code (``pipeline.ImageFiles``: read,
 Pillow decode, resize shorter side to 256, centre crop 224), one process, no threads (the 100M plan's unit).
 
 Sketches: ``QuantileSketch`` on 1,000,000-value columns in 8 parts: update + merge time, bins, and the median / MAD
 errors against numpy with the stated bounds.
 
-Writes bench/results/cluster_score.json.
+Writes bench/results/cluster_score.json (or --out).
 """
 from __future__ import annotations
 

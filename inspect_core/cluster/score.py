@@ -6,7 +6,8 @@ table and everything ``model.triage`` makes from it are the local path's. The co
 joining or starting Ray, its errors) is the scan's: ``engine.parse_cluster`` / ``engine.connected`` / ``ClusterError``.
 
 The unit of work, of a retry and of a resumed run is a **block**: ``rows_per_block`` consecutive image ids. On the
-cluster (Ray Data, streaming, with back-pressure between the stages), one row per block still to score:
+cluster (Ray Data, streaming, with back-pressure between the stages), one row per block still to score (in at most
+``max_input_tables`` tables: at 1e8 images, not 390,625 objects put by the driver):
 
 1. ``decode_block`` (``map_batches`` tasks, one CPU each): the local pipeline's own per-file code
    (``pipeline.ImageFiles``: resolve inside the root, Pillow decode, ``image_to_pixels``) on the block's images,

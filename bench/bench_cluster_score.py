@@ -10,13 +10,19 @@ each run then includes Ray Data's planning, the model actor's start and model lo
 and the gathering. Medians of --runs runs, as images/s (wall clock) and as CPU ms per image summed over this process
 and every process under it (Ray's raylet, workers, actors; ``TreeCPU``), which other users' load does not inflate.
 
+Driver memory: the driver's peak resident memory per run (VmHWM, reset before each run through
+/proc/self/clear_refs), and, with ``--assembly N`` (default 50,000; ``--assembly-only`` for just this), the driver's
+side at N images with 10 classes and 2,048-wide embeddings: parts written as the model actors write them, then put
+in row order as the driver did before (every block's table held, then gathered) and as it does now
+(``score.assemble``: one part at a time; and with the embeddings memory-mapped), each in a fresh process.
+
 Decode cost: process CPU seconds per image of the local pipeline's own per-file code (``pipeline.ImageFiles``: read,
 Pillow decode, resize shorter side to 256, centre crop 224), one process, no threads (the 100M plan's unit).
 
 Sketches: ``QuantileSketch`` on 1,000,000-value columns in 8 parts: update + merge time, bins, and the median / MAD
 errors against numpy with the stated bounds.
 
-Writes bench/results/cluster_score.json.
+Writes bench/results/cluster_score.json (or --out).
 """
 from __future__ import annotations
 
@@ -102,6 +108,101 @@ class TreeCPU:
         self.cpu_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory (VmHWM) afresh, so that each run's peak is its own (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) since the last ``reset_peak_rss``, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _anon_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _assembly_child(mode: str, parts: str, names: list, blocks: list, c: int, queue) -> None:
+    """One way of putting the parts' outputs in row order, in a fresh process: its peak anonymous memory (sampled
+    every 5 ms; memory-mapped file pages are not anonymous) and its peak resident memory (VmHWM, file pages too)."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from inspect_core.cluster.score import assemble
+    reset_peak_rss()
+    start, peak, stop = _anon_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _anon_mb())
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t = time.perf_counter()
+    folder = Path(parts)
+    if mode == "before: every block's table held, then gathered":
+        tables = [pq.read_table(folder / name) for name in names]       # what the driver received through Ray
+        n = blocks[-1][1]
+        logits = np.empty((n, c), np.float32)
+        emb = np.empty((n, tables[0].schema.field("embedding").type.list_size), np.float32)
+        for (s, e), tb in zip(blocks, tables):
+            logits[s:e] = np.asarray(tb.column("logits").combine_chunks().flatten()).reshape(e - s, c)
+            emb[s:e] = np.asarray(tb.column("embedding").combine_chunks().flatten()).reshape(e - s, -1)
+    elif mode == "after: parts read one at a time, in memory":
+        logits, emb, _ = assemble(folder, names, blocks, c)
+    else:
+        logits, emb, _ = assemble(folder, names, blocks, c, emb_limit_bytes=0, emb_path=folder / "emb.npy")
+    seconds = time.perf_counter() - t
+    stop.set()
+    thread.join()
+    peak[0] = max(peak[0], _anon_mb())
+    queue.put({"anon_added_mb": round(peak[0] - start, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+               "seconds": round(seconds, 2), "memmap": isinstance(emb, np.memmap)})
+
+
+def assembly_memory(n: int, d: int = 2048, c: int = 10, rows_per_block: int = 256) -> dict:
+    """The driver's side of a cluster run at ``n`` images with ``d``-wide embeddings: parts of random outputs written
+    as the model actors write them, then put in row order the old way (every block held) and the new (``assemble``,
+    in memory and memory-mapped), each in a fresh process."""
+    import multiprocessing as mp
+    import shutil
+    import tempfile
+
+    from inspect_core.cluster.score import part_name, part_table, plan_blocks, write_part
+    folder = Path(tempfile.mkdtemp(prefix="di-assembly-"))
+    try:
+        rng = np.random.default_rng(0)
+        blocks = plan_blocks(n, rows_per_block)
+        ids = [f"c/{k:08d}.jpg" for k in range(n)]
+        names = [part_name("bench", "tag", s, ids[s:e]) for s, e in blocks]
+        for name, (s, e) in zip(names, blocks):
+            write_part(folder / name, part_table(ids[s:e], [None] * (e - s),
+                                                 rng.standard_normal((e - s, c), dtype=np.float32),
+                                                 rng.standard_normal((e - s, d), dtype=np.float32)))
+        out = {"n_images": n, "embedding_width": d, "classes": c, "outputs_mb": round(n * (c + d) * 4 / 2**20, 1)}
+        ctx = mp.get_context("spawn")
+        for mode in ("before: every block's table held, then gathered", "after: parts read one at a time, in memory",
+                     "after: embeddings memory-mapped"):
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_assembly_child, args=(mode, str(folder), names, blocks, c, queue))
+            proc.start()
+            out[mode] = queue.get()
+            proc.join()
+            (folder / "emb.npy").unlink(missing_ok=True)
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
     """CPU seconds per image of ImageFiles (read + decode + resize 256 + crop 224), median over runs."""
     from inspect_core.model.pipeline import ImageFiles
@@ -151,11 +252,23 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=2000, help="number of 640x480 JPEGs")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clusters", nargs="*", type=int, default=[1, 2], help="local Ray clusters of these CPU counts")
+    ap.add_argument("--skip-local", action="store_true", help="time only the cluster paths")
+    ap.add_argument("--assembly", type=int, default=50_000, help="images for the driver-memory figure of putting "
+                    "the parts in order (2,048-wide embeddings; 0: skip)")
+    ap.add_argument("--assembly-only", action="store_true", help="only the driver-memory figure")
     ap.add_argument("--decode-n", type=int, default=300, help="images timed for the per-image decode cost")
     ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
     ap.add_argument("--out", default=str(HERE / "results" / "cluster_score.json"))
     args = ap.parse_args(argv)
 
+    result: dict = {}
+    if args.assembly:
+        result["assembly"] = assembly_memory(args.assembly)
+        print("putting the parts in order:", json.dumps(result["assembly"], indent=1), flush=True)
+    if args.assembly_only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     sys.path.insert(0, str(HERE))
     from bench_scoring import make_dataset
 
@@ -171,17 +284,24 @@ def main(argv=None) -> int:
     images["label"] = "circle"
     spec = read_preprocess(REPO / "sample_data" / "model" / "model.preprocess.json")
     model = load_model(REPO / "sample_data" / "model" / "model.pt2", spec, device="cpu")
-    result: dict = {"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
+    result.update({"n_images": len(images), "runs": args.runs, "machine": platform.machine(),
+                   "cpus": os.cpu_count(), "load_average_start": os.getloadavg()})
 
     cpu_ms: dict[str, list[float]] = {}
 
+    driver_mb: dict[str, list[float]] = {}         # the driver's peak resident memory during each run
+    driver_added_mb: dict[str, list[float]] = {}   # that peak less what it held when the run began
+
     def timed(name: str, outputs=None) -> float:
+        reset_peak_rss()
+        start_mb = peak_rss_mb()
         t = time.perf_counter()
         with TreeCPU() as tree:
             res = score_dataset(model, root, images, workers=0, use_cache=False, outputs=outputs)
         assert res.table["error"].isna().all()
         rate = len(images) / (time.perf_counter() - t)
+        driver_mb.setdefault(name, []).append(peak_rss_mb())
+        driver_added_mb.setdefault(name, []).append(driver_mb[name][-1] - start_mb)
         cpu_ms.setdefault(name, []).append(1000 * tree.cpu_s / len(images))
         for title, mb in tree.peak_rss_mb.items():
             peak = result.setdefault("peak_rss_mb", {}).setdefault(name, {})
@@ -190,7 +310,7 @@ def main(argv=None) -> int:
               flush=True)
         return rate
 
-    rates = {"local": [timed("local") for _ in range(args.runs)]}
+    rates = {} if args.skip_local else {"local": [timed("local") for _ in range(args.runs)]}
     for n_cpus in args.clusters:
         t = time.perf_counter()
         ray.init(num_cpus=n_cpus, include_dashboard=False, log_to_driver=False,
@@ -201,6 +321,9 @@ def main(argv=None) -> int:
         ray.shutdown()
     result["images_per_s"] = {k: {"median": statistics.median(v), "runs": v} for k, v in rates.items()}
     result["cpu_ms_per_image"] = {k: {"median": statistics.median(v), "runs": v} for k, v in cpu_ms.items()}
+    result["driver_peak_rss_mb"] = {k: {"median": statistics.median(v), "runs": v} for k, v in driver_mb.items()}
+    result["driver_added_rss_mb"] = {k: {"median": statistics.median(v), "runs": v}
+                                     for k, v in driver_added_mb.items()}
     ids = images["image_id"].tolist()[: args.decode_n]
     result["decode"] = decode_cost(root, ids, args.runs)
     result["sketch_1m"] = sketch_figures()
@@ -211,6 +334,9 @@ def main(argv=None) -> int:
     print("CPU ms/image, every process:", {k: round(v["median"], 2) for k, v in result["cpu_ms_per_image"].items()})
     for name, peaks in result.get("peak_rss_mb", {}).items():
         print("peak RSS MB", name, {k: v for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]})
+    print("driver peak RSS MB (this process, reset before each run):",
+          {k: round(v["median"], 1) for k, v in result["driver_peak_rss_mb"].items()},
+          "added during the run:", {k: round(v["median"], 1) for k, v in result["driver_added_rss_mb"].items()})
     print("ray start-up s:", {k: round(v, 2) for k, v in result.items() if k.startswith("ray_start")})
     print("decode + preprocess CPU s/image:", round(result["decode"]["cpu_s_per_image"], 5))
     for name, fig in result["sketch_1m"].items():

@@ -2,26 +2,40 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from inspect_core.cluster.score import ClusterError, _gather, decode_batch, forward_pixels, parse_cluster
+from cluster_support import ray_local  # noqa: F401 - a fixture, by usefixtures
+from inspect_core.cluster import engine
+from inspect_core.cluster.score import (ClusterError, ModelWorker, assemble, check_cluster, decode_batch, decode_block,
+                                        forward_pixels, parse_cluster, part_name, plan_blocks)
 from inspect_core.model import pipeline
 from inspect_core.model.runtime import runtime_settings
 from model_support import MODEL_DIR, REPO, SAMPLE, ColourNet, _colour_dataset, _loaded, _spec
 
 
-def test_cluster_values_are_parsed_and_a_wrong_one_names_itself():
-    assert parse_cluster("local:2") == {"kind": "local", "num_cpus": 2}
-    assert parse_cluster("auto") == {"kind": "auto"}
-    assert parse_cluster("ray://head.example:10001") == {"kind": "remote", "address": "ray://head.example:10001"}
+def test_scoring_uses_the_scans_connection_code_and_a_wrong_value_names_itself():
+    """One connection code: score.py's parse_cluster / connected / ClusterError are engine's."""
+    from inspect_core.cluster import score
+    assert (score.parse_cluster, score.connected, score.ClusterError) == (engine.parse_cluster, engine.connected,
+                                                                         engine.ClusterError)
+    assert parse_cluster("local:2") == ("local", 2)
+    assert parse_cluster("ray://head.example:10001") == ("client", ("head.example", 10001))
+    for good in ("local:2", "auto", "ray://head.example:10001", "10.0.0.5:6379"):
+        assert check_cluster(good) == good
     for bad in ("local:0", "local:", "ray://head", "ray://h:99999", "http://h:1", "", "cluster"):
-        with pytest.raises(ClusterError, match="local:N"):
-            parse_cluster(bad)
+        with pytest.raises(ClusterError, match="local:N") as err:
+            check_cluster(bad)
+        assert f"'{bad}'" in str(err.value)
 
 
 class FailsOnRed(ColourNet):
@@ -60,17 +74,78 @@ def test_worker_side_decode_and_forward_give_the_local_pipelines_outputs(tmp_pat
         assert (logits[red].argmax(1) == 0).all()
 
 
-def test_gathered_blocks_go_back_in_row_order():
+def test_parts_are_assembled_in_row_order_memory_mapped_above_the_limit(tmp_path):
+    """assemble reads the parts one at a time into the arrays the score cache takes; a block with no embeddings
+    (every image broken) is NaN there; above the limit the embeddings are a memory-mapped .npy with the same values."""
+    from inspect_core.cluster.score import part_table, write_part
+    blocks = plan_blocks(5, 2)
+    assert blocks == [(0, 2), (2, 4), (4, 5)]
+    ids = ["a", "b", "c", "d", "e"]
+    names = [part_name("run", "tag", s, ids[s:e]) for s, e in blocks]
+    write_part(tmp_path / names[0], part_table(ids[0:2], [None, "bad"], np.array([[1, 2], [np.nan, np.nan]]),
+                                               np.array([[5, 6, 7], [np.nan] * 3])))
+    write_part(tmp_path / names[1], part_table(ids[2:4], [None, None], np.array([[3, 4], [8, 9]]),
+                                               np.array([[8, 9, 10], [1, 1, 1]])))
+    write_part(tmp_path / names[2], part_table(ids[4:5], ["broken"], np.array([[np.nan, np.nan]]), None))
+    logits, emb, errors = assemble(tmp_path, names, blocks, 2)
+    np.testing.assert_array_equal(logits[[0, 2, 3]], [[1, 2], [3, 4], [8, 9]])
+    assert np.isnan(logits[[1, 4]]).all() and errors == [None, "bad", None, None, "broken"]
+    np.testing.assert_array_equal(emb[[0, 2, 3]], [[5, 6, 7], [8, 9, 10], [1, 1, 1]])
+    assert np.isnan(emb[[1, 4]]).all() and not isinstance(emb, np.memmap)
+    logits2, mapped, errors2 = assemble(tmp_path, names, blocks, 2, emb_limit_bytes=0, emb_path=tmp_path / "e.npy")
+    assert isinstance(mapped, np.memmap) and errors2 == errors
+    np.testing.assert_array_equal(mapped, emb)
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), emb)
+    np.testing.assert_array_equal(logits2, logits)
+    # the part's key changes with the run, the settings, the first row and the ids
+    assert len({names[0], part_name("run2", "tag", 0, ids[0:2]), part_name("run", "tag2", 0, ids[0:2]),
+                part_name("run", "tag", 0, ["a", "x"])}) == 4
+
+
+def test_a_model_worker_writes_its_blocks_part_or_sends_it_when_the_folder_is_not_shared(tmp_path):
+    """decode_block + ModelWorker without Ray, the sample model on sample_data images and a broken file: the worker
+    writes the part (the local pipeline's outputs) and returns a record without outputs; a worker that cannot see
+    the driver's marker file (a node without the workspace) sends the part's bytes instead."""
     import pyarrow as pa
-    t1 = pa.table({"pos": [2, 0], "error": [None, "bad"], "logits": [[1.0, 2.0], [np.nan, np.nan]],
-                   "embedding": [[5.0, 6.0, 7.0], []]})
-    t2 = pa.table({"pos": [1], "error": [None], "logits": [[3.0, 4.0]], "embedding": [[8.0, 9.0, 10.0]]},
-                  schema=t1.schema)
-    logits, emb, errors = _gather([t1, t2], 3, 2)
-    np.testing.assert_array_equal(logits[1:], [[3, 4], [1, 2]])
-    assert np.isnan(logits[0]).all() and errors == ["bad", None, None]
-    np.testing.assert_array_equal(emb[1:], [[8, 9, 10], [5, 6, 7]])
-    assert np.isnan(emb[0]).all()
+    import pyarrow.parquet as pq
+
+    from inspect_core.model.models import load_model
+    from model_support import sample_spec
+    ids = [str(p.relative_to(SAMPLE)) for p in sorted((SAMPLE / "train").rglob("*.jpg"))[:9]]
+    (tmp_path / "ds").mkdir()
+    for i in ids:
+        (tmp_path / "ds" / i).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ds" / i).write_bytes((SAMPLE / i).read_bytes())
+    (tmp_path / "ds" / "broken.jpg").write_bytes(b"not a jpeg")
+    ids.append("broken.jpg")
+    model = load_model(MODEL_DIR / "model.pt2", sample_spec(), device="cpu")
+    ref_logits, ref_emb, ref_errors, _ = pipeline.model_outputs(model, tmp_path / "ds", ids,
+                                                                settings=runtime_settings("cpu", workers=0,
+                                                                                          batch_size=4))
+    decoded = decode_block(pa.table({"block": [3], "part": ["part-x.parquet"], "image_ids": [ids]}),
+                           str(tmp_path / "ds"), model.spec)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / ".marker").touch()
+    kwargs = dict(model_ref=[model.path.read_bytes()], file_name=model.path.name, spec=model.spec, kind=model.kind,
+                  factory=None, device="cpu", embeddings=True, batch_size=4, n_threads=1, parts_dir=str(parts))
+    rec = ModelWorker(**kwargs, marker=".marker")(decoded).to_pylist()
+    assert rec == [{"block": 3, "rows": len(ids), "part": "part-x.parquet", "data": None}]
+    written = pq.read_table(parts / "part-x.parquet")
+    logits, emb, errors = assemble(parts, ["part-x.parquet"], [(0, len(ids))], len(model.spec.class_names))
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(emb, ref_emb, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert errors == ref_errors and errors[-1] and errors.count(None) == 9
+    assert written.column("image_id").to_pylist() == ids
+    (parts / "part-x.parquet").unlink()
+    sent = ModelWorker(**kwargs, marker=".not-here")(decoded).to_pylist()
+    assert sent[0]["data"] and not (parts / "part-x.parquet").exists()
+    (tmp_path / "sent").mkdir()
+    (tmp_path / "sent" / "part-x.parquet").write_bytes(sent[0]["data"])
+    again = assemble(tmp_path / "sent", ["part-x.parquet"], [(0, len(ids))], len(model.spec.class_names))
+    np.testing.assert_array_equal(again[0], logits)
+    np.testing.assert_array_equal(again[1], emb)
+    assert again[2] == errors
 
 
 def test_score_on_a_local_ray_cluster_equals_the_local_path_and_shares_its_cache(tmp_path, capsys):
@@ -112,8 +187,8 @@ def test_a_cluster_that_cannot_be_used_is_a_one_line_error(tmp_path, capsys, mon
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     base = ["score", str(SAMPLE), "--model", str(MODEL_DIR / "model.pt2"), "--no-cache"]
     # ("auto" is left out: it joins any Ray running on this machine, another test's or a bench's)
-    for value, words in (("local:zero", "not a cluster address"),
-                         ("ray://127.0.0.1:1", "could not connect to the Ray cluster ray://127.0.0.1:1")):
+    for value, words in (("local:zero", "--cluster 'local:zero': give local:N"),
+                         ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1")):
         assert main([*base, "--out", str(tmp_path / "o"), "--cluster", value]) == 2, value
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
@@ -179,3 +254,136 @@ def test_a_model_the_workers_cannot_load_is_a_one_line_error(tmp_path, capsys, m
     assert rc == 2
     assert "Traceback" not in err and [ln for ln in err.splitlines() if ln.startswith("error:")], err
     assert "failed: ModelLoadError: factory module 'only_here_factory' could not be imported" in err
+
+
+def _sample_ids():
+    """sample_data's image ids (3 broken files among them) and one id of no file (an error row)."""
+    from inspect_core.loaders import load_dataset
+    return [str(i) for i in load_dataset(SAMPLE).images["image_id"]] + ["train/circle/missing.jpg"]
+
+
+def _run(model, ids, parts, **kw):
+    from inspect_core.cluster.score import cluster_outputs
+    stats = {}
+    out = cluster_outputs(model, SAMPLE, ids, settings=runtime_settings("cpu", workers=0), cluster="local:2",
+                          parquet_dir=parts, stats=stats, **{"options": RESUME_OPTIONS, **kw})
+    return out, stats
+
+
+RESUME_OPTIONS = {"rows_per_block": 32, "model_batch_size": 16, "max_input_tables": 5}   # 12 blocks: 3 per table
+
+
+def _same_outputs(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_an_interrupted_run_resumes_and_scores_only_the_missing_blocks(tmp_path):
+    """Cancel after 3 blocks; the re-run reuses every part the first run finished (untouched files) and scores only
+    the rest; its outputs equal an uninterrupted run's. A changed batch size or file list reuses no part."""
+    from inspect_core.model.models import load_model
+    from inspect_core.model.pipeline import ScoringCancelled
+    from model_support import sample_spec
+    model = load_model(MODEL_DIR / "model.pt2", sample_spec(), device="cpu")
+    ids = _sample_ids()
+    n_blocks = len(plan_blocks(len(ids), RESUME_OPTIONS["rows_per_block"]))
+    whole, whole_stats = _run(model, ids, tmp_path / "whole")
+    assert (whole_stats["blocks"], whole_stats["blocks_scored"], whole_stats["blocks_reused"]) == (n_blocks,
+                                                                                                  n_blocks, 0)
+    assert whole[2][-1] and sum(e is None for e in whole[2]) == len(ids) - 4     # 3 broken sample files + missing
+    # the local path's outputs, bit for bit (the same batches of 16, in the same order)
+    local = pipeline.model_outputs(model, SAMPLE, ids, settings=runtime_settings("cpu", workers=0, batch_size=16))
+    _same_outputs(whole, local[:3])
+
+    seen = []
+    parts = tmp_path / "parts"
+    with pytest.raises(ScoringCancelled):
+        _run(model, ids, parts, progress=lambda done, n: seen.append(done), cancel=lambda: len(seen) >= 3)
+    time.sleep(1.0)         # a block a worker was finishing when the run was cancelled may still land
+    before = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.parquet")}
+    assert 3 <= len(before) < n_blocks
+    t_rerun = time.time_ns()
+    again, stats = _run(model, ids, parts)
+    after = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.parquet")}
+    assert stats["blocks_reused"] == len(before) and stats["blocks_scored"] == n_blocks - len(before)
+    assert {k: after[k] for k in before} == before                  # reused parts were not written again
+    assert sum(m >= t_rerun for m in after.values()) == stats["blocks_scored"] and len(after) == n_blocks
+    _same_outputs(again, whole)
+    # a third run has nothing to score
+    _, stats = _run(model, ids, parts)
+    assert (stats["blocks_reused"], stats["blocks_scored"]) == (n_blocks, 0)
+    # other settings, or another file list in the same folder: no stale part is reused
+    _, stats = _run(model, ids, parts, options={**RESUME_OPTIONS, "model_batch_size": 8})
+    assert (stats["blocks_reused"], stats["blocks_scored"]) == (0, n_blocks)
+    shifted, stats = _run(model, ids[1:], parts, options={**RESUME_OPTIONS, "model_batch_size": 8})
+    assert stats["blocks_reused"] == 0
+    np.testing.assert_allclose(shifted[0], whole[0][1:], rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_embeddings_above_the_limit_are_memory_mapped_with_the_same_values(tmp_path):
+    from inspect_core.model.models import load_model
+    from model_support import sample_spec
+    model = load_model(MODEL_DIR / "model.pt2", sample_spec(), device="cpu")
+    ids = _sample_ids()[:100]
+    ram, _ = _run(model, ids, tmp_path / "a" / "parts")
+    mapped, stats = _run(model, ids, tmp_path / "b" / "parts",
+                         options={**RESUME_OPTIONS, "embeddings_in_memory_bytes": 0})
+    assert isinstance(mapped[1], np.memmap) and not isinstance(ram[1], np.memmap)
+    assert stats["embeddings_file"] == str(tmp_path / "b" / "embeddings.npy")
+    _same_outputs(mapped, ram)
+
+
+def _ray_processes(title: str) -> list[int]:
+    """PIDs of Ray worker processes whose title (ray::<what they run>) starts with ``title``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(f"ray::{title}".encode()):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("victim", ["MapWorker(MapBatches(ModelWorker))", "MapBatches(decode_block)"])
+def test_a_worker_killed_mid_score_costs_only_its_block(victim, tmp_path, monkeypatch):
+    """A model actor or a decode worker killed (SIGKILL) while it works on a block: Ray restarts the actor / re-runs
+    the task, the run completes, and the outputs equal the local path's."""
+    from inspect_core.cluster import score as cluster_score
+    from inspect_core.model.models import load_model
+    from model_support import sample_spec
+    monkeypatch.setattr(cluster_score, "BLOCK_DELAY_S", 0.5)    # blocks slow enough to be caught in flight
+    model = load_model(MODEL_DIR / "model.pt2", sample_spec(), device="cpu")
+    ids = _sample_ids()
+    killed = []
+
+    def kill_one():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for pid in _ray_processes(victim):
+                if (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b".submit")
+                        or "decode" in victim):
+                    time.sleep(0.2)             # inside its block (the delay), not between blocks
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    try:
+        out, stats = _run(model, ids, tmp_path / "parts")
+    finally:
+        killer.join()
+    assert killed, f"no {victim} was seen working"
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)
+    n_blocks = len(plan_blocks(len(ids), RESUME_OPTIONS["rows_per_block"]))
+    assert stats["blocks_scored"] == n_blocks and len(list((tmp_path / "parts").glob("part-*.parquet"))) == n_blocks
+    local = pipeline.model_outputs(model, SAMPLE, ids, settings=runtime_settings("cpu", workers=0, batch_size=16))
+    _same_outputs(out, local[:3])

@@ -55,9 +55,18 @@ def _queries(images: pd.DataFrame, families) -> list[GalleryQuery]:
     ]
 
 
-@pytest.fixture(scope="module")
-def sample(sample_scan):
-    return sample_scan, LazyImages(Path(sample_scan.workspace) / "scan" / "images.parquet")
+def _open(parquet: Path, arrow: bool) -> LazyImages:
+    """From Parquet, or from its memory-mapped Arrow copy (made beside it)."""
+    return LazyImages(parquet, arrow_path=parquet.with_suffix(".arrow") if arrow else None)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["parquet", "arrow"])
+def sample(sample_scan, request, tmp_path_factory):
+    parquet = tmp_path_factory.mktemp("sample") / "images.parquet"
+    parquet.write_bytes((Path(sample_scan.workspace) / "scan" / "images.parquet").read_bytes())
+    table = _open(parquet, request.param)
+    assert table.memory_mapped == request.param
+    return sample_scan, table
 
 
 def test_sample_data_same_pages(sample):
@@ -80,8 +89,8 @@ def test_sample_data_review_status_filter(sample):
     assert sorted(removed.rows["image_id"]) == sorted([ids[0], ids[2]])
 
 
-@pytest.fixture(scope="module")
-def synthetic_100k(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["parquet", "arrow"])
+def synthetic_100k(tmp_path_factory, request):
     from big_scan import write_big_scan
     ws = tmp_path_factory.mktemp("big")
     d = write_big_scan(100_000, ws, chunk_rows=40_000)   # three chunks: image_ids unique across them
@@ -89,7 +98,7 @@ def synthetic_100k(tmp_path_factory):
     images.loc[::97, "brightness"] = np.nan    # a few missing values: they sort last either way
     images.loc[::101, "label"] = pd.NA
     images.to_parquet(ws / "images.parquet", index=False, row_group_size=30_000)
-    return images, LazyImages(ws / "images.parquet")
+    return images, _open(ws / "images.parquet", request.param)
 
 
 def test_synthetic_100k_same_pages(synthetic_100k):
@@ -108,7 +117,7 @@ def test_missing_values_sort_last(tmp_path):
                            "brightness": [0.5, np.nan, 0.5, np.nan, 0.1],
                            "is_dark": [True, False, True, False, True]})
     images.to_parquet(tmp_path / "images.parquet", index=False)
-    table = LazyImages(tmp_path / "images.parquet")
+    table = _open(tmp_path / "images.parquet", True)
     for desc in (False, True):
         for col in ("brightness", "label"):
             for size in (1, 2, 3, 5):

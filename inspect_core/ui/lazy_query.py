@@ -14,114 +14,13 @@ sort this module avoids.
 """
 from __future__ import annotations
 
-import os
-import threading
-import uuid
-from collections import OrderedDict
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
-from inspect_core.schema import check_of_column
+from inspect_core.lazy_table import LAZY_MIN_ROWS, LazyImages, use_lazy
 from inspect_core.ui.query import NO_LABEL, NO_SPLIT, GalleryPage, GalleryQuery
-
-LAZY_MIN_ROWS = 2_000_000   # the Gallery reads images.parquet lazily from this many rows on
-MAX_CACHED_BYTES = 1_500_000_000   # Arrow columns kept in memory per table (least recently used dropped first)
-
-
-class LazyImages:
-    """A scan's ``images.parquet`` opened as a pyarrow dataset: its schema and row count, no rows read until a
-    query needs a column. Safe to share between threads (Streamlit sessions)."""
-
-    def __init__(self, path: Path | str, max_cached_bytes: int = MAX_CACHED_BYTES,
-                 rank_path: Path | str | None = None):
-        self.path = Path(path)
-        self.rank_path = Path(rank_path) if rank_path is not None else None
-        self.dataset = pads.dataset(self.path, format="parquet")
-        self.schema = self.dataset.schema
-        self.columns = list(self.schema.names)
-        self.n_rows = int(self.dataset.count_rows())
-        self._cache: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
-        self._max_bytes = int(max_cached_bytes)
-        self._lock = threading.Lock()
-        self._rank: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    def column(self, name: str) -> pa.Array:
-        """One whole column, read once and kept (``max_cached_bytes`` in all; the newest column always)."""
-        with self._lock:
-            if name in self._cache:
-                self._cache.move_to_end(name)
-                return self._cache[name]
-        col = self.dataset.to_table(columns=[name]).column(0).combine_chunks()
-        with self._lock:
-            self._cache[name] = col
-            while len(self._cache) > 1 and sum(c.nbytes for c in self._cache.values()) > self._max_bytes:
-                self._cache.popitem(last=False)
-        return col
-
-    def id_rank(self) -> np.ndarray:
-        """For each row, the rank of its image_id in ascending order (image_ids are unique): sorts and ties are
-        then broken on integers. Computed once; the row positions themselves when the file is in image_id order
-        (checked in one pass). Kept in ``rank_path`` when given (a .npy in the workspace, named by the scan's
-        fingerprint by the caller), so a new server process reads it instead of sorting again."""
-        with self._lock:
-            if self._rank is not None:
-                return self._rank
-        saved = self._saved_rank()
-        if saved is not None:
-            with self._lock:
-                self._rank = saved
-            return saved
-        ids = self.column("image_id")
-        n = len(ids)
-        if n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
-            rank = np.arange(n, dtype=np.int64)
-        else:
-            order = pc.sort_indices(ids).to_numpy()
-            rank = np.empty(n, dtype=np.int64)
-            rank[order] = np.arange(n, dtype=np.int64)
-        with self._lock:
-            self._rank = rank
-        if self.rank_path is not None:
-            try:
-                self.rank_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.rank_path.with_name(f"{self.rank_path.stem}.{uuid.uuid4().hex}.tmp.npy")
-                np.save(tmp, rank)
-                os.replace(tmp, self.rank_path)
-            except OSError:   # a read-only workspace: computed again by the next process
-                pass
-        return rank
-
-    def _saved_rank(self) -> np.ndarray | None:
-        if self.rank_path is None or not self.rank_path.is_file():
-            return None
-        try:
-            rank = np.load(self.rank_path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        return rank if rank.shape == (self.n_rows,) and rank.dtype == np.int64 else None
-
-    def take(self, positions: np.ndarray) -> pd.DataFrame:
-        """The rows at ``positions`` (in that order) as pandas, indexed by their positions like
-        ``images.iloc[positions]`` of the whole table."""
-        positions = np.asarray(positions, dtype=np.int64)
-        table = self.dataset.take(pa.array(positions)) if len(positions) else self.schema.empty_table()
-        df = table.to_pandas()
-        df.index = pd.Index(positions)
-        return df
-
-    def check_columns(self) -> dict[str, str]:
-        """check name -> its boolean column (as ``query.check_columns``, from the schema only)."""
-        return {check: f.name for f in self.schema
-                if (check := check_of_column(f.name)) is not None and pa.types.is_boolean(f.type)}
-
 
 def _as_mask(arr) -> np.ndarray:
     """A boolean Arrow array as numpy, missing values False."""
@@ -135,14 +34,6 @@ def _in_values(col: pa.Array, wanted: tuple[str, ...], missing_token: str) -> np
     if missing_token in wanted:
         mask |= _as_mask(pc.is_null(col, nan_is_null=True))
     return mask
-
-
-def _numeric(table: LazyImages, name: str) -> np.ndarray:
-    """A column as float64 (missing and non-numbers NaN), as ``pd.to_numeric(errors="coerce")``."""
-    col = table.column(name)
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
-        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-    return pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def lazy_filter_mask(table: LazyImages, q: GalleryQuery, families: dict[str, list[str]] | None = None,
@@ -169,7 +60,7 @@ def lazy_filter_mask(table: LazyImages, q: GalleryQuery, families: dict[str, lis
         if col not in table.columns:
             warnings.append(f"column {col!r} is not in this scan; its range filter is ignored")
             continue
-        values = _numeric(table, col)
+        values = table.numeric(col)
         with np.errstate(invalid="ignore"):
             mask &= (values >= lo) & (values <= hi)
     if q.search:
@@ -269,6 +160,4 @@ def option_rows(images: pd.DataFrame) -> np.ndarray:
     return np.unique(np.concatenate(picked)) if picked else np.arange(min(len(images), 1))
 
 
-def use_lazy(n_rows: int, switch: bool | None = None) -> bool:
-    """Whether the Gallery reads lazily: ``switch`` when given, else from ``LAZY_MIN_ROWS`` rows on."""
-    return bool(switch) if switch is not None else int(n_rows) >= LAZY_MIN_ROWS
+__all__ = ["LAZY_MIN_ROWS", "LazyImages", "use_lazy", "lazy_filter_mask", "lazy_gallery_page", "option_rows"]

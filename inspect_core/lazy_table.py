@@ -1,0 +1,232 @@
+"""A saved scan's images table read without one pandas frame: for scans of millions of rows.
+
+``images.parquet`` is copied once per scan into the workspace as an uncompressed Arrow IPC file (Feather v2,
+``lazy/images_<fingerprint>.arrow``), written one Parquet row group at a time (its peak memory is one row group,
+not the table). The copy is memory-mapped: a column costs no memory until it is touched (and then page cache, which
+the kernel can drop), and ``take`` of 48 scattered rows reads only those rows (a ``take`` from Parquet decodes every
+row group a row falls in: seconds at 10,000,000 rows).
+
+``LazyImages`` is that table: columns as Arrow arrays, rows by position or by image_id as pandas, with the dtypes
+``pd.read_parquet`` gives. ``LazyScanResult`` is a ``ScanResult`` whose ``images`` (and ``dataset.images``) are read
+into pandas only when something asks for them (``load_scan`` returns one from ``LAZY_MIN_ROWS`` rows on).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+LAZY_MIN_ROWS = 2_000_000   # from this many rows on, the app reads the images table lazily
+MAX_CACHED_BYTES = 1_500_000_000   # Parquet-only mode: Arrow columns kept in memory (least recently used dropped)
+LAZY_DIR = "lazy"   # in the workspace: the Arrow copy and the image_id rank of a big scan, per scan fingerprint
+LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": always lazy, "0": never (else from LAZY_MIN_ROWS rows on)
+
+
+def use_lazy(n_rows: int, switch: bool | None = None) -> bool:
+    """Whether to read lazily: ``switch`` when given, else from ``LAZY_MIN_ROWS`` rows on."""
+    return bool(switch) if switch is not None else int(n_rows) >= LAZY_MIN_ROWS
+
+
+def env_switch() -> bool | None:
+    """``DI_LAZY_GALLERY``: True ("1"), False ("0") or None (by row count)."""
+    return {"1": True, "0": False}.get(os.environ.get(LAZY_SWITCH_ENV, "").strip())
+
+
+def arrow_copy(parquet_path: Path | str, arrow_path: Path | str) -> Path:
+    """``parquet_path`` as an uncompressed Arrow IPC file at ``arrow_path`` (one record batch per row group, so
+    memory stays at one row group), unless it is there already. Written to a temporary name, then renamed."""
+    arrow_path = Path(arrow_path)
+    if arrow_path.is_file():
+        return arrow_path
+    arrow_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = arrow_path.with_name(f"{arrow_path.stem}.{uuid.uuid4().hex}.tmp")
+    pf = pq.ParquetFile(parquet_path)
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, pf.schema_arrow) as writer:
+            for k in range(pf.num_row_groups):
+                writer.write_table(pf.read_row_group(k))
+        os.replace(tmp, arrow_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return arrow_path
+
+
+class LazyImages:
+    """A scan's images table: its schema and row count, no rows read until a query needs a column. From the
+    memory-mapped Arrow copy when ``arrow_path`` is given (made from ``path`` when missing; if it cannot be
+    written, Parquet is read instead), else from ``images.parquet`` (each column read once and kept, up to
+    ``max_cached_bytes``). Safe to share between threads (Streamlit sessions)."""
+
+    def __init__(self, path: Path | str, max_cached_bytes: int = MAX_CACHED_BYTES,
+                 rank_path: Path | str | None = None, arrow_path: Path | str | None = None):
+        self.path = Path(path)
+        self.rank_path = Path(rank_path) if rank_path is not None else None
+        self.table: pa.Table | None = None   # the memory-mapped copy
+        self.dataset = None
+        if arrow_path is not None:
+            try:
+                self.arrow_path = arrow_copy(self.path, arrow_path)
+                self.table = ipc.open_file(pa.memory_map(str(self.arrow_path), "r")).read_all()
+            except OSError:   # a read-only workspace, a full disk: Parquet serves
+                self.table = None
+        if self.table is None:
+            self.arrow_path = None
+            self.dataset = pads.dataset(self.path, format="parquet")
+        self.schema = self.table.schema if self.table is not None else self.dataset.schema
+        self.columns = list(self.schema.names)
+        self.n_rows = int(self.table.num_rows if self.table is not None else self.dataset.count_rows())
+        self._cache: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
+        self._max_bytes = int(max_cached_bytes)
+        self._lock = threading.Lock()
+        self._rank: np.ndarray | None = None
+        self._id_index = None
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @property
+    def memory_mapped(self) -> bool:
+        return self.table is not None
+
+    def column(self, name: str) -> pa.ChunkedArray | pa.Array:
+        """One whole column: from the memory map (no copy), or read from Parquet once and kept."""
+        if self.table is not None:
+            return self.table.column(name)
+        with self._lock:
+            if name in self._cache:
+                self._cache.move_to_end(name)
+                return self._cache[name]
+        col = self.dataset.to_table(columns=[name]).column(0).combine_chunks()
+        with self._lock:
+            self._cache[name] = col
+            while len(self._cache) > 1 and sum(c.nbytes for c in self._cache.values()) > self._max_bytes:
+                self._cache.popitem(last=False)
+        return col
+
+    def numeric(self, name: str) -> np.ndarray:
+        """A column as float64 (missing and non-numbers NaN), as ``pd.to_numeric(errors="coerce")``."""
+        col = self.column(name)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        return pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+    def flags(self, name: str) -> np.ndarray:
+        """A boolean column as numpy, missing values False."""
+        return pc.fill_null(self.column(name), False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+    def id_rank(self) -> np.ndarray:
+        """For each row, the rank of its image_id in ascending order (image_ids are unique): sorts and ties are
+        then broken on integers. Computed once; the row positions themselves when the file is in image_id order
+        (checked in one pass). Kept in ``rank_path`` when given (a .npy in the workspace, named by the scan's
+        fingerprint by the caller), so a new server process reads it instead of sorting again."""
+        with self._lock:
+            if self._rank is not None:
+                return self._rank
+        saved = self._saved_rank()
+        if saved is not None:
+            with self._lock:
+                self._rank = saved
+            return saved
+        ids = self.column("image_id")
+        n = len(ids)
+        if n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
+            rank = np.arange(n, dtype=np.int64)
+        else:
+            order = pc.sort_indices(ids).to_numpy()
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n, dtype=np.int64)
+        with self._lock:
+            self._rank = rank
+        if self.rank_path is not None:
+            try:
+                self.rank_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.rank_path.with_name(f"{self.rank_path.stem}.{uuid.uuid4().hex}.tmp.npy")
+                np.save(tmp, rank)
+                os.replace(tmp, self.rank_path)
+            except OSError:   # a read-only workspace: computed again by the next process
+                pass
+        return rank
+
+    def _saved_rank(self) -> np.ndarray | None:
+        if self.rank_path is None or not self.rank_path.is_file():
+            return None
+        try:
+            rank = np.load(self.rank_path, allow_pickle=False, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        return rank if rank.shape == (self.n_rows,) and rank.dtype == np.int64 else None
+
+    def take(self, positions: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows at ``positions`` (in that order) as pandas, indexed by their positions like
+        ``images.iloc[positions]`` of the whole table (``columns``: only those)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        source = self.table if self.table is not None else self.dataset
+        if self.table is not None and columns is not None:
+            source = self.table.select(columns)
+        if len(positions) == 0:
+            table = self.schema.empty_table() if columns is None else self.schema.empty_table().select(columns)
+        elif self.table is not None:
+            table = source.take(pa.array(positions))
+        else:
+            table = source.take(pa.array(positions), columns=columns)
+        df = table.to_pandas()
+        df.index = pd.Index(positions)
+        return df
+
+    def positions_of(self, image_ids) -> np.ndarray:
+        """Row positions of ``image_ids`` in their order, -1 for an id not in the table (one pass over the
+        image_id column; a dictionary of 10,000,000 ids would cost seconds and a gigabyte)."""
+        ids = [str(i) for i in image_ids]
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        col = self.column("image_id")
+        value_set = pa.array(list(dict.fromkeys(ids)), type=pa.string())
+        idx = pc.index_in(col, value_set=value_set)
+        found = np.flatnonzero(pc.is_valid(idx).to_numpy(zero_copy_only=False))
+        where = dict(zip(value_set.take(pa.array(idx.take(pa.array(found)))).to_pylist(), found.tolist()))
+        return np.array([where.get(i, -1) for i in ids], dtype=np.int64)
+
+    def rows_of(self, image_ids, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of ``image_ids`` (those in the table, in the order given) as pandas, indexed by position."""
+        pos = self.positions_of(image_ids)
+        return self.take(pos[pos >= 0], columns)
+
+    def values_of(self, image_ids, column: str) -> dict[str, object]:
+        """image_id -> its ``column`` value, for the ids in the table (e.g. labels for a bulk decision)."""
+        if column not in self.columns:
+            return {}
+        rows = self.rows_of(image_ids, ["image_id", column])
+        return dict(zip(rows["image_id"].astype(str), rows[column]))
+
+    def check_columns(self) -> dict[str, str]:
+        """check name -> its boolean column (as ``query.check_columns``, from the schema only)."""
+        from inspect_core.schema import check_of_column
+        return {check: f.name for f in self.schema
+                if (check := check_of_column(f.name)) is not None and pa.types.is_boolean(f.type)}
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The whole table as one pandas frame, as ``scanner.load_scan`` reads it (seconds and gigabytes at
+        millions of rows: for the pages that need every row)."""
+        return pd.read_parquet(self.path)
+
+
+def lazy_paths(workspace: Path | str, fingerprint: str) -> dict[str, Path]:
+    """Where a scan's lazy files live in its workspace: the Arrow copy and the image_id rank."""
+    d = Path(workspace) / LAZY_DIR
+    return {"arrow_path": d / f"images_{fingerprint}.arrow", "rank_path": d / f"image_id_rank_{fingerprint}.npy"}
+
+
+def open_images(workspace: Path | str, fingerprint: str, scan_dir: str = "scan") -> LazyImages:
+    """The saved scan's images table, memory-mapped (its Arrow copy made on the first call)."""
+    return LazyImages(Path(workspace) / scan_dir / "images.parquet", **lazy_paths(workspace, fingerprint))

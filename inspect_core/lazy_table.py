@@ -118,7 +118,7 @@ class LazyImages:
         """A column as float64 (missing and non-numbers NaN), as ``pd.to_numeric(errors="coerce")``."""
         col = self.column(name)
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
-            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         return pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
     def flags(self, name: str) -> np.ndarray:
@@ -194,7 +194,11 @@ class LazyImages:
         value_set = pa.array(list(dict.fromkeys(ids)), type=pa.string())
         idx = pc.index_in(col, value_set=value_set)
         found = np.flatnonzero(pc.is_valid(idx).to_numpy(zero_copy_only=False))
-        where = dict(zip(value_set.take(pa.array(idx.take(pa.array(found)))).to_pylist(), found.tolist()))
+        codes = idx.take(pa.array(found, type=pa.int64())).to_numpy(zero_copy_only=False) if len(found) else []
+        keys = value_set.to_pylist()
+        where: dict[str, int] = {}
+        for code, row in zip(codes, found.tolist()):
+            where.setdefault(keys[int(code)], row)   # the first row of an id, as ``images[images.image_id == id]``
         return np.array([where.get(i, -1) for i in ids], dtype=np.int64)
 
     def rows_of(self, image_ids, columns: list[str] | None = None) -> pd.DataFrame:

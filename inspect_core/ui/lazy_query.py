@@ -160,4 +160,106 @@ def option_rows(images: pd.DataFrame) -> np.ndarray:
     return np.unique(np.concatenate(picked)) if picked else np.arange(min(len(images), 1))
 
 
-__all__ = ["LAZY_MIN_ROWS", "LazyImages", "use_lazy", "lazy_filter_mask", "lazy_gallery_page", "option_rows"]
+def _sort_column(table: LazyImages, column: str) -> str:
+    return column if column in table.columns else "image_id"
+
+
+class LazyOrder:
+    """Every match of a query in its sort order, without sorting them all: the viewer's previous / next over the
+    whole filtered list. ``index(image_id)`` counts the matches that sort before it (one pass over the sort
+    column); ``[pos]`` is a top-k of ``pos + 1`` (``_top_positions``). Same order as ``query.matching_order``."""
+
+    def __init__(self, table: LazyImages, matched: np.ndarray, column: str, descending: bool):
+        self.table, self.matched = table, np.asarray(matched, dtype=bool)
+        self.column, self.descending = _sort_column(table, column), bool(descending)
+        self.where = np.flatnonzero(self.matched)
+        self._known: dict[str, int | None] = {}
+
+    def __len__(self) -> int:
+        return int(len(self.where))
+
+    def __getitem__(self, pos: int) -> str:
+        pos = int(pos)
+        if not 0 <= pos < len(self):
+            raise IndexError(pos)
+        row = _top_positions(self.table, self.where, self.column, self.descending, pos + 1)[pos]
+        iid = str(self.table.column("image_id")[int(row)].as_py())
+        self._known[iid] = pos
+        return iid
+
+    def index(self, image_id: str) -> int | None:
+        """The position of ``image_id`` in the order, None when it does not match."""
+        image_id = str(image_id)
+        if image_id in self._known:
+            return self._known[image_id]
+        row = int(self.table.positions_of([image_id])[0])
+        pos = None if row < 0 or not self.matched[row] else self._count_before(row)
+        self._known[image_id] = pos
+        return pos
+
+    def _count_before(self, row: int) -> int:
+        rank = self.table.id_rank()
+        where = self.where
+        r0 = rank[row]
+        before_id = (rank[where] > r0) if (self.column == "image_id" and self.descending) else (rank[where] < r0)
+        if self.column == "image_id":
+            return int(before_id.sum())
+        col = self.table.column(self.column)
+        key = col.take(pa.array(where))
+        missing = _as_mask(pc.is_null(key, nan_is_null=True))
+        k0 = col[row]
+        if not k0.is_valid or (isinstance(k0.as_py(), float) and np.isnan(k0.as_py())):
+            return int((~missing).sum() + (missing & before_id).sum())
+        ahead = _as_mask((pc.greater if self.descending else pc.less)(key, k0))
+        equal = _as_mask(pc.equal(key, k0))
+        return int(((ahead | (equal & before_id)) & ~missing).sum())
+
+
+class LazyMatches:
+    """The image_ids matching a query (from its lazy mask), for "select all matching": their number at once,
+    the ids themselves only when iterated."""
+
+    def __init__(self, table: LazyImages, matched: np.ndarray):
+        self.table, self.matched = table, np.asarray(matched, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.matched.sum())
+
+    def __iter__(self):
+        return iter(self.table.column("image_id").filter(pa.array(self.matched)).to_pylist())
+
+    def count_outside(self, image_ids) -> int:
+        """How many of ``image_ids`` do not match (not in the scan counts as not matching)."""
+        pos = self.table.positions_of(list(image_ids))
+        return int(len(pos) - self.matched[pos[pos >= 0]].sum())
+
+
+def lazy_option_rows(table: LazyImages) -> np.ndarray:
+    """``option_rows`` from the columns of ``table``: the same row positions, without a pandas frame."""
+    picked: list[np.ndarray] = []
+    for name in ("label", "split"):
+        if name in table.columns:
+            col = table.column(name)
+            codes = pc.dictionary_encode(col).combine_chunks() if isinstance(col, pa.ChunkedArray) else \
+                pc.dictionary_encode(col)
+            idx = codes.indices.to_numpy(zero_copy_only=False)
+            valid = _as_mask(pc.is_valid(codes.indices))
+            nan = _as_mask(pc.is_null(col, nan_is_null=True)) & valid   # a NaN label counts as missing too
+            _, first = np.unique(np.where(valid & ~nan, idx, -1), return_index=True)
+            picked.append(first)
+    for f in table.schema:
+        if pa.types.is_boolean(f.type):
+            flags = table.flags(f.name)
+            if flags.any():
+                picked.append(np.array([int(flags.argmax())]))
+        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            values = table.numeric(f.name)
+            finite = np.isfinite(values)
+            if finite.any():
+                picked.append(np.array([int(np.where(finite, values, np.inf).argmin()),
+                                        int(np.where(finite, values, -np.inf).argmax())]))
+    return np.unique(np.concatenate(picked)) if picked else np.arange(min(table.n_rows, 1))
+
+
+__all__ = ["LAZY_MIN_ROWS", "LazyImages", "use_lazy", "lazy_filter_mask", "lazy_gallery_page", "option_rows",
+           "LazyOrder", "LazyMatches", "lazy_option_rows"]

@@ -331,7 +331,7 @@ def require_scan():
             scan = run_scan(root, fmt, st.session_state.get(NEAR_THRESHOLD_KEY))
         if scan is None:
             st.stop()
-    if scan.images.empty:
+    if n_images(scan) == 0:
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
         st.page_link(home_page(), label="Home")
         st.stop()
@@ -405,46 +405,54 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
     return _gallery_order(str(scan.fingerprint), replace(query, page=1), version, scan.images, families, decisions)
 
 
-LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": the Gallery always reads images.parquet lazily, "0": never
-
-
-LAZY_DIR = "lazy"   # in the workspace: the image_id rank of a big scan, per scan fingerprint
-
-
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _lazy_images(fingerprint: str, path: str, workspace: str):
-    from inspect_core.ui.lazy_query import LazyImages
-    return LazyImages(path, rank_path=Path(workspace) / LAZY_DIR / f"image_id_rank_{fingerprint}.npy")
+def _lazy_images(fingerprint: str, workspace: str):
+    from inspect_core.lazy_table import open_images
+    return open_images(workspace, fingerprint)
+
+
+def n_images(scan) -> int:
+    """The scan's number of image rows, without reading a lazily loaded scan's table."""
+    table = getattr(scan, "lazy_images", None)
+    return len(table) if table is not None else len(scan.images)
 
 
 def lazy_images(scan):
-    """The scan's ``images.parquet`` for ``lazy_query`` (one shared object per scan) when the Gallery should read
-    it lazily (``lazy_query.use_lazy``: from ``LAZY_MIN_ROWS`` rows on, or ``DI_LAZY_GALLERY=1``), else None
-    (also when the saved file is missing or unreadable: the pandas path then serves)."""
-    from inspect_core.scanner import SCAN_DIR
-    from inspect_core.ui.lazy_query import use_lazy
-    env = os.environ.get(LAZY_SWITCH_ENV, "").strip()
-    if not use_lazy(len(scan.images), {"1": True, "0": False}.get(env)):
+    """The scan's images table for ``lazy_query`` (memory-mapped, one shared object per scan: ``lazy_table``)
+    when the app should read it lazily (``lazy_table.use_lazy``: from ``LAZY_MIN_ROWS`` rows on, or
+    ``DI_LAZY_GALLERY=1``), else None (also when the saved file is missing or unreadable: the pandas path then
+    serves). A scan ``load_scan`` opened lazily carries it already."""
+    from inspect_core.lazy_table import env_switch, use_lazy
+    table = getattr(scan, "lazy_images", None)
+    if table is not None:
+        return table
+    if not use_lazy(len(scan.images), env_switch()):
         return None
-    path = Path(scan.workspace) / SCAN_DIR / "images.parquet"
     try:
-        table = _lazy_images(str(scan.fingerprint), str(path), str(scan.workspace))
+        table = _lazy_images(str(scan.fingerprint), str(scan.workspace))
     except (OSError, ValueError) as exc:   # pyarrow's errors derive from these
-        log.warning("lazy Gallery off: %s could not be read: %s", path, exc)
+        log.warning("lazy tables off: the saved scan in %s could not be read: %s", scan.workspace, exc)
         return None
     return table if table.n_rows == len(scan.images) else None
 
 
+def row_source(scan):
+    """Where single rows are looked up (the viewer's row, a bulk decision's labels): the memory-mapped table of
+    a scan opened lazily (its pandas frame is never read for that), else the scan's frame."""
+    table = getattr(scan, "lazy_images", None)
+    return table if table is not None else scan.images
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _option_frame(fingerprint: str, _images):
-    from inspect_core.ui.lazy_query import option_rows
-    return _images.iloc[option_rows(_images)]
+def _option_frame(fingerprint: str, _table):
+    from inspect_core.ui.lazy_query import lazy_option_rows
+    return _table.take(lazy_option_rows(_table))
 
 
 def filter_frame(scan, lazy) -> object:
     """The table the filter widgets read their choices from: a few rows that give the same choices
-    (``lazy_query.option_rows``, once per scan) when the Gallery reads lazily, else the scan's table."""
-    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), scan.images)
+    (``lazy_query.lazy_option_rows``, once per scan) when the app reads lazily, else the scan's table."""
+    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), lazy)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

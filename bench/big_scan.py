@@ -125,6 +125,46 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
     return out
 
 
+def take_bench(workspace: Path, repeats: int) -> dict:
+    """The Arrow copy of images.parquet (made once per scan: its time and this process's peak RSS), opening it
+    memory-mapped, and a page of 48 scattered rows taken from it against ``Dataset.take`` from the Parquet file
+    (medians of ``repeats``; fresh random rows each run). In a new process, so its RSS is its own."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from inspect_core.lazy_table import LazyImages, arrow_copy, lazy_paths
+    fingerprint = json.loads((workspace / "scan" / "dataset.json").read_text())["fingerprint"]
+    paths = lazy_paths(workspace, fingerprint)
+    out: dict = {"mode": "take", "copy_existed": paths["arrow_path"].is_file()}
+    t0 = time.perf_counter()
+    arrow_copy(workspace / "scan" / "images.parquet", paths["arrow_path"])
+    out["copy_s"] = time.perf_counter() - t0
+    out["copy_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["arrow_mib"] = paths["arrow_path"].stat().st_size / 2**20
+    t0 = time.perf_counter()
+    table = LazyImages(workspace / "scan" / "images.parquet", **paths)
+    out["open_s"] = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    mm, pq_times = [], []
+    dataset = pads.dataset(workspace / "scan" / "images.parquet", format="parquet")
+    for _ in range(repeats):
+        rows = rng.choice(table.n_rows, 48, replace=False)
+        t0 = time.perf_counter()
+        table.take(rows)
+        mm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dataset.take(pa.array(rows)).to_pandas()
+        pq_times.append(time.perf_counter() - t0)
+    out["take_arrow_s"], out["take_parquet_s"] = statistics.median(mm), statistics.median(pq_times)
+    ids = table.take(rng.choice(table.n_rows, 48, replace=False))["image_id"].tolist()
+    t0 = time.perf_counter()
+    table.positions_of(ids)
+    out["positions_of_48_ids_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 def page_script(workspace: Path, lazy: str) -> dict:
     """The Gallery page script under AppTest (server side, no browser) on the saved scan, ``DI_LAZY_GALLERY=lazy``:
     the first run (the scan loaded and, lazily, the image_id rank), then first page again, a filter + sort change
@@ -210,5 +250,7 @@ def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "l
 if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS|LAZY (prints one JSON line)
     if sys.argv[1] == "page":
         sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3])) + "\n")
+    elif sys.argv[1] == "take":
+        sys.stdout.write(json.dumps(take_bench(Path(sys.argv[2]), int(sys.argv[3]))) + "\n")
     else:
         sys.stdout.write(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))) + "\n")

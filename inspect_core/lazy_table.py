@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 LAZY_MIN_ROWS = 2_000_000   # from this many rows on, the app reads the images table lazily
 MAX_CACHED_BYTES = 1_500_000_000   # Parquet-only mode: Arrow columns kept in memory (least recently used dropped)
+BISECT_MAX_IDS, BISECT_MIN_ROWS = 2_000, 200_000   # ``positions_of``: a binary search each for so few ids
 LAZY_DIR = "lazy"   # in the workspace: the Arrow copy and the image_id rank of a big scan, per scan fingerprint
 LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": always lazy, "0": never (else from LAZY_MIN_ROWS rows on)
 
@@ -60,6 +61,32 @@ def arrow_copy(parquet_path: Path | str, arrow_path: Path | str) -> Path:
         if tmp.exists():
             tmp.unlink()
     return arrow_path
+
+
+def take_rows(data: pa.Table | pa.ChunkedArray, positions: np.ndarray):
+    """``data.take(positions)`` one chunk at a time: Arrow's own take on a chunked column first joins its chunks
+    (a copy of the whole column: seconds and gigabytes for a memory-mapped table of 10,000,000 rows)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    chunks = data.to_batches() if isinstance(data, pa.Table) else getattr(data, "chunks", [data])
+    if len(chunks) <= 1 or len(positions) == 0:
+        return data.take(pa.array(positions, type=pa.int64()))
+    starts = np.cumsum([0] + [len(c) for c in chunks])
+    which = np.searchsorted(starts, positions, side="right") - 1
+    if (positions < 0).any() or (positions >= starts[-1]).any():
+        raise IndexError("row position out of range")
+    if (np.diff(positions) >= 0).all():   # ascending (a filter's matches): the chunks' parts are in order
+        cut = np.searchsorted(positions, starts)
+        parts = [chunks[k].take(pa.array(positions[cut[k]:cut[k + 1]] - starts[k], type=pa.int64()))
+                 for k in range(len(chunks)) if cut[k + 1] > cut[k]]
+        return pa.Table.from_batches(parts, schema=data.schema) if isinstance(data, pa.Table) else \
+            pa.chunked_array(parts, type=data.type)
+    order = np.argsort(which, kind="stable")
+    parts = [chunks[k].take(pa.array(positions[order][which[order] == k] - starts[k], type=pa.int64()))
+             for k in np.unique(which)]
+    back = pa.array(np.argsort(order, kind="stable"), type=pa.int64())
+    if isinstance(data, pa.Table):
+        return pa.Table.from_batches(parts, schema=data.schema).take(back)
+    return pa.chunked_array(parts, type=data.type).take(back)
 
 
 class LazyImages:
@@ -177,20 +204,50 @@ class LazyImages:
         if len(positions) == 0:
             table = self.schema.empty_table() if columns is None else self.schema.empty_table().select(columns)
         elif self.table is not None:
-            table = source.take(pa.array(positions))
+            table = take_rows(source, positions)
         else:
             table = source.take(pa.array(positions), columns=columns)
         df = table.to_pandas()
         df.index = pd.Index(positions)
         return df
 
+    def _id_order(self) -> np.ndarray:
+        """Row positions in image_id order (the inverse of ``id_rank``), built once."""
+        with self._lock:
+            if self._id_index is not None:
+                return self._id_index
+        rank = self.id_rank()
+        order = np.empty(len(rank), dtype=np.int64)
+        order[rank] = np.arange(len(rank), dtype=np.int64)
+        with self._lock:
+            self._id_index = order
+        return order
+
     def positions_of(self, image_ids) -> np.ndarray:
-        """Row positions of ``image_ids`` in their order, -1 for an id not in the table (one pass over the
-        image_id column; a dictionary of 10,000,000 ids would cost seconds and a gigabyte)."""
+        """Row positions of ``image_ids`` in their order, -1 for an id not in the table. A few ids: a binary
+        search each over the image_id order (``id_rank``; about 24 reads of one id at 10,000,000 rows); many: one
+        pass over the image_id column. Never a dictionary of every id (seconds and a gigabyte at 10,000,000)."""
         ids = [str(i) for i in image_ids]
         if not ids:
             return np.zeros(0, dtype=np.int64)
         col = self.column("image_id")
+        if len(ids) <= BISECT_MAX_IDS and self.n_rows > BISECT_MIN_ROWS:
+            order = self._id_order()
+
+            def id_at(k: int) -> str:
+                return col[int(order[k])].as_py()
+
+            out = []
+            for i in ids:
+                lo, hi = 0, self.n_rows
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if id_at(mid) < i:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                out.append(int(order[lo]) if lo < self.n_rows and id_at(lo) == i else -1)
+            return np.array(out, dtype=np.int64)
         value_set = pa.array(list(dict.fromkeys(ids)), type=pa.string())
         idx = pc.index_in(col, value_set=value_set)
         found = np.flatnonzero(pc.is_valid(idx).to_numpy(zero_copy_only=False))
@@ -234,3 +291,138 @@ def lazy_paths(workspace: Path | str, fingerprint: str) -> dict[str, Path]:
 def open_images(workspace: Path | str, fingerprint: str, scan_dir: str = "scan") -> LazyImages:
     """The saved scan's images table, memory-mapped (its Arrow copy made on the first call)."""
     return LazyImages(Path(workspace) / scan_dir / "images.parquet", **lazy_paths(workspace, fingerprint))
+
+
+def columns_frame(table: LazyImages, columns: list[str]) -> pd.DataFrame:
+    """Only ``columns`` of ``table`` as pandas, text as categories (10,000,000 labels are 40 MB of codes, not
+    600 MB of Python strings): for counts and charts."""
+    cols = [c for c in columns if c in table.columns]
+    arrays = []
+    for c in cols:
+        col = table.column(c)
+        arrays.append(pc.dictionary_encode(col) if pa.types.is_string(col.type) or
+                      pa.types.is_large_string(col.type) else col)
+    return pa.table(arrays, names=cols).to_pandas() if cols else pd.DataFrame(index=range(table.n_rows))
+
+
+def _scan_result_class():
+    from inspect_core.loader_base import Dataset
+    from inspect_core.scanner import ScanResult
+
+    class LazyDataset(Dataset):
+        """A ``Dataset`` whose ``images`` (image_id, label, split) come from the scan's frame when asked."""
+
+        def __init__(self, *, scan_images, dataset_columns, renames, **kw):
+            self._scan_images, self._dataset_columns, self._renames = scan_images, dataset_columns, renames
+            super().__init__(images=None, **kw)
+
+        @property
+        def images(self) -> pd.DataFrame:
+            frame = self._scan_images()
+            out = frame[[c for c in self._dataset_columns if c in frame.columns]]
+            out.attrs["metadata_renames"] = dict(self._renames)
+            return out
+
+        @images.setter
+        def images(self, value) -> None:   # the dataclass __init__ sets it: the frame is the scan's
+            pass
+
+    class LazyScanResult(ScanResult):
+        """A saved scan whose images table stays on disk (memory-mapped: ``lazy_images``) until something asks
+        for ``images``, which then reads the whole frame once (as ``load_scan`` does for a small scan; at
+        10,000,000 rows 10-36 s and about 4 GB: ``loaded_images_s`` records it)."""
+
+        def __init__(self, *, lazy_images: LazyImages, **kw):
+            self.lazy_images = lazy_images
+            self._frame: pd.DataFrame | None = None
+            self._frame_lock = threading.Lock()
+            self.loaded_images_s: float | None = None
+            super().__init__(images=None, **kw)
+
+        @property
+        def images(self) -> pd.DataFrame:
+            with self._frame_lock:
+                if self._frame is None:
+                    import time
+                    t0 = time.perf_counter()
+                    self._frame = self.lazy_images.to_pandas()
+                    self.loaded_images_s = time.perf_counter() - t0
+            return self._frame
+
+        @images.setter
+        def images(self, value) -> None:
+            if value is not None:
+                self._frame = value
+
+        @property
+        def images_loaded(self) -> bool:
+            return self._frame is not None
+
+        def __repr__(self) -> str:
+            return f"LazyScanResult(workspace={self.workspace!s}, rows={len(self.lazy_images):,})"
+
+    return LazyDataset, LazyScanResult
+
+
+_CLASSES: tuple | None = None
+
+
+def lazy_scan(workspace: Path | str, scan_dir: Path, meta: dict, **tables):
+    """``load_scan``'s result for a big scan: a ``LazyScanResult`` (images memory-mapped, the pandas frame read
+    on demand), the other tables (findings, pairs, annotations, balance, summary) as given."""
+    global _CLASSES
+    if _CLASSES is None:
+        _CLASSES = _scan_result_class()
+    lazy_dataset, lazy_result = _CLASSES
+    from inspect_core import storage
+    table = open_images(workspace, meta["fingerprint"], scan_dir.name)
+    holder: dict = {}
+    ds = lazy_dataset(scan_images=lambda: holder["scan"].images,
+                      dataset_columns=meta.get("dataset_columns", ["image_id", "label", "split"]),
+                      renames=dict(meta.get("metadata_renames") or {}),
+                      root=storage.as_root(meta["root"]), format=meta["format"], annotations=tables["annotations"],
+                      classes=meta["classes"], has_image_labels=meta["has_image_labels"],
+                      has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
+    holder["scan"] = lazy_result(lazy_images=table, dataset=ds, workspace=Path(workspace),
+                                 fingerprint=meta["fingerprint"], **tables)
+    return holder["scan"]
+
+
+def n_saved_rows(scan_dir: Path) -> int:
+    """The row count of a saved scan's images.parquet, from its footer."""
+    return int(pq.ParquetFile(Path(scan_dir) / "images.parquet").metadata.num_rows)
+
+
+def read_saved_scan(workspace: Path, scan_dir_name: str, lazy: bool | None = None):
+    """``scanner.load_scan``: the scan saved in ``workspace/scan_dir_name``, a ``LazyScanResult`` when
+    ``use_lazy(rows, lazy)``, else a ``ScanResult`` with every table in pandas; None when it is missing or damaged
+    (logged)."""
+    import json
+    import logging
+
+    from inspect_core import storage
+    from inspect_core.loader_base import Dataset
+    from inspect_core.scanner import ScanResult, finding_frame
+    d = workspace / scan_dir_name
+    try:
+        meta = json.loads((d / "dataset.json").read_text())
+        summary = json.loads((d / "summary.json").read_text())
+        if not isinstance(meta, dict) or not isinstance(summary, dict):
+            raise ValueError("dataset.json or summary.json is not a JSON object")
+        ann = pd.read_parquet(d / "annotations.parquet")
+        tables = {"findings": finding_frame(pd.read_parquet(d / "findings.parquet")),
+                  "pairs": pd.read_parquet(d / "pairs.parquet"), "annotations": ann,
+                  "balance": pd.read_parquet(d / "balance.parquet"), "summary": summary}
+        if use_lazy(n_saved_rows(d), lazy):
+            return lazy_scan(workspace, d, meta, **tables)
+        images = pd.read_parquet(d / "images.parquet")
+        ds = Dataset(root=storage.as_root(meta["root"]), format=meta["format"],
+                     images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
+                                    if c in images.columns]],
+                     annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
+                     has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
+        ds.images.attrs["metadata_renames"] = dict(meta.get("metadata_renames") or {})
+        return ScanResult(dataset=ds, workspace=workspace, images=images, fingerprint=meta["fingerprint"], **tables)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged saved scan is a missing one
+        logging.getLogger("inspect_core.scanner").warning("ignoring unreadable saved scan in %s: %s", d, exc)
+        return None

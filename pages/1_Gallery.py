@@ -14,7 +14,7 @@ from inspect_core.ui.query import gallery_page
 st.set_page_config(page_title="Gallery - Dataset Inspector", layout="wide")
 st.title("Gallery")
 
-scan = state.require_scan()
+scan = state.require_scan(needs_frame=False)
 store = state.store_for(scan)
 families = state.families_for(str(scan.fingerprint), scan.findings)
 lazy = state.lazy_images(scan)   # a big scan: filter, sort and page read its memory-mapped table (lazy_query)

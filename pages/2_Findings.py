@@ -11,7 +11,7 @@ from inspect_core.ui.text import label_text, md_escape
 st.set_page_config(page_title="Findings - Dataset Inspector", layout="wide")
 st.title("Findings")
 
-scan = state.require_scan()
+scan = state.require_scan(needs_frame=False)
 store = state.store_for(scan)
 findings = scan.findings
 images = scan.images

@@ -10,7 +10,7 @@ from inspect_core.ui.query import numeric_columns
 st.set_page_config(page_title="Distributions - Dataset Inspector", layout="wide")
 st.title("Distributions")
 
-scan = state.require_scan()
+scan = state.require_scan(needs_frame=False)
 store = state.store_for(scan)
 images = scan.images
 nums = numeric_columns(images)

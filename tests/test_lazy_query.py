@@ -379,3 +379,18 @@ def test_gallery_lazy_viewer_steps_past_the_page_and_selects_every_match(sample_
     next(b for b in at.button if b.label.startswith("Select all")).click().run()
     assert not at.exception, at.exception
     assert at.session_state[SELECTION_KEY] == set(want.tolist())
+
+
+def test_positions_by_binary_search_are_the_column_passes(synthetic_100k, monkeypatch):
+    """``positions_of`` for a few ids in a big table (a binary search over the image_id order) gives the same
+    positions as the pass over the column (small tables, many ids), unsorted file or not."""
+    from inspect_core import lazy_table
+    images, table = synthetic_100k
+    rng = np.random.default_rng(1)
+    ids = images["image_id"].astype(str).to_numpy()[rng.integers(0, len(images), 40)].tolist()
+    ids += ["", "no/such.jpg", "zzzz", str(images["image_id"].min()), str(images["image_id"].max())]
+    passes = table.positions_of(ids)
+    monkeypatch.setattr(lazy_table, "BISECT_MIN_ROWS", 0)
+    assert table.positions_of(ids).tolist() == passes.tolist()
+    assert (passes[:40] >= 0).all() and (passes[40:43] == -1).all()
+    assert images["image_id"].astype(str).to_numpy()[passes[:40]].tolist() == ids[:40]

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inspect_core.lazy_table import LAZY_MIN_ROWS, LazyImages, use_lazy
+from inspect_core.lazy_table import LAZY_MIN_ROWS, LazyImages, take_rows, use_lazy
 from inspect_core.ui.query import NO_LABEL, NO_SPLIT, GalleryPage, GalleryQuery
 
 def _as_mask(arr) -> np.ndarray:
@@ -93,7 +93,7 @@ def _top_positions(table: LazyImages, where: np.ndarray, column: str, descending
             part = np.argpartition(key, k - 1)[:k]
             return where[part[np.argsort(key[part])]]
         return where[np.argsort(key)]
-    key = table.column(column).take(pa.array(where))
+    key = take_rows(table.column(column), where)
     missing = _as_mask(pc.is_null(key, nan_is_null=True))
     present, absent = where[~missing], where[missing]
     out = where[:0]
@@ -205,7 +205,7 @@ class LazyOrder:
         if self.column == "image_id":
             return int(before_id.sum())
         col = self.table.column(self.column)
-        key = col.take(pa.array(where))
+        key = take_rows(col, where)
         missing = _as_mask(pc.is_null(key, nan_is_null=True))
         k0 = col[row]
         if not k0.is_valid or (isinstance(k0.as_py(), float) and np.isnan(k0.as_py())):

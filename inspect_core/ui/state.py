@@ -245,7 +245,8 @@ def cached_scan(root: str, fmt: str = "auto"):
         return reg["scans"][latest]
     try:
         import inspect_core
-        scan = inspect_core.load_scan(workspace_dir(root_real))
+        from inspect_core.lazy_table import env_switch
+        scan = inspect_core.load_scan(workspace_dir(root_real), lazy=env_switch())
     except Exception as exc:
         log.warning("saved scan of %s could not be read: %s", root, exc)
         return None
@@ -311,10 +312,12 @@ def home_page() -> str:
         return HOME_PAGE
 
 
-def require_scan():
+def require_scan(needs_frame: bool = True):
     """For a page: the chosen dataset's scan, or a clear message and ``st.stop()``.
 
-    Offers a scan button when the dataset was chosen but never scanned.
+    Offers a scan button when the dataset was chosen but never scanned. ``needs_frame``: the page reads
+    ``scan.images`` as one pandas frame; a big scan opened lazily then reads it now, saying what it costs
+    (``load_full_images``). The Gallery, Findings and Distributions pass False: they read the memory-mapped table.
     """
     sync_dataset_with_url()
     show_link_note()
@@ -335,7 +338,25 @@ def require_scan():
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
         st.page_link(home_page(), label="Home")
         st.stop()
+    if needs_frame:
+        load_full_images(scan)
     return scan
+
+
+def load_full_images(scan) -> None:
+    """A big scan opened lazily (``lazy_table.LazyScanResult``): read its whole images table into pandas for a
+    page that needs every row, with a note of the cost (rows, bytes on disk, the time it took); said once per
+    process, as the frame is then shared. Nothing for a scan loaded whole."""
+    if getattr(scan, "lazy_images", None) is None or getattr(scan, "images_loaded", True):
+        return
+    table = scan.lazy_images
+    size_mb = (Path(table.arrow_path).stat().st_size if table.arrow_path else table.path.stat().st_size) / 2**20
+    with st.spinner(f"This page needs all {len(table):,} rows of the scan in memory: reading them "
+                    f"({size_mb:,.0f} MB uncompressed on disk; several GB and tens of seconds at 10,000,000 rows)..."):
+        scan.images   # noqa: B018  (reads and keeps the frame)
+    st.info(f"This page works on the whole images table: reading its {len(table):,} rows took "
+            f"{scan.loaded_images_s:,.1f} s. The Gallery, Findings and Distributions read the saved table "
+            "lazily and never need this.", icon=":material/hourglass:")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -434,6 +455,16 @@ def lazy_images(scan):
         log.warning("lazy tables off: the saved scan in %s could not be read: %s", scan.workspace, exc)
         return None
     return table if table.n_rows == len(scan.images) else None
+
+
+def overview_images(scan):
+    """What the Home page counts (rows, splits): the scan's frame, or for a big scan opened lazily only its split
+    column as categories (the frame is not read to count it)."""
+    table = getattr(scan, "lazy_images", None)
+    if table is None:
+        return scan.images
+    from inspect_core.lazy_table import columns_frame
+    return columns_frame(table, ["split"])
 
 
 def row_source(scan):

@@ -270,6 +270,11 @@ class LazyImages:
         rows = self.rows_of(image_ids, ["image_id", column])
         return dict(zip(rows["image_id"].astype(str), rows[column]))
 
+    def lookup(self, column: str) -> ColumnLookup:
+        """image_id -> its ``column`` value, one id at a time (``.get(image_id)``, as a pandas Series indexed by
+        image_id answers it): a binary search each, no index of every id."""
+        return ColumnLookup(self, column)
+
     def check_columns(self) -> dict[str, str]:
         """check name -> its boolean column (as ``query.check_columns``, from the schema only)."""
         from inspect_core.schema import check_of_column
@@ -280,6 +285,20 @@ class LazyImages:
         """The whole table as one pandas frame, as ``scanner.load_scan`` reads it (seconds and gigabytes at
         millions of rows: for the pages that need every row)."""
         return pd.read_parquet(self.path)
+
+
+class ColumnLookup:
+    """``LazyImages.lookup``: ``.get(image_id, default)`` of one column (None / default for an absent id or
+    column)."""
+
+    def __init__(self, table: LazyImages, column: str):
+        self.table, self.column = table, column
+
+    def get(self, image_id, default=None):
+        if self.column not in self.table.columns:
+            return default
+        pos = int(self.table.positions_of([image_id])[0])
+        return default if pos < 0 else self.table.column(self.column)[pos].as_py()
 
 
 def lazy_paths(workspace: Path | str, fingerprint: str) -> dict[str, Path]:

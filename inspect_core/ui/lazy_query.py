@@ -261,5 +261,111 @@ def lazy_option_rows(table: LazyImages) -> np.ndarray:
     return np.unique(np.concatenate(picked)) if picked else np.arange(min(table.n_rows, 1))
 
 
+# -- Distributions: chart data from the memory-mapped columns (the same numbers as ``charts`` on the frame) ----
+def group_codes(table: LazyImages, by: str | None) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, names)``: per row the index of its ``by`` value in ``names`` (missing: ``"(no <by>)"``, as
+    ``charts._group``), or None when ``by`` is not a column. One dictionary pass, no Python strings per row."""
+    from inspect_core.ui.charts import NONE
+    if not by or by == NONE or by not in table.columns:
+        return None
+    col = table.column(by)
+    enc = pc.dictionary_encode(col)
+    enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+    names = [str(v) for v in enc.dictionary.to_pylist()]
+    valid = _as_mask(pc.is_valid(enc.indices))
+    codes = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not valid.all():
+        names.append(f"(no {by})")
+        codes[~valid] = len(names) - 1
+    return codes, names
+
+
+def _sorted_groups(codes: np.ndarray, names: list[str], present: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``(name, rows)`` of each group with a row in ``present``, by name (groups with the same text merged)."""
+    by_name: dict[str, list[int]] = {}
+    for k in np.flatnonzero(np.bincount(codes[present], minlength=len(names))):
+        by_name.setdefault(names[k], []).append(int(k))
+    return [(n, np.asarray(by_name[n])) for n in sorted(by_name)]
+
+
+def lazy_histogram_data(table: LazyImages, column: str, by: str | None = None,
+                        bins: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``charts.histogram_data`` from the columns: one bin index per row, counted per group with ``bincount``."""
+    from inspect_core.ui.charts import HIST_BINS
+    bins = int(bins or HIST_BINS)
+    x = table.numeric(column)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return np.array([0.0, 1.0]), {}
+    lo, hi = float(x[ok].min()), float(x[ok].max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    idx = np.minimum(np.searchsorted(edges, x[ok], side="right") - 1, bins - 1)   # as np.histogram: last bin closed
+    grouped = group_codes(table, by)
+    if grouped is None:
+        return edges, {"all images": np.bincount(idx, minlength=bins)}
+    codes, names = grouped
+    counts = np.bincount(codes[ok] * bins + idx, minlength=len(names) * bins).reshape(len(names), bins)
+    return edges, {name: counts[ks].sum(axis=0) for name, ks in _sorted_groups(codes, names, ok)}
+
+
+def lazy_box_groups(table: LazyImages, column: str, by: str | None = None) -> dict[str, np.ndarray]:
+    """The box plot's {group: values} as ``charts.distribution_figure`` forms them."""
+    x = table.numeric(column)
+    grouped = group_codes(table, by)
+    if grouped is None:
+        return {"all images": x}
+    codes, names = grouped
+    return {name: x[np.isin(codes, ks)] for name, ks in _sorted_groups(codes, names, np.ones(len(x), dtype=bool))}
+
+
+def lazy_counts(table: LazyImages, by: str = "label", color: str | None = "split"):
+    """``charts.count_figure``'s counts: a crosstab of ``by`` x ``color`` (a DataFrame), or the value counts of
+    ``by`` (a Series), by name."""
+    gx = group_codes(table, by)
+    codes_x, names_x = gx if gx is not None else (np.zeros(table.n_rows, dtype=np.int64), ["(all)"])
+    gc = group_codes(table, color) if color != by else None
+    everyone = np.ones(table.n_rows, dtype=bool)
+    rows = _sorted_groups(codes_x, names_x, everyone)
+    if gc is None:
+        n = np.bincount(codes_x, minlength=len(names_x))
+        return pd.Series([int(n[ks].sum()) for _, ks in rows], index=[name for name, _ in rows], name="count")
+    codes_c, names_c = gc
+    cols = _sorted_groups(codes_c, names_c, everyone)
+    n = np.bincount(codes_x * len(names_c) + codes_c, minlength=len(names_x) * len(names_c)).reshape(
+        len(names_x), len(names_c))
+    return pd.DataFrame([[int(n[np.ix_(kx, kc)].sum()) for _, kc in cols] for _, kx in rows],
+                        index=[name for name, _ in rows], columns=[name for name, _ in cols])
+
+
+def lazy_scatter_points(table: LazyImages, x: str, y: str, flag_checks=(), max_points: int | None = None,
+                        seed: int = 0) -> tuple[pd.DataFrame, int, int]:
+    """``(points, n_total, n_flagged)``: as ``charts.scatter_data`` (image_id, x, y, flagged, checks), but at most
+    ``max_points`` points in all: the flagged images first (a fixed random sample of them when they alone are
+    more), then a fixed random sample of the others. ``n_total``: images with both values; ``n_flagged``: those
+    a check of ``flag_checks`` flags. Only the drawn rows are read into pandas."""
+    from inspect_core.schema import issue_column
+    from inspect_core.ui.charts import MAX_SCATTER_POINTS, flagged_by
+    max_points = int(max_points or MAX_SCATTER_POINTS)
+    xs, ys = table.numeric(x), table.numeric(y)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    flag_cols = [issue_column(c) for c in flag_checks if issue_column(c) in table.columns]
+    flagged = np.zeros(table.n_rows, dtype=bool)
+    for c in flag_cols:
+        flagged |= table.flags(c)
+    rng = np.random.default_rng(seed)
+    hit, rest = np.flatnonzero(ok & flagged), np.flatnonzero(ok & ~flagged)
+    if len(hit) > max_points:
+        hit = np.sort(rng.choice(hit, max_points, replace=False))
+    keep = max_points - len(hit)
+    if len(rest) > keep:
+        rest = np.sort(rng.choice(rest, keep, replace=False))
+    rows = np.sort(np.concatenate([hit, rest]))
+    frame = table.take(rows, ["image_id"] + flag_cols)
+    is_hit, names = flagged_by(frame, [c for c in flag_checks if issue_column(c) in table.columns])
+    pts = pd.DataFrame({"image_id": frame["image_id"].to_numpy(), "x": xs[rows], "y": ys[rows],
+                        "flagged": is_hit, "checks": names})
+    return pts, int(ok.sum()), int((ok & flagged).sum())
+
+
 __all__ = ["LAZY_MIN_ROWS", "LazyImages", "use_lazy", "lazy_filter_mask", "lazy_gallery_page", "option_rows",
            "LazyOrder", "LazyMatches", "lazy_option_rows"]

@@ -467,6 +467,15 @@ def overview_images(scan):
     return columns_frame(table, ["split"])
 
 
+def rows_of_ids(scan, image_ids):
+    """The rows of ``image_ids`` in the scan's table order (as ``images[images.image_id.isin(ids)]``), from the
+    memory-mapped table of a scan opened lazily."""
+    source = row_source(scan)
+    if hasattr(source, "rows_of"):
+        return source.rows_of(list(dict.fromkeys(map(str, image_ids)))).sort_index()
+    return source[source["image_id"].isin(list(image_ids))]
+
+
 def row_source(scan):
     """Where single rows are looked up (the viewer's row, a bulk decision's labels): the memory-mapped table of
     a scan opened lazily (its pandas frame is never read for that), else the scan's frame."""

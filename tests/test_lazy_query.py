@@ -307,9 +307,15 @@ def test_lazy_order_and_matches_are_the_eager_order(sample, synthetic_100k):
             assert [order[k] for k in probe] == want[probe].tolist(), q
             fresh = LazyOrder(table, mask, q.sort_by, q.descending)
             assert [fresh.index(want[k]) for k in probe] == probe, q
+            last = len(want) - 1
+            for k in probe:   # the viewer's previous / next: the neighbour in a pass, clamped at the ends
+                assert LazyOrder(table, mask, q.sort_by, q.descending).step(want[k], 1) == \
+                    (min(k + 1, last), want[min(k + 1, last)]), (q, k)
+                assert LazyOrder(table, mask, q.sort_by, q.descending).step(want[k], -1) == \
+                    (max(k - 1, 0), want[max(k - 1, 0)]), (q, k)
             outside = frame["image_id"].astype(str)[~mask]
             if len(outside):
-                assert fresh.index(outside.iloc[0]) is None
+                assert fresh.index(outside.iloc[0]) is None and fresh.step(outside.iloc[0], 1) is None
             assert fresh.index("no/such/image.jpg") is None
             matches = LazyMatches(table, mask)
             assert len(matches) == len(want) and sorted(matches) == sorted(want.tolist())

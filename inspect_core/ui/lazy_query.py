@@ -197,22 +197,62 @@ class LazyOrder:
         self._known[image_id] = pos
         return pos
 
-    def _count_before(self, row: int) -> int:
+    def _before(self, row: int) -> np.ndarray:
+        """Over ``where``: the matches that come before ``row`` in the order."""
         rank = self.table.id_rank()
         where = self.where
         r0 = rank[row]
         before_id = (rank[where] > r0) if (self.column == "image_id" and self.descending) else (rank[where] < r0)
         if self.column == "image_id":
-            return int(before_id.sum())
+            return before_id
         col = self.table.column(self.column)
         key = take_rows(col, where)
         missing = _as_mask(pc.is_null(key, nan_is_null=True))
         k0 = col[row]
         if not k0.is_valid or (isinstance(k0.as_py(), float) and np.isnan(k0.as_py())):
-            return int((~missing).sum() + (missing & before_id).sum())
+            return ~missing | (missing & before_id)
         ahead = _as_mask((pc.greater if self.descending else pc.less)(key, k0))
         equal = _as_mask(pc.equal(key, k0))
-        return int(((ahead | (equal & before_id)) & ~missing).sum())
+        return (ahead | (equal & before_id)) & ~missing
+
+    def _count_before(self, row: int) -> int:
+        return int(self._before(row).sum())
+
+    def step(self, image_id: str, delta: int) -> tuple[int, str] | None:
+        """``(position, image_id)`` of the match ``delta`` (+1 or -1) from ``image_id`` (clamped at the ends), in
+        two passes over the sort column (a top-k of the position itself is seconds deep in 10,000,000 rows);
+        None when ``image_id`` does not match."""
+        image_id = str(image_id)
+        row = int(self.table.positions_of([image_id])[0])
+        if row < 0 or not self.matched[row]:
+            return None
+        before = self._before(row)
+        pos = int(before.sum())
+        cand = self.where[~before & (self.where != row)] if delta > 0 else self.where[before]
+        if not len(cand):
+            return pos, image_id
+        if delta > 0:   # the first of those after it
+            nxt = int(_top_positions(self.table, cand, self.column, self.descending, 1)[0])
+        else:           # the last of those before it
+            nxt = int(self._last(cand))
+        iid = str(self.table.column("image_id")[nxt].as_py())
+        self._known[iid] = pos + (1 if delta > 0 else -1)
+        return self._known[iid], iid
+
+    def _last(self, cand: np.ndarray) -> int:
+        """The last of ``cand`` in the order: missing values last, ties by image_id."""
+        rank = self.table.id_rank()
+        if self.column == "image_id":
+            r = rank[cand]
+            return cand[int(r.argmin() if self.descending else r.argmax())]
+        key = take_rows(self.table.column(self.column), cand)
+        missing = _as_mask(pc.is_null(key, nan_is_null=True))
+        if missing.any():
+            absent = cand[missing]
+            return absent[int(rank[absent].argmax())]
+        extreme = (pc.min if self.descending else pc.max)(key)
+        tied = cand[_as_mask(pc.equal(key, extreme))]
+        return tied[int(rank[tied].argmax())]
 
 
 class LazyMatches:
@@ -340,9 +380,9 @@ def lazy_counts(table: LazyImages, by: str = "label", color: str | None = "split
 def lazy_scatter_points(table: LazyImages, x: str, y: str, flag_checks=(), max_points: int | None = None,
                         seed: int = 0) -> tuple[pd.DataFrame, int, int]:
     """``(points, n_total, n_flagged)``: as ``charts.scatter_data`` (image_id, x, y, flagged, checks), but at most
-    ``max_points`` points in all: the flagged images first (a fixed random sample of them when they alone are
-    more), then a fixed random sample of the others. ``n_total``: images with both values; ``n_flagged``: those
-    a check of ``flag_checks`` flags. Only the drawn rows are read into pandas."""
+    ``max_points`` points in all: every flagged image when they leave room for the others, else a fixed random
+    sample of them (half the points), then a fixed random sample of the others. ``n_total``: images with both
+    values; ``n_flagged``: those a check of ``flag_checks`` flags. Only the drawn rows are read into pandas."""
     from inspect_core.schema import issue_column
     from inspect_core.ui.charts import MAX_SCATTER_POINTS, flagged_by
     max_points = int(max_points or MAX_SCATTER_POINTS)
@@ -354,8 +394,10 @@ def lazy_scatter_points(table: LazyImages, x: str, y: str, flag_checks=(), max_p
         flagged |= table.flags(c)
     rng = np.random.default_rng(seed)
     hit, rest = np.flatnonzero(ok & flagged), np.flatnonzero(ok & ~flagged)
-    if len(hit) > max_points:
-        hit = np.sort(rng.choice(hit, max_points, replace=False))
+    cap = max_points if len(hit) + len(rest) <= max_points else max(max_points - min(len(rest), max_points // 2),
+                                                                    max_points // 2)
+    if len(hit) > cap:   # more flagged than fit: a sample of them, and at least half the points for the others
+        hit = np.sort(rng.choice(hit, cap, replace=False))
     keep = max_points - len(hit)
     if len(rest) > keep:
         rest = np.sort(rng.choice(rest, keep, replace=False))

@@ -484,15 +484,31 @@ def row_source(scan):
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _option_frame(fingerprint: str, _table):
+def _option_frame(fingerprint: str, workspace: str, _table):
+    import numpy as np
+
+    from inspect_core.lazy_table import LAZY_DIR
     from inspect_core.ui.lazy_query import lazy_option_rows
-    return _table.take(lazy_option_rows(_table))
+    path = Path(workspace) / LAZY_DIR / f"option_rows_{fingerprint}.npy"
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        rows = lazy_option_rows(_table)   # 7.5 s at 10,000,000 rows: kept for the next server process
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
+            np.save(tmp, rows)
+            os.replace(tmp, path)
+        except OSError:   # a read-only workspace: computed again next time
+            pass
+    return _table.take(rows)
 
 
 def filter_frame(scan, lazy) -> object:
     """The table the filter widgets read their choices from: a few rows that give the same choices
-    (``lazy_query.lazy_option_rows``, once per scan) when the app reads lazily, else the scan's table."""
-    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), lazy)
+    (``lazy_query.lazy_option_rows``, once per scan, kept in the workspace) when the app reads lazily, else the
+    scan's table."""
+    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), str(scan.workspace), lazy)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

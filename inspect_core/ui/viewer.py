@@ -167,10 +167,14 @@ def _step(ids, delta: int, page_key: str | None, page_size: int, selected_key: s
     cur = st.session_state.get(selected_key)
     if cur is None:   # the viewer was closed meanwhile (Esc right after an arrow key): a late step opens nothing
         return
-    at = _index_in(ids, cur)
-    pos = at + delta if at is not None else 0
-    pos = min(max(pos, 0), len(ids) - 1)
-    nxt = str(ids[pos])
+    stepped = ids.step(cur, delta) if isinstance(ids, LazyOrder) and abs(delta) == 1 else None
+    if stepped is not None:   # a big scan: the neighbour found in a pass, not by its position
+        pos, nxt = stepped
+    else:
+        at = _index_in(ids, cur)
+        pos = at + delta if at is not None else 0
+        pos = min(max(pos, 0), len(ids) - 1)
+        nxt = str(ids[pos])
     st.session_state[selected_key] = nxt
     if page_key:  # the grid follows on its next full run (the pager reads it before drawing itself)
         st.session_state[GOTO_PAGE_KEY] = pos // max(page_size, 1) + 1

@@ -397,10 +397,11 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
         undo_last_bulk(store, key=f"{key}_undo")
 
 
-def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> None:
+def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk", fam=None) -> None:
     """Bulk decisions for one family of findings, each one batch (one undo step): keep the best of every
-    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings)."""
-    fam = scan.findings[scan.findings["family"] == family]
+    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings).
+    ``fam``: the family's findings when the caller has them."""
+    fam = fam if fam is not None else scan.findings[scan.findings["family"] == family]
     checks = sorted(c for c in fam["check"].unique() if (fam.loc[fam["check"] == c, "image_id"] != "").any())
     if not checks:
         return

@@ -445,3 +445,47 @@ def read_saved_scan(workspace: Path, scan_dir_name: str, lazy: bool | None = Non
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged saved scan is a missing one
         logging.getLogger("inspect_core.scanner").warning("ignoring unreadable saved scan in %s: %s", d, exc)
         return None
+
+
+class FindingsIndex:
+    """A findings table's rows by image_id and by group_id without a pass over it per lookup (1,900,000 findings at
+    10,000,000 images: 0.3 s a filter, three per image the viewer opens). Built once (two sorts); read-only."""
+
+    def __init__(self, findings: pd.DataFrame):
+        self.findings = findings
+        ids = pa.array(findings["image_id"].astype(str).to_numpy(dtype=object), type=pa.string())
+        self._id_order = pc.sort_indices(ids).to_numpy()
+        self._ids = ids.take(pa.array(self._id_order))
+        if "group_id" in findings.columns:
+            gid = pd.to_numeric(findings["group_id"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            self._g_order = np.argsort(gid, kind="stable")
+            self._g_sorted = gid[self._g_order]
+        else:
+            self._g_order = self._g_sorted = None
+
+    def _id_range(self, image_id: str) -> np.ndarray:
+        ids, n = self._ids, len(self._ids)
+
+        def bound(strict: bool) -> int:
+            lo, hi = 0, n
+            while lo < hi:
+                mid = (lo + hi) // 2
+                v = ids[mid].as_py()
+                if v < image_id or (strict and v == image_id):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+        return np.sort(self._id_order[bound(False):bound(True)])
+
+    def of_image(self, image_id: str) -> pd.DataFrame:
+        """The findings of ``image_id``, in table order (as ``findings[findings.image_id == image_id]``)."""
+        return self.findings.iloc[self._id_range(str(image_id))]
+
+    def of_groups(self, groups) -> pd.DataFrame:
+        """The findings of any of ``groups`` (group ids), in table order."""
+        if self._g_order is None:
+            return self.findings.iloc[:0]
+        rows = [self._g_order[np.searchsorted(self._g_sorted, g, "left"):np.searchsorted(self._g_sorted, g, "right")]
+                for g in {float(g) for g in groups if not pd.isna(g)}]
+        return self.findings.iloc[np.sort(np.concatenate(rows)) if rows else []]

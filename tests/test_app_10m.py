@@ -198,3 +198,13 @@ def test_viewer_lazy_shows_the_same_for_a_duplicate(sample_scan, monkeypatch):
         assert iid in [t.value for t in lazy.text]
         assert _texts(lazy) == _texts(eager)
         assert [t.value.to_dict() for t in lazy.table] == [t.value.to_dict() for t in eager.table]
+
+
+def test_home_counts_a_lazy_scan_without_its_frame(sample_scan, monkeypatch):
+    from page_support import texts
+    eager = _page("pages/2_Findings.py", "0", monkeypatch, lambda at: at.switch_page("Home.py").run())
+    lazy = _page("pages/2_Findings.py", "1", monkeypatch, lambda at: at.switch_page("Home.py").run())
+    assert not _loaded_scan().images_loaded
+    assert [m.value for m in lazy.metric] == [m.value for m in eager.metric]
+    assert f"{len(sample_scan.images):,}" in [m.value for m in lazy.metric]
+    assert texts(lazy) == texts(eager)

@@ -461,10 +461,17 @@ def overview_images(scan):
     """What the Home page counts (rows, splits): the scan's frame, or for a big scan opened lazily only its split
     column as categories (the frame is not read to count it)."""
     table = getattr(scan, "lazy_images", None)
-    if table is None:
-        return scan.images
+    return scan.images if table is None else _overview_frame(str(scan.fingerprint), table)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _overview_frame(fingerprint: str, _table):
+    import pandas as pd
+
     from inspect_core.lazy_table import columns_frame
-    return columns_frame(table, ["split"])
+    if "split" in _table.columns:
+        return columns_frame(_table, ["split"])
+    return pd.DataFrame({"row": pd.RangeIndex(len(_table))})   # no split column: the rows, counted
 
 
 def rows_of_ids(scan, image_ids):

@@ -167,21 +167,6 @@ def test_gallery_lazy_never_reads_the_frame_and_review_reads_it_with_a_note(samp
     assert not any("reading its" in i.value for i in at.info)
 
 
-def test_findings_index_is_the_filters(sample_scan):
-    from inspect_core.lazy_table import FindingsIndex
-    from inspect_core.ui import viewer
-    f = sample_scan.findings
-    index = FindingsIndex(f)
-    ids = f["image_id"].drop_duplicates().tolist() + ["no/such.jpg"]
-    for iid in ids:
-        pd.testing.assert_frame_equal(index.of_image(iid), f[f["image_id"] == iid])
-        pd.testing.assert_frame_equal(viewer.duplicate_partners(f, iid, index), viewer.duplicate_partners(f, iid))
-    groups = f["group_id"].dropna().unique().tolist()
-    assert len(groups) >= 2
-    pd.testing.assert_frame_equal(index.of_groups(groups[:1] + [10**9]), f[f["group_id"].isin(groups[:1])])
-    pd.testing.assert_frame_equal(index.of_groups(groups), f[f["group_id"].isin(groups)])
-
-
 def test_viewer_lazy_shows_the_same_for_a_duplicate(sample_scan, monkeypatch):
     """The viewer on a big scan (row, labels, findings and partners looked up by index) draws what the pandas
     path draws, for images with duplicate partners and a conflicting label."""

@@ -88,40 +88,15 @@ def show_image(scan, image_id: str, max_side_px: int = 1024, caption: str | None
         st.caption(md_escape(caption))
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _findings_index(key: str, _findings: pd.DataFrame):
-    from inspect_core.lazy_table import FindingsIndex
-    return FindingsIndex(_findings)
-
-
-def findings_index(scan):
-    """A big scan's findings indexed by image and group (``lazy_table.FindingsIndex``, once per scan), else None:
-    the viewer then filters the table as before."""
-    if getattr(scan, "lazy_images", None) is None or scan.findings is None or scan.findings.empty:
-        return None
-    return _findings_index(str(scan.fingerprint), scan.findings)
-
-
-def _findings_of(scan, image_id: str) -> pd.DataFrame:
-    index = findings_index(scan)
-    return index.of_image(image_id) if index is not None else scan.findings[scan.findings["image_id"] == image_id]
-
-
-def duplicate_partners(findings: pd.DataFrame, image_id: str, index=None) -> pd.DataFrame:
-    """Other images sharing a duplicate / leakage group with ``image_id``: image_id, check, group_id
-    (``index``: the findings' ``FindingsIndex``, for a big scan)."""
+def duplicate_partners(findings: pd.DataFrame, image_id: str) -> pd.DataFrame:
+    """Other images sharing a duplicate / leakage group with ``image_id``: image_id, check, group_id."""
     if findings is None or findings.empty or "group_id" not in findings.columns:
         return pd.DataFrame(columns=["image_id", "check", "group_id"])
-    mine = findings[(findings["image_id"] == image_id) & findings["group_id"].notna()] if index is None else \
-        index.of_image(image_id).dropna(subset=["group_id"])
+    mine = findings[(findings["image_id"] == image_id) & findings["group_id"].notna()]
     if mine.empty:
         return pd.DataFrame(columns=["image_id", "check", "group_id"])
     groups = set(mine["group_id"].tolist())
-    if index is not None:
-        others = index.of_groups(groups)
-        others = others[others["image_id"] != image_id]
-    else:
-        others = findings[findings["group_id"].isin(groups) & (findings["image_id"] != image_id)]
+    others = findings[findings["group_id"].isin(groups) & (findings["image_id"] != image_id)]
     return others[["image_id", "check", "group_id"]].drop_duplicates("image_id").reset_index(drop=True)
 
 
@@ -141,11 +116,10 @@ def suggested_label_from_evidence(scan, image_id: str) -> str | None:
     findings = scan.findings
     if findings is None or findings.empty or "label" not in state.row_source(scan).columns:
         return None
-    mine = _findings_of(scan, image_id)
-    mine = mine[mine["check"] == "conflicting_labels"]
+    mine = findings[(findings["image_id"] == image_id) & (findings["check"] == "conflicting_labels")]
     if mine.empty:
         return None
-    partners = duplicate_partners(findings, image_id, findings_index(scan))
+    partners = duplicate_partners(findings, image_id)
     labels = _labels_of(scan, [image_id] + partners["image_id"].tolist())
     own = labels.get(image_id)
     other = [labels.get(i) for i in partners["image_id"]]
@@ -278,13 +252,13 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
         decision_widget(store, image_id, row.get("label"), list(scan.dataset.classes),
                         suggested_label=suggested_label, key_prefix=f"{key_prefix}_dw", shortcuts=True,
                         on_decided=on_decided)
-    fnd = _findings_of(scan, image_id) if not scan.findings.empty else scan.findings
+    fnd = scan.findings[scan.findings["image_id"] == image_id] if not scan.findings.empty else scan.findings
     st.subheader(f"Findings ({len(fnd)})")
     if fnd.empty:
         st.text("No findings for this image.")
     else:
         st.table(fnd[["check", "family", "score", "detail"]].set_index("check"))
-    partners = duplicate_partners(scan.findings, image_id, findings_index(scan))
+    partners = duplicate_partners(scan.findings, image_id)
     if not partners.empty:
         st.subheader(f"Duplicates and leakage partners ({len(partners)})")
         keep_best_button(scan, store, image_id, key=f"{key_prefix}_best_{_short_key(image_id)}")

@@ -92,7 +92,7 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
     if mode == "eager":
         import inspect_core
         from inspect_core.ui.query import gallery_page
-        scan = inspect_core.load_scan(workspace)
+        scan = inspect_core.load_scan(workspace, lazy=False)
         images = scan.images
 
         def run(q):
@@ -102,7 +102,7 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
         frame = None
         if mode == "app":
             import inspect_core
-            frame = inspect_core.load_scan(workspace).images
+            frame = inspect_core.load_scan(workspace, lazy=False).images
         table = LazyImages(workspace / "scan" / "images.parquet", max_cached_bytes=4_000_000_000)
         t1 = time.perf_counter()
         table.id_rank()

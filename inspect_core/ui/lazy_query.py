@@ -1,16 +1,18 @@
-"""The Gallery's filter, sort and page answered from the scan's ``images.parquet`` without one pandas frame.
+"""The Gallery's filter, sort and page, the viewer's order, "select all matching" and the Distributions charts
+answered from the scan's images table (``lazy_table.LazyImages``: its memory-mapped Arrow copy, or
+``images.parquet``) without one pandas frame.
 
 Above ``LAZY_MIN_ROWS`` rows (or when asked), the Gallery does not filter and sort a 10,000,000-row DataFrame:
-it reads from the Parquet file only the columns a query needs (each once, kept as Arrow arrays: a float
-column of 10,000,000 rows is 80 MB, a check's flags 1.25 MB), computes the filter with ``pyarrow.compute``, finds
-the page's rows with a top-k (``select_k_unstable`` on the sort column and the image_id rank, never a sort of every
-match), and turns only the page's rows into pandas (from the frame the caller holds, else ``Dataset.take``). The
+it reads only the columns a query needs (a float column of 10,000,000 rows is 80 MB, a check's flags 1.25 MB),
+computes the filter with ``pyarrow.compute``, finds the page's rows with a top-k (``select_k_unstable`` on the sort
+column and the image_id rank, never a sort of every match), and turns only the page's rows into pandas. The
 result is ``query.GalleryPage``, with the same rows in the same order as ``query.gallery_page`` gives (same filter
 semantics, missing values last, ties by image_id).
 
-Unlike the eager path, ``GalleryPage.ids`` holds the page's image_ids only (previous / next and "select all
-matching" then work within the page): listing every match of a 10,000,000-row scan in order is the full
-sort this module avoids.
+``GalleryPage.ids`` holds the page's image_ids only: listing every match of a 10,000,000-row scan in order is the
+full sort this module avoids. The viewer's previous / next use ``LazyOrder`` (a position or a neighbour in a pass
+over the sort column) and "select all matching" ``LazyMatches`` (the ids of the filter's mask), both over every
+match.
 """
 from __future__ import annotations
 

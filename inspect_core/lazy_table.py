@@ -308,8 +308,19 @@ def lazy_paths(workspace: Path | str, fingerprint: str) -> dict[str, Path]:
 
 
 def open_images(workspace: Path | str, fingerprint: str, scan_dir: str = "scan") -> LazyImages:
-    """The saved scan's images table, memory-mapped (its Arrow copy made on the first call)."""
-    return LazyImages(Path(workspace) / scan_dir / "images.parquet", **lazy_paths(workspace, fingerprint))
+    """The saved scan's images table, memory-mapped (its Arrow copy made on the first call; the copies of earlier
+    scans of the workspace, gigabytes each, are deleted then: a process still mapping one keeps reading it)."""
+    paths = lazy_paths(workspace, fingerprint)
+    made = not paths["arrow_path"].is_file()
+    table = LazyImages(Path(workspace) / scan_dir / "images.parquet", **paths)
+    if made and table.memory_mapped:
+        for old in paths["arrow_path"].parent.glob("images_*.arrow"):
+            if old != paths["arrow_path"]:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+    return table
 
 
 def columns_frame(table: LazyImages, columns: list[str]) -> pd.DataFrame:

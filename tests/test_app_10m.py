@@ -193,3 +193,18 @@ def test_home_counts_a_lazy_scan_without_its_frame(sample_scan, monkeypatch):
     assert [m.value for m in lazy.metric] == [m.value for m in eager.metric]
     assert f"{len(sample_scan.images):,}" in [m.value for m in lazy.metric]
     assert texts(lazy) == texts(eager)
+
+
+def test_a_new_scans_arrow_copy_replaces_the_old_one(tmp_path):
+    from inspect_core.lazy_table import open_images
+    (tmp_path / "scan").mkdir()
+    pd.DataFrame({"image_id": ["a", "b"], "brightness": [0.1, 0.2]}).to_parquet(tmp_path / "scan" / "images.parquet")
+    first = open_images(tmp_path, "one")
+    assert first.memory_mapped and (tmp_path / "lazy" / "images_one.arrow").is_file()
+    pd.DataFrame({"image_id": ["a", "b", "c"], "brightness": [0.1, 0.2, 0.3]}).to_parquet(
+        tmp_path / "scan" / "images.parquet")
+    second = open_images(tmp_path, "two")
+    assert sorted(p.name for p in (tmp_path / "lazy").glob("*.arrow")) == ["images_two.arrow"]
+    assert second.take([2])["image_id"].tolist() == ["c"]
+    assert first.take([1])["image_id"].tolist() == ["b"]     # a table still open keeps reading its mapped copy
+    assert open_images(tmp_path, "two").n_rows == 3          # reused, not copied again

@@ -93,7 +93,7 @@ if b1.button("Rescan", key="di_home_rescan", help="Read the files again (after t
 if not any(d["root"] == str(state.real_root(root)) for d in state.recent_roots()):
     state.remember_root(root, fmt)
 
-images, findings = scan.images, scan.findings
+images, findings = state.overview_images(scan), scan.findings
 if images.empty:
     st.warning(md_escape(f"No images were found in {root}. Check the folder layout or choose the format by hand."))
     st.stop()

@@ -92,7 +92,7 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
     if mode == "eager":
         import inspect_core
         from inspect_core.ui.query import gallery_page
-        scan = inspect_core.load_scan(workspace)
+        scan = inspect_core.load_scan(workspace, lazy=False)
         images = scan.images
 
         def run(q):
@@ -102,7 +102,7 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
         frame = None
         if mode == "app":
             import inspect_core
-            frame = inspect_core.load_scan(workspace).images
+            frame = inspect_core.load_scan(workspace, lazy=False).images
         table = LazyImages(workspace / "scan" / "images.parquet", max_cached_bytes=4_000_000_000)
         t1 = time.perf_counter()
         table.id_rank()
@@ -125,19 +125,75 @@ def measure(mode: str, workspace: Path, repeats: int) -> dict:
     return out
 
 
-def page_script(workspace: Path, lazy: str) -> dict:
-    """The Gallery page script under AppTest (server side, no browser) on the saved scan, ``DI_LAZY_GALLERY=lazy``:
-    the first run (the scan loaded and, lazily, the image_id rank), then first page again, a filter + sort change
-    and a page change, each timed once (the load makes repeats costly)."""
+def take_bench(workspace: Path, repeats: int) -> dict:
+    """The Arrow copy of images.parquet (made once per scan: its time and this process's peak RSS), opening it
+    memory-mapped, and a page of 48 scattered rows taken from it against ``Dataset.take`` from the Parquet file
+    (medians of ``repeats``; fresh random rows each run). In a new process, so its RSS is its own."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from inspect_core.lazy_table import LazyImages, arrow_copy, lazy_paths
+    fingerprint = json.loads((workspace / "scan" / "dataset.json").read_text())["fingerprint"]
+    paths = lazy_paths(workspace, fingerprint)
+    out: dict = {"mode": "take", "copy_existed": paths["arrow_path"].is_file()}
+    t0 = time.perf_counter()
+    arrow_copy(workspace / "scan" / "images.parquet", paths["arrow_path"])
+    out["copy_s"] = time.perf_counter() - t0
+    out["copy_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["arrow_mib"] = paths["arrow_path"].stat().st_size / 2**20
+    t0 = time.perf_counter()
+    table = LazyImages(workspace / "scan" / "images.parquet", **paths)
+    out["open_s"] = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    mm, pq_times = [], []
+    dataset = pads.dataset(workspace / "scan" / "images.parquet", format="parquet")
+    for _ in range(repeats):
+        rows = rng.choice(table.n_rows, 48, replace=False)
+        t0 = time.perf_counter()
+        table.take(rows)
+        mm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dataset.take(pa.array(rows)).to_pandas()
+        pq_times.append(time.perf_counter() - t0)
+    out["take_arrow_s"], out["take_parquet_s"] = statistics.median(mm), statistics.median(pq_times)
+    ids = table.take(rng.choice(table.n_rows, 48, replace=False))["image_id"].tolist()
+    t0 = time.perf_counter()
+    table.positions_of(ids)
+    out["positions_of_48_ids_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def load_bench(workspace: Path, lazy: str) -> dict:
+    """``load_scan`` as the app starts on the saved scan: ``lazy`` "0" the pandas frame (before), "1" the lazy
+    result (the Arrow copy made on the first run of a scan: ``copy_existed`` says). Time and RSS after."""
+    import inspect_core
+    from inspect_core.lazy_table import lazy_paths
+    fingerprint = json.loads((workspace / "scan" / "dataset.json").read_text())["fingerprint"]
+    existed = lazy_paths(workspace, fingerprint)["arrow_path"].is_file()
+    t0 = time.perf_counter()
+    scan = inspect_core.load_scan(workspace, lazy=lazy == "1")
+    out = {"mode": f"load, lazy={lazy}", "load_s": time.perf_counter() - t0, "copy_existed": existed,
+           "type": type(scan).__name__, "rss_after_load_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    with open("/proc/self/status") as f:   # resident now (the memory map's pages touched so far count as file pages)
+        out["rss_now_mb"] = next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024
+    return out
+
+
+def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
+    """A page script under AppTest (server side, no browser) on the saved scan: ``lazy`` "0" the pandas path
+    (``load_scan(lazy=False)``, ``DI_LAZY_GALLERY=0``), "1" everything lazy (``load_scan``'s lazy result). The
+    first run, a rerun, then the page's interactions, each timed once (the load makes repeats costly)."""
     os.environ["DI_LAZY_GALLERY"] = lazy
     import inspect_core
     from streamlit.testing.v1 import AppTest
     repo = Path(__file__).resolve().parents[1]
     t0 = time.perf_counter()
-    scan = inspect_core.load_scan(workspace)
-    out = {"mode": f"page, DI_LAZY_GALLERY={lazy}", "load_s": time.perf_counter() - t0}
-    inspect_core.load_scan = lambda ws: scan
-    at = AppTest.from_file(str(repo / "pages" / "1_Gallery.py"), default_timeout=900)
+    scan = inspect_core.load_scan(workspace, lazy=lazy == "1")
+    out = {"mode": f"{page}, DI_LAZY_GALLERY={lazy}", "load_s": time.perf_counter() - t0}
+    inspect_core.load_scan = lambda ws, lazy=None: scan
+    at = AppTest.from_file(str(repo / "pages" / f"{page}.py"), default_timeout=900)
     at.session_state["di_root"] = str(scan.dataset.root)
     os.makedirs(scan.dataset.root, exist_ok=True)
     (Path(scan.dataset.root) / "a.jpg").touch()     # a folder with an image: the page's root check passes
@@ -152,12 +208,23 @@ def page_script(workspace: Path, lazy: str) -> dict:
         assert not at.exception, at.exception
     step("first open (scan in memory; filter widgets; query)")
     step("rerun, same view")
-    step("filter (family property) + sort (brightness desc)", lambda: (
-        at.multiselect(key="family").set_value(["property"]), at.selectbox(key="sort").set_value("brightness"),
-        at.toggle(key="desc").set_value(True)))
-    step("page 2", lambda: at.get("pagination")[0].set_value(2) if at.get("pagination") else None)
+    if page == "1_Gallery":
+        step("filter (family property) + sort (brightness desc)", lambda: (
+            at.multiselect(key="family").set_value(["property"]), at.selectbox(key="sort").set_value("brightness"),
+            at.toggle(key="desc").set_value(True)))
+        step("page 2", lambda: at.get("pagination")[0].set_value(2) if at.get("pagination") else None)
+        step("open an image (the viewer, its position in every match)",
+             lambda: at.session_state.__setitem__("di_selected", str(scan.findings.loc[
+                 scan.findings["family"] == "property", "image_id"].iloc[1000])))
+    elif page == "2_Findings":
+        step("another family (property)", lambda: at.segmented_control(key="di_findings_family").set_value("property"))
+    elif page == "3_Distributions":
+        step("another column (contrast)", lambda: at.selectbox(key="di_dist_col").set_value("contrast"))
+        step("scatter x = width_px", lambda: at.selectbox(key="di_dist_x").set_value("width_px"))
     out["steps"] = steps
+    out["images_loaded"] = bool(getattr(scan, "images_loaded", True))
     out["text"] = [t.value for t in at.text][:2]
+    out["captions"] = [c.value for c in at.caption][:6]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -208,7 +275,11 @@ def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "l
 
 
 if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS|LAZY (prints one JSON line)
-    if sys.argv[1] == "page":
-        sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3])) + "\n")
+    if sys.argv[1] == "page":   # big_scan.py page WORKSPACE 0|1 [PAGE, e.g. 2_Findings]
+        sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3], *sys.argv[4:5])) + "\n")
+    elif sys.argv[1] == "load":
+        sys.stdout.write(json.dumps(load_bench(Path(sys.argv[2]), sys.argv[3])) + "\n")
+    elif sys.argv[1] == "take":
+        sys.stdout.write(json.dumps(take_bench(Path(sys.argv[2]), int(sys.argv[3]))) + "\n")
     else:
         sys.stdout.write(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))) + "\n")

@@ -569,30 +569,12 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     return result
 
 
-def load_scan(workspace: Path | str) -> ScanResult | None:
-    """The last scan saved in a workspace folder (as returned by workspace_dir), or None."""
-    d = Path(workspace) / SCAN_DIR
-    try:
-        meta = json.loads((d / "dataset.json").read_text())
-        images = pd.read_parquet(d / "images.parquet")
-        findings = finding_frame(pd.read_parquet(d / "findings.parquet"))
-        pairs = pd.read_parquet(d / "pairs.parquet")
-        ann = pd.read_parquet(d / "annotations.parquet")
-        balance = pd.read_parquet(d / "balance.parquet")
-        summary = json.loads((d / "summary.json").read_text())
-        if not isinstance(meta, dict) or not isinstance(summary, dict):
-            raise ValueError("dataset.json or summary.json is not a JSON object")
-        ds = Dataset(root=storage.as_root(meta["root"]), format=meta["format"],
-                     images=images[[c for c in meta.get("dataset_columns", ["image_id", "label", "split"])
-                                    if c in images.columns]],
-                     annotations=ann, classes=meta["classes"], has_image_labels=meta["has_image_labels"],
-                     has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
-        ds.images.attrs["metadata_renames"] = dict(meta.get("metadata_renames") or {})
-        return ScanResult(dataset=ds, workspace=Path(workspace), images=images, findings=findings, pairs=pairs,
-                          annotations=ann, balance=balance, summary=summary, fingerprint=meta["fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged saved scan is a missing one
-        log.warning("ignoring unreadable saved scan in %s: %s", d, exc)
-        return None
+def load_scan(workspace: Path | str, lazy: bool | None = None) -> ScanResult | None:
+    """The last scan saved in a workspace folder (as returned by workspace_dir), or None. From
+    ``lazy_table.LAZY_MIN_ROWS`` rows on (or ``lazy=True``) its images table stays on disk, memory-mapped, and is
+    read into pandas only when ``images`` is asked for (``lazy_table.LazyScanResult``)."""
+    from .lazy_table import read_saved_scan
+    return read_saved_scan(Path(workspace), SCAN_DIR, lazy)
 
 
 __all__ = ["scan", "load_scan", "ScanResult", "read_all_files", "box_stats", "run_checks", "FINDING_COLUMNS"]

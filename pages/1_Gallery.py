@@ -8,16 +8,16 @@ from dataclasses import replace
 import streamlit as st
 
 from inspect_core.ui import state, viewer, widgets
-from inspect_core.ui.lazy_query import lazy_gallery_page
+from inspect_core.ui.lazy_query import LazyMatches, LazyOrder, lazy_gallery_page
 from inspect_core.ui.query import gallery_page
 
 st.set_page_config(page_title="Gallery - Dataset Inspector", layout="wide")
 st.title("Gallery")
 
-scan = state.require_scan()
+scan = state.require_scan(needs_frame=False)
 store = state.store_for(scan)
 families = state.families_for(str(scan.fingerprint), scan.findings)
-lazy = state.lazy_images(scan)   # a big scan: filter, sort and page read images.parquet (lazy_query)
+lazy = state.lazy_images(scan)   # a big scan: filter, sort and page read its memory-mapped table (lazy_query)
 query = widgets.filter_widgets(state.filter_frame(scan, lazy), list(scan.dataset.classes), families)
 n_cols, thumb_px = widgets.tile_size_widget()
 decisions = store.current()
@@ -34,23 +34,23 @@ with pager:
 if lazy is None:
     result = gallery_page(scan.images, replace(query, page=page), order=order)
 else:
-    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask, rows_from=scan.images)
+    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask)
 with head:
     for w in result.warnings:
         st.warning(w)
-    st.text(f"{result.n_match:,} of {len(scan.images):,} images match; page {result.page} of {result.n_pages}")
-    if lazy is not None:
-        st.caption(f"{len(scan.images):,} rows: read from the saved scan page by page; \"select all matching\" and "
-                   "previous / next work within this page.")
+    st.text(f"{result.n_match:,} of {state.n_images(scan):,} images match; page {result.page} of {result.n_pages}")
 with bar:
-    widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(),
-                     matching_positions=order[0] if lazy is None else None)
+    if lazy is None:
+        widgets.bulk_bar(scan, store, result.ids, result.rows["image_id"].tolist(), matching_positions=order[0])
+    else:   # every match, from the filter's mask (the ids are listed only for "select all matching")
+        widgets.bulk_bar(scan, store, LazyMatches(lazy, mask[0]), result.rows["image_id"].tolist())
 with grid:
     widgets.thumb_grid(scan, result.rows, key_prefix="gallery", n_cols=n_cols, thumb_px=thumb_px,
                        stat=query.sort_by, decisions=decisions, selectable=True)
 
 selected = widgets.url_selected_image()
 if selected:
-    viewer.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=result.ids,
+    ordered = result.ids if lazy is None else LazyOrder(lazy, mask[0], query.sort_by, query.descending)
+    viewer.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=ordered,
                         page_key=widgets.PAGE_KEY, page_size=query.page_size)
 widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

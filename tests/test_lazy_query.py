@@ -55,9 +55,18 @@ def _queries(images: pd.DataFrame, families) -> list[GalleryQuery]:
     ]
 
 
-@pytest.fixture(scope="module")
-def sample(sample_scan):
-    return sample_scan, LazyImages(Path(sample_scan.workspace) / "scan" / "images.parquet")
+def _open(parquet: Path, arrow: bool) -> LazyImages:
+    """From Parquet, or from its memory-mapped Arrow copy (made beside it)."""
+    return LazyImages(parquet, arrow_path=parquet.with_suffix(".arrow") if arrow else None)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["parquet", "arrow"])
+def sample(sample_scan, request, tmp_path_factory):
+    parquet = tmp_path_factory.mktemp("sample") / "images.parquet"
+    parquet.write_bytes((Path(sample_scan.workspace) / "scan" / "images.parquet").read_bytes())
+    table = _open(parquet, request.param)
+    assert table.memory_mapped == request.param
+    return sample_scan, table
 
 
 def test_sample_data_same_pages(sample):
@@ -80,8 +89,8 @@ def test_sample_data_review_status_filter(sample):
     assert sorted(removed.rows["image_id"]) == sorted([ids[0], ids[2]])
 
 
-@pytest.fixture(scope="module")
-def synthetic_100k(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["parquet", "arrow"])
+def synthetic_100k(tmp_path_factory, request):
     from big_scan import write_big_scan
     ws = tmp_path_factory.mktemp("big")
     d = write_big_scan(100_000, ws, chunk_rows=40_000)   # three chunks: image_ids unique across them
@@ -89,7 +98,7 @@ def synthetic_100k(tmp_path_factory):
     images.loc[::97, "brightness"] = np.nan    # a few missing values: they sort last either way
     images.loc[::101, "label"] = pd.NA
     images.to_parquet(ws / "images.parquet", index=False, row_group_size=30_000)
-    return images, LazyImages(ws / "images.parquet")
+    return images, _open(ws / "images.parquet", request.param)
 
 
 def test_synthetic_100k_same_pages(synthetic_100k):
@@ -108,7 +117,7 @@ def test_missing_values_sort_last(tmp_path):
                            "brightness": [0.5, np.nan, 0.5, np.nan, 0.1],
                            "is_dark": [True, False, True, False, True]})
     images.to_parquet(tmp_path / "images.parquet", index=False)
-    table = LazyImages(tmp_path / "images.parquet")
+    table = _open(tmp_path / "images.parquet", True)
     for desc in (False, True):
         for col in ("brightness", "label"):
             for size in (1, 2, 3, 5):
@@ -211,8 +220,7 @@ def test_gallery_page_lazy_shows_the_same_tiles(sample_scan, monkeypatch):
     lazy, lazy_text = tiles("1")
     assert lazy == eager and all(eager)
     assert eager[1] != eager[0]   # the sort changed the page
-    assert "read from the saved scan page by page" in lazy_text
-    assert "read from the saved scan page by page" not in eager_text
+    assert "within this page" not in lazy_text   # previous / next and "select all" cover every match now
 
 
 @pytest.mark.usefixtures("module_cache")
@@ -267,3 +275,128 @@ def test_lazy_images_falls_back_on_a_bad_saved_table(tmp_path, monkeypatch):
     assert np.load(tmp_path / "ws" / "lazy" / "image_id_rank_good.npy").tolist() == [0, 1, 2]   # for the next
     monkeypatch.setenv("DI_LAZY_GALLERY", "0")
     assert lazy_for("good") is None
+
+
+def _eager_order(images: pd.DataFrame, q: GalleryQuery, families) -> np.ndarray:
+    from inspect_core.ui.query import matching_order
+    return images["image_id"].astype(str).to_numpy()[matching_order(images, q, families)[0]]
+
+
+def test_lazy_order_and_matches_are_the_eager_order(sample, synthetic_100k):
+    """The viewer's previous / next (``LazyOrder``) and "select all matching" (``LazyMatches``) over every match,
+    against ``query.matching_order``: positions both ways, at the ends, at page boundaries and at random."""
+    from synthetic import CHECKS
+
+    from inspect_core.ui.lazy_query import LazyMatches, LazyOrder, lazy_filter_mask
+    scan, small = sample
+    images, big = synthetic_100k
+    cases = [(scan.images, small, families_of_checks(scan.findings)),
+             (images, big, {f: list(c) for f, c in CHECKS.items()})]
+    rng = np.random.default_rng(0)
+    for frame, table, families in cases:
+        for q in _queries(frame, families):
+            want = _eager_order(frame, q, families)
+            mask, _ = lazy_filter_mask(table, q, families)
+            order = LazyOrder(table, mask, q.sort_by, q.descending)
+            assert len(order) == len(want), q
+            if not len(want):
+                assert order.index(str(frame["image_id"].iloc[0])) is None
+                continue
+            probe = sorted(set([0, 1, 47, 48, 49, len(want) - 1] + rng.integers(0, len(want), 8).tolist()))
+            probe = [k for k in probe if k < len(want)]
+            assert [order[k] for k in probe] == want[probe].tolist(), q
+            fresh = LazyOrder(table, mask, q.sort_by, q.descending)
+            assert [fresh.index(want[k]) for k in probe] == probe, q
+            last = len(want) - 1
+            for k in probe:   # the viewer's previous / next: the neighbour in a pass, clamped at the ends
+                assert LazyOrder(table, mask, q.sort_by, q.descending).step(want[k], 1) == \
+                    (min(k + 1, last), want[min(k + 1, last)]), (q, k)
+                assert LazyOrder(table, mask, q.sort_by, q.descending).step(want[k], -1) == \
+                    (max(k - 1, 0), want[max(k - 1, 0)]), (q, k)
+            outside = frame["image_id"].astype(str)[~mask]
+            if len(outside):
+                assert fresh.index(outside.iloc[0]) is None and fresh.step(outside.iloc[0], 1) is None
+            assert fresh.index("no/such/image.jpg") is None
+            matches = LazyMatches(table, mask)
+            assert len(matches) == len(want) and sorted(matches) == sorted(want.tolist())
+            assert matches.count_outside([want[0], "no/such/image.jpg"] + outside.head(2).tolist()) == \
+                1 + min(len(outside), 2)
+
+
+def test_lazy_option_rows_are_option_rows(sample, synthetic_100k):
+    from inspect_core.ui.lazy_query import lazy_option_rows, option_rows
+    for frame, table in (sample, synthetic_100k):
+        frame = frame.images if hasattr(frame, "images") else frame
+        assert lazy_option_rows(table).tolist() == option_rows(frame).tolist()
+
+
+def test_rows_and_values_by_image_id(sample):
+    scan, table = sample
+    ids = scan.images["image_id"].astype(str).tolist()
+    want = [ids[7], ids[0], ids[-1]]
+    assert table.positions_of(want + ["nope"]).tolist() == [7, 0, len(ids) - 1, -1]
+    pd.testing.assert_frame_equal(table.rows_of(want + ["nope"]), scan.images.iloc[[7, 0, len(ids) - 1]],
+                                  check_index_type=False)
+    assert table.values_of(want, "label") == dict(zip(want, scan.images["label"].iloc[[7, 0, len(ids) - 1]]))
+
+
+def test_bulk_rows_from_the_lazy_table_are_the_frames(sample):
+    from inspect_core.ui import bulk
+    scan, table = sample
+    ids = scan.images["image_id"].astype(str).tolist()
+    for action, label in (("remove", None), ("relabel", "cat")):
+        assert bulk.decision_rows(table, ids[3:9] + ["nope"], action, label) == \
+            bulk.decision_rows(scan.images, ids[3:9] + ["nope"], action, label)
+    groups = bulk.duplicate_groups(scan.findings)
+    assert groups
+    assert bulk.keep_best_rows(table, groups) == bulk.keep_best_rows(scan.images, groups)
+
+
+@pytest.mark.usefixtures("module_cache")
+def test_gallery_lazy_viewer_steps_past_the_page_and_selects_every_match(sample_scan, monkeypatch):
+    """Lazy mode on the page: the viewer's position counts every match and "next" from the page's last tile opens
+    the next page's first; "select all matching" selects every match, not the page."""
+    import grid_support
+    from streamlit.testing.v1 import AppTest
+
+    from inspect_core.ui.widgets import SELECTION_KEY
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("DI_LAZY_GALLERY", "1")
+    at = AppTest.from_file(str(repo / "Home.py"), default_timeout=120)
+    at.session_state["di_root"] = str(repo / "sample_data")
+    at.run()
+    at.switch_page("pages/1_Gallery.py").run()
+    at.selectbox(key="sort").set_value("brightness")
+    at.toggle(key="desc").set_value(True)
+    at.run()
+    want = _eager_order(sample_scan.images, GalleryQuery(sort_by="brightness", descending=True), {})
+    page = grid_support.tile_ids(at)
+    assert page == want[:len(page)].tolist() and len(want) > len(page)
+    grid_support.open_tile(at, page[-1])
+    assert any(t.value == f"{len(page)} of {len(want):,}" for t in at.text)
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert not at.exception, at.exception
+    assert want[len(page)] in [t.value for t in at.text]
+    assert any(t.value == f"{len(page) + 1} of {len(want):,}" for t in at.text)
+    next(b for b in at.button if b.label == "Previous").click().run()
+    assert page[-1] in [t.value for t in at.text]
+    at.session_state["di_selected"] = None
+    at.run()
+    next(b for b in at.button if b.label.startswith("Select all")).click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[SELECTION_KEY] == set(want.tolist())
+
+
+def test_positions_by_binary_search_are_the_column_passes(synthetic_100k, monkeypatch):
+    """``positions_of`` for a few ids in a big table (a binary search over the image_id order) gives the same
+    positions as the pass over the column (small tables, many ids), unsorted file or not."""
+    from inspect_core import lazy_table
+    images, table = synthetic_100k
+    rng = np.random.default_rng(1)
+    ids = images["image_id"].astype(str).to_numpy()[rng.integers(0, len(images), 40)].tolist()
+    ids += ["", "no/such.jpg", "zzzz", str(images["image_id"].min()), str(images["image_id"].max())]
+    passes = table.positions_of(ids)
+    monkeypatch.setattr(lazy_table, "BISECT_MIN_ROWS", 0)
+    assert table.positions_of(ids).tolist() == passes.tolist()
+    assert (passes[:40] >= 0).all() and (passes[40:43] == -1).all()
+    assert images["image_id"].astype(str).to_numpy()[passes[:40]].tolist() == ids[:40]

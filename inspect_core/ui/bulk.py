@@ -18,10 +18,21 @@ BEST_RULE = ("the best is the image with the most pixels (width x height), ties 
              "(blur_laplacian_var), then by path")
 
 
-def _labels(images: pd.DataFrame) -> pd.Series:
+def _labels(images, image_ids) -> pd.Series | dict:
+    """image_id -> label: from a pandas frame, or only ``image_ids`` from a big scan's memory-mapped table
+    (``lazy_table.LazyImages``: no 10,000,000-row index is built for a bulk action)."""
     if "label" not in images.columns:
         return pd.Series(dtype="object")
+    if not isinstance(images, pd.DataFrame):
+        return images.values_of(image_ids, "label")
     return images.drop_duplicates("image_id").set_index("image_id")["label"]
+
+
+def _rows_by_id(images, ids: list[str], columns: list[str]) -> pd.DataFrame:
+    """The rows of ``ids`` (``columns`` that exist) indexed by image_id, in the order of ``ids``."""
+    cols = ["image_id"] + [c for c in columns if c in images.columns]
+    sub = images[cols] if isinstance(images, pd.DataFrame) else images.rows_of(ids, cols)
+    return sub.drop_duplicates("image_id").set_index("image_id").reindex(ids)
 
 
 def _label_or_none(labels: pd.Series, image_id: str):
@@ -31,10 +42,11 @@ def _label_or_none(labels: pd.Series, image_id: str):
     return str(value)
 
 
-def decision_rows(images: pd.DataFrame, image_ids, action: str, new_label: str | None = None) -> list[dict]:
-    """One row per image (first occurrence order) deciding ``action``; ``old_label`` from the scan."""
-    labels = _labels(images)
+def decision_rows(images, image_ids, action: str, new_label: str | None = None) -> list[dict]:
+    """One row per image (first occurrence order) deciding ``action``; ``old_label`` from the scan (``images``:
+    its pandas frame or its ``lazy_table.LazyImages``)."""
     ids = list(dict.fromkeys(str(i) for i in image_ids if i is not None and str(i) != ""))
+    labels = _labels(images, ids)
     return [{"image_id": i, "action": action, "old_label": _label_or_none(labels, i),
              "new_label": new_label if action == "relabel" else None} for i in ids]
 
@@ -46,13 +58,16 @@ def finding_image_ids(findings: pd.DataFrame, checks=(), families=()) -> list[st
         return []
     mask = findings["check"].isin(list(checks)) | findings["family"].isin(list(families))
     ids = findings.loc[mask, "image_id"].dropna().astype(str)
-    return sorted(set(ids[ids != ""]))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    unique = pc.unique(pa.array(ids[ids != ""].to_numpy(dtype=object), type=pa.string()))
+    return unique.take(pc.sort_indices(unique)).to_pylist()   # Arrow: a set and sort of 800,000 ids took 4.5 s
 
 
-def rank_best(images: pd.DataFrame, image_ids) -> list[str]:
+def rank_best(images, image_ids) -> list[str]:
     """``image_ids`` best first by ``BEST_RULE`` (missing sizes or sharpness rank last)."""
     ids = list(dict.fromkeys(str(i) for i in image_ids))
-    sub = images.drop_duplicates("image_id").set_index("image_id").reindex(ids)
+    sub = _rows_by_id(images, ids, ["width_px", "height_px", "blur_laplacian_var"])
 
     def col(name):
         if name not in sub.columns:
@@ -80,9 +95,13 @@ def groups_of(findings: pd.DataFrame, image_id: str, checks=DUPLICATE_CHECKS) ->
     return {g: m for g, m in duplicate_groups(findings, checks).items() if str(image_id) in m}
 
 
-def keep_best_rows(images: pd.DataFrame, groups: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
+def keep_best_rows(images, groups: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
     """``(rows, kept)``: keep the best image of each group (``BEST_RULE``), remove the rest. An image kept
     in one group is not removed by another. ``kept`` lists the best of each group, in group order."""
+    if not isinstance(images, pd.DataFrame):   # a big scan: every member's row read in one pass, not per group
+        members_all = list(dict.fromkeys(str(i) for m in groups.values() for i in m))
+        wanted = ["image_id", "label", "width_px", "height_px", "blur_laplacian_var"]
+        images = images.rows_of(members_all, [c for c in wanted if c in images.columns])
     kept = [rank_best(images, members)[0] for members in groups.values() if members]
     keep_set = set(kept)
     removed = [i for members in groups.values() for i in members if i not in keep_set]

@@ -73,14 +73,15 @@ def histogram_data(df: pd.DataFrame, column: str, by: str | None = None,
     return edges, {str(v): np.histogram(x[ok & (groups == v)], edges)[0] for v in sorted(set(groups[ok]))}
 
 
-def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, kind: str = "histogram",
-                        classes=()) -> go.Figure:
+def distribution_figure(df: pd.DataFrame | None, column: str, by: str | None = None, kind: str = "histogram",
+                        classes=(), data=None) -> go.Figure:
     """Histogram (one outline per value of ``by``, so ten classes stay readable) or box plot of ``column``;
-    bins and quartiles computed here."""
+    bins and quartiles computed here, or given as ``data`` (a big scan's, from its memory-mapped columns:
+    ``histogram_data``'s result, or the box plot's {group: values})."""
     fig = go.Figure()
     if kind == "box":
-        g = _group(df, by)
-        groups = {"all images": df[column]} if g is None else {
+        g = _group(df, by) if data is None else None
+        groups = data if data is not None else {"all images": df[column]} if g is None else {
             str(v): df.loc[(g == v).to_numpy(), column] for v in sorted(g.unique())}
         cmap = colours(by, groups, classes)
         for name, vals in groups.items():
@@ -95,7 +96,7 @@ def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, ki
                                  marker_color=cmap.get(name, CLASS_COLOURS[0])))
         fig.update_layout(yaxis_title=plot_text(column), showlegend=False, height=380, **_LAYOUT)
         return fig
-    edges, counts = histogram_data(df, column, by)
+    edges, counts = histogram_data(df, column, by) if data is None else data
     centres = (edges[:-1] + edges[1:]) / 2
     cmap = colours(by, counts, classes)
     for name, c in counts.items():
@@ -106,21 +107,23 @@ def distribution_figure(df: pd.DataFrame, column: str, by: str | None = None, ki
     return fig
 
 
-def count_figure(df: pd.DataFrame, by: str = "label", color: str | None = "split", classes=()) -> go.Figure:
-    """Image counts per ``by`` value, split into colours (class balance, train vs val)."""
-    x = _group(df, by)
-    x = x if x is not None else pd.Series(["(all)"] * len(df), dtype="string")
-    c = _group(df, color) if color != by else None
+def count_figure(df: pd.DataFrame | None, by: str = "label", color: str | None = "split", classes=(),
+                 counts=None) -> go.Figure:
+    """Image counts per ``by`` value, split into colours (class balance, train vs val); ``counts``: given (a big
+    scan's, from its memory-mapped columns) as the crosstab (a DataFrame) or the value counts (a Series)."""
     fig = go.Figure()
-    if c is not None:
-        counts = pd.crosstab(x.to_numpy(), c.to_numpy())
+    if counts is None:
+        x = _group(df, by)
+        x = x if x is not None else pd.Series(["(all)"] * len(df), dtype="string")
+        c = _group(df, color) if color != by else None
+        counts = pd.crosstab(x.to_numpy(), c.to_numpy()) if c is not None else x.value_counts().sort_index()
+    if isinstance(counts, pd.DataFrame):
         cmap = colours(color, counts.columns, classes)
         for col in counts.columns:
             fig.add_trace(go.Bar(x=[plot_text(v) for v in counts.index], y=counts[col].to_numpy(),
                                  name=plot_text(col), marker_color=cmap[str(col)]))
         fig.update_layout(barmode="group", legend_title_text=plot_text(color))
     else:
-        counts = x.value_counts().sort_index()
         cmap = colours(by, counts.index, classes)
         fig.add_trace(go.Bar(x=[plot_text(v) for v in counts.index], y=counts.to_numpy(),
                              marker_color=[cmap[str(v)] for v in counts.index]))

@@ -1,127 +1,28 @@
-"""The Gallery's filter, sort and page answered from the scan's ``images.parquet`` without one pandas frame.
+"""The Gallery's filter, sort and page, the viewer's order, "select all matching" and the Distributions charts
+answered from the scan's images table (``lazy_table.LazyImages``: its memory-mapped Arrow copy, or
+``images.parquet``) without one pandas frame.
 
 Above ``LAZY_MIN_ROWS`` rows (or when asked), the Gallery does not filter and sort a 10,000,000-row DataFrame:
-it reads from the Parquet file only the columns a query needs (each once, kept as Arrow arrays: a float
-column of 10,000,000 rows is 80 MB, a check's flags 1.25 MB), computes the filter with ``pyarrow.compute``, finds
-the page's rows with a top-k (``select_k_unstable`` on the sort column and the image_id rank, never a sort of every
-match), and turns only the page's rows into pandas (from the frame the caller holds, else ``Dataset.take``). The
+it reads only the columns a query needs (a float column of 10,000,000 rows is 80 MB, a check's flags 1.25 MB),
+computes the filter with ``pyarrow.compute``, finds the page's rows with a top-k (``select_k_unstable`` on the sort
+column and the image_id rank, never a sort of every match), and turns only the page's rows into pandas. The
 result is ``query.GalleryPage``, with the same rows in the same order as ``query.gallery_page`` gives (same filter
 semantics, missing values last, ties by image_id).
 
-Unlike the eager path, ``GalleryPage.ids`` holds the page's image_ids only (previous / next and "select all
-matching" then work within the page): listing every match of a 10,000,000-row scan in order is the full
-sort this module avoids.
+``GalleryPage.ids`` holds the page's image_ids only: listing every match of a 10,000,000-row scan in order is the
+full sort this module avoids. The viewer's previous / next use ``LazyOrder`` (a position or a neighbour in a pass
+over the sort column) and "select all matching" ``LazyMatches`` (the ids of the filter's mask), both over every
+match.
 """
 from __future__ import annotations
-
-import os
-import threading
-import uuid
-from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
-from inspect_core.schema import check_of_column
+from inspect_core.lazy_table import LAZY_MIN_ROWS, LazyImages, take_rows, use_lazy
 from inspect_core.ui.query import NO_LABEL, NO_SPLIT, GalleryPage, GalleryQuery
-
-LAZY_MIN_ROWS = 2_000_000   # the Gallery reads images.parquet lazily from this many rows on
-MAX_CACHED_BYTES = 1_500_000_000   # Arrow columns kept in memory per table (least recently used dropped first)
-
-
-class LazyImages:
-    """A scan's ``images.parquet`` opened as a pyarrow dataset: its schema and row count, no rows read until a
-    query needs a column. Safe to share between threads (Streamlit sessions)."""
-
-    def __init__(self, path: Path | str, max_cached_bytes: int = MAX_CACHED_BYTES,
-                 rank_path: Path | str | None = None):
-        self.path = Path(path)
-        self.rank_path = Path(rank_path) if rank_path is not None else None
-        self.dataset = pads.dataset(self.path, format="parquet")
-        self.schema = self.dataset.schema
-        self.columns = list(self.schema.names)
-        self.n_rows = int(self.dataset.count_rows())
-        self._cache: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
-        self._max_bytes = int(max_cached_bytes)
-        self._lock = threading.Lock()
-        self._rank: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    def column(self, name: str) -> pa.Array:
-        """One whole column, read once and kept (``max_cached_bytes`` in all; the newest column always)."""
-        with self._lock:
-            if name in self._cache:
-                self._cache.move_to_end(name)
-                return self._cache[name]
-        col = self.dataset.to_table(columns=[name]).column(0).combine_chunks()
-        with self._lock:
-            self._cache[name] = col
-            while len(self._cache) > 1 and sum(c.nbytes for c in self._cache.values()) > self._max_bytes:
-                self._cache.popitem(last=False)
-        return col
-
-    def id_rank(self) -> np.ndarray:
-        """For each row, the rank of its image_id in ascending order (image_ids are unique): sorts and ties are
-        then broken on integers. Computed once; the row positions themselves when the file is in image_id order
-        (checked in one pass). Kept in ``rank_path`` when given (a .npy in the workspace, named by the scan's
-        fingerprint by the caller), so a new server process reads it instead of sorting again."""
-        with self._lock:
-            if self._rank is not None:
-                return self._rank
-        saved = self._saved_rank()
-        if saved is not None:
-            with self._lock:
-                self._rank = saved
-            return saved
-        ids = self.column("image_id")
-        n = len(ids)
-        if n < 2 or pc.all(pc.less_equal(ids.slice(0, n - 1), ids.slice(1))).as_py():
-            rank = np.arange(n, dtype=np.int64)
-        else:
-            order = pc.sort_indices(ids).to_numpy()
-            rank = np.empty(n, dtype=np.int64)
-            rank[order] = np.arange(n, dtype=np.int64)
-        with self._lock:
-            self._rank = rank
-        if self.rank_path is not None:
-            try:
-                self.rank_path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.rank_path.with_name(f"{self.rank_path.stem}.{uuid.uuid4().hex}.tmp.npy")
-                np.save(tmp, rank)
-                os.replace(tmp, self.rank_path)
-            except OSError:   # a read-only workspace: computed again by the next process
-                pass
-        return rank
-
-    def _saved_rank(self) -> np.ndarray | None:
-        if self.rank_path is None or not self.rank_path.is_file():
-            return None
-        try:
-            rank = np.load(self.rank_path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        return rank if rank.shape == (self.n_rows,) and rank.dtype == np.int64 else None
-
-    def take(self, positions: np.ndarray) -> pd.DataFrame:
-        """The rows at ``positions`` (in that order) as pandas, indexed by their positions like
-        ``images.iloc[positions]`` of the whole table."""
-        positions = np.asarray(positions, dtype=np.int64)
-        table = self.dataset.take(pa.array(positions)) if len(positions) else self.schema.empty_table()
-        df = table.to_pandas()
-        df.index = pd.Index(positions)
-        return df
-
-    def check_columns(self) -> dict[str, str]:
-        """check name -> its boolean column (as ``query.check_columns``, from the schema only)."""
-        return {check: f.name for f in self.schema
-                if (check := check_of_column(f.name)) is not None and pa.types.is_boolean(f.type)}
-
 
 def _as_mask(arr) -> np.ndarray:
     """A boolean Arrow array as numpy, missing values False."""
@@ -135,14 +36,6 @@ def _in_values(col: pa.Array, wanted: tuple[str, ...], missing_token: str) -> np
     if missing_token in wanted:
         mask |= _as_mask(pc.is_null(col, nan_is_null=True))
     return mask
-
-
-def _numeric(table: LazyImages, name: str) -> np.ndarray:
-    """A column as float64 (missing and non-numbers NaN), as ``pd.to_numeric(errors="coerce")``."""
-    col = table.column(name)
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
-        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-    return pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def lazy_filter_mask(table: LazyImages, q: GalleryQuery, families: dict[str, list[str]] | None = None,
@@ -169,7 +62,7 @@ def lazy_filter_mask(table: LazyImages, q: GalleryQuery, families: dict[str, lis
         if col not in table.columns:
             warnings.append(f"column {col!r} is not in this scan; its range filter is ignored")
             continue
-        values = _numeric(table, col)
+        values = table.numeric(col)
         with np.errstate(invalid="ignore"):
             mask &= (values >= lo) & (values <= hi)
     if q.search:
@@ -202,7 +95,7 @@ def _top_positions(table: LazyImages, where: np.ndarray, column: str, descending
             part = np.argpartition(key, k - 1)[:k]
             return where[part[np.argsort(key[part])]]
         return where[np.argsort(key)]
-    key = table.column(column).take(pa.array(where))
+    key = take_rows(table.column(column), where)
     missing = _as_mask(pc.is_null(key, nan_is_null=True))
     present, absent = where[~missing], where[missing]
     out = where[:0]
@@ -269,6 +162,254 @@ def option_rows(images: pd.DataFrame) -> np.ndarray:
     return np.unique(np.concatenate(picked)) if picked else np.arange(min(len(images), 1))
 
 
-def use_lazy(n_rows: int, switch: bool | None = None) -> bool:
-    """Whether the Gallery reads lazily: ``switch`` when given, else from ``LAZY_MIN_ROWS`` rows on."""
-    return bool(switch) if switch is not None else int(n_rows) >= LAZY_MIN_ROWS
+def _sort_column(table: LazyImages, column: str) -> str:
+    return column if column in table.columns else "image_id"
+
+
+class LazyOrder:
+    """Every match of a query in its sort order, without sorting them all: the viewer's previous / next over the
+    whole filtered list. ``index(image_id)`` counts the matches that sort before it (one pass over the sort
+    column); ``[pos]`` is a top-k of ``pos + 1`` (``_top_positions``). Same order as ``query.matching_order``."""
+
+    def __init__(self, table: LazyImages, matched: np.ndarray, column: str, descending: bool):
+        self.table, self.matched = table, np.asarray(matched, dtype=bool)
+        self.column, self.descending = _sort_column(table, column), bool(descending)
+        self.where = np.flatnonzero(self.matched)
+        self._known: dict[str, int | None] = {}
+
+    def __len__(self) -> int:
+        return int(len(self.where))
+
+    def __getitem__(self, pos: int) -> str:
+        pos = int(pos)
+        if not 0 <= pos < len(self):
+            raise IndexError(pos)
+        row = _top_positions(self.table, self.where, self.column, self.descending, pos + 1)[pos]
+        iid = str(self.table.column("image_id")[int(row)].as_py())
+        self._known[iid] = pos
+        return iid
+
+    def index(self, image_id: str) -> int | None:
+        """The position of ``image_id`` in the order, None when it does not match."""
+        image_id = str(image_id)
+        if image_id in self._known:
+            return self._known[image_id]
+        row = int(self.table.positions_of([image_id])[0])
+        pos = None if row < 0 or not self.matched[row] else self._count_before(row)
+        self._known[image_id] = pos
+        return pos
+
+    def _before(self, row: int) -> np.ndarray:
+        """Over ``where``: the matches that come before ``row`` in the order."""
+        rank = self.table.id_rank()
+        where = self.where
+        r0 = rank[row]
+        before_id = (rank[where] > r0) if (self.column == "image_id" and self.descending) else (rank[where] < r0)
+        if self.column == "image_id":
+            return before_id
+        col = self.table.column(self.column)
+        key = take_rows(col, where)
+        missing = _as_mask(pc.is_null(key, nan_is_null=True))
+        k0 = col[row]
+        if not k0.is_valid or (isinstance(k0.as_py(), float) and np.isnan(k0.as_py())):
+            return ~missing | (missing & before_id)
+        ahead = _as_mask((pc.greater if self.descending else pc.less)(key, k0))
+        equal = _as_mask(pc.equal(key, k0))
+        return (ahead | (equal & before_id)) & ~missing
+
+    def _count_before(self, row: int) -> int:
+        return int(self._before(row).sum())
+
+    def step(self, image_id: str, delta: int) -> tuple[int, str] | None:
+        """``(position, image_id)`` of the match ``delta`` (+1 or -1) from ``image_id`` (clamped at the ends), in
+        two passes over the sort column (a top-k of the position itself is seconds deep in 10,000,000 rows);
+        None when ``image_id`` does not match."""
+        image_id = str(image_id)
+        row = int(self.table.positions_of([image_id])[0])
+        if row < 0 or not self.matched[row]:
+            return None
+        before = self._before(row)
+        pos = int(before.sum())
+        cand = self.where[~before & (self.where != row)] if delta > 0 else self.where[before]
+        if not len(cand):
+            return pos, image_id
+        if delta > 0:   # the first of those after it
+            nxt = int(_top_positions(self.table, cand, self.column, self.descending, 1)[0])
+        else:           # the last of those before it
+            nxt = int(self._last(cand))
+        iid = str(self.table.column("image_id")[nxt].as_py())
+        self._known[iid] = pos + (1 if delta > 0 else -1)
+        return self._known[iid], iid
+
+    def _last(self, cand: np.ndarray) -> int:
+        """The last of ``cand`` in the order: missing values last, ties by image_id."""
+        rank = self.table.id_rank()
+        if self.column == "image_id":
+            r = rank[cand]
+            return cand[int(r.argmin() if self.descending else r.argmax())]
+        key = take_rows(self.table.column(self.column), cand)
+        missing = _as_mask(pc.is_null(key, nan_is_null=True))
+        if missing.any():
+            absent = cand[missing]
+            return absent[int(rank[absent].argmax())]
+        extreme = (pc.min if self.descending else pc.max)(key)
+        tied = cand[_as_mask(pc.equal(key, extreme))]
+        return tied[int(rank[tied].argmax())]
+
+
+class LazyMatches:
+    """The image_ids matching a query (from its lazy mask), for "select all matching": their number at once,
+    the ids themselves only when iterated."""
+
+    def __init__(self, table: LazyImages, matched: np.ndarray):
+        self.table, self.matched = table, np.asarray(matched, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.matched.sum())
+
+    def __iter__(self):
+        return iter(self.table.column("image_id").filter(pa.array(self.matched)).to_pylist())
+
+    def count_outside(self, image_ids) -> int:
+        """How many of ``image_ids`` do not match (not in the scan counts as not matching)."""
+        pos = self.table.positions_of(list(image_ids))
+        return int(len(pos) - self.matched[pos[pos >= 0]].sum())
+
+
+def lazy_option_rows(table: LazyImages) -> np.ndarray:
+    """``option_rows`` from the columns of ``table``: the same row positions, without a pandas frame."""
+    picked: list[np.ndarray] = []
+    for name in ("label", "split"):
+        if name in table.columns:
+            col = table.column(name)
+            codes = pc.dictionary_encode(col).combine_chunks() if isinstance(col, pa.ChunkedArray) else \
+                pc.dictionary_encode(col)
+            idx = codes.indices.to_numpy(zero_copy_only=False)
+            valid = _as_mask(pc.is_valid(codes.indices))
+            nan = _as_mask(pc.is_null(col, nan_is_null=True)) & valid   # a NaN label counts as missing too
+            _, first = np.unique(np.where(valid & ~nan, idx, -1), return_index=True)
+            picked.append(first)
+    for f in table.schema:
+        if pa.types.is_boolean(f.type):
+            flags = table.flags(f.name)
+            if flags.any():
+                picked.append(np.array([int(flags.argmax())]))
+        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            values = table.numeric(f.name)
+            finite = np.isfinite(values)
+            if finite.any():
+                picked.append(np.array([int(np.where(finite, values, np.inf).argmin()),
+                                        int(np.where(finite, values, -np.inf).argmax())]))
+    return np.unique(np.concatenate(picked)) if picked else np.arange(min(table.n_rows, 1))
+
+
+# -- Distributions: chart data from the memory-mapped columns (the same numbers as ``charts`` on the frame) ----
+def group_codes(table: LazyImages, by: str | None) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, names)``: per row the index of its ``by`` value in ``names`` (missing: ``"(no <by>)"``, as
+    ``charts._group``), or None when ``by`` is not a column. One dictionary pass, no Python strings per row."""
+    from inspect_core.ui.charts import NONE
+    if not by or by == NONE or by not in table.columns:
+        return None
+    col = table.column(by)
+    enc = pc.dictionary_encode(col)
+    enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+    names = [str(v) for v in enc.dictionary.to_pylist()]
+    valid = _as_mask(pc.is_valid(enc.indices))
+    codes = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not valid.all():
+        names.append(f"(no {by})")
+        codes[~valid] = len(names) - 1
+    return codes, names
+
+
+def _sorted_groups(codes: np.ndarray, names: list[str], present: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``(name, rows)`` of each group with a row in ``present``, by name (groups with the same text merged)."""
+    by_name: dict[str, list[int]] = {}
+    for k in np.flatnonzero(np.bincount(codes[present], minlength=len(names))):
+        by_name.setdefault(names[k], []).append(int(k))
+    return [(n, np.asarray(by_name[n])) for n in sorted(by_name)]
+
+
+def lazy_histogram_data(table: LazyImages, column: str, by: str | None = None,
+                        bins: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``charts.histogram_data`` from the columns: one bin index per row, counted per group with ``bincount``."""
+    from inspect_core.ui.charts import HIST_BINS
+    bins = int(bins or HIST_BINS)
+    x = table.numeric(column)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return np.array([0.0, 1.0]), {}
+    lo, hi = float(x[ok].min()), float(x[ok].max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    idx = np.minimum(np.searchsorted(edges, x[ok], side="right") - 1, bins - 1)   # as np.histogram: last bin closed
+    grouped = group_codes(table, by)
+    if grouped is None:
+        return edges, {"all images": np.bincount(idx, minlength=bins)}
+    codes, names = grouped
+    counts = np.bincount(codes[ok] * bins + idx, minlength=len(names) * bins).reshape(len(names), bins)
+    return edges, {name: counts[ks].sum(axis=0) for name, ks in _sorted_groups(codes, names, ok)}
+
+
+def lazy_box_groups(table: LazyImages, column: str, by: str | None = None) -> dict[str, np.ndarray]:
+    """The box plot's {group: values} as ``charts.distribution_figure`` forms them."""
+    x = table.numeric(column)
+    grouped = group_codes(table, by)
+    if grouped is None:
+        return {"all images": x}
+    codes, names = grouped
+    return {name: x[np.isin(codes, ks)] for name, ks in _sorted_groups(codes, names, np.ones(len(x), dtype=bool))}
+
+
+def lazy_counts(table: LazyImages, by: str = "label", color: str | None = "split"):
+    """``charts.count_figure``'s counts: a crosstab of ``by`` x ``color`` (a DataFrame), or the value counts of
+    ``by`` (a Series), by name."""
+    gx = group_codes(table, by)
+    codes_x, names_x = gx if gx is not None else (np.zeros(table.n_rows, dtype=np.int64), ["(all)"])
+    gc = group_codes(table, color) if color != by else None
+    everyone = np.ones(table.n_rows, dtype=bool)
+    rows = _sorted_groups(codes_x, names_x, everyone)
+    if gc is None:
+        n = np.bincount(codes_x, minlength=len(names_x))
+        return pd.Series([int(n[ks].sum()) for _, ks in rows], index=[name for name, _ in rows], name="count")
+    codes_c, names_c = gc
+    cols = _sorted_groups(codes_c, names_c, everyone)
+    n = np.bincount(codes_x * len(names_c) + codes_c, minlength=len(names_x) * len(names_c)).reshape(
+        len(names_x), len(names_c))
+    return pd.DataFrame([[int(n[np.ix_(kx, kc)].sum()) for _, kc in cols] for _, kx in rows],
+                        index=[name for name, _ in rows], columns=[name for name, _ in cols])
+
+
+def lazy_scatter_points(table: LazyImages, x: str, y: str, flag_checks=(), max_points: int | None = None,
+                        seed: int = 0) -> tuple[pd.DataFrame, int, int]:
+    """``(points, n_total, n_flagged)``: as ``charts.scatter_data`` (image_id, x, y, flagged, checks), but at most
+    ``max_points`` points in all: every flagged image when they leave room for the others, else a fixed random
+    sample of them (half the points), then a fixed random sample of the others. ``n_total``: images with both
+    values; ``n_flagged``: those a check of ``flag_checks`` flags. Only the drawn rows are read into pandas."""
+    from inspect_core.schema import issue_column
+    from inspect_core.ui.charts import MAX_SCATTER_POINTS, flagged_by
+    max_points = int(max_points or MAX_SCATTER_POINTS)
+    xs, ys = table.numeric(x), table.numeric(y)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    flag_cols = [issue_column(c) for c in flag_checks if issue_column(c) in table.columns]
+    flagged = np.zeros(table.n_rows, dtype=bool)
+    for c in flag_cols:
+        flagged |= table.flags(c)
+    rng = np.random.default_rng(seed)
+    hit, rest = np.flatnonzero(ok & flagged), np.flatnonzero(ok & ~flagged)
+    cap = max_points if len(hit) + len(rest) <= max_points else max(max_points - min(len(rest), max_points // 2),
+                                                                    max_points // 2)
+    if len(hit) > cap:   # more flagged than fit: a sample of them, and at least half the points for the others
+        hit = np.sort(rng.choice(hit, cap, replace=False))
+    keep = max_points - len(hit)
+    if len(rest) > keep:
+        rest = np.sort(rng.choice(rest, keep, replace=False))
+    rows = np.sort(np.concatenate([hit, rest]))
+    frame = table.take(rows, ["image_id"] + flag_cols)
+    is_hit, names = flagged_by(frame, [c for c in flag_checks if issue_column(c) in table.columns])
+    pts = pd.DataFrame({"image_id": frame["image_id"].to_numpy(), "x": xs[rows], "y": ys[rows],
+                        "flagged": is_hit, "checks": names})
+    return pts, int(ok.sum()), int((ok & flagged).sum())
+
+
+__all__ = ["LAZY_MIN_ROWS", "LazyImages", "use_lazy", "lazy_filter_mask", "lazy_gallery_page", "option_rows",
+           "LazyOrder", "LazyMatches", "lazy_option_rows"]

@@ -245,7 +245,8 @@ def cached_scan(root: str, fmt: str = "auto"):
         return reg["scans"][latest]
     try:
         import inspect_core
-        scan = inspect_core.load_scan(workspace_dir(root_real))
+        from inspect_core.lazy_table import env_switch
+        scan = inspect_core.load_scan(workspace_dir(root_real), lazy=env_switch())
     except Exception as exc:
         log.warning("saved scan of %s could not be read: %s", root, exc)
         return None
@@ -311,10 +312,12 @@ def home_page() -> str:
         return HOME_PAGE
 
 
-def require_scan():
+def require_scan(needs_frame: bool = True):
     """For a page: the chosen dataset's scan, or a clear message and ``st.stop()``.
 
-    Offers a scan button when the dataset was chosen but never scanned.
+    Offers a scan button when the dataset was chosen but never scanned. ``needs_frame``: the page reads
+    ``scan.images`` as one pandas frame; a big scan opened lazily then reads it now, saying what it costs
+    (``load_full_images``). The Gallery, Findings and Distributions pass False: they read the memory-mapped table.
     """
     sync_dataset_with_url()
     show_link_note()
@@ -331,11 +334,29 @@ def require_scan():
             scan = run_scan(root, fmt, st.session_state.get(NEAR_THRESHOLD_KEY))
         if scan is None:
             st.stop()
-    if scan.images.empty:
+    if n_images(scan) == 0:
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
         st.page_link(home_page(), label="Home")
         st.stop()
+    if needs_frame:
+        load_full_images(scan)
     return scan
+
+
+def load_full_images(scan) -> None:
+    """A big scan opened lazily (``lazy_table.LazyScanResult``): read its whole images table into pandas for a
+    page that needs every row, with a note of the cost (rows, bytes on disk, the time it took); said once per
+    process, as the frame is then shared. Nothing for a scan loaded whole."""
+    if getattr(scan, "lazy_images", None) is None or getattr(scan, "images_loaded", True):
+        return
+    table = scan.lazy_images
+    size_mb = (Path(table.arrow_path).stat().st_size if table.arrow_path else table.path.stat().st_size) / 2**20
+    with st.spinner(f"This page needs all {len(table):,} rows of the scan in memory: reading them "
+                    f"({size_mb:,.0f} MB uncompressed on disk; several GB and tens of seconds at 10,000,000 rows)..."):
+        scan.images   # noqa: B018  (reads and keeps the frame)
+    st.info(f"This page works on the whole images table: reading its {len(table):,} rows took "
+            f"{scan.loaded_images_s:,.1f} s. The Gallery, Findings and Distributions read the saved table "
+            "lazily and never need this.", icon=":material/hourglass:")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -405,46 +426,96 @@ def gallery_order(scan, query, families, decisions, decisions_version: int):
     return _gallery_order(str(scan.fingerprint), replace(query, page=1), version, scan.images, families, decisions)
 
 
-LAZY_SWITCH_ENV = "DI_LAZY_GALLERY"   # "1": the Gallery always reads images.parquet lazily, "0": never
-
-
-LAZY_DIR = "lazy"   # in the workspace: the image_id rank of a big scan, per scan fingerprint
-
-
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _lazy_images(fingerprint: str, path: str, workspace: str):
-    from inspect_core.ui.lazy_query import LazyImages
-    return LazyImages(path, rank_path=Path(workspace) / LAZY_DIR / f"image_id_rank_{fingerprint}.npy")
+def _lazy_images(fingerprint: str, workspace: str):
+    from inspect_core.lazy_table import open_images
+    return open_images(workspace, fingerprint)
+
+
+def n_images(scan) -> int:
+    """The scan's number of image rows, without reading a lazily loaded scan's table."""
+    table = getattr(scan, "lazy_images", None)
+    return len(table) if table is not None else len(scan.images)
 
 
 def lazy_images(scan):
-    """The scan's ``images.parquet`` for ``lazy_query`` (one shared object per scan) when the Gallery should read
-    it lazily (``lazy_query.use_lazy``: from ``LAZY_MIN_ROWS`` rows on, or ``DI_LAZY_GALLERY=1``), else None
-    (also when the saved file is missing or unreadable: the pandas path then serves)."""
-    from inspect_core.scanner import SCAN_DIR
-    from inspect_core.ui.lazy_query import use_lazy
-    env = os.environ.get(LAZY_SWITCH_ENV, "").strip()
-    if not use_lazy(len(scan.images), {"1": True, "0": False}.get(env)):
+    """The scan's images table for ``lazy_query`` (memory-mapped, one shared object per scan: ``lazy_table``)
+    when the app should read it lazily (``lazy_table.use_lazy``: from ``LAZY_MIN_ROWS`` rows on, or
+    ``DI_LAZY_GALLERY=1``), else None (also when the saved file is missing or unreadable: the pandas path then
+    serves). A scan ``load_scan`` opened lazily carries it already."""
+    from inspect_core.lazy_table import env_switch, use_lazy
+    table = getattr(scan, "lazy_images", None)
+    if table is not None:
+        return table
+    if not use_lazy(len(scan.images), env_switch()):
         return None
-    path = Path(scan.workspace) / SCAN_DIR / "images.parquet"
     try:
-        table = _lazy_images(str(scan.fingerprint), str(path), str(scan.workspace))
+        table = _lazy_images(str(scan.fingerprint), str(scan.workspace))
     except (OSError, ValueError) as exc:   # pyarrow's errors derive from these
-        log.warning("lazy Gallery off: %s could not be read: %s", path, exc)
+        log.warning("lazy tables off: the saved scan in %s could not be read: %s", scan.workspace, exc)
         return None
     return table if table.n_rows == len(scan.images) else None
 
 
+def overview_images(scan):
+    """What the Home page counts (rows, splits): the scan's frame, or for a big scan opened lazily only its split
+    column as categories (the frame is not read to count it)."""
+    table = getattr(scan, "lazy_images", None)
+    return scan.images if table is None else _overview_frame(str(scan.fingerprint), table)
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _option_frame(fingerprint: str, _images):
-    from inspect_core.ui.lazy_query import option_rows
-    return _images.iloc[option_rows(_images)]
+def _overview_frame(fingerprint: str, _table):
+    import pandas as pd
+
+    from inspect_core.lazy_table import columns_frame
+    if "split" in _table.columns:
+        return columns_frame(_table, ["split"])
+    return pd.DataFrame({"row": pd.RangeIndex(len(_table))})   # no split column: the rows, counted
+
+
+def rows_of_ids(scan, image_ids):
+    """The rows of ``image_ids`` in the scan's table order (as ``images[images.image_id.isin(ids)]``), from the
+    memory-mapped table of a scan opened lazily."""
+    source = row_source(scan)
+    if hasattr(source, "rows_of"):
+        return source.rows_of(list(dict.fromkeys(map(str, image_ids)))).sort_index()
+    return source[source["image_id"].isin(list(image_ids))]
+
+
+def row_source(scan):
+    """Where single rows are looked up (the viewer's row, a bulk decision's labels): the memory-mapped table of
+    a scan opened lazily (its pandas frame is never read for that), else the scan's frame."""
+    table = getattr(scan, "lazy_images", None)
+    return table if table is not None else scan.images
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _option_frame(fingerprint: str, workspace: str, _table):
+    import numpy as np
+
+    from inspect_core.lazy_table import LAZY_DIR
+    from inspect_core.ui.lazy_query import lazy_option_rows
+    path = Path(workspace) / LAZY_DIR / f"option_rows_{fingerprint}.npy"
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        rows = lazy_option_rows(_table)   # 7.5 s at 10,000,000 rows: kept for the next server process
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
+            np.save(tmp, rows)
+            os.replace(tmp, path)
+        except OSError:   # a read-only workspace: computed again next time
+            pass
+    return _table.take(rows)
 
 
 def filter_frame(scan, lazy) -> object:
     """The table the filter widgets read their choices from: a few rows that give the same choices
-    (``lazy_query.option_rows``, once per scan) when the Gallery reads lazily, else the scan's table."""
-    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), scan.images)
+    (``lazy_query.lazy_option_rows``, once per scan, kept in the workspace) when the app reads lazily, else the
+    scan's table."""
+    return scan.images if lazy is None else _option_frame(str(scan.fingerprint), str(scan.workspace), lazy)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

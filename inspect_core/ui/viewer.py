@@ -15,6 +15,8 @@ import streamlit as st
 
 from inspect_core import storage
 from inspect_core.thumbs import display_image, draw_boxes, image_bytes
+from inspect_core.ui import state
+from inspect_core.ui.lazy_query import LazyOrder
 from inspect_core.ui.query import DEFAULT_PAGE_SIZE
 from inspect_core.ui.text import label_text, md_escape
 from inspect_core.ui.widgets import (GOTO_PAGE_KEY, IMAGE_PARAM, KEYS, SELECTED_KEY, _fmt, _short_key,
@@ -112,19 +114,48 @@ def suggested_label_from_evidence(scan, image_id: str) -> str | None:
     """The label the findings point to: for an image whose exact or near duplicate carries another label
     (``conflicting_labels``), the most common label among those partners; else None."""
     findings = scan.findings
-    if findings is None or findings.empty or "label" not in scan.images.columns:
+    if findings is None or findings.empty or "label" not in state.row_source(scan).columns:
         return None
     mine = findings[(findings["image_id"] == image_id) & (findings["check"] == "conflicting_labels")]
     if mine.empty:
         return None
-    labels = scan.images.drop_duplicates("image_id").set_index("image_id")["label"]
-    own = labels.get(image_id)
     partners = duplicate_partners(findings, image_id)
+    labels = _labels_of(scan, [image_id] + partners["image_id"].tolist())
+    own = labels.get(image_id)
     other = [labels.get(i) for i in partners["image_id"]]
     other = [str(x) for x in other if x is not None and not pd.isna(x) and x != own]
     if not other:
         return None
     return pd.Series(other).value_counts().index[0]
+
+
+def _row_of(scan, image_id: str) -> pd.Series | None:
+    """The image's row of the scan's table (from the memory-mapped table of a big scan), None when absent."""
+    source = state.row_source(scan)
+    if isinstance(source, pd.DataFrame):
+        match = source[source["image_id"] == image_id]
+    else:
+        match = source.rows_of([image_id])
+    return None if match.empty else match.iloc[0]
+
+
+def _labels_of(scan, image_ids) -> dict:
+    """image_id -> label for ``image_ids`` (only those rows looked up)."""
+    source = state.row_source(scan)
+    if "label" not in source.columns:
+        return {}
+    if isinstance(source, pd.DataFrame):
+        rows = source[source["image_id"].isin(list(image_ids))].drop_duplicates("image_id")
+        return dict(zip(rows["image_id"], rows["label"]))
+    return source.values_of(image_ids, "label")
+
+
+def _index_in(ids, image_id: str) -> int | None:
+    """The position of ``image_id`` in ``ids`` (an array of ids, or a big scan's ``LazyOrder``), else None."""
+    if isinstance(ids, LazyOrder):
+        return ids.index(image_id)
+    hit = np.flatnonzero(ids == image_id) if len(ids) else np.array([], dtype=int)
+    return int(hit[0]) if len(hit) else None
 
 
 def _close_viewer(selected_key: str = SELECTED_KEY) -> None:
@@ -136,13 +167,18 @@ def _step(ids, delta: int, page_key: str | None, page_size: int, selected_key: s
     cur = st.session_state.get(selected_key)
     if cur is None:   # the viewer was closed meanwhile (Esc right after an arrow key): a late step opens nothing
         return
-    hit = np.flatnonzero(ids == cur) if len(ids) else np.array([], dtype=int)
-    pos = int(hit[0]) + delta if len(hit) else 0
-    pos = min(max(pos, 0), len(ids) - 1)
-    st.session_state[selected_key] = str(ids[pos])
+    stepped = ids.step(cur, delta) if isinstance(ids, LazyOrder) and abs(delta) == 1 else None
+    if stepped is not None:   # a big scan: the neighbour found in a pass, not by its position
+        pos, nxt = stepped
+    else:
+        at = _index_in(ids, cur)
+        pos = at + delta if at is not None else 0
+        pos = min(max(pos, 0), len(ids) - 1)
+        nxt = str(ids[pos])
+    st.session_state[selected_key] = nxt
     if page_key:  # the grid follows on its next full run (the pager reads it before drawing itself)
         st.session_state[GOTO_PAGE_KEY] = pos // max(page_size, 1) + 1
-        st.query_params[IMAGE_PARAM] = str(ids[pos])
+        st.query_params[IMAGE_PARAM] = nxt
 
 
 def image_detail(scan, image_id: str, store, key_prefix: str = "detail", suggested_label=None,
@@ -156,7 +192,8 @@ def image_detail(scan, image_id: str, store, key_prefix: str = "detail", suggest
     ``selected_key``: the session key holding the open image (each page its own). ``suggested_label``: a label,
     or a function of the image_id shown (the viewer steps through images). ``header(image_id)`` draws what a
     page adds above the image's detail (Model triage: given vs predicted, what the model sees)."""
-    ids = np.asarray(ordered_ids if ordered_ids is not None else [image_id], dtype=object)
+    ids = ordered_ids if isinstance(ordered_ids, LazyOrder) else \
+        np.asarray(ordered_ids if ordered_ids is not None else [image_id], dtype=object)
 
     def body():
         current = str(st.session_state.get(selected_key) or image_id)
@@ -173,8 +210,7 @@ def image_viewer_body(scan, image_id: str, store, ids: np.ndarray, key_prefix: s
                       page_size: int = DEFAULT_PAGE_SIZE, selected_key: str = SELECTED_KEY,
                       header: Callable[[str], None] | None = None) -> None:
     """The viewer's content: previous / next with its position in ``ids``, then the image's detail."""
-    hit = np.flatnonzero(ids == image_id) if len(ids) else np.array([], dtype=int)
-    pos = int(hit[0]) if len(hit) else None
+    pos = _index_in(ids, image_id)
     nav = st.container(horizontal=True, vertical_alignment="center", gap="small")
     nav.button("Previous", key=f"{key_prefix}_prev", icon=":material/chevron_left:", shortcut=KEYS["previous"],
                on_click=_step, args=(ids, -1, page_key, page_size, selected_key), disabled=pos is None or pos == 0)
@@ -197,12 +233,10 @@ def image_viewer_body(scan, image_id: str, store, ids: np.ndarray, key_prefix: s
 def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggested_label=None,
                 on_decided: Callable[[], None] | None = None) -> None:
     """Everything about one image: large view with boxes, stats, findings, duplicates, decision."""
-    images = scan.images
-    match = images[images["image_id"] == image_id]
-    if match.empty:
+    row = _row_of(scan, image_id)
+    if row is None:
         st.warning("This image is not in the current scan.")
         return
-    row = match.iloc[0]
     if suggested_label is None:
         suggested_label = suggested_label_from_evidence(scan, image_id)
     st.text(image_id)
@@ -232,7 +266,7 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
         cols = st.columns(len(shown) + 1)
         with cols[0]:
             show_image(scan, image_id, max_side_px=320, caption=f"this image: {label_text(row.get('label'))}")
-        lab = images.set_index("image_id")["label"] if "label" in images.columns else None
+        lab = _labels_of(scan, shown["image_id"].tolist()) if "label" in row.index else None
         for col, rec in zip(cols[1:], shown.to_dict(orient="records")):
             with col:
                 other_label = label_text(lab.get(rec["image_id"])) if lab is not None else ""

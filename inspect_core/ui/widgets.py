@@ -323,7 +323,7 @@ def keep_best_button(scan, store, image_id: str, key: str) -> None:
     groups = bulk.groups_of(scan.findings, image_id)
     if not groups:
         return
-    rows, kept = bulk.keep_best_rows(scan.images, groups)
+    rows, kept = bulk.keep_best_rows(state.row_source(scan), groups)
     if st.button(f"Keep the best, remove the rest ({bulk.describe_rows(rows)})", key=key,
                  help=md_escape(f"Best: {', '.join(kept)}; {bulk.BEST_RULE}.")):
         if _apply_bulk(store, rows, f"keep the best of duplicate group {', '.join(groups)}", "keep the best"):
@@ -376,12 +376,14 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
         note = act.text_input("Note for all", key=f"{key}_note")
         ids = sorted(sel)
         if act.button(f"Apply to {len(ids):,} selected", key=f"{key}_apply", type="primary", disabled=not action):
-            rows = bulk.decision_rows(scan.images, ids, action, new_label)
+            rows = bulk.decision_rows(state.row_source(scan), ids, action, new_label)
             if _apply_bulk(store, rows, note, f"{action} {len(rows):,} selected"):
                 sel.clear()
                 st.session_state[f"{key}_clear_note"] = True
                 st.rerun()
-        if matching_positions is None:
+        if hasattr(matching_ids, "count_outside"):   # a big scan's matches (lazy_query.LazyMatches)
+            n_hidden = matching_ids.count_outside(ids)
+        elif matching_positions is None:
             # hashed over the selection (a few ids): np.isin sorted the 100,000 matching ids (0.4-0.7 s a rerun on
             # the Model triage page); an Index of the selection with pandas' string dtype tests each one in Python
             n_hidden = len(ids) - int(pd.Index(np.asarray(matching_ids, dtype=object), dtype=object).isin(ids).sum())
@@ -395,17 +397,18 @@ def bulk_bar(scan, store, matching_ids: np.ndarray, page_ids, key: str = "di_bul
         undo_last_bulk(store, key=f"{key}_undo")
 
 
-def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> None:
+def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk", fam=None) -> None:
     """Bulk decisions for one family of findings, each one batch (one undo step): keep the best of every
-    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings)."""
-    fam = scan.findings[scan.findings["family"] == family]
+    duplicate group (or of one), or decide every image of a check (e.g. remove all integrity findings).
+    ``fam``: the family's findings when the caller has them."""
+    fam = fam if fam is not None else scan.findings[scan.findings["family"] == family]
     checks = sorted(c for c in fam["check"].unique() if (fam.loc[fam["check"] == c, "image_id"] != "").any())
     if not checks:
         return
     with st.expander(f"Bulk decisions for {family} (one undo step each)", expanded=family == "integrity"):
         groups = bulk.duplicate_groups(fam) if family in ("duplicate", "leakage") else {}
         if groups:
-            rows, kept = bulk.keep_best_rows(scan.images, groups)
+            rows, kept = bulk.keep_best_rows(state.row_source(scan), groups)
             st.caption(md_escape(f"Keep the best of each duplicate group: {bulk.BEST_RULE}."))
             if st.button(f"Keep the best of all {len(groups):,} groups, remove the rest ({bulk.describe_rows(rows)})",
                          key=f"{key}_best_all"):
@@ -415,7 +418,7 @@ def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> No
             gid = g1.selectbox("One group", list(groups), key=f"{key}_group",
                                format_func=lambda g: f"{g}: {len(groups[g])} images")
             if gid is not None:
-                one, best = bulk.keep_best_rows(scan.images, {gid: groups[gid]})
+                one, best = bulk.keep_best_rows(state.row_source(scan), {gid: groups[gid]})
                 if g2.button(f"Keep the best of this group ({bulk.describe_rows(one)})", key=f"{key}_best_one",
                              help=md_escape(f"Best: {best[0]}")):
                     if _apply_bulk(store, one, f"keep the best of group {gid}", "keep the best"):
@@ -427,7 +430,7 @@ def findings_bulk(scan, store, family: str, key: str = "di_findings_bulk") -> No
         ids = bulk.finding_image_ids(fam, checks=() if chk.startswith("all ") else (chk,),
                                      families=(family,) if chk.startswith("all ") else ())
         if c4.button(f"{action.capitalize()} {len(ids):,} images", key=f"{key}_apply", type="primary"):
-            if _apply_bulk(store, bulk.decision_rows(scan.images, ids, action), note, f"{action} {chk}"):
+            if _apply_bulk(store, bulk.decision_rows(state.row_source(scan), ids, action), note, f"{action} {chk}"):
                 st.rerun()
         undo_last_bulk(store, key=f"{key}_undo")
 

@@ -1,0 +1,210 @@
+"""The app on a big scan without one pandas frame: ``load_scan``'s lazy result, the Distributions charts from the
+memory-mapped columns, and the Findings and Distributions pages with ``DI_LAZY_GALLERY=1`` against the pandas
+path (the same figures, the same texts), and the pages that need every row reading it with a note."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import inspect_core
+from inspect_core.lazy_table import LazyImages
+from inspect_core.ui import charts
+from inspect_core.ui.lazy_query import lazy_box_groups, lazy_counts, lazy_histogram_data, lazy_scatter_points
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("module_cache")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """30,000 synthetic rows with missing labels, splits and values, and its memory-mapped table."""
+    from big_scan import write_big_scan
+    ws = tmp_path_factory.mktemp("big")
+    d = write_big_scan(30_000, ws, chunk_rows=12_000)
+    images = pd.read_parquet(d / "images.parquet")
+    images.loc[::97, "brightness"] = np.nan
+    images.loc[::101, "label"] = pd.NA
+    images.loc[::103, "split"] = pd.NA
+    images.to_parquet(ws / "images.parquet", index=False, row_group_size=7_000)
+    return images, LazyImages(ws / "images.parquet", arrow_path=ws / "images.arrow")
+
+
+def _tables(sample_scan, synthetic):
+    path = Path(sample_scan.workspace) / "scan" / "images.parquet"
+    return [(sample_scan.images, LazyImages(path, arrow_path=path.parent.parent / "t" / "images.arrow")), synthetic]
+
+
+def test_histograms_boxes_and_counts_are_the_frames(sample_scan, synthetic):
+    for frame, table in _tables(sample_scan, synthetic):
+        for col in ("brightness", "width_px", "contrast"):
+            for by in (None, "label", "split"):
+                e_edges, e_counts = charts.histogram_data(frame, col, by)
+                l_edges, l_counts = lazy_histogram_data(table, col, by)
+                assert np.array_equal(e_edges, l_edges)
+                assert list(e_counts) == list(l_counts), (col, by)
+                assert all(np.array_equal(e_counts[k], l_counts[k]) for k in e_counts), (col, by)
+                eager_box = charts.distribution_figure(frame, col, by, "box").to_dict()
+                lazy_box = charts.distribution_figure(None, col, by, "box",
+                                                      data=lazy_box_groups(table, col, by)).to_dict()
+                assert json.dumps(eager_box, sort_keys=True, default=str) == \
+                    json.dumps(lazy_box, sort_keys=True, default=str), (col, by)
+        for by, color in (("label", "split"), ("split", None), ("label", "label")):
+            eager = charts.count_figure(frame, by, color).to_dict()
+            lazy = charts.count_figure(None, by, color, counts=lazy_counts(table, by, color)).to_dict()
+            assert json.dumps(eager, sort_keys=True, default=str) == json.dumps(lazy, sort_keys=True, default=str)
+
+
+def test_scatter_is_bounded_and_says_how_many(synthetic):
+    from synthetic import CHECKS
+    images, table = synthetic
+    checks = list(CHECKS["property"])
+    eager, n_total = charts.scatter_data(images, "brightness", "contrast", flag_checks=checks)
+    pts, n_total_lazy, n_flagged = lazy_scatter_points(table, "brightness", "contrast", checks)
+    assert n_total_lazy == n_total and len(pts) == len(eager) <= charts.MAX_SCATTER_POINTS
+    assert n_flagged == int(eager["flagged"].sum()) == int(pts["flagged"].sum())   # all flagged fit: all drawn
+    small, _, n_flagged_small = lazy_scatter_points(table, "brightness", "contrast", checks, max_points=100)
+    assert len(small) == 100 and small["flagged"].sum() == 50 and n_flagged_small == n_flagged > 100
+    by_id = images.set_index("image_id")
+    for frame in (pts, small):   # every drawn point is its image's values and flags
+        assert np.allclose(frame["x"], by_id.loc[frame["image_id"], "brightness"])
+        assert np.allclose(frame["y"], by_id.loc[frame["image_id"], "contrast"])
+        want = charts.flagged_by(by_id.loc[frame["image_id"]].reset_index(), checks)
+        assert frame["flagged"].tolist() == want[0].tolist() and frame["checks"].tolist() == want[1]
+
+
+def test_load_scan_lazy_reads_the_frame_only_when_asked(sample_scan):
+    lazy = inspect_core.load_scan(sample_scan.workspace, lazy=True)
+    eager = inspect_core.load_scan(sample_scan.workspace, lazy=False)
+    assert type(eager).__name__ == "ScanResult" and type(lazy).__name__ == "LazyScanResult"
+    assert not lazy.images_loaded and len(lazy.lazy_images) == len(eager.images)
+    assert lazy.lazy_images.memory_mapped
+    assert (Path(sample_scan.workspace) / "lazy" / f"images_{sample_scan.fingerprint}.arrow").is_file()
+    pd.testing.assert_frame_equal(lazy.findings, eager.findings)
+    assert lazy.dataset.classes == eager.dataset.classes and not lazy.images_loaded
+    pd.testing.assert_frame_equal(lazy.images, eager.images)
+    assert lazy.images_loaded and lazy.loaded_images_s is not None
+    pd.testing.assert_frame_equal(lazy.dataset.images, eager.dataset.images)
+    assert lazy.dataset.images.attrs == eager.dataset.images.attrs
+    assert inspect_core.load_scan(sample_scan.workspace / "nowhere", lazy=True) is None
+
+
+def _page(page: str, mode: str, monkeypatch, setup=None):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("DI_LAZY_GALLERY", mode)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=180)
+    at.session_state["di_root"] = str(REPO / "sample_data")
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    if setup is not None:
+        setup(at)
+        assert not at.exception, at.exception
+    return at
+
+
+def _loaded_scan():
+    from inspect_core.ui import state
+    scans = list(state._scan_registry()["scans"].values())
+    assert len(scans) == 1
+    return scans[0]
+
+
+def _charts(at) -> list[str]:
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def _texts(at) -> list[str]:
+    return [e.value for e in at.text] + [e.value for e in at.caption] + [e.value for e in at.subheader] + \
+        [e.value for e in at.header]
+
+
+def test_distributions_page_lazy_draws_the_same_charts(sample_scan, monkeypatch):
+    def other_column(at):
+        at.selectbox(key="di_dist_col").set_value("contrast")
+        at.radio(key="di_dist_kind").set_value("box")
+        at.run()
+    eager = _page("pages/3_Distributions.py", "0", monkeypatch, other_column)
+    lazy = _page("pages/3_Distributions.py", "1", monkeypatch, other_column)
+    assert not _loaded_scan().images_loaded    # the whole page ran without the pandas frame
+    assert len(_charts(eager)) >= 4 and _charts(lazy) == _charts(eager)
+    assert _texts(lazy) == _texts(eager)
+    assert any("property check flags" in t for t in _texts(lazy))
+
+
+@pytest.mark.parametrize("family", ["duplicate", "label", "property", "integrity"])
+def test_findings_page_lazy_shows_the_same(sample_scan, monkeypatch, family):
+    def choose(at):
+        at.segmented_control(key="di_findings_family").set_value(family).run()
+    eager = _page("pages/2_Findings.py", "0", monkeypatch, choose)
+    lazy = _page("pages/2_Findings.py", "1", monkeypatch, choose)
+    assert not _loaded_scan().images_loaded
+    assert _texts(lazy) == _texts(eager)
+    assert [d.value.to_dict() for d in lazy.dataframe] == [d.value.to_dict() for d in eager.dataframe]
+    assert any(family in t for t in _texts(lazy))
+
+
+def test_gallery_lazy_never_reads_the_frame_and_review_reads_it_with_a_note(sample_scan, monkeypatch):
+    at = _page("pages/1_Gallery.py", "1", monkeypatch)
+    scan = _loaded_scan()
+    assert type(scan).__name__ == "LazyScanResult" and not scan.images_loaded
+    assert any(t.value.startswith(f"48 of {len(sample_scan.images):,}") or "images match" in t.value
+               for t in at.text)
+    at.switch_page("pages/4_Review.py").run()
+    assert not at.exception, at.exception
+    assert scan.images_loaded
+    assert any("reading its" in i.value and f"{len(sample_scan.images):,} rows" in i.value for i in at.info)
+    at.run()   # said once: the frame is shared from then on
+    assert not any("reading its" in i.value for i in at.info)
+
+
+def test_viewer_lazy_shows_the_same_for_a_duplicate(sample_scan, monkeypatch):
+    """The viewer on a big scan (row, labels, findings and partners looked up by index) draws what the pandas
+    path draws, for images with duplicate partners and a conflicting label."""
+    f = sample_scan.findings
+    picks = [f.loc[f["check"] == "conflicting_labels", "image_id"].iloc[0],
+             f.loc[f["check"] == "exact_duplicate", "image_id"].iloc[0]]
+    for iid in picks:
+        def open_it(at, iid=iid):
+            at.session_state["di_selected"] = iid
+            at.run()
+        eager = _page("pages/2_Findings.py", "0", monkeypatch, open_it)
+        lazy = _page("pages/2_Findings.py", "1", monkeypatch, open_it)
+        assert not _loaded_scan().images_loaded
+        assert iid in [t.value for t in lazy.text]
+        assert _texts(lazy) == _texts(eager)
+        assert [t.value.to_dict() for t in lazy.table] == [t.value.to_dict() for t in eager.table]
+
+
+def test_home_counts_a_lazy_scan_without_its_frame(sample_scan, monkeypatch):
+    from page_support import texts
+    eager = _page("pages/2_Findings.py", "0", monkeypatch, lambda at: at.switch_page("Home.py").run())
+    lazy = _page("pages/2_Findings.py", "1", monkeypatch, lambda at: at.switch_page("Home.py").run())
+    assert not _loaded_scan().images_loaded
+    assert [m.value for m in lazy.metric] == [m.value for m in eager.metric]
+    assert f"{len(sample_scan.images):,}" in [m.value for m in lazy.metric]
+    assert texts(lazy) == texts(eager)
+
+
+def test_a_new_scans_arrow_copy_replaces_the_old_one(tmp_path):
+    from inspect_core.lazy_table import open_images
+    (tmp_path / "scan").mkdir()
+    pd.DataFrame({"image_id": ["a", "b"], "brightness": [0.1, 0.2]}).to_parquet(tmp_path / "scan" / "images.parquet")
+    first = open_images(tmp_path, "one")
+    assert first.memory_mapped and (tmp_path / "lazy" / "images_one.arrow").is_file()
+    pd.DataFrame({"image_id": ["a", "b", "c"], "brightness": [0.1, 0.2, 0.3]}).to_parquet(
+        tmp_path / "scan" / "images.parquet")
+    second = open_images(tmp_path, "two")
+    assert sorted(p.name for p in (tmp_path / "lazy").glob("*.arrow")) == ["images_two.arrow"]
+    assert second.take([2])["image_id"].tolist() == ["c"]
+    assert first.take([1])["image_id"].tolist() == ["b"]     # a table still open keeps reading its mapped copy
+    assert open_images(tmp_path, "two").n_rows == 3          # reused, not copied again

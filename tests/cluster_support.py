@@ -114,35 +114,35 @@ def make_photo_copies_folder(root: Path) -> None:
 
 def crop_descriptors(n: int, seed: int = 0, near_every: int = 20) -> dict:
     """Scan signals of ``n`` crops of real photos made in memory (no files): each a random square crop (24 to 128 px
-    a side) resized to 32x32 grey; every ``near_every``-th is instead an edited copy of an earlier crop (a
-    1-pixel shift and a brightness change). Returns desc (n, 256) int8 and phash (n,) int64 as the scan makes them
-    (filescan.descriptor_batch, phash_batch), cuts (the default near rule's, for images over 48 px) and the planted
-    near-copy pairs (earlier, later)."""
+    a side) sampled to 32x32 grey (nearest pixel); every ``near_every``-th is instead an edited copy of an earlier
+    crop (shifted 1 pixel down, brightness changed by up to 12 levels). Returns desc (n, 256) int8 and phash (n,)
+    int64 as the scan makes them (filescan.descriptor_batch, phash_batch), cuts (the default near rule's, for
+    images over 48 px) and the planted near-copy pairs (earlier, later)."""
     from PIL import Image
 
     from inspect_core.checks.context import near_cuts, near_rule
     from inspect_core.filescan import descriptor_batch, phash_batch
     rng = np.random.default_rng(seed)
-    grey = [np.asarray(Image.fromarray(p).convert("L")) for p in photos()]
-    g32 = np.empty((n, 32, 32), np.float32)
-    spec = []
+    grey = [np.asarray(Image.fromarray(p).convert("L"), np.float32) for p in photos()]
+    pic = rng.integers(0, len(grey), n)
+    side = np.array([min(g.shape) for g in grey])[pic]
+    span = rng.integers(24, np.minimum(128, side) + 1)
+    y0 = (rng.random(n) * (np.array([grey[p].shape[0] for p in pic]) - span + 1)).astype(np.int64)
+    x0 = (rng.random(n) * (np.array([grey[p].shape[1] for p in pic]) - span + 1)).astype(np.int64)
+    shift = np.zeros(n, np.float32)
     planted = []
-    for k in range(n):
-        if k and k % near_every == 0:
-            src = int(rng.integers(0, k))
-            pic, y0, x0, span = spec[src]
-            y0 = min(max(0, y0 + 1), pic.shape[0] - span)
-            spec.append((pic, y0, x0, span))
-            planted.append((src, k))
-            shift = float(rng.uniform(-12, 12))
-        else:
-            pic = grey[int(rng.integers(0, len(grey)))]
-            span = int(rng.integers(24, min(128, *pic.shape) + 1))
-            y0, x0 = int(rng.integers(0, pic.shape[0] - span + 1)), int(rng.integers(0, pic.shape[1] - span + 1))
-            spec.append((pic, y0, x0, span))
-            shift = 0.0
-        im = Image.fromarray(pic[y0:y0 + span, x0:x0 + span]).resize((32, 32), Image.Resampling.BILINEAR)
-        g32[k] = np.clip(np.asarray(im, np.float32) + shift, 0, 255)
+    for k in range(near_every, n, near_every):          # an edited copy of an earlier crop
+        src = int(rng.integers(0, k))
+        pic[k], span[k], x0[k] = pic[src], span[src], x0[src]
+        y0[k] = min(y0[src] + 1, grey[pic[src]].shape[0] - span[src])
+        shift[k] = rng.uniform(-12, 12)
+        planted.append((src, k))
+    steps = np.arange(32)[None, :] * span[:, None] // 32
+    g32 = np.empty((n, 32, 32), np.float32)
+    for p in range(len(grey)):
+        rows = np.nonzero(pic == p)[0]
+        g32[rows] = grey[p][(y0[rows, None] + steps[rows])[:, :, None], (x0[rows, None] + steps[rows])[:, None, :]]
+    g32 = np.clip(g32 + shift[:, None, None], 0, 255)
     images = pd.DataFrame({"width_px": np.full(n, 64), "height_px": np.full(n, 64)})
     cos, ph, _, _ = near_cuts(images, near_rule())
     return {"desc": descriptor_batch(g32), "phash": phash_batch(g32).astype(np.int64), "cuts": (cos, ph),

@@ -237,6 +237,23 @@ class _Here:
         return refs
 
 
+# the local index's settings a task uses: the driver's travel with every task, so that a worker splits and compares
+# cells as the driver's process would (a test, or a caller, may have changed them)
+INDEX_SETTINGS = ("CELL_TARGET", "CELL_MAX", "N_PROBE", "PROJECT_BLOCK")
+
+
+def _call(settings: dict, fn, *args):
+    """Run task ``fn`` with neardup's ``settings`` in force (restored after)."""
+    old = {k: getattr(neardup, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(neardup, k, v)
+        return fn(*args)
+    finally:
+        for k, v in old.items():
+            setattr(neardup, k, v)
+
+
 class _OnRay:
     """Tasks on Ray: ``task(fn, n_out)`` gives a submitter whose call returns n_out object refs (one when 1)."""
 
@@ -247,7 +264,9 @@ class _OnRay:
         return self.ray.put(value)
 
     def task(self, fn, n_out: int = 1):
-        return self.ray.remote(fn).options(num_returns=n_out).remote
+        remote = self.ray.remote(_call).options(num_returns=n_out).remote
+        settings = {k: getattr(neardup, k) for k in INDEX_SETTINGS}
+        return lambda *args: remote(settings, fn, *args)
 
     def get(self, refs):
         return self.ray.get(refs)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from .. import neardup
 from . import dups
 from .engine import Session
 
@@ -154,6 +155,7 @@ class ClusterSteps(Session):
         super().__init__(spec)
         self.times_s: dict = {}
         self.n_bands = 0
+        self.near_method = "none: no near-duplicate step ran"
 
     def _timed(self, step: str, fn, *args, **kw):
         t0 = time.perf_counter()
@@ -167,7 +169,23 @@ class ClusterSteps(Session):
         return dups.exact_pairs(groups)
 
     def near_pairs(self, desc, phash, subset, cuts):
+        """The local path's near pairs: up to ``dups.index_threshold()`` compared images (the local brute force's
+        range) by pHash banding at the rule's cut (the same pairs), above by the sharded inverted-file index
+        (``dups.near_pairs_sharded``: the local index's pairs); ``near_method`` says which ran."""
+        valid = neardup.UnitRows(desc).valid
+        n = int((valid if subset is None else valid & np.asarray(subset, dtype=bool)).sum())
+        if n > dups.index_threshold():
+            stats: dict = {}
+            out = self._timed("near_duplicates", dups.near_pairs_sharded, desc, phash, cuts, subset=subset,
+                              cluster=self.ray, stats=stats)
+            self.near_method = (f"on Ray: sharded inverted-file index ({n} images over "
+                                f"{dups.index_threshold()}), {stats.get('cells', 0)} cells in "
+                                f"{dups.SHARD_DEFAULTS['cell_parts']} partitions, {stats.get('cells_split', 0)} split "
+                                "again, pHash block candidates; the local index's pairs")
+            return out
         self.n_bands = len(dups.bands(dups.rule_hamming_cut(cuts)))
+        self.near_method = (f"on Ray: pHash banding, {self.n_bands} bands (the rule's largest pHash cut + 1), "
+                            "candidates confirmed by the rule")
         return self._timed("near_duplicates", dups.near_pairs_banded, desc, phash, cuts, subset=subset,
                            cluster=self.ray)
 
@@ -178,8 +196,7 @@ class ClusterSteps(Session):
         return {"global_steps": {
             "exact_duplicates": f"on Ray: hash shuffle of the content and pixel hashes, "
                                 f"{dups.DUP_DEFAULTS['hash_partitions']} partitions",
-            "near_duplicates": f"on Ray: pHash banding, {self.n_bands} bands (the rule's largest pHash cut + 1), "
-                               "candidates confirmed by the rule",
+            "near_duplicates": self.near_method,
             "robust_statistics": f"on Ray: sketches of {STEP_DEFAULTS['stat_parts']} parts, exact median and MAD "
                                  "from their brackets",
             "times_s": dict(self.times_s)}}

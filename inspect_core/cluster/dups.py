@@ -18,6 +18,10 @@ Which pairs this finds, against the local path (``neardup.near_pairs``, cosine o
 - it never finds mirrored copies (``NEAR_RULE["mirror"]``, off by default): their hashes are those of the flipped
   thumbnail, not the scan's pHash.
 Each band (and each hash partition) is one task: on Ray when ``cluster`` is given, else in this process.
+
+Above ``neardup.BRUTE_FORCE_MAX`` images the local path is an inverted-file index, and ``near_pairs_sharded`` runs
+that index as tasks (a shuffle by k-means cell, a chain of splits of large cells, a shuffle by pHash block): the
+same pairs as the local index, bit for bit, at a cost per image that does not grow with N as banding's does.
 """
 from __future__ import annotations
 

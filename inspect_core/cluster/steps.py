@@ -4,8 +4,8 @@ the read, and how the checks take its results.
 - duplicate pairs: ``ClusterSteps`` is the checks' ``CheckContext.pair_source``: exact pairs from the hash-partition
   shuffle (``dups.exact_groups``, one task per hash partition), near pairs up to ``dups.index_threshold()`` images
   from pHash banding at the rule's own cut (``dups.near_pairs_banded``, one task per band), above from the sharded
-  inverted-file index (``dups.near_pairs_sharded``): the local path's pairs either way. The evidence, groups and findings are then made on the driver by
-  the same code as a local scan (checks/context.py).
+  inverted-file index (``dups.near_pairs_sharded``): the local path's pairs either way. The evidence, groups and
+  findings are then made on the driver by the same code as a local scan (checks/context.py).
 - robust statistics: the property check's medians and MADs (``CheckContext.column_stats``) from the images split in
   ``STEP_DEFAULTS["stat_parts"]`` parts, each a task: a mergeable sketch per part (``sketch.property_sketches``),
   merged here; the sketch's median (and then MAD) brackets the exact value, and a second task per part sends back

@@ -406,8 +406,10 @@ def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[n
 
     What moves per image in the shuffles: ``N_PROBE`` records of (cell 4 B, position 4 B, projection 4 x PCA_DIM B)
     = 408 B, and 4 block records of (1 + 4 + 8 B) = 52 B. Here every task reads the descriptors, hashes and cuts
-    from one shared object; ``stats`` (a dict, optional) receives the counts: cells, leaves, pairs compared,
-    bytes shuffled. Up to ``neardup.BRUTE_FORCE_MAX`` rows the local path compares all against all: one task."""
+    from one shared object (at 10^8 images they would travel with the cell records: 3 x 256 B more per image);
+    ``stats`` (a dict, optional) receives path (index, brute_force), n_rows, cells, cells_split, pairs_compared
+    (row pairs whose projected distance was computed), block_candidates and the bytes of each shuffle. Up to
+    ``neardup.BRUTE_FORCE_MAX`` rows the local path compares all against all: one task."""
     runner = _Here() if cluster is None else _OnRay(cluster)
     x = neardup.UnitRows(desc)
     mask = x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool))
@@ -445,7 +447,8 @@ def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[n
     n_cell_parts = max(2, int(SHARD_DEFAULTS["cell_parts"]))
     n_block_parts = max(2, int(SHARD_DEFAULTS["block_parts"]))
     assign = runner.task(assign_task, n_cell_parts)
-    mapped = [assign(p[0], r0, centers, n_cell_parts) for p, (r0, _) in zip(projected, ranges)]
+    centers_r = runner.put(centers)
+    mapped = [assign(p[0], r0, centers_r, n_cell_parts) for p, (r0, _) in zip(projected, ranges)]
     cells = runner.task(cell_task, 3)
     reduced = [cells(desc_r, phash_r, cuts_r, idx_r, n, *[m[p] for m in mapped]) for p in range(n_cell_parts)]
     blocked = []

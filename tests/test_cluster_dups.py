@@ -307,3 +307,16 @@ def test_on_ray_the_sharded_index_gives_the_local_index_pairs(crops_9k, monkeypa
     _same(neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows),
           dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, cluster=ray, stats=stats))
     assert stats["path"] == "index" and stats["cells_split"] >= 5
+
+
+def test_more_cells_than_the_kmeans_sample_fits_on_four_rows_a_centre(crops_9k, monkeypatch):
+    """k-means of more centres than KMEANS_SAMPLE rows (past 65.5 million images by default) used to fail; it fits
+    on 4 rows a centre, here and sharded alike."""
+    _deep(monkeypatch)
+    monkeypatch.setattr(neardup, "KMEANS_SAMPLE", 10)
+    d = crops_9k
+    rows = np.arange(len(d["desc"])) < 1600                         # 16 cells: fit on 64 sample rows
+    stats: dict = {}
+    local = neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows)
+    _same(local, dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, stats=stats))
+    assert stats["cells"] == 16 and neardup.kmeans_sample(16) == 64 and len(local[0]) > 50

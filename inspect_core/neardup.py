@@ -172,7 +172,7 @@ def ivf_leaves(y: np.ndarray, pos: np.ndarray | None, rng, depth: int = 0, cente
         return
     yy = y if pos is None else y[pos]
     if centers is None:
-        centers = _kmeans(yy, max(2, int(round(n / CELL_TARGET))), rng)
+        centers = _kmeans(yy, n_cells(n), rng)
     k = len(centers)
     near = _nearest(yy, centers, min(N_PROBE, k)).astype(np.int32)
     del yy

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
     .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
+    .venv/bin/python bench/bench_cluster.py --index 20000,200000 --runs 3   # the sharded index vs local, banding
 
 Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_support.py) made once; each engine
 in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
@@ -16,6 +17,11 @@ duplicate pairs as a local scan finds them (checks/context.py: pandas groups, ne
 scan's (cluster/steps.py on a local Ray of 2 worker CPUs: hash shuffle, pHash banding; and the banding alone in
 this process, banded_here), and the property check's
 statistics (numpy on the whole column against sketches + brackets of 16 parts on Ray). Medians of --runs.
+
+--index: near pairs on N crop descriptors made in memory (tests/cluster_support.crop_descriptors): the local
+inverted-file index against the same index sharded (cluster/dups.near_pairs_sharded), in this process and on a
+local Ray of 2 worker CPUs (checked identical every run), and banding at the rule's cut (up to 50,000: quadratic);
+cells, pairs compared per image, bytes shuffled per image.
 
 --recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
 pairs of the local path (neardup.near_pairs) against the banded path (cluster/dups.py) at Hamming cuts 3, 7, 11, 15
@@ -234,12 +240,85 @@ def global_steps(n: int, runs: int, base: Path) -> None:
     ray.shutdown()
 
 
+def index(ns: list[int], runs: int) -> None:
+    """The near-duplicate search at each n of ``ns`` on crop descriptors (tests/cluster_support.crop_descriptors):
+    the local inverted-file index (neardup.near_pairs), the same index sharded (cluster/dups.near_pairs_sharded) in
+    this process and on a local Ray of 2 worker CPUs, and pHash banding at the rule's cut (up to 50,000 rows: it is
+    quadratic). Run by run interleaved; medians of ``runs``; the sharded pairs are checked identical each run."""
+    sys.path.insert(0, str(REPO))
+    import os
+
+    import numpy as np
+    import ray
+
+    from inspect_core import neardup
+    from inspect_core.cluster import dups
+    support = import_file(REPO / "tests" / "cluster_support.py")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    warm = support.crop_descriptors(9000, seed=1)       # the workers' first import, apart from the timings
+    dups.near_pairs_sharded(warm["desc"], warm["phash"], warm["cuts"], cluster=ray)
+    for n in ns:
+        t = time.perf_counter()
+        d = support.crop_descriptors(n, seed=5)
+        desc, phash, cuts = d["desc"], d["phash"], d["cuts"]
+        print(f"{n:,} crop descriptors made in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()}")
+        wall = {k: [] for k in ("local index", "sharded here", "sharded on Ray", "banding here")}
+        cpu = {k: [] for k in wall}
+        stats: dict = {}
+        for _ in range(runs):
+            for name in wall:
+                if name == "banding here" and n > 50_000:
+                    continue
+                t, c = time.perf_counter(), time.process_time()
+                if name == "local index":
+                    got = ref = neardup.near_pairs(desc, phash=phash, cuts=cuts)
+                elif name == "sharded here":
+                    got = dups.near_pairs_sharded(desc, phash, cuts, stats=stats)
+                elif name == "sharded on Ray":
+                    got = dups.near_pairs_sharded(desc, phash, cuts, cluster=ray)
+                else:
+                    got = dups.near_pairs_banded(desc, phash, cuts)
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+                if name.startswith("sharded"):
+                    assert all(np.array_equal(u, v) for u, v in zip(ref, got)), f"{name}: not the local pairs"
+                else:
+                    pairs = len(got[0])
+                    print(f"  {name}: {pairs:,} pairs")
+        for name, v in wall.items():
+            if v:
+                print(f"  {name:>14}: median {statistics.median(v):.2f} s of {[round(x, 2) for x in v]}; driver CPU "
+                      f"{statistics.median(cpu[name]):.2f} s")
+        m = stats["n_rows"]
+        print(f"  sharded: {stats['cells']} cells ({stats['cells_split']} split again), pairs compared "
+              f"{stats['pairs_compared']:,} = {stats['pairs_compared'] / m:,.0f} per image (all against all: "
+              f"{(m - 1) / 2:,.0f}), pHash block candidates {stats['block_candidates'] / m:.1f} per image; shuffled: "
+              f"cells {stats['cell_shuffle_bytes'] / m:.0f} B/image ({stats['cell_shuffle_bytes'] / 2**20:.1f} MiB), "
+              f"pHash blocks {stats['block_shuffle_bytes'] / m:.0f} B/image; identical pairs: yes; load average "
+              f"{os.getloadavg()}")
+    # the top-level assignment at 1e8 images (1e5 cells): each image against every centre, 32 dims; timed here on
+    # 20,000 rows against 10,000 centres (what one task does per 20,000 of its rows, at 1e7 images)
+    rng = np.random.default_rng(0)
+    y, centres = rng.standard_normal((20_000, 32), np.float32), rng.standard_normal((10_000, 32), np.float32)
+    times = []
+    for _ in range(runs):
+        c = time.process_time()
+        neardup._nearest(y, centres, neardup.N_PROBE)
+        times.append(time.process_time() - c)
+    per = statistics.median(times) / (len(y) * len(centres))
+    print(f"  assignment: {per * 1e9:.2f} ns CPU per (image, centre) (median of {[round(t, 2) for t in times]} s "
+          f"CPU for 20,000 x 10,000): {per * 1e5 * 1e3:.1f} ms CPU per image against 1e5 centres")
+    ray.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--recall", action="store_true")
     p.add_argument("--steps", action="store_true")
+    p.add_argument("--index", default="", help="comma-separated sizes: the sharded index on crop descriptors")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
     p.add_argument("--child")
     p.add_argument("--root")
@@ -249,7 +328,9 @@ def main() -> None:
         return
     base = Path(a.dir)
     base.mkdir(parents=True, exist_ok=True)
-    if a.recall:
+    if a.index:
+        index([int(v) for v in a.index.split(",")], a.runs)
+    elif a.recall:
         recall(base)
     elif a.steps:
         global_steps(a.n, a.runs, base)

@@ -19,6 +19,9 @@ PCA_DIM = 32
 CELL_TARGET = 1000          # images per k-means cell, on average
 CELL_MAX = 6000             # a cell larger than this is split again
 N_PROBE = 3                 # each image is placed in its N_PROBE nearest cells
+KMEANS_SAMPLE = 65536       # the top-level k-means is fit on this many rows (a random sample)
+PROJECT_BLOCK = 16384       # rows projected per matrix product
+PHASH_BLOCK_SHIFTS = (0, 16, 32, 48)   # phash_candidates: the four 16-bit blocks of a 64-bit hash
 MIRROR_WINDOW = 32          # mirror_pairs above BRUTE_FORCE_MAX: hash neighbours compared per block value
 
 
@@ -146,37 +149,90 @@ def _nearest(y: np.ndarray, centers: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _ivf_pairs(x, y: np.ndarray, gidx: np.ndarray, pos: np.ndarray | None, rule: _Rule, rng, depth: int = 0):
-    """Pairs among rows accepted by the rule, comparing only rows that share a k-means cell.
-
-    ``y`` holds the projected rows of ``gidx`` (global row numbers, used for the full vectors in ``x``);
-    ``pos`` selects rows of ``y`` (None: all of them, without copying y)."""
-    n = len(y) if pos is None else len(pos)
-    if n <= CELL_MAX or depth >= 3:
-        return _cell_pairs(x, y, gidx, np.arange(n) if pos is None else pos, rule)
-    k = max(2, int(round(n / CELL_TARGET)))
-    yy = y if pos is None else y[pos]
-    centers = _kmeans(yy, k, rng)
-    near = _nearest(yy, centers, min(N_PROBE, k)).astype(np.int32)
-    del yy
+def _by_cell(near: np.ndarray, pos: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of each cell from every row's nearest cells ``near`` (n, n_probe): (members, bounds), cell c's rows
+    being members[bounds[c]:bounds[c + 1]], in their order in ``pos`` (None: 0..n-1)."""
+    n = len(near)
     order = np.argsort(near.ravel(), kind="stable")
     members = (np.arange(n, dtype=np.int32) if pos is None else pos.astype(np.int32))
     members = np.repeat(members, near.shape[1])[order]
     cell_of = near.ravel()[order]
-    del near, order
-    bounds = np.searchsorted(cell_of, np.arange(k + 1))
-    out = []
+    return members, np.searchsorted(cell_of, np.arange(k + 1))
+
+
+def ivf_leaves(y: np.ndarray, pos: np.ndarray | None, rng, depth: int = 0, centers: np.ndarray | None = None):
+    """The index's leaf cells, in order: arrays of rows of ``y`` (the projected rows; ``pos`` selects some, None:
+    all, without copying y), each to be compared all against all (``_cell_pairs``). A set over ``CELL_MAX`` rows is
+    split by k-means (drawing from ``rng``; ``centers``: the split's centres given, as the top level's are) into
+    cells of its rows' ``N_PROBE`` nearest centres, each split again (up to depth 3), unless it kept 90% of the set.
+    A generator: the draws from ``rng`` happen in the order of the leaves, whoever consumes them."""
+    n = len(y) if pos is None else len(pos)
+    if centers is None and (n <= CELL_MAX or depth >= 3):
+        yield np.arange(n) if pos is None else pos
+        return
+    yy = y if pos is None else y[pos]
+    if centers is None:
+        centers = _kmeans(yy, n_cells(n), rng)
+    k = len(centers)
+    near = _nearest(yy, centers, min(N_PROBE, k)).astype(np.int32)
+    del yy
+    members, bounds = _by_cell(near, pos, k)
+    del near
     for c in range(k):
         cell = members[bounds[c]:bounds[c + 1]]
         if len(cell) < 2:
             continue
         if len(cell) >= n * 0.9:  # clustering did not split this set: compare it directly
-            out.append(_cell_pairs(x, y, gidx, cell, rule))
+            yield cell
         else:
-            out.append(_ivf_pairs(x, y, gidx, cell, rule, rng, depth + 1))
-    if not out:
+            yield from ivf_leaves(y, cell, rng, depth + 1)
+
+
+def ivf_fit(x: UnitRows, idx: np.ndarray, seed: int):
+    """The index's fit on the rows ``idx`` of ``x``, first part: (rng, axes, pick). ``axes``: the top ``PCA_DIM``
+    principal axes of a sample of the rows; ``pick``: the positions in ``idx`` whose projections the top-level
+    k-means is fit on (``ivf_centers``), None for all. ``rng`` has made these draws; the centres, and any cell's
+    split (``ivf_leaves``), draw from it next, in that order."""
+    rng = np.random.default_rng(seed)
+    sample = x[idx[rng.choice(len(idx), min(len(idx), 20000), replace=False)]]
+    mean = sample.mean(0)
+    _, vecs = np.linalg.eigh(sample.T @ sample / len(sample) - np.outer(mean, mean))
+    axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
+    n_pts = kmeans_sample(n_cells(len(idx)))
+    pick = None if len(idx) <= max(n_pts, CELL_MAX) else rng.choice(len(idx), n_pts, replace=False)
+    return rng, axes, pick
+
+
+def n_cells(n: int) -> int:
+    """The number of k-means cells of a set of n rows: ``CELL_TARGET`` rows a cell on average."""
+    return max(2, int(round(n / CELL_TARGET)))
+
+
+def kmeans_sample(k: int) -> int:
+    """The rows the k-means of k centres is fit on: ``KMEANS_SAMPLE``, or 4 a centre when k is larger (over
+    ``KMEANS_SAMPLE`` * ``CELL_TARGET`` rows)."""
+    return KMEANS_SAMPLE if k <= KMEANS_SAMPLE else 4 * k
+
+
+def ivf_centers(pts: np.ndarray, n: int, rng) -> np.ndarray:
+    """The top-level k-means centres of n rows, fit on ``pts`` (the projections of ``ivf_fit``'s pick, or of every
+    row, in that order)."""
+    return _kmeans(pts, n_cells(n), rng, sample=len(pts))
+
+
+def project(x: UnitRows, rows: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The projections of ``x[rows]`` on ``axes`` (float32), ``PROJECT_BLOCK`` rows a matrix product: the index's
+    blocks start at multiples of it (a matrix product's rounding may depend on its shape)."""
+    y = np.empty((len(rows), axes.shape[1]), np.float32)
+    for s0 in range(0, len(rows), PROJECT_BLOCK):
+        y[s0:s0 + PROJECT_BLOCK] = x[rows[s0:s0 + PROJECT_BLOCK]] @ axes
+    return y
+
+
+def _concat(parts):
+    if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
+    return tuple(np.concatenate([o[t] for o in parts]) for t in range(3))
 
 
 def _cell_pairs(x, y, gidx, cell, rule: _Rule, chunk: int = 2048):
@@ -211,20 +267,33 @@ def phash_candidates(phash: np.ndarray, idx: np.ndarray, max_distance: int, wind
     value shared by very many images costs n*window, not n^2."""
     h = phash[idx].view(np.uint64)
     out_i, out_j = [], []
-    for shift in (0, 16, 32, 48):
+    for shift in PHASH_BLOCK_SHIFTS:
         block = (h >> np.uint64(shift)) & np.uint64(0xFFFF)
-        order = np.lexsort((h, block))
-        sb, sh = block[order], h[order]
-        for w in range(1, min(window, len(order) - 1) + 1):
-            same = sb[w:] == sb[:-w]
-            if not same.any():
-                break
-            k = np.nonzero(same)[0]
-            close = np.bitwise_count(sh[k] ^ sh[k + w]) <= max_distance
-            out_i.append(idx[order[k[close]]]), out_j.append(idx[order[k[close] + w]])
-    if not out_i:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        bi, bj = block_candidates(h, block, idx, max_distance, window)
+        out_i.append(bi), out_j.append(bj)
     return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def block_candidates(h: np.ndarray, block: np.ndarray, idx: np.ndarray, max_distance: int, window: int = 32):
+    """``phash_candidates`` for one block: rows ``idx`` with hashes ``h`` (uint64) and values ``block`` of that
+    block; rows with equal values are sorted by hash (ties in the order given) and each compared with its next
+    ``window``. A set of whole block values gives the same pairs here as among all rows (a shuffle by value)."""
+    order = np.lexsort((h, block))
+    sb, sh = block[order], h[order]
+    out_i, out_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for w in range(1, min(window, len(order) - 1) + 1):
+        same = sb[w:] == sb[:-w]
+        if not same.any():
+            break
+        k = np.nonzero(same)[0]
+        close = np.bitwise_count(sh[k] ^ sh[k + w]) <= max_distance
+        out_i.append(idx[order[k[close]]]), out_j.append(idx[order[k[close] + w]])
+    return np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64)
+
+
+def phash_cut(rule: _Rule) -> int:
+    """The pHash distance up to which the multi-index candidates are taken: the rule's largest, at most 24."""
+    return int(min(rule.ph[rule.cos <= 1.0].max(initial=0), 24))
 
 
 def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | None = None,
@@ -246,19 +315,14 @@ def near_pairs(desc: np.ndarray, strong=None, weak=None, phash: np.ndarray | Non
     if len(idx) <= BRUTE_FORCE_MAX:
         i, j, s = _brute_force(x, idx, rule)
     else:
-        rng = np.random.default_rng(seed)
-        sample = x[idx[rng.choice(len(idx), min(len(idx), 20000), replace=False)]]
-        mean = sample.mean(0)
-        _, vecs = np.linalg.eigh(sample.T @ sample / len(sample) - np.outer(mean, mean))
-        axes = vecs[:, ::-1][:, :PCA_DIM].astype(np.float32)
-        y = np.empty((len(idx), PCA_DIM), np.float32)       # the projections of the rows idx, in that order
-        for s0 in range(0, len(idx), 16384):
-            y[s0:s0 + 16384] = x[idx[s0:s0 + 16384]] @ axes
-        i, j, s = _ivf_pairs(x, y, idx, None, rule, rng)
+        rng, axes, pick = ivf_fit(x, idx, seed)
+        y = project(x, idx, axes)                      # the projections of the rows idx, in that order
+        centers = None if len(idx) <= CELL_MAX else ivf_centers(y if pick is None else y[pick], len(idx), rng)
+        i, j, s = _concat([_cell_pairs(x, y, idx, leaf, rule) for leaf in ivf_leaves(y, None, rng, 0, centers)])
         del y
     if phash is not None and len(idx) > BRUTE_FORCE_MAX:
         # the index compares rows that share a cell; near copies with close pHashes are also paired directly
-        pi, pj = phash_candidates(phash, idx, int(min(rule.ph[rule.cos <= 1.0].max(initial=0), 24)))
+        pi, pj = phash_candidates(phash, idx, phash_cut(rule))
         pi, pj, ps = rule.keep(x, pi, pj)
         i, j, s = np.concatenate([i, pi]), np.concatenate([j, pj]), np.concatenate([s, ps])
     lo, hi = np.minimum(i, j), np.maximum(i, j)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,3 +110,40 @@ def make_photo_copies_folder(root: Path) -> None:
             y, x = divmod(t, 4)
             tile = im.crop((x * w // 4, y * h // 4, (x + 1) * w // 4, (y + 1) * h // 4)).resize((64, 64))
             tile.save(root / cls / f"tile{n}_{t}.png")
+
+
+def crop_descriptors(n: int, seed: int = 0, near_every: int = 20) -> dict:
+    """Scan signals of ``n`` crops of real photos made in memory (no files): each a random square crop (24 to 128 px
+    a side) sampled to 32x32 grey (nearest pixel); every ``near_every``-th is instead an edited copy of an earlier
+    crop (shifted 1 pixel down, brightness changed by up to 12 levels). Returns desc (n, 256) int8 and phash (n,)
+    int64 as the scan makes them (filescan.descriptor_batch, phash_batch), cuts (the default near rule's, for
+    images over 48 px) and the planted near-copy pairs (earlier, later)."""
+    from PIL import Image
+
+    from inspect_core.checks.context import near_cuts, near_rule
+    from inspect_core.filescan import descriptor_batch, phash_batch
+    rng = np.random.default_rng(seed)
+    grey = [np.asarray(Image.fromarray(p).convert("L"), np.float32) for p in photos()]
+    pic = rng.integers(0, len(grey), n)
+    side = np.array([min(g.shape) for g in grey])[pic]
+    span = rng.integers(24, np.minimum(128, side) + 1)
+    y0 = (rng.random(n) * (np.array([grey[p].shape[0] for p in pic]) - span + 1)).astype(np.int64)
+    x0 = (rng.random(n) * (np.array([grey[p].shape[1] for p in pic]) - span + 1)).astype(np.int64)
+    shift = np.zeros(n, np.float32)
+    planted = []
+    for k in range(near_every, n, near_every):          # an edited copy of an earlier crop
+        src = int(rng.integers(0, k))
+        pic[k], span[k], x0[k] = pic[src], span[src], x0[src]
+        y0[k] = min(y0[src] + 1, grey[pic[src]].shape[0] - span[src])
+        shift[k] = rng.uniform(-12, 12)
+        planted.append((src, k))
+    steps = np.arange(32)[None, :] * span[:, None] // 32
+    g32 = np.empty((n, 32, 32), np.float32)
+    for p in range(len(grey)):
+        rows = np.nonzero(pic == p)[0]
+        g32[rows] = grey[p][(y0[rows, None] + steps[rows])[:, :, None], (x0[rows, None] + steps[rows])[:, None, :]]
+    g32 = np.clip(g32 + shift[:, None, None], 0, 255)
+    images = pd.DataFrame({"width_px": np.full(n, 64), "height_px": np.full(n, 64)})
+    cos, ph, _, _ = near_cuts(images, near_rule())
+    return {"desc": descriptor_batch(g32), "phash": phash_batch(g32).astype(np.int64), "cuts": (cos, ph),
+            "planted": planted}

@@ -97,6 +97,8 @@ SLOW_TESTS = frozenset({
     "test_cluster_dups.py::test_on_real_photos_the_edited_copies_are_the_pairs_found",
     "test_cluster_dups.py::test_a_smaller_cut_finds_every_local_pair_within_it_and_nothing_else",
     "test_cluster_dups.py::test_exact_shuffle_gives_the_local_exact_pairs",
+    "test_cluster_dups.py::test_on_ray_the_sharded_index_gives_the_local_index_pairs",
+    "test_cluster_dups.py::test_sharded_index_splits_large_cells_as_the_local_index",
     "test_cluster_wired.py::test_on_ray_the_statistics_are_those_made_here",
 })
 

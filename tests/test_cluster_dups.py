@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cluster_support import REPO, make_photo_copies_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
+from cluster_support import crop_descriptors as make_crop_descriptors
 
 import inspect_core
 from inspect_core import neardup
@@ -102,22 +103,24 @@ def test_banded_near_pairs_give_the_local_pairs_groups_and_findings(which, reque
     assert (local[1]["kind"] == "near").sum() >= (1 if which == "sample" else 40)
 
 
-def test_on_real_photos_the_edited_copies_are_the_pairs_found(real_photos, monkeypatch):
-    """Precision and recall of what the banded path finds, against the planted copies (tiles of one photo are
-    distinct images; the photo and its copies are one picture)."""
-    _, pairs, _ = _banded_run(real_photos, monkeypatch)
-
+def _precision_recall(pairs, ids: list[str]) -> tuple[float, float, list]:
+    """Precision and recall of ``pairs`` against the planted copies (tiles of one photo are distinct images; the
+    photo and its copies are one picture), and a few wrong pairs."""
     def photo_of(image_id: str) -> str | None:
         name = image_id.rsplit("/", 1)[-1].split(".")[0]
         return None if name.startswith("tile") else re.sub(r"^[a-z]+", "", name)
     found = {(a, b) for a, b in zip(pairs["image_id_a"], pairs["image_id_b"])}
     same = {p for p in found if photo_of(p[0]) is not None and photo_of(p[0]) == photo_of(p[1])}
-    precision = len(same) / len(found)
-    ids = real_photos.images["image_id"].tolist()
     planted = {tuple(sorted((a, b))) for a in ids for b in ids
                if a < b and photo_of(a) is not None and photo_of(a) == photo_of(b)}
-    recall = len(same & planted) / len(planted)
-    assert precision >= 0.95 and recall >= 0.8, (precision, recall, sorted(found - same)[:5])
+    return len(same) / len(found), len(same & planted) / len(planted), sorted(found - same)[:5]
+
+
+def test_on_real_photos_the_edited_copies_are_the_pairs_found(real_photos, monkeypatch):
+    """Precision and recall of what the banded path finds, against the planted copies."""
+    _, pairs, _ = _banded_run(real_photos, monkeypatch)
+    precision, recall, wrong = _precision_recall(pairs, real_photos.images["image_id"].tolist())
+    assert precision >= 0.95 and recall >= 0.8, (precision, recall, wrong)
 
 
 def test_a_smaller_cut_finds_every_local_pair_within_it_and_nothing_else(real_photos):
@@ -191,3 +194,129 @@ def test_band_candidates_by_offsets_and_by_blocks_are_the_same_pairs(small_group
         assert len(found) == len(set(found))                            # each pair from one band only
         r, c = np.nonzero(np.triu(d <= k, 1))
         assert set(found) == set(zip(r.tolist(), c.tolist())) and len(found) >= (30 if k == 3 else 150)
+
+
+# ----------------------------------------------------------------------------- the sharded inverted-file index
+
+@pytest.fixture(scope="module")
+def crops_9k():
+    """9,000 crops of real photos (descriptors and pHashes as the scan makes them), 449 of them edited copies."""
+    return make_crop_descriptors(9000, seed=2)
+
+
+def _same(a, b) -> None:
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_sharded_index_gives_the_local_index_pairs_on_real_crops(crops_9k):
+    """Above neardup.BRUTE_FORCE_MAX images: the same pairs and cosines, bit for bit, as the local index."""
+    d = crops_9k
+    stats: dict = {}
+    local = neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"])
+    _same(local, dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], stats=stats))
+    assert stats["path"] == "index" and stats["cells"] == 9 and stats["n_rows"] > neardup.BRUTE_FORCE_MAX, stats
+    found = set(zip(local[0].tolist(), local[1].tolist()))
+    assert len(found & set(d["planted"])) >= 0.9 * len(d["planted"]) > 400
+
+
+def _deep(monkeypatch) -> None:
+    """The index's settings scaled down (brute force to 1,000 rows, cells of about 100, split over 300, k-means
+    on 1,000 rows, projection blocks of 256 rows, two to a task), so that 2,500 rows split down to depth 3."""
+    for name, value in (("BRUTE_FORCE_MAX", 1000), ("CELL_TARGET", 100), ("CELL_MAX", 300),
+                        ("KMEANS_SAMPLE", 1000), ("PROJECT_BLOCK", 256)):
+        monkeypatch.setattr(neardup, name, value)
+    monkeypatch.setitem(dups.SHARD_DEFAULTS, "rows_per_task", 512)
+
+
+def test_sharded_index_splits_large_cells_as_the_local_index(crops_9k, monkeypatch):
+    """Cells over CELL_MAX split again (a chain of k-means in cell order), a subset of the rows, k-means on a
+    sample, several projection tasks: the local index's pairs, bit for bit."""
+    _deep(monkeypatch)
+    d = crops_9k
+    subset = (np.arange(len(d["desc"])) < 2700) & (np.arange(len(d["desc"])) % 11 != 3)
+    stats: dict = {}
+    local = neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=subset)
+    _same(local, dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=subset, stats=stats))
+    assert stats["cells_split"] >= 5 and len(local[0]) > 100, stats
+
+
+def test_sharded_index_below_brute_force_max_is_the_local_brute_force(crops_9k):
+    d = crops_9k
+    rows = np.arange(len(d["desc"])) < 3000
+    stats: dict = {}
+    _same(neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows),
+          dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, stats=stats))
+    assert stats["path"] == "brute_force"
+    one = np.arange(len(d["desc"])) == 5
+    assert all(len(a) == 0 for a in dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=one))
+
+
+def test_the_block_shuffle_gives_the_local_phash_candidates():
+    """pHash multi-index candidates by a shuffle on (block, value) into partitions: the local candidates."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(-2**63, 2**63 - 1, 3000, dtype=np.int64)
+    h = np.concatenate([base, base[:900] ^ rng.integers(0, 2**12, 900, dtype=np.int64), base[:50]])
+    h[:400] = (h[:400] & ~np.int64(0xFFFF)) | 7                  # 400 rows sharing one block value (the window)
+    idx = np.sort(rng.choice(len(h), 3500, replace=False))
+    li, lj = neardup.phash_candidates(h, idx, 12)
+    pieces = [dups.block_map_task(h, idx, r0, min(r0 + 1000, len(idx)), 5) for r0 in range(0, len(idx), 1000)]
+    got = set()
+    for p in range(5):
+        part = [pc[p] for pc in pieces]
+        no, pos, hh = (np.concatenate([q[t] for q in part]) for t in range(3))
+        for b, shift in enumerate(neardup.PHASH_BLOCK_SHIFTS):
+            sel = np.nonzero(no == b)[0]
+            i, j = neardup.block_candidates(hh[sel], (hh[sel] >> np.uint64(shift)) & np.uint64(0xFFFF),
+                                            idx[pos[sel]], 12)
+            got |= set(zip(i.tolist(), j.tolist()))
+    assert got == set(zip(li.tolist(), lj.tolist())) and len(got) > 700
+
+
+def test_on_real_photos_the_sharded_index_finds_the_edited_copies(real_photos, monkeypatch):
+    """The index path forced on the 317 real photos (brute force only up to 100 images, cells of about 40, split
+    over 80): the local index's pairs, and precision and recall against the planted copies."""
+    monkeypatch.setattr(neardup, "BRUTE_FORCE_MAX", 100)
+    monkeypatch.setattr(neardup, "CELL_TARGET", 40)
+    monkeypatch.setattr(neardup, "CELL_MAX", 80)
+    img, desc = real_photos.images, real_photos.desc
+    cuts = near_cuts(img, near_rule())[:2]
+    phash = img["phash"].to_numpy(np.int64)
+    use = img["error_kind"].isna().to_numpy()
+    stats: dict = {}
+    _same(neardup.near_pairs(desc, phash=phash, subset=use, cuts=cuts),
+          dups.near_pairs_sharded(desc, phash, cuts, subset=use, stats=stats))
+    assert stats["path"] == "index" and stats["cells_split"] >= 1
+    with monkeypatch.context() as m:
+        m.setattr(neardup, "near_pairs", lambda desc, phash, subset, cuts: dups.near_pairs_sharded(
+            desc, phash, cuts, subset=subset))
+        ctx = _context(real_photos)
+        pairs = ctx.pairs
+    precision, recall, wrong = _precision_recall(pairs, real_photos.images["image_id"].tolist())
+    assert precision >= 0.95 and recall >= 0.8, (precision, recall, wrong)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_on_ray_the_sharded_index_gives_the_local_index_pairs(crops_9k, monkeypatch):
+    """The scaled-down settings (``_deep``) travel to the workers: the same splits, the local pairs."""
+    import ray
+    _deep(monkeypatch)
+    d = crops_9k
+    rows = np.arange(len(d["desc"])) < 2500
+    stats: dict = {}
+    _same(neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows),
+          dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, cluster=ray, stats=stats))
+    assert stats["path"] == "index" and stats["cells_split"] >= 5
+
+
+def test_more_cells_than_the_kmeans_sample_fits_on_four_rows_a_centre(crops_9k, monkeypatch):
+    """k-means of more centres than KMEANS_SAMPLE rows (past 65.5 million images by default) used to fail; it fits
+    on 4 rows a centre, here and sharded alike."""
+    _deep(monkeypatch)
+    monkeypatch.setattr(neardup, "KMEANS_SAMPLE", 10)
+    d = crops_9k
+    rows = np.arange(len(d["desc"])) < 1600                         # 16 cells: fit on 64 sample rows
+    stats: dict = {}
+    local = neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows)
+    _same(local, dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, stats=stats))
+    assert stats["cells"] == 16 and neardup.kmeans_sample(16) == 64 and len(local[0]) > 50

@@ -36,11 +36,12 @@ def assert_same_scan(local, other) -> None:
     np.testing.assert_array_equal(local.desc, other.desc)
 
 
-def assert_steps_ran_on_ray(local, on_ray) -> None:
-    """The cluster scan's pairs and statistics came from its Ray steps (cluster/steps.py), the local scan's not."""
+def assert_steps_ran_on_ray(local, on_ray, near: str = "on Ray: pHash banding, 23 bands") -> None:
+    """The cluster scan's pairs and statistics came from its Ray steps (cluster/steps.py), the local scan's not.
+    ``near``: how its near pairs were found (default: banding at the rule's cut, 22 bits)."""
     steps = on_ray.summary["global_steps"]
     assert steps["exact_duplicates"].startswith("on Ray: hash shuffle")
-    assert steps["near_duplicates"].startswith("on Ray: pHash banding, 23 bands")     # the rule's cut: 22 bits
+    assert steps["near_duplicates"].startswith(near)
     assert steps["robust_statistics"].startswith("on Ray: sketches")
     assert set(steps["times_s"]) == {"exact_duplicates", "near_duplicates", "robust_statistics"}
     assert "global_steps" not in local.summary
@@ -119,37 +120,27 @@ def crops(tmp_path_factory):
 
 @pytest.mark.usefixtures("ray_local")
 def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_nothing(crops, tmp_path, monkeypatch):
-    """The local scan compared searches near pairs exactly (every image against every other, a few seconds at
-    20,000), with each pair's cosine computed row by row as the local index does (a matrix product rounds
-    differently in the 7th digit, and a cosine decides a group's order): the cluster's banding at the rule's cut
-    finds every pair the rule accepts, while the local default above neardup.BRUTE_FORCE_MAX images (an
-    inverted-file index) may miss a pair its cells split: checked below."""
+    """Above neardup.BRUTE_FORCE_MAX images both scans search near pairs with the inverted-file index, the local one
+    in one process, the cluster's sharded on Ray (cluster/dups.near_pairs_sharded): the same pairs, cosines, groups
+    and findings. The index may miss a pair its cells split: checked below against exact search."""
     root, planted = crops
-    brute_force = neardup.near_pairs
-
-    def exact_near_pairs(desc, phash, subset, cuts):
-        i, j, _ = brute_force(desc, phash=phash, subset=subset, cuts=cuts)
-        x = neardup.UnitRows(desc)
-        return i, j, np.concatenate([np.einsum("ij,ij->i", x[i[s:s + 8192]], x[j[s:s + 8192]])
-                                     for s in range(0, len(i), 8192)] + [np.zeros(0, np.float32)])
-    with monkeypatch.context() as m:
-        m.setattr(neardup, "BRUTE_FORCE_MAX", 20_000)
-        m.setattr(neardup, "near_pairs", exact_near_pairs)
-        local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local")
     on_ray = inspect_core.scan(root, workspace=tmp_path / "ws_ray", cluster="local:2")
     assert on_ray.summary["files_read"] == 20_000
     assert_same_scan(local, on_ray)
-    assert_steps_ran_on_ray(local, on_ray)
-    # the local default (inverted-file index): a subset of the cluster's near pairs, nearly all of them
+    assert_steps_ran_on_ray(local, on_ray, near="on Ray: sharded inverted-file index")
+    # exact search (every image against every other): the index's near pairs are a subset, nearly all of them
     ds = local.dataset
-    pairs = CheckContext(images=local.images, desc=local.desc, annotations=ds.annotations, classes=ds.classes,
-                         has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes).pairs
+    with monkeypatch.context() as m:
+        m.setattr(neardup, "BRUTE_FORCE_MAX", 20_000)
+        pairs = CheckContext(images=local.images, desc=local.desc, annotations=ds.annotations, classes=ds.classes,
+                             has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes).pairs
 
     def near_of(p):
         p = p[p["kind"] == "near"]
         return set(zip(p["image_id_a"], p["image_id_b"]))
-    indexed, on_ray_near = near_of(pairs), near_of(on_ray.pairs)
-    assert indexed <= on_ray_near and len(indexed) >= 0.99 * len(on_ray_near) > 100, on_ray_near - indexed
+    exact_near, on_ray_near = near_of(pairs), near_of(on_ray.pairs)
+    assert on_ray_near <= exact_near and len(on_ray_near) >= 0.99 * len(exact_near) > 100, exact_near - on_ray_near
     # the planted copies are found (the comparison is not of two empty results)
     pairs = set(zip(on_ray.pairs["image_id_a"], on_ray.pairs["image_id_b"]))
     exact = {tuple(sorted(p)) for p in planted["exact"]}
@@ -165,7 +156,7 @@ def test_cluster_scan_of_20000_images_matches_the_local_scan_and_a_rerun_reads_n
     assert again.summary["files_from_partitions"] == 20_000
     assert again.summary["partitions_written"] == 0
     assert_same_scan(local, again)
-    assert_steps_ran_on_ray(local, again)
+    assert_steps_ran_on_ray(local, again, near="on Ray: sharded inverted-file index")
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -18,6 +18,10 @@ Which pairs this finds, against the local path (``neardup.near_pairs``, cosine o
 - it never finds mirrored copies (``NEAR_RULE["mirror"]``, off by default): their hashes are those of the flipped
   thumbnail, not the scan's pHash.
 Each band (and each hash partition) is one task: on Ray when ``cluster`` is given, else in this process.
+
+Above ``neardup.BRUTE_FORCE_MAX`` images the local path is an inverted-file index, and ``near_pairs_sharded`` runs
+that index as tasks (a shuffle by k-means cell, a chain of splits of large cells, a shuffle by pHash block): the
+same pairs as the local index, bit for bit, at a cost per image that does not grow with N as banding's does.
 """
 from __future__ import annotations
 
@@ -207,3 +211,276 @@ def near_pairs_banded(desc: np.ndarray, phash: np.ndarray, cuts: tuple[np.ndarra
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     key, first = np.unique(lo.astype(np.int64) * len(desc) + hi, return_index=True)
     return lo[first], hi[first], s[first].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- near duplicates: the sharded index
+
+# Thresholds as data. index_above_images: the cluster scan's near pairs come from the sharded inverted-file index
+# above this many compared images (None: neardup.BRUTE_FORCE_MAX, where the local path leaves brute force), from
+# banding at or below; rows_per_task: rows a projection/assignment task takes (a multiple of neardup.PROJECT_BLOCK);
+# cell_parts, block_parts: the tasks the cell shuffle and the pHash-block shuffle are hash-partitioned into.
+SHARD_DEFAULTS = {"index_above_images": None, "rows_per_task": 65536, "cell_parts": 16, "block_parts": 16}
+
+
+def index_threshold() -> int:
+    """``SHARD_DEFAULTS["index_above_images"]``, None read as neardup.BRUTE_FORCE_MAX (at call time)."""
+    above = SHARD_DEFAULTS["index_above_images"]
+    return int(neardup.BRUTE_FORCE_MAX if above is None else above)
+
+
+class _Here:
+    """Tasks run in this process, called as on Ray (``_OnRay``)."""
+
+    def put(self, value):
+        return value
+
+    def task(self, fn, n_out: int = 1):
+        return fn
+
+    def get(self, refs):
+        return refs
+
+
+# the local index's settings a task uses: the driver's travel with every task, so that a worker splits and compares
+# cells as the driver's process would (a test, or a caller, may have changed them)
+INDEX_SETTINGS = ("CELL_TARGET", "CELL_MAX", "N_PROBE", "PROJECT_BLOCK")
+
+
+def _call(settings: dict, fn, *args):
+    """Run task ``fn`` with neardup's ``settings`` in force (restored after)."""
+    old = {k: getattr(neardup, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(neardup, k, v)
+        return fn(*args)
+    finally:
+        for k, v in old.items():
+            setattr(neardup, k, v)
+
+
+class _OnRay:
+    """Tasks on Ray: ``task(fn, n_out)`` gives a submitter whose call returns n_out object refs (one when 1)."""
+
+    def __init__(self, ray):
+        self.ray = ray
+
+    def put(self, value):
+        return self.ray.put(value)
+
+    def task(self, fn, n_out: int = 1):
+        remote = self.ray.remote(_call).options(num_returns=n_out).remote
+        settings = {k: getattr(neardup, k) for k in INDEX_SETTINGS}
+        return lambda *args: remote(settings, fn, *args)
+
+    def get(self, refs):
+        return self.ray.get(refs)
+
+
+def shuffle_part(keys: np.ndarray, n_parts: int) -> np.ndarray:
+    """The shuffle partition of non-negative integer keys (a multiplicative hash, the same on every machine)."""
+    h = (np.asarray(keys).astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    return (h % np.uint64(n_parts)).astype(np.int64)
+
+
+def _empty3():
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+
+def project_task(desc, idx, r0: int, r1: int, axes, pick_local):
+    """Task: the projections of rows idx[r0:r1] (``neardup.project``, its blocks as the local index's: r0 is a multiple
+    of ``neardup.PROJECT_BLOCK``), and those of its rows in the k-means sample (positions ``pick_local``, None: all)."""
+    y = neardup.project(neardup.UnitRows(desc[idx[r0:r1]]), np.arange(r1 - r0), axes)
+    return y, (y if pick_local is None else y[pick_local])
+
+
+def assign_task(y, r0: int, centers, n_parts: int):
+    """Task (map side of the cell shuffle): each row's ``N_PROBE`` nearest top-level cells; per partition of the cell
+    number, (cell int32, position int32, projection float32 (m, PCA_DIM)) of its rows."""
+    near = neardup._nearest(y, centers, min(neardup.N_PROBE, len(centers))).astype(np.int32)
+    cell = near.ravel()
+    local = np.repeat(np.arange(len(y), dtype=np.int32), near.shape[1])
+    part = shuffle_part(cell, n_parts)
+    return tuple((cell[part == p], local[part == p] + np.int32(r0), y[local[part == p]]) for p in range(n_parts))
+
+
+def cell_task(desc, phash, cuts, idx, n: int, *pieces):
+    """Task (reduce side of the cell shuffle): this partition's cells, each with its rows in position order as the
+    local index has them. A cell of at most ``CELL_MAX`` rows (or 90% of all) is compared here (``_cell_pairs``); a
+    larger one is split by the local index's recursion (``split_task``, in cell order: its k-means draw from one
+    random stream). Returns ((i, j, cosine, pairs compared), (the large cells' numbers, cells here), {cell: (global
+    rows, projections)})."""
+    x = neardup.UnitRows(desc)
+    rule = neardup._Rule(cuts[0], cuts[1], phash)
+    cell = np.concatenate([p[0] for p in pieces])
+    pos = np.concatenate([p[1] for p in pieces])
+    y = np.concatenate([p[2] for p in pieces])
+    order = np.lexsort((pos, cell))
+    cell, pos, y = cell[order], pos[order], y[order]
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if len(cell) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(cell)].astype(np.int64)
+    out, big = [], {}
+    for s0, s1 in zip(starts.tolist(), ends.tolist()):
+        m = s1 - s0
+        if m < 2:
+            continue
+        rows, yc = idx[pos[s0:s1]], y[s0:s1]
+        if m >= n * 0.9 or m <= neardup.CELL_MAX:
+            out.append(neardup._cell_pairs(x, yc, rows, np.arange(m), rule))
+        else:
+            big[int(cell[s0])] = (rows, yc)
+    sizes = (ends - starts).tolist()
+    compared = sum(m * (m - 1) // 2 for m in sizes if m >= 2 and (m >= n * 0.9 or m <= neardup.CELL_MAX))
+    return (*neardup._concat(out), compared), (sorted(big), len(starts)), big
+
+
+def split_task(big: dict, c: int, rng):
+    """Task (one link of a chain, in cell order): the leaves of large cell ``c`` (``neardup.ivf_leaves`` at depth 1),
+    and the random stream after its draws, for the next large cell."""
+    return list(neardup.ivf_leaves(big[c][1], None, rng, 1)), rng
+
+
+def leaf_task(desc, phash, cuts, big: dict, c: int, leaves):
+    """Task: the pairs inside the leaves of large cell ``c``: (i, j, cosine, pairs compared)."""
+    x = neardup.UnitRows(desc)
+    rule = neardup._Rule(cuts[0], cuts[1], phash)
+    rows, yc = big[c]
+    compared = sum(len(leaf) * (len(leaf) - 1) // 2 for leaf in leaves)
+    return (*neardup._concat([neardup._cell_pairs(x, yc, rows, leaf, rule) for leaf in leaves]), compared)
+
+
+def block_map_task(phash, idx, r0: int, r1: int, n_parts: int):
+    """Task (map side of the pHash-block shuffle): per partition of (block number, 16-bit block value), the rows'
+    (block number uint8, position int32, hash uint64)."""
+    h = np.ascontiguousarray(phash[idx[r0:r1]]).view(np.uint64)
+    pos = np.arange(r0, r1, dtype=np.int32)
+    no, rows, hs, parts = [], [], [], []
+    for b, shift in enumerate(neardup.PHASH_BLOCK_SHIFTS):
+        value = (h >> np.uint64(shift)) & np.uint64(0xFFFF)
+        parts.append(shuffle_part((value | np.uint64(b << 16)), n_parts))
+        no.append(np.full(len(h), b, np.uint8)), rows.append(pos), hs.append(h)
+    no, rows, hs, parts = (np.concatenate(a) for a in (no, rows, hs, parts))
+    return tuple((no[parts == p], rows[parts == p], hs[parts == p]) for p in range(n_parts))
+
+
+def block_task(desc, phash, cuts, idx, *pieces):
+    """Task (reduce side of the pHash-block shuffle): ``neardup.block_candidates`` for each block over this
+    partition's values (whole values: the local path's candidates among them), confirmed by the rule: (i, j,
+    cosine, candidates)."""
+    rule = neardup._Rule(cuts[0], cuts[1], phash)
+    no = np.concatenate([p[0] for p in pieces])
+    pos = np.concatenate([p[1] for p in pieces])
+    h = np.concatenate([p[2] for p in pieces])
+    out_i, out_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for b, shift in enumerate(neardup.PHASH_BLOCK_SHIFTS):
+        sel = np.nonzero(no == b)[0]
+        sel = sel[np.argsort(pos[sel], kind="stable")]          # rows in position order, as among all rows
+        hb = h[sel]
+        bi, bj = neardup.block_candidates(hb, (hb >> np.uint64(shift)) & np.uint64(0xFFFF), idx[pos[sel]],
+                                          neardup.phash_cut(rule))
+        out_i.append(bi), out_j.append(bj)
+    i, j = np.concatenate(out_i), np.concatenate(out_j)
+    return (*rule.keep(neardup.UnitRows(desc), i, j), len(i))
+
+
+def _nbytes(piece) -> int:
+    return int(sum(a.nbytes for a in piece))
+
+
+def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[np.ndarray, np.ndarray],
+                       subset: np.ndarray | None = None, seed: int = 0, cluster=None, stats: dict | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``neardup.near_pairs(desc, phash=phash, subset=subset, cuts=cuts, seed=seed)``, the same pairs and cosines,
+    with its inverted-file index split into tasks (on Ray when ``cluster`` is a connected ``ray`` module, else in
+    this process):
+
+    1. the driver fits the PCA axes and the top-level k-means centres as the local index does (``neardup.ivf_fit``,
+       ``ivf_centers``: the same sample and seed), from the projections of tasks of ``rows_per_task`` rows;
+    2. those tasks place their rows in their ``N_PROBE`` nearest cells and shuffle them by cell into
+       ``cell_parts`` tasks, which compare the rows of each cell (``neardup._cell_pairs``);
+    3. a cell over ``CELL_MAX`` rows is split by the local recursion (``neardup.ivf_leaves``); its k-means draw from
+       the local index's one random stream, so the splits run as a chain in cell order (a few k-means of a few
+       thousand rows each), and the comparisons of their leaves in parallel;
+    4. the pHash multi-index candidates (``neardup.block_candidates``) come from a shuffle of the rows by
+       (16-bit block, its value) into ``block_parts`` tasks;
+    5. the driver merges the pairs and drops repeats.
+
+    What moves per image in the shuffles: ``N_PROBE`` records of (cell 4 B, position 4 B, projection 4 x PCA_DIM B)
+    = 408 B, and 4 block records of (1 + 4 + 8 B) = 52 B. Here every task reads the descriptors, hashes and cuts
+    from one shared object (at 10^8 images they would travel with the cell records: 3 x 256 B more per image);
+    ``stats`` (a dict, optional) receives path (index, brute_force), n_rows, cells, cells_split, pairs_compared
+    (row pairs whose projected distance was computed), block_candidates and the bytes of each shuffle. Up to
+    ``neardup.BRUTE_FORCE_MAX`` rows the local path compares all against all: one task."""
+    runner = _Here() if cluster is None else _OnRay(cluster)
+    x = neardup.UnitRows(desc)
+    mask = x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool))
+    idx = np.nonzero(mask)[0]
+    n = len(idx)
+    stats = {} if stats is None else stats       # filled in place
+    stats.update(n_rows=n, path="index")
+    if n <= max(neardup.BRUTE_FORCE_MAX, neardup.CELL_MAX):
+        stats["path"] = "brute_force" if n > 1 else "none"
+        if n < 2:
+            return _empty3()
+        run = runner.task(_local_near_pairs, 1)
+        return runner.get(run(desc, phash, cuts, mask, seed))
+    rng, axes, pick = neardup.ivf_fit(x, idx, seed)
+    step = max(neardup.PROJECT_BLOCK, int(SHARD_DEFAULTS["rows_per_task"]) // neardup.PROJECT_BLOCK
+               * neardup.PROJECT_BLOCK)
+    ranges = [(r0, min(r0 + step, n)) for r0 in range(0, n, step)]
+    refs = [runner.put(v) for v in (desc, phash, cuts, idx)]
+    desc_r, phash_r, cuts_r, idx_r = refs
+    proj = runner.task(project_task, 2)
+    picks, projected = [], []
+    for r0, r1 in ranges:
+        sel = None if pick is None else np.nonzero((pick >= r0) & (pick < r1))[0]
+        picks.append(sel)
+        projected.append(proj(desc_r, idx_r, r0, r1, axes, None if sel is None else pick[sel] - r0))
+    sample_rows = runner.get([p[1] for p in projected])
+    if pick is None:
+        pts = np.concatenate(sample_rows)
+    else:
+        pts = np.empty((len(pick), axes.shape[1]), np.float32)
+        for sel, rows in zip(picks, sample_rows):
+            pts[sel] = rows
+    centers = neardup.ivf_centers(pts, n, rng)
+    del pts, sample_rows
+    n_cell_parts = max(2, int(SHARD_DEFAULTS["cell_parts"]))
+    n_block_parts = max(2, int(SHARD_DEFAULTS["block_parts"]))
+    assign = runner.task(assign_task, n_cell_parts)
+    centers_r = runner.put(centers)
+    mapped = [assign(p[0], r0, centers_r, n_cell_parts) for p, (r0, _) in zip(projected, ranges)]
+    cells = runner.task(cell_task, 3)
+    reduced = [cells(desc_r, phash_r, cuts_r, idx_r, n, *[m[p] for m in mapped]) for p in range(n_cell_parts)]
+    blocked = []
+    if phash is not None:
+        bmap = runner.task(block_map_task, n_block_parts)
+        bmapped = [bmap(phash_r, idx_r, r0, r1, n_block_parts) for r0, r1 in ranges]
+        btask = runner.task(block_task, 1)
+        blocked = [btask(desc_r, phash_r, cuts_r, idx_r, *[m[p] for m in bmapped]) for p in range(n_block_parts)]
+    # the large cells' splits: a chain in cell order (one random stream), their leaves compared in parallel
+    info = runner.get([r[1] for r in reduced])
+    owner = {c: p for p, (ids, _) in enumerate(info) for c in ids}
+    split, leaf = runner.task(split_task, 2), runner.task(leaf_task, 1)
+    state, leaf_refs = rng, []
+    for c in sorted(owner):
+        leaves, state = split(reduced[owner[c]][2], c, state)
+        leaf_refs.append(leaf(desc_r, phash_r, cuts_r, reduced[owner[c]][2], c, leaves))
+    results = runner.get([r[0] for r in reduced] + leaf_refs + blocked)
+    i = np.concatenate([r[0] for r in results] + [np.zeros(0, np.int64)])
+    j = np.concatenate([r[1] for r in results] + [np.zeros(0, np.int64)])
+    s = np.concatenate([r[2] for r in results] + [np.zeros(0, np.float32)])
+    n_probe = min(neardup.N_PROBE, len(centers))
+    n_cells = len(reduced) + len(leaf_refs)
+    stats.update(cells=len(centers), cells_split=len(owner),
+                 pairs_compared=int(sum(r[3] for r in results[:n_cells])),
+                 block_candidates=int(sum(r[3] for r in results[n_cells:])),
+                 cell_shuffle_bytes=n * n_probe * (4 + 4 + 4 * axes.shape[1]),
+                 block_shuffle_bytes=(n * len(neardup.PHASH_BLOCK_SHIFTS) * 13) if phash is not None else 0)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    key, first = np.unique(lo.astype(np.int64) * len(desc) + hi, return_index=True)
+    return lo[first], hi[first], s[first].astype(np.float32)
+
+
+def _local_near_pairs(desc, phash, cuts, mask, seed):
+    """Task: the local path on the whole set (small sets: all against all)."""
+    return neardup.near_pairs(desc, phash=phash, subset=mask, cuts=cuts, seed=seed)

@@ -2,9 +2,10 @@
 the read, and how the checks take its results.
 
 - duplicate pairs: ``ClusterSteps`` is the checks' ``CheckContext.pair_source``: exact pairs from the hash-partition
-  shuffle (``dups.exact_groups``, one task per hash partition), near pairs from pHash banding at the rule's own cut
-  (``dups.near_pairs_banded``, one task per band). The evidence, groups and findings are then made on the driver by
-  the same code as a local scan (checks/context.py).
+  shuffle (``dups.exact_groups``, one task per hash partition), near pairs up to ``dups.index_threshold()`` images
+  from pHash banding at the rule's own cut (``dups.near_pairs_banded``, one task per band), above from the sharded
+  inverted-file index (``dups.near_pairs_sharded``): the local path's pairs either way. The evidence, groups and
+  findings are then made on the driver by the same code as a local scan (checks/context.py).
 - robust statistics: the property check's medians and MADs (``CheckContext.column_stats``) from the images split in
   ``STEP_DEFAULTS["stat_parts"]`` parts, each a task: a mergeable sketch per part (``sketch.property_sketches``),
   merged here; the sketch's median (and then MAD) brackets the exact value, and a second task per part sends back
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 
+from .. import neardup
 from . import dups
 from .engine import Session
 
@@ -154,6 +156,7 @@ class ClusterSteps(Session):
         super().__init__(spec)
         self.times_s: dict = {}
         self.n_bands = 0
+        self.near_method = "none: no near-duplicate step ran"
 
     def _timed(self, step: str, fn, *args, **kw):
         t0 = time.perf_counter()
@@ -167,7 +170,23 @@ class ClusterSteps(Session):
         return dups.exact_pairs(groups)
 
     def near_pairs(self, desc, phash, subset, cuts):
+        """The local path's near pairs: up to ``dups.index_threshold()`` compared images (the local brute force's
+        range) by pHash banding at the rule's cut (the same pairs), above by the sharded inverted-file index
+        (``dups.near_pairs_sharded``: the local index's pairs); ``near_method`` says which ran."""
+        valid = neardup.UnitRows(desc).valid
+        n = int((valid if subset is None else valid & np.asarray(subset, dtype=bool)).sum())
+        if n > dups.index_threshold():
+            stats: dict = {}
+            out = self._timed("near_duplicates", dups.near_pairs_sharded, desc, phash, cuts, subset=subset,
+                              cluster=self.ray, stats=stats)
+            self.near_method = (f"on Ray: sharded inverted-file index ({n} images over "
+                                f"{dups.index_threshold()}), {stats.get('cells', 0)} cells in "
+                                f"{dups.SHARD_DEFAULTS['cell_parts']} partitions, {stats.get('cells_split', 0)} split "
+                                "again, pHash block candidates; the local index's pairs")
+            return out
         self.n_bands = len(dups.bands(dups.rule_hamming_cut(cuts)))
+        self.near_method = (f"on Ray: pHash banding, {self.n_bands} bands (the rule's largest pHash cut + 1), "
+                            "candidates confirmed by the rule")
         return self._timed("near_duplicates", dups.near_pairs_banded, desc, phash, cuts, subset=subset,
                            cluster=self.ray)
 
@@ -178,8 +197,7 @@ class ClusterSteps(Session):
         return {"global_steps": {
             "exact_duplicates": f"on Ray: hash shuffle of the content and pixel hashes, "
                                 f"{dups.DUP_DEFAULTS['hash_partitions']} partitions",
-            "near_duplicates": f"on Ray: pHash banding, {self.n_bands} bands (the rule's largest pHash cut + 1), "
-                               "candidates confirmed by the rule",
+            "near_duplicates": self.near_method,
             "robust_statistics": f"on Ray: sketches of {STEP_DEFAULTS['stat_parts']} parts, exact median and MAD "
                                  "from their brackets",
             "times_s": dict(self.times_s)}}

@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
     .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
     .venv/bin/python bench/bench_cluster.py --index 20000,200000 --runs 3   # the sharded index vs local, banding
+    .venv/bin/python bench/bench_cluster.py --index 200000 --fit-only --runs 3   # its k-means fit: driver vs tasks
 
 Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_support.py) made once; each engine
 in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
@@ -21,7 +22,11 @@ statistics (numpy on the whole column against sketches + brackets of 16 parts on
 --index: near pairs on N crop descriptors made in memory (tests/cluster_support.crop_descriptors): the local
 inverted-file index against the same index sharded (cluster/dups.near_pairs_sharded), in this process and on a
 local Ray of 2 worker CPUs (checked identical every run), and banding at the rule's cut (up to 50,000: quadratic);
-cells, pairs compared per image, bytes shuffled per image.
+cells, pairs compared per image, bytes shuffled per image. First, at each N, the top-level k-means fit (the 8
+passes of neardup.ivf_centers on the projected sample) with its assignment step on the driver against tasks on Ray
+(dups.kmeans_assign, threshold forced to 0; centres checked identical every run), at the index's own shape (N /
+1,000 centres on up to 65,536 sample rows) and at 4,096 centres on the same rows (1e8's 1e5 centres scaled down);
+--fit-only stops there.
 
 --recall: real photos with edited copies (tests/cluster_support.make_photo_copies_folder) and the 20k crops: near
 pairs of the local path (neardup.near_pairs) against the banded path (cluster/dups.py) at Hamming cuts 3, 7, 11, 15
@@ -240,7 +245,46 @@ def global_steps(n: int, runs: int, base: Path) -> None:
     ray.shutdown()
 
 
-def index(ns: list[int], runs: int) -> None:
+def kmeans_fit(support, ray, n: int, runs: int) -> None:
+    """The top-level k-means fit on n crop descriptors' projected sample: assignment step on the driver against
+    tasks on Ray (threshold forced to 0), run by run interleaved; medians of ``runs``; centres checked identical."""
+    import os
+
+    import numpy as np
+
+    from inspect_core import neardup
+    from inspect_core.cluster import dups
+    d = support.crop_descriptors(n, seed=5)
+    x = neardup.UnitRows(d["desc"])
+    idx = np.nonzero(x.valid)[0]
+    _, axes, pick = neardup.ivf_fit(x, idx, 0)
+    pts = neardup.project(x, idx if pick is None else idx[pick], axes)
+    for k in (neardup.n_cells(len(idx)), 4096):
+        old = dups.SHARD_DEFAULTS["kmeans_tasks_above_distances"]
+        dups.SHARD_DEFAULTS["kmeans_tasks_above_distances"] = 0
+        try:
+            step = dups.kmeans_assign(dups._OnRay(ray), len(pts), k)
+        finally:
+            dups.SHARD_DEFAULTS["kmeans_tasks_above_distances"] = old
+        wall, cpu = {"driver": [], "tasks": []}, {"driver": [], "tasks": []}
+        for _ in range(runs):
+            got = {}
+            for name, assign in (("driver", None), ("tasks", step)):
+                t, c = time.perf_counter(), time.process_time()
+                got[name] = neardup._kmeans(pts, k, np.random.default_rng(0), sample=len(pts), assign=assign)
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            assert np.array_equal(got["driver"], got["tasks"]), "the task fit's centres differ from the driver's"
+        per_task = (max(1, int(dups.SHARD_DEFAULTS["kmeans_rows_per_task"]) // neardup.nearest_chunk(k))
+                    * neardup.nearest_chunk(k))
+        print(f"  k-means fit, {k:,} centres on {len(pts):,} sample rows x 8 passes ({-(-len(pts) // per_task)} "
+              f"tasks a pass); centres identical: yes; load average {os.getloadavg()}")
+        for name in wall:
+            print(f"    {name:>6}: median {statistics.median(wall[name]):.2f} s of "
+                  f"{[round(v, 2) for v in wall[name]]}; driver CPU {statistics.median(cpu[name]):.2f} s")
+
+
+def index(ns: list[int], runs: int, fit_only: bool = False) -> None:
     """The near-duplicate search at each n of ``ns`` on crop descriptors (tests/cluster_support.crop_descriptors):
     the local inverted-file index (neardup.near_pairs), the same index sharded (cluster/dups.near_pairs_sharded) in
     this process and on a local Ray of 2 worker CPUs, and pHash banding at the rule's cut (up to 50,000 rows: it is
@@ -259,6 +303,9 @@ def index(ns: list[int], runs: int) -> None:
     warm = support.crop_descriptors(9000, seed=1)       # the workers' first import, apart from the timings
     dups.near_pairs_sharded(warm["desc"], warm["phash"], warm["cuts"], cluster=ray)
     for n in ns:
+        kmeans_fit(support, ray, n, runs)
+        if fit_only:
+            continue
         t = time.perf_counter()
         d = support.crop_descriptors(n, seed=5)
         desc, phash, cuts = d["desc"], d["phash"], d["cuts"]
@@ -297,6 +344,9 @@ def index(ns: list[int], runs: int) -> None:
               f"cells {stats['cell_shuffle_bytes'] / m:.0f} B/image ({stats['cell_shuffle_bytes'] / 2**20:.1f} MiB), "
               f"pHash blocks {stats['block_shuffle_bytes'] / m:.0f} B/image; identical pairs: yes; load average "
               f"{os.getloadavg()}")
+    if fit_only:
+        ray.shutdown()
+        return
     # the top-level assignment at 1e8 images (1e5 cells): each image against every centre, 32 dims; timed here on
     # 20,000 rows against 10,000 centres (what one task does per 20,000 of its rows, at 1e7 images)
     rng = np.random.default_rng(0)
@@ -319,6 +369,7 @@ def main() -> None:
     p.add_argument("--recall", action="store_true")
     p.add_argument("--steps", action="store_true")
     p.add_argument("--index", default="", help="comma-separated sizes: the sharded index on crop descriptors")
+    p.add_argument("--fit-only", action="store_true", help="with --index: only the k-means fit, driver vs tasks")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
     p.add_argument("--child")
     p.add_argument("--root")
@@ -329,7 +380,7 @@ def main() -> None:
     base = Path(a.dir)
     base.mkdir(parents=True, exist_ok=True)
     if a.index:
-        index([int(v) for v in a.index.split(",")], a.runs)
+        index([int(v) for v in a.index.split(",")], a.runs, a.fit_only)
     elif a.recall:
         recall(base)
     elif a.steps:

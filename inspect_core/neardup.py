@@ -118,14 +118,18 @@ def _brute_force(x: np.ndarray, idx: np.ndarray, rule: _Rule, chunk: int = 512):
     return tuple(np.concatenate([o[t] for o in out]) for t in range(3))
 
 
-def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sample: int = 65536) -> np.ndarray:
+def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sample: int = 65536,
+            assign=None) -> np.ndarray:
+    """k centres of ``y`` (a random sample of ``sample`` rows), ``iters`` Lloyd iterations. ``assign(pts, centers)``:
+    each sample row's nearest centre (None: ``nearest_center``; a caller may spread it over tasks, e.g.
+    cluster/dups.py); the means, and the draws from ``rng``, stay here."""
     pts = y if len(y) <= sample else y[rng.choice(len(y), sample, replace=False)]
     centers = pts[rng.choice(len(pts), k, replace=False)].copy()
     for _ in range(iters):
-        assign = _nearest(pts, centers, 1)[:, 0]
+        near = nearest_center(pts, centers) if assign is None else assign(pts, centers)
         sums = np.zeros_like(centers)
-        np.add.at(sums, assign, pts)
-        counts = np.bincount(assign, minlength=k).astype(np.float32)
+        np.add.at(sums, near, pts)
+        counts = np.bincount(near, minlength=k).astype(np.float32)
         empty = counts == 0
         centers[~empty] = sums[~empty] / counts[~empty, None]
         if empty.any():
@@ -133,9 +137,20 @@ def _kmeans(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 8, sam
     return centers
 
 
+def nearest_chunk(k: int) -> int:
+    """Rows of one matrix product against k centres in ``_nearest``: a rows x centres block stays about 16 MB.
+    Rows split at multiples of it get the same products, so the same nearest centres, as all rows at once."""
+    return max(1024, 4_000_000 // max(k, 1))
+
+
+def nearest_center(y: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """The k-means assignment step: each row's nearest centre (int64)."""
+    return _nearest(y, centers, 1)[:, 0]
+
+
 def _nearest(y: np.ndarray, centers: np.ndarray, n: int) -> np.ndarray:
     """The n nearest centers of each row, nearest first."""
-    chunk = max(1024, 4_000_000 // max(len(centers), 1))  # a rows x centers block stays about 16 MB
+    chunk = nearest_chunk(len(centers))
     c2 = (centers * centers).sum(1)
     out = np.empty((len(y), n), np.int64)
     for s in range(0, len(y), chunk):
@@ -214,10 +229,10 @@ def kmeans_sample(k: int) -> int:
     return KMEANS_SAMPLE if k <= KMEANS_SAMPLE else 4 * k
 
 
-def ivf_centers(pts: np.ndarray, n: int, rng) -> np.ndarray:
+def ivf_centers(pts: np.ndarray, n: int, rng, assign=None) -> np.ndarray:
     """The top-level k-means centres of n rows, fit on ``pts`` (the projections of ``ivf_fit``'s pick, or of every
-    row, in that order)."""
-    return _kmeans(pts, n_cells(n), rng, sample=len(pts))
+    row, in that order); ``assign``: the assignment step (``_kmeans``), called with ``pts`` itself."""
+    return _kmeans(pts, n_cells(n), rng, sample=len(pts), assign=assign)
 
 
 def project(x: UnitRows, rows: np.ndarray, axes: np.ndarray) -> np.ndarray:

@@ -306,7 +306,41 @@ def test_on_ray_the_sharded_index_gives_the_local_index_pairs(crops_9k, monkeypa
     stats: dict = {}
     _same(neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"], subset=rows),
           dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], subset=rows, cluster=ray, stats=stats))
-    assert stats["path"] == "index" and stats["cells_split"] >= 5
+    assert stats["path"] == "index" and stats["cells_split"] >= 5 and stats["kmeans_tasks"] is False
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_on_ray_the_kmeans_assignment_tasks_give_the_driver_centres_and_pairs(crops_9k, monkeypatch):
+    """The top-level k-means's assignment step as Ray tasks over slices of the sample (threshold forced low), in
+    the shape of 10^8 images (4 sample rows a centre: about 4,500 centres on all 9,000 rows, 5 tasks): the driver's
+    centres bit for bit, then the local index's pairs."""
+    import ray
+    monkeypatch.setattr(neardup, "CELL_TARGET", 2)
+    monkeypatch.setattr(neardup, "KMEANS_SAMPLE", 10)
+    monkeypatch.setitem(dups.SHARD_DEFAULTS, "kmeans_tasks_above_distances", 0)
+    monkeypatch.setitem(dups.SHARD_DEFAULTS, "kmeans_rows_per_task", 2048)
+    d = crops_9k
+    x = neardup.UnitRows(d["desc"])
+    idx = np.nonzero(x.valid)[0]
+    rng, axes, pick = neardup.ivf_fit(x, idx, 0)
+    k = neardup.n_cells(len(idx))
+    assert pick is None and k > 4400 and neardup.nearest_chunk(k) == 1024
+    pts = neardup.project(x, idx, axes)
+    calls = []
+    step = dups.kmeans_assign(dups._OnRay(ray), len(pts), k)
+    counted = lambda p, c: calls.append(len(p)) or step(p, c)  # noqa: E731
+    driver = neardup.ivf_centers(pts, len(idx), np.random.default_rng(7))
+    tasks = neardup.ivf_centers(pts, len(idx), np.random.default_rng(7), assign=counted)
+    np.testing.assert_array_equal(driver, tasks)
+    assert calls == [len(pts)] * 8 and not np.array_equal(driver, pts[:k])   # 8 iterations moved the centres
+    assert dups.kmeans_assign(dups._OnRay(ray), 1000, 1) is not None
+    monkeypatch.setitem(dups.SHARD_DEFAULTS, "kmeans_tasks_above_distances", len(pts) * k)
+    assert dups.kmeans_assign(dups._OnRay(ray), len(pts), k) is None
+    monkeypatch.setitem(dups.SHARD_DEFAULTS, "kmeans_tasks_above_distances", 0)
+    stats: dict = {}
+    local = neardup.near_pairs(d["desc"], phash=d["phash"], cuts=d["cuts"])
+    _same(local, dups.near_pairs_sharded(d["desc"], d["phash"], d["cuts"], cluster=ray, stats=stats))
+    assert stats["kmeans_tasks"] is True and stats["cells"] == k and len(local[0]) > 400
 
 
 def test_more_cells_than_the_kmeans_sample_fits_on_four_rows_a_centre(crops_9k, monkeypatch):

@@ -218,8 +218,13 @@ def near_pairs_banded(desc: np.ndarray, phash: np.ndarray, cuts: tuple[np.ndarra
 # Thresholds as data. index_above_images: the cluster scan's near pairs come from the sharded inverted-file index
 # above this many compared images (None: neardup.BRUTE_FORCE_MAX, where the local path leaves brute force), from
 # banding at or below; rows_per_task: rows a projection/assignment task takes (a multiple of neardup.PROJECT_BLOCK);
-# cell_parts, block_parts: the tasks the cell shuffle and the pHash-block shuffle are hash-partitioned into.
-SHARD_DEFAULTS = {"index_above_images": None, "rows_per_task": 65536, "cell_parts": 16, "block_parts": 16}
+# cell_parts, block_parts: the tasks the cell shuffle and the pHash-block shuffle are hash-partitioned into;
+# kmeans_tasks_above_distances: on a cluster, the top-level k-means's assignment step runs as tasks when one
+# iteration computes more than this many (sample row, centre) distances (2e8: about 1.2 s on one core at 6 ns a
+# distance, from about 3 million images; at 10^8 images 4e5 rows x 1e5 centres = 4e10), kmeans_rows_per_task sample
+# rows a task (rounded to a multiple of neardup.nearest_chunk; 49 tasks a pass at 10^8).
+SHARD_DEFAULTS = {"index_above_images": None, "rows_per_task": 65536, "cell_parts": 16, "block_parts": 16,
+                  "kmeans_tasks_above_distances": 2e8, "kmeans_rows_per_task": 8192}
 
 
 def index_threshold() -> int:
@@ -291,6 +296,32 @@ def project_task(desc, idx, r0: int, r1: int, axes, pick_local):
     of ``neardup.PROJECT_BLOCK``), and those of its rows in the k-means sample (positions ``pick_local``, None: all)."""
     y = neardup.project(neardup.UnitRows(desc[idx[r0:r1]]), np.arange(r1 - r0), axes)
     return y, (y if pick_local is None else y[pick_local])
+
+
+def kmeans_assign_task(pts, r0: int, r1: int, centers):
+    """Task: the k-means assignment step (``neardup.nearest_center``) on sample rows pts[r0:r1], r0 a multiple of
+    ``neardup.nearest_chunk(len(centers))``: the same products, so the same nearest centres, as on all rows."""
+    return neardup.nearest_center(pts[r0:r1], centers)
+
+
+def kmeans_assign(runner, n_rows: int, n_centers: int):
+    """The assignment step for ``neardup.ivf_centers`` as ``runner``'s tasks over slices of the sample, or None
+    (the driver's own) at or below ``kmeans_tasks_above_distances``. The sample goes to the store once, the
+    centres once an iteration; the driver gets the assignments back (8 B a row) and takes the means in
+    ``neardup._kmeans``'s order: the centres are bit for bit the driver's."""
+    if n_rows * n_centers <= float(SHARD_DEFAULTS["kmeans_tasks_above_distances"]):
+        return None
+    chunk = neardup.nearest_chunk(n_centers)
+    step = max(1, int(SHARD_DEFAULTS["kmeans_rows_per_task"]) // chunk) * chunk
+    task, stored = runner.task(kmeans_assign_task, 1), {}
+
+    def assign(pts, centers):
+        if stored.get("pts") is not pts:                      # ivf_centers passes its pts itself, every iteration
+            stored.update(pts=pts, ref=runner.put(pts))
+        c_ref = runner.put(centers)
+        refs = [task(stored["ref"], r0, min(r0 + step, len(pts)), c_ref) for r0 in range(0, len(pts), step)]
+        return np.concatenate(runner.get(refs))
+    return assign
 
 
 def assign_task(y, r0: int, centers, n_parts: int):
@@ -394,7 +425,9 @@ def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[n
     this process):
 
     1. the driver fits the PCA axes and the top-level k-means centres as the local index does (``neardup.ivf_fit``,
-       ``ivf_centers``: the same sample and seed), from the projections of tasks of ``rows_per_task`` rows;
+       ``ivf_centers``: the same sample and seed), from the projections of tasks of ``rows_per_task`` rows; on a
+       cluster, above ``kmeans_tasks_above_distances``, each k-means iteration's assignment step is tasks of
+       ``kmeans_rows_per_task`` sample rows (``kmeans_assign``), the means the driver's;
     2. those tasks place their rows in their ``N_PROBE`` nearest cells and shuffle them by cell into
        ``cell_parts`` tasks, which compare the rows of each cell (``neardup._cell_pairs``);
     3. a cell over ``CELL_MAX`` rows is split by the local recursion (``neardup.ivf_leaves``); its k-means draw from
@@ -408,8 +441,9 @@ def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[n
     = 408 B, and 4 block records of (1 + 4 + 8 B) = 52 B. Here every task reads the descriptors, hashes and cuts
     from one shared object (at 10^8 images they would travel with the cell records: 3 x 256 B more per image);
     ``stats`` (a dict, optional) receives path (index, brute_force), n_rows, cells, cells_split, pairs_compared
-    (row pairs whose projected distance was computed), block_candidates and the bytes of each shuffle. Up to
-    ``neardup.BRUTE_FORCE_MAX`` rows the local path compares all against all: one task."""
+    (row pairs whose projected distance was computed), kmeans_tasks (whether the assignment step ran as tasks),
+    block_candidates and the bytes of each shuffle. Up to ``neardup.BRUTE_FORCE_MAX`` rows the local path compares
+    all against all: one task."""
     runner = _Here() if cluster is None else _OnRay(cluster)
     x = neardup.UnitRows(desc)
     mask = x.valid if subset is None else (x.valid & np.asarray(subset, dtype=bool))
@@ -442,7 +476,9 @@ def near_pairs_sharded(desc: np.ndarray, phash: np.ndarray | None, cuts: tuple[n
         pts = np.empty((len(pick), axes.shape[1]), np.float32)
         for sel, rows in zip(picks, sample_rows):
             pts[sel] = rows
-    centers = neardup.ivf_centers(pts, n, rng)
+    kmeans_step = None if cluster is None else kmeans_assign(runner, len(pts), neardup.n_cells(n))
+    stats["kmeans_tasks"] = kmeans_step is not None
+    centers = neardup.ivf_centers(pts, n, rng, assign=kmeans_step)
     del pts, sample_rows
     n_cell_parts = max(2, int(SHARD_DEFAULTS["cell_parts"]))
     n_block_parts = max(2, int(SHARD_DEFAULTS["block_parts"]))

@@ -79,8 +79,8 @@ class _Source:
     def __init__(self, near=True):
         self.calls, self.near = [], near
 
-    def exact_pairs(self, keys):
-        self.calls.append("exact")
+    def exact_pairs(self, keys, column):
+        self.calls.append(column)
         return dups.exact_pairs(dups.exact_groups(keys, n_partitions=3))
 
     def near_pairs(self, desc, phash, subset, cuts):
@@ -103,7 +103,7 @@ def test_the_checks_take_their_pairs_and_statistics_from_the_context(scans):
     source = _Source()
     wired = run_checks(_ctx(result, pair_source=source, column_stats=steps.exact_column_stats(images, 5)),
                        result.dataset.problems)
-    assert source.calls == ["exact", "exact", "near"]
+    assert source.calls == ["content_hash", "pixel_hash", "near"]
     pd.testing.assert_frame_equal(wired, result.findings)
     assert {"exact_duplicate", "near_duplicate"} <= set(wired["check"])
     # a source that finds no near pairs: the checks report none (the pairs are the source's, not recomputed)

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..loader_base import DatasetError
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "cluster_parts"
+SKETCH_KEY = b"inspect_core.property_sketches"     # a partition's sketch (JSON) in its Parquet metadata
 # Task size and retries as data (callers may override). A task reads ``chunks_per_task`` of the local pool's
 # chunks (scanner._chunks, 96 files each but for the tail): about 300 files keep Ray's per-task cost (1-5 ms)
 # under 1% of a task's read time. Each chunk is read by itself, exactly as the local pool reads it: the statistics
@@ -46,7 +48,7 @@ PARTS_DIR = "cluster_parts"
 # bit can change a finding, so the cluster reads the same stacks as a local scan with ``local_workers`` workers
 # (None: this machine's cores, the local scan's default). Retries re-run a task whose worker died.
 RETRIES = {"max_retries": 3, "in_flight_per_cpu": 2, "chunks_per_task": 3, "local_workers": None,
-           "connect_timeout_s": 5.0}
+           "connect_timeout_s": 5.0, "ship_package": True}
 # Test-only hook: seconds each task sleeps before reading, so that a test can kill a worker mid-chunk.
 CHUNK_DELAY_S = 0.0
 TASK_NAME = "inspect_core_read_chunk"        # the worker's process title while it reads (ray::<name>)
@@ -99,6 +101,15 @@ def _package_path() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
+def runtime_env(kind: str) -> dict:
+    """What the workers run with: a local Ray's (this machine's) import this very inspect_core through PYTHONPATH;
+    a separate cluster's get it uploaded (``py_modules``: the package folder, about 1 MB, unpacked on each node),
+    so that its nodes need only Ray and the libraries (``requirements-cluster.txt``), not this code at this path."""
+    if kind == "local":
+        return {"env_vars": {"PYTHONPATH": _package_path()}}
+    return {"py_modules": [str(Path(__file__).resolve().parents[1])]} if RETRIES["ship_package"] else {}
+
+
 @contextmanager
 def connected(spec: str):
     """Ray connected for the duration: reuses a Ray this process already joined (a notebook, a test), else
@@ -114,14 +125,13 @@ def connected(spec: str):
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if kind == "local":
-            ray.init(num_cpus=arg, include_dashboard=False, **quiet,
-                     runtime_env={"env_vars": {"PYTHONPATH": _package_path()}})
+            ray.init(num_cpus=arg, include_dashboard=False, **quiet, runtime_env=runtime_env(kind))
         elif kind == "auto":
-            ray.init(address="auto", **quiet)
+            ray.init(address="auto", **quiet, runtime_env=runtime_env(kind))
         else:
             host, port = arg
             _check_reachable(spec, host, port, RETRIES["connect_timeout_s"])
-            ray.init(address=spec if kind == "client" else f"{host}:{port}", **quiet)
+            ray.init(address=spec if kind == "client" else f"{host}:{port}", **quiet, runtime_env=runtime_env(kind))
     except ClusterError:
         raise
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -138,6 +148,17 @@ def connected(spec: str):
         ray.shutdown()
 
 
+@dataclass
+class ReadParts:
+    """What a cluster read leaves for the global steps: the files it read (``ids``, in the order of its rows) and,
+    per task (consecutive rows), its partition file (None: not written), its number of rows and its property
+    sketches (``sketch.PropertySketches`` as JSON). The steps' tasks read the partitions' columns themselves."""
+    ids: list
+    paths: list
+    n_rows: list
+    sketches: list
+
+
 class Session:
     """One Ray connection for a whole cluster scan (the read and the global steps), made on first use (a scan whose
     files are all cached and whose steps have nothing to do never starts Ray) and left by ``close`` (``connected``).
@@ -148,6 +169,7 @@ class Session:
         self.spec = spec
         self._stack = ExitStack()
         self._ray = None
+        self.read_parts: ReadParts | None = None      # set by read_files
 
     @property
     def ray(self):
@@ -207,6 +229,19 @@ def read_chunk(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> pa.T
         return pa.concat_tables([chunk_table(filescan.scan_chunk(root, c)) for c in chunks])
 
 
+def read_task(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> tuple[pa.Table, str]:
+    """The Ray task: ``read_chunk``'s table and its property sketches (``sketch.property_sketches``, as JSON),
+    made while the rows are in the worker's memory: the driver merges sketches, it never re-splits the table."""
+    table = read_chunk(root, chunks, delay_s)
+    return table, table_sketch(table).to_json()
+
+
+def table_sketch(table: pa.Table):
+    """A read table's ``sketch.PropertySketches`` (the property check's values of its rows)."""
+    from .sketch import FRAME_COLUMNS, property_sketches
+    return property_sketches(table.select(list(FRAME_COLUMNS)).to_pandas())
+
+
 def plan_tasks(image_ids: list[str], local_workers: int | None = None, chunks_per_task: int | None = None
                ) -> list[list[list[str]]]:
     """The tasks of a read: each a list of consecutive local chunks (``scanner._chunks``)."""
@@ -226,23 +261,32 @@ def chunk_key(image_ids: list[str], sizes: np.ndarray, mtimes: np.ndarray, tag: 
     return h.hexdigest()
 
 
-def _read_part(path: Path, n_rows: int) -> pa.Table | None:
+def _read_part(path: Path, n_rows: int) -> tuple[pa.Table, str] | None:
+    """A finished partition and its sketch (JSON, from the file's metadata; made here for a partition without)."""
     try:
         table = pq.read_table(path)
-        return table if table.num_rows == n_rows else None
+        if table.num_rows != n_rows:
+            return None
+        sketch = (table.schema.metadata or {}).get(SKETCH_KEY)
+        table = table.replace_schema_metadata(None)
+        return table, (sketch.decode() if sketch else table_sketch(table).to_json())
     except Exception as exc:  # noqa: BLE001 - a damaged partition is read again, never fatal
         log.warning("ignoring unreadable partition %s: %s", path, exc)
         return None
 
 
-def _write_part(path: Path, table: pa.Table) -> None:
+def _write_part(path: Path, table: pa.Table, sketch_json: str) -> bool:
+    """The partition with its sketch in the file's metadata (one file: the two cannot disagree); False when it
+    could not be written (that chunk's rows are then sent by the driver to the steps)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        pq.write_table(table.replace_schema_metadata({SKETCH_KEY: sketch_json}), tmp)
         os.replace(tmp, path)
+        return True
     except OSError as exc:       # a partition that cannot be written costs only a slower re-run
         log.warning("could not write partition %s: %s", path, exc)
         tmp.unlink(missing_ok=True)
+        return False
 
 
 def _drop_stale_parts(parts: Path, keep: set[str]) -> None:
@@ -278,13 +322,17 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     keys = [chunk_key(c, sizes[starts[k]:starts[k + 1]], mtimes[starts[k]:starts[k + 1]],
                       f"{tag}:{[len(x) for x in tasks[k]]}") for k, c in enumerate(chunks)]
     tables: list[pa.Table | None] = [None] * len(chunks)
+    sketches: list[str | None] = [None] * len(chunks)
+    on_disk = [False] * len(chunks)
     done = done_before
     from_parts = 0
     for k, key in enumerate(keys):
         path = parts / f"{key}.parquet"
         if path.is_file():
-            tables[k] = _read_part(path, len(chunks[k]))
-            if tables[k] is not None:
+            found = _read_part(path, len(chunks[k]))
+            if found is not None:
+                tables[k], sketches[k] = found
+                on_disk[k] = True
                 done += len(chunks[k])
                 from_parts += len(tables[k].column("content_hash").drop_null())
     if progress and from_parts:
@@ -293,7 +341,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     written = in_driver = 0
     if todo:
         with _ray_of(cluster) as ray:
-            task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_chunk).options(name=TASK_NAME)
+            task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_task).options(name=TASK_NAME)
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             window = max(1, cpus * int(RETRIES["in_flight_per_cpu"]))
             pending: dict = {}
@@ -306,22 +354,26 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
                 for ref in ready:
                     k = pending.pop(ref)
                     try:
-                        table = ray.get(ref)
+                        table, sketch = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
                         cause = exc if isinstance(exc, RootNotVisible) else getattr(exc, "cause", None)
                         if isinstance(cause, RootNotVisible):     # every chunk would fail alike: stop, say why
                             raise ClusterError(str(cause)) from None
                         log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
-                        table = read_chunk(root_s, tasks[k])
+                        table, sketch = read_task(root_s, tasks[k])
                         in_driver += 1
-                    tables[k] = table
-                    _write_part(parts / f"{keys[k]}.parquet", table)
+                    tables[k], sketches[k] = table, sketch
+                    on_disk[k] = _write_part(parts / f"{keys[k]}.parquet", table, sketch)
                     written += 1
                     done += len(chunks[k])
                     if progress:
                         progress(done, total)
     stats.update(files_from_partitions=from_parts, partitions_written=written, chunks_read_in_driver=in_driver)
     _drop_stale_parts(parts, set(keys))
+    if isinstance(cluster, Session):             # for the global steps (cluster/steps.py): paths, not columns
+        cluster.read_parts = ReadParts(list(image_ids), [str(parts / f"{key}.parquet") if d else None
+                                                         for key, d in zip(keys, on_disk)],
+                                       [len(c) for c in chunks], sketches)
     if not tables:
         empty = filescan.scan_chunk(root_s, [])
         return chunk_table(empty).drop_columns(["desc"]).to_pandas(), empty["desc"]

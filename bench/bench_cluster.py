@@ -1,6 +1,7 @@
 """The scan on Ray against the local pool, and the measured inputs of a plan for 100,000,000 images (issue 15).
 
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
+    .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3 --engines ray:2   # one engine (driver memory)
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
     .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
 
@@ -8,8 +9,9 @@ Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_s
 in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
 CPU (local:1) and with 2 (local:2); each run a cold scan in a fresh workspace (every file read, every check, saved).
 Ray's start is timed apart; the scan reuses it. Reported: median wall time of the whole scan and of its read phase
-(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet
-partition bytes per image.
+(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), peak RSS of the
+driver (the scanning process), Parquet partition bytes per image, and a cluster scan's global steps (summary
+global_steps times_s: exact duplicates, near duplicates, statistics).
 
 --steps: the scan's global steps on a scanned folder (files cached), run by run interleaved in one process: the
 duplicate pairs as a local scan finds them (checks/context.py: pandas groups, neardup.near_pairs) against a cluster
@@ -96,7 +98,8 @@ def child(engine: str, root: str, runs: int) -> dict:
         parts = list((r.workspace / eng.PARTS_DIR).glob("*.parquet"))
         out["runs"].append({"s": round(total_s, 2), "read_s": r.summary["read_s"], "n": r.summary["n_images"],
                             "files_read": r.summary["files_read"], "n_findings": int(len(r.findings)),
-                            "parquet_bytes": sum(p.stat().st_size for p in parts)})
+                            "parquet_bytes": sum(p.stat().st_size for p in parts),
+                            "steps_s": r.summary.get("global_steps", {}).get("times_s", {})})
     stop.set()
     out["ray_worker_peak_rss_mb"] = round(peak_kb[0] / 1024, 1)
     out["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -107,9 +110,10 @@ def child(engine: str, root: str, runs: int) -> dict:
     return out
 
 
-def throughput(n: int, runs: int, base: Path) -> None:
+def throughput(n: int, runs: int, base: Path, engines: tuple[str, ...] = ("local", "ray:1", "ray:2")) -> None:
+    import os
     root = make_folder(base, n)
-    engines = ("local", "ray:1", "ray:2")
+    print(f"{n} images; load average before {os.getloadavg()}")
     results = {e: {"engine": e, "runs": [], "ray_start_s": [], "ray_worker_peak_rss_mb": 0,
                    "pool_worker_peak_rss_mb": 0, "driver_peak_rss_mb": 0} for e in engines}
     for _ in range(runs):            # interleaved, one process per run: a change in the machine's load hits all three
@@ -133,11 +137,15 @@ def throughput(n: int, runs: int, base: Path) -> None:
         rd = statistics.median(r["read_s"] for r in res["runs"])
         base_read = base_read or rd
         pq = res["runs"][-1]["parquet_bytes"] / n if res["engine"] != "local" else 0
+        steps = {k: statistics.median(r["steps_s"].get(k, 0.0) for r in res["runs"])
+                 for k in res["runs"][-1]["steps_s"]}
         print(f"{res['engine']:>6}: scan {s:.2f} s ({n / s:,.0f} img/s) of {[r['s'] for r in res['runs']]}; read "
               f"{rd:.2f} s ({n / rd:,.0f} img/s, x{rd / base_read:.2f} the local read) of "
               f"{[r['read_s'] for r in res['runs']]}; Ray start {res['ray_start_s'] or '-'} s; worker peak RSS "
               f"{res['ray_worker_peak_rss_mb'] or res['pool_worker_peak_rss_mb']} MB; driver peak RSS "
-              f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}")
+              f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}"
+              + (f"; global steps (medians) {steps}" if steps else ""))
+    print(f"load average after {os.getloadavg()}")
 
 
 def recall(base: Path) -> None:
@@ -241,6 +249,7 @@ def main() -> None:
     p.add_argument("--recall", action="store_true")
     p.add_argument("--steps", action="store_true")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
+    p.add_argument("--engines", default="local,ray:1,ray:2", help="the throughput run's engines, comma-separated")
     p.add_argument("--child")
     p.add_argument("--root")
     a = p.parse_args()
@@ -254,7 +263,7 @@ def main() -> None:
     elif a.steps:
         global_steps(a.n, a.runs, base)
     else:
-        throughput(a.n, a.runs, base)
+        throughput(a.n, a.runs, base, tuple(a.engines.split(",")))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,21 @@ def runtime_env(kind: str) -> dict:
     return {"py_modules": [str(Path(__file__).resolve().parents[1])]} if RETRIES["ship_package"] else {}
 
 
+def _auto_address() -> str:
+    """``--cluster auto``: the cluster ``RAY_ADDRESS`` names (checked reachable first: Ray would wait minutes for
+    a closed port), else the one this machine runs (Ray's "auto")."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address or address == "auto":
+        return "auto"
+    try:
+        _, (host, port) = parse_cluster(address)
+    except (ValueError, TypeError):
+        raise ClusterError(f"--cluster auto: RAY_ADDRESS={address!r} is not HOST:PORT (a head node's GCS address) "
+                           "or ray://HOST:PORT; set it to one, or unset it on a cluster node") from None
+    _check_reachable(f"{address} (RAY_ADDRESS, --cluster auto)", host, port, RETRIES["connect_timeout_s"])
+    return address
+
+
 @contextmanager
 def connected(spec: str):
     """Ray connected for the duration: reuses a Ray this process already joined (a notebook, a test), else
@@ -127,7 +142,7 @@ def connected(spec: str):
         if kind == "local":
             ray.init(num_cpus=arg, include_dashboard=False, **quiet, runtime_env=runtime_env(kind))
         elif kind == "auto":
-            ray.init(address="auto", **quiet, runtime_env=runtime_env(kind))
+            ray.init(address=_auto_address(), **quiet, runtime_env=runtime_env(kind))
         else:
             host, port = arg
             _check_reachable(spec, host, port, RETRIES["connect_timeout_s"])
@@ -141,6 +156,9 @@ def connected(spec: str):
                 if kind != "local" else "see the Ray logs under /tmp/ray")
         if kind == "client" and "grpc" in str(exc).lower():
             hint = "Ray Client needs pip install 'ray[client]' (or run on a cluster node with --cluster auto)"
+        elif kind != "local" and any(w in str(exc).lower() for w in ("auth", "token", "timeout")):
+            hint += (", and when the cluster uses token authentication (`ray start`'s default), set "
+                     "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to its token (or put it in ~/.ray/auth_token)")
         raise ClusterError(f"cannot {what}: {' '.join(str(exc).split())[:300]}; {hint}") from None
     try:
         yield ray

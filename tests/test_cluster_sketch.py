@@ -182,6 +182,11 @@ def test_sketches_survive_json_and_a_partition_keeps_the_sketch_of_its_rows(scan
     for name, sk in want.sketches.items():
         assert got.sketches[name].to_dict() == sk.to_dict(), name
         assert sk.n > 20 and got.sketches[name].median() == sk.median()
+    # merged in one pass (engine's sum of 10^5 partitions' sketches) = merged one by one = the sketch of all
+    halves = [property_sketches(images.iloc[:35]), property_sketches(images.iloc[35:70])]
+    one_by_one = PropertySketches().merge(halves[0]).merge(halves[1])
+    for name, sk in PropertySketches.merged(halves).sketches.items():
+        assert sk.to_dict() == one_by_one.sketches[name].to_dict() == want.sketches[name].to_dict(), name
     empty = PropertySketches.from_json(property_sketches(images.iloc[:0]).to_json())
     assert empty.sketches["brightness"].n == 0 and np.isnan(empty.sketches["brightness"].median())
     path = tmp_path / "part.parquet"

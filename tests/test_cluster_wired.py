@@ -15,7 +15,7 @@ import inspect_core
 from inspect_core.checks.context import CheckContext, near_rule
 from inspect_core.checks.property import ROBUST_COLUMNS, property_frame, robust_center_scale, robust_values
 from inspect_core.cluster import dups, engine, steps
-from inspect_core.cluster.sketch import QuantileSketch
+from inspect_core.cluster.sketch import PropertySketches, QuantileSketch
 from inspect_core.scanner import _boxes_to_px, run_checks
 
 
@@ -116,7 +116,6 @@ def test_the_checks_take_their_pairs_and_statistics_from_the_context(scans):
 def _partitions(result, ws, per_task: int = 3):
     """The partitions a cluster read of ``result``'s dataset leaves (engine.read_task and _write_part, here in this
     process): an engine.ReadParts, as engine.read_files records it."""
-    from inspect_core.cluster import engine
     root = str(result.dataset.root)
     ids = result.images["image_id"].tolist()
     chunks = [ids[k:k + 40] for k in range(0, len(ids), 40)]
@@ -127,15 +126,18 @@ def _partitions(result, ws, per_task: int = 3):
         table, sketch = engine.read_task(root, task)
         assert engine._write_part(ws / f"{k}.parquet", table, sketch)
         paths.append(str(ws / f"{k}.parquet")), n_rows.append(table.num_rows), sketches.append(sketch)
-    return engine.ReadParts(ids, paths, n_rows, sketches)
+    return engine.ReadParts(paths, n_rows, PropertySketches.merged(map(PropertySketches.from_json, sketches)),
+                            engine.ids_digest(ids)), sketches
 
 
 def _layouts(result, tmp_path):
     """(images, placed): a cold read (rows in the partitions' order), one partition not written (its rows sent by
     the driver), and the table in another order than the read (rows found by image_id)."""
-    parts = _partitions(result, tmp_path / "parts")
+    parts, sketches = _partitions(result, tmp_path / "parts")
     images = result.images
-    one_missing = engine.ReadParts(parts.ids, [None, *parts.paths[1:]], parts.n_rows, parts.sketches)
+    one_missing = engine.ReadParts([None, *parts.paths[1:]], parts.n_rows,
+                                   PropertySketches.merged(map(PropertySketches.from_json, sketches[1:])),
+                                   parts.ids_digest)
     shuffled = images.sample(frac=1.0, random_state=1).reset_index(drop=True)
     out = {"cold": (images, steps.place(images, parts)), "one_missing": (images, steps.place(images, one_missing)),
            "reordered": (shuffled, steps.place(shuffled, parts))}
@@ -181,7 +183,7 @@ def test_steps_fall_back_to_the_drivers_columns_when_workers_cannot_read_the_par
     columns instead, with the same statistics and groups."""
     result = scans["sample_data"]
     images = result.images
-    parts = _partitions(result, tmp_path / "parts")
+    parts, _ = _partitions(result, tmp_path / "parts")
     for p in parts.paths:
         Path(p).unlink()
     with steps.ClusterSteps("local:2") as on_ray:

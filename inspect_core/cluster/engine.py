@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
@@ -40,7 +41,7 @@ from ..loader_base import DatasetError
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "cluster_parts"
-SKETCH_KEY = b"inspect_core.property_sketches"     # a partition's sketch (JSON) in its Parquet metadata
+SKETCH_KEY = b"inspect_core.property_sketches"     # a partition's sketch (zlib'd JSON) in its Parquet metadata
 # Task size and retries as data (callers may override). A task reads ``chunks_per_task`` of the local pool's
 # chunks (scanner._chunks, 96 files each but for the tail): about 300 files keep Ray's per-task cost (1-5 ms)
 # under 1% of a task's read time. Each chunk is read by itself, exactly as the local pool reads it: the statistics
@@ -168,13 +169,40 @@ def connected(spec: str):
 
 @dataclass
 class ReadParts:
-    """What a cluster read leaves for the global steps: the files it read (``ids``, in the order of its rows) and,
-    per task (consecutive rows), its partition file (None: not written), its number of rows and its property
-    sketches (``sketch.PropertySketches`` as JSON). The steps' tasks read the partitions' columns themselves."""
-    ids: list
+    """What a cluster read leaves for the global steps: per task (consecutive rows of the read), its partition file
+    (None: not written) and its number of rows; the merged property sketches of the partitions written
+    (``sketch.PropertySketches``); ``ids_digest`` of the files read, in order. The steps' tasks read the
+    partitions' columns themselves; the driver keeps no per-row list (at 10^8 images a list of paths is 8 GB)."""
     paths: list
     n_rows: list
-    sketches: list
+    sketch: object
+    ids_digest: str
+
+
+def ids_digest(ids) -> str:
+    """An order-sensitive digest of a sequence of image ids (a list, an array, a pandas column): the steps check
+    with it that the scanned table's rows are the read's, in order, without keeping the read's list."""
+    hashed = pd.util.hash_pandas_object(pd.Series(np.asarray(ids, dtype=object), dtype=object), index=False)
+    return hashlib.blake2b(hashed.to_numpy().tobytes(), digest_size=16).hexdigest()
+
+
+class _SketchSum:
+    """The partitions' sketches summed as they arrive, a batch at a time (``PropertySketches.merged``)."""
+
+    def __init__(self, batch: int = 256):
+        from .sketch import PropertySketches
+        self._cls, self._batch, self._pending, self._total = PropertySketches, batch, [], PropertySketches()
+
+    def add(self, sketch_json: str) -> None:
+        self._pending.append(self._cls.from_json(sketch_json))
+        if len(self._pending) >= self._batch:
+            self.total()
+
+    def total(self):
+        if self._pending:
+            self._total = self._cls.merged([self._total, *self._pending])
+            self._pending = []
+        return self._total
 
 
 class Session:
@@ -287,7 +315,7 @@ def _read_part(path: Path, n_rows: int) -> tuple[pa.Table, str] | None:
             return None
         sketch = (table.schema.metadata or {}).get(SKETCH_KEY)
         table = table.replace_schema_metadata(None)
-        return table, (sketch.decode() if sketch else table_sketch(table).to_json())
+        return table, (zlib.decompress(sketch).decode() if sketch else table_sketch(table).to_json())
     except Exception as exc:  # noqa: BLE001 - a damaged partition is read again, never fatal
         log.warning("ignoring unreadable partition %s: %s", path, exc)
         return None
@@ -298,7 +326,7 @@ def _write_part(path: Path, table: pa.Table, sketch_json: str) -> bool:
     could not be written (that chunk's rows are then sent by the driver to the steps)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table.replace_schema_metadata({SKETCH_KEY: sketch_json}), tmp)
+        pq.write_table(table.replace_schema_metadata({SKETCH_KEY: zlib.compress(sketch_json.encode(), 6)}), tmp)
         os.replace(tmp, path)
         return True
     except OSError as exc:       # a partition that cannot be written costs only a slower re-run
@@ -340,8 +368,8 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     keys = [chunk_key(c, sizes[starts[k]:starts[k + 1]], mtimes[starts[k]:starts[k + 1]],
                       f"{tag}:{[len(x) for x in tasks[k]]}") for k, c in enumerate(chunks)]
     tables: list[pa.Table | None] = [None] * len(chunks)
-    sketches: list[str | None] = [None] * len(chunks)
     on_disk = [False] * len(chunks)
+    sketches = _SketchSum()
     done = done_before
     from_parts = 0
     for k, key in enumerate(keys):
@@ -349,8 +377,9 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
         if path.is_file():
             found = _read_part(path, len(chunks[k]))
             if found is not None:
-                tables[k], sketches[k] = found
+                tables[k], sketch = found
                 on_disk[k] = True
+                sketches.add(sketch)
                 done += len(chunks[k])
                 from_parts += len(tables[k].column("content_hash").drop_null())
     if progress and from_parts:
@@ -380,8 +409,10 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
                         log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
                         table, sketch = read_task(root_s, tasks[k])
                         in_driver += 1
-                    tables[k], sketches[k] = table, sketch
+                    tables[k] = table
                     on_disk[k] = _write_part(parts / f"{keys[k]}.parquet", table, sketch)
+                    if on_disk[k]:
+                        sketches.add(sketch)
                     written += 1
                     done += len(chunks[k])
                     if progress:
@@ -389,9 +420,8 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     stats.update(files_from_partitions=from_parts, partitions_written=written, chunks_read_in_driver=in_driver)
     _drop_stale_parts(parts, set(keys))
     if isinstance(cluster, Session):             # for the global steps (cluster/steps.py): paths, not columns
-        cluster.read_parts = ReadParts(list(image_ids), [str(parts / f"{key}.parquet") if d else None
-                                                         for key, d in zip(keys, on_disk)],
-                                       [len(c) for c in chunks], sketches)
+        cluster.read_parts = ReadParts([str(parts / f"{key}.parquet") if d else None for key, d in zip(keys, on_disk)],
+                                       [len(c) for c in chunks], sketches.total(), ids_digest(image_ids))
     if not tables:
         empty = filescan.scan_chunk(root_s, [])
         return chunk_table(empty).drop_columns(["desc"]).to_pandas(), empty["desc"]

@@ -203,6 +203,30 @@ class PropertySketches:
         self.n_gray += other.n_gray
         return self
 
+    @classmethod
+    def merged(cls, parts: Iterable[PropertySketches]) -> PropertySketches:
+        """The sum of many parts in one pass per statistic (``merge`` one by one costs the size of the total each
+        time: quadratic over 10^5 partitions)."""
+        parts = list(parts)
+        out = cls(n_decoded=sum(p.n_decoded for p in parts), n_gray=sum(p.n_gray for p in parts))
+        for name in dict.fromkeys(k for p in parts for k in p.sketches):
+            these = [p.sketches[name] for p in parts if name in p.sketches]
+            total = QuantileSketch(these[0].rel_error, these[0].zero_below)
+            for sk in these:
+                if (sk.rel_error, sk.zero_below) != (total.rel_error, total.zero_below):
+                    raise ValueError(f"cannot merge a sketch of relative error {sk.rel_error} into one of "
+                                     f"{total.rel_error}")
+            for sign in ("pos", "neg"):
+                keys = np.concatenate([getattr(sk, f"{sign}_keys") for sk in these])
+                counts = np.concatenate([getattr(sk, f"{sign}_counts") for sk in these])
+                merged = _add_bins(keys, counts, np.zeros(0, np.int64), np.zeros(0, np.int64))
+                setattr(total, f"{sign}_keys", merged[0]), setattr(total, f"{sign}_counts", merged[1])
+            total.n_zero, total.n, total.n_skipped = (sum(getattr(sk, k) for sk in these)
+                                                      for k in ("n_zero", "n", "n_skipped"))
+            total.min, total.max = min(sk.min for sk in these), max(sk.max for sk in these)
+            out.sketches[name] = total
+        return out
+
     def to_json(self) -> str:
         return json.dumps({"sketches": {k: v.to_dict() for k, v in self.sketches.items()},
                            "n_decoded": self.n_decoded, "n_gray": self.n_gray}, allow_nan=True)

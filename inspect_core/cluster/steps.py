@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from . import dups
-from .engine import Session
+from .engine import Session, ids_digest
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,16 @@ class PartsNotVisible(RuntimeError):
 @dataclass
 class Placed:
     """The scanned table's rows as the steps' tasks find them: ``parts`` = one (partition file, its rows of the
-    table: a slice when consecutive, else their positions, its sketch as JSON) per file the read left; ``rest`` =
-    the positions of the rows in no partition file (the driver sends their columns)."""
+    table: a slice when consecutive, else their positions) per file the read left, ``sketch`` their merged property
+    sketches (``sketch.PropertySketches``; None without parts); ``rest`` = the positions of the rows in no
+    partition file (the driver sends their columns)."""
     parts: list
     rest: np.ndarray
+    sketch: object = None
 
     @property
     def n_from_parts(self) -> int:
-        return sum(_n_rows(rows) for _, rows, _ in self.parts)
+        return sum(_n_rows(rows) for _, rows in self.parts)
 
 
 def _n_rows(rows) -> int:
@@ -72,28 +74,35 @@ def _positions(rows) -> np.ndarray:
 def place(images, read_parts) -> Placed:
     """Where each row of ``images`` (the scanned table) is: in which partition of ``read_parts`` (``engine.ReadParts``
     of this scan's cluster read; None: nothing was read on the cluster), at which row. A cold scan's rows are the
-    read's, in order (slices); after a warm one they are found by image_id (unique ids; else every row is ``rest``)."""
+    read's, in order (slices; checked by ``engine.ids_digest``); after a warm one the partitions' image_ids are
+    read back from their files and found in the table (unique ids; else every row is ``rest``)."""
     n = len(images)
     everything = Placed([], np.arange(n, dtype=np.int64))
     if read_parts is None or not any(p is not None for p in read_parts.paths):
         return everything
-    ids = read_parts.ids
-    pos = None
-    if not (len(ids) == n and np.array_equal(images["image_id"].to_numpy(dtype=object), np.asarray(ids, object))):
+    written = [(p, k) for p, k in zip(read_parts.paths, read_parts.n_rows) if p is not None]
+    if sum(read_parts.n_rows) == n and ids_digest(images["image_id"].to_numpy(dtype=object)) == read_parts.ids_digest:
+        starts = np.cumsum([0, *read_parts.n_rows])
+        parts = [(p, slice(int(s0), int(s0 + k))) for p, k, s0 in zip(read_parts.paths, read_parts.n_rows, starts)
+                 if p is not None]
+    else:
         index = pd.Index(images["image_id"])
-        if not index.is_unique:
+        try:
+            ids = [pq.read_table(p, columns=["image_id"]).column(0).to_pylist() for p, _ in written]
+        except OSError as exc:
+            log.warning("cannot read the image ids of the partitions back (%s); sending the columns instead", exc)
             return everything
-        pos = index.get_indexer(pd.Index(ids))
+        if not index.is_unique or any(len(i) != k for i, (_, k) in zip(ids, written)):
+            return everything
+        pos = index.get_indexer(pd.Index([i for part in ids for i in part]))
         if (pos < 0).any():
             return everything
-    parts, covered, start = [], np.zeros(n, bool), 0
-    for path, k, sketch in zip(read_parts.paths, read_parts.n_rows, read_parts.sketches):
-        rows = slice(start, start + k) if pos is None else pos[start:start + k]
-        if path is not None:
-            parts.append((path, rows, sketch))
-            covered[rows] = True
-        start += k
-    return Placed(parts, np.nonzero(~covered)[0])
+        starts = np.cumsum([0, *[k for _, k in written]])
+        parts = [(p, pos[s0:s0 + k]) for (p, k), s0 in zip(written, starts)]
+    covered = np.zeros(n, bool)
+    for _, rows in parts:
+        covered[rows] = True
+    return Placed(parts, np.nonzero(~covered)[0], read_parts.sketch)
 
 
 def read_part(path: str, columns) -> pd.DataFrame:
@@ -213,7 +222,7 @@ def exact_column_stats(images, n_parts: int | None = None, cluster=None, placed:
         def run_brackets(brackets):
             return [part_bracket(p, brackets) for p in parts] + [paths_bracket(g, brackets) for g in path_groups]
     total = PropertySketches()
-    for sk in [PropertySketches.from_json(p[2]) for p in placed.parts] + run_sketches():
+    for sk in ([placed.sketch] if placed.parts else []) + run_sketches():
         total.merge(sk)
     stats = {"grayscale": {"n_decoded": total.n_decoded, "n_gray": total.n_gray}}
     centers: dict = {}

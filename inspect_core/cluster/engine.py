@@ -14,8 +14,13 @@ Why Ray tasks (``ray.remote(max_retries=...)``) and not ``ray.data.from_items(ch
   key = a hash of the chunk's paths, sizes, mtimes and filescan's cache tag. A re-run (after a crash, a Ctrl-C,
   or with the file cache gone) reads those partitions and submits only the rest. Ray Data's writers name their
   files themselves and would need a second pass to map them back to chunks.
-The driver writes the partitions (not the workers), so workers need no access to the workspace: on a multi-node
-cluster they need only the dataset (a shared file system or object storage) and ``dataset-inspector[cluster]``.
+- sketches: each task also returns the property sketches of its rows (``sketch.property_sketches``), kept in its
+  partition's Parquet metadata; the driver sums them (``ReadParts.sketch``) for the statistics step.
+The driver writes the partitions (not the workers). The global steps (cluster/steps.py) then send the partitions'
+paths, not their columns: their tasks read the files, so a workspace on a file system the nodes share saves the
+driver's memory (where a worker cannot open them, the steps send the columns). Workers need the dataset (a shared
+file system or object storage) and Ray with the libraries of ``requirements-cluster.txt``; inspect_core itself is
+uploaded by the driver (``runtime_env``).
 """
 from __future__ import annotations
 

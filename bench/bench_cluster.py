@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3 --engines ray:2   # one engine (driver memory)
+    .venv/bin/python bench/bench_cluster.py --sent WORKSPACE          # what the driver sends the exact/stats steps
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
     .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
 
@@ -148,6 +149,33 @@ def throughput(n: int, runs: int, base: Path, engines: tuple[str, ...] = ("local
     print(f"load average after {os.getloadavg()}")
 
 
+def sent(ws: Path) -> None:
+    """What the driver hands the exact-duplicate and statistics tasks for one cluster scan's workspace ``ws``: the
+    partition paths and row ranges (this branch) against the columns (before: the two hash columns as key lists,
+    the property columns in 16 parts), each pickled as Ray pickles task arguments."""
+    import pickle
+
+    import numpy as np
+    sys.path.insert(0, str(REPO))
+    from inspect_core.cluster.engine import PARTS_DIR
+    from inspect_core.cluster.sketch import FRAME_COLUMNS
+    from inspect_core.scanner import load_scan
+    r = load_scan(ws)
+    img = r.images
+    paths = sorted(str(p) for p in (ws / PARTS_DIR).glob("*.parquet"))
+    now = len(pickle.dumps([(p, slice(0, 288)) for p in paths], protocol=5))
+    keys = {"content_hash": img["content_hash"].where(img["file_size_bytes"].gt(0)),
+            "pixel_hash": img["pixel_hash"].where(img["error_kind"].isna())}
+    before_keys = sum(len(pickle.dumps(k.tolist(), protocol=5)) for k in keys.values())
+    cols = list(FRAME_COLUMNS) + ["aspect_ratio"]
+    before_stats = sum(len(pickle.dumps(img.iloc[p][cols], protocol=5))
+                       for p in np.array_split(np.arange(len(img)), 16))
+    n = len(img)
+    print(f"{n} images, {len(paths)} partitions: now {now:,} B of paths and row ranges ({now / n:.1f} B/img); "
+          f"before: hash keys {before_keys:,} B ({before_keys / n:.0f} B/img) + property columns {before_stats:,} B "
+          f"({before_stats / n:.0f} B/img)")
+
+
 def recall(base: Path) -> None:
     sys.path.insert(0, str(REPO))
     import numpy as np
@@ -250,6 +278,7 @@ def main() -> None:
     p.add_argument("--steps", action="store_true")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
     p.add_argument("--engines", default="local,ray:1,ray:2", help="the throughput run's engines, comma-separated")
+    p.add_argument("--sent", help="a cluster scan's workspace: what the driver sends the exact and statistics steps")
     p.add_argument("--child")
     p.add_argument("--root")
     a = p.parse_args()
@@ -258,7 +287,9 @@ def main() -> None:
         return
     base = Path(a.dir)
     base.mkdir(parents=True, exist_ok=True)
-    if a.recall:
+    if a.sent:
+        sent(Path(a.sent))
+    elif a.recall:
         recall(base)
     elif a.steps:
         global_steps(a.n, a.runs, base)

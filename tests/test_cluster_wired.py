@@ -148,7 +148,9 @@ def _layouts(result, tmp_path):
     return out
 
 
-def test_statistics_from_the_partition_files_are_numpys_bit_for_bit(scans, tmp_path):
+@pytest.mark.parametrize("task_rows_min", [50_000, 60])        # one task; several, each reading a few partitions
+def test_statistics_from_the_partition_files_are_numpys_bit_for_bit(scans, tmp_path, monkeypatch, task_rows_min):
+    monkeypatch.setitem(steps.STEP_DEFAULTS, "task_rows_min", task_rows_min)
     for name, result in scans.items():
         for layout, (images, placed) in _layouts(result, tmp_path / name).items():
             got = steps.exact_column_stats(images, n_parts=3, placed=placed)
@@ -158,9 +160,12 @@ def test_statistics_from_the_partition_files_are_numpys_bit_for_bit(scans, tmp_p
             assert got["grayscale"]["n_decoded"] == result.images["error_kind"].isna().sum()
 
 
-def test_exact_groups_from_the_partition_files_are_those_of_the_checks_keys(scans, tmp_path):
+@pytest.mark.parametrize("task_rows_min", [50_000, 60])
+def test_exact_groups_from_the_partition_files_are_those_of_the_checks_keys(scans, tmp_path, monkeypatch,
+                                                                           task_rows_min):
     """The shuffle reads the hashes from the partition files (and the driver's rows for the rest): the groups of
     the content and pixel hashes as the checks key them (checks/context.py), in the table's row numbers."""
+    monkeypatch.setitem(steps.STEP_DEFAULTS, "task_rows_min", task_rows_min)
     result = scans["photos"]
     for layout, (images, placed) in _layouts(result, tmp_path).items():
         ctx_keys = {"content_hash": images["content_hash"].where(images["file_size_bytes"].gt(0)),

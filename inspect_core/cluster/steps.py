@@ -33,10 +33,11 @@ from .engine import Session, ids_digest
 
 log = logging.getLogger(__name__)
 
-# Thresholds as data: how many tasks (groups of partitions, or parts of the rows the driver sends) a step uses, and
-# at most how many rows one such task reads; how many times a bracket that missed (it cannot by the sketch's bound;
+# Thresholds as data: how many tasks (groups of partitions, or parts of the rows the driver sends) a step uses, at
+# least and at most how many rows one task of partitions reads (below task_rows_min a task costs more than its
+# work: 20,000 images are one task); how many times a bracket that missed (it cannot by the sketch's bound;
 # rounding) is widened tenfold before every value in range is fetched.
-STEP_DEFAULTS = {"stat_parts": 16, "task_rows_max": 2_000_000, "bracket_widen_tries": 3}
+STEP_DEFAULTS = {"stat_parts": 16, "task_rows_min": 50_000, "task_rows_max": 2_000_000, "bracket_widen_tries": 3}
 # the columns the exact-duplicate keys are made of (``exact_keys``)
 HASH_COLUMNS = ("content_hash", "file_size_bytes", "pixel_hash", "error_kind")
 EXACT_KEYS = ("content_hash", "pixel_hash")
@@ -114,12 +115,13 @@ def read_part(path: str, columns) -> pd.DataFrame:
 
 
 def _groups(items: list, n_rows: list[int], n_groups: int | None = None) -> list[list]:
-    """``items`` in consecutive groups: ``STEP_DEFAULTS["stat_parts"]`` of them, more when a group would read over
-    ``task_rows_max`` rows."""
+    """``items`` in consecutive groups: ``STEP_DEFAULTS["stat_parts"]`` of them, fewer when a group would read under
+    ``task_rows_min`` rows, more when it would read over ``task_rows_max``."""
     if not items:
         return []
     total = sum(n_rows)
-    n = n_groups or max(int(STEP_DEFAULTS["stat_parts"]), -(-total // int(STEP_DEFAULTS["task_rows_max"])))
+    n = n_groups or max(min(int(STEP_DEFAULTS["stat_parts"]), total // int(STEP_DEFAULTS["task_rows_min"])),
+                        -(-total // int(STEP_DEFAULTS["task_rows_max"])), 1)
     cuts = np.array_split(np.arange(len(items)), min(n, len(items)))
     return [[items[k] for k in c.tolist()] for c in cuts]
 
@@ -200,7 +202,8 @@ def exact_column_stats(images, n_parts: int | None = None, cluster=None, placed:
     placed = placed or Placed([], np.arange(len(images), dtype=np.int64))
     cols = list(FRAME_COLUMNS) + (["aspect_ratio"] if "aspect_ratio" in images else [])
     rest = placed.rest
-    n_parts = max(1, min(int(n_parts or STEP_DEFAULTS["stat_parts"]), len(rest) or 1))
+    default = min(int(STEP_DEFAULTS["stat_parts"]), len(rest) // int(STEP_DEFAULTS["task_rows_min"]))
+    n_parts = max(1, min(int(n_parts or default or 1), len(rest) or 1))
     parts = ([images.iloc[p][cols] for p in np.array_split(rest, n_parts)]
              if len(rest) or not placed.parts else [])
     path_groups = _groups([p[0] for p in placed.parts], [_n_rows(p[1]) for p in placed.parts])
@@ -309,7 +312,8 @@ def exact_groups_placed(images, placed: Placed, n_partitions: int | None = None,
     jobs = [([p[0] for p in g], [p[1] for p in g], None, None) for g in groups]
     rest = placed.rest
     if len(rest):
-        for r in np.array_split(rest, max(1, min(int(STEP_DEFAULTS["stat_parts"]), -(-len(rest) // 50_000)))):
+        n_jobs = min(int(STEP_DEFAULTS["stat_parts"]), len(rest) // int(STEP_DEFAULTS["task_rows_min"]))
+        for r in np.array_split(rest, max(1, n_jobs)):
             jobs.append(([], [], images.iloc[r][list(HASH_COLUMNS)].reset_index(drop=True), r))
     if cluster is not None:
         map_task = cluster.remote(exact_map).options(num_returns=n_partitions)

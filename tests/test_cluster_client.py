@@ -89,7 +89,9 @@ def ray_head(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("head")
     gcs_port, client_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+               # the head starts a server per Ray Client and waits 30 s for it by default: too short on a loaded box
+               RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S="240")
     ray_cli = Path(sys.executable).parent / "ray"
     proc = subprocess.run([str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
                            "--ray-client-server-port", str(client_port), "--num-cpus", "2",

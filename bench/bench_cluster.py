@@ -1,6 +1,8 @@
 """The scan on Ray against the local pool, and the measured inputs of a plan for 100,000,000 images (issue 15).
 
     .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3        # throughput + per-worker memory + bytes
+    .venv/bin/python bench/bench_cluster.py --n 20000 --runs 3 --engines ray:2   # one engine (driver memory)
+    .venv/bin/python bench/bench_cluster.py --sent WORKSPACE          # what the driver sends the exact/stats steps
     .venv/bin/python bench/bench_cluster.py --recall                  # banded near pairs vs the local path
     .venv/bin/python bench/bench_cluster.py --steps --n 20000 --runs 3   # the global steps on Ray vs here
     .venv/bin/python bench/bench_cluster.py --index 20000,200000 --runs 3   # the sharded index vs local, banding
@@ -10,8 +12,9 @@ Throughput: N small PNGs (32-64 px crops of skimage.data photos, tests/cluster_s
 in its own process per run, the three interleaved run by run: the local pool (default workers), Ray with 1 worker
 CPU (local:1) and with 2 (local:2); each run a cold scan in a fresh workspace (every file read, every check, saved).
 Ray's start is timed apart; the scan reuses it. Reported: median wall time of the whole scan and of its read phase
-(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), Parquet
-partition bytes per image.
+(summary read_s), img/s, peak RSS of a Ray worker while reading (VmHWM of ray::<task> processes), peak RSS of the
+driver (the scanning process), Parquet partition bytes per image, and a cluster scan's global steps (summary
+global_steps times_s: exact duplicates, near duplicates, statistics).
 
 --steps: the scan's global steps on a scanned folder (files cached), run by run interleaved in one process: the
 duplicate pairs as a local scan finds them (checks/context.py: pandas groups, neardup.near_pairs) against a cluster
@@ -107,7 +110,8 @@ def child(engine: str, root: str, runs: int) -> dict:
         parts = list((r.workspace / eng.PARTS_DIR).glob("*.parquet"))
         out["runs"].append({"s": round(total_s, 2), "read_s": r.summary["read_s"], "n": r.summary["n_images"],
                             "files_read": r.summary["files_read"], "n_findings": int(len(r.findings)),
-                            "parquet_bytes": sum(p.stat().st_size for p in parts)})
+                            "parquet_bytes": sum(p.stat().st_size for p in parts),
+                            "steps_s": r.summary.get("global_steps", {}).get("times_s", {})})
     stop.set()
     out["ray_worker_peak_rss_mb"] = round(peak_kb[0] / 1024, 1)
     out["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -118,9 +122,10 @@ def child(engine: str, root: str, runs: int) -> dict:
     return out
 
 
-def throughput(n: int, runs: int, base: Path) -> None:
+def throughput(n: int, runs: int, base: Path, engines: tuple[str, ...] = ("local", "ray:1", "ray:2")) -> None:
+    import os
     root = make_folder(base, n)
-    engines = ("local", "ray:1", "ray:2")
+    print(f"{n} images; load average before {os.getloadavg()}")
     results = {e: {"engine": e, "runs": [], "ray_start_s": [], "ray_worker_peak_rss_mb": 0,
                    "pool_worker_peak_rss_mb": 0, "driver_peak_rss_mb": 0} for e in engines}
     for _ in range(runs):            # interleaved, one process per run: a change in the machine's load hits all three
@@ -144,11 +149,42 @@ def throughput(n: int, runs: int, base: Path) -> None:
         rd = statistics.median(r["read_s"] for r in res["runs"])
         base_read = base_read or rd
         pq = res["runs"][-1]["parquet_bytes"] / n if res["engine"] != "local" else 0
+        steps = {k: statistics.median(r["steps_s"].get(k, 0.0) for r in res["runs"])
+                 for k in res["runs"][-1]["steps_s"]}
         print(f"{res['engine']:>6}: scan {s:.2f} s ({n / s:,.0f} img/s) of {[r['s'] for r in res['runs']]}; read "
               f"{rd:.2f} s ({n / rd:,.0f} img/s, x{rd / base_read:.2f} the local read) of "
               f"{[r['read_s'] for r in res['runs']]}; Ray start {res['ray_start_s'] or '-'} s; worker peak RSS "
               f"{res['ray_worker_peak_rss_mb'] or res['pool_worker_peak_rss_mb']} MB; driver peak RSS "
-              f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}")
+              f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}"
+              + (f"; global steps (medians) {steps}" if steps else ""))
+    print(f"load average after {os.getloadavg()}")
+
+
+def sent(ws: Path) -> None:
+    """What the driver hands the exact-duplicate and statistics tasks for one cluster scan's workspace ``ws``: the
+    partition paths and row ranges (this branch) against the columns (before: the two hash columns as key lists,
+    the property columns in 16 parts), each pickled as Ray pickles task arguments."""
+    import pickle
+
+    import numpy as np
+    sys.path.insert(0, str(REPO))
+    from inspect_core.cluster.engine import PARTS_DIR
+    from inspect_core.cluster.sketch import FRAME_COLUMNS
+    from inspect_core.scanner import load_scan
+    r = load_scan(ws)
+    img = r.images
+    paths = sorted(str(p) for p in (ws / PARTS_DIR).glob("*.parquet"))
+    now = len(pickle.dumps([(p, slice(0, 288)) for p in paths], protocol=5))
+    keys = {"content_hash": img["content_hash"].where(img["file_size_bytes"].gt(0)),
+            "pixel_hash": img["pixel_hash"].where(img["error_kind"].isna())}
+    before_keys = sum(len(pickle.dumps(k.tolist(), protocol=5)) for k in keys.values())
+    cols = list(FRAME_COLUMNS) + ["aspect_ratio"]
+    before_stats = sum(len(pickle.dumps(img.iloc[p][cols], protocol=5))
+                       for p in np.array_split(np.arange(len(img)), 16))
+    n = len(img)
+    print(f"{n} images, {len(paths)} partitions: now {now:,} B of paths and row ranges ({now / n:.1f} B/img); "
+          f"before: hash keys {before_keys:,} B ({before_keys / n:.0f} B/img) + property columns {before_stats:,} B "
+          f"({before_stats / n:.0f} B/img)")
 
 
 def recall(base: Path) -> None:
@@ -371,6 +407,8 @@ def main() -> None:
     p.add_argument("--index", default="", help="comma-separated sizes: the sharded index on crop descriptors")
     p.add_argument("--fit-only", action="store_true", help="with --index: only the k-means fit, driver vs tasks")
     p.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "bench_cluster"))
+    p.add_argument("--engines", default="local,ray:1,ray:2", help="the throughput run's engines, comma-separated")
+    p.add_argument("--sent", help="a cluster scan's workspace: what the driver sends the exact and statistics steps")
     p.add_argument("--child")
     p.add_argument("--root")
     a = p.parse_args()
@@ -381,12 +419,14 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     if a.index:
         index([int(v) for v in a.index.split(",")], a.runs, a.fit_only)
+    elif a.sent:
+        sent(Path(a.sent))
     elif a.recall:
         recall(base)
     elif a.steps:
         global_steps(a.n, a.runs, base)
     else:
-        throughput(a.n, a.runs, base)
+        throughput(a.n, a.runs, base, tuple(a.engines.split(",")))
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ def assert_same_scan(local, other) -> None:
     np.testing.assert_array_equal(local.desc, other.desc)
 
 
-def assert_steps_ran_on_ray(local, on_ray, near: str = "on Ray: pHash banding, 23 bands") -> None:
-    """The cluster scan's pairs and statistics came from its Ray steps (cluster/steps.py), the local scan's not.
-    ``near``: how its near pairs were found (default: banding at the rule's cut, 22 bits)."""
+def assert_steps_ran_on_ray(local, on_ray, near: str = "on Ray: pHash banding, 23 bands", sent_by_driver: int = 0
+                            ) -> None:
+    """The cluster scan's pairs and statistics came from its Ray steps (cluster/steps.py), the local scan's not; their
+    tasks read the rows from the partition files but ``sent_by_driver`` (by default none: a cold scan). ``near``: how
+    its near pairs were found (default: banding at the rule's cut, 22 bits)."""
     steps = on_ray.summary["global_steps"]
+    n = len(on_ray.images)
+    assert (steps["rows_read_from_partitions"], steps["rows_sent_by_driver"]) == (n - sent_by_driver, sent_by_driver)
     assert steps["exact_duplicates"].startswith("on Ray: hash shuffle")
     assert steps["near_duplicates"].startswith(near)
     assert steps["robust_statistics"].startswith("on Ray: sketches")
@@ -175,6 +179,27 @@ def test_a_changed_file_reads_only_its_chunk(tmp_path):
     assert second.summary["files_from_partitions"] == 300 - sum(len(c) for c in tasks[-1])
     # the changed task's old partition is gone: the folder does not grow with every change
     assert len(list((second.workspace / engine.PARTS_DIR).glob("*.parquet"))) == len(tasks)
+    local = inspect_core.scan(root, workspace=tmp_path / "ws_local", workers=1)
+    assert_same_scan(local, second)
+    assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_warm_rescan_reads_its_new_partition_and_sends_only_the_cached_rows(tmp_path):
+    """With the file cache in place, one changed file: only its chunk is read on Ray (a new partition, its sketch
+    made by the read); the steps read that partition's rows from the file and the driver sends the cached rows'
+    columns; the findings are the local scan's."""
+    root = tmp_path / "ds"
+    make_crops_folder(root, 300, seed=2, n_exact=5, n_near=5)
+    first = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
+    assert first.summary["global_steps"]["rows_sent_by_driver"] == 0                  # cold: every row in a file
+    target = root / first.images["image_id"].iloc[len(first.images) // 2]
+    target.write_bytes(target.read_bytes()[:200])                   # truncated: a finding now
+    second = inspect_core.scan(root, workspace=tmp_path / "ws", cluster="local:2", workers=1)
+    assert second.summary["files_read"] == 1 and second.summary["partitions_written"] == 1
+    assert second.summary["files_from_cache"] == 299
+    steps = second.summary["global_steps"]
+    assert steps["rows_read_from_partitions"] == 1 and steps["rows_sent_by_driver"] == 299
     local = inspect_core.scan(root, workspace=tmp_path / "ws_local", workers=1)
     assert_same_scan(local, second)
     assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])

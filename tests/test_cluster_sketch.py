@@ -165,3 +165,37 @@ def test_given_statistics_are_the_ones_the_cuts_use(scans):
     assert dark < darker                  # a brighter dataset median makes more images dark by comparison
     few = {**stats, "grayscale": {"n_decoded": 100, "n_gray": 50}}
     assert not [f for f in check_property(_ctx(images, few)) if f["check"] == "grayscale"]
+
+
+def test_sketches_survive_json_and_a_partition_keeps_the_sketch_of_its_rows(scans, tmp_path):
+    """A read task's sketch (engine.read_task) is the sketch of its rows' property values; written into the
+    partition's Parquet metadata and read back (a re-run reusing the partition), it is the same sketch."""
+    from inspect_core.cluster import engine
+    from inspect_core.cluster.sketch import PropertySketches
+    images = scans["sample_data"]
+    ids = images["image_id"].tolist()
+    table, sketch_json = engine.read_task(str(REPO / "sample_data"), [ids[:40], ids[40:70]])
+    got = PropertySketches.from_json(sketch_json)
+    want = property_sketches(images.iloc[:70])
+    assert (got.n_decoded, got.n_gray) == (want.n_decoded, want.n_gray) and want.n_decoded > 20
+    assert got.sketches.keys() == want.sketches.keys() == ROBUST_COLUMNS.keys()
+    for name, sk in want.sketches.items():
+        assert got.sketches[name].to_dict() == sk.to_dict(), name
+        assert sk.n > 20 and got.sketches[name].median() == sk.median()
+    # merged in one pass (engine's sum of 10^5 partitions' sketches) = merged one by one = the sketch of all
+    halves = [property_sketches(images.iloc[:35]), property_sketches(images.iloc[35:70])]
+    one_by_one = PropertySketches().merge(halves[0]).merge(halves[1])
+    for name, sk in PropertySketches.merged(halves).sketches.items():
+        assert sk.to_dict() == one_by_one.sketches[name].to_dict() == want.sketches[name].to_dict(), name
+    empty = PropertySketches.from_json(property_sketches(images.iloc[:0]).to_json())
+    assert empty.sketches["brightness"].n == 0 and np.isnan(empty.sketches["brightness"].median())
+    path = tmp_path / "part.parquet"
+    assert engine._write_part(path, table, sketch_json)
+    again, again_json = engine._read_part(path, table.num_rows)
+    assert again_json == sketch_json
+    pd.testing.assert_frame_equal(again.to_pandas(), table.to_pandas())
+    # a partition written without a sketch (an older one): its sketch is made from its rows
+    import pyarrow.parquet as pq
+    pq.write_table(table, path)
+    assert engine._read_part(path, table.num_rows)[1] == sketch_json
+    assert engine._read_part(path, table.num_rows + 1) is None           # not this chunk's: read again

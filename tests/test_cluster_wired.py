@@ -4,6 +4,8 @@ widened); the checks take their pairs from the context's ``pair_source`` when on
 against the local one: tests/test_cluster_scan.py (sample_data and 20,000 real-photo crops)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +14,8 @@ from cluster_support import REPO, make_photo_copies_folder, ray_local  # noqa: F
 import inspect_core
 from inspect_core.checks.context import CheckContext, near_rule
 from inspect_core.checks.property import ROBUST_COLUMNS, property_frame, robust_center_scale, robust_values
-from inspect_core.cluster import dups, steps
-from inspect_core.cluster.sketch import QuantileSketch
+from inspect_core.cluster import dups, engine, steps
+from inspect_core.cluster.sketch import PropertySketches, QuantileSketch
 from inspect_core.scanner import _boxes_to_px, run_checks
 
 
@@ -79,8 +81,8 @@ class _Source:
     def __init__(self, near=True):
         self.calls, self.near = [], near
 
-    def exact_pairs(self, keys):
-        self.calls.append("exact")
+    def exact_pairs(self, keys, column):
+        self.calls.append(column)
         return dups.exact_pairs(dups.exact_groups(keys, n_partitions=3))
 
     def near_pairs(self, desc, phash, subset, cuts):
@@ -103,12 +105,103 @@ def test_the_checks_take_their_pairs_and_statistics_from_the_context(scans):
     source = _Source()
     wired = run_checks(_ctx(result, pair_source=source, column_stats=steps.exact_column_stats(images, 5)),
                        result.dataset.problems)
-    assert source.calls == ["exact", "exact", "near"]
+    assert source.calls == ["content_hash", "pixel_hash", "near"]
     pd.testing.assert_frame_equal(wired, result.findings)
     assert {"exact_duplicate", "near_duplicate"} <= set(wired["check"])
     # a source that finds no near pairs: the checks report none (the pairs are the source's, not recomputed)
     blind = run_checks(_ctx(result, pair_source=_Source(near=False)), result.dataset.problems)
     assert "near_duplicate" not in set(blind["check"]) and "exact_duplicate" in set(blind["check"])
+
+
+def _partitions(result, ws, per_task: int = 3):
+    """The partitions a cluster read of ``result``'s dataset leaves (engine.read_task and _write_part, here in this
+    process): an engine.ReadParts, as engine.read_files records it."""
+    root = str(result.dataset.root)
+    ids = result.images["image_id"].tolist()
+    chunks = [ids[k:k + 40] for k in range(0, len(ids), 40)]
+    tasks = [chunks[k:k + per_task] for k in range(0, len(chunks), per_task)]
+    ws.mkdir(parents=True, exist_ok=True)
+    paths, n_rows, sketches = [], [], []
+    for k, task in enumerate(tasks):
+        table, sketch = engine.read_task(root, task)
+        assert engine._write_part(ws / f"{k}.parquet", table, sketch)
+        paths.append(str(ws / f"{k}.parquet")), n_rows.append(table.num_rows), sketches.append(sketch)
+    return engine.ReadParts(paths, n_rows, PropertySketches.merged(map(PropertySketches.from_json, sketches)),
+                            engine.ids_digest(ids)), sketches
+
+
+def _layouts(result, tmp_path):
+    """(images, placed): a cold read (rows in the partitions' order), one partition not written (its rows sent by
+    the driver), and the table in another order than the read (rows found by image_id)."""
+    parts, sketches = _partitions(result, tmp_path / "parts")
+    images = result.images
+    one_missing = engine.ReadParts([None, *parts.paths[1:]], parts.n_rows,
+                                   PropertySketches.merged(map(PropertySketches.from_json, sketches[1:])),
+                                   parts.ids_digest)
+    shuffled = images.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    out = {"cold": (images, steps.place(images, parts)), "one_missing": (images, steps.place(images, one_missing)),
+           "reordered": (shuffled, steps.place(shuffled, parts))}
+    n = len(images)
+    assert out["cold"][1].n_from_parts == n and isinstance(out["cold"][1].parts[0][1], slice)
+    assert len(out["one_missing"][1].rest) == parts.n_rows[0] and out["one_missing"][1].n_from_parts < n
+    assert out["reordered"][1].n_from_parts == n and not isinstance(out["reordered"][1].parts[0][1], slice)
+    return out
+
+
+@pytest.mark.parametrize("task_rows_min", [50_000, 60])        # one task; several, each reading a few partitions
+def test_statistics_from_the_partition_files_are_numpys_bit_for_bit(scans, tmp_path, monkeypatch, task_rows_min):
+    monkeypatch.setitem(steps.STEP_DEFAULTS, "task_rows_min", task_rows_min)
+    for name, result in scans.items():
+        for layout, (images, placed) in _layouts(result, tmp_path / name).items():
+            got = steps.exact_column_stats(images, n_parts=3, placed=placed)
+            for stat, ((med, robust_sd), n) in _numpy_stats(images).items():
+                assert (got[stat]["median"], got[stat]["robust_sd"], got[stat]["n"]) == (med, robust_sd, n), \
+                    (name, layout, stat)
+            assert got["grayscale"]["n_decoded"] == result.images["error_kind"].isna().sum()
+
+
+@pytest.mark.parametrize("task_rows_min", [50_000, 60])
+def test_exact_groups_from_the_partition_files_are_those_of_the_checks_keys(scans, tmp_path, monkeypatch,
+                                                                           task_rows_min):
+    """The shuffle reads the hashes from the partition files (and the driver's rows for the rest): the groups of
+    the content and pixel hashes as the checks key them (checks/context.py), in the table's row numbers."""
+    monkeypatch.setitem(steps.STEP_DEFAULTS, "task_rows_min", task_rows_min)
+    result = scans["photos"]
+    for layout, (images, placed) in _layouts(result, tmp_path).items():
+        ctx_keys = {"content_hash": images["content_hash"].where(images["file_size_bytes"].gt(0)),
+                    "pixel_hash": images["pixel_hash"].where(images["error_kind"].isna())}
+        got = steps.exact_groups_placed(images, placed, n_partitions=5)
+        for column, keys in ctx_keys.items():
+            want = dups.exact_groups(keys.tolist(), n_partitions=3)
+            assert len(want) >= 2, column
+            assert [g.tolist() for g in got[column]] == [g.tolist() for g in want], (layout, column)
+
+
+def test_a_partition_a_worker_cannot_open_says_so(tmp_path):
+    with pytest.raises(steps.PartsNotVisible, match="not-here.parquet is not readable on Ray node"):
+        steps.paths_bracket([str(tmp_path / "not-here.parquet")], {})
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_steps_fall_back_to_the_drivers_columns_when_workers_cannot_read_the_partitions(scans, tmp_path):
+    """Partition paths the workers cannot open (a workspace on a disk only the driver sees): the steps send the
+    columns instead, with the same statistics and groups."""
+    result = scans["sample_data"]
+    images = result.images
+    parts, _ = _partitions(result, tmp_path / "parts")
+    for p in parts.paths:
+        Path(p).unlink()
+    with steps.ClusterSteps("local:2") as on_ray:
+        on_ray.read_parts = parts
+        stats = on_ray.column_stats(images)
+        assert len(on_ray.placed(images).rest) == len(images)          # fell back: every row from the driver
+        keys = images["pixel_hash"].where(images["error_kind"].isna())
+        a, b = on_ray.exact_pairs(keys, column="pixel_hash")
+        summary = on_ray.summary()["global_steps"]
+    assert stats == steps.exact_column_stats(images)
+    want = dups.exact_pairs(dups.exact_groups(keys.tolist()))
+    assert a.tolist() == want[0].tolist() and b.tolist() == want[1].tolist() and len(a)
+    assert (summary["rows_read_from_partitions"], summary["rows_sent_by_driver"]) == (0, len(images))
 
 
 @pytest.mark.usefixtures("ray_local")

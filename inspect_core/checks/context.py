@@ -147,7 +147,8 @@ class CheckContext:
     # property.ROBUST_COLUMNS; None: computed from ``images``
     column_stats: dict | None = None
     # where the pairs are found: None, here (pandas groups, neardup.near_pairs); else an object with the same two
-    # steps, ``exact_pairs(keys) -> (a, b)`` and ``near_pairs(desc, phash=, subset=, cuts=) -> (i, j, cosine)``,
+    # steps, ``exact_pairs(keys, column=) -> (a, b)`` (column: the key's column name) and
+    # ``near_pairs(desc, phash=, subset=, cuts=) -> (i, j, cosine)``,
     # that runs them elsewhere (a cluster scan: cluster.steps.ClusterSteps, on Ray)
     pair_source: object | None = None
 
@@ -201,7 +202,7 @@ class CheckContext:
         for col, why in (("content_hash", "same bytes"), ("pixel_hash", "same pixels")):
             keys = keyed[col]
             if self.pair_source is not None:
-                a, b = self.pair_source.exact_pairs(keys.tolist())
+                a, b = self.pair_source.exact_pairs(keys, column=col)
                 if len(a):
                     frames.append(pd.DataFrame({"a": a, "b": b, "kind": "exact", "score": 1.0, "why": why}))
                 continue

@@ -14,8 +14,13 @@ Why Ray tasks (``ray.remote(max_retries=...)``) and not ``ray.data.from_items(ch
   key = a hash of the chunk's paths, sizes, mtimes and filescan's cache tag. A re-run (after a crash, a Ctrl-C,
   or with the file cache gone) reads those partitions and submits only the rest. Ray Data's writers name their
   files themselves and would need a second pass to map them back to chunks.
-The driver writes the partitions (not the workers), so workers need no access to the workspace: on a multi-node
-cluster they need only the dataset (a shared file system or object storage) and ``dataset-inspector[cluster]``.
+- sketches: each task also returns the property sketches of its rows (``sketch.property_sketches``), kept in its
+  partition's Parquet metadata; the driver sums them (``ReadParts.sketch``) for the statistics step.
+The driver writes the partitions (not the workers). The global steps (cluster/steps.py) then send the partitions'
+paths, not their columns: their tasks read the files, so a workspace on a file system the nodes share saves the
+driver's memory (where a worker cannot open them, the steps send the columns). Workers need the dataset (a shared
+file system or object storage) and Ray with the libraries of ``requirements-cluster.txt``; inspect_core itself is
+uploaded by the driver (``runtime_env``).
 """
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +46,7 @@ from ..loader_base import DatasetError
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "cluster_parts"
+SKETCH_KEY = b"inspect_core.property_sketches"     # a partition's sketch (zlib'd JSON) in its Parquet metadata
 # Task size and retries as data (callers may override). A task reads ``chunks_per_task`` of the local pool's
 # chunks (scanner._chunks, 96 files each but for the tail): about 300 files keep Ray's per-task cost (1-5 ms)
 # under 1% of a task's read time. Each chunk is read by itself, exactly as the local pool reads it: the statistics
@@ -46,7 +54,7 @@ PARTS_DIR = "cluster_parts"
 # bit can change a finding, so the cluster reads the same stacks as a local scan with ``local_workers`` workers
 # (None: this machine's cores, the local scan's default). Retries re-run a task whose worker died.
 RETRIES = {"max_retries": 3, "in_flight_per_cpu": 2, "chunks_per_task": 3, "local_workers": None,
-           "connect_timeout_s": 5.0}
+           "connect_timeout_s": 5.0, "ship_package": True}
 # Test-only hook: seconds each task sleeps before reading, so that a test can kill a worker mid-chunk.
 CHUNK_DELAY_S = 0.0
 TASK_NAME = "inspect_core_read_chunk"        # the worker's process title while it reads (ray::<name>)
@@ -99,6 +107,30 @@ def _package_path() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
+def runtime_env(kind: str) -> dict:
+    """What the workers run with: a local Ray's (this machine's) import this very inspect_core through PYTHONPATH;
+    a separate cluster's get it uploaded (``py_modules``: the package folder, about 1 MB, unpacked on each node),
+    so that its nodes need only Ray and the libraries (``requirements-cluster.txt``), not this code at this path."""
+    if kind == "local":
+        return {"env_vars": {"PYTHONPATH": _package_path()}}
+    return {"py_modules": [str(Path(__file__).resolve().parents[1])]} if RETRIES["ship_package"] else {}
+
+
+def _auto_address() -> str:
+    """``--cluster auto``: the cluster ``RAY_ADDRESS`` names (checked reachable first: Ray would wait minutes for
+    a closed port), else the one this machine runs (Ray's "auto")."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address or address == "auto":
+        return "auto"
+    try:
+        _, (host, port) = parse_cluster(address)
+    except (ValueError, TypeError):
+        raise ClusterError(f"--cluster auto: RAY_ADDRESS={address!r} is not HOST:PORT (a head node's GCS address) "
+                           "or ray://HOST:PORT; set it to one, or unset it on a cluster node") from None
+    _check_reachable(f"{address} (RAY_ADDRESS, --cluster auto)", host, port, RETRIES["connect_timeout_s"])
+    return address
+
+
 @contextmanager
 def connected(spec: str):
     """Ray connected for the duration: reuses a Ray this process already joined (a notebook, a test), else
@@ -114,14 +146,13 @@ def connected(spec: str):
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if kind == "local":
-            ray.init(num_cpus=arg, include_dashboard=False, **quiet,
-                     runtime_env={"env_vars": {"PYTHONPATH": _package_path()}})
+            ray.init(num_cpus=arg, include_dashboard=False, **quiet, runtime_env=runtime_env(kind))
         elif kind == "auto":
-            ray.init(address="auto", **quiet)
+            ray.init(address=_auto_address(), **quiet, runtime_env=runtime_env(kind))
         else:
             host, port = arg
             _check_reachable(spec, host, port, RETRIES["connect_timeout_s"])
-            ray.init(address=spec if kind == "client" else f"{host}:{port}", **quiet)
+            ray.init(address=spec if kind == "client" else f"{host}:{port}", **quiet, runtime_env=runtime_env(kind))
     except ClusterError:
         raise
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -131,11 +162,52 @@ def connected(spec: str):
                 if kind != "local" else "see the Ray logs under /tmp/ray")
         if kind == "client" and "grpc" in str(exc).lower():
             hint = "Ray Client needs pip install 'ray[client]' (or run on a cluster node with --cluster auto)"
+        elif kind != "local" and any(w in str(exc).lower() for w in ("auth", "token", "timeout")):
+            hint += (", and when the cluster uses token authentication (`ray start`'s default), set "
+                     "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to its token (or put it in ~/.ray/auth_token)")
         raise ClusterError(f"cannot {what}: {' '.join(str(exc).split())[:300]}; {hint}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@dataclass
+class ReadParts:
+    """What a cluster read leaves for the global steps: per task (consecutive rows of the read), its partition file
+    (None: not written) and its number of rows; the merged property sketches of the partitions written
+    (``sketch.PropertySketches``); ``ids_digest`` of the files read, in order. The steps' tasks read the
+    partitions' columns themselves; the driver keeps no per-row list (at 10^8 images a list of paths is 8 GB)."""
+    paths: list
+    n_rows: list
+    sketch: object
+    ids_digest: str
+
+
+def ids_digest(ids) -> str:
+    """An order-sensitive digest of a sequence of image ids (a list, an array, a pandas column): the steps check
+    with it that the scanned table's rows are the read's, in order, without keeping the read's list."""
+    hashed = pd.util.hash_pandas_object(pd.Series(np.asarray(ids, dtype=object), dtype=object), index=False)
+    return hashlib.blake2b(hashed.to_numpy().tobytes(), digest_size=16).hexdigest()
+
+
+class _SketchSum:
+    """The partitions' sketches summed as they arrive, a batch at a time (``PropertySketches.merged``)."""
+
+    def __init__(self, batch: int = 256):
+        from .sketch import PropertySketches
+        self._cls, self._batch, self._pending, self._total = PropertySketches, batch, [], PropertySketches()
+
+    def add(self, sketch_json: str) -> None:
+        self._pending.append(self._cls.from_json(sketch_json))
+        if len(self._pending) >= self._batch:
+            self.total()
+
+    def total(self):
+        if self._pending:
+            self._total = self._cls.merged([self._total, *self._pending])
+            self._pending = []
+        return self._total
 
 
 class Session:
@@ -148,6 +220,7 @@ class Session:
         self.spec = spec
         self._stack = ExitStack()
         self._ray = None
+        self.read_parts: ReadParts | None = None      # set by read_files
 
     @property
     def ray(self):
@@ -207,6 +280,19 @@ def read_chunk(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> pa.T
         return pa.concat_tables([chunk_table(filescan.scan_chunk(root, c)) for c in chunks])
 
 
+def read_task(root: str, chunks: list[list[str]], delay_s: float = 0.0) -> tuple[pa.Table, str]:
+    """The Ray task: ``read_chunk``'s table and its property sketches (``sketch.property_sketches``, as JSON),
+    made while the rows are in the worker's memory: the driver merges sketches, it never re-splits the table."""
+    table = read_chunk(root, chunks, delay_s)
+    return table, table_sketch(table).to_json()
+
+
+def table_sketch(table: pa.Table):
+    """A read table's ``sketch.PropertySketches`` (the property check's values of its rows)."""
+    from .sketch import FRAME_COLUMNS, property_sketches
+    return property_sketches(table.select(list(FRAME_COLUMNS)).to_pandas())
+
+
 def plan_tasks(image_ids: list[str], local_workers: int | None = None, chunks_per_task: int | None = None
                ) -> list[list[list[str]]]:
     """The tasks of a read: each a list of consecutive local chunks (``scanner._chunks``)."""
@@ -226,23 +312,32 @@ def chunk_key(image_ids: list[str], sizes: np.ndarray, mtimes: np.ndarray, tag: 
     return h.hexdigest()
 
 
-def _read_part(path: Path, n_rows: int) -> pa.Table | None:
+def _read_part(path: Path, n_rows: int) -> tuple[pa.Table, str] | None:
+    """A finished partition and its sketch (JSON, from the file's metadata; made here for a partition without)."""
     try:
         table = pq.read_table(path)
-        return table if table.num_rows == n_rows else None
+        if table.num_rows != n_rows:
+            return None
+        sketch = (table.schema.metadata or {}).get(SKETCH_KEY)
+        table = table.replace_schema_metadata(None)
+        return table, (zlib.decompress(sketch).decode() if sketch else table_sketch(table).to_json())
     except Exception as exc:  # noqa: BLE001 - a damaged partition is read again, never fatal
         log.warning("ignoring unreadable partition %s: %s", path, exc)
         return None
 
 
-def _write_part(path: Path, table: pa.Table) -> None:
+def _write_part(path: Path, table: pa.Table, sketch_json: str) -> bool:
+    """The partition with its sketch in the file's metadata (one file: the two cannot disagree); False when it
+    could not be written (that chunk's rows are then sent by the driver to the steps)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        pq.write_table(table.replace_schema_metadata({SKETCH_KEY: zlib.compress(sketch_json.encode(), 6)}), tmp)
         os.replace(tmp, path)
+        return True
     except OSError as exc:       # a partition that cannot be written costs only a slower re-run
         log.warning("could not write partition %s: %s", path, exc)
         tmp.unlink(missing_ok=True)
+        return False
 
 
 def _drop_stale_parts(parts: Path, keep: set[str]) -> None:
@@ -278,13 +373,18 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     keys = [chunk_key(c, sizes[starts[k]:starts[k + 1]], mtimes[starts[k]:starts[k + 1]],
                       f"{tag}:{[len(x) for x in tasks[k]]}") for k, c in enumerate(chunks)]
     tables: list[pa.Table | None] = [None] * len(chunks)
+    on_disk = [False] * len(chunks)
+    sketches = _SketchSum()
     done = done_before
     from_parts = 0
     for k, key in enumerate(keys):
         path = parts / f"{key}.parquet"
         if path.is_file():
-            tables[k] = _read_part(path, len(chunks[k]))
-            if tables[k] is not None:
+            found = _read_part(path, len(chunks[k]))
+            if found is not None:
+                tables[k], sketch = found
+                on_disk[k] = True
+                sketches.add(sketch)
                 done += len(chunks[k])
                 from_parts += len(tables[k].column("content_hash").drop_null())
     if progress and from_parts:
@@ -293,7 +393,7 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     written = in_driver = 0
     if todo:
         with _ray_of(cluster) as ray:
-            task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_chunk).options(name=TASK_NAME)
+            task = ray.remote(num_cpus=1, max_retries=int(RETRIES["max_retries"]))(read_task).options(name=TASK_NAME)
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             window = max(1, cpus * int(RETRIES["in_flight_per_cpu"]))
             pending: dict = {}
@@ -306,22 +406,27 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
                 for ref in ready:
                     k = pending.pop(ref)
                     try:
-                        table = ray.get(ref)
+                        table, sketch = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - retries spent: read this chunk here, as the pool does
                         cause = exc if isinstance(exc, RootNotVisible) else getattr(exc, "cause", None)
                         if isinstance(cause, RootNotVisible):     # every chunk would fail alike: stop, say why
                             raise ClusterError(str(cause)) from None
                         log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
-                        table = read_chunk(root_s, tasks[k])
+                        table, sketch = read_task(root_s, tasks[k])
                         in_driver += 1
                     tables[k] = table
-                    _write_part(parts / f"{keys[k]}.parquet", table)
+                    on_disk[k] = _write_part(parts / f"{keys[k]}.parquet", table, sketch)
+                    if on_disk[k]:
+                        sketches.add(sketch)
                     written += 1
                     done += len(chunks[k])
                     if progress:
                         progress(done, total)
     stats.update(files_from_partitions=from_parts, partitions_written=written, chunks_read_in_driver=in_driver)
     _drop_stale_parts(parts, set(keys))
+    if isinstance(cluster, Session):             # for the global steps (cluster/steps.py): paths, not columns
+        cluster.read_parts = ReadParts([str(parts / f"{key}.parquet") if d else None for key, d in zip(keys, on_disk)],
+                                       [len(c) for c in chunks], sketches.total(), ids_digest(image_ids))
     if not tables:
         empty = filescan.scan_chunk(root_s, [])
         return chunk_table(empty).drop_columns(["desc"]).to_pandas(), empty["desc"]

@@ -208,3 +208,52 @@ def test_a_new_scans_arrow_copy_replaces_the_old_one(tmp_path):
     assert second.take([2])["image_id"].tolist() == ["c"]
     assert first.take([1])["image_id"].tolist() == ["b"]     # a table still open keeps reading its mapped copy
     assert open_images(tmp_path, "two").n_rows == 3          # reused, not copied again
+
+
+def _findings_page(monkeypatch, index_min_rows: int, family: str, setup=None):
+    from inspect_core import lazy_table
+
+    def choose(at):
+        at.segmented_control(key="di_findings_family").set_value(family).run()
+        if setup is not None:
+            setup(at)
+    monkeypatch.setattr(lazy_table, "FINDINGS_INDEX_MIN_ROWS", index_min_rows)
+    return _page("pages/2_Findings.py", "1", monkeypatch, choose)
+
+
+def _buttons(at) -> list[str]:
+    return [b.label for b in at.button]
+
+
+@pytest.mark.parametrize("family", ["duplicate", "label", "property", "integrity", "annotation"])
+def test_findings_page_from_the_index_shows_what_pandas_shows(sample_scan, monkeypatch, family):
+    """A big findings table (from ``FINDINGS_INDEX_MIN_ROWS``) is counted, sliced and sorted from its
+    ``FindingsIndex``: the page draws the same texts, tables and bulk buttons as the pandas path."""
+    if family not in set(sample_scan.findings["family"]):
+        pytest.skip(f"sample_data has no {family} findings")
+    pandas_at = _findings_page(monkeypatch, 10**12, family)
+    index_at = _findings_page(monkeypatch, 0, family)
+    assert _texts(index_at) == _texts(pandas_at) and any(family in t for t in _texts(index_at))
+    assert [d.value.to_dict() for d in index_at.dataframe] == [d.value.to_dict() for d in pandas_at.dataframe]
+    assert _buttons(index_at) == _buttons(pandas_at)
+    assert [s.options for s in index_at.selectbox] == [s.options for s in pandas_at.selectbox]
+
+
+def test_findings_bulk_from_the_index_decides_the_same_images(sample_scan, monkeypatch):
+    """The bulk action of a big table takes its ids from the index when pressed: the same decisions."""
+    from inspect_core.ui import state
+
+    def press(at):
+        at.selectbox(key="di_findings_bulk_check").set_value("all property checks").run()
+        at.button(key="di_findings_bulk_apply").click().run()
+    decided = []
+    for min_rows in (10**12, 0):
+        at = _findings_page(monkeypatch, min_rows, "property", press)
+        assert not at.exception, at.exception
+        store = state.store_for(_loaded_scan())
+        current = store.current()
+        decided.append(sorted(current.loc[current["action"] == "remove", "image_id"]))
+        last = store.last_batch()
+        assert last is not None and store.undo_batch(last["batch_id"]) == len(decided[-1])
+    want = sorted(set(sample_scan.findings.loc[sample_scan.findings["family"] == "property", "image_id"]) - {""})
+    assert decided[0] == decided[1] == want and want

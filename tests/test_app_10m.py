@@ -257,3 +257,39 @@ def test_findings_bulk_from_the_index_decides_the_same_images(sample_scan, monke
         assert last is not None and store.undo_batch(last["batch_id"]) == len(decided[-1])
     want = sorted(set(sample_scan.findings.loc[sample_scan.findings["family"] == "property", "image_id"]) - {""})
     assert decided[0] == decided[1] == want and want
+
+
+def test_findings_index_answers_what_pandas_answers():
+    """Counts, sorted heads, first images and bulk ids of ``FindingsIndex`` against the pandas operations the page
+    uses, on random findings with empty and missing image_ids and a missing family."""
+    from inspect_core.lazy_table import FindingsIndex
+    from inspect_core.ui import bulk
+    from inspect_core.ui.query import families_of_checks
+    rng = np.random.default_rng(0)
+    n = 3_000
+    ids = np.array([f"img_{i:03d}.jpg" for i in rng.integers(0, 400, n)], dtype=object)
+    ids[rng.random(n) < 0.05] = ""
+    ids[rng.random(n) < 0.02] = None
+    fams = rng.choice(["property", "label", "integrity"], n).astype(object)
+    fams[7] = None
+    f = pd.DataFrame({"image_id": ids, "check": rng.choice(["dark", "blurry", "missing_label", "unreadable"], n),
+                      "family": fams, "score": rng.random(n), "detail": "d",
+                      "group_id": pd.array(np.where(rng.random(n) < 0.1, 1, 0), dtype="Int64")})
+    index = FindingsIndex(f)
+    pd.testing.assert_series_equal(index.counts(), f.groupby("family").size(), check_names=False)
+    assert index.families_of_checks() == families_of_checks(f.dropna(subset=["family"]))
+    for family in ("property", "label", "integrity"):
+        fam = f[f["family"] == family]
+        want = fam.groupby("check").agg(findings=("image_id", "size"),
+                                        images=("image_id", lambda s: s[s != ""].nunique())).reset_index()
+        pd.testing.assert_frame_equal(index.per_check(family), want, check_dtype=False)
+        head, total = index.sorted_head(family, 500)
+        pd.testing.assert_frame_equal(head, fam.sort_values(["check", "image_id"]).head(500))
+        assert total == len(fam)
+        shown = fam["image_id"][fam["image_id"] != ""].dropna().drop_duplicates()
+        assert index.first_image_ids(family, 12) == (shown.head(12).tolist(), len(shown))
+        assert index.image_ids(family) == bulk.finding_image_ids(fam, families=(family,))
+        assert index.image_ids(family, ("dark",)) == bulk.finding_image_ids(fam, checks=("dark",))
+        assert index.n_image_ids(family, ("dark",)) == len(bulk.finding_image_ids(fam, checks=("dark",)))
+        pd.testing.assert_frame_equal(index.frame(family), fam)
+    assert index.summary(["property", "balance"])["findings"].tolist() == [int((f["family"] == "property").sum()), 0]

@@ -466,138 +466,164 @@ class FindingsIndex:
     """A findings table's family, check and image_id columns as integer codes, made once per table (read-only,
     shared): a family's rows, its counts, its first rows by (check, image_id) and its image_ids come from numpy on
     the codes, not from pandas filters, groupbys and sorts of the whole table (1,899,075 findings at 10,000,000
-    images: seconds each, on every rerun). The codes follow the sorted values (``pd.factorize(sort=True)``), so the
-    orders are the pandas and Arrow sorts' (missing values last); every answer is the pandas path's."""
+    images: seconds each, on every rerun). Codes follow the sorted values (Arrow's dictionary, sorted), so the
+    orders are the pandas and Arrow sorts' (missing values last); every answer is the pandas path's. What a family
+    asks is worked out once and kept (``_memo``)."""
 
     def __init__(self, findings: pd.DataFrame):
         self.findings = findings
         self._fam, self.family_names = self._codes(findings["family"])
         self._chk, self.check_names = self._codes(findings["check"])
         self._ids, self.id_names = self._codes(findings["image_id"])
-        empty = np.searchsorted(self.id_names, "") if len(self.id_names) else 0
-        empty_code = int(empty) if empty < len(self.id_names) and self.id_names[empty] == "" else -2
-        self._not_empty = self._ids != empty_code   # a missing image_id counts, as ``!= ""`` does in pandas
-        self._valid = self._not_empty & (self._ids >= 0)   # an image named (``nunique`` of the non-empty ids)
+        self._missing_id = len(self.id_names)
+        empty = self._code_of(self.id_names, "")
+        self._not_empty = self._ids != empty   # a missing image_id counts, as ``!= ""`` does in pandas
+        self._valid = self._not_empty & (self._ids != self._missing_id)   # an image named
         self.has_group = findings["group_id"].notna().to_numpy() if "group_id" in findings.columns else \
             np.zeros(len(findings), dtype=bool)
-        self._positions: dict[str, np.ndarray] = {}
-        self.memo: dict = {}   # per family: what a caller derives once (duplicate groups, their decisions)
-        self._lock = threading.Lock()
+        self.memo: dict = {}   # what a caller derives once per family (duplicate groups, their decisions)
+        self._memo: dict = {}
+        self._lock = threading.RLock()
 
     @staticmethod
     def _codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """Codes in sorted-value order; a missing value gets the code past the last (sorts last), -1 kept apart
-        as ``len(names)`` so a code is always an order."""
-        codes, names = pd.factorize(col.astype(object), sort=True, use_na_sentinel=True)
-        names = np.asarray(names, dtype=object)
-        return codes.astype(np.int64), names
+        """Codes in sorted-value order (Arrow: a dictionary encoding, its dictionary sorted; numpy's argsort of
+        1,500,000 Python strings took 14 s); a missing value gets ``len(names)`` (sorts last)."""
+        values = np.asarray(col.astype(object), dtype=object)
+        try:
+            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):   # not all strings (numbers as ids): as their text
+            arr = pa.array([None if pd.isna(v) else str(v) for v in values], type=pa.large_string())
+        enc = arr.dictionary_encode()
+        names = enc.dictionary
+        order = pc.sort_indices(names).to_numpy()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        idx = enc.indices.fill_null(len(names)).to_numpy(zero_copy_only=False).astype(np.int64)
+        rank = np.append(rank, len(names))
+        return rank[idx], np.asarray(names.take(pa.array(order)).to_pylist(), dtype=object)
+
+    @staticmethod
+    def _code_of(names: np.ndarray, value: str) -> int:
+        k = int(np.searchsorted(names, value)) if len(names) else 0
+        return k if k < len(names) and names[k] == value else -1
+
+    def _kept(self, key, make):
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]
 
     def __len__(self) -> int:
         return len(self.findings)
 
     def positions(self, family: str) -> np.ndarray:
         """The rows (positions) of ``family``'s findings, in table order."""
-        with self._lock:
-            if family not in self._positions:
-                k = np.searchsorted(self.family_names, family)
-                hit = k < len(self.family_names) and self.family_names[k] == family
-                self._positions[family] = np.flatnonzero(self._fam == k) if hit else np.zeros(0, dtype=np.int64)
-            return self._positions[family]
+        k = self._code_of(self.family_names, family)
+        return self._kept(("rows", family), lambda: np.flatnonzero(self._fam == k) if k >= 0 else
+                          np.zeros(0, dtype=np.int64))
+
+    def _id_mask(self, rows: np.ndarray) -> np.ndarray:
+        """A mark per image_id code: named by one of ``rows`` (a scatter, no sort or hash of the ids)."""
+        mark = np.zeros(len(self.id_names) + 1, dtype=bool)
+        mark[self._ids[rows[self._valid[rows]]]] = True
+        return mark[:-1]
 
     def counts(self) -> pd.Series:
         """Findings per family (``groupby("family").size()``)."""
-        n = np.bincount(self._fam[self._fam >= 0], minlength=len(self.family_names))
-        return pd.Series(n, index=pd.Index(self.family_names, name="family")).loc[lambda s: s > 0]
-
-    def _n_images(self, rows: np.ndarray) -> int:
-        ids = self._ids[rows]
-        return int(len(np.unique(ids[self._valid[rows]])))
+        def make():
+            n = np.bincount(self._fam, minlength=len(self.family_names) + 1)[:len(self.family_names)]
+            return pd.Series(n, index=pd.Index(self.family_names, name="family")).loc[lambda s: s > 0]
+        return self._kept("counts", make)
 
     def summary(self, order) -> pd.DataFrame:
         """family, findings, images (distinct named images) for each family of ``order``."""
-        counts = self.counts()
-        return pd.DataFrame({"family": list(order), "findings": [int(counts.get(f, 0)) for f in order],
-                             "images": [self._n_images(self.positions(f)) if counts.get(f, 0) else 0
-                                        for f in order]})
+        def make():
+            counts = self.counts()
+            return pd.DataFrame({"family": list(order), "findings": [int(counts.get(f, 0)) for f in order],
+                                 "images": [self.n_image_ids(f) if counts.get(f, 0) else 0 for f in order]})
+        return self._kept(("summary", tuple(order)), make)
 
     def families_of_checks(self) -> dict[str, list[str]]:
         """family -> checks seen (``query.families_of_checks``)."""
-        ok = (self._fam >= 0) & (self._chk >= 0)
-        pairs = np.unique(self._fam[ok] * (len(self.check_names) + 1) + self._chk[ok])
+        ok = (self._fam < len(self.family_names)) & (self._chk < len(self.check_names))
+        width = len(self.check_names) + 1
+        pairs = np.flatnonzero(np.bincount(self._fam[ok] * width + self._chk[ok]))
         out: dict[str, list[str]] = {}
         for p in pairs:
-            f, c = divmod(int(p), len(self.check_names) + 1)
+            f, c = divmod(int(p), width)
             out.setdefault(str(self.family_names[f]), []).append(str(self.check_names[c]))
         return out
 
     def _checks_of(self, rows: np.ndarray) -> list[int]:
-        return [int(c) for c in np.unique(self._chk[rows]) if c >= 0]
+        n = np.bincount(self._chk[rows], minlength=len(self.check_names) + 1)[:len(self.check_names)]
+        return [int(c) for c in np.flatnonzero(n)]
 
     def per_check(self, family: str) -> pd.DataFrame:
         """check, findings, images of ``family`` (the page's ``groupby("check")``)."""
-        rows = self.positions(family)
-        checks = self._checks_of(rows)
-        chk = self._chk[rows]
-        n = [int((chk == c).sum()) for c in checks]
-        imgs = [self._n_images(rows[chk == c]) for c in checks]
-        return pd.DataFrame({"check": [str(self.check_names[c]) for c in checks], "findings": n, "images": imgs})
+        def make():
+            rows = self.positions(family)
+            checks = self._checks_of(rows)
+            chk = self._chk[rows]
+            return pd.DataFrame({"check": [str(self.check_names[c]) for c in checks],
+                                 "findings": [int((chk == c).sum()) for c in checks],
+                                 "images": [int(self._id_mask(rows[chk == c]).sum()) for c in checks]})
+        return self._kept(("per_check", family), make)
 
     def checks_with_images(self, family: str) -> list[str]:
         """The checks of ``family`` with a finding that names an image, sorted."""
-        rows = self.positions(family)
-        rows = rows[self._not_empty[rows]]
-        return [str(self.check_names[c]) for c in self._checks_of(rows)]
+        def make():
+            rows = self.positions(family)
+            return [str(self.check_names[c]) for c in self._checks_of(rows[self._not_empty[rows]])]
+        return self._kept(("checks_with_images", family), make)
 
-    def _rows(self, family: str, exclude_checks=()) -> np.ndarray:
+    def _rows(self, family: str, checks=(), exclude_checks=()) -> np.ndarray:
         rows = self.positions(family)
+        if checks:
+            rows = rows[np.isin(self._chk[rows], [self._code_of(self.check_names, c) for c in checks])]
         for name in exclude_checks:
-            k = np.searchsorted(self.check_names, name)
-            if k < len(self.check_names) and self.check_names[k] == name:
-                rows = rows[self._chk[rows] != k]
+            rows = rows[self._chk[rows] != self._code_of(self.check_names, name)]
         return rows
+
+    def n_rows(self, family: str, exclude_checks=()) -> int:
+        return len(self._rows(family, exclude_checks=exclude_checks))
 
     def sorted_head(self, family: str, n: int, exclude_checks=()) -> tuple[pd.DataFrame, int]:
         """The first ``n`` findings of ``family`` by (check, image_id) (stable; missing values last) as rows of
         the findings frame (its index kept), and how many there are."""
-        rows = self._rows(family, exclude_checks)
-        big = np.iinfo(np.int64).max
-        chk, ids = self._chk[rows], self._ids[rows]
-        order = np.lexsort((np.where(ids >= 0, ids, big), np.where(chk >= 0, chk, big)))
-        return self.findings.iloc[rows[order[:n]]], len(rows)
+        def make():
+            rows = self._rows(family, exclude_checks=exclude_checks)
+            order = np.lexsort((self._ids[rows], self._chk[rows]))
+            return self.findings.iloc[rows[order[:n]]], len(rows)
+        return self._kept(("head", family, n, tuple(exclude_checks)), make)
 
     def first_image_ids(self, family: str, n: int, exclude_checks=()) -> tuple[list[str], int]:
         """The first ``n`` distinct named images of ``family`` in table order, and how many distinct there are."""
-        rows = self._rows(family, exclude_checks)
-        ids = self._ids[rows][self._valid[rows]]
-        uniq, first = np.unique(ids, return_index=True)
-        shown = ids[np.sort(first)[:n]]
-        return [str(self.id_names[i]) for i in shown], len(uniq)
+        def make():
+            rows = self._rows(family, exclude_checks=exclude_checks)
+            ids = self._ids[rows][self._valid[rows]]
+            first: list[int] = []
+            step = max(4 * n, 1_000)
+            for start in range(0, len(ids), step):   # a prefix is enough unless images repeat a lot
+                first = list(dict.fromkeys(first + ids[start:start + step].tolist()))
+                if len(first) >= n:
+                    break
+            return [str(self.id_names[i]) for i in first[:n]], int(self._id_mask(rows).sum())
+        return self._kept(("first_images", family, n, tuple(exclude_checks)), make)
 
     def image_ids(self, family: str, checks=()) -> list[str]:
         """The distinct named images of ``family`` (of ``checks`` when given), sorted (``bulk.finding_image_ids``)."""
-        rows = self.positions(family)
-        if checks:
-            wanted = [k for k, name in enumerate(self.check_names) if name in set(checks)]
-            rows = rows[np.isin(self._chk[rows], wanted)]
-        return [str(self.id_names[i]) for i in np.unique(self._ids[rows][self._valid[rows]])]
+        return [str(self.id_names[i]) for i in np.flatnonzero(self._id_mask(self._rows(family, checks)))]
 
     def n_image_ids(self, family: str, checks=()) -> int:
-        rows = self.positions(family)
-        if checks:
-            wanted = [k for k, name in enumerate(self.check_names) if name in set(checks)]
-            rows = rows[np.isin(self._chk[rows], wanted)]
-        return self._n_images(rows)
-
-    def n_rows(self, family: str, exclude_checks=()) -> int:
-        return len(self._rows(family, exclude_checks))
+        return self._kept(("n_images", family, tuple(checks)),
+                          lambda: int(self._id_mask(self._rows(family, checks)).sum()))
 
     def checks_of(self, family: str, image_id: str) -> list[str]:
         """The checks of ``family`` that flag ``image_id``, sorted."""
         rows = self.positions(family)
-        k = np.searchsorted(self.id_names, image_id)
-        if not (k < len(self.id_names) and self.id_names[k] == image_id):
-            return []
-        return [str(self.check_names[c]) for c in self._checks_of(rows[self._ids[rows] == k])]
+        k = self._code_of(self.id_names, image_id)
+        return [str(self.check_names[c]) for c in self._checks_of(rows[self._ids[rows] == k])] if k >= 0 else []
 
     def frame(self, family: str) -> pd.DataFrame:
         """``family``'s findings as a frame (``findings[findings["family"] == family]``)."""

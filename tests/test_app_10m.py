@@ -259,9 +259,11 @@ def test_findings_bulk_from_the_index_decides_the_same_images(sample_scan, monke
     assert decided[0] == decided[1] == want and want
 
 
-def test_findings_index_answers_what_pandas_answers():
+@pytest.mark.parametrize("kept", ["no", "made", "read"])
+def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
     """Counts, sorted heads, first images and bulk ids of ``FindingsIndex`` against the pandas operations the page
-    uses, on random findings with empty and missing image_ids and a missing family."""
+    uses, on random findings with empty and missing image_ids and a missing family; computed, computed and kept
+    in the workspace, and read back from there."""
     from inspect_core.lazy_table import FindingsIndex
     from inspect_core.ui import bulk
     from inspect_core.ui.query import families_of_checks
@@ -275,7 +277,13 @@ def test_findings_index_answers_what_pandas_answers():
     f = pd.DataFrame({"image_id": ids, "check": rng.choice(["dark", "blurry", "missing_label", "unreadable"], n),
                       "family": fams, "score": rng.random(n), "detail": "d",
                       "group_id": pd.array(np.where(rng.random(n) < 0.1, 1, 0), dtype="Int64")})
-    index = FindingsIndex(f)
+    path = tmp_path / "lazy" / "findings_key"
+    if kept == "read":
+        FindingsIndex(f.head(10), path)
+        FindingsIndex(f, path)   # another table under the same name: not read as this one, made again
+        assert FindingsIndex._load(path, len(f)) is not None and FindingsIndex._load(path, 10) is None
+    index = FindingsIndex(f, path if kept != "no" else None)
+    assert (tmp_path / "lazy" / "findings_key.arrow").is_file() == (kept != "no")
     pd.testing.assert_series_equal(index.counts(), f.groupby("family").size(), check_names=False)
     assert index.families_of_checks() == families_of_checks(f.dropna(subset=["family"]))
     for family in ("property", "label", "integrity"):

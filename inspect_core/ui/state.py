@@ -10,6 +10,7 @@ unpickle a copy on every call). Pages must not modify the scan's tables in place
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -414,19 +415,23 @@ def families_for(fingerprint: str, _findings, _index=None) -> dict[str, list[str
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _findings_index(key: str, _findings):
+def _findings_index(key: str, _findings, _path):
     from inspect_core.lazy_table import FindingsIndex
-    return FindingsIndex(_findings)
+    return FindingsIndex(_findings, _path)
 
 
-def findings_index(key: str, findings):
+def findings_index(key: str, findings, workspace=None):
     """A big findings table's ``lazy_table.FindingsIndex`` (from ``FINDINGS_INDEX_MIN_ROWS`` findings on), made once
-    per table (``key``: the scan's fingerprint or the model evidence's key; read-only, shared), else None: the
-    Findings page then works on the pandas frame as before."""
+    per table (``key``: the scan's fingerprint or the model evidence's key; read-only, shared) and kept in the
+    workspace's ``lazy/`` folder for later processes, else None: the Findings page then works on the pandas frame
+    as before."""
     from inspect_core import lazy_table
     if findings is None or len(findings) < lazy_table.FINDINGS_INDEX_MIN_ROWS:
         return None
-    return _findings_index(str(key), findings)
+    name = str(key) if str(key).replace("-", "").replace("_", "").isalnum() else \
+        hashlib.sha1(str(key).encode()).hexdigest()
+    path = Path(workspace) / lazy_table.LAZY_DIR / f"findings_{name}" if workspace is not None else None
+    return _findings_index(str(key), findings, path)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -212,13 +212,33 @@ class LazyImages:
         return df
 
     def _id_order(self) -> np.ndarray:
-        """Row positions in image_id order (the inverse of ``id_rank``), built once."""
+        """Row positions in image_id order (the inverse of ``id_rank``), built once and kept beside the rank
+        (``image_id_order_<fingerprint>.npy``, memory-mapped: a lookup reads a few pages; inverting the rank took
+        0.6-0.8 s of the first lookup of every process at 10,000,000 rows)."""
         with self._lock:
             if self._id_index is not None:
                 return self._id_index
-        rank = self.id_rank()
-        order = np.empty(len(rank), dtype=np.int64)
-        order[rank] = np.arange(len(rank), dtype=np.int64)
+        path = self.rank_path.with_name(self.rank_path.name.replace("image_id_rank_", "image_id_order_", 1)) \
+            if self.rank_path is not None and self.rank_path.name.startswith("image_id_rank_") else None
+        order = None
+        if path is not None and path.is_file():
+            try:
+                order = np.load(path, allow_pickle=False, mmap_mode="r")
+            except (OSError, ValueError):
+                order = None
+            if order is not None and (order.shape != (self.n_rows,) or order.dtype != np.int64):
+                order = None
+        if order is None:
+            rank = self.id_rank()
+            order = np.empty(len(rank), dtype=np.int64)
+            order[rank] = np.arange(len(rank), dtype=np.int64)
+            if path is not None:
+                try:
+                    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
+                    np.save(tmp, order)
+                    os.replace(tmp, path)
+                except OSError:   # a read-only workspace: inverted again by the next process
+                    pass
         with self._lock:
             self._id_index = order
         return order
@@ -314,8 +334,10 @@ def open_images(workspace: Path | str, fingerprint: str, scan_dir: str = "scan")
     made = not paths["arrow_path"].is_file()
     table = LazyImages(Path(workspace) / scan_dir / "images.parquet", **paths)
     if made and table.memory_mapped:
-        for old in paths["arrow_path"].parent.glob("images_*.arrow"):
-            if old != paths["arrow_path"]:
+        order_path = paths["rank_path"].with_name(paths["rank_path"].name.replace("image_id_rank_", "image_id_order_"))
+        for old in [*paths["arrow_path"].parent.glob("images_*.arrow"),
+                    *paths["arrow_path"].parent.glob("image_id_order_*.npy")]:
+            if old not in (paths["arrow_path"], order_path):
                 try:
                     old.unlink()
                 except OSError:

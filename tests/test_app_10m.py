@@ -301,3 +301,24 @@ def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
         assert index.n_image_ids(family, ("dark",)) == len(bulk.finding_image_ids(fam, checks=("dark",)))
         pd.testing.assert_frame_equal(index.frame(family), fam)
     assert index.summary(["property", "balance"])["findings"].tolist() == [int((f["family"] == "property").sum()), 0]
+
+
+def test_image_id_lookups_keep_the_id_order_beside_the_rank(tmp_path, monkeypatch):
+    """``positions_of`` (a binary search over the image_id order) keeps that order in the workspace beside the rank
+    and a later table reads it (memory-mapped) instead of inverting the rank; a stale file is not read."""
+    from inspect_core import lazy_table
+    monkeypatch.setattr(lazy_table, "BISECT_MIN_ROWS", 0)
+    rng = np.random.default_rng(1)
+    ids = [f"img_{i:05d}.jpg" for i in rng.permutation(500)]
+    pd.DataFrame({"image_id": ids, "v": np.arange(500)}).to_parquet(tmp_path / "u.parquet")
+    rank_path = tmp_path / "lazy" / "image_id_rank_fp.npy"
+    order_path = tmp_path / "lazy" / "image_id_order_fp.npy"
+    wanted = [ids[7], "absent.jpg", ids[499], ids[0]]
+    want = [7, -1, 499, 0]
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).positions_of(wanted).tolist() == want
+    assert order_path.is_file() and np.load(order_path).tolist() == np.argsort(ids, kind="stable").tolist()
+    later = LazyImages(tmp_path / "u.parquet", rank_path=rank_path)
+    assert later.positions_of(wanted).tolist() == want and isinstance(later._id_order(), np.memmap)
+    np.save(order_path, np.arange(10))   # another table's: made again
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).positions_of(wanted).tolist() == want
+    assert np.load(order_path).tolist() == np.argsort(ids, kind="stable").tolist()

@@ -506,10 +506,12 @@ class FindingsIndex:
             group = findings["group_id"].notna().to_numpy() if "group_id" in findings.columns else \
                 np.zeros(len(findings), dtype=bool)
             self._fam, self._chk, self._ids, self.has_group = fam, chk, ids, group
+            # every row in (family, check, image_id) order, stable: a family's sorted table is a slice of it
+            self._by_family = np.lexsort((ids, chk, fam)).astype(np.int32)
             if path is not None:
                 self._save(Path(path))
         else:
-            (self._fam, self._chk, self._ids, self.has_group, self.family_names, self.check_names,
+            (self._fam, self._chk, self._ids, self.has_group, self._by_family, self.family_names, self.check_names,
              self._id_dict) = loaded
         self._missing_id = len(self._id_dict)
         self._not_empty = self._ids != self._id_code("")   # a missing image_id counts, as ``!= ""`` does in pandas
@@ -529,6 +531,7 @@ class FindingsIndex:
                     writer.write_table(pa.table({"image_id": self._id_dict}))
             with open(str(path) + ".npz" + tmp, "wb") as f:
                 np.savez(f, fam=self._fam, chk=self._chk, ids=self._ids, has_group=self.has_group,
+                         by_family=self._by_family,
                          family_names=self.family_names.astype(str), check_names=self.check_names.astype(str),
                          n_rows=np.array([len(self.findings)]))
             os.replace(str(path) + ".arrow" + tmp, str(path) + ".arrow")
@@ -544,7 +547,7 @@ class FindingsIndex:
             with np.load(str(path) + ".npz", allow_pickle=False) as z:
                 if int(z["n_rows"][0]) != n_rows:
                     return None
-                arrays = [z[k] for k in ("fam", "chk", "ids", "has_group")]
+                arrays = [z[k] for k in ("fam", "chk", "ids", "has_group", "by_family")]
                 names = [np.asarray(z[k].tolist(), dtype=object) for k in ("family_names", "check_names")]
             id_dict = ipc.open_file(pa.memory_map(str(path) + ".arrow")).read_all()["image_id"].combine_chunks()
         except (OSError, KeyError, ValueError, pa.ArrowInvalid):
@@ -675,9 +678,14 @@ class FindingsIndex:
         """The first ``n`` findings of ``family`` by (check, image_id) (stable; missing values last) as rows of
         the findings frame (its index kept), and how many there are."""
         def make():
-            rows = self._rows(family, exclude_checks=exclude_checks)
-            order = np.lexsort((self._ids[rows], self._chk[rows]))
-            return self.findings.iloc[rows[order[:n]]], len(rows)
+            k = self._code_of(self.family_names, family)
+            if k < 0:
+                return self.findings.iloc[:0], 0
+            start = int((self._fam < k).sum())
+            rows = self._by_family[start:start + len(self.positions(family))]
+            for name in exclude_checks:
+                rows = rows[self._chk[rows] != self._code_of(self.check_names, name)]
+            return self.findings.iloc[rows[:n]], len(rows)
         return self._kept(("head", family, n, tuple(exclude_checks)), make)
 
     def first_image_ids(self, family: str, n: int, exclude_checks=()) -> tuple[list[str], int]:

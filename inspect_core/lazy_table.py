@@ -480,6 +480,25 @@ def read_saved_scan(workspace: Path, scan_dir_name: str, lazy: bool | None = Non
         return None
 
 
+def take_frame(frame: pd.DataFrame, positions) -> pd.DataFrame:
+    """``frame.iloc[positions]`` with its Arrow-backed columns (strings read from Parquet) taken one chunk at a
+    time (``take_rows``): pandas' take joins a column's chunks first (0.2-0.46 s for 10,000 of 1,899,075
+    findings under load, against 0.01 s)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    cols = {}
+    for name in frame.columns:
+        col = frame[name]
+        arrow = getattr(col.array, "__arrow_array__", None)
+        if arrow is not None and isinstance(col.dtype, (pd.StringDtype, pd.ArrowDtype)):
+            taken = take_rows(pa.chunked_array(arrow()) if not isinstance(arrow(), pa.ChunkedArray) else arrow(),
+                              positions)
+            cols[name] = pd.array(taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken,
+                                  dtype=col.dtype)
+        else:
+            cols[name] = col.array.take(positions)
+    return pd.DataFrame(cols, index=frame.index[positions], columns=frame.columns)
+
+
 # -- the findings of a big scan ------------------------------------------------------------------------------------
 FINDINGS_INDEX_MIN_ROWS = 200_000   # from this many findings on, the Findings page works from a ``FindingsIndex``
 
@@ -685,7 +704,7 @@ class FindingsIndex:
             rows = self._by_family[start:start + len(self.positions(family))]
             for name in exclude_checks:
                 rows = rows[self._chk[rows] != self._code_of(self.check_names, name)]
-            return self.findings.iloc[rows[:n]], len(rows)
+            return take_frame(self.findings, rows[:n]), len(rows)
         return self._kept(("head", family, n, tuple(exclude_checks)), make)
 
     def first_image_ids(self, family: str, n: int, exclude_checks=()) -> tuple[list[str], int]:
@@ -718,4 +737,4 @@ class FindingsIndex:
 
     def frame(self, family: str) -> pd.DataFrame:
         """``family``'s findings as a frame (``findings[findings["family"] == family]``)."""
-        return self.findings.iloc[self.positions(family)]
+        return take_frame(self.findings, self.positions(family))

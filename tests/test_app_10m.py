@@ -322,3 +322,19 @@ def test_image_id_lookups_keep_the_id_order_beside_the_rank(tmp_path, monkeypatc
     np.save(order_path, np.arange(10))   # another table's: made again
     assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).positions_of(wanted).tolist() == want
     assert np.load(order_path).tolist() == np.argsort(ids, kind="stable").tolist()
+
+
+def test_take_frame_is_iloc(tmp_path):
+    """``take_frame`` (Arrow-backed columns taken chunk by chunk) gives ``iloc``'s frame: dtypes, index, values,
+    for strings read from Parquet in several row groups, numbers, nullable integers and object columns."""
+    from inspect_core.lazy_table import take_frame
+    n = 5_000
+    rng = np.random.default_rng(2)
+    f = pd.DataFrame({"image_id": [f"i{k}" if k % 17 else None for k in range(n)], "score": rng.random(n),
+                      "group_id": pd.array([k if k % 3 else None for k in range(n)], dtype="Int64")})
+    f.to_parquet(tmp_path / "f.parquet", row_group_size=700)
+    read = pd.read_parquet(tmp_path / "f.parquet")
+    read["obj"] = np.array([str(k) for k in range(n)], dtype=object)
+    read.index = read.index * 2
+    for pos in (rng.choice(n, 300, replace=False), np.sort(rng.choice(n, 300, replace=False)), [], [n - 1, 0]):
+        pd.testing.assert_frame_equal(take_frame(read, pos), read.iloc[np.asarray(pos, dtype=int)])

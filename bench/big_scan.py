@@ -235,6 +235,10 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
                  scan.findings["family"] == "property", "image_id"].iloc[1000])))
     elif page == "2_Findings":
         step("another family (property)", lambda: at.segmented_control(key="di_findings_family").set_value("property"))
+        step("rerun, same family")
+        step("another family (duplicate: groups)",
+             lambda: at.segmented_control(key="di_findings_family").set_value("duplicate"))
+        step("rerun, same family")
     elif page == "3_Distributions":
         step("another column (contrast)", lambda: at.selectbox(key="di_dist_col").set_value("contrast"))
         step("scatter x = width_px", lambda: at.selectbox(key="di_dist_x").set_value("width_px"))

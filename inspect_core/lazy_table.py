@@ -736,5 +736,5 @@ class FindingsIndex:
         return [str(self.check_names[c]) for c in self._checks_of(rows[self._ids[rows] == k])] if k >= 0 else []
 
     def frame(self, family: str) -> pd.DataFrame:
-        """``family``'s findings as a frame (``findings[findings["family"] == family]``)."""
-        return take_frame(self.findings, self.positions(family))
+        """``family``'s findings as a frame (``findings[findings["family"] == family]``), made once (read-only)."""
+        return self._kept(("frame", family), lambda: take_frame(self.findings, self.positions(family)))

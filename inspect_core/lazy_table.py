@@ -593,11 +593,21 @@ class FindingsIndex:
     def _codes(col: pd.Series, as_arrow: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Codes in sorted-value order (Arrow: a dictionary encoding, its dictionary sorted; numpy's argsort of
         1,500,000 Python strings took 14 s); a missing value gets ``len(names)`` (sorts last)."""
-        values = np.asarray(col.astype(object), dtype=object)
-        try:
-            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):   # not all strings (numbers as ids): as their text
-            arr = pa.array([None if pd.isna(v) else str(v) for v in values], type=pa.large_string())
+        arr = None
+        arrow = getattr(col.array, "__arrow_array__", None)
+        if arrow is not None and isinstance(col.dtype, (pd.StringDtype, pd.ArrowDtype)):   # strings read from
+            try:                                                                             # Parquet: no copy
+                data = arrow()
+                data = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+                arr = data.cast(pa.large_string())
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                arr = None
+        if arr is None:
+            values = np.asarray(col.astype(object), dtype=object)
+            try:
+                arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):   # not all strings (numbers as ids): as their text
+                arr = pa.array([None if pd.isna(v) else str(v) for v in values], type=pa.large_string())
         enc = arr.dictionary_encode()
         names = enc.dictionary
         order = pc.sort_indices(names).to_numpy()

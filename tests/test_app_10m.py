@@ -300,6 +300,9 @@ def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
         assert index.image_ids(family, ("dark",)) == bulk.finding_image_ids(fam, checks=("dark",))
         assert index.n_image_ids(family, ("dark",)) == len(bulk.finding_image_ids(fam, checks=("dark",)))
         pd.testing.assert_frame_equal(index.frame(family), fam)
+    as_objects = FindingsIndex(f.astype({"image_id": object, "check": object, "family": object}))
+    assert as_objects.image_ids("label") == index.image_ids("label")    # object columns: coded the same
+    assert as_objects.sorted_head("label", 50)[0].index.tolist() == index.sorted_head("label", 50)[0].index.tolist()
     assert index.summary(["property", "balance"])["findings"].tolist() == [int((f["family"] == "property").sum()), 0]
 
 

@@ -34,7 +34,7 @@ def describe(check: str) -> str:
     return ""
 
 
-index = state.findings_index(pairs_key, findings, scan.workspace)   # a big table: counts, rows and ids from its integer codes
+index = state.findings_index(pairs_key, findings, scan.workspace)   # a big table: counts and rows from its codes
 families = state.families_for(str(scan.fingerprint), findings, index)
 order = list(families) if families else []
 

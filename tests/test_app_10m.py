@@ -341,3 +341,11 @@ def test_take_frame_is_iloc(tmp_path):
     read.index = read.index * 2
     for pos in (rng.choice(n, 300, replace=False), np.sort(rng.choice(n, 300, replace=False)), [], [n - 1, 0]):
         pd.testing.assert_frame_equal(take_frame(read, pos), read.iloc[np.asarray(pos, dtype=int)])
+
+
+def test_findings_page_reads_saved_model_evidence_where_embed_dups_writes_it():
+    """The Findings page looks for saved model evidence without importing ``embed_dups`` (it imports torch): its
+    folder name is the one ``embed_dups`` writes."""
+    from inspect_core.model import embed_dups
+    from inspect_core.ui import state
+    assert state.EVIDENCE_DIR == embed_dups.EVIDENCE_DIR

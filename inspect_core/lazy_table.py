@@ -518,6 +518,8 @@ class FindingsIndex:
     def __init__(self, findings: pd.DataFrame, path: Path | str | None = None):
         self.findings = findings
         loaded = self._load(Path(path), len(findings)) if path is not None else None
+        if loaded is not None and not self._matches(findings, loaded):
+            loaded = None   # the same name, another table of as many rows (a scan saved again): made again
         if loaded is None:
             fam, self.family_names = self._codes(findings["family"])
             chk, self.check_names = self._codes(findings["check"])
@@ -574,6 +576,28 @@ class FindingsIndex:
         if any(len(a) != n_rows for a in arrays):
             return None
         return (*arrays, *names, id_dict)
+
+    CHECKED_ROWS = 512   # rows of a kept index compared with the table it is read for
+
+    @classmethod
+    def _matches(cls, findings: pd.DataFrame, loaded) -> bool:
+        """Whether kept codes decode to ``findings``' values on ``CHECKED_ROWS`` rows spread over the table."""
+        fam, chk, ids, _, _, family_names, check_names, id_dict = loaded
+        if not len(findings):
+            return True
+        rows = np.unique(np.linspace(0, len(findings) - 1, cls.CHECKED_ROWS).astype(np.int64))
+        sample = take_frame(findings[["family", "check", "image_id"]], rows)
+
+        def decode(codes, names) -> list:
+            return [None if c >= len(names) else str(names[c]) for c in codes]
+
+        def values(col) -> list:
+            return [None if pd.isna(v) else str(v) for v in col]
+
+        id_texts = [None if c >= len(id_dict) else id_dict[int(c)].as_py() for c in ids[rows]]
+        return (decode(fam[rows], family_names) == values(sample["family"])
+                and decode(chk[rows], check_names) == values(sample["check"])
+                and id_texts == values(sample["image_id"]))
 
     def _id_code(self, image_id: str) -> int:
         """The code of ``image_id`` (a binary search of the sorted dictionary), -1 when absent."""

@@ -282,6 +282,12 @@ def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
         FindingsIndex(f.head(10), path)
         FindingsIndex(f, path)   # another table under the same name: not read as this one, made again
         assert FindingsIndex._load(path, len(f)) is not None and FindingsIndex._load(path, 10) is None
+        shuffled = f.sample(frac=1.0, random_state=3).reset_index(drop=True)   # as many rows, other values
+        assert not FindingsIndex._matches(shuffled, FindingsIndex._load(path, len(f)))
+        assert FindingsIndex(shuffled, path).image_ids("label") == \
+            bulk.finding_image_ids(shuffled[shuffled["family"] == "label"], families=("label",))
+        FindingsIndex(f, path)
+        assert FindingsIndex._matches(f, FindingsIndex._load(path, len(f)))
     index = FindingsIndex(f, path if kept != "no" else None)
     assert (tmp_path / "lazy" / "findings_key.arrow").is_file() == (kept != "no")
     pd.testing.assert_series_equal(index.counts(), f.groupby("family").size(), check_names=False)

@@ -8,6 +8,7 @@ Each measurement runs in its own Python process, so its peak RSS (``ru_maxrss``)
 """
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import resource
@@ -198,6 +199,20 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
     os.makedirs(scan.dataset.root, exist_ok=True)
     (Path(scan.dataset.root) / "a.jpg").touch()     # a folder with an image: the page's root check passes
     steps = []
+    profiles = []
+    if os.environ.get("DI_PROFILE"):   # DI_PROFILE=DIR: cProfile of the script thread, a .prof per step
+        from streamlit.testing.v1.local_script_runner import LocalScriptRunner
+        run_thread = LocalScriptRunner._run_script_thread
+
+        def profiled(self):
+            prof = cProfile.Profile()
+            prof.enable()
+            try:
+                run_thread(self)
+            finally:
+                prof.disable()
+                profiles.append(prof)
+        LocalScriptRunner._run_script_thread = profiled
 
     def step(name, change=None):
         if change:
@@ -205,6 +220,8 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
         t1 = time.perf_counter()
         at.run()
         steps.append({"name": name, "s": time.perf_counter() - t1})
+        if profiles:
+            profiles.pop().dump_stats(os.path.join(os.environ["DI_PROFILE"], f"step{len(steps)}.prof"))
         assert not at.exception, at.exception
     step("first open (scan in memory; filter widgets; query)")
     step("rerun, same view")
@@ -218,6 +235,10 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
                  scan.findings["family"] == "property", "image_id"].iloc[1000])))
     elif page == "2_Findings":
         step("another family (property)", lambda: at.segmented_control(key="di_findings_family").set_value("property"))
+        step("rerun, same family")
+        step("another family (duplicate: groups)",
+             lambda: at.segmented_control(key="di_findings_family").set_value("duplicate"))
+        step("rerun, same family")
     elif page == "3_Distributions":
         step("another column (contrast)", lambda: at.selectbox(key="di_dist_col").set_value("contrast"))
         step("scatter x = width_px", lambda: at.selectbox(key="di_dist_x").set_value("width_px"))

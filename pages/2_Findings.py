@@ -34,7 +34,8 @@ def describe(check: str) -> str:
     return ""
 
 
-families = state.families_for(str(scan.fingerprint), findings)
+index = state.findings_index(pairs_key, findings, scan.workspace)   # a big table: counts and rows from its codes
+families = state.families_for(str(scan.fingerprint), findings, index)
 order = list(families) if families else []
 
 
@@ -51,7 +52,8 @@ def family_summary(key: str, order: tuple, _findings: pd.DataFrame) -> tuple[pd.
                                  "images": [int(n_images.get(f, 0)) for f in order]})
 
 
-counts, summary = family_summary(pairs_key, tuple(order), findings)
+counts, summary = family_summary(pairs_key, tuple(order), findings) if index is None else \
+    (index.counts(), index.summary(order))
 st.dataframe(summary, hide_index=True, width="content")
 
 selected = st.session_state.get(widgets.SELECTED_KEY)
@@ -85,14 +87,24 @@ def family_rows(key: str, family: str, _findings: pd.DataFrame) -> tuple[pd.Data
     return fam, per_check
 
 
-fam, per_check = family_rows(pairs_key, family, findings)
+if index is None:
+    fam, per_check = family_rows(pairs_key, family, findings)
+    n_fam = len(fam)
+else:   # the family's frame only where a section needs it (groups, boxes): 800,000 rows copied per family
+    fam, per_check, n_fam = None, index.per_check(family), len(index.positions(family))
 per_check = per_check.copy()
+
+
+def family_frame() -> pd.DataFrame:
+    return fam if fam is not None else index.frame(family)
+
+
 if evidence is not None and family in ("duplicate", "leakage", "label"):
     st.caption(md_escape(evidence.note))
-st.header(f"{family}: {len(fam):,} findings")
+st.header(f"{family}: {n_fam:,} findings")
 per_check["what it means"] = [describe(c) for c in per_check["check"]]
 st.dataframe(per_check, hide_index=True, width="stretch")
-widgets.findings_bulk(scan, store, family, fam=fam)  # bulk decisions: a separate block, one undo step each
+widgets.findings_bulk(scan, store, family, fam=fam, index=index)  # bulk decisions: a separate block, one undo step each
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def label_and_split(fingerprint: str, _images: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -193,7 +205,19 @@ def show_label_pairs() -> None:
 TABLE_MAX_ROWS = 10_000   # a longer table: its first rows (by check, image_id), sorted by Arrow, with a note
 
 
-def show_table(sub: pd.DataFrame) -> None:
+def show_table(sub: pd.DataFrame | None) -> None:
+    """``sub``: the family's findings; None: the whole family from the index."""
+    if sub is None:
+        head, n = index.sorted_head(family, TABLE_MAX_ROWS)
+        has_group = bool(index.has_group[index.positions(family)].any())
+        cols = ["image_id", "check", "score", "detail"] + (["group_id"] if has_group else [])
+        if n <= TABLE_MAX_ROWS:
+            st.dataframe(head[cols], hide_index=True, width="stretch")
+            return
+        st.caption(f"The first {TABLE_MAX_ROWS:,} of {n:,} findings (by check, then image); the Gallery "
+                   "filters by check over all of them, and findings.csv in the workspace lists every one.")
+        st.dataframe(head[cols].reset_index(drop=True), hide_index=True, width="stretch")
+        return
     cols = ["image_id", "check", "score", "detail"] + (["group_id"] if sub["group_id"].notna().any() else [])
     if len(sub) <= TABLE_MAX_ROWS:
         st.dataframe(sub[cols].sort_values(["check", "image_id"]), hide_index=True, width="stretch")
@@ -206,18 +230,23 @@ def show_table(sub: pd.DataFrame) -> None:
     st.dataframe(table.slice(0, TABLE_MAX_ROWS).to_pandas(), hide_index=True, width="stretch")
 
 
-def show_images(sub: pd.DataFrame, key: str) -> None:
-    col = sub["image_id"]
-    ids = col[col != ""].drop_duplicates()   # vectorised: a Python pass over 800,000 ids took seconds
-    rows = state.rows_of_ids(scan, ids.head(IMAGES_PER_FAMILY).tolist())
-    if len(ids) > IMAGES_PER_FAMILY:
-        st.caption(f"The first {IMAGES_PER_FAMILY} of {len(ids):,} images; the Gallery shows them all "
+def show_images(sub: pd.DataFrame | None, key: str, exclude_checks=()) -> None:
+    """``sub``: the findings whose images to show; None: the family's from the index (less ``exclude_checks``)."""
+    if sub is None:
+        first, n_ids = index.first_image_ids(family, IMAGES_PER_FAMILY, exclude_checks)
+    else:
+        col = sub["image_id"]
+        ids = col[col != ""].drop_duplicates()   # vectorised: a Python pass over 800,000 ids took seconds
+        first, n_ids = ids.head(IMAGES_PER_FAMILY).tolist(), len(ids)
+    rows = state.rows_of_ids(scan, first)
+    if n_ids > IMAGES_PER_FAMILY:
+        st.caption(f"The first {IMAGES_PER_FAMILY} of {n_ids:,} images; the Gallery shows them all "
                    "(filter by this family).")
     widgets.thumb_grid(scan, rows, key_prefix=f"di_findings_{key}", decisions=store.current())
 
 
 if family in ("duplicate", "leakage"):
-    show_groups(fam, family)
+    show_groups(family_frame(), family)
     with st.expander("All findings as a table"):
         show_table(fam)
 elif family == "integrity":
@@ -225,21 +254,27 @@ elif family == "integrity":
     show_table(fam)
 elif family == "annotation":
     show_table(fam)
-    ids = [i for i in fam["image_id"].drop_duplicates() if i]
+    ids = [i for i in fam["image_id"].drop_duplicates() if i] if fam is not None else \
+        index.first_image_ids(family, 9)[0]
     st.subheader("Boxes drawn on their images (red: flagged)")
     cols = st.columns(3)
     for n, iid in enumerate(ids[:9]):
         with cols[n % 3]:
-            checks = ", ".join(sorted(set(fam.loc[fam["image_id"] == iid, "check"])))
+            checks = ", ".join(sorted(set(fam.loc[fam["image_id"] == iid, "check"])) if fam is not None else
+                               index.checks_of(family, iid))
             viewer.show_image(scan, iid, max_side_px=480, caption=f"{iid}: {checks}")
             st.button("Open", key=f"di_findings_open_ann_{widgets._short_key(iid)}",
                       on_click=widgets.select_image, args=(iid,))
 elif family == "label":
     show_table(fam)
     show_label_pairs()
-    others = fam[fam["check"] != "conflicting_labels"]
-    if not others.empty:
-        show_images(others, family)
+    if fam is None:
+        if index.n_rows(family, ("conflicting_labels",)):
+            show_images(None, family, ("conflicting_labels",))
+    else:
+        others = fam[fam["check"] != "conflicting_labels"]
+        if not others.empty:
+            show_images(others, family)
 elif family == "balance":
     st.subheader("Class balance")
     bal = getattr(scan, "balance", None)

@@ -208,3 +208,150 @@ def test_a_new_scans_arrow_copy_replaces_the_old_one(tmp_path):
     assert second.take([2])["image_id"].tolist() == ["c"]
     assert first.take([1])["image_id"].tolist() == ["b"]     # a table still open keeps reading its mapped copy
     assert open_images(tmp_path, "two").n_rows == 3          # reused, not copied again
+
+
+def _findings_page(monkeypatch, index_min_rows: int, family: str, setup=None):
+    from inspect_core import lazy_table
+
+    def choose(at):
+        at.segmented_control(key="di_findings_family").set_value(family).run()
+        if setup is not None:
+            setup(at)
+    monkeypatch.setattr(lazy_table, "FINDINGS_INDEX_MIN_ROWS", index_min_rows)
+    return _page("pages/2_Findings.py", "1", monkeypatch, choose)
+
+
+def _buttons(at) -> list[str]:
+    return [b.label for b in at.button]
+
+
+@pytest.mark.parametrize("family", ["duplicate", "label", "property", "integrity", "annotation"])
+def test_findings_page_from_the_index_shows_what_pandas_shows(sample_scan, monkeypatch, family):
+    """A big findings table (from ``FINDINGS_INDEX_MIN_ROWS``) is counted, sliced and sorted from its
+    ``FindingsIndex``: the page draws the same texts, tables and bulk buttons as the pandas path."""
+    if family not in set(sample_scan.findings["family"]):
+        pytest.skip(f"sample_data has no {family} findings")
+    pandas_at = _findings_page(monkeypatch, 10**12, family)
+    index_at = _findings_page(monkeypatch, 0, family)
+    assert _texts(index_at) == _texts(pandas_at) and any(family in t for t in _texts(index_at))
+    assert [d.value.to_dict() for d in index_at.dataframe] == [d.value.to_dict() for d in pandas_at.dataframe]
+    assert _buttons(index_at) == _buttons(pandas_at)
+    assert [s.options for s in index_at.selectbox] == [s.options for s in pandas_at.selectbox]
+
+
+def test_findings_bulk_from_the_index_decides_the_same_images(sample_scan, monkeypatch):
+    """The bulk action of a big table takes its ids from the index when pressed: the same decisions."""
+    from inspect_core.ui import state
+
+    def press(at):
+        at.selectbox(key="di_findings_bulk_check").set_value("all property checks").run()
+        at.button(key="di_findings_bulk_apply").click().run()
+    decided = []
+    for min_rows in (10**12, 0):
+        at = _findings_page(monkeypatch, min_rows, "property", press)
+        assert not at.exception, at.exception
+        store = state.store_for(_loaded_scan())
+        current = store.current()
+        decided.append(sorted(current.loc[current["action"] == "remove", "image_id"]))
+        last = store.last_batch()
+        assert last is not None and store.undo_batch(last["batch_id"]) == len(decided[-1])
+    want = sorted(set(sample_scan.findings.loc[sample_scan.findings["family"] == "property", "image_id"]) - {""})
+    assert decided[0] == decided[1] == want and want
+
+
+@pytest.mark.parametrize("kept", ["no", "made", "read"])
+def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
+    """Counts, sorted heads, first images and bulk ids of ``FindingsIndex`` against the pandas operations the page
+    uses, on random findings with empty and missing image_ids and a missing family; computed, computed and kept
+    in the workspace, and read back from there."""
+    from inspect_core.lazy_table import FindingsIndex
+    from inspect_core.ui import bulk
+    from inspect_core.ui.query import families_of_checks
+    rng = np.random.default_rng(0)
+    n = 3_000
+    ids = np.array([f"img_{i:03d}.jpg" for i in rng.integers(0, 400, n)], dtype=object)
+    ids[rng.random(n) < 0.05] = ""
+    ids[rng.random(n) < 0.02] = None
+    fams = rng.choice(["property", "label", "integrity"], n).astype(object)
+    fams[7] = None
+    f = pd.DataFrame({"image_id": ids, "check": rng.choice(["dark", "blurry", "missing_label", "unreadable"], n),
+                      "family": fams, "score": rng.random(n), "detail": "d",
+                      "group_id": pd.array(np.where(rng.random(n) < 0.1, 1, 0), dtype="Int64")})
+    path = tmp_path / "lazy" / "findings_key"
+    if kept == "read":
+        FindingsIndex(f.head(10), path)
+        FindingsIndex(f, path)   # another table under the same name: not read as this one, made again
+        assert FindingsIndex._load(path, len(f)) is not None and FindingsIndex._load(path, 10) is None
+        shuffled = f.sample(frac=1.0, random_state=3).reset_index(drop=True)   # as many rows, other values
+        assert not FindingsIndex._matches(shuffled, FindingsIndex._load(path, len(f)))
+        assert FindingsIndex(shuffled, path).image_ids("label") == \
+            bulk.finding_image_ids(shuffled[shuffled["family"] == "label"], families=("label",))
+        FindingsIndex(f, path)
+        assert FindingsIndex._matches(f, FindingsIndex._load(path, len(f)))
+    index = FindingsIndex(f, path if kept != "no" else None)
+    assert (tmp_path / "lazy" / "findings_key.arrow").is_file() == (kept != "no")
+    pd.testing.assert_series_equal(index.counts(), f.groupby("family").size(), check_names=False)
+    assert index.families_of_checks() == families_of_checks(f.dropna(subset=["family"]))
+    for family in ("property", "label", "integrity"):
+        fam = f[f["family"] == family]
+        want = fam.groupby("check").agg(findings=("image_id", "size"),
+                                        images=("image_id", lambda s: s[s != ""].nunique())).reset_index()
+        pd.testing.assert_frame_equal(index.per_check(family), want, check_dtype=False)
+        head, total = index.sorted_head(family, 500)
+        pd.testing.assert_frame_equal(head, fam.sort_values(["check", "image_id"]).head(500))
+        assert total == len(fam)
+        shown = fam["image_id"][fam["image_id"] != ""].dropna().drop_duplicates()
+        assert index.first_image_ids(family, 12) == (shown.head(12).tolist(), len(shown))
+        assert index.image_ids(family) == bulk.finding_image_ids(fam, families=(family,))
+        assert index.image_ids(family, ("dark",)) == bulk.finding_image_ids(fam, checks=("dark",))
+        assert index.n_image_ids(family, ("dark",)) == len(bulk.finding_image_ids(fam, checks=("dark",)))
+        pd.testing.assert_frame_equal(index.frame(family), fam)
+    as_objects = FindingsIndex(f.astype({"image_id": object, "check": object, "family": object}))
+    assert as_objects.image_ids("label") == index.image_ids("label")    # object columns: coded the same
+    assert as_objects.sorted_head("label", 50)[0].index.tolist() == index.sorted_head("label", 50)[0].index.tolist()
+    assert index.summary(["property", "balance"])["findings"].tolist() == [int((f["family"] == "property").sum()), 0]
+
+
+def test_image_id_lookups_keep_the_id_order_beside_the_rank(tmp_path, monkeypatch):
+    """``positions_of`` (a binary search over the image_id order) keeps that order in the workspace beside the rank
+    and a later table reads it (memory-mapped) instead of inverting the rank; a stale file is not read."""
+    from inspect_core import lazy_table
+    monkeypatch.setattr(lazy_table, "BISECT_MIN_ROWS", 0)
+    rng = np.random.default_rng(1)
+    ids = [f"img_{i:05d}.jpg" for i in rng.permutation(500)]
+    pd.DataFrame({"image_id": ids, "v": np.arange(500)}).to_parquet(tmp_path / "u.parquet")
+    rank_path = tmp_path / "lazy" / "image_id_rank_fp.npy"
+    order_path = tmp_path / "lazy" / "image_id_order_fp.npy"
+    wanted = [ids[7], "absent.jpg", ids[499], ids[0]]
+    want = [7, -1, 499, 0]
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).positions_of(wanted).tolist() == want
+    assert order_path.is_file() and np.load(order_path).tolist() == np.argsort(ids, kind="stable").tolist()
+    later = LazyImages(tmp_path / "u.parquet", rank_path=rank_path)
+    assert later.positions_of(wanted).tolist() == want and isinstance(later._id_order(), np.memmap)
+    np.save(order_path, np.arange(10))   # another table's: made again
+    assert LazyImages(tmp_path / "u.parquet", rank_path=rank_path).positions_of(wanted).tolist() == want
+    assert np.load(order_path).tolist() == np.argsort(ids, kind="stable").tolist()
+
+
+def test_take_frame_is_iloc(tmp_path):
+    """``take_frame`` (Arrow-backed columns taken chunk by chunk) gives ``iloc``'s frame: dtypes, index, values,
+    for strings read from Parquet in several row groups, numbers, nullable integers and object columns."""
+    from inspect_core.lazy_table import take_frame
+    n = 5_000
+    rng = np.random.default_rng(2)
+    f = pd.DataFrame({"image_id": [f"i{k}" if k % 17 else None for k in range(n)], "score": rng.random(n),
+                      "group_id": pd.array([k if k % 3 else None for k in range(n)], dtype="Int64")})
+    f.to_parquet(tmp_path / "f.parquet", row_group_size=700)
+    read = pd.read_parquet(tmp_path / "f.parquet")
+    read["obj"] = np.array([str(k) for k in range(n)], dtype=object)
+    read.index = read.index * 2
+    for pos in (rng.choice(n, 300, replace=False), np.sort(rng.choice(n, 300, replace=False)), [], [n - 1, 0]):
+        pd.testing.assert_frame_equal(take_frame(read, pos), read.iloc[np.asarray(pos, dtype=int)])
+
+
+def test_findings_page_reads_saved_model_evidence_where_embed_dups_writes_it():
+    """The Findings page looks for saved model evidence without importing ``embed_dups`` (it imports torch): its
+    folder name is the one ``embed_dups`` writes."""
+    from inspect_core.model import embed_dups
+    from inspect_core.ui import state
+    assert state.EVIDENCE_DIR == embed_dups.EVIDENCE_DIR

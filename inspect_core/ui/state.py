@@ -10,6 +10,7 @@ unpickle a copy on every call). Pages must not modify the scan's tables in place
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -396,10 +397,11 @@ def export_payloads(workspace: str, root: str, last_decision_id: int, fingerprin
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def families_for(fingerprint: str, _findings) -> dict[str, list[str]]:
-    """family -> checks present, from the registry when available, else from the findings."""
+def families_for(fingerprint: str, _findings, _index=None) -> dict[str, list[str]]:
+    """family -> checks present, from the registry when available, else from the findings (``_index``: their
+    ``FindingsIndex`` when the caller has one)."""
     from inspect_core.ui.query import families_of_checks
-    fams = families_of_checks(_findings)
+    fams = _index.families_of_checks() if _index is not None else families_of_checks(_findings)
     try:
         from inspect_core.checks import REGISTRY
         for fam, spec in REGISTRY.items():
@@ -410,6 +412,26 @@ def families_for(fingerprint: str, _findings) -> dict[str, list[str]]:
     except Exception:  # registry not importable: the findings are enough
         pass
     return fams
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _findings_index(key: str, _findings, _path):
+    from inspect_core.lazy_table import FindingsIndex
+    return FindingsIndex(_findings, _path)
+
+
+def findings_index(key: str, findings, workspace=None):
+    """A big findings table's ``lazy_table.FindingsIndex`` (from ``FINDINGS_INDEX_MIN_ROWS`` findings on), made once
+    per table (``key``: the scan's fingerprint or the model evidence's key; read-only, shared) and kept in the
+    workspace's ``lazy/`` folder for later processes, else None: the Findings page then works on the pandas frame
+    as before."""
+    from inspect_core import lazy_table
+    if findings is None or len(findings) < lazy_table.FINDINGS_INDEX_MIN_ROWS:
+        return None
+    name = str(key) if str(key).replace("-", "").replace("_", "").isalnum() else \
+        hashlib.sha1(str(key).encode()).hexdigest()
+    path = Path(workspace) / lazy_table.LAZY_DIR / f"findings_{name}" if workspace is not None else None
+    return _findings_index(str(key), findings, path)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -534,6 +556,7 @@ def lazy_gallery_mask(scan, table, query, families, decisions, decisions_version
 
 
 MODEL_TRIAGE_MODULE = "inspect_core.ui.model_triage"
+EVIDENCE_DIR = "model_evidence"   # ``model.embed_dups.EVIDENCE_DIR`` (a test keeps the two equal)
 SAVED_EVIDENCE_KEY = "di_saved_model_evidence"   # (scan fingerprint, saved folders and their times), evidence
 
 
@@ -546,8 +569,6 @@ def model_duplicate_evidence(scan):
     in the workspace; else the newest evidence saved for this scan in its workspace (a model scored in an earlier
     session). The Model triage page's module is only read when a page has loaded it: without it no model was
     scored in this process, and the Findings page does not pay for importing torch."""
-    from inspect_core.model import embed_dups
-
     triage = sys.modules.get(MODEL_TRIAGE_MODULE)
     entry = st.session_state.get(triage.RESULT_KEY) if triage is not None else None
     result = entry.get("result") if isinstance(entry, dict) else None
@@ -557,7 +578,8 @@ def model_duplicate_evidence(scan):
             return kept[scan.fingerprint]
         ids = result.table["image_id"].astype(str)
         cache_key = (getattr(result, "source", None) or {}).get("cache_key")
-        # torch is loaded already (a model was scored): this import costs nothing
+        # torch is loaded already (a model was scored): these imports cost nothing
+        from inspect_core.model import embed_dups
         from inspect_core.model.cache import SCORES_DIR
 
         scored_here = (Path(scan.workspace) / SCORES_DIR / str(cache_key)).is_dir() if cache_key else \
@@ -576,7 +598,7 @@ def model_duplicate_evidence(scan):
             return kept[scan.fingerprint]
     # saved by a model scored earlier: read once per session and change of the saved folders (not on every rerun:
     # at 1,000,000 images the merged findings are tens of MB)
-    base = Path(scan.workspace) / embed_dups.EVIDENCE_DIR
+    base = Path(scan.workspace) / EVIDENCE_DIR   # embed_dups imports torch (7.8 s at a first open under load)
     try:
         stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in base.iterdir())) if base.is_dir() else ()
     except OSError:
@@ -587,6 +609,7 @@ def model_duplicate_evidence(scan):
     kept = st.session_state.get(SAVED_EVIDENCE_KEY)
     if kept is not None and kept[0] == key:
         return kept[1]
+    from inspect_core.model import embed_dups
     try:
         evidence = embed_dups.saved_evidence(scan)
     except OSError as exc:

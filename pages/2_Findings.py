@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from inspect_core import neardup
-from inspect_core.ui import state, viewer, widgets
+from inspect_core.ui import model_evidence, state, viewer, widgets
 from inspect_core.ui.text import label_text, md_escape
 
 st.set_page_config(page_title="Findings - Dataset Inspector", layout="wide")
@@ -16,7 +16,7 @@ store = state.store_for(scan)
 findings = scan.findings
 lazy = state.lazy_images(scan)   # a big scan: labels and rows looked up by image_id in its memory-mapped table
 pairs, pairs_key = scan.pairs, str(scan.fingerprint)
-evidence = state.model_duplicate_evidence(scan)  # a scored model's embeddings joined to the pixel duplicate evidence
+evidence = model_evidence.model_duplicate_evidence(scan)  # a scored model's embeddings joined to the pixels' evidence
 if evidence is not None:
     findings, pairs, pairs_key = evidence.findings, evidence.pairs, evidence.key
 GROUPS_PER_PAGE = 8

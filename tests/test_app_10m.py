@@ -211,13 +211,13 @@ def test_a_new_scans_arrow_copy_replaces_the_old_one(tmp_path):
 
 
 def _findings_page(monkeypatch, index_min_rows: int, family: str, setup=None):
-    from inspect_core import lazy_table
+    from inspect_core import lazy_findings
 
     def choose(at):
         at.segmented_control(key="di_findings_family").set_value(family).run()
         if setup is not None:
             setup(at)
-    monkeypatch.setattr(lazy_table, "FINDINGS_INDEX_MIN_ROWS", index_min_rows)
+    monkeypatch.setattr(lazy_findings, "FINDINGS_INDEX_MIN_ROWS", index_min_rows)
     return _page("pages/2_Findings.py", "1", monkeypatch, choose)
 
 
@@ -264,7 +264,7 @@ def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
     """Counts, sorted heads, first images and bulk ids of ``FindingsIndex`` against the pandas operations the page
     uses, on random findings with empty and missing image_ids and a missing family; computed, computed and kept
     in the workspace, and read back from there."""
-    from inspect_core.lazy_table import FindingsIndex
+    from inspect_core.lazy_findings import FindingsIndex
     from inspect_core.ui import bulk
     from inspect_core.ui.query import families_of_checks
     rng = np.random.default_rng(0)
@@ -353,5 +353,5 @@ def test_findings_page_reads_saved_model_evidence_where_embed_dups_writes_it():
     """The Findings page looks for saved model evidence without importing ``embed_dups`` (it imports torch): its
     folder name is the one ``embed_dups`` writes."""
     from inspect_core.model import embed_dups
-    from inspect_core.ui import state
-    assert state.EVIDENCE_DIR == embed_dups.EVIDENCE_DIR
+    from inspect_core.ui import model_evidence
+    assert model_evidence.EVIDENCE_DIR == embed_dups.EVIDENCE_DIR

@@ -29,6 +29,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -41,9 +42,11 @@ from torch import nn  # noqa: E402
 
 from inspect_core.loaders import load_dataset  # noqa: E402
 from inspect_core.model.preprocess import Preprocess, image_to_array, load_image_file  # noqa: E402
+from inspect_core.model.tasks.detection import boxes_to_source  # noqa: E402
 
 SEED = 0
 EPOCHS = 70
+FOLDS = 2                       # out-of-fold detections: each image predicted by the model not trained on it
 BATCH = 16
 LR = 3e-3
 CLASS_NAMES = ["circle", "square", "triangle", "star", "hexagon"]
@@ -129,27 +132,48 @@ class Detector(nn.Module):
         return out
 
 
-def training_set(root: Path) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """The train split's readable images as the model sees them, and per image its boxes as rows of (x0, y0, x1,
-    y1 in input px, class index)."""
+class Images(NamedTuple):
+    """Images as the model sees them: ids, the (n, 3, H, W) input batch, per image its boxes as rows of (x0, y0, x1,
+    y1 in input px, class index), and the source (width, height) px for mapping boxes back."""
+    image_ids: list[str]
+    x: torch.Tensor
+    boxes: list[np.ndarray]
+    source_sizes: list[tuple[int, int]]
+
+    def subset(self, rows) -> Images:
+        rows = list(rows)
+        return Images([self.image_ids[i] for i in rows], self.x[rows], [self.boxes[i] for i in rows],
+                      [self.source_sizes[i] for i in rows])
+
+
+def load_images(root: Path, splits: tuple[str, ...] | None = ("train",), with_boxes_only: bool = False
+                ) -> tuple[Images, list[str]]:
+    """The readable images of ``splits`` (None: all), optionally only those with annotated boxes, as ``Images``;
+    and the image ids left out because they cannot be read (the planted broken files)."""
     spec = Preprocess.from_dict(SIDECAR)
     ds = load_dataset(root)
     ann = ds.annotations
     width, height = INPUT_SIZE
-    xs, boxes = [], []
-    for image_id in ds.images.loc[ds.images["split"].astype(str) == "train", "image_id"]:
+    ids, xs, boxes, sizes, unreadable = [], [], [], [], []
+    images = ds.images if splits is None else ds.images.loc[ds.images["split"].astype(str).isin(splits)]
+    for image_id in images["image_id"]:
+        mine = ann.loc[ann["image_id"] == image_id]
+        if with_boxes_only and not len(mine):
+            continue
         try:
             image = load_image_file(ds.path_of(image_id))
         except Exception:  # noqa: BLE001 - the planted broken files are left out
+            unreadable.append(str(image_id))
             continue
         sx, sy = width / image.size[0], height / image.size[1]
         rows = [(r.box_x_px * sx, r.box_y_px * sy, (r.box_x_px + r.box_w_px) * sx, (r.box_y_px + r.box_h_px) * sy,
                  CLASS_NAMES.index(r.category))
-                for r in ann.loc[ann["image_id"] == image_id].itertuples()
-                if r.category in CLASS_NAMES and r.box_w_px > 0 and r.box_h_px > 0]
+                for r in mine.itertuples() if r.category in CLASS_NAMES and r.box_w_px > 0 and r.box_h_px > 0]
+        ids.append(str(image_id))
         xs.append(image_to_array(image, spec))
         boxes.append(np.array(rows, np.float32).reshape(-1, 5))
-    return torch.from_numpy(np.stack(xs)), boxes
+        sizes.append((int(image.size[0]), int(image.size[1])))
+    return Images(ids, torch.from_numpy(np.stack(xs)), boxes, sizes), unreadable
 
 
 def augment(x: torch.Tensor, boxes: list[np.ndarray], gen: torch.Generator):
@@ -217,21 +241,22 @@ def repeat_factors(boxes: list[np.ndarray]) -> np.ndarray:
     return np.array([int(per_class[h].max()) if h.any() else 1 for h in has])
 
 
-def train(root: Path) -> tuple[CentreNet, dict]:
-    torch.manual_seed(SEED)
+def train(images: Images, seed: int = SEED, epochs: int = EPOCHS) -> tuple[CentreNet, dict]:
+    """The one training loop (the full model and every fold model): a fresh ``CentreNet`` fitted to ``images``."""
+    torch.manual_seed(seed)
     torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(seed)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    x_all, boxes_all = training_set(root)
+    x_all, boxes_all = images.x, images.boxes
     net = CentreNet()
     opt = torch.optim.AdamW(net.parameters(), LR, weight_decay=1e-4)
     repeats = repeat_factors(boxes_all)
     pool = torch.from_numpy(np.repeat(np.arange(len(x_all)), repeats))
     n = len(pool)
-    steps = EPOCHS * math.ceil(n / BATCH)
+    steps = epochs * math.ceil(n / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.15)
     losses = []
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         net.train()
         order = pool[torch.randperm(n, generator=gen)]
         total = 0.0
@@ -255,14 +280,101 @@ def train(root: Path) -> tuple[CentreNet, dict]:
             total += loss.item() * len(b)
         losses.append(round(total / n, 4))
     net.eval()
-    return net, {"images": len(x_all), "images_per_epoch": n, "epochs": EPOCHS, "batch": BATCH, "seed": SEED,
+    return net, {"images": len(x_all), "images_per_epoch": n, "epochs": epochs, "batch": BATCH, "seed": seed,
                  "loss_per_epoch": losses, "elapsed_s": round(time.perf_counter() - t0, 1),
                  "cpu_s": round(time.process_time() - cpu0, 1)}
 
 
-def build(out_dir: Path, root: Path = REPO / "sample_data") -> list[Path]:
+def assign_folds(images: Images, folds: int, seed: int = SEED) -> list[int]:
+    """Per image its fold (0 .. folds - 1): images sorted by the rarest class on them (then at random, seeded) and
+    dealt round-robin, so that every fold holds its share of each class, the rare hexagon included."""
+    per_class = np.zeros(len(CLASS_NAMES))
+    for b in images.boxes:
+        per_class[np.unique(b[:, 4].astype(int))] += 1
+    rarest = [min((per_class[int(k)] for k in b[:, 4]), default=np.inf) for b in images.boxes]
+    shuffle = np.random.default_rng(seed).permutation(len(images.image_ids))
+    order = sorted(range(len(rarest)), key=lambda i: (rarest[i], shuffle[i]))
+    fold = [0] * len(order)
+    for position, i in enumerate(order):
+        fold[i] = position % folds
+    return fold
+
+
+def predict(net: CentreNet, images: Images, categories: dict[str, int], min_score: float = MIN_SCORE,
+            max_detections: int = MAX_DETECTIONS) -> list[dict]:
+    """The decoded boxes of ``net`` on ``images`` as COCO results (``file_name``, ``category_id``, ``bbox`` xywh in
+    source px, ``score``), through the same TorchScript decoding and inverse resize as the saved model's."""
+    spec = Preprocess.from_dict(SIDECAR)
+    detector = Detector(net, max_detections=max_detections, min_score=min_score).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images.image_ids), 64):
+            rows = range(start, min(start + 64, len(images.image_ids)))
+            for i, det in zip(rows, detector(images.x[list(rows)])):
+                xywh = boxes_to_source(det["boxes"].numpy(), images.source_sizes[i], spec)
+                for box, label, score in zip(xywh, det["labels"].tolist(), det["scores"].tolist()):
+                    out.append({"file_name": images.image_ids[i], "category_id": categories[CLASS_NAMES[label]],
+                                "bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4)})
+    return out
+
+
+def _fold_job(args) -> tuple[int, list[dict], dict]:
+    """Train fold ``k``'s model on the other folds' images and predict fold ``k``'s (run in its own process)."""
+    root, folds, k, seed, epochs, save_dir = args
+    images, _ = load_images(root, splits=None, with_boxes_only=True)
+    fold = assign_folds(images, folds, seed)
+    net, record = train(images.subset(i for i, f in enumerate(fold) if f != k), seed, epochs)
+    held = images.subset(i for i, f in enumerate(fold) if f == k)
+    if save_dir is not None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), Path(save_dir) / f"fold{k}_of_{folds}.pt")
+    record["fold"] = k
+    record["trained_on"] = [images.image_ids[i] for i, f in enumerate(fold) if f != k]
+    record["predicted"] = held.image_ids
+    return k, predict(net, held, _categories(root)), record
+
+
+def _categories(root: Path) -> dict[str, int]:
+    coco = json.loads((root / "annotations.json").read_text(encoding="utf-8"))
+    return {c["name"]: int(c["id"]) for c in coco["categories"]}
+
+
+def build_oof(detections_path: Path, record_path: Path, root: Path = REPO / "sample_data", folds: int = FOLDS,
+              seed: int = SEED, epochs: int = EPOCHS, jobs: int = 1, save_dir: Path | None = None) -> list[Path]:
+    """Out-of-fold detections: every readable image with boxes (all splits) is predicted by the one fold model
+    that was not trained on it. Writes the COCO results JSON and the fold record (what each fold model was trained
+    on and predicted, its losses and time). ``jobs`` > 1 trains folds in parallel processes (the same files);
+    ``save_dir``: where each fold network's state dict goes (none kept by default)."""
+    t0 = time.perf_counter()
+    images, unreadable = load_images(root, splits=None, with_boxes_only=True)
+    fold = assign_folds(images, folds, seed)
+    args = [(root, folds, k, seed, epochs, save_dir) for k in range(folds)]
+    if jobs > 1:
+        import multiprocessing
+        with multiprocessing.get_context("spawn").Pool(min(jobs, folds)) as pool:
+            results = pool.map(_fold_job, args)
+    else:
+        results = [_fold_job(a) for a in args]
+    results.sort(key=lambda r: r[0])
+    detections = [d for _, dets, _ in results for d in dets]
+    detections_path.parent.mkdir(parents=True, exist_ok=True)
+    detections_path.write_text(json.dumps(detections) + "\n", encoding="utf-8")
+    record = {"folds": folds, "seed": seed, "epochs": epochs, "images": len(images.image_ids),
+              "unreadable_left_out": unreadable, "detections": len(detections),
+              "fold_of_image": dict(zip(images.image_ids, fold)),
+              "cpu_s": round(sum(r["cpu_s"] for _, _, r in results), 1),
+              "elapsed_s": round(time.perf_counter() - t0, 1),
+              "fold_models": [r for _, _, r in results]}
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return [detections_path, record_path]
+
+
+def build(out_dir: Path, root: Path = REPO / "sample_data", epochs: int = EPOCHS) -> list[Path]:
+    """The full-train detector (the train split's images) as TorchScript, its sidecar and training record."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    net, record = train(root)
+    images, _ = load_images(root, splits=("train",))
+    net, record = train(images, epochs=epochs)
     module = torch.jit.script(Detector(net).eval())
     model_path = out_dir / "detector.ts.pt"
     torch.jit.save(module, str(model_path))
@@ -274,9 +386,24 @@ def build(out_dir: Path, root: Path = REPO / "sample_data") -> list[Path]:
 
 
 def main() -> None:
+    here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "model"))
-    for path in build(Path(parser.parse_args().out)):
+    parser.add_argument("--out", default=str(here / "model"), help="folder of the model files and records")
+    parser.add_argument("--only", choices=["model", "oof"], help="make only the full-train model, or only the "
+                        "out-of-fold detections (default: both)")
+    parser.add_argument("--folds", type=int, default=FOLDS, help=f"folds of the out-of-fold detections ({FOLDS})")
+    parser.add_argument("--detections", default=str(here / "detections_oof.json"),
+                        help="where the out-of-fold COCO results JSON goes")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs of every model ({EPOCHS})")
+    parser.add_argument("--fold-models", help="also save each fold network's state dict in this folder")
+    parser.add_argument("--jobs", type=int, default=1, help="fold models trained at once, one process each")
+    args = parser.parse_args()
+    out = Path(args.out)
+    paths = [] if args.only == "oof" else build(out, epochs=args.epochs)
+    if args.only != "model":
+        paths += build_oof(Path(args.detections), out / "detector.oof.json", folds=args.folds, epochs=args.epochs,
+                           jobs=args.jobs, save_dir=args.fold_models and Path(args.fold_models))
+    for path in paths:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 

@@ -54,6 +54,8 @@ INPUT_SIZE = (128, 96)          # (width, height) px
 STRIDE = 8                      # input pixels per heatmap cell
 MAX_DETECTIONS = 20             # per image, highest score first
 MIN_SCORE = 0.25
+SMALL_BELOW_PX = 22             # out-of-fold detections: boxes under this (input px) from a 2 x input pass
+OOF_MIN_SCORE = 0.1             # out-of-fold detections: the score floor (faint but aligned boxes count)
 ZOOM = (0.8, 1.25)              # random zoom of a training batch's images (objects that much larger)
 RARE_CLASS_IMAGES = 0.5         # an image with a class on fewer than this fraction of images is seen more often
 MAX_REPEAT = 8
@@ -146,14 +148,15 @@ class Images(NamedTuple):
                       [self.source_sizes[i] for i in rows])
 
 
-def load_images(root: Path, splits: tuple[str, ...] | None = ("train",), with_boxes_only: bool = False
-                ) -> tuple[Images, list[str]]:
-    """The readable images of ``splits`` (None: all), optionally only those with annotated boxes, as ``Images``;
-    and the image ids left out because they cannot be read (the planted broken files)."""
-    spec = Preprocess.from_dict(SIDECAR)
+def load_images(root: Path, splits: tuple[str, ...] | None = ("train",), with_boxes_only: bool = False,
+                scale: int = 1) -> tuple[Images, list[str]]:
+    """The readable images of ``splits`` (None: all), optionally only those with annotated boxes, as ``Images`` at
+    ``scale`` x the model's input size; and the image ids left out because they cannot be read (the planted broken
+    files)."""
+    width, height = INPUT_SIZE[0] * scale, INPUT_SIZE[1] * scale
+    spec = Preprocess.from_dict({**SIDECAR, "input_size": [width, height]})
     ds = load_dataset(root)
     ann = ds.annotations
-    width, height = INPUT_SIZE
     ids, xs, boxes, sizes, unreadable = [], [], [], [], []
     images = ds.images if splits is None else ds.images.loc[ds.images["split"].astype(str).isin(splits)]
     for image_id in images["image_id"]:
@@ -300,38 +303,85 @@ def assign_folds(images: Images, folds: int, seed: int = SEED) -> list[int]:
     return fold
 
 
-def predict(net: CentreNet, images: Images, categories: dict[str, int], min_score: float = MIN_SCORE,
-            max_detections: int = MAX_DETECTIONS) -> list[dict]:
-    """The decoded boxes of ``net`` on ``images`` as COCO results (``file_name``, ``category_id``, ``bbox`` xywh in
-    source px, ``score``), through the same TorchScript decoding and inverse resize as the saved model's."""
-    spec = Preprocess.from_dict(SIDECAR)
-    detector = Detector(net, max_detections=max_detections, min_score=min_score).eval()
+def _decode(net: CentreNet, images: Images, scale: int, min_score: float) -> list[tuple[np.ndarray, ...]]:
+    """Per image (xywh source px, class index, score, longest side in px of the normal input) of its decoded boxes."""
+    spec = Preprocess.from_dict({**SIDECAR, "input_size": [INPUT_SIZE[0] * scale, INPUT_SIZE[1] * scale]})
+    detector = Detector(net, min_score=min_score).eval()
     out = []
     with torch.no_grad():
-        for start in range(0, len(images.image_ids), 64):
-            rows = range(start, min(start + 64, len(images.image_ids)))
+        for start in range(0, len(images.image_ids), 32):
+            rows = range(start, min(start + 32, len(images.image_ids)))
             for i, det in zip(rows, detector(images.x[list(rows)])):
-                xywh = boxes_to_source(det["boxes"].numpy(), images.source_sizes[i], spec)
-                for box, label, score in zip(xywh, det["labels"].tolist(), det["scores"].tolist()):
-                    out.append({"file_name": images.image_ids[i], "category_id": categories[CLASS_NAMES[label]],
-                                "bbox": [round(float(v), 2) for v in box], "score": round(float(score), 4)})
+                side = (det["boxes"][:, 2:] - det["boxes"][:, :2]).amax(dim=1) / scale
+                out.append((boxes_to_source(det["boxes"].numpy(), images.source_sizes[i], spec),
+                            det["labels"].numpy(), det["scores"].numpy(), side.numpy()))
+    return out
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """Per xywh box of ``a``: does a box of ``b`` overlap it at IoU >= ``iou``."""
+    if not len(a) or not len(b):
+        return np.zeros(len(a), bool)
+    x0, y0 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return (inter >= iou * np.maximum(union, 1e-9)).any(axis=1)
+
+
+def predict(net: CentreNet, images: Images, categories: dict[str, int], fine: Images | None = None,
+            min_score: float = MIN_SCORE) -> list[dict]:
+    """The decoded boxes of ``net`` on ``images`` as COCO results (``file_name``, ``category_id``, ``bbox`` xywh in
+    source px, ``score``), through the saved model's decoding and the sidecar's inverse resize. With ``fine`` (the
+    same images at 2 x the input size), two scales for the small objects (longest side under ``SMALL_BELOW_PX`` of
+    the normal input), which the normal pass often misses or cannot tell the class of: the small boxes of the fine
+    pass (where a small shape looks as big as the shapes the net tells apart best), the normal pass's small boxes
+    where the fine pass found none, and the normal pass's large boxes."""
+    out = []
+    coarse = _decode(net, images, 1, min_score)
+    fine_boxes = _decode(net, fine, 2, min_score) if fine is not None else [None] * len(coarse)
+    for image_id, (box, label, score, side), f in zip(images.image_ids, coarse, fine_boxes):
+        if f is not None:
+            small_fine = f[3] < SMALL_BELOW_PX
+            keep_coarse = (side >= SMALL_BELOW_PX) | ~_overlaps(box, f[0][small_fine])
+            box, label, score = (np.concatenate([box[keep_coarse], f[0][small_fine]]),
+                                 np.concatenate([label[keep_coarse], f[1][small_fine]]),
+                                 np.concatenate([score[keep_coarse], f[2][small_fine]]))
+        for b, k, sc in sorted(zip(box, label.tolist(), score.tolist()), key=lambda r: -r[2]):
+            out.append({"file_name": image_id, "category_id": categories[CLASS_NAMES[k]],
+                        "bbox": [round(float(v), 2) for v in b], "score": round(float(sc), 4)})
     return out
 
 
 def _fold_job(args) -> tuple[int, list[dict], dict]:
-    """Train fold ``k``'s model on the other folds' images and predict fold ``k``'s (run in its own process)."""
-    root, folds, k, seed, epochs, save_dir = args
+    """Train fold ``k``'s model on the other folds' images and predict fold ``k``'s (run in its own process). With
+    ``model_dir``, the network's state dict and training record are saved there as ``fold{k}_of_{folds}.pt/.json``;
+    with ``reuse``, those saved by an earlier run are loaded instead of training (checked against this fold)."""
+    root, folds, k, seed, epochs, model_dir, reuse = args
     images, _ = load_images(root, splits=None, with_boxes_only=True)
     fold = assign_folds(images, folds, seed)
-    net, record = train(images.subset(i for i, f in enumerate(fold) if f != k), seed, epochs)
+    trained_on = [images.image_ids[i] for i, f in enumerate(fold) if f != k]
     held = images.subset(i for i, f in enumerate(fold) if f == k)
-    if save_dir is not None:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        torch.save(net.state_dict(), Path(save_dir) / f"fold{k}_of_{folds}.pt")
-    record["fold"] = k
-    record["trained_on"] = [images.image_ids[i] for i, f in enumerate(fold) if f != k]
-    record["predicted"] = held.image_ids
-    return k, predict(net, held, _categories(root)), record
+    state_path = Path(model_dir or ".") / f"fold{k}_of_{folds}.pt"
+    if reuse:
+        net = CentreNet()
+        net.load_state_dict(torch.load(state_path))
+        net.eval()
+        record = json.loads(state_path.with_suffix(".json").read_text(encoding="utf-8"))
+        if (record["trained_on"], record["seed"], record["epochs"]) != (trained_on, seed, epochs):
+            raise SystemExit(f"{state_path} was trained on other images, seed or epochs: run without --reuse")
+    else:
+        net, record = train(images.subset(i for i, f in enumerate(fold) if f != k), seed, epochs)
+        record.update(fold=k, trained_on=trained_on, predicted=held.image_ids)
+        if model_dir is not None:
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(net.state_dict(), state_path)
+            state_path.with_suffix(".json").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    fine, _ = load_images(root, splits=None, with_boxes_only=True, scale=2)
+    fine = fine.subset(i for i, f in enumerate(fold) if f == k)
+    assert fine.image_ids == held.image_ids
+    return k, predict(net, held, _categories(root), fine, OOF_MIN_SCORE), record
 
 
 def _categories(root: Path) -> dict[str, int]:
@@ -340,15 +390,17 @@ def _categories(root: Path) -> dict[str, int]:
 
 
 def build_oof(detections_path: Path, record_path: Path, root: Path = REPO / "sample_data", folds: int = FOLDS,
-              seed: int = SEED, epochs: int = EPOCHS, jobs: int = 1, save_dir: Path | None = None) -> list[Path]:
+              seed: int = SEED, epochs: int = EPOCHS, jobs: int = 1, model_dir: Path | None = None,
+              reuse: bool = False) -> list[Path]:
     """Out-of-fold detections: every readable image with boxes (all splits) is predicted by the one fold model
     that was not trained on it. Writes the COCO results JSON and the fold record (what each fold model was trained
     on and predicted, its losses and time). ``jobs`` > 1 trains folds in parallel processes (the same files);
-    ``save_dir``: where each fold network's state dict goes (none kept by default)."""
+    ``model_dir``: where each fold network and its record are saved (none by default), or, with ``reuse``, read
+    from instead of training (to re-predict without retraining)."""
     t0 = time.perf_counter()
     images, unreadable = load_images(root, splits=None, with_boxes_only=True)
     fold = assign_folds(images, folds, seed)
-    args = [(root, folds, k, seed, epochs, save_dir) for k in range(folds)]
+    args = [(root, folds, k, seed, epochs, model_dir, reuse) for k in range(folds)]
     if jobs > 1:
         import multiprocessing
         with multiprocessing.get_context("spawn").Pool(min(jobs, folds)) as pool:
@@ -362,8 +414,9 @@ def build_oof(detections_path: Path, record_path: Path, root: Path = REPO / "sam
     record = {"folds": folds, "seed": seed, "epochs": epochs, "images": len(images.image_ids),
               "unreadable_left_out": unreadable, "detections": len(detections),
               "fold_of_image": dict(zip(images.image_ids, fold)),
-              "cpu_s": round(sum(r["cpu_s"] for _, _, r in results), 1),
-              "elapsed_s": round(time.perf_counter() - t0, 1),
+              "small_below_px": SMALL_BELOW_PX, "min_score": OOF_MIN_SCORE,
+              "training_cpu_s": round(sum(r["cpu_s"] for _, _, r in results), 1),
+              "reused_fold_models": reuse, "run_elapsed_s": round(time.perf_counter() - t0, 1),
               "fold_models": [r for _, _, r in results]}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -395,14 +448,17 @@ def main() -> None:
     parser.add_argument("--detections", default=str(here / "detections_oof.json"),
                         help="where the out-of-fold COCO results JSON goes")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs of every model ({EPOCHS})")
-    parser.add_argument("--fold-models", help="also save each fold network's state dict in this folder")
+    parser.add_argument("--fold-models", help="also save each fold network (state dict + record) in this folder")
+    parser.add_argument("--reuse-fold-models", action="store_true",
+                        help="predict with the fold networks saved in --fold-models instead of training them")
     parser.add_argument("--jobs", type=int, default=1, help="fold models trained at once, one process each")
     args = parser.parse_args()
     out = Path(args.out)
     paths = [] if args.only == "oof" else build(out, epochs=args.epochs)
     if args.only != "model":
         paths += build_oof(Path(args.detections), out / "detector.oof.json", folds=args.folds, epochs=args.epochs,
-                           jobs=args.jobs, save_dir=args.fold_models and Path(args.fold_models))
+                           jobs=args.jobs,
+                           model_dir=args.fold_models and Path(args.fold_models), reuse=args.reuse_fold_models)
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 

@@ -1,7 +1,9 @@
 """Train the sample detector on sample_data's COCO boxes and save it as TorchScript with torchvision-style output.
 
-    .venv/bin/python sample_data/make_detector.py            # writes sample_data/model/detector.ts.pt + sidecar
-    .venv/bin/python sample_data/make_detector.py --out DIR
+    .venv/bin/python sample_data/make_detector.py            # the model (+ sidecar) and the out-of-fold detections
+    .venv/bin/python sample_data/make_detector.py --only model   # sample_data/model/detector.ts.pt + sidecar + record
+    .venv/bin/python sample_data/make_detector.py --only oof --jobs 2   # sample_data/detections_oof.json + record
+    .venv/bin/python sample_data/make_detector.py --out DIR --detections FILE
 
 A small CenterNet-style detector (no torchvision), trained from scratch on the 245 readable train-split images (the
 annotations as they are, planted box errors included). The backbone goes down to stride 16 (a 3x3 stem at stride 2,
@@ -20,6 +22,15 @@ pixels, "labels": (m,), "scores": (m,)}``, as torchvision detectors do.
 Input: the sidecar's stretch resize to 128 x 96 px (a 2x downscale of the 256 x 192 sample images), mean 0 and std 1
 (pixels 0..1); inspect_core maps the boxes back to source pixels. Its figures on sample_data are in BENCHMARKS.md.
 Also writes ``detector.training.json`` (what was trained, the losses, the time taken).
+
+Out-of-fold detections (``--only oof``): a model's boxes on its own training images repeat the annotations it
+learnt, planted errors included, so they hide the errors to find. All readable images with boxes (every split) are
+dealt into ``FOLDS`` folds (seeded; the images of each class spread over the folds); per fold a model is trained by
+the same ``train`` on the other folds' images and predicts its own fold's, written as one COCO results JSON
+(``file_name``, ``category_id``, ``bbox`` xywh source px, ``score``; for ``score --detections``), with the fold
+record ``model/detector.oof.json`` (each fold model's training and predicted images, losses, time). Predictions go
+down to ``OOF_MIN_SCORE``, and small boxes come from a second pass at 2 x the input size (see ``predict``).
+``--fold-models DIR`` keeps the fold networks; ``--reuse-fold-models`` re-predicts with them without training.
 """
 from __future__ import annotations
 

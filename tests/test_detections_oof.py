@@ -48,7 +48,7 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
     with_boxes = set(ds.annotations["image_id"].astype(str)) & set(ds.images["image_id"].astype(str))
     unreadable = set(record["unreadable_left_out"])
     for image_id in unreadable:                                 # left out only because it cannot be read
-        with pytest.raises(Exception):
+        with pytest.raises(OSError):                          # PIL errors on broken files are OSErrors
             load_image_file(ds.path_of(image_id))
     assert unreadable < with_boxes and len(unreadable) <= 5
     usable = with_boxes - unreadable

@@ -52,6 +52,9 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
             load_image_file(ds.path_of(image_id))
     assert unreadable < with_boxes and len(unreadable) <= 5
     usable = with_boxes - unreadable
+    md = make_detector()                                        # made by the script as it stands
+    assert (record["folds"], record["seed"], record["epochs"], record["min_score"], record["small_below_px"]) == (
+        md.FOLDS, md.SEED, md.EPOCHS, md.OOF_MIN_SCORE, md.SMALL_BELOW_PX)
     models = record["fold_models"]
     assert len(models) == record["folds"] >= 2 and [m["fold"] for m in models] == list(range(record["folds"]))
     predicted_by: dict[str, list[int]] = {}

@@ -381,7 +381,8 @@ def _fold_job(args) -> tuple[int, list[dict], dict]:
         net.eval()
         record = json.loads(state_path.with_suffix(".json").read_text(encoding="utf-8"))
         if (record["trained_on"], record["seed"], record["epochs"]) != (trained_on, seed, epochs):
-            raise SystemExit(f"{state_path} was trained on other images, seed or epochs: run without --reuse-fold-models")
+            raise SystemExit(f"{state_path} was trained on other images, seed or epochs: train it again (run "
+                             "without --reuse-fold-models)")
     else:
         net, record = train(images.subset(i for i, f in enumerate(fold) if f != k), seed, epochs)
         record.update(fold=k, trained_on=trained_on, predicted=held.image_ids)

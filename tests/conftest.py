@@ -29,6 +29,7 @@ SLOW_TESTS = frozenset({
     "test_knn.py::test_inverted_file_keeps_duplicates_and_zero_rows",
     "test_suite_cli.py::test_sample_suite_passes_on_the_shipped_model",
     "test_detector_model.py::test_the_shipped_detector_finds_the_planted_box_errors_through_score_model",
+    "test_detections_oof.py::test_the_out_of_fold_detections_find_the_planted_box_errors",
     "test_suite_page.py::test_regressed_predictions_fail_and_a_gallery_filter_becomes_a_tested_slice",
     "test_hostile_input.py::test_thousands_of_identical_boxes_on_one_image_are_duplicates_in_bounded_memory",
     "test_suite_page.py::test_the_sample_file_inside_the_dataset_is_edited_as_a_copy",

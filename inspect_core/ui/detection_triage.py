@@ -47,6 +47,8 @@ VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_
 
 ANN_COLOUR, ANN_ERROR_COLOUR, ANN_DELETED_COLOUR = (40, 200, 60), (230, 30, 30), (150, 150, 150)
 TP_COLOUR, FP_COLOUR, ACCEPTED_COLOUR = (30, 120, 230), (245, 150, 20), (200, 40, 200)
+CROWD_COLOUR = (0, 190, 200)        # a crowd region (COCO iscrowd) and the predictions ignored inside it
+CROWD_HATCH = {"spacing_px": 8, "alpha": 0.55}
 
 
 # -- computing -------------------------------------------------------------------------------------
@@ -155,11 +157,38 @@ def short_key(box_key: str) -> str:
     return f"{'A' if kind == 'ann' else 'P'}{num}"
 
 
+def _truthy(v) -> bool:
+    return False if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else bool(v)
+
+
+def is_crowd(boxes: pd.DataFrame) -> np.ndarray:
+    """Per row of an annotations table: a crowd region (COCO ``iscrowd``; absent column: none)."""
+    if "iscrowd" not in boxes.columns:
+        return np.zeros(len(boxes), bool)
+    return np.array([_truthy(v) for v in boxes["iscrowd"]], bool)
+
+
+def _hatch(out: Image.Image, f, colour, spacing_px: int, alpha: float) -> None:
+    """Diagonal lines across the box ``f`` (x0, y0, x1, y1), blended into ``out`` (the picture stays visible)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in f)
+    if x1 <= x0 or y1 <= y0:
+        return
+    region = out.crop((x0, y0, x1 + 1, y1 + 1))
+    lined = region.copy()
+    d = ImageDraw.Draw(lined)
+    w, h = region.size
+    for k in range(-h, w, spacing_px):
+        d.line([(k, 0), (k + h, h)], fill=colour, width=1)
+    out.paste(Image.blend(region, lined, alpha), (x0, y0))
+
+
 def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.DataFrame, min_score: float,
                     decisions: dict | None = None, width_px: int = 2) -> Image.Image:
     """A copy of ``img`` with the annotated boxes solid (green; red when in an error; grey when deleted) and the
     predictions scoring at least ``min_score`` dashed (blue: true positive, orange: false positive; magenta and
-    solid once accepted) with class and score. ``decisions``: {box_key: decision in force}."""
+    solid once accepted) with class and score. A crowd region (``iscrowd``) is hatched teal under the other boxes,
+    labelled "crowd", and the predictions ignored inside it are dashed teal (neither TP nor FP).
+    ``decisions``: {box_key: decision in force}."""
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default()
@@ -173,6 +202,11 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
         return (min(max(x, 0), w_img - 1), min(max(y, 0), h_img - 1),
                 min(max(x + w, 0), w_img - 1), min(max(y + h, 0), h_img - 1))
 
+    crowd = is_crowd(ann)
+    for r, c in zip(ann.itertuples(index=False), crowd):       # crowd regions first: every box stays on top
+        f = frame(r) if c else None
+        if f is not None:
+            _hatch(out, f, CROWD_COLOUR, **CROWD_HATCH)
     for r in pred.itertuples(index=False):
         if r.score < min_score:
             continue
@@ -181,24 +215,27 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
             continue
         d = decisions.get(r.box_key)
         accepted = d is not None and d["action"] == "accept"
-        colour = ACCEPTED_COLOUR if accepted else (TP_COLOUR if r.is_tp else FP_COLOUR)
+        in_crowd = str(getattr(r, "error_type", "")) == "ignored"
+        colour = ACCEPTED_COLOUR if accepted else (TP_COLOUR if r.is_tp else CROWD_COLOUR if in_crowd else FP_COLOUR)
         if accepted:
             draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
         else:
             _dashed_rect(draw, *f, colour, width_px)
         cat = d["new_category"] if accepted else r.category
-        _label(draw, font, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}", colour,
-               below=True)
-    for r in ann.itertuples(index=False):
+        _label(draw, font, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}"
+               + (" in crowd" if in_crowd and not accepted else ""), colour, below=True)
+    for r, c in zip(ann.itertuples(index=False), crowd):
         f = frame(r)
         if f is None:
             continue
         d = decisions.get(r.box_key)
         deleted = d is not None and d["action"] == "delete"
-        colour = ANN_DELETED_COLOUR if deleted else (ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
+        colour = (ANN_DELETED_COLOUR if deleted else CROWD_COLOUR if c else
+                  ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
         draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
         cat = f"{r.category}->{d['new_category']}" if d is not None and d["action"] == "relabel" else str(r.category)
-        _label(draw, font, f[0], f[1], f"{short_key(r.box_key)} {cat}" + (" (deleted)" if deleted else ""), colour)
+        _label(draw, font, f[0], f[1], f"{short_key(r.box_key)} " + ("crowd " if c else "") + cat
+               + (" (deleted)" if deleted else ""), colour)
     return out
 
 
@@ -255,8 +292,10 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
         with cols[k % len(cols)]:
             st.image(img, width="stretch")
             st.caption(md_escape(f"#{rec.rank} {image_id}"))
+            n_crowd = int(is_crowd(ann).sum())
             st.caption(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
-                    f"{rec.n_annotation_errors} annotation errors" + (f" | {reason}" if reason else ""))
+                       f"{rec.n_annotation_errors} annotation errors" + (f", {n_crowd} crowd" if n_crowd else "")
+                       + (f" | {reason}" if reason else ""))
             if st.button("Open", key=f"{key}_{rec.rank}", help=image_id):
                 st.session_state[SELECTED_KEY] = image_id
                 st.rerun()
@@ -301,14 +340,13 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         left, right = st.columns([3, 2])
         img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["detail_side_px"]), mine)
         left.image(img, width="stretch")
-        left.caption("Annotations solid (green; red: in an error; grey: deleted), predictions dashed with their score "
-                     "(blue: true positive, orange: false positive; magenta solid: accepted)."
-                     + (f" The image cannot be shown: {reason}." if reason else ""))
+        left.caption(legend(ann, pred, min_score) + (f" The image cannot be shown: {reason}." if reason else ""))
         errs = result.errors.loc[result.errors["image_id"] == image_id]
         for e in errs.itertuples(index=False):
             right.warning(md_escape(f"{e.check}: {e.detail}"))
         table = pd.concat([
-            pd.DataFrame({"box": [short_key(k) for k in ann["box_key"]], "kind": "annotation",
+            pd.DataFrame({"box": [short_key(k) for k in ann["box_key"]],
+                          "kind": np.where(is_crowd(ann), "crowd region", "annotation"),
                           "class": ann["category"].astype("str"), "score": np.nan,
                           "error": (ann["error_type"].astype("str") + " " + ann["check"]).str.strip(),
                           "iou": ann["iou"]}),
@@ -324,8 +362,9 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         shown = [k for k in keys if key_id(k)[0] == "ann" or k in mine or
                  float(pred.loc[pred["box_key"] == k, "score"].iloc[0]) >= min_score]
         label = {k: _box_text(k, ann, pred) for k in keys}
-        in_error = [k for k in shown if k in set(ann.loc[(ann["error_type"] != "") | (ann["check"] != ""), "box_key"])
-                    | set(pred.loc[~pred["is_tp"].astype(bool), "box_key"])]
+        in_error = [k for k in shown if k in set(ann.loc[((ann["error_type"] != "") & (ann["error_type"] != "ignored"))
+                                                       | (ann["check"] != ""), "box_key"])
+                    | set(pred.loc[~pred["is_tp"].astype(bool) & (pred["error_type"] != "ignored"), "box_key"])]
         start = shown.index(in_error[0]) if in_error else 0          # the first box in an error, ready to decide
         box = right.selectbox("Box", shown, index=start, format_func=lambda k: label[k], key=K + "box")
         kind = key_id(box)[0]
@@ -361,6 +400,22 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         flash = st.session_state.pop(K + "flash", None)
         if flash:
             right.success(md_escape(flash))
+
+
+def legend(ann: pd.DataFrame, pred: pd.DataFrame, min_score: float) -> str:
+    """The detail view's key to the drawing, with the boxes of each style counted (crowd regions apart)."""
+    crowd = is_crowd(ann)
+    shown = pred.loc[pred["score"] >= min_score]
+    tp = shown["is_tp"].astype(bool)
+    in_crowd = (shown["error_type"].astype("str") == "ignored") & ~tp
+    err = ((ann["error_type"].astype("str") != "") | (ann["check"].astype("str") != "")) & ~crowd
+    text = (f"Annotations solid: {int((~crowd).sum() - err.sum())} green, {int(err.sum())} red (in an error; grey: "
+            f"deleted). Predictions scoring >= {min_score:g} dashed with their score: {int(tp.sum())} blue (true "
+            f"positive), {int((~tp & ~in_crowd).sum())} orange (false positive); magenta solid: accepted.")
+    if crowd.any() or in_crowd.any():
+        text += (f" Crowd regions (COCO iscrowd), hatched teal: {int(crowd.sum())}; neither matched nor missed, and "
+                 f"the {int(in_crowd.sum())} predictions inside them (dashed teal) are neither TP nor FP.")
+    return text
 
 
 def _decision_text(d) -> str:

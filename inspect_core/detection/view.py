@@ -54,6 +54,13 @@ class DetectionView:
         # the error types to filter by: the TIDE types present, then the annotation-error checks present
         self.tags = [t for t in TIDE_TYPES if t in present] + [c for c in self.check_names if c]
         self._boxes = None
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """``make()`` once per view (tables and figures of the result that every rerun shows unchanged)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     @property
     def boxes(self) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -145,11 +146,20 @@ def _dashed_rect(draw: ImageDraw.ImageDraw, x0, y0, x1, y1, colour, width_px: in
                       fill=colour, width=width_px)
 
 
-def _label(draw, font, x, y, text, colour, below: bool = False) -> None:
-    tw = draw.textlength(text, font=font)
+@lru_cache(maxsize=8192)
+def _label_image(text: str, colour: tuple) -> Image.Image:
+    """A box's label (white text on its colour), rendered once: a rerun pastes it (text rendering is the slow part
+    of drawing a tile)."""
+    font = ImageFont.load_default()
+    tw = int(np.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)))
+    img = Image.new("RGB", (tw + 5, 12), colour)
+    ImageDraw.Draw(img).text((2, 0), text, fill=(255, 255, 255), font=font)
+    return img
+
+
+def _label(out: Image.Image, x, y, text, colour, below: bool = False) -> None:
     ty = y if below else max(y - 11, 0)
-    draw.rectangle([(x, ty), (x + tw + 4, ty + 11)], fill=colour)
-    draw.text((x + 2, ty), text, fill=(255, 255, 255), font=font)
+    out.paste(_label_image(text, tuple(colour)), (int(x), int(ty)))
 
 
 def short_key(box_key: str) -> str:
@@ -191,7 +201,6 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
     ``decisions``: {box_key: decision in force}."""
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default()
     decisions = decisions or {}
     w_img, h_img = out.size
 
@@ -203,6 +212,9 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
                 min(max(x + w, 0), w_img - 1), min(max(y + h, 0), h_img - 1))
 
     crowd = is_crowd(ann)
+    box = ["box_x_px", "box_y_px", "box_w_px", "box_h_px", "box_key", "category"]
+    ann = ann[[c for c in box + ["error_type", "check"] if c in ann.columns]]       # the columns drawn: the rows
+    pred = pred[[c for c in box + ["score", "is_tp", "error_type"] if c in pred.columns]]   # are read fast
     for r, c in zip(ann.itertuples(index=False), crowd):       # crowd regions first: every box stays on top
         f = frame(r) if c else None
         if f is not None:
@@ -222,7 +234,7 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
         else:
             _dashed_rect(draw, *f, colour, width_px)
         cat = d["new_category"] if accepted else r.category
-        _label(draw, font, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}"
+        _label(out, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}"
                + (" in crowd" if in_crowd and not accepted else ""), colour, below=True)
     for r, c in zip(ann.itertuples(index=False), crowd):
         f = frame(r)
@@ -234,7 +246,7 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
                   ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
         draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
         cat = f"{r.category}->{d['new_category']}" if d is not None and d["action"] == "relabel" else str(r.category)
-        _label(draw, font, f[0], f[1], f"{short_key(r.box_key)} " + ("crowd " if c else "") + cat
+        _label(out, f[0], f[1], f"{short_key(r.box_key)} " + ("crowd " if c else "") + cat
                + (" (deleted)" if deleted else ""), colour)
     return out
 
@@ -243,8 +255,8 @@ def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_
                      decisions: dict | None = None) -> tuple[Image.Image, str | None]:
     """The display image with its boxes, or a grey frame of the image's size (boxes drawn) naming why the
     image itself cannot be shown."""
-    from inspect_core.thumbs import display_image
-    img, scale, reason = display_image(scan.dataset.root, image_id, max_side_px)
+    img, scale, reason = _display_image(str(scan.dataset.root), str(image_id), int(max_side_px),
+                                        _file_stamp(scan.dataset.root, image_id))
     if img is None:
         row = scan.images.loc[scan.images["image_id"] == image_id]
         known = len(row) and "width_px" in row and \
@@ -253,6 +265,23 @@ def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_
         scale = min(1.0, max_side_px / max(w, h, 1))
         img = Image.new("RGB", (max(1, int(w * scale)), max(1, int(h * scale))), (200, 200, 200))
     return draw_detections(img, scale, ann, pred, min_score, decisions), reason
+
+
+def _file_stamp(root, image_id: str) -> str:
+    """Size and mtime of an image file ('' when it cannot be read): the display cache's version of the file."""
+    try:
+        st_ = (Path(root) / str(image_id)).stat()
+        return f"{st_.st_size}:{st_.st_mtime_ns}"
+    except (OSError, ValueError):
+        return ""
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _display_image(root: str, image_id: str, max_side_px: int, stamp: str):
+    """The image decoded and reduced once per file version and size (a slider move or a filter redraws the boxes
+    on it, never decodes it again); shared and read-only: ``draw_detections`` draws on a copy."""
+    from inspect_core.thumbs import display_image
+    return display_image(root, image_id, max_side_px)
 
 
 def pr_figure(curves: pd.DataFrame, iou: float):
@@ -450,9 +479,8 @@ def _export_payloads(workspace: str, root: str, last_id: int, fingerprint: str, 
             "yolo": yolo_zip_bytes(files, names), "csv": safe_csv_bytes(relabel_list(_current, root))}
 
 
-def _exports(scan, boxes: BoxDecisionStore) -> None:
+def _exports(scan, boxes: BoxDecisionStore, cur: pd.DataFrame) -> None:
     from inspect_core.detection.export import write_detection_exports
-    cur = boxes.current()
     st.text(f"{len(cur):,} box decisions in force" + (": " + ", ".join(
         f"{n} {a}" for a, n in cur["action"].value_counts().items()) if len(cur) else ""))
     if cur.empty:
@@ -530,7 +558,8 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     else:
         view = view_of(result)
     boxes = BoxDecisionStore(scan.workspace, store)
-    decided, n_other = decided_boxes(boxes.current(), result)
+    current = boxes.current()
+    decided, n_other = decided_boxes(current, result)
     if n_other:
         st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
                    "of the file, or images left out): they are kept and exported, but not drawn here.")
@@ -579,12 +608,12 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
             st.rerun()
     with t_ap:
-        st.dataframe(result.metrics.per_class(), hide_index=True, width="stretch")
-        curves = result.metrics.pr_curves()
+        st.dataframe(view.memo("per_class", result.metrics.per_class), hide_index=True, width="stretch")
+        curves = view.memo("pr_curves", result.metrics.pr_curves)
         ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
         if ious:
             iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
-            st.plotly_chart(pr_figure(curves, iou), key=K + "pr")
+            st.plotly_chart(view.memo(("pr_figure", iou), lambda: pr_figure(curves, iou)), key=K + "pr")
     with t_conf:
         if result.confusion is None:
             st.text("No confusion matrix for this result.")
@@ -592,7 +621,8 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
             st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
                        "(background): no box. Click a cell to see its images.")
-            figure = confusion_figure(result.confusion, rows="annotated", unit="boxes")
+            figure = view.memo("confusion_figure",
+                               lambda: confusion_figure(result.confusion, rows="annotated", unit="boxes"))
             event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
             cell = selected_cell(event)
             if cell is not None:
@@ -601,7 +631,7 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
                 _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
                       decided, K + "cell_open", o)
     with t_dec:
-        _exports(scan, boxes)
+        _exports(scan, boxes, current)
 
 
 __all__ = ["BOX_ACTIONS", "draw_detections", "render"]

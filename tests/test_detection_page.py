@@ -135,6 +135,20 @@ def test_filters_and_cells_on_the_library_side(result):
     assert set().union(*[dv.cell_images(result, c, "(background)", 0.25, "(background)") for c in cats]) == missed
     ann, pred = dv.boxes_of(view, result, result.images["image_id"].iloc[0])
     assert len(ann) == result.images["n_annotations"].iloc[0] and len(pred) == result.images["n_predictions"].iloc[0]
+    # a grid's tiles at once: each image's boxes exactly as one by one (an unknown image: none)
+    ids = result.images["image_id"].iloc[[0, 5, 40, 3]].tolist() + ["not/there.jpg"]
+    many = dv.boxes_of_many(view, result, ids)
+    assert list(many) == ids
+    for image_id in ids[:4]:
+        a, p = many[image_id]
+        assert set(a["image_id"]) == {image_id} and set(p["image_id"]) == {image_id}
+        assert sorted(a["ann_id"]) == sorted(result.annotations.loc[result.annotations["image_id"] == image_id,
+                                                                     "ann_id"])
+        assert sorted(p["pred_id"]) == sorted(result.predictions.loc[result.predictions["image_id"] == image_id,
+                                                                      "pred_id"])
+        assert (a["box_key"] == "ann:" + a["ann_id"].astype(str)).all()
+        assert (p["check"] == view.check_of(p["pred_id"], "pred")).all()
+    assert len(many["not/there.jpg"][0]) == 0 and len(many["not/there.jpg"][1]) == 0
 
 
 def filter_all(view) -> int:

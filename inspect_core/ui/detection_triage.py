@@ -31,6 +31,7 @@ from inspect_core.detection.view import (
     SIZES,
     DetectionView,
     boxes_of,
+    boxes_of_many,
     cell_images,
     filter_images,
     predictions_fingerprint,
@@ -313,9 +314,11 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
         st.text("No images match these filters.")
         return
     cols = st.columns(int(o["n_cols"]))
-    for k, rec in enumerate(rows.head(int(o["n_images"])).itertuples(index=False)):
+    shown = rows.head(int(o["n_images"]))
+    tiles = boxes_of_many(view, result, shown["image_id"].astype("str"))
+    for k, rec in enumerate(shown.itertuples(index=False)):
         image_id = str(rec.image_id)
-        ann, pred = boxes_of(view, result, image_id)
+        ann, pred = tiles[image_id]
         mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
         img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]), mine)
         with cols[k % len(cols)]:

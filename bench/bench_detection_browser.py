@@ -202,7 +202,11 @@ def browser_bench(args) -> int:
                     lambda: main.get_by_text(re.compile(rf"^(?!{n:,} images)[\d,]+ images match")).first
                     .wait_for(timeout=300_000), page)
                 page.wait_for_timeout(500)
+                page.keyboard.press("Escape")               # no list left open over the grid
+                main.get_by_role("heading", name="Model triage").click()
+                page.wait_for_timeout(300)
                 opener = main.get_by_role("button", name="Open", exact=True).nth(1)   # the second tile's
+                opener.scroll_into_view_if_needed()
                 image_id = ""
                 timed("open_tile", lambda: opener.click(),
                       lambda: (main.get_by_role("heading").filter(has_text=re.compile(r"img_\d+")).first

@@ -149,6 +149,11 @@ def test_filters_and_cells_on_the_library_side(result):
         assert (a["box_key"] == "ann:" + a["ann_id"].astype(str)).all()
         assert (p["check"] == view.check_of(p["pred_id"], "pred")).all()
     assert len(many["not/there.jpg"][0]) == 0 and len(many["not/there.jpg"][1]) == 0
+    # the codes built up front (as the app's triage step does) filter as the lazy ones
+    eager = dv.prepare_view(result, codes=True)
+    assert eager._boxes is not None and dv.prepare_view(result)._boxes is None
+    for kw in ({"tags": ["missing_box"]}, {"categories": ["hexagon"], "sizes": ["small", "medium"]}):
+        assert dv.filter_images(eager, **kw)["image_id"].tolist() == dv.filter_images(view, **kw)["image_id"].tolist()
 
 
 def filter_all(view) -> int:

@@ -128,9 +128,14 @@ class _CheckLookup:
         return self.table[self.index.get_indexer(np.asarray(ids))]
 
 
-def prepare_view(result) -> DetectionView:
-    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use."""
-    return DetectionView(result)
+def prepare_view(result, codes: bool = False) -> DetectionView:
+    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use, or
+    now with ``codes`` (the app does it inside the triage step the person already waits for, so that the first
+    filter costs no more than the next)."""
+    view = DetectionView(result)
+    if codes:
+        view.boxes  # noqa: B018 - built and kept
+    return view
 
 
 def _code_list(names: list[str], wanted) -> list[int]:

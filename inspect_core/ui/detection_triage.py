@@ -59,7 +59,7 @@ CROWD_HATCH = {"spacing_px": 8, "alpha": 0.55}
 def _cached_triage(root: str, fmt: str, scan_fingerprint: str, pred_path: str, pred_fingerprint: str, _scan):
     from inspect_core.detection import triage_detections
     result = triage_detections(_scan, pred_path)
-    return result, prepare_view(result)
+    return result, prepare_view(result, codes=True)   # box codes too: the first filter is quick
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -71,7 +71,7 @@ def _cached_detector_run(root: str, scan_fingerprint: str, model_path: str, mode
     spec = read_preprocess(sidecar)
     model = load_detector(model_path, spec, device=device)
     result, _scores = run_detector(_scan.dataset, model)
-    return result, prepare_view(result)
+    return result, prepare_view(result, codes=True)   # box codes too: the first filter is quick
 
 
 def _stamp(path: Path) -> str:

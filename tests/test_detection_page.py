@@ -87,6 +87,9 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     table = at2.dataframe[0].value if at2.dataframe else None
     assert any(f"accepted as {target['category']}" in str(v) for df in [d.value for d in at2.dataframe]
                for v in df.get("decision", [])), table
+    assert not [b for b in at2.button if b.key == "di_det_prepare"]       # a closed tab's content is not drawn
+    at2.session_state["di_det_tab"] = "Decisions and exports"               # the tab opened (a rerun)
+    at2.run()
     at2.button(key="di_det_prepare").click().run()
     assert not at2.exception
     labels = {b.label for b in at2.get("download_button")}
@@ -299,6 +302,12 @@ def test_selecting_a_row_of_the_annotation_errors_table_opens_its_image(sample_s
     k = 3                                                 # a row other than the first: the row index is used
     want = str(result.errors.iloc[k]["image_id"])
     assert want != str(result.errors.iloc[0]["image_id"])
+    def errors_tables():
+        return [d.value for d in at.dataframe if "confidence" in d.value.columns and "rank" in d.value.columns]
+    assert not errors_tables()                                              # the errors tab is closed: not drawn
+    at.session_state["di_det_tab"] = "Annotation errors"
+    at.run()
+    assert [len(t) for t in errors_tables()] == [min(len(result.errors), dt.VIEW_DEFAULTS["errors_shown"])]
     at.session_state["di_det_errors"] = {"selection": {"rows": [k], "columns": [], "cells": []}}
     at.run()
     assert not at.exception, at.exception

@@ -584,8 +584,12 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     selected = st.session_state.get(SELECTED_KEY)
     if selected:
         _detail(scan, view, result, boxes, selected, min_score, decided, categories, o)
+    # Only the open tab's content is drawn (and sent to the browser), besides the worst images whose filters keep
+    # their values: the errors table, the per-class table, the two plotly charts and the decisions are drawn when
+    # their tab is opened (a rerun), not on every slider move or filter.
     t_worst, t_err, t_ap, t_conf, t_dec = st.tabs(
-        ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"])
+        ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"],
+        key=K + "tab", on_change="rerun")
     with t_worst:
         f1, f2, f3 = st.columns(3)
         tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
@@ -598,43 +602,47 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
         st.text(f"{len(rows):,} images match; worst detection error score first")
         _grid(scan, view, result, rows, min_score, decided, K + "open", o)
     with t_err:
-        n_err = int(o["errors_shown"])
-        st.caption("Annotation errors found through the model, most likely first"
-                   + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
-                      if len(result.errors) > n_err else "") + ". Select a row to open its image.")
-        cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
-        ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
-                          selection_mode="single-row", key=K + "errors")
-        picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
-        if picked and st.session_state.get(K + "err_open") != picked[0]:
-            st.session_state[K + "err_open"] = picked[0]
-            st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
-            st.rerun()
+        if t_err.open is not False:          # None: tabs without state (all drawn)
+            n_err = int(o["errors_shown"])
+            st.caption("Annotation errors found through the model, most likely first"
+                       + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
+                          if len(result.errors) > n_err else "") + ". Select a row to open its image.")
+            cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
+            ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="single-row", key=K + "errors")
+            picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
+            if picked and st.session_state.get(K + "err_open") != picked[0]:
+                st.session_state[K + "err_open"] = picked[0]
+                st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
+                st.rerun()
     with t_ap:
-        st.dataframe(view.memo("per_class", result.metrics.per_class), hide_index=True, width="stretch")
-        curves = view.memo("pr_curves", result.metrics.pr_curves)
-        ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
-        if ious:
-            iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
-            st.plotly_chart(view.memo(("pr_figure", iou), lambda: pr_figure(curves, iou)), key=K + "pr")
+        if t_ap.open is not False:          # None: tabs without state (all drawn)
+            st.dataframe(view.memo("per_class", result.metrics.per_class), hide_index=True, width="stretch")
+            curves = view.memo("pr_curves", result.metrics.pr_curves)
+            ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
+            if ious:
+                iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
+                st.plotly_chart(view.memo(("pr_figure", iou), lambda: pr_figure(curves, iou)), key=K + "pr")
     with t_conf:
-        if result.confusion is None:
-            st.text("No confusion matrix for this result.")
-        else:
-            min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
-            st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
-                       "(background): no box. Click a cell to see its images.")
-            figure = view.memo("confusion_figure",
-                               lambda: confusion_figure(result.confusion, rows="annotated", unit="boxes"))
-            event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
-            cell = selected_cell(event)
-            if cell is not None:
-                ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
-                st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
-                _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
-                      decided, K + "cell_open", o)
+        if t_conf.open is not False:          # None: tabs without state (all drawn)
+            if result.confusion is None:
+                st.text("No confusion matrix for this result.")
+            else:
+                min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
+                st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
+                           "(background): no box. Click a cell to see its images.")
+                figure = view.memo("confusion_figure",
+                                   lambda: confusion_figure(result.confusion, rows="annotated", unit="boxes"))
+                event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
+                cell = selected_cell(event)
+                if cell is not None:
+                    ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
+                    st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
+                    _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
+                          decided, K + "cell_open", o)
     with t_dec:
-        _exports(scan, boxes, current)
+        if t_dec.open is not False:          # None: tabs without state (all drawn)
+            _exports(scan, boxes, current)
 
 
 __all__ = ["BOX_ACTIONS", "draw_detections", "render"]

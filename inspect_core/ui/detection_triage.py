@@ -11,6 +11,8 @@ their score.
 from __future__ import annotations
 
 import html
+import logging
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +42,8 @@ from inspect_core.detection.view import (
 from inspect_core.review import ReviewError
 from inspect_core.ui.charts import confusion_figure, selected_cell
 from inspect_core.ui.text import md_escape
+
+log = logging.getLogger(__name__)
 
 K = "di_det_"
 PATH_KEY = K + "pred_path"           # the predictions path, kept across pages (widget values are not)
@@ -333,6 +337,24 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
                 st.rerun()
 
 
+@st.fragment
+def _worst_images(scan, view, result, min_score: float, decided: dict, o: dict) -> None:
+    """The filters and the grid: a fragment, so that a filter reruns them alone (not the page's form, metrics,
+    detail and tabs); an Open button reruns the page (``st.rerun()``) to show the detail."""
+    t = time.perf_counter()
+    f1, f2, f3 = st.columns(3)
+    tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
+                          help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
+                               "errors found through the model.")
+    cats = f2.multiselect("Class", view.categories, key=K + "f_class")
+    sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
+                           help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
+    rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
+    st.text(f"{len(rows):,} images match; worst detection error score first")
+    _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+    log.debug("detection grid drawn in %.3f s", time.perf_counter() - t)
+
+
 def decided_boxes(current: pd.DataFrame, result) -> tuple[dict, int]:
     """({box_key: decision} for the decisions in force made on the boxes of this result, number of the others):
     a decision whose stored box differs from the box now under its key was made on another version of the
@@ -591,16 +613,7 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
         ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"],
         key=K + "tab", on_change="rerun")
     with t_worst:
-        f1, f2, f3 = st.columns(3)
-        tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
-                              help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
-                                   "errors found through the model.")
-        cats = f2.multiselect("Class", view.categories, key=K + "f_class")
-        sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
-                               help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
-        rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
-        st.text(f"{len(rows):,} images match; worst detection error score first")
-        _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+        _worst_images(scan, view, result, min_score, decided, o)
     with t_err:
         if t_err.open is not False:          # None: tabs without state (all drawn)
             n_err = int(o["errors_shown"])

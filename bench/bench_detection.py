@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_detection.py compare [--seed 0] [--out bench/results/detection]
     .venv/bin/python bench/bench_detection.py sample [--out bench/results/detection]
     .venv/bin/python bench/bench_detection.py page [--images 100000] [--boxes 20] [--repeat 3] [--result-cache F]
+    .venv/bin/python bench/bench_detection.py page --browser [--repeat 3] [--result-cache F]
 
 ``speed``: matching (per-box TIDE table) + COCO metrics on a synthetic set of N images x B annotated boxes
 (5 classes) with about as many predictions (the boxes jittered, 5 % wrong class, background boxes), timed
@@ -14,7 +15,8 @@ under ``streamlit.testing.v1.AppTest``) on the ``speed`` set's DetectionResult (
 first run of the page with an empty cache (the per-result view is prepared then), a rerun (the confidence
 slider moved), the first filter (error type missing_box: the per-box codes are built then), and the first run
 of a new session once the view is cached (as after triage, which prepares it); the median of ``--repeat`` fresh sessions. The 12 worst images are written as 1200 x 1200 JPEGs so
-that the grid draws real images with their boxes.
+that the grid draws real images with their boxes. ``page --browser``: the same set in the app itself, in chromium,
+timed from click to paint (``bench/bench_detection_browser.py``).
 
 ``compare``: a REAL annotated image set built from photos scikit-image ships (coins, human_mitosis,
 page, hubble_deep_field; no download): each photo's objects are segmented by a classic pipeline (Otsu or local
@@ -140,23 +142,32 @@ def _page_script():
     detection_triage.render(held.scan, None, result=held.result)
 
 
-def cmd_page(args) -> int:
+def load_result(n_images: int, n_boxes: int, result_cache: str | None):
+    """The ``synthetic_result``, read from the pickle ``result_cache`` when there, else built (and pickled there)."""
     import pickle
+    cache = Path(result_cache) if result_cache else None
+    if cache is not None and cache.exists():
+        result = pickle.loads(cache.read_bytes())
+        assert len(result.images) == n_images, f"{cache} holds another size; delete it"
+        return result
+    result = synthetic_result(n_images, n_boxes)
+    if cache is not None:
+        cache.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return result
+
+
+def cmd_page(args) -> int:
     import tempfile
     import types
 
     import streamlit as st
     from PIL import Image
     from streamlit.testing.v1 import AppTest
+    if args.browser:
+        from bench_detection_browser import browser_bench
+        return browser_bench(args)
     t0 = time.perf_counter()
-    cache = Path(args.result_cache) if args.result_cache else None
-    if cache is not None and cache.exists():
-        result = pickle.loads(cache.read_bytes())
-        assert len(result.images) == args.images, f"{cache} holds another size; delete it"
-    else:
-        result = synthetic_result(args.images, args.boxes)
-        if cache is not None:
-            cache.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    result = load_result(args.images, args.boxes, args.result_cache)
     print(f"{args.images:,} images, {len(result.annotations):,} annotations, {len(result.predictions):,} "
           f"predictions; result built or read in {time.perf_counter() - t0:.1f} s (not timed below)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_det_page_"))
@@ -171,30 +182,30 @@ def cmd_page(args) -> int:
                                       images=images, fingerprint="bench", workspace=tmp / "ws")
     sys.modules[held.__name__] = held
     rows = []
+
+    def timed_run(app) -> tuple[float, float]:
+        """(wall s, CPU s) of one run of ``app`` (AppTest runs the script in a thread of this process)."""
+        t, c = time.perf_counter(), time.process_time()
+        app.run()
+        return time.perf_counter() - t, time.process_time() - c
     for _ in range(args.repeat):
         st.cache_resource.clear()
         result.__dict__.pop("_di_view", None)        # the view a render keeps on the result: built again
         st.cache_data.clear()
         at = AppTest.from_function(_page_script, default_timeout=600)
-        t = time.perf_counter()
-        at.run()
-        first = time.perf_counter() - t
+        first, first_cpu = timed_run(at)
         assert not at.exception, at.exception
         n_tiles = sum(1 for b in at.button if b.label == "Open")
         at.slider(key="di_det_min_score").set_value(0.5)
-        t = time.perf_counter()
-        at.run()
-        rerun = time.perf_counter() - t
+        rerun, rerun_cpu = timed_run(at)
         at.multiselect(key="di_det_f_tag").set_value(["missing_box"])
-        t = time.perf_counter()
-        at.run()
-        first_filter = time.perf_counter() - t
+        first_filter, filter_cpu = timed_run(at)
         n_match = next(str(x.value) for x in at.text if "images match" in str(x.value))
         again = AppTest.from_function(_page_script, default_timeout=600)   # a new session, the view cached
-        t = time.perf_counter()
-        again.run()
+        new_session, new_cpu = timed_run(again)
         rows.append({"first_render_s": first, "rerun_s": rerun, "first_filter_s": first_filter,
-                     "new_session_s": time.perf_counter() - t, "tiles": n_tiles})
+                     "new_session_s": new_session, "first_render_cpu_s": first_cpu, "rerun_cpu_s": rerun_cpu,
+                     "first_filter_cpu_s": filter_cpu, "new_session_cpu_s": new_cpu, "tiles": n_tiles})
     print(f"after the filter: {n_match}")
     med = pd.DataFrame(rows).median()
     print(med.round(3).to_string())
@@ -513,6 +524,9 @@ def main(argv=None) -> int:
     g.add_argument("--repeat", type=int, default=3)
     g.add_argument("--result-cache", default=None,
                    help="a pickle of the synthetic DetectionResult: read when there, else written (saves minutes)")
+    g.add_argument("--browser", action="store_true",
+                   help="the app in chromium instead (bench/bench_detection_browser.py): click to paint")
+    g.add_argument("--out", default=None, help="with --browser: the Markdown table (default bench/results/...)")
     m = sub.add_parser("sample")
     m.add_argument("--out", default="bench/results/detection")
     args = ap.parse_args(argv)

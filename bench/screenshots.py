@@ -1,6 +1,6 @@
 """Real-browser screenshots of every page on sample_data/, for the README.
 
-    .venv/bin/python bench/screenshots.py [--out bench/screenshots]
+    .venv/bin/python bench/screenshots.py [--out bench/screenshots] [--only detection]
 
 Starts ``streamlit run Home.py -- --root sample_data`` on a free port (workspace in a temporary
 XDG_CACHE_HOME), scans from the home page, and saves one PNG per page, made with Playwright driving
@@ -108,9 +108,97 @@ def model_triage_shot(page, base: str, out: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
+SAMPLE_DETECTOR = "sample_data/model/detector.ts.pt"
+
+
+def crowd_dataset(dst: Path, n_images: int = 12) -> tuple[Path, str]:
+    """A small COCO copy of sample_data (``n_images`` images, so all are in the grid, with their detections.json)
+    where the two objects of one class on the first image that allows it (their union box touches no other
+    annotation, and is at most 3 x their area) become one crowd region (``iscrowd: 1``): (root, that image)."""
+    import json
+    import shutil
+    from collections import defaultdict
+    src = REPO / "sample_data"
+    coco = json.loads((src / "annotations.json").read_text())
+    by_img = defaultdict(list)
+    for a in coco["annotations"]:
+        by_img[a["image_id"]].append(a)
+
+    def union(boxes):
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    def overlaps(b, c):
+        return min(b[0] + b[2], c[0] + c[2]) > max(b[0], c[0]) and min(b[1] + b[3], c[1] + c[3]) > max(b[1], c[1])
+
+    crowd_id, two, box = None, [], None
+    for i in sorted(by_img):
+        anns = by_img[i]
+        for c in sorted({a["category_id"] for a in anns}):
+            two = [a for a in anns if a["category_id"] == c][:2]
+            box = union([a["bbox"] for a in two])
+            area = sum(a["bbox"][2] * a["bbox"][3] for a in two)
+            if len(anns) >= 3 and len(two) == 2 and box[2] * box[3] <= 3 * area \
+                    and not any(overlaps(box, a["bbox"]) for a in anns if a not in two):
+                crowd_id = i
+                break
+        if crowd_id is not None:
+            break
+    keep = [crowd_id] + [i for i in sorted(by_img) if i != crowd_id][:n_images - 1]
+    coco["images"] = [im for im in coco["images"] if im["id"] in keep]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep and a is not two[1]]
+    two[0].update(bbox=box, area=box[2] * box[3], iscrowd=1)
+    dets = [d for d in json.loads((src / "detections.json").read_text()) if d["image_id"] in keep]
+    for im in coco["images"]:
+        (dst / im["file_name"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / im["file_name"], dst / im["file_name"])
+    (dst / "annotations.json").write_text(json.dumps(coco))
+    (dst / "detections.json").write_text(json.dumps(dets))
+    return dst, next(im["file_name"] for im in coco["images"] if im["id"] == crowd_id)
+
+
+def detection_shots(page, base: str, out: Path, tmp: Path) -> None:
+    """Detection triage: the shipped detector model file run on sample_data (the model-file choice, metrics, the
+    worst images), and the detail of an image with a crowd region, annotations and predictions in their styles."""
+    import re
+    import urllib.parse
+
+    import inspect_core
+    page.set_viewport_size({"width": 1400, "height": 1250})
+    goto(page, base + "/Model_triage?task=detection&" + urllib.parse.urlencode({"root": str(REPO / "sample_data")}),
+         "Detector output")
+    main_area(page).get_by_text("Detector model file", exact=True).click()
+    wait_idle(page)
+    main_area(page).get_by_role("button", name="Run the detector").click()
+    main_area(page).get_by_text(re.compile("images match; worst detection error score first")).first.wait_for(
+        timeout=300_000)
+    wait_idle(page)
+    page.get_by_text("Task", exact=True).first.scroll_into_view_if_needed()
+    shot(page, out, "detection_model_file")
+
+    root, image_id = crowd_dataset(tmp / "sample_crowd")
+    inspect_core.scan(root, workspace=tmp / "dataset-inspector")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    goto(page, base + "/Model_triage?task=detection&" + urllib.parse.urlencode({"root": str(root)}),
+         "Detector output")
+    main_area(page).get_by_text(re.compile("images match; worst detection error score first")).first.wait_for()
+    wait_idle(page)
+    caption = main_area(page).get_by_text(re.compile(r"^#\d+ " + re.escape(image_id) + "$")).first.inner_text()
+    rank = caption.split(" ", 1)[0].lstrip("#")
+    main_area(page).locator(f".st-key-di_det_open_{rank} button").first.click()
+    main_area(page).get_by_role("heading").filter(has_text=image_id).first.wait_for()
+    wait_idle(page)
+    main_area(page).get_by_role("heading").filter(has_text=image_id).first.scroll_into_view_if_needed()
+    page.mouse.wheel(0, -40)
+    shot(page, out, "detection_crowd_detail")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(REPO / "bench" / "screenshots"))
+    ap.add_argument("--only", choices=["detection"], default=None,
+                    help="only these shots (sample_data scanned in-process first)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +213,12 @@ def main() -> int:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(30_000)
+                if args.only == "detection":
+                    import inspect_core
+                    inspect_core.scan(REPO / "sample_data", workspace=Path(tmp) / "dataset-inspector")
+                    detection_shots(page, base, out, Path(tmp))
+                    browser.close()
+                    return 0
                 page.goto(base + "/", wait_until="domcontentloaded")
                 page.get_by_role("button", name="Scan", exact=True).click()
                 page.get_by_text("Findings by family").wait_for()
@@ -196,6 +290,8 @@ def main() -> int:
                 shot(page, out, "review")
                 if (REPO / "pages" / "5_Model_triage.py").is_file() and (REPO / SAMPLE_MODEL).is_file():
                     model_triage_shot(page, base, out)
+                if (REPO / SAMPLE_DETECTOR).is_file():
+                    detection_shots(page, base, out, Path(tmp))
                 browser.close()
         finally:
             app.stop()

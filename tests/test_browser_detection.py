@@ -1,7 +1,9 @@
 """Detection triage in a real browser (Playwright + Debian's chromium, as test_browser.py): the page on sample_data
 with sample_data/detections.json lists the worst images first, a planted box error among them; opening it shows
 the image with its annotated boxes (solid green/red) and predicted boxes (dashed blue/orange) drawn; the confusion
-matrix is drawn and a click on a cell opens its images. Screenshots go to bench/screenshots/detection_*.png."""
+matrix is drawn and a click on a cell opens its images. With "Detector model file", the shipped
+sample_data/model/detector.ts.pt is offered, runs on a click, and its worst images paint and open.
+Screenshots go to bench/screenshots/detection_*.png."""
 from __future__ import annotations
 
 import io
@@ -76,3 +78,40 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     assert n_cell > 100                                  # the diagonal: most circles are found
     tiles = main_area(page).locator("[class*='st-key-di_det_cell_open_'] button")
     assert tiles.count() >= 12
+
+
+def test_the_shipped_detector_model_file_runs_in_the_browser(app, browser):
+    """"Detector model file": the shipped sample_data/model/detector.ts.pt is offered, runs on a click, the worst
+    images are painted and one opens with the annotations and the model's boxes drawn."""
+    inspect_core.scan(SAMPLE, workspace=app.cache / "dataset-inspector")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app.url + "/Model_triage?task=detection", wait_until="domcontentloaded")
+    main = main_area(page)
+    main.get_by_text("Detector model file", exact=True).click()
+    wait_idle(page)
+    path_box = main.get_by_role("textbox", name=re.compile(r"^Detector model file"))
+    assert path_box.input_value() == str(SAMPLE / "model" / "detector.ts.pt")        # the shipped one, offered
+    assert not main.get_by_test_id("stMetric").count()                                # nothing runs before the click
+    main.get_by_role("button", name="Run the detector").click()
+    main.get_by_text(re.compile(r"images match; worst detection error score first")).wait_for(timeout=300_000)
+    wait_idle(page)
+    page.wait_for_function(
+        "() => { const i = [...document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img')];"
+        " return i.length >= 12 && i.every(x => x.complete && x.naturalWidth > 0); }", timeout=WAIT_MS)
+    metrics = {m.get_by_test_id("stMetricLabel").inner_text().strip(): m.get_by_test_id("stMetricValue").inner_text()
+               for m in main.get_by_test_id("stMetric").all()}
+    assert int(metrics["Predicted boxes"].replace(",", "")) > 300                    # the model's own boxes
+    assert 0.5 < float(metrics["AP50"]) < 1.0                                        # README: AP50 0.88 on all
+    caption = main.get_by_text(re.compile(r"^#1 ")).first.inner_text()
+    image_id = caption.split(" ", 1)[1].strip().replace("\\", "")
+    main.locator(".st-key-di_det_open_1 button").first.click()
+    main.get_by_role("heading").filter(has_text=image_id).first.wait_for()
+    wait_idle(page)
+    big = main.get_by_test_id("stImage").first
+    big.scroll_into_view_if_needed()
+    shot = big.screenshot()
+    assert colour_pixels(shot, dt.ANN_COLOUR) + colour_pixels(shot, dt.ANN_ERROR_COLOUR) > 100   # annotations
+    assert colour_pixels(shot, dt.TP_COLOUR) + colour_pixels(shot, dt.FP_COLOUR) > 50           # the model's boxes
+    legend = main.get_by_text(re.compile(r"Predictions scoring .{1,4}0\.3 dashed")).first.inner_text()       # the key
+    assert re.search(r"\d+ blue \(true positive\), \d+ orange", legend), legend

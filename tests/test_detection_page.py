@@ -87,6 +87,9 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     table = at2.dataframe[0].value if at2.dataframe else None
     assert any(f"accepted as {target['category']}" in str(v) for df in [d.value for d in at2.dataframe]
                for v in df.get("decision", [])), table
+    assert not [b for b in at2.button if b.key == "di_det_prepare"]       # a closed tab's content is not drawn
+    at2.session_state["di_det_tab"] = "Decisions and exports"               # the tab opened (a rerun)
+    at2.run()
     at2.button(key="di_det_prepare").click().run()
     assert not at2.exception
     labels = {b.label for b in at2.get("download_button")}
@@ -135,6 +138,25 @@ def test_filters_and_cells_on_the_library_side(result):
     assert set().union(*[dv.cell_images(result, c, "(background)", 0.25, "(background)") for c in cats]) == missed
     ann, pred = dv.boxes_of(view, result, result.images["image_id"].iloc[0])
     assert len(ann) == result.images["n_annotations"].iloc[0] and len(pred) == result.images["n_predictions"].iloc[0]
+    # a grid's tiles at once: each image's boxes exactly as one by one (an unknown image: none)
+    ids = result.images["image_id"].iloc[[0, 5, 40, 3]].tolist() + ["not/there.jpg"]
+    many = dv.boxes_of_many(view, result, ids)
+    assert list(many) == ids
+    for image_id in ids[:4]:
+        a, p = many[image_id]
+        assert set(a["image_id"]) == {image_id} and set(p["image_id"]) == {image_id}
+        assert sorted(a["ann_id"]) == sorted(result.annotations.loc[result.annotations["image_id"] == image_id,
+                                                                     "ann_id"])
+        assert sorted(p["pred_id"]) == sorted(result.predictions.loc[result.predictions["image_id"] == image_id,
+                                                                      "pred_id"])
+        assert (a["box_key"] == "ann:" + a["ann_id"].astype(str)).all()
+        assert (p["check"] == view.check_of(p["pred_id"], "pred")).all()
+    assert len(many["not/there.jpg"][0]) == 0 and len(many["not/there.jpg"][1]) == 0
+    # the codes built up front (as the app's triage step does) filter as the lazy ones
+    eager = dv.prepare_view(result, codes=True)
+    assert eager._boxes is not None and dv.prepare_view(result)._boxes is None
+    for kw in ({"tags": ["missing_box"]}, {"categories": ["hexagon"], "sizes": ["small", "medium"]}):
+        assert dv.filter_images(eager, **kw)["image_id"].tolist() == dv.filter_images(view, **kw)["image_id"].tolist()
 
 
 def filter_all(view) -> int:
@@ -157,6 +179,68 @@ def test_drawing_two_styles():
     edge = (out[70:94, 55] == dt.FP_COLOUR).all(axis=1)             # the prediction's left edge: dashed
     assert 0 < edge.sum() < len(edge)
     assert not (out[62:78, 5] == dt.FP_COLOUR).all(axis=1).any()    # below the confidence cut: not drawn
+
+
+def test_crowd_regions_drawn_apart_from_annotations_and_errors():
+    """A crowd region (iscrowd; matching marks it 'ignored') is hatched teal and labelled crowd, not drawn as an
+    annotation in error; a prediction ignored inside it is dashed teal, not orange as a false positive."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    img = Image.new("RGB", (120, 120), (0, 0, 0))
+    ann = pd.DataFrame({"box_key": ["ann:1", "ann:2"], "category": ["cat", "cat"], "box_x_px": [5.0, 50.0],
+                        "box_y_px": [5.0, 50.0], "box_w_px": [30.0, 60.0], "box_h_px": [30.0, 60.0],
+                        "error_type": ["", "ignored"], "check": ["", ""], "iscrowd": [False, True]})
+    pred = pd.DataFrame({"box_key": ["pred:1"], "category": ["cat"], "box_x_px": [70.0], "box_y_px": [70.0],
+                         "box_w_px": [20.0], "box_h_px": [20.0], "score": [0.9], "is_tp": [False],
+                         "error_type": ["ignored"]})
+    out = np.asarray(dt.draw_detections(img, 1.0, ann, pred, min_score=0.5)).astype(int)
+    edge = out[60:100, 50]                                           # the crowd region's left edge
+    assert (edge == dt.CROWD_COLOUR).all(axis=1).all()
+    assert not (out == dt.ANN_ERROR_COLOUR).all(axis=2).any()        # nothing drawn as an annotation in error
+    inside_crowd = out[56:68, 56:105].reshape(-1, 3)                 # hatched: lines of the crowd colour, blended
+    hatch = (inside_crowd.sum(axis=1) > 0).mean()
+    assert 0.05 < hatch < 0.5
+    assert (np.abs(inside_crowd[inside_crowd.sum(axis=1) > 0] - np.array(dt.CROWD_COLOUR) * 0.55).max() <= 2)
+    assert not out[12:30, 12:30].any()                               # an ordinary box's inside is left as it is
+    assert (out[8:30, 5] == dt.ANN_COLOUR).all(axis=1).all()         # ... and its edge is the annotation's
+    pedge = (out[72:90, 70] == dt.CROWD_COLOUR).all(axis=1)          # the prediction in the crowd: dashed teal
+    assert 0 < pedge.sum() < len(pedge)
+    assert not (out == dt.FP_COLOUR).all(axis=2).any()               # not a false positive
+    same_not_crowd = np.asarray(dt.draw_detections(img, 1.0, ann.assign(iscrowd=False), pred, 0.5)).astype(int)
+    assert (same_not_crowd[60:100, 50] == dt.ANN_ERROR_COLOUR).all(axis=1).all()  # the style comes from iscrowd
+    text = dt.legend(ann.assign(check=""), pred, 0.5)
+    assert "1 green, 0 red" in text and "hatched teal: 1" in text and "the 1 predictions inside them" in text
+    assert "0 orange" in text
+
+
+def test_a_crowd_region_is_counted_apart_on_the_page(tmp_path):
+    """On a COCO dataset with a crowd box, the grid's caption and the detail's legend count it apart, and the
+    detail's table names it a crowd region."""
+    import json
+
+    from test_detector_model import tiny_coco
+
+    import inspect_core
+    root = tiny_coco(tmp_path / "data")
+    coco = json.loads((root / "annotations.json").read_text())
+    coco["annotations"].append({"id": 3, "image_id": 1, "category_id": 1, "bbox": [110, 10, 80, 80], "area": 6400,
+                                "iscrowd": 1})
+    (root / "annotations.json").write_text(json.dumps(coco))
+    (root / "detections.json").write_text(json.dumps([
+        {"image_id": 1, "category_id": 1, "bbox": [21, 20, 79, 50], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [120, 20, 30, 30], "score": 0.8}]))       # inside the crowd
+    inspect_core.scan(root)
+    at = open_detection(root)
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any("1 TP, 0 FP" in c and "1 crowd" in c for c in captions), captions
+    at.session_state["di_det_selected"] = "images/a.png"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("hatched teal: 1" in c.value and "the 1 predictions inside them" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert sorted(table["kind"]) == ["annotation", "crowd region", "prediction", "prediction"]
 
 
 def test_a_dataset_without_boxes_says_so(tmp_path, cache_home):
@@ -218,6 +302,12 @@ def test_selecting_a_row_of_the_annotation_errors_table_opens_its_image(sample_s
     k = 3                                                 # a row other than the first: the row index is used
     want = str(result.errors.iloc[k]["image_id"])
     assert want != str(result.errors.iloc[0]["image_id"])
+    def errors_tables():
+        return [d.value for d in at.dataframe if "confidence" in d.value.columns and "rank" in d.value.columns]
+    assert not errors_tables()                                              # the errors tab is closed: not drawn
+    at.session_state["di_det_tab"] = "Annotation errors"
+    at.run()
+    assert [len(t) for t in errors_tables()] == [min(len(result.errors), dt.VIEW_DEFAULTS["errors_shown"])]
     at.session_state["di_det_errors"] = {"selection": {"rows": [k], "columns": [], "cells": []}}
     at.run()
     assert not at.exception, at.exception

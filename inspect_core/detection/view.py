@@ -54,6 +54,13 @@ class DetectionView:
         # the error types to filter by: the TIDE types present, then the annotation-error checks present
         self.tags = [t for t in TIDE_TYPES if t in present] + [c for c in self.check_names if c]
         self._boxes = None
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """``make()`` once per view (tables and figures of the result that every rerun shows unchanged)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     @property
     def boxes(self) -> pd.DataFrame:
@@ -121,9 +128,14 @@ class _CheckLookup:
         return self.table[self.index.get_indexer(np.asarray(ids))]
 
 
-def prepare_view(result) -> DetectionView:
-    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use."""
-    return DetectionView(result)
+def prepare_view(result, codes: bool = False) -> DetectionView:
+    """What the section needs from a ``DetectionResult`` (no drawing); the filter codes follow on first use, or
+    now with ``codes`` (the app does it inside the triage step the person already waits for, so that the first
+    filter costs no more than the next)."""
+    view = DetectionView(result)
+    if codes:
+        view.boxes  # noqa: B018 - built and kept
+    return view
 
 
 def _code_list(names: list[str], wanted) -> list[int]:
@@ -151,15 +163,27 @@ def filter_images(view: DetectionView, *, tags=(), categories=(), sizes=(), min_
 
 def boxes_of(view: DetectionView, result, image_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(annotated boxes, predicted boxes) of one image, from the result's tables, with ``box_key`` and ``check``."""
-    r = view.image_index.get_indexer([str(image_id)])[0]
-    if r < 0:
-        return (result.annotations.iloc[:0].assign(check="", box_key=""),
-                result.predictions.iloc[:0].assign(check="", box_key=""))
-    ann = result.annotations.iloc[np.flatnonzero(view.ann_rank == r)]
-    pred = result.predictions.iloc[np.flatnonzero(view.pred_rank == r)]
-    ann = ann.assign(check=view.check_of(ann["ann_id"], "ann"), box_key=[ann_key(i) for i in ann["ann_id"]])
-    pred = pred.assign(check=view.check_of(pred["pred_id"], "pred"), box_key=[pred_key(i) for i in pred["pred_id"]])
-    return ann, pred
+    return boxes_of_many(view, result, [image_id])[str(image_id)]
+
+
+def boxes_of_many(view: DetectionView, result, image_ids) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """``boxes_of`` for several images (a grid's tiles) at the cost of one: one pass over each table's image
+    ranks and one row take per table, then split per image (a take from a table of millions of rows is what
+    costs, not its size)."""
+    ids = [str(i) for i in image_ids]
+    ranks = view.image_index.get_indexer(ids)
+    out = {}
+    parts = []
+    for table, rank_of, col, key in ((result.annotations, view.ann_rank, "ann_id", ann_key),
+                                     (result.predictions, view.pred_rank, "pred_id", pred_key)):
+        rows = np.flatnonzero(np.isin(rank_of, ranks[ranks >= 0]))
+        taken = table.iloc[rows]
+        kind = "ann" if col == "ann_id" else "pred"
+        taken = taken.assign(check=view.check_of(taken[col], kind), box_key=[key(i) for i in taken[col]])
+        parts.append((taken, rank_of[rows]))
+    for image_id, r in zip(ids, ranks):
+        out[image_id] = tuple(t.iloc[np.flatnonzero(rk == r)] if r >= 0 else t.iloc[:0] for t, rk in parts)
+    return out
 
 
 def cell_images(result, annotated: str, predicted: str, min_score: float, background: str) -> list[str]:

@@ -11,7 +11,10 @@ their score.
 from __future__ import annotations
 
 import html
+import logging
+import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from inspect_core.detection.view import (
     SIZES,
     DetectionView,
     boxes_of,
+    boxes_of_many,
     cell_images,
     filter_images,
     predictions_fingerprint,
@@ -39,6 +43,8 @@ from inspect_core.review import ReviewError
 from inspect_core.ui.charts import confusion_figure, selected_cell
 from inspect_core.ui.text import md_escape
 
+log = logging.getLogger(__name__)
+
 K = "di_det_"
 PATH_KEY = K + "pred_path"           # the predictions path, kept across pages (widget values are not)
 SELECTED_KEY = K + "selected"        # the opened image
@@ -47,6 +53,8 @@ VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_
 
 ANN_COLOUR, ANN_ERROR_COLOUR, ANN_DELETED_COLOUR = (40, 200, 60), (230, 30, 30), (150, 150, 150)
 TP_COLOUR, FP_COLOUR, ACCEPTED_COLOUR = (30, 120, 230), (245, 150, 20), (200, 40, 200)
+CROWD_COLOUR = (0, 190, 200)        # a crowd region (COCO iscrowd) and the predictions ignored inside it
+CROWD_HATCH = {"spacing_px": 8, "alpha": 0.55}
 
 
 # -- computing -------------------------------------------------------------------------------------
@@ -55,7 +63,7 @@ TP_COLOUR, FP_COLOUR, ACCEPTED_COLOUR = (30, 120, 230), (245, 150, 20), (200, 40
 def _cached_triage(root: str, fmt: str, scan_fingerprint: str, pred_path: str, pred_fingerprint: str, _scan):
     from inspect_core.detection import triage_detections
     result = triage_detections(_scan, pred_path)
-    return result, prepare_view(result)
+    return result, prepare_view(result, codes=True)   # box codes too: the first filter is quick
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -67,7 +75,7 @@ def _cached_detector_run(root: str, scan_fingerprint: str, model_path: str, mode
     spec = read_preprocess(sidecar)
     model = load_detector(model_path, spec, device=device)
     result, _scores = run_detector(_scan.dataset, model)
-    return result, prepare_view(result)
+    return result, prepare_view(result, codes=True)   # box codes too: the first filter is quick
 
 
 def _stamp(path: Path) -> str:
@@ -143,11 +151,20 @@ def _dashed_rect(draw: ImageDraw.ImageDraw, x0, y0, x1, y1, colour, width_px: in
                       fill=colour, width=width_px)
 
 
-def _label(draw, font, x, y, text, colour, below: bool = False) -> None:
-    tw = draw.textlength(text, font=font)
+@lru_cache(maxsize=8192)
+def _label_image(text: str, colour: tuple) -> Image.Image:
+    """A box's label (white text on its colour), rendered once: a rerun pastes it (text rendering is the slow part
+    of drawing a tile)."""
+    font = ImageFont.load_default()
+    tw = int(np.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)))
+    img = Image.new("RGB", (tw + 5, 12), colour)
+    ImageDraw.Draw(img).text((2, 0), text, fill=(255, 255, 255), font=font)
+    return img
+
+
+def _label(out: Image.Image, x, y, text, colour, below: bool = False) -> None:
     ty = y if below else max(y - 11, 0)
-    draw.rectangle([(x, ty), (x + tw + 4, ty + 11)], fill=colour)
-    draw.text((x + 2, ty), text, fill=(255, 255, 255), font=font)
+    out.paste(_label_image(text, tuple(colour)), (int(x), int(ty)))
 
 
 def short_key(box_key: str) -> str:
@@ -155,14 +172,40 @@ def short_key(box_key: str) -> str:
     return f"{'A' if kind == 'ann' else 'P'}{num}"
 
 
+def _truthy(v) -> bool:
+    return False if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else bool(v)
+
+
+def is_crowd(boxes: pd.DataFrame) -> np.ndarray:
+    """Per row of an annotations table: a crowd region (COCO ``iscrowd``; absent column: none)."""
+    if "iscrowd" not in boxes.columns:
+        return np.zeros(len(boxes), bool)
+    return np.array([_truthy(v) for v in boxes["iscrowd"]], bool)
+
+
+def _hatch(out: Image.Image, f, colour, spacing_px: int, alpha: float) -> None:
+    """Diagonal lines across the box ``f`` (x0, y0, x1, y1), blended into ``out`` (the picture stays visible)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in f)
+    if x1 <= x0 or y1 <= y0:
+        return
+    region = out.crop((x0, y0, x1 + 1, y1 + 1))
+    lined = region.copy()
+    d = ImageDraw.Draw(lined)
+    w, h = region.size
+    for k in range(-h, w, spacing_px):
+        d.line([(k, 0), (k + h, h)], fill=colour, width=1)
+    out.paste(Image.blend(region, lined, alpha), (x0, y0))
+
+
 def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.DataFrame, min_score: float,
                     decisions: dict | None = None, width_px: int = 2) -> Image.Image:
     """A copy of ``img`` with the annotated boxes solid (green; red when in an error; grey when deleted) and the
     predictions scoring at least ``min_score`` dashed (blue: true positive, orange: false positive; magenta and
-    solid once accepted) with class and score. ``decisions``: {box_key: decision in force}."""
+    solid once accepted) with class and score. A crowd region (``iscrowd``) is hatched teal under the other boxes,
+    labelled "crowd", and the predictions ignored inside it are dashed teal (neither TP nor FP).
+    ``decisions``: {box_key: decision in force}."""
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default()
     decisions = decisions or {}
     w_img, h_img = out.size
 
@@ -173,6 +216,14 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
         return (min(max(x, 0), w_img - 1), min(max(y, 0), h_img - 1),
                 min(max(x + w, 0), w_img - 1), min(max(y + h, 0), h_img - 1))
 
+    crowd = is_crowd(ann)
+    box = ["box_x_px", "box_y_px", "box_w_px", "box_h_px", "box_key", "category"]
+    ann = ann[[c for c in box + ["error_type", "check"] if c in ann.columns]]       # the columns drawn: the rows
+    pred = pred[[c for c in box + ["score", "is_tp", "error_type"] if c in pred.columns]]   # are read fast
+    for r, c in zip(ann.itertuples(index=False), crowd):       # crowd regions first: every box stays on top
+        f = frame(r) if c else None
+        if f is not None:
+            _hatch(out, f, CROWD_COLOUR, **CROWD_HATCH)
     for r in pred.itertuples(index=False):
         if r.score < min_score:
             continue
@@ -181,24 +232,27 @@ def draw_detections(img: Image.Image, scale: float, ann: pd.DataFrame, pred: pd.
             continue
         d = decisions.get(r.box_key)
         accepted = d is not None and d["action"] == "accept"
-        colour = ACCEPTED_COLOUR if accepted else (TP_COLOUR if r.is_tp else FP_COLOUR)
+        in_crowd = str(getattr(r, "error_type", "")) == "ignored"
+        colour = ACCEPTED_COLOUR if accepted else (TP_COLOUR if r.is_tp else CROWD_COLOUR if in_crowd else FP_COLOUR)
         if accepted:
             draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
         else:
             _dashed_rect(draw, *f, colour, width_px)
         cat = d["new_category"] if accepted else r.category
-        _label(draw, font, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}", colour,
-               below=True)
-    for r in ann.itertuples(index=False):
+        _label(out, f[0], min(f[3] + 1, h_img - 12), f"{short_key(r.box_key)} {cat} {r.score:.2f}"
+               + (" in crowd" if in_crowd and not accepted else ""), colour, below=True)
+    for r, c in zip(ann.itertuples(index=False), crowd):
         f = frame(r)
         if f is None:
             continue
         d = decisions.get(r.box_key)
         deleted = d is not None and d["action"] == "delete"
-        colour = ANN_DELETED_COLOUR if deleted else (ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
+        colour = (ANN_DELETED_COLOUR if deleted else CROWD_COLOUR if c else
+                  ANN_ERROR_COLOUR if (r.error_type or r.check) else ANN_COLOUR)
         draw.rectangle([f[:2], (max(f[2], f[0]), max(f[3], f[1]))], outline=colour, width=width_px)
         cat = f"{r.category}->{d['new_category']}" if d is not None and d["action"] == "relabel" else str(r.category)
-        _label(draw, font, f[0], f[1], f"{short_key(r.box_key)} {cat}" + (" (deleted)" if deleted else ""), colour)
+        _label(out, f[0], f[1], f"{short_key(r.box_key)} " + ("crowd " if c else "") + cat
+               + (" (deleted)" if deleted else ""), colour)
     return out
 
 
@@ -206,8 +260,8 @@ def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_
                      decisions: dict | None = None) -> tuple[Image.Image, str | None]:
     """The display image with its boxes, or a grey frame of the image's size (boxes drawn) naming why the
     image itself cannot be shown."""
-    from inspect_core.thumbs import display_image
-    img, scale, reason = display_image(scan.dataset.root, image_id, max_side_px)
+    img, scale, reason = _display_image(str(scan.dataset.root), str(image_id), int(max_side_px),
+                                        _file_stamp(scan.dataset.root, image_id))
     if img is None:
         row = scan.images.loc[scan.images["image_id"] == image_id]
         known = len(row) and "width_px" in row and \
@@ -216,6 +270,23 @@ def image_with_boxes(scan, image_id: str, ann, pred, min_score: float, max_side_
         scale = min(1.0, max_side_px / max(w, h, 1))
         img = Image.new("RGB", (max(1, int(w * scale)), max(1, int(h * scale))), (200, 200, 200))
     return draw_detections(img, scale, ann, pred, min_score, decisions), reason
+
+
+def _file_stamp(root, image_id: str) -> str:
+    """Size and mtime of an image file ('' when it cannot be read): the display cache's version of the file."""
+    try:
+        st_ = (Path(root) / str(image_id)).stat()
+        return f"{st_.st_size}:{st_.st_mtime_ns}"
+    except (OSError, ValueError):
+        return ""
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _display_image(root: str, image_id: str, max_side_px: int, stamp: str):
+    """The image decoded and reduced once per file version and size (a slider move or a filter redraws the boxes
+    on it, never decodes it again); shared and read-only: ``draw_detections`` draws on a copy."""
+    from inspect_core.thumbs import display_image
+    return display_image(root, image_id, max_side_px)
 
 
 def pr_figure(curves: pd.DataFrame, iou: float):
@@ -247,19 +318,41 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dic
         st.text("No images match these filters.")
         return
     cols = st.columns(int(o["n_cols"]))
-    for k, rec in enumerate(rows.head(int(o["n_images"])).itertuples(index=False)):
+    shown = rows.head(int(o["n_images"]))
+    tiles = boxes_of_many(view, result, shown["image_id"].astype("str"))
+    for k, rec in enumerate(shown.itertuples(index=False)):
         image_id = str(rec.image_id)
-        ann, pred = boxes_of(view, result, image_id)
+        ann, pred = tiles[image_id]
         mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
         img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]), mine)
         with cols[k % len(cols)]:
             st.image(img, width="stretch")
             st.caption(md_escape(f"#{rec.rank} {image_id}"))
+            n_crowd = int(is_crowd(ann).sum())
             st.caption(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
-                    f"{rec.n_annotation_errors} annotation errors" + (f" | {reason}" if reason else ""))
+                       f"{rec.n_annotation_errors} annotation errors" + (f", {n_crowd} crowd" if n_crowd else "")
+                       + (f" | {reason}" if reason else ""))
             if st.button("Open", key=f"{key}_{rec.rank}", help=image_id):
                 st.session_state[SELECTED_KEY] = image_id
                 st.rerun()
+
+
+@st.fragment
+def _worst_images(scan, view, result, min_score: float, decided: dict, o: dict) -> None:
+    """The filters and the grid: a fragment, so that a filter reruns them alone (not the page's form, metrics,
+    detail and tabs); an Open button reruns the page (``st.rerun()``) to show the detail."""
+    t = time.perf_counter()
+    f1, f2, f3 = st.columns(3)
+    tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
+                          help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
+                               "errors found through the model.")
+    cats = f2.multiselect("Class", view.categories, key=K + "f_class")
+    sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
+                           help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
+    rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
+    st.text(f"{len(rows):,} images match; worst detection error score first")
+    _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+    log.debug("detection grid drawn in %.3f s", time.perf_counter() - t)
 
 
 def decided_boxes(current: pd.DataFrame, result) -> tuple[dict, int]:
@@ -301,14 +394,13 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         left, right = st.columns([3, 2])
         img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["detail_side_px"]), mine)
         left.image(img, width="stretch")
-        left.caption("Annotations solid (green; red: in an error; grey: deleted), predictions dashed with their score "
-                     "(blue: true positive, orange: false positive; magenta solid: accepted)."
-                     + (f" The image cannot be shown: {reason}." if reason else ""))
+        left.caption(legend(ann, pred, min_score) + (f" The image cannot be shown: {reason}." if reason else ""))
         errs = result.errors.loc[result.errors["image_id"] == image_id]
         for e in errs.itertuples(index=False):
             right.warning(md_escape(f"{e.check}: {e.detail}"))
         table = pd.concat([
-            pd.DataFrame({"box": [short_key(k) for k in ann["box_key"]], "kind": "annotation",
+            pd.DataFrame({"box": [short_key(k) for k in ann["box_key"]],
+                          "kind": np.where(is_crowd(ann), "crowd region", "annotation"),
                           "class": ann["category"].astype("str"), "score": np.nan,
                           "error": (ann["error_type"].astype("str") + " " + ann["check"]).str.strip(),
                           "iou": ann["iou"]}),
@@ -324,8 +416,9 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
         shown = [k for k in keys if key_id(k)[0] == "ann" or k in mine or
                  float(pred.loc[pred["box_key"] == k, "score"].iloc[0]) >= min_score]
         label = {k: _box_text(k, ann, pred) for k in keys}
-        in_error = [k for k in shown if k in set(ann.loc[(ann["error_type"] != "") | (ann["check"] != ""), "box_key"])
-                    | set(pred.loc[~pred["is_tp"].astype(bool), "box_key"])]
+        in_error = [k for k in shown if k in set(ann.loc[((ann["error_type"] != "") & (ann["error_type"] != "ignored"))
+                                                       | (ann["check"] != ""), "box_key"])
+                    | set(pred.loc[~pred["is_tp"].astype(bool) & (pred["error_type"] != "ignored"), "box_key"])]
         start = shown.index(in_error[0]) if in_error else 0          # the first box in an error, ready to decide
         box = right.selectbox("Box", shown, index=start, format_func=lambda k: label[k], key=K + "box")
         kind = key_id(box)[0]
@@ -363,6 +456,22 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
             right.success(md_escape(flash))
 
 
+def legend(ann: pd.DataFrame, pred: pd.DataFrame, min_score: float) -> str:
+    """The detail view's key to the drawing, with the boxes of each style counted (crowd regions apart)."""
+    crowd = is_crowd(ann)
+    shown = pred.loc[pred["score"] >= min_score]
+    tp = shown["is_tp"].astype(bool)
+    in_crowd = (shown["error_type"].astype("str") == "ignored") & ~tp
+    err = ((ann["error_type"].astype("str") != "") | (ann["check"].astype("str") != "")) & ~crowd
+    text = (f"Annotations solid: {int((~crowd).sum() - err.sum())} green, {int(err.sum())} red (in an error; grey: "
+            f"deleted). Predictions scoring >= {min_score:g} dashed with their score: {int(tp.sum())} blue (true "
+            f"positive), {int((~tp & ~in_crowd).sum())} orange (false positive); magenta solid: accepted.")
+    if crowd.any() or in_crowd.any():
+        text += (f" Crowd regions (COCO iscrowd), hatched teal: {int(crowd.sum())}; neither matched nor missed, and "
+                 f"the {int(in_crowd.sum())} predictions inside them (dashed teal) are neither TP nor FP.")
+    return text
+
+
 def _decision_text(d) -> str:
     if d is None:
         return ""
@@ -395,9 +504,8 @@ def _export_payloads(workspace: str, root: str, last_id: int, fingerprint: str, 
             "yolo": yolo_zip_bytes(files, names), "csv": safe_csv_bytes(relabel_list(_current, root))}
 
 
-def _exports(scan, boxes: BoxDecisionStore) -> None:
+def _exports(scan, boxes: BoxDecisionStore, cur: pd.DataFrame) -> None:
     from inspect_core.detection.export import write_detection_exports
-    cur = boxes.current()
     st.text(f"{len(cur):,} box decisions in force" + (": " + ", ".join(
         f"{n} {a}" for a, n in cur["action"].value_counts().items()) if len(cur) else ""))
     if cur.empty:
@@ -475,7 +583,8 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     else:
         view = view_of(result)
     boxes = BoxDecisionStore(scan.workspace, store)
-    decided, n_other = decided_boxes(boxes.current(), result)
+    current = boxes.current()
+    decided, n_other = decided_boxes(current, result)
     if n_other:
         st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
                    "of the file, or images left out): they are kept and exported, but not drawn here.")
@@ -497,56 +606,56 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     selected = st.session_state.get(SELECTED_KEY)
     if selected:
         _detail(scan, view, result, boxes, selected, min_score, decided, categories, o)
+    # Only the open tab's content is drawn (and sent to the browser), besides the worst images whose filters keep
+    # their values: the errors table, the per-class table, the two plotly charts and the decisions are drawn when
+    # their tab is opened (a rerun), not on every slider move or filter.
     t_worst, t_err, t_ap, t_conf, t_dec = st.tabs(
-        ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"])
+        ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"],
+        key=K + "tab", on_change="rerun")
     with t_worst:
-        f1, f2, f3 = st.columns(3)
-        tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
-                              help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
-                                   "errors found through the model.")
-        cats = f2.multiselect("Class", view.categories, key=K + "f_class")
-        sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
-                               help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
-        rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
-        st.text(f"{len(rows):,} images match; worst detection error score first")
-        _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+        _worst_images(scan, view, result, min_score, decided, o)
     with t_err:
-        n_err = int(o["errors_shown"])
-        st.caption("Annotation errors found through the model, most likely first"
-                   + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
-                      if len(result.errors) > n_err else "") + ". Select a row to open its image.")
-        cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
-        ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
-                          selection_mode="single-row", key=K + "errors")
-        picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
-        if picked and st.session_state.get(K + "err_open") != picked[0]:
-            st.session_state[K + "err_open"] = picked[0]
-            st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
-            st.rerun()
+        if t_err.open is not False:          # None: tabs without state (all drawn)
+            n_err = int(o["errors_shown"])
+            st.caption("Annotation errors found through the model, most likely first"
+                       + (f" (the first {n_err:,} of {len(result.errors):,}; the CLI writes them all)"
+                          if len(result.errors) > n_err else "") + ". Select a row to open its image.")
+            cols = ["rank", "image_id", "check", "score", "category", "other_category", "iou", "confidence", "detail"]
+            ev = st.dataframe(result.errors[cols].head(n_err), hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="single-row", key=K + "errors")
+            picked = list(getattr(getattr(ev, "selection", None), "rows", []) or [])
+            if picked and st.session_state.get(K + "err_open") != picked[0]:
+                st.session_state[K + "err_open"] = picked[0]
+                st.session_state[SELECTED_KEY] = str(result.errors.iloc[picked[0]]["image_id"])
+                st.rerun()
     with t_ap:
-        st.dataframe(result.metrics.per_class(), hide_index=True, width="stretch")
-        curves = result.metrics.pr_curves()
-        ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
-        if ious:
-            iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
-            st.plotly_chart(pr_figure(curves, iou), key=K + "pr")
+        if t_ap.open is not False:          # None: tabs without state (all drawn)
+            st.dataframe(view.memo("per_class", result.metrics.per_class), hide_index=True, width="stretch")
+            curves = view.memo("pr_curves", result.metrics.pr_curves)
+            ious = sorted(float(v) for v in curves["iou"].unique()) if len(curves) else []
+            if ious:
+                iou = st.selectbox("IoU of the curves", ious, key=K + "pr_iou")
+                st.plotly_chart(view.memo(("pr_figure", iou), lambda: pr_figure(curves, iou)), key=K + "pr")
     with t_conf:
-        if result.confusion is None:
-            st.text("No confusion matrix for this result.")
-        else:
-            min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
-            st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
-                       "(background): no box. Click a cell to see its images.")
-            figure = confusion_figure(result.confusion, rows="annotated", unit="boxes")
-            event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
-            cell = selected_cell(event)
-            if cell is not None:
-                ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
-                st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
-                _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
-                      decided, K + "cell_open", o)
+        if t_conf.open is not False:          # None: tabs without state (all drawn)
+            if result.confusion is None:
+                st.text("No confusion matrix for this result.")
+            else:
+                min_conf = float(s.get("params", {}).get("confusion_min_score", 0.25))
+                st.caption(f"Rows: annotated class; columns: predicted class (predictions scoring >= {min_conf:g}); "
+                           "(background): no box. Click a cell to see its images.")
+                figure = view.memo("confusion_figure",
+                                   lambda: confusion_figure(result.confusion, rows="annotated", unit="boxes"))
+                event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=K + "confusion")
+                cell = selected_cell(event)
+                if cell is not None:
+                    ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
+                    st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
+                    _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
+                          decided, K + "cell_open", o)
     with t_dec:
-        _exports(scan, boxes)
+        if t_dec.open is not False:          # None: tabs without state (all drawn)
+            _exports(scan, boxes, current)
 
 
 __all__ = ["BOX_ACTIONS", "draw_detections", "render"]

@@ -147,3 +147,17 @@ def crop_descriptors(n: int, seed: int = 0, near_every: int = 20) -> dict:
     cos, ph, _, _ = near_cuts(images, near_rule())
     return {"desc": descriptor_batch(g32), "phash": phash_batch(g32).astype(np.int64), "cuts": (cos, ph),
             "planted": planted}
+
+
+def ray_worker_pids(title: str) -> list[int]:
+    """PIDs of the Ray worker processes whose title (``ray::<what they run now>``) starts with ``title``: the tests
+    that kill a worker mid-scan or mid-score pick their victim by it."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(f"ray::{title}".encode()):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out

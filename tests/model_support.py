@@ -147,3 +147,16 @@ class MixNet(nn.Module):
     def forward(self, x):
         m = x.mean(dim=(2, 3))
         return (m - m.mean(0, keepdim=True))[:, :3]
+
+
+def planted_box_errors_found(out: Path) -> tuple[set, set]:
+    """(planted, found): the box errors ``sample_data/PLANTED.csv`` lists, as (image_id, check), and those among the top
+    2 x planted rows of ``out / "detection_errors.csv"`` (what ``score`` writes). Checks that every box-error kind is
+    planted, so a short list cannot pass by itself."""
+    from inspect_core.detection.errors import CHECKS
+    planted = pd.read_csv(SAMPLE / "PLANTED.csv", keep_default_na=False)
+    planted = planted.loc[planted["check"].isin(CHECKS)]
+    want = set(zip(planted["image_id"], planted["check"]))
+    assert len(want) >= 8 and {c for _, c in want} == set(CHECKS)
+    top = pd.read_csv(Path(out) / "detection_errors.csv").head(2 * len(want))
+    return want, want & set(zip(top["image_id"], top["check"]))

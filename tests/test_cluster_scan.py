@@ -10,12 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from cluster_support import REPO, make_crops_folder, ray_local  # noqa: F401 - a fixture, by usefixtures
+from cluster_support import REPO, make_crops_folder, ray_local, ray_worker_pids  # noqa: F401 - a fixture, by usefixtures
 
 import inspect_core
 from inspect_core import neardup
@@ -73,19 +72,6 @@ def test_cluster_scan_of_sample_data_matches_the_local_scan(sample_local, tmp_pa
     assert len(list((result.workspace / engine.PARTS_DIR).glob("*.parquet"))) == result.summary["partitions_written"]
 
 
-def _ray_readers() -> list[int]:
-    """PIDs of Ray workers reading a chunk now (their process title is ray::<task name>)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "cmdline").read_bytes().startswith(f"ray::{engine.TASK_NAME}".encode()):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
-
-
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("max_retries", [3, 0])
 def test_a_worker_killed_mid_scan_costs_only_its_chunk(max_retries, sample_local, tmp_path, monkeypatch):
@@ -98,7 +84,7 @@ def test_a_worker_killed_mid_scan_costs_only_its_chunk(max_retries, sample_local
     def kill_one():
         deadline = time.monotonic() + 60
         while not killed and time.monotonic() < deadline:
-            for pid in _ray_readers():
+            for pid in ray_worker_pids(engine.TASK_NAME):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 break

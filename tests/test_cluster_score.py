@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster_support import ray_local  # noqa: F401 - a fixture, by usefixtures
+from cluster_support import ray_local, ray_worker_pids  # noqa: F401 - a fixture, by usefixtures
 from inspect_core.cluster import engine
 from inspect_core.cluster.score import (ClusterError, ModelWorker, assemble, check_cluster, decode_batch, decode_block,
                                         forward_pixels, parse_cluster, part_name, plan_blocks)
@@ -336,19 +336,6 @@ def test_embeddings_above_the_limit_are_memory_mapped_with_the_same_values(tmp_p
     _same_outputs(mapped, ram)
 
 
-def _ray_processes(title: str) -> list[int]:
-    """PIDs of Ray worker processes whose title (ray::<what they run>) starts with ``title``."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "cmdline").read_bytes().startswith(f"ray::{title}".encode()):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
-
-
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("victim", ["MapWorker(MapBatches(ModelWorker))", "MapBatches(decode_block)"])
 def test_a_worker_killed_mid_score_costs_only_its_block(victim, tmp_path, monkeypatch):
@@ -365,7 +352,7 @@ def test_a_worker_killed_mid_score_costs_only_its_block(victim, tmp_path, monkey
     def kill_one():
         deadline = time.monotonic() + 120
         while not killed and time.monotonic() < deadline:
-            for pid in _ray_processes(victim):
+            for pid in ray_worker_pids(victim):
                 if (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b".submit")
                         or "decode" in victim):
                     time.sleep(0.2)             # inside its block (the delay), not between blocks

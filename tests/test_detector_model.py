@@ -25,6 +25,7 @@ from inspect_core.model.tasks.detection import (
     load_detector,
     run_detector,
 )
+from model_support import planted_box_errors_found
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 DETECTOR = SAMPLE / "model" / "detector.ts.pt"
@@ -322,16 +323,10 @@ def test_the_shipped_detector_finds_the_planted_box_errors_through_score_model(t
     PLANTED.csv lists that are among the top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; this
     detector reaches 0.5 (BENCHMARKS.md, "Detection triage"): the floor below guards what it does, not the target."""
     from inspect_core.cli import main
-    from inspect_core.detection.errors import CHECKS
     out = tmp_path / "out"
     assert main(["score", str(SAMPLE), "--model", str(DETECTOR), "--device", "cpu", "--workers", "0",
                  "--out", str(out)]) == 0
-    planted = pd.read_csv(SAMPLE / "PLANTED.csv", keep_default_na=False)
-    planted = planted.loc[planted["check"].isin(CHECKS)]
-    want = set(zip(planted["image_id"], planted["check"]))
-    assert len(want) >= 8 and {c for _, c in want} == set(CHECKS)
-    top = pd.read_csv(out / "detection_errors.csv").head(2 * len(want))
-    found = want & set(zip(top["image_id"], top["check"]))
+    want, found = planted_box_errors_found(out)
     assert len(found) >= PLANTED_RECALL_FLOOR * len(want), sorted(want - found)
     # the badly placed and the spurious boxes are among them (its wrong classes are not: small shapes it confuses)
     assert {c for _, c in found} >= {"badly_placed_box", "spurious_box"}

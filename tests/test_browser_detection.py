@@ -15,7 +15,7 @@ from PIL import Image
 from browser_support import REPO, WAIT_MS, app, browser, main_area, require_chromium, wait_idle  # noqa: F401
 
 import inspect_core
-from inspect_core.ui import detection_triage as dt
+from inspect_core.ui import detection_drawing as dd
 
 SAMPLE = REPO / "sample_data"
 SHOTS = REPO / "bench" / "screenshots"
@@ -59,8 +59,8 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     big = main_area(page).get_by_test_id("stImage").first
     big.scroll_into_view_if_needed()
     shot = big.screenshot()
-    assert colour_pixels(shot, dt.ANN_COLOUR) + colour_pixels(shot, dt.ANN_ERROR_COLOUR) > 100   # solid annotations
-    assert colour_pixels(shot, dt.TP_COLOUR) + colour_pixels(shot, dt.FP_COLOUR) > 50           # dashed predictions
+    assert colour_pixels(shot, dd.ANN_COLOUR) + colour_pixels(shot, dd.ANN_ERROR_COLOUR) > 100   # solid annotations
+    assert colour_pixels(shot, dd.TP_COLOUR) + colour_pixels(shot, dd.FP_COLOUR) > 50           # dashed predictions
     assert main_area(page).get_by_text(re.compile(r"wrong_box_class|missing_box|spurious_box|badly_placed_box")).count()
     page.screenshot(path=str(SHOTS / "detection_detail.png"), full_page=False)
     main_area(page).get_by_role("tab", name="Confusion matrix").click()
@@ -111,7 +111,7 @@ def test_the_shipped_detector_model_file_runs_in_the_browser(app, browser):
     big = main.get_by_test_id("stImage").first
     big.scroll_into_view_if_needed()
     shot = big.screenshot()
-    assert colour_pixels(shot, dt.ANN_COLOUR) + colour_pixels(shot, dt.ANN_ERROR_COLOUR) > 100   # annotations
-    assert colour_pixels(shot, dt.TP_COLOUR) + colour_pixels(shot, dt.FP_COLOUR) > 50           # the model's boxes
+    assert colour_pixels(shot, dd.ANN_COLOUR) + colour_pixels(shot, dd.ANN_ERROR_COLOUR) > 100   # annotations
+    assert colour_pixels(shot, dd.TP_COLOUR) + colour_pixels(shot, dd.FP_COLOUR) > 50           # the model's boxes
     legend = main.get_by_text(re.compile(r"Predictions scoring .{1,4}0\.3 dashed")).first.inner_text()       # the key
     assert re.search(r"\d+ blue \(true positive\), \d+ orange", legend), legend

@@ -91,7 +91,7 @@ def ray_head(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
                # the head starts a server per Ray Client and waits 30 s for it by default: too short on a loaded box
-               RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S="240")
+               RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S="90")
     ray_cli = Path(sys.executable).parent / "ray"
     proc = subprocess.run([str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
                            "--ray-client-server-port", str(client_port), "--num-cpus", "2",
@@ -110,9 +110,18 @@ def sample_local(tmp_path_factory):
     return inspect_core.scan(SAMPLE, workspace=tmp_path_factory.mktemp("ws_local"))
 
 
+# Ray 2.60's own flake, seen once in a fresh-clone CI run: the head's per-client server (``ray.util.client.server
+# --mode=specific-server``) never started after its runtime env was set up (its log empty), and the client was told
+# "Starting Ray client server failed". A second connection gets a new server; anything else fails at once.
+CLIENT_SERVER_FLAKE = "Starting Ray client server failed"
+
+
 def _scan_on(spec: str, ws: Path, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", SCAN, str(SAMPLE), str(ws), spec, str(REPO)], cwd=ws.parent,
-                          capture_output=True, text=True, timeout=900, env={**env, "PYTHONPATH": str(REPO)})
+    for _attempt in (1, 2):
+        proc = subprocess.run([sys.executable, "-c", SCAN, str(SAMPLE), str(ws), spec, str(REPO)], cwd=ws.parent,
+                              capture_output=True, text=True, timeout=900, env={**env, "PYTHONPATH": str(REPO)})
+        if proc.returncode == 0 or CLIENT_SERVER_FLAKE not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -11,6 +11,7 @@ import pytest
 from inspect_core.detection import triage_detections
 from inspect_core.detection.decisions import BoxDecisionStore
 from inspect_core.detection import view as dv
+from inspect_core.ui import detection_drawing as dd
 from inspect_core.ui import detection_triage as dt
 from page_support import SAMPLE, open_page, texts
 
@@ -175,10 +176,10 @@ def test_drawing_two_styles():
                          "score": [0.9, 0.1], "is_tp": [False, False], "error_type": ["background", "background"]})
     out = np.asarray(dt.draw_detections(img, 1.0, ann, pred, min_score=0.5))
     solid = out[25, 9:12]                                           # the annotation's left edge: unbroken
-    assert (out[20:40, 10] == dt.ANN_COLOUR).all(axis=1).all() and solid.any()
-    edge = (out[70:94, 55] == dt.FP_COLOUR).all(axis=1)             # the prediction's left edge: dashed
+    assert (out[20:40, 10] == dd.ANN_COLOUR).all(axis=1).all() and solid.any()
+    edge = (out[70:94, 55] == dd.FP_COLOUR).all(axis=1)             # the prediction's left edge: dashed
     assert 0 < edge.sum() < len(edge)
-    assert not (out[62:78, 5] == dt.FP_COLOUR).all(axis=1).any()    # below the confidence cut: not drawn
+    assert not (out[62:78, 5] == dd.FP_COLOUR).all(axis=1).any()    # below the confidence cut: not drawn
 
 
 def test_crowd_regions_drawn_apart_from_annotations_and_errors():
@@ -196,19 +197,19 @@ def test_crowd_regions_drawn_apart_from_annotations_and_errors():
                          "error_type": ["ignored"]})
     out = np.asarray(dt.draw_detections(img, 1.0, ann, pred, min_score=0.5)).astype(int)
     edge = out[60:100, 50]                                           # the crowd region's left edge
-    assert (edge == dt.CROWD_COLOUR).all(axis=1).all()
-    assert not (out == dt.ANN_ERROR_COLOUR).all(axis=2).any()        # nothing drawn as an annotation in error
+    assert (edge == dd.CROWD_COLOUR).all(axis=1).all()
+    assert not (out == dd.ANN_ERROR_COLOUR).all(axis=2).any()        # nothing drawn as an annotation in error
     inside_crowd = out[56:68, 56:105].reshape(-1, 3)                 # hatched: lines of the crowd colour, blended
     hatch = (inside_crowd.sum(axis=1) > 0).mean()
     assert 0.05 < hatch < 0.5
-    assert (np.abs(inside_crowd[inside_crowd.sum(axis=1) > 0] - np.array(dt.CROWD_COLOUR) * 0.55).max() <= 2)
+    assert (np.abs(inside_crowd[inside_crowd.sum(axis=1) > 0] - np.array(dd.CROWD_COLOUR) * 0.55).max() <= 2)
     assert not out[12:30, 12:30].any()                               # an ordinary box's inside is left as it is
-    assert (out[8:30, 5] == dt.ANN_COLOUR).all(axis=1).all()         # ... and its edge is the annotation's
-    pedge = (out[72:90, 70] == dt.CROWD_COLOUR).all(axis=1)          # the prediction in the crowd: dashed teal
+    assert (out[8:30, 5] == dd.ANN_COLOUR).all(axis=1).all()         # ... and its edge is the annotation's
+    pedge = (out[72:90, 70] == dd.CROWD_COLOUR).all(axis=1)          # the prediction in the crowd: dashed teal
     assert 0 < pedge.sum() < len(pedge)
-    assert not (out == dt.FP_COLOUR).all(axis=2).any()               # not a false positive
+    assert not (out == dd.FP_COLOUR).all(axis=2).any()               # not a false positive
     same_not_crowd = np.asarray(dt.draw_detections(img, 1.0, ann.assign(iscrowd=False), pred, 0.5)).astype(int)
-    assert (same_not_crowd[60:100, 50] == dt.ANN_ERROR_COLOUR).all(axis=1).all()  # the style comes from iscrowd
+    assert (same_not_crowd[60:100, 50] == dd.ANN_ERROR_COLOUR).all(axis=1).all()  # the style comes from iscrowd
     text = dt.legend(ann.assign(check=""), pred, 0.5)
     assert "1 green, 0 red" in text and "hatched teal: 1" in text and "the 1 predictions inside them" in text
     assert "0 orange" in text

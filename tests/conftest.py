@@ -108,13 +108,23 @@ SLOW_TESTS = frozenset({
 })
 
 
+# Test files that start a Ray cluster or an S3 server: two of them at once in two xdist workers fight over the
+# machine's Ray session and ports, so `make test` runs them (and the real-browser tests) one at a time, after the rest.
+SERIAL_FILES = ("test_cluster_", "test_storage.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Marks: ``browser`` on every test that drives a real browser (uses the ``browser`` fixture of
-    browser_support.py, those written later too); ``slow`` on the tests in SLOW_TESTS."""
+    browser_support.py, those written later too); ``slow`` on the tests in SLOW_TESTS; ``serial`` on the browser
+    tests and those of SERIAL_FILES."""
     for item in items:
+        name = item.nodeid.split("[", 1)[0].removeprefix("tests/")
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
-        if item.nodeid.split("[", 1)[0].removeprefix("tests/") in SLOW_TESTS:
+            item.add_marker(pytest.mark.serial)
+        if name.startswith(SERIAL_FILES):
+            item.add_marker(pytest.mark.serial)
+        if name in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
 

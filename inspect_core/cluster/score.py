@@ -21,6 +21,8 @@ cluster (Ray Data, streaming, with back-pressure between the stages), one row pe
 3. the driver assembles the outputs from the parts, one part at a time in row order, into the arrays the score cache
    takes: logits (N, C) in memory; embeddings (N, D) in memory up to ``embeddings_in_memory_bytes``, above it in a
    memory-mapped ``embeddings.npy`` beside the parts (at 1e8 images x 2,048 floats: 819 GB on disk, not in RAM).
+   The score cache keeps that file as its embeddings (not copied into ``outputs.npz``) and removes the parts once
+   the outputs are saved (``model.cache.save_cache``): the outputs sit on disk once.
 
 Resume: a part's key hashes the run (model, preprocessing, image files, embeddings; the score cache key) with the
 block's image ids and the settings that can change its numbers (device kind, batch size), so a re-run after an
@@ -52,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.cache import EMBEDDINGS_FILE, PARTS_DIR   # the parts folder and the memory-mapped embeddings: the cache's
 from .engine import ClusterError, connected, parse_cluster
 
 __all__ = ["CLUSTER_OPTIONS", "ClusterError", "cluster_outputs", "cluster_scoring", "connected", "parse_cluster"]
@@ -70,8 +73,6 @@ CLUSTER_OPTIONS = {
     "max_input_tables": 4096,     # the blocks to score go to Ray in at most this many tables (a decode task each)
 }
 
-PARTS_DIR = "parts"
-EMBEDDINGS_FILE = "embeddings.npy"          # beside the parts folder, when the embeddings are memory-mapped
 PART_VERSION = 1                            # in every part's key: a change of the part's layout reads none again
 
 # what one decode task reserves (a Ray resource, not a limit): its block of pixels (256 x 224 x 224 x 3 = 38.5 MB),

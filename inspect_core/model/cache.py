@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from .table import ScoreResult
 
 SCORES_DIR = "scores"
+# A cluster run (cluster/score.py) writes its block outputs as Parquet parts into <key>/PARTS_DIR (removed once the
+# outputs are saved here) and, above its memory limit, its embeddings as the memory-mapped <key>/EMBEDDINGS_FILE,
+# which the cache then keeps as they are instead of copying them into outputs.npz.
+PARTS_DIR = "parts"
+EMBEDDINGS_FILE = "embeddings.npy"
 CACHE_VERSION = 4   # 4: TorchScript models without an embed method give embeddings; 3: centre crop from its box
 
 
@@ -60,17 +66,31 @@ def _cache_dir(workspace: Path | str, key: str) -> Path:
     return Path(workspace) / SCORES_DIR / key
 
 
+def _is_file(array, path: Path) -> bool:
+    """Whether ``array`` is a memory map of the file ``path``."""
+    name = getattr(array, "filename", None)
+    return isinstance(array, np.memmap) and name is not None and Path(name).resolve() == path.resolve()
+
+
 def save_cache(workspace: Path | str, key: str, image_ids, logits, embeddings, errors, meta: dict) -> Path:
+    """Save one scored result under ``<workspace>/scores/<key>/``. Embeddings memory-mapped from that folder's
+    EMBEDDINGS_FILE stay there (flushed, not copied); a cluster run's parts are removed once the outputs are in."""
     folder = _cache_dir(workspace, key)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"logits": logits.astype(np.float32)}
-    if embeddings is not None:
-        arrays["embeddings"] = embeddings.astype(np.float32)
+    arrays = {"logits": np.asarray(logits, dtype=np.float32)}
+    mapped = folder / EMBEDDINGS_FILE
+    if _is_file(embeddings, mapped):
+        embeddings.flush()
+    else:
+        if embeddings is not None:
+            arrays["embeddings"] = np.asarray(embeddings, dtype=np.float32)
+        mapped.unlink(missing_ok=True)           # a stale one from an earlier run of this key
     tmp = folder / f"outputs.{os.getpid()}.{threading.get_ident()}.tmp.npz"    # one per writer
     np.savez(tmp, **arrays)
     os.replace(tmp, folder / "outputs.npz")
     (folder / "rows.json").write_text(json.dumps({"image_ids": list(image_ids), "errors": list(errors)}))
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    shutil.rmtree(folder / PARTS_DIR, ignore_errors=True)     # the outputs are saved: the parts are not needed
     return folder
 
 
@@ -84,6 +104,8 @@ def load_cache(workspace: Path | str, key: str):
         with np.load(folder / "outputs.npz", allow_pickle=False) as data:
             logits = data["logits"]
             embeddings = data["embeddings"] if "embeddings" in data.files else None
+        if embeddings is None and (folder / EMBEDDINGS_FILE).is_file():
+            embeddings = np.load(folder / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
         image_ids, errors = list(rows["image_ids"]), list(rows["errors"])
         if not isinstance(meta, dict) or logits.ndim != 2 or len(image_ids) != len(logits) \
                 or len(errors) != len(image_ids) or (embeddings is not None and len(embeddings) != len(logits)):

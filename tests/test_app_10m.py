@@ -168,18 +168,26 @@ def test_gallery_lazy_never_reads_the_frame_and_review_reads_it_with_a_note(samp
 
 
 def test_viewer_lazy_shows_the_same_for_a_duplicate(sample_scan, monkeypatch):
-    """The viewer on a big scan (row, labels, findings and partners looked up by index) draws what the pandas
-    path draws, for images with duplicate partners and a conflicting label."""
+    """The viewer on a big scan (row, labels, findings and partners looked up by index; the image's findings
+    from the ``FindingsIndex`` when the findings table is big) draws what the pandas path draws, for images with
+    duplicate partners and a conflicting label."""
+    from inspect_core import lazy_findings
     f = sample_scan.findings
     picks = [f.loc[f["check"] == "conflicting_labels", "image_id"].iloc[0],
              f.loc[f["check"] == "exact_duplicate", "image_id"].iloc[0]]
+    looked_up = []
+    of_image = lazy_findings.FindingsIndex.of_image
+    monkeypatch.setattr(lazy_findings.FindingsIndex, "of_image",
+                        lambda self, iid: looked_up.append(iid) or of_image(self, iid))
     for iid in picks:
         def open_it(at, iid=iid):
             at.session_state["di_selected"] = iid
             at.run()
         eager = _page("pages/2_Findings.py", "0", monkeypatch, open_it)
+        monkeypatch.setattr(lazy_findings, "FINDINGS_INDEX_MIN_ROWS", 0)
         lazy = _page("pages/2_Findings.py", "1", monkeypatch, open_it)
-        assert not _loaded_scan().images_loaded
+        monkeypatch.setattr(lazy_findings, "FINDINGS_INDEX_MIN_ROWS", 10**12)
+        assert not _loaded_scan().images_loaded and iid in looked_up   # no filter of the whole findings table
         assert iid in [t.value for t in lazy.text]
         assert _texts(lazy) == _texts(eager)
         assert [t.value.to_dict() for t in lazy.table] == [t.value.to_dict() for t in eager.table]
@@ -306,6 +314,8 @@ def test_findings_index_answers_what_pandas_answers(tmp_path, kept):
         assert index.image_ids(family, ("dark",)) == bulk.finding_image_ids(fam, checks=("dark",))
         assert index.n_image_ids(family, ("dark",)) == len(bulk.finding_image_ids(fam, checks=("dark",)))
         pd.testing.assert_frame_equal(index.frame(family), fam)
+    for iid in ("img_000.jpg", "img_123.jpg", "", "nowhere.jpg"):   # the viewer's lookup of one image
+        pd.testing.assert_frame_equal(index.of_image(iid), f[f["image_id"] == iid])
     as_objects = FindingsIndex(f.astype({"image_id": object, "check": object, "family": object}))
     assert as_objects.image_ids("label") == index.image_ids("label")    # object columns: coded the same
     assert as_objects.sorted_head("label", 50)[0].index.tolist() == index.sorted_head("label", 50)[0].index.tolist()

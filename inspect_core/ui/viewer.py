@@ -88,11 +88,23 @@ def show_image(scan, image_id: str, max_side_px: int = 1024, caption: str | None
         st.caption(md_escape(caption))
 
 
-def duplicate_partners(findings: pd.DataFrame, image_id: str) -> pd.DataFrame:
-    """Other images sharing a duplicate / leakage group with ``image_id``: image_id, check, group_id."""
+def findings_of(scan, image_id: str) -> pd.DataFrame:
+    """The scan's findings of ``image_id`` (table order): a lookup in the findings' ``FindingsIndex`` for a big
+    findings table (``state.findings_index``), else a filter of the frame."""
+    findings = scan.findings
+    if findings is None or findings.empty:
+        return findings
+    index = state.findings_index(str(scan.fingerprint), findings, getattr(scan, "workspace", None))
+    return index.of_image(image_id) if index is not None else findings[findings["image_id"] == image_id]
+
+
+def duplicate_partners(findings: pd.DataFrame, image_id: str, mine: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Other images sharing a duplicate / leakage group with ``image_id``: image_id, check, group_id (``mine``:
+    ``image_id``'s findings when the caller has them)."""
     if findings is None or findings.empty or "group_id" not in findings.columns:
         return pd.DataFrame(columns=["image_id", "check", "group_id"])
-    mine = findings[(findings["image_id"] == image_id) & findings["group_id"].notna()]
+    mine = findings[findings["image_id"] == image_id] if mine is None else mine
+    mine = mine[mine["group_id"].notna()]
     if mine.empty:
         return pd.DataFrame(columns=["image_id", "check", "group_id"])
     groups = set(mine["group_id"].tolist())
@@ -110,16 +122,17 @@ def stats_table(row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(items, columns=["column", "value"])
 
 
-def suggested_label_from_evidence(scan, image_id: str) -> str | None:
+def suggested_label_from_evidence(scan, image_id: str, own: pd.DataFrame | None = None) -> str | None:
     """The label the findings point to: for an image whose exact or near duplicate carries another label
-    (``conflicting_labels``), the most common label among those partners; else None."""
+    (``conflicting_labels``), the most common label among those partners; else None (``own``: the image's
+    findings, ``findings_of``, when the caller has them)."""
     findings = scan.findings
     if findings is None or findings.empty or "label" not in state.row_source(scan).columns:
         return None
-    mine = findings[(findings["image_id"] == image_id) & (findings["check"] == "conflicting_labels")]
-    if mine.empty:
+    own = findings_of(scan, image_id) if own is None else own
+    if not (own["check"] == "conflicting_labels").any():
         return None
-    partners = duplicate_partners(findings, image_id)
+    partners = duplicate_partners(findings, image_id, own)
     labels = _labels_of(scan, [image_id] + partners["image_id"].tolist())
     own = labels.get(image_id)
     other = [labels.get(i) for i in partners["image_id"]]
@@ -237,8 +250,9 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
     if row is None:
         st.warning("This image is not in the current scan.")
         return
+    fnd = findings_of(scan, image_id)
     if suggested_label is None:
-        suggested_label = suggested_label_from_evidence(scan, image_id)
+        suggested_label = suggested_label_from_evidence(scan, image_id, fnd)
     st.text(image_id)
     left, right = st.columns([3, 2])
     with left:
@@ -252,13 +266,12 @@ def detail_body(scan, image_id: str, store, key_prefix: str = "detail", suggeste
         decision_widget(store, image_id, row.get("label"), list(scan.dataset.classes),
                         suggested_label=suggested_label, key_prefix=f"{key_prefix}_dw", shortcuts=True,
                         on_decided=on_decided)
-    fnd = scan.findings[scan.findings["image_id"] == image_id] if not scan.findings.empty else scan.findings
     st.subheader(f"Findings ({len(fnd)})")
     if fnd.empty:
         st.text("No findings for this image.")
     else:
         st.table(fnd[["check", "family", "score", "detail"]].set_index("check"))
-    partners = duplicate_partners(scan.findings, image_id)
+    partners = duplicate_partners(scan.findings, image_id, fnd)
     if not partners.empty:
         st.subheader(f"Duplicates and leakage partners ({len(partners)})")
         keep_best_button(scan, store, image_id, key=f"{key_prefix}_best_{_short_key(image_id)}")

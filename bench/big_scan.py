@@ -233,6 +233,14 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
         step("open an image (the viewer, its position in every match)",
              lambda: at.session_state.__setitem__("di_selected", str(scan.findings.loc[
                  scan.findings["family"] == "property", "image_id"].iloc[1000])))
+        step("viewer: next image", lambda: at.button(key="gallery_detail_next").click())
+        step("viewer: previous image", lambda: at.button(key="gallery_detail_prev").click())
+        step("deep page (half way through the matches)", lambda: (
+            at.session_state.__delitem__("di_selected"), at.query_params.pop("image", None),
+            at.get("pagination")[0].set_value(max(int(at.get("pagination")[0].proto.num_pages), 1) // 2)
+            if at.get("pagination") else None))
+        step("select all matching", lambda: at.button(key="di_bulk_all").click())
+        step("rerun with all selected")
     elif page == "2_Findings":
         step("another family (property)", lambda: at.segmented_control(key="di_findings_family").set_value("property"))
         step("rerun, same family")
@@ -298,6 +306,13 @@ def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "l
 if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEATS|LAZY (prints one JSON line)
     if sys.argv[1] == "page":   # big_scan.py page WORKSPACE 0|1 [PAGE, e.g. 2_Findings]
         sys.stdout.write(json.dumps(page_script(Path(sys.argv[2]), sys.argv[3], *sys.argv[4:5])) + "\n")
+    elif sys.argv[1] == "prepare":   # big_scan.py prepare WORKSPACE: lazy_kept's files made (time, peak RSS)
+        from inspect_core.lazy_kept import prepare_saved_scan
+        t0 = time.perf_counter()
+        made = prepare_saved_scan(Path(sys.argv[2]), force=True)
+        sys.stdout.write(json.dumps({"mode": "prepare", "prepare_s": time.perf_counter() - t0, "dir": str(made),
+                                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                         + "\n")
     elif sys.argv[1] == "load":
         sys.stdout.write(json.dumps(load_bench(Path(sys.argv[2]), sys.argv[3])) + "\n")
     elif sys.argv[1] == "take":

@@ -20,6 +20,17 @@ from .lazy_table import take_frame
 FINDINGS_INDEX_MIN_ROWS = 200_000   # from this many findings on, the Findings page works from a ``FindingsIndex``
 
 
+def index_path(workspace, key: str) -> Path:
+    """Where the ``FindingsIndex`` of the findings table ``key`` (a scan's fingerprint, a model evidence's key) is
+    kept in a workspace."""
+    import hashlib
+
+    from .lazy_table import LAZY_DIR
+    name = str(key) if str(key).replace("-", "").replace("_", "").isalnum() else \
+        hashlib.sha1(str(key).encode()).hexdigest()
+    return Path(workspace) / LAZY_DIR / f"findings_{name}"
+
+
 class FindingsIndex:
     """A findings table's family, check and image_id columns as integer codes, made once per table (read-only,
     shared): a family's rows, its counts, its first rows by (check, image_id) and its image_ids come from numpy on

@@ -566,6 +566,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "box_categories": ds.box_categories, "fingerprint": result.fingerprint,
         "dataset_columns": list(ds.images.columns),
         "metadata_renames": ds.images.attrs.get("metadata_renames", {})}))
+    from .lazy_kept import prepare_saved_scan   # a big scan: what the app's pages need over every row, made now
+    prepare_saved_scan(ws)
     return result
 
 

@@ -34,7 +34,8 @@ with pager:
 if lazy is None:
     result = gallery_page(scan.images, replace(query, page=page), order=order)
 else:
-    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask)
+    sorted_rows = state.lazy_gallery_order(scan, lazy, query)   # prepared once per scan (lazy_kept), or None
+    result = lazy_gallery_page(lazy, replace(query, page=page), mask=mask, order=sorted_rows)
 with head:
     for w in result.warnings:
         st.warning(w)
@@ -50,7 +51,8 @@ with grid:
 
 selected = widgets.url_selected_image()
 if selected:
-    ordered = result.ids if lazy is None else LazyOrder(lazy, mask[0], query.sort_by, query.descending)
+    ordered = result.ids if lazy is None else LazyOrder(lazy, mask[0], query.sort_by, query.descending,
+                                                        order=sorted_rows)
     viewer.image_detail(scan, selected, store, key_prefix="gallery_detail", ordered_ids=ordered,
                         page_key=widgets.PAGE_KEY, page_size=query.page_size)
 widgets.preload_chart_library()   # the Distributions page then draws at once (see the function)

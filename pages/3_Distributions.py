@@ -32,13 +32,17 @@ def figure(fingerprint: str, name: str, args: tuple, _scan) -> dict:
     table = state.lazy_images(_scan)
     if table is None:
         return {"figure": getattr(charts, name)(_scan.images, *args).to_dict()}
+    kept = state.kept_charts(_scan, table)   # prepared once per scan (lazy_kept), or None while it is not ready
     if name == "count_figure":
         by, color, classes_ = args
-        return {"figure": charts.count_figure(None, by, color, classes_, counts=lazy_query.lazy_counts(
-            table, by, color)).to_dict()}
+        counts = kept.counts(by, color) if kept is not None else None
+        counts = counts if counts is not None else lazy_query.lazy_counts(table, by, color)
+        return {"figure": charts.count_figure(None, by, color, classes_, counts=counts).to_dict()}
     col_, by, kind_, classes_ = args   # distribution_figure
-    data = lazy_query.lazy_box_groups(table, col_, by) if kind_ == "box" else \
-        lazy_query.lazy_histogram_data(table, col_, by)
+    data = kept.histogram(col_, by) if kept is not None and kind_ == "histogram" else None
+    if data is None:
+        data = lazy_query.lazy_box_groups(table, col_, by) if kind_ == "box" else \
+            lazy_query.lazy_histogram_data(table, col_, by)
     return {"figure": charts.distribution_figure(None, col_, by, kind_, classes_, data=data).to_dict()}
 
 

@@ -10,7 +10,6 @@ unpickle a copy on every call). Pages must not modify the scan's tables in place
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -425,12 +424,10 @@ def findings_index(key: str, findings, workspace=None):
     per table (``key``: the scan's fingerprint or the model evidence's key; read-only, shared) and kept in the
     workspace's ``lazy/`` folder for later processes, else None: the Findings page then works on the pandas frame
     as before."""
-    from inspect_core import lazy_findings, lazy_table
+    from inspect_core import lazy_findings
     if findings is None or len(findings) < lazy_findings.FINDINGS_INDEX_MIN_ROWS:
         return None
-    name = str(key) if str(key).replace("-", "").replace("_", "").isalnum() else \
-        hashlib.sha1(str(key).encode()).hexdigest()
-    path = Path(workspace) / lazy_table.LAZY_DIR / f"findings_{name}" if workspace is not None else None
+    path = lazy_findings.index_path(workspace, key) if workspace is not None else None
     return _findings_index(str(key), findings, path)
 
 
@@ -514,23 +511,23 @@ def row_source(scan):
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _option_frame(fingerprint: str, workspace: str, _table):
-    import numpy as np
+    from inspect_core.ui.lazy_query import kept_option_rows
+    return _table.take(kept_option_rows(_table, workspace, fingerprint))
 
-    from inspect_core.lazy_table import LAZY_DIR
-    from inspect_core.ui.lazy_query import lazy_option_rows
-    path = Path(workspace) / LAZY_DIR / f"option_rows_{fingerprint}.npy"
-    try:
-        rows = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        rows = lazy_option_rows(_table)   # 7.5 s at 10,000,000 rows: kept for the next server process
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")
-            np.save(tmp, rows)
-            os.replace(tmp, path)
-        except OSError:   # a read-only workspace: computed again next time
-            pass
-    return _table.take(rows)
+
+def kept_charts(scan, lazy):
+    """The big scan's prepared data (``lazy_kept.KeptCharts``: histograms, counts, sort orders over every row)
+    when ``lazy`` (its ``lazy_images``) and it is ready, else None: the page computes on demand meanwhile."""
+    if lazy is None or getattr(scan, "workspace", None) is None:
+        return None
+    from inspect_core.lazy_kept import KeptCharts
+    return KeptCharts.open(scan.workspace, n_rows=lazy.n_rows)
+
+
+def lazy_gallery_order(scan, lazy, query):
+    """Every row in ``query``'s sort order (``lazy_kept.KeptOrder``) when it is prepared, else None."""
+    kept = kept_charts(scan, lazy)
+    return kept.order(query.sort_by, query.descending) if kept is not None else None
 
 
 def filter_frame(scan, lazy) -> object:

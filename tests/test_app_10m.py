@@ -365,3 +365,30 @@ def test_findings_page_reads_saved_model_evidence_where_embed_dups_writes_it():
     from inspect_core.model import embed_dups
     from inspect_core.ui import model_evidence
     assert model_evidence.EVIDENCE_DIR == embed_dups.EVIDENCE_DIR
+
+
+def test_gallery_select_all_counts_what_the_filters_leave_out_once(sample_scan, monkeypatch):
+    """"Select all matching" on a big scan: how many selected images the filters leave out is worked out when the
+    selection or the filters change, not on every rerun (a pass over every selected id: seconds at 10M rows)."""
+    from inspect_core.ui import lazy_query, widgets
+    calls = []
+    real = lazy_query.LazyMatches.count_outside
+    monkeypatch.setattr(lazy_query.LazyMatches, "count_outside",
+                        lambda self, ids: calls.append(len(ids)) or real(self, ids))
+    at = _page("pages/1_Gallery.py", "1", monkeypatch)
+    at.multiselect(key="family").set_value(["property"]).run()
+    at.button(key="di_bulk_all").click().run()
+    assert not at.exception, at.exception
+    selected = set(at.session_state[widgets.SELECTION_KEY])
+    at.run()
+    at.run()
+    assert calls == [0] and selected                      # once, for the empty selection it added to
+    assert f"{len(selected):,} selected" in [t.value for t in at.text]
+    images = sample_scan.images
+    split = sorted(images["split"].dropna().unique())[0]
+    at.multiselect(key="split").set_value([split]).run()   # other matches: counted again, once
+    at.run()
+    assert len(calls) == 2
+    kept = int((images["image_id"].isin(selected) & (images["split"] == split)).sum())
+    assert f"{len(selected) - kept:,} of the selected images do not match the current filters; they are included." \
+        in [c.value for c in at.caption]

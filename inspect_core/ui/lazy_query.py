@@ -280,9 +280,18 @@ class LazyMatches:
 
     def __init__(self, table: LazyImages, matched: np.ndarray):
         self.table, self.matched = table, np.asarray(matched, dtype=bool)
+        self._key: str | None = None
 
     def __len__(self) -> int:
         return int(self.matched.sum())
+
+    @property
+    def key(self) -> str:
+        """A digest of the mask (equal masks, equal keys): what a result derived from the matches is kept by."""
+        if self._key is None:
+            import hashlib
+            self._key = hashlib.blake2b(np.packbits(self.matched).tobytes(), digest_size=16).hexdigest()
+        return self._key
 
     def __iter__(self):
         return iter(self.table.column("image_id").filter(pa.array(self.matched)).to_pylist())

@@ -86,7 +86,7 @@ def sort_key(table, column: str) -> tuple[np.ndarray, np.ndarray] | None:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         enc = pc.dictionary_encode(col)
         enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
-        rank = np.empty(len(enc.dictionary), dtype=np.float64)
+        rank = np.zeros(max(len(enc.dictionary), 1), dtype=np.float64)   # all missing: an empty dictionary
         rank[pc.sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
         missing = pc.is_null(enc.indices).to_numpy(zero_copy_only=False)
         idx = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False)
@@ -263,7 +263,8 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
                 tag = by or "all"
                 arrays["edges"] = edges
                 arrays[f"{tag}_names"] = np.array(list(counts), dtype=str)
-                arrays[f"{tag}_counts"] = np.array(list(counts.values()), dtype=np.int64).reshape(len(counts), -1)
+                arrays[f"{tag}_counts"] = np.array(list(counts.values()), dtype=np.int64).reshape(
+                    len(counts), len(edges) - 1)
             np.savez(tmp / f"hist_{k}.npz", **arrays)
             manifest["histograms"][column] = f"hist_{k}.npz"
         for by, color in COUNT_CHARTS:

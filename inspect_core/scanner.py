@@ -567,7 +567,10 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "dataset_columns": list(ds.images.columns),
         "metadata_renames": ds.images.attrs.get("metadata_renames", {})}))
     from .lazy_kept import prepare_saved_scan   # a big scan: what the app's pages need over every row, made now
-    prepare_saved_scan(ws)
+    try:
+        prepare_saved_scan(ws)
+    except Exception as exc:   # the scan stands; the app's pages compute on demand instead
+        log.warning("preparing the app's data for the big scan in %s failed: %s", ws, exc)
     return result
 
 

@@ -28,6 +28,8 @@ def _scan(ws: Path, n: int = 4_000) -> pd.DataFrame:
     images.loc[::37, "brightness"] = np.nan
     images.loc[::41, "label"] = pd.NA
     images.loc[::43, "split"] = pd.NA
+    images["box_area_frac_min"] = np.nan    # columns without a value: an empty histogram, an order by image_id
+    images["format"] = pd.Series(pd.NA, index=images.index, dtype="string")
     images.to_parquet(d / "images.parquet", index=False, row_group_size=1_500)
     return images
 
@@ -57,7 +59,7 @@ def test_prepared_charts_are_the_on_demand_ones(prepared):
     assert kept.counts("label", "label") is None and kept.histogram("image_id", None) is None
 
 
-@pytest.mark.parametrize("column", ["brightness", "width_px", "label", "split", "n_findings"])
+@pytest.mark.parametrize("column", ["brightness", "width_px", "label", "split", "n_findings", "format"])
 def test_prepared_orders_are_the_galleries(prepared, column):
     """Every row in the pandas Gallery's order (missing values last, ties by image_id), both ways; a page of the
     matches, a deep page and the viewer's steps from the order are those of the top-k path."""

@@ -258,6 +258,90 @@ def page_script(workspace: Path, lazy: str, page: str = "1_Gallery") -> dict:
     return out
 
 
+def browser_bench(workspace: Path, repeats: int, shot: Path | None = None) -> dict:
+    """The Gallery in chromium on the saved scan (the app started with ``streamlit run`` on its dataset root, the
+    workspace linked where the app looks for it): click (page load, a filter) to the grid painted, ``repeats``
+    times each in a new tab; ``shot``: a screenshot of the filtered Gallery. Only the images the timed pages show
+    get files (hard links to a few JPEGs)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from inspect_core.lazy_table import open_images
+    from inspect_core.ui.lazy_query import lazy_filter_mask, lazy_gallery_page
+    from inspect_core.ui.query import GalleryQuery
+    from inspect_core.workspace import workspace_dir
+    from repo_files import import_file
+    bs = import_file(Path(__file__).resolve().parents[1] / "tests" / "browser_support.py")
+    from playwright.sync_api import sync_playwright
+    meta = json.loads((workspace / "scan" / "dataset.json").read_text())
+    root = Path(meta["root"])
+    table = open_images(workspace, meta["fingerprint"])
+    families = {f: list(c) for f, c in CHECKS.items()}
+    q = GalleryQuery(checks=("dark",))
+    shown = [lazy_gallery_page(table, GalleryQuery()).ids,
+             lazy_gallery_page(table, q, mask=lazy_filter_mask(table, q, families)).ids]
+    src = root.parent / "root_sources"
+    src.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    sources = []
+    for k in range(8):
+        p = src / f"src_{k}.jpg"
+        if not p.exists():
+            Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize((640, 480)).save(p)
+        sources.append(p)
+    for k, iid in enumerate(i for ids in shown for i in ids):
+        dst = root / str(iid)
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(sources[k % len(sources)], dst)
+    cache = Path(tempfile.mkdtemp(prefix="big-browser-"))
+    link = workspace_dir(root, base=cache / "dataset-inspector")
+    link.rmdir()
+    link.symlink_to(workspace.resolve())
+    app = bs.App(cache, root=str(root))
+    app.start()
+    out: dict = {"mode": "browser", "load_start": os.getloadavg()[0], "open_s": [], "filter_s": []}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=bs.CHROMIUM, headless=True, args=bs.CHROMIUM_ARGS)
+            for r in range(repeats + 1):   # the first: the server's first run of the scan, reported apart
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                t0 = time.perf_counter()
+                page.goto(app.url + "/Gallery", wait_until="domcontentloaded")
+                bs.main_area(page).get_by_text("images match; page").first.wait_for(timeout=600_000)
+                bs.tiles_shown(page, 48)
+                out["open_s"].append(time.perf_counter() - t0)
+                bs.wait_idle(page)
+                box = page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect").filter(has_text="Check")
+                box.click()
+                page.keyboard.type("dark")
+                t0 = time.perf_counter()
+                page.keyboard.press("Enter")
+                page.keyboard.press("Escape")
+                page.wait_for_function(   # the count of the filtered matches drawn (no longer every image)
+                    "() => [...document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stText\"]')]"
+                    ".some(e => /^[\\d,]+ of [\\d,]+ images match/.test(e.innerText) && "
+                    f"!e.innerText.startsWith('{table.n_rows:,} of'))", timeout=600_000)
+                first = json.dumps(str(shown[1][0]))   # the filtered page's first tile, painted
+                page.wait_for_function(f"() => {{ const b = document.querySelector('[data-testid=\"stMain\"] "
+                                       f".di-grid button[title]'); return b && b.title === {first}; }}",
+                                       timeout=600_000)
+                bs.tiles_shown(page, 48)
+                out["filter_s"].append(time.perf_counter() - t0)
+                out["text"] = bs.main_area(page).get_by_text("images match; page").first.inner_text()
+                if shot is not None and r == repeats:
+                    page.screenshot(path=str(shot), full_page=False)
+                page.close()
+            browser.close()
+    finally:
+        app.stop()
+        link.unlink()
+    out["load_end"] = os.getloadavg()[0]
+    return out
+
+
 def big_bench(n: int, data: Path, repeats: int, out_md: Path, modes=("eager", "lazy", "app")) -> int:
     workspace = data / f"big_{n}"
     t0 = time.perf_counter()
@@ -313,6 +397,9 @@ if __name__ == "__main__":   # one measurement: big_scan.py MODE WORKSPACE REPEA
         sys.stdout.write(json.dumps({"mode": "prepare", "prepare_s": time.perf_counter() - t0, "dir": str(made),
                                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
                          + "\n")
+    elif sys.argv[1] == "browser":   # big_scan.py browser WORKSPACE REPEATS [SCREENSHOT.png]
+        sys.stdout.write(json.dumps(browser_bench(Path(sys.argv[2]), int(sys.argv[3]),
+                                                  Path(sys.argv[4]) if len(sys.argv) > 4 else None)) + "\n")
     elif sys.argv[1] == "load":
         sys.stdout.write(json.dumps(load_bench(Path(sys.argv[2]), sys.argv[3])) + "\n")
     elif sys.argv[1] == "take":

@@ -213,6 +213,14 @@ class KeptCharts:
             return pd.Series(got["values"], index=got["index"], name="count", dtype="int64")
         return pd.DataFrame(got["values"], index=got["index"], columns=got["columns"], dtype="int64")
 
+    def gallery_order(self, table, column: str, descending: bool) -> KeptOrder | None:
+        """``order``, and for image_id (unique) the image_id order kept beside the rank (``table``'s), read
+        backwards for descending."""
+        if column == "image_id":
+            rows = table._id_order()
+            return KeptOrder(rows[::-1] if descending else rows)
+        return self.order(column, descending)
+
     def order(self, column: str, descending: bool) -> KeptOrder | None:
         name = self.manifest["orders"].get(column, {}).get("desc" if descending else "asc")
         if name is None:

@@ -392,3 +392,30 @@ def test_gallery_select_all_counts_what_the_filters_leave_out_once(sample_scan, 
     kept = int((images["image_id"].isin(selected) & (images["split"] == split)).sum())
     assert f"{len(selected) - kept:,} of the selected images do not match the current filters; they are included." \
         in [c.value for c in at.caption]
+
+
+@pytest.mark.parametrize("sort_by", ["brightness", "image_id"])
+def test_gallery_from_the_prepared_order_shows_what_pandas_shows(sample_scan, monkeypatch, sort_by):
+    """A big scan with its data prepared (``lazy_kept``): the Gallery's page and the viewer's next image come from
+    walking the prepared order, and are the pandas path's."""
+    import grid_support
+
+    from inspect_core import lazy_kept
+    lazy_kept.prepare_saved_scan(sample_scan.workspace, force=True)
+    walked = []
+    first = lazy_kept.KeptOrder.first
+    monkeypatch.setattr(lazy_kept.KeptOrder, "first", lambda self, m, k: walked.append(k) or first(self, m, k))
+
+    def view(at):
+        at.multiselect(key="family").set_value(["property"])
+        at.selectbox(key="sort").set_value(sort_by)
+        at.toggle(key="desc").set_value(True).run()
+        grid_support.open_tile(at, grid_support.tile_ids(at)[1])
+        at.button(key="gallery_detail_next").click().run()
+    eager = _page("pages/1_Gallery.py", "0", monkeypatch, view)
+    assert not walked
+    lazy = _page("pages/1_Gallery.py", "1", monkeypatch, view)
+    assert walked and not _loaded_scan().images_loaded
+    assert grid_support.tile_ids(lazy) == grid_support.tile_ids(eager) and len(grid_support.tile_ids(eager)) > 2
+    assert lazy.session_state["di_selected"] == eager.session_state["di_selected"] == grid_support.tile_ids(eager)[2]
+    assert _texts(lazy) == _texts(eager)

@@ -59,14 +59,14 @@ def test_prepared_charts_are_the_on_demand_ones(prepared):
     assert kept.counts("label", "label") is None and kept.histogram("image_id", None) is None
 
 
-@pytest.mark.parametrize("column", ["brightness", "width_px", "label", "split", "n_findings", "format"])
+@pytest.mark.parametrize("column", ["image_id", "brightness", "width_px", "label", "split", "n_findings", "format"])
 def test_prepared_orders_are_the_galleries(prepared, column):
     """Every row in the pandas Gallery's order (missing values last, ties by image_id), both ways; a page of the
     matches, a deep page and the viewer's steps from the order are those of the top-k path."""
     _, images, table, kept, _ = prepared
     families = {"property": ["dark", "blurry", "low_contrast"]}
     for desc in (False, True):
-        order = kept.order(column, desc)
+        order = kept.gallery_order(table, column, desc)
         assert np.asarray(order.rows).tolist() == sort_order(images, column, desc).tolist(), (column, desc)
         for q in (GalleryQuery(sort_by=column, descending=desc, page=3),
                   GalleryQuery(families=("property",), labels=("class_03",), sort_by=column, descending=desc),

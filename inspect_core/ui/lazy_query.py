@@ -123,12 +123,11 @@ def lazy_gallery_page(table: LazyImages, q: GalleryQuery, families: dict[str, li
     prepared once per scan), when there is one: the page is then a slice of its matches, not a top-k."""
     matched, warnings = mask if mask is not None else lazy_filter_mask(table, q, families, decisions)
     warnings = list(warnings)
-    where = np.flatnonzero(matched)
     column = q.sort_by
     if column not in table.columns:
         warnings.append(f"column {column!r} is not in this scan; sorted by image_id")
         column = "image_id"
-    n_match = int(len(where))
+    n_match = int(np.count_nonzero(matched))
     size = max(int(q.page_size), 1)
     n_pages = max((n_match + size - 1) // size, 1)
     page = min(max(int(q.page), 1), n_pages)
@@ -136,7 +135,7 @@ def lazy_gallery_page(table: LazyImages, q: GalleryQuery, families: dict[str, li
     if order is not None and column == q.sort_by:
         positions = order.first(matched, start + size)[start:]
     else:
-        positions = _top_positions(table, where, column, q.descending, start + size)[start:]
+        positions = _top_positions(table, np.flatnonzero(matched), column, q.descending, start + size)[start:]
     rows = rows_from.iloc[positions] if rows_from is not None else table.take(positions)
     return GalleryPage(rows=rows, n_match=n_match, n_pages=n_pages, page=page, warnings=warnings,
                        ids=rows["image_id"].astype(str).to_numpy(dtype=object), page_size=size)
@@ -179,11 +178,19 @@ class LazyOrder:
         self.table, self.matched = table, np.asarray(matched, dtype=bool)
         self.column, self.descending = _sort_column(table, column), bool(descending)
         self.order = order if self.column == column else None   # ``lazy_kept.KeptOrder``: walked, not sorted
-        self.where = np.flatnonzero(self.matched)
+        self._where: np.ndarray | None = None
+        self._n = int(np.count_nonzero(self.matched))
         self._known: dict[str, int | None] = {}
 
+    @property
+    def where(self) -> np.ndarray:
+        """The matching rows (a pass over the mask: made only when the order is not prepared)."""
+        if self._where is None:
+            self._where = np.flatnonzero(self.matched)
+        return self._where
+
     def __len__(self) -> int:
-        return int(len(self.where))
+        return self._n
 
     def __getitem__(self, pos: int) -> str:
         pos = int(pos)

@@ -527,7 +527,7 @@ def kept_charts(scan, lazy):
 def lazy_gallery_order(scan, lazy, query):
     """Every row in ``query``'s sort order (``lazy_kept.KeptOrder``) when it is prepared, else None."""
     kept = kept_charts(scan, lazy)
-    return kept.order(query.sort_by, query.descending) if kept is not None else None
+    return kept.gallery_order(lazy, query.sort_by, query.descending) if kept is not None else None
 
 
 def filter_frame(scan, lazy) -> object:

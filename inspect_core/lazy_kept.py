@@ -213,6 +213,14 @@ class KeptCharts:
             return pd.Series(got["values"], index=got["index"], name="count", dtype="int64")
         return pd.DataFrame(got["values"], index=got["index"], columns=got["columns"], dtype="int64")
 
+    def scatter(self, x: str, y: str, checks) -> tuple[pd.DataFrame, int, int] | None:
+        """``lazy_query.lazy_scatter_points(table, x, y, checks)`` when that pair was prepared (the page's first)."""
+        got = self.manifest.get("scatter", {}).get(_scatter_key(x, y, checks))
+        if got is None:
+            return None
+        pts = pd.read_parquet(self.dir / got["file"])
+        return pts, int(got["n_total"]), int(got["n_flagged"])
+
     def gallery_order(self, table, column: str, descending: bool) -> KeptOrder | None:
         """``order``, and for image_id (unique) the image_id order kept beside the rank (``table``'s), read
         backwards for descending."""
@@ -232,6 +240,10 @@ class KeptCharts:
 
 
 # -- preparing ---------------------------------------------------------------------------------------------------
+def _scatter_key(x: str, y: str, checks) -> str:
+    return json.dumps([x, y, list(checks)])
+
+
 def _counts_json(counts) -> dict:
     if isinstance(counts, pd.Series):
         return {"index": [str(i) for i in counts.index], "columns": None, "values": [int(v) for v in counts]}
@@ -279,6 +291,17 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
             if by in table.columns:
                 counts = lazy_query.lazy_counts(table, by, color, groups=groups)
                 manifest["counts"][f"{by}|{color or ''}"] = _counts_json(counts)
+        nums = numeric_columns(table.schema.empty_table().to_pandas())
+        if nums:   # the Distributions scatter as the page first draws it
+            from .ui.charts import default_scatter_axes
+            from .ui.query import families_of_checks, with_registered_checks
+            fams = with_registered_checks(families_of_checks(findings) if findings is not None else {})
+            x, y = default_scatter_axes(nums)
+            checks = tuple(fams.get("property", []))
+            pts, n_total, n_flagged = lazy_query.lazy_scatter_points(table, x, y, checks)
+            pts.to_parquet(tmp / "scatter_0.parquet", index=False)
+            manifest["scatter"] = {_scatter_key(x, y, checks): {"file": "scatter_0.parquet", "n_total": n_total,
+                                                                 "n_flagged": n_flagged}}
         for k, column in enumerate(table.columns):
             orders = gallery_orders(table, column)
             if orders is None:

@@ -53,8 +53,10 @@ def scatter(fingerprint: str, x: str, y: str, checks: tuple, _scan):
     if table is None:
         pts, n_total = charts.scatter_data(_scan.images, x, y, flag_checks=checks)
         n_flagged = int(pts["flagged"].sum())
-    else:
-        pts, n_total, n_flagged = lazy_query.lazy_scatter_points(table, x, y, checks)
+    else:   # the first pair's points prepared once per scan (lazy_kept), else drawn from the columns
+        kept = state.kept_charts(_scan, table)
+        got = kept.scatter(x, y, checks) if kept is not None else None
+        pts, n_total, n_flagged = got if got is not None else lazy_query.lazy_scatter_points(table, x, y, checks)
     return pts, n_total, n_flagged, charts.scatter_figure(pts, x, y).to_dict()
 
 selected = st.session_state.get(widgets.SELECTED_KEY)
@@ -100,9 +102,7 @@ if ann is not None and not ann.empty:
 
 st.subheader("Any two columns")
 x1, x2 = st.columns(2)
-x_default = next((c for c in ("brightness", "width_px") if c in nums), nums[0])
-y_default = next((c for c in ("contrast", "blur_laplacian_var", "height_px") if c in nums and c != x_default),
-                 nums[min(1, len(nums) - 1)])
+x_default, y_default = charts.default_scatter_axes(nums)
 x = x1.selectbox("x", nums, index=nums.index(x_default), key="di_dist_x")
 y = x2.selectbox("y", nums, index=nums.index(y_default), key="di_dist_y")
 pts, n_total, n_flagged, scatter_fig = scatter(fp, x, y, tuple(property_checks), scan)

@@ -419,3 +419,20 @@ def test_gallery_from_the_prepared_order_shows_what_pandas_shows(sample_scan, mo
     assert grid_support.tile_ids(lazy) == grid_support.tile_ids(eager) and len(grid_support.tile_ids(eager)) > 2
     assert lazy.session_state["di_selected"] == eager.session_state["di_selected"] == grid_support.tile_ids(eager)[2]
     assert _texts(lazy) == _texts(eager)
+
+
+def test_distributions_from_the_prepared_charts_draws_the_same(sample_scan, monkeypatch):
+    """A big scan with its data prepared: the page's histograms, counts and first scatter are read, not counted,
+    and are the pandas path's charts."""
+    from inspect_core import lazy_kept
+    lazy_kept.prepare_saved_scan(sample_scan.workspace, force=True)
+    read = []
+    for name in ("histogram", "counts", "scatter"):
+        real = getattr(lazy_kept.KeptCharts, name)
+        monkeypatch.setattr(lazy_kept.KeptCharts, name,
+                            lambda self, *a, _real=real, _name=name: read.append((_name, _real(self, *a) is not None))
+                            or _real(self, *a))
+    eager = _page("pages/3_Distributions.py", "0", monkeypatch)
+    lazy = _page("pages/3_Distributions.py", "1", monkeypatch)
+    assert {n for n, hit in read if hit} == {"histogram", "counts", "scatter"}
+    assert _charts(lazy) == _charts(eager) and _texts(lazy) == _texts(eager)

@@ -57,6 +57,15 @@ def test_prepared_charts_are_the_on_demand_ones(prepared):
     pd.testing.assert_frame_equal(kept.counts("label", "split"), lazy_query.lazy_counts(table, "label", "split"))
     pd.testing.assert_series_equal(kept.counts("split", None), lazy_query.lazy_counts(table, "split", None))
     assert kept.counts("label", "label") is None and kept.histogram("image_id", None) is None
+    from inspect_core.ui import charts
+    from inspect_core.ui.query import families_of_checks, with_registered_checks
+    x, y = charts.default_scatter_axes(cols)
+    checks = tuple(with_registered_checks(families_of_checks(pd.read_parquet(ws / "scan" / "findings.parquet")))
+                   ["property"])
+    pts, n_total, n_flagged = kept.scatter(x, y, checks)
+    want, want_total, want_flagged = lazy_query.lazy_scatter_points(table, x, y, checks)
+    pd.testing.assert_frame_equal(pts, want)
+    assert (n_total, n_flagged) == (want_total, want_flagged) and kept.scatter(y, x, checks) is None
 
 
 @pytest.mark.parametrize("column", ["image_id", "brightness", "width_px", "label", "split", "n_findings", "format"])

@@ -131,6 +131,14 @@ def count_figure(df: pd.DataFrame | None, by: str = "label", color: str | None =
     return fig
 
 
+def default_scatter_axes(nums: list[str]) -> tuple[str, str]:
+    """The Distributions scatter's first x and y among the numeric columns ``nums``."""
+    x = next((c for c in ("brightness", "width_px") if c in nums), nums[0])
+    y = next((c for c in ("contrast", "blur_laplacian_var", "height_px") if c in nums and c != x),
+             nums[min(1, len(nums) - 1)])
+    return x, y
+
+
 def flagged_by(df: pd.DataFrame, checks) -> tuple[np.ndarray, list[str]]:
     """``(flagged, names)``: per row, whether any of ``checks`` flags it (its ``is_<check>`` column), and the
     names of those checks for each row ("" when none)."""

@@ -81,6 +81,21 @@ def families_of_checks(findings: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
+def with_registered_checks(fams: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``fams`` (family -> checks seen) with every registered family and check added (the registry when it can be
+    imported; else the findings are enough)."""
+    try:
+        from inspect_core.checks import REGISTRY
+        for fam, spec in REGISTRY.items():
+            fams.setdefault(fam, [])
+            for chk in getattr(spec, "checks", {}):
+                if chk not in fams[fam]:
+                    fams[fam].append(chk)
+    except Exception:  # registry not importable: the findings are enough
+        pass
+    return fams
+
+
 def _in_values(col: pd.Series, wanted: tuple[str, ...], missing_token: str) -> np.ndarray:
     values = [w for w in wanted if w != missing_token]
     mask = col.isin(values).to_numpy(dtype=bool, na_value=False)

@@ -399,18 +399,8 @@ def export_payloads(workspace: str, root: str, last_decision_id: int, fingerprin
 def families_for(fingerprint: str, _findings, _index=None) -> dict[str, list[str]]:
     """family -> checks present, from the registry when available, else from the findings (``_index``: their
     ``FindingsIndex`` when the caller has one)."""
-    from inspect_core.ui.query import families_of_checks
-    fams = _index.families_of_checks() if _index is not None else families_of_checks(_findings)
-    try:
-        from inspect_core.checks import REGISTRY
-        for fam, spec in REGISTRY.items():
-            fams.setdefault(fam, [])
-            for chk in getattr(spec, "checks", {}):
-                if chk not in fams[fam]:
-                    fams[fam].append(chk)
-    except Exception:  # registry not importable: the findings are enough
-        pass
-    return fams
+    from inspect_core.ui.query import families_of_checks, with_registered_checks
+    return with_registered_checks(_index.families_of_checks() if _index is not None else families_of_checks(_findings))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -287,7 +287,8 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
                           "error": (np.where(pred["is_tp"], "TP", pred["error_type"].astype("str")) + " "
                                     + pred["check"]).str.strip(), "iou": pred["iou"]})], ignore_index=True)
         table["decision"] = [_decision_text(mine.get(k)) for k in keys]
-        right.table(table.style.format({"score": "{:.2f}", "iou": "{:.2f}"}, na_rep="").hide(axis="index"))
+        # a plain table (its rows are few), under the picture: the wider column, so no column is cut off
+        left.table(table.style.format({"score": "{:.2f}", "iou": "{:.2f}"}, na_rep="").hide(axis="index"))
         if not keys:
             right.text("No boxes on this image.")
             return

@@ -14,7 +14,12 @@ Each round, in a new tab of Debian's chromium (headless, 1400 x 1000), times fro
   1. open ``/Model_triage?task=detection`` right after the predictions file changed (its mtime touched: the app's
      cache misses, the per-result view is prepared in that run): until the metrics, the "N images match" line and
      the 12 tiles of the worst-images grid are painted (script run finished, every image decoded);
-  2. the same in another new tab (the result and view cached, as for a second person or a reload);
+  2. the same in another new tab (the result and view cached, as for a second person or a reload): "warm", the
+     browser has Streamlit's frontend files in its cache;
+  2b. the same in a new browser (a fresh chromium process and profile: nothing cached): "cold", the frontend's
+     files fetched and compiled too;
+  2c. the floor: an empty Streamlit page (its title alone, the app's own config) in a new browser and in another
+     tab of the first one, from a second server: what any page costs before its own content;
   3. the confidence slider moved one step (ArrowRight on its thumb): until the run it starts has finished (the
      server's log) and the tiles are painted;
   4. a filter by error type (missing_box): until the narrowed grid is painted;
@@ -38,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-BUDGET_S = {"open": 2.0, "open_cached": 2.0}   # the issue's first render; every interaction: 1 s ("review at scale")
+# the issue's first render (cold, warm, and the floor under it); every interaction: 1 s ("review at scale")
+BUDGET_S = {"open": 2.0, "open_cached": 2.0, "open_new_browser": 2.0, "floor_cached": 2.0, "floor_new_browser": 2.0}
 N_PHOTOS = 16
 SIDE_PX = 1200
 
@@ -90,7 +96,7 @@ def serve(port: int, n_images: int, n_boxes: int, result_cache: str | None, data
     scan.dataset.has_boxes, scan.dataset.format = True, "coco"
     scan.dataset.root = root.resolve()
     scan.fingerprint = f"bench-detection-{n_images}"
-    inspect_core.load_scan = lambda ws: scan
+    inspect_core.load_scan = lambda ws, **kw: scan
     inspect_core.detection.triage_detections = lambda _scan, _path, **kw: result
     log = logging.getLogger("bench_detection_browser")
     render = detection_triage.render
@@ -104,9 +110,10 @@ def serve(port: int, n_images: int, n_boxes: int, result_cache: str | None, data
             sys.stderr.flush()
     detection_triage.render = timed_render
 
-    class GridTimes(logging.Handler):        # the grid's own runs (a fragment: a filter reruns it alone)
+    class GridTimes(logging.Handler):        # the section's body (a fragment: a widget reruns it alone) and grid
         def emit(self, record):
-            sys.stderr.write(f"BENCH grid_s={record.args[0]:.3f}\n")
+            what = "body" if "body" in str(record.msg) else "grid"
+            sys.stderr.write(f"BENCH {what}_s={record.args[0]:.3f}\n")
             sys.stderr.flush()
     grid_log = logging.getLogger("inspect_core.ui.detection_triage")
     grid_log.setLevel(logging.DEBUG)
@@ -118,7 +125,9 @@ def serve(port: int, n_images: int, n_boxes: int, result_cache: str | None, data
     return stcli.main()
 
 
-_TILES = """n => { const imgs = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"] img')];
+# "painted": no script run going and at least n images of the main area decoded (st.image's or the tile grid's:
+# screenshots.PAINTED, the one selector the screenshots wait on too).
+_TILES = """([n, sel]) => { const imgs = [...document.querySelectorAll(sel)];
     return !document.querySelector('[data-testid="stStatusWidget"]') && imgs.length >= n
         && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
 
@@ -130,6 +139,7 @@ def browser_bench(args) -> int:
     import_file(REPO / "tests" / "browser_support.py")
     from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port
     from playwright.sync_api import sync_playwright
+    from screenshots import PAINTED
     n = args.images
     out = Path(args.out or REPO / "bench" / "results" / "detection_browser.md")
     data = REPO / "bench" / ".data"
@@ -147,6 +157,14 @@ def browser_bench(args) -> int:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(n), str(args.boxes),
                              str(args.result_cache), str(data)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    # The floor: an empty Streamlit page (its title alone) from a second server, same config (run from the repo)
+    (tmp / "floor.py").write_text('import streamlit as st\nst.title("Floor page")\n')
+    port0 = free_port()
+    log0 = open(tmp / "floor.log", "wb")
+    proc0 = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(tmp / "floor.py"), "--server.port",
+                              str(port0), "--server.headless", "true"], cwd=REPO, env=env, stdout=log0,
+                             stderr=subprocess.STDOUT)
+    url0 = f"http://127.0.0.1:{port0}"
     pred_file = data / f"det_root_{n}" / "detections.json"
     results: dict[str, list[float]] = {}
     server: dict[str, list[float]] = {}
@@ -157,25 +175,31 @@ def browser_bench(args) -> int:
         fragment's own run, which a filter starts)."""
         return [float(x) for x in re.findall(rf"BENCH {what}_s=([\d.]+)", log_path.read_text(errors="replace"))]
 
+    def runs() -> list[float]:
+        """The section's runs: its body's (a fragment: the slider, a filter or a tile reruns it alone, not
+        ``render``) where the server logs them, else ``render``'s (the code before the body was a fragment)."""
+        return renders("body") or renders()
+
     try:
         wait_healthy(url, proc, t0, log_path)
+        wait_healthy(url0, proc0, t0, tmp / "floor.log")
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
-            def timed(name, action, done, page, n_images=12, n_runs=1, what="render"):
+            def timed(name, action, done, page, n_images=12, n_runs=1, what="run"):
                 """From ``action`` to: ``done``, the server's ``n_runs`` runs of the section (``what``="grid": of
                 the grid fragment) finished (its log), then every image of the main area decoded and no run
                 going. Server time: the section's runs in the step, else the grid's."""
-                before, before_grid = len(renders()), len(renders("grid"))
+                before, before_grid, before_render = len(runs()), len(renders("grid")), len(renders())
                 t = time.perf_counter()
                 try:
                     action()
                     done()
-                    while len(renders(what)) < (before if what == "render" else before_grid) + n_runs:
+                    while (len(runs()) - before if what == "run" else len(renders(what)) - before_grid) < n_runs:
                         if time.perf_counter() - t > 300:
                             raise TimeoutError(f"{n_runs} runs of the section not seen in the server's log")
                         time.sleep(0.02)
-                    page.wait_for_function(_TILES, arg=n_images, timeout=300_000, polling=50)
+                    page.wait_for_function(_TILES, arg=[n_images, PAINTED], timeout=300_000, polling=50)
                 except Exception as exc:  # a step that fails is reported as such, the others still measured
                     shot = Path(tempfile.gettempdir()) / f"bench_det_failed_{re.sub(r'[^a-z]+', '_', name)}.png"
                     try:
@@ -186,7 +210,8 @@ def browser_bench(args) -> int:
                     results.setdefault(name, []).append(float("nan"))
                     return
                 results.setdefault(name, []).append(time.perf_counter() - t)
-                server.setdefault(name, []).append(sum(renders()[before:]) or sum(renders("grid")[before_grid:]))
+                server.setdefault(name, []).append(sum(renders()[before_render:]) or sum(runs()[before:])
+                                                   or sum(renders("grid")[before_grid:]))
 
             shell: dict[str, list[float]] = {}
 
@@ -199,7 +224,7 @@ def browser_bench(args) -> int:
                                 shell.setdefault(name, []).append(time.perf_counter() - t),
                                 main.get_by_text(re.compile(r"images match; worst detection error score first"))
                                 .first.wait_for(timeout=300_000),
-                                main.get_by_test_id("stMetric").filter(has_text="mAP").first.wait_for(timeout=300_000))
+                                main.get_by_text(re.compile(r"mAP@\[\.5:\.95\]")).first.wait_for(timeout=300_000))
 
             for rep in range(args.repeat + 1):            # round 0 warms up (imports, chart library): not counted
                 pred_file.touch()                          # a new predictions file version: the view prepared again
@@ -211,6 +236,25 @@ def browser_bench(args) -> int:
                 timed("open_cached", lambda: page.goto(url + "/Model_triage?task=detection"),
                       opened(page, "open_cached"), page)
                 page.wait_for_timeout(1000)                # a person reads the page first
+                for name, new_browser in (("floor_cached", False), ("floor_new_browser", True)):
+                    fb = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS) \
+                        if new_browser else b
+                    fp = fb.new_page(viewport={"width": 1400, "height": 1000})
+                    t = time.perf_counter()
+                    fp.goto(url0)
+                    fp.get_by_role("heading", name="Floor page").wait_for(timeout=300_000)
+                    fp.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                         timeout=300_000, polling=50)
+                    results.setdefault(name, []).append(time.perf_counter() - t)
+                    fp.close()
+                    if new_browser:
+                        fb.close()
+                b2 = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page2 = b2.new_page(viewport={"width": 1400, "height": 1000})
+                timed("open_new_browser", lambda: page2.goto(url + "/Model_triage?task=detection"),
+                      opened(page2, "open_new_browser"), page2)
+                page2.close()
+                b2.close()
                 timed("slider", lambda: (main.get_by_role("slider").first.focus(),
                                          page.keyboard.press("ArrowRight")),
                       lambda: None, page)          # done: the server's run finished (its log), every tile decoded
@@ -224,14 +268,15 @@ def browser_bench(args) -> int:
                 page.keyboard.press("Escape")               # no list left open over the grid
                 main.get_by_role("heading", name="Model triage").click()
                 page.wait_for_timeout(300)
-                # the second tile's Open button (a multiselect's own "Open" toggle has that name too)
-                opener = main.locator("[class*='st-key-di_det_open_']").nth(1).get_by_role("button", name="Open")
+                # the second tile's Open button
+                opener = main.locator(".di-tile").nth(1).get_by_role("button", name="Open")   # the grid: tile_grid
                 opener.scroll_into_view_if_needed()
                 image_id = ""
                 timed("open_tile", lambda: opener.click(),
                       lambda: (main.get_by_role("heading").filter(has_text=re.compile(r"img_\d+")).first
                                .wait_for(timeout=300_000),
-                               main.get_by_test_id("stDataFrame").first.wait_for(timeout=300_000)), page, 13,
+                               main.locator("[data-testid='stTable'], [data-testid='stDataFrame']").first
+                               .wait_for(timeout=300_000)), page, 13,
                       n_runs=1)     # the click reruns the grid's fragment, its st.rerun() the page: the detail
                 if rep == 0:
                     sys.stdout.write(f"warm-up round done ({image_id or 'tile'} opened); "
@@ -243,13 +288,20 @@ def browser_bench(args) -> int:
                 page.close()
             b.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for p in (proc, proc0):
+            p.terminate()
+            p.wait(timeout=60)
         log.close()
+        log0.close()
     n_ann, n_pred = (int(x) for x in re.search(r"BENCH counts (\d+) (\d+)", log_path.read_text()).groups())
     names = {"open": "Model triage's detection view opened in a new tab, the predictions file new (view prepared): "
                      "metrics + grid of 12 tiles painted",
-             "open_cached": "the same in another new tab (result and view cached)",
+             "open_cached": "**warm first render**: the same in another new tab (result and view cached; the "
+                            "browser has the frontend's files)",
+             "open_new_browser": "**cold first render**: the same in a new browser (result and view cached; a fresh "
+                                 "chromium, nothing in its cache)",
+             "floor_cached": "floor: an empty Streamlit page (its title) in another tab",
+             "floor_new_browser": "floor: an empty Streamlit page (its title) in a new browser",
              "slider": "confidence slider moved one step (tiles drawn again)",
              "filter": "filter by error type missing_box (narrowed grid painted)",
              "open_tile": "a tile opened (detail: image with its boxes, box table)"}

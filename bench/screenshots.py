@@ -22,6 +22,9 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, App, close_viewer, main_are
     tile_boxes, tiles_shown, viewer, wait_idle  # noqa: E402 - the browser test's own helpers
 
 MAX_BYTES = 400_000
+# "Painted": the images of the main area, st.image's and the tile grid's (one element); the screenshots and the
+# detection bench (bench_detection_browser.py) wait on this one selector.
+PAINTED = '[data-testid="stMain"] [data-testid="stImage"] img, [data-testid="stMain"] .di-grid img'
 
 
 def save_small(png: bytes, path: Path) -> int:
@@ -75,9 +78,9 @@ def goto(page, url: str, marker: str) -> None:
 
 def shot(page, out: Path, name: str) -> None:
     # every image in view has arrived and is decoded
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stImage"] img, .di-grid img'))
+    page.wait_for_function("""sel => Array.from(document.querySelectorAll(sel))
         .filter(i => i.getBoundingClientRect().top < window.innerHeight)
-        .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
+        .every(i => i.complete && i.naturalWidth > 0)""", arg=PAINTED, timeout=30_000)
     page.wait_for_timeout(300)
     size = save_small(page.screenshot(full_page=False), out / f"{name}.png")
     sys.stdout.write(f"{out / (name + '.png')}: {size:,} bytes\n")
@@ -186,7 +189,7 @@ def detection_shots(page, base: str, out: Path, tmp: Path) -> None:
     wait_idle(page)
     caption = main_area(page).get_by_text(re.compile(r"^#\d+ " + re.escape(image_id) + "$")).first.inner_text()
     rank = caption.split(" ", 1)[0].lstrip("#")
-    main_area(page).locator(f".st-key-di_det_open_{rank} button").first.click()
+    main_area(page).locator(".di-tile").nth(int(rank) - 1).get_by_role("button", name="Open").click()
     main_area(page).get_by_role("heading").filter(has_text=image_id).first.wait_for()
     wait_idle(page)
     main_area(page).get_by_role("heading").filter(has_text=image_id).first.scroll_into_view_if_needed()

@@ -12,7 +12,8 @@ import re
 import numpy as np
 from PIL import Image
 
-from browser_support import REPO, WAIT_MS, app, browser, main_area, require_chromium, wait_idle  # noqa: F401
+from browser_support import REPO, WAIT_MS, app, browser, main_area, require_chromium, tiles_shown, \
+    wait_idle  # noqa: F401
 
 import inspect_core
 from inspect_core.ui import detection_drawing as dd
@@ -42,12 +43,10 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     page.goto(app.url + "/Model_triage?task=detection", wait_until="domcontentloaded")
     main_area(page).get_by_text(re.compile(r"images match; worst detection error score first")).wait_for()
     wait_idle(page)
-    page.wait_for_function(
-        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= 12",
-        timeout=WAIT_MS)
+    tiles_shown(page, 12)                   # the grid: one element (tile_grid), its 12 pictures decoded
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "detection_worst.png"), full_page=True)
-    first = main_area(page).locator(".st-key-di_det_open_1 button").first      # the Open button of the worst image
+    first = main_area(page).locator(".di-tile").first.get_by_role("button", name="Open")   # the worst image's Open
     planted = planted_box_errors()
     # the tile's caption names the image: the worst one is a planted box error
     caption = main_area(page).get_by_text(re.compile(r"^#1 ")).first.inner_text()
@@ -76,8 +75,9 @@ def test_planted_error_image_opens_with_its_boxes(app, browser):
     n_cell = int(re.search(r"(\d+) images", main_area(page).get_by_text(
         re.compile(r"^annotated circle -> predicted circle")).first.inner_text()).group(1))
     assert n_cell > 100                                  # the diagonal: most circles are found
-    tiles = main_area(page).locator("[class*='st-key-di_det_cell_open_'] button")
-    assert tiles.count() >= 12
+    cell_grid = main_area(page).locator(".di-grid").nth(1)       # the worst images' grid, then the cell's
+    cell_grid.locator(".di-tile img").nth(11).wait_for()
+    assert cell_grid.locator(".di-tile").count() >= 12
 
 
 def test_the_shipped_detector_model_file_runs_in_the_browser(app, browser):
@@ -92,20 +92,18 @@ def test_the_shipped_detector_model_file_runs_in_the_browser(app, browser):
     wait_idle(page)
     path_box = main.get_by_role("textbox", name=re.compile(r"^Detector model file"))
     assert path_box.input_value() == str(SAMPLE / "model" / "detector.ts.pt")        # the shipped one, offered
-    assert not main.get_by_test_id("stMetric").count()                                # nothing runs before the click
+    assert not main.get_by_text(re.compile(r"AP50")).count()                          # nothing runs before the click
     main.get_by_role("button", name="Run the detector").click()
     main.get_by_text(re.compile(r"images match; worst detection error score first")).wait_for(timeout=300_000)
     wait_idle(page)
-    page.wait_for_function(
-        "() => { const i = [...document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img')];"
-        " return i.length >= 12 && i.every(x => x.complete && x.naturalWidth > 0); }", timeout=WAIT_MS)
-    metrics = {m.get_by_test_id("stMetricLabel").inner_text().strip(): m.get_by_test_id("stMetricValue").inner_text()
-               for m in main.get_by_test_id("stMetric").all()}
+    tiles_shown(page, 12)
+    line = main.get_by_text(re.compile(r"Predicted boxes .*AP50")).first.inner_text()       # one Markdown line
+    metrics = dict(part.strip().rsplit(" ", 1) for part in line.replace("\xa0", " ").split("·"))
     assert int(metrics["Predicted boxes"].replace(",", "")) > 300                    # the model's own boxes
     assert 0.5 < float(metrics["AP50"]) < 1.0                                        # README: AP50 0.88 on all
     caption = main.get_by_text(re.compile(r"^#1 ")).first.inner_text()
     image_id = caption.split(" ", 1)[1].strip().replace("\\", "")
-    main.locator(".st-key-di_det_open_1 button").first.click()
+    main.locator(".di-tile").first.get_by_role("button", name="Open").click()
     main.get_by_role("heading").filter(has_text=image_id).first.wait_for()
     wait_idle(page)
     big = main.get_by_test_id("stImage").first

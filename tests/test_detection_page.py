@@ -13,6 +13,7 @@ from inspect_core.detection.decisions import BoxDecisionStore
 from inspect_core.detection import view as dv
 from inspect_core.ui import detection_drawing as dd
 from inspect_core.ui import detection_triage as dt
+from grid_support import open_tile, tiles
 from page_support import SAMPLE, open_page, texts
 
 PAGE = "pages/5_Model_triage.py"
@@ -35,10 +36,19 @@ def n_matching(at) -> int:
     return int(re.match(r"([\d,]+) images match", line).group(1).replace(",", ""))
 
 
-def open_ids(at, prefix: str = "di_det_open_") -> list[str]:
-    """The image ids of the grid's Open buttons, in rank order (the grid's columns are read one after another)."""
-    opens = [b for b in at.button if b.label == "Open" and b.key.startswith(prefix)]
-    return [b.help for b in sorted(opens, key=lambda b: int(b.key.rsplit("_", 1)[1]))]
+GRID = "di_det_open_grid"            # the worst images (one element, tile_grid)
+
+
+def open_ids(at, key: str = GRID) -> list[str]:
+    """The image ids of the grid's tiles, in rank order."""
+    return [t["id"] for t in tiles(at, key)]
+
+
+def metrics(at) -> dict[str, str]:
+    """The headline numbers, from their one Markdown line ("Label **value** · ...")."""
+    line = next(m.value for m in at.markdown if "AP50" in m.value)
+    parts = [p.strip().rsplit(" ", 1) for p in line.replace("&nbsp;", " ").split("·")]
+    return {k.replace("\\", "").strip(): v.strip("*") for k, v in parts}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +63,10 @@ def test_worst_images_listed_and_filters_narrow_them(sample_scan, result):
     worst = result.images["image_id"].head(12).tolist()
     assert open_ids(at) == worst                                      # worst detection error score first
     assert n_matching(at) == len(result.images)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["AP50"] == f"{result.summary['metrics']['ap50']:.3f}"
+    shown = metrics(at)
+    assert shown["AP50"] == f"{result.summary['metrics']['ap50']:.3f}"
+    assert shown["Images"] == f"{len(result.images):,}"
+    assert shown["mAP@[.5:.95]"] == f"{result.summary['metrics']['map']:.3f}"
     at.multiselect(key="di_det_f_tag").set_value(["missing_box"]).run()
     assert not at.exception
     want = set(result.errors.loc[result.errors["check"] == "missing_box", "image_id"])
@@ -85,8 +97,8 @@ def test_a_box_decision_is_recorded_and_survives_a_new_session(sample_scan, resu
     at2 = open_detection()                                # a new session reads the same store
     at2.session_state["di_det_selected"] = target["image_id"]
     at2.run()
-    table = at2.dataframe[0].value if at2.dataframe else None
-    assert any(f"accepted as {target['category']}" in str(v) for df in [d.value for d in at2.dataframe]
+    table = at2.table[0].value if at2.table else None
+    assert any(f"accepted as {target['category']}" in str(v) for df in [d.value for d in at2.table]
                for v in df.get("decision", [])), table
     assert not [b for b in at2.button if b.key == "di_det_prepare"]       # a closed tab's content is not drawn
     at2.session_state["di_det_tab"] = "Decisions and exports"               # the tab opened (a rerun)
@@ -234,13 +246,13 @@ def test_a_crowd_region_is_counted_apart_on_the_page(tmp_path):
     inspect_core.scan(root)
     at = open_detection(root)
     assert not at.exception, at.exception
-    captions = [c.value for c in at.caption]
+    captions = [line for t in tiles(at, GRID) for line in t["lines"]]
     assert any("1 TP, 0 FP" in c and "1 crowd" in c for c in captions), captions
     at.session_state["di_det_selected"] = "images/a.png"
     at.run()
     assert not at.exception, at.exception
     assert any("hatched teal: 1" in c.value and "the 1 predictions inside them" in c.value for c in at.caption)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert sorted(table["kind"]) == ["annotation", "crowd region", "prediction", "prediction"]
 
 
@@ -336,14 +348,14 @@ def test_the_detection_task_takes_a_detector_model_file(tmp_path):
     at.radio(key="di_det_source").set_value("model").run()
     assert not at.exception
     at.text_input(key="di_det_model_input").set_value(str(model)).run()
-    assert not at.exception and not at.metric                       # nothing runs before the button
+    assert not at.exception and not [m for m in at.markdown if "AP50" in m.value]     # nothing runs before the button
     at.button(key="di_det_run").click().run()
     assert not at.exception, at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Images"] == "2" and metrics["Annotated boxes"] == "2" and metrics["Predicted boxes"] == "2"
-    assert metrics["AP50"] == "0.500"                                # the cat found exactly, the dog missed
+    shown = metrics(at)
+    assert shown["Images"] == "2" and shown["Annotated boxes"] == "2" and shown["Predicted boxes"] == "2"
+    assert shown["AP50"] == "0.500"                                  # the cat found exactly, the dog missed
     at.run()                                                         # a rerun keeps the result without the button
-    assert {m.label: m.value for m in at.metric}["AP50"] == "0.500"
+    assert metrics(at)["AP50"] == "0.500"
 
 
 def test_a_broken_detector_model_is_a_clear_message_on_the_page(tmp_path):
@@ -355,3 +367,52 @@ def test_a_broken_detector_model_is_a_clear_message_on_the_page(tmp_path):
     assert not at.exception
     errors = " ".join(e.value for e in at.error).replace("\\", "")        # shown Markdown-escaped
     assert "broken.ts.pt" in errors and "'boxes'" in errors and "NaN" in errors
+
+
+def test_a_tile_opened_from_the_grid_shows_its_detail(sample_scan, result):
+    """The grid is one element (tile_grid): its Open event opens the image's detail (heading, drawn picture as
+    JPEG, the box table as a plain table)."""
+    at = open_detection()
+    image_id = open_ids(at)[1]
+    open_tile(at, image_id, GRID)
+    assert not at.exception, at.exception
+    from inspect_core.ui.text import md_escape
+    assert [h.value for h in at.subheader] == [md_escape(image_id)]
+    assert at.table and "kind" in at.table[0].value.columns
+    assert all(t["src"].startswith("data:image/jpeg;base64,") for t in tiles(at, GRID))
+
+
+def test_pictures_are_drawn_once_per_threshold_size_and_decisions_version(sample_scan, result, monkeypatch):
+    """A rerun (a filter, a tab, a new session) takes the drawn pictures from the view; a new threshold or a new
+    decision draws again."""
+    from PIL import ImageFont
+    view = dv.prepare_view(result)
+    drawn = []
+    real = dt.image_with_boxes
+    monkeypatch.setattr(dt, "image_with_boxes", lambda *a, **kw: (drawn.append(a[1]), real(*a, **kw))[1])
+    ids = result.images["image_id"].head(3).tolist()
+    first = dt.drawn_pictures(sample_scan, view, result, ids, 0.3, 320, {}, 0)
+    assert sorted(drawn) == sorted(ids) and all(p.data[:2] == b"\xff\xd8" for p in first.values())   # JPEG
+    again = dt.drawn_pictures(sample_scan, view, result, ids, 0.3, 320, {}, 0)
+    assert len(drawn) == 3 and all(again[i] is first[i] for i in ids)
+    dt.drawn_pictures(sample_scan, view, result, ids[:1], 0.5, 320, {}, 0)
+    dt.drawn_pictures(sample_scan, view, result, ids[:1], 0.3, 320, {}, 1)
+    assert len(drawn) == 5
+    assert type(dd._font()) is ImageFont.ImageFont           # box labels: the built-in bitmap font, no TrueType
+
+
+def test_decisions_are_read_again_only_when_the_store_changes(sample_scan, result, monkeypatch):
+    reads = []
+    real = BoxDecisionStore.current
+    monkeypatch.setattr(BoxDecisionStore, "current", lambda self, *a: (reads.append(1), real(self, *a))[1])
+    at = open_detection()
+    n = len(reads)
+    at.slider(key="di_det_min_score").set_value(0.5).run()
+    at.multiselect(key="di_det_f_tag").set_value(["missing_box"]).run()
+    assert not at.exception and len(reads) == n                     # a slider move and a filter: none read
+    target = result.errors.loc[result.errors["check"] == "missing_box"].iloc[0]
+    at.session_state["di_det_selected"] = target["image_id"]
+    at.run()
+    at.button(key="di_det_record").click().run()
+    assert not at.exception
+    assert len(reads) > n                                           # a decision recorded: read again

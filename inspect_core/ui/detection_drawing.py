@@ -33,11 +33,17 @@ def _dashed_rect(draw: ImageDraw.ImageDraw, x0, y0, x1, y1, colour, width_px: in
                       fill=colour, width=width_px)
 
 
+@lru_cache(maxsize=1)
+def _font():
+    """PIL's built-in bitmap font (no TrueType file read: ``load_default()`` loads one when FreeType is there)."""
+    return ImageFont.load_default_imagefont()
+
+
 @lru_cache(maxsize=8192)
 def _label_image(text: str, colour: tuple) -> Image.Image:
     """A box's label (white text on its colour), rendered once: a rerun pastes it (text rendering is the slow part
     of drawing a tile)."""
-    font = ImageFont.load_default()
+    font = _font()
     tw = int(np.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)))
     img = Image.new("RGB", (tw + 5, 12), colour)
     ImageDraw.Draw(img).text((2, 0), text, fill=(255, 255, 255), font=font)

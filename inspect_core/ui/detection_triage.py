@@ -10,14 +10,18 @@ their score.
 """
 from __future__ import annotations
 
+import io
 import logging
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from inspect_core.detection.decisions import (
     BOX_ACTIONS,
@@ -44,6 +48,7 @@ from inspect_core.ui.detection_drawing import (
     pr_figure,
     short_key,
 )
+from inspect_core.ui import tile_grid
 from inspect_core.ui.charts import confusion_figure, selected_cell
 from inspect_core.ui.text import md_escape
 
@@ -54,6 +59,8 @@ PATH_KEY = K + "pred_path"           # the predictions path, kept across pages (
 SELECTED_KEY = K + "selected"        # the opened image
 VIEW_DEFAULTS = {"n_images": 12, "n_cols": 4, "tile_side_px": 320, "detail_side_px": 800, "min_score": 0.3,
                  "errors_shown": 1000}
+JPEG_QUALITY = 82        # the drawn pictures sent to the browser (PNG of a 320 px photo is 5-10 x the bytes)
+PICTURES_KEPT = 256      # drawn pictures kept per view (tiles and details)
 
 
 
@@ -150,45 +157,76 @@ def _predictions_input(scan) -> str:
     return path
 
 
-def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: dict, key: str, o: dict) -> None:
+@dataclass(frozen=True)
+class _Picture:
+    """An image drawn with its boxes, as JPEG (``data``), for the tile grid and the detail."""
+    data: bytes
+    ok: bool
+    reason: str
+    n_crowd: int
+
+
+def _jpeg(img: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def drawn_pictures(scan, view, result, image_ids: list[str], min_score: float, side_px: int, decided: dict,
+                   version: int) -> dict[str, _Picture]:
+    """{image_id: its picture with boxes}: drawn once per (image, threshold, size, decisions version) and kept on
+    the view (the last ``PICTURES_KEPT``), so a rerun (a filter, a tab, a new session) does not draw again."""
+    cache = view.memo("pictures", OrderedDict)
+    key = {i: (i, round(float(min_score), 4), int(side_px), int(version)) for i in image_ids}
+    missing = [i for i in image_ids if key[i] not in cache]
+    if missing:
+        tiles = boxes_of_many(view, result, missing)
+        for image_id in missing:
+            ann, pred = tiles[image_id]
+            mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
+            img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(side_px), mine)
+            cache[key[image_id]] = _Picture(_jpeg(img), reason is None, reason or "", int(is_crowd(ann).sum()))
+    for i in image_ids:
+        cache.move_to_end(key[i])
+    while len(cache) > PICTURES_KEPT:
+        cache.popitem(last=False)
+    return {i: cache[key[i]] for i in image_ids}
+
+
+def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: tuple, key: str, o: dict) -> None:
+    """The images of ``rows`` as ONE element (``tile_grid``: thumbnails inline as JPEG, captions as text); a click
+    on a tile or its Open opens it in the detail."""
     if rows.empty:
         st.text("No images match these filters.")
         return
-    cols = st.columns(int(o["n_cols"]))
     shown = rows.head(int(o["n_images"]))
-    tiles = boxes_of_many(view, result, shown["image_id"].astype("str"))
-    for k, rec in enumerate(shown.itertuples(index=False)):
-        image_id = str(rec.image_id)
-        ann, pred = tiles[image_id]
-        mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
-        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["tile_side_px"]), mine)
-        with cols[k % len(cols)]:
-            st.image(img, width="stretch")
-            st.caption(md_escape(f"#{rec.rank} {image_id}"))
-            n_crowd = int(is_crowd(ann).sum())
-            st.caption(f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
-                       f"{rec.n_annotation_errors} annotation errors" + (f", {n_crowd} crowd" if n_crowd else "")
-                       + (f" | {reason}" if reason else ""))
-            if st.button("Open", key=f"{key}_{rec.rank}", help=image_id):
-                st.session_state[SELECTED_KEY] = image_id
-                st.rerun()
+    ids = shown["image_id"].astype("str").tolist()
+    pics = drawn_pictures(scan, view, result, ids, min_score, int(o["tile_side_px"]), *decided)
+    lines = [[f"#{rec.rank} {rec.image_id}",
+              f"score {rec.detection_error_score:.2f} | {rec.n_tp} TP, {rec.n_fp} FP, {rec.n_missed} missed, "
+              f"{rec.n_annotation_errors} annotation errors"
+              + (f", {pics[str(rec.image_id)].n_crowd} crowd" if pics[str(rec.image_id)].n_crowd else "")]
+             for rec in shown.itertuples(index=False)]
+    payload = tile_grid.grid_payload(shown, [pics[i] for i in ids], lines, int(o["n_cols"]), set(), False)
+    tile_grid.mount(payload, key, SELECTED_KEY, set, viewer_closed=lambda: None)
 
 
-@st.fragment
-def _worst_images(scan, view, result, min_score: float, decided: dict, o: dict) -> None:
-    """The filters and the grid: a fragment, so that a filter reruns them alone (not the page's form, metrics,
-    detail and tabs); an Open button reruns the page (``st.rerun()``) to show the detail."""
+def _worst_images(scan, view, result, min_score: float, decided: tuple, o: dict) -> None:
+    """The filters and the grid."""
     t = time.perf_counter()
-    f1, f2, f3 = st.columns(3)
-    tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
-                          help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
-                               "errors found through the model.")
-    cats = f2.multiselect("Class", view.categories, key=K + "f_class")
-    sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
-                           help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
+    filters = st.container()            # drawn after the grid (see _body_content), with the values used here
+    tags, cats, sizes = (list(st.session_state.get(K + k) or []) for k in ("f_tag", "f_class", "f_size"))
     rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
     st.text(f"{len(rows):,} images match; worst detection error score first")
-    _grid(scan, view, result, rows, min_score, decided, K + "open", o)
+    _grid(scan, view, result, rows, min_score, decided, K + "open_grid", o)
+    with filters:
+        f1, f2, f3 = st.columns(3)
+        f1.multiselect("Error type", view.tags, key=K + "f_tag",
+                       help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
+                            "errors found through the model.")
+        f2.multiselect("Class", view.categories, key=K + "f_class")
+        f3.multiselect("Object size", SIZES, key=K + "f_size",
+                       help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
     log.debug("detection grid drawn in %.3f s", time.perf_counter() - t)
 
 
@@ -217,8 +255,9 @@ def decided_boxes(current: pd.DataFrame, result) -> tuple[dict, int]:
     return out, other
 
 
-def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_score: float, decided: dict,
+def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_score: float, decided: tuple,
             categories: list[str], o: dict) -> None:
+    decided, version = decided
     ann, pred = boxes_of(view, result, image_id)
     keys = list(ann["box_key"]) + list(pred["box_key"])
     mine = {k: decided[k] for k in keys if k in decided}
@@ -229,9 +268,11 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
             st.session_state.pop(SELECTED_KEY, None)
             st.rerun()
         left, right = st.columns([3, 2])
-        img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(o["detail_side_px"]), mine)
-        left.image(img, width="stretch")
-        left.caption(legend(ann, pred, min_score) + (f" The image cannot be shown: {reason}." if reason else ""))
+        pic = drawn_pictures(scan, view, result, [image_id], min_score, int(o["detail_side_px"]), decided,
+                             version)[image_id]
+        left.image(pic.data, width="stretch")
+        left.caption(legend(ann, pred, min_score) + (f" The image cannot be shown: {pic.reason}." if pic.reason
+                                                     else ""))
         errs = result.errors.loc[result.errors["image_id"] == image_id]
         for e in errs.itertuples(index=False):
             right.warning(md_escape(f"{e.check}: {e.detail}"))
@@ -246,7 +287,8 @@ def _detail(scan, view, result, boxes: BoxDecisionStore, image_id: str, min_scor
                           "error": (np.where(pred["is_tp"], "TP", pred["error_type"].astype("str")) + " "
                                     + pred["check"]).str.strip(), "iou": pred["iou"]})], ignore_index=True)
         table["decision"] = [_decision_text(mine.get(k)) for k in keys]
-        right.dataframe(table, hide_index=True, width="stretch")
+        # a plain table (its rows are few), under the picture: the wider column, so no column is cut off
+        left.table(table.style.format({"score": "{:.2f}", "iou": "{:.2f}"}, na_rep="").hide(axis="index"))
         if not keys:
             right.text("No boxes on this image.")
             return
@@ -380,7 +422,6 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
     ``predictions_path``, and triaged once per file version); ``options`` overrides ``VIEW_DEFAULTS``."""
     from inspect_core import loaders
     from inspect_core.detection import PredictionsError
-    from inspect_core.detection.metrics import BACKGROUND
     o = {**VIEW_DEFAULTS, **(options or {})}
     if result is None:
         if not scan.dataset.has_boxes:
@@ -419,30 +460,55 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
             return
     else:
         view = view_of(result)
-    boxes = BoxDecisionStore(scan.workspace, store)
-    current = boxes.current()
-    decided, n_other = decided_boxes(current, result)
-    if n_other:
-        st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
-                   "of the file, or images left out): they are kept and exported, but not drawn here.")
-    s = result.summary
+    _body(scan, store, result, view, o)
+
+
+def _decisions(boxes: BoxDecisionStore, result) -> tuple[pd.DataFrame, dict, int, int]:
+    """(decisions in force, {box_key: decision} drawn on this result's boxes, number of the others, version):
+    read from the review store again only when its newest decision id changed (a decision here or in another
+    tab), else kept in the session (matching them to the 4 M boxes is the costly part)."""
+    version = boxes.last_id()
+    held = st.session_state.get(K + "decided")
+    if held is None or held[0] is not result or held[1] != version or held[2] != boxes.path:
+        current = boxes.current()
+        decided, n_other = decided_boxes(current, result)
+        held = (result, version, boxes.path, current, decided, n_other)
+        st.session_state[K + "decided"] = held
+    return held[3], held[4], held[5], held[1]
+
+
+def metrics_line(s: dict, n_images: int, n_ann: int, n_pred: int, n_errors: int) -> str:
+    """The headline numbers as one Markdown line (one element, not six)."""
     m = s.get("metrics", {})
-    c = st.columns(6)
-    c[0].metric("Images", f"{s.get('n_images', len(view.images)):,}")
-    c[1].metric("Annotated boxes", f"{s.get('n_annotations', len(result.annotations)):,}")
-    c[2].metric("Predicted boxes", f"{s.get('n_predictions', len(result.predictions)):,}")
-    c[3].metric("mAP@[.5:.95]", "-" if m.get("map") is None else f"{m['map']:.3f}")
-    c[4].metric("AP50", "-" if m.get("ap50") is None else f"{m['ap50']:.3f}")
-    c[5].metric("Annotation errors", f"{len(result.errors):,}")
-    if len(result.problems):
-        with st.expander(f"{len(result.problems)} problems with the inputs"):
-            st.dataframe(result.problems[["image_id", "check", "detail"]], hide_index=True, width="stretch")
-    min_score = st.slider("Show predictions scoring at least", 0.0, 1.0, float(o["min_score"]), 0.05,
-                          key=K + "min_score")
-    categories = list(dict.fromkeys(list(s.get("categories") or []) + view.categories))
-    selected = st.session_state.get(SELECTED_KEY)
-    if selected:
-        _detail(scan, view, result, boxes, selected, min_score, decided, categories, o)
+    parts = [("Images", f"{s.get('n_images', n_images):,}"), ("Annotated boxes", f"{s.get('n_annotations', n_ann):,}"),
+             ("Predicted boxes", f"{s.get('n_predictions', n_pred):,}"),
+             ("mAP@[.5:.95]", "-" if m.get("map") is None else f"{m['map']:.3f}"),
+             ("AP50", "-" if m.get("ap50") is None else f"{m['ap50']:.3f}"), ("Annotation errors", f"{n_errors:,}")]
+    return " &nbsp;·&nbsp; ".join(f"{md_escape(k)} **{v}**" for k, v in parts)
+
+
+@st.fragment
+def _body(scan, store, result, view, o: dict) -> None:
+    """Everything below the predictions input, as one fragment: a widget here (the slider, a filter, a tab, a
+    tile opened) reruns this alone, not the page script above it (its scan check, form and cached triage)."""
+    t = time.perf_counter()
+    try:
+        _body_content(scan, store, result, view, o)
+    finally:                 # st.rerun ends a run by an exception: still logged (the browser bench reads it)
+        log.debug("detection body drawn in %.3f s", time.perf_counter() - t)
+
+
+def _body_content(scan, store, result, view, o: dict) -> None:
+    from inspect_core.detection.metrics import BACKGROUND
+    boxes = BoxDecisionStore(scan.workspace, store)
+    current, decided, n_other, version = _decisions(boxes, result)
+    s = result.summary
+    # The worst images are sent first, into their place below the metrics and slider (``head``, filled after):
+    # the browser then fetches the grid's code with the other elements' instead of after them (a new browser
+    # loads each element type's code when its first element arrives). The slider's and filters' values are read
+    # from the session before their widgets are drawn: the values those widgets then show.
+    head = st.container()
+    min_score = float(st.session_state.get(K + "min_score", o["min_score"]))
     # Only the open tab's content is drawn (and sent to the browser), besides the worst images whose filters keep
     # their values: the errors table, the per-class table, the two plotly charts and the decisions are drawn when
     # their tab is opened (a rerun), not on every slider move or filter.
@@ -450,7 +516,22 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
         ["Worst images", "Annotation errors", "Per-class AP", "Confusion matrix", "Decisions and exports"],
         key=K + "tab", on_change="rerun")
     with t_worst:
-        _worst_images(scan, view, result, min_score, decided, o)
+        _worst_images(scan, view, result, min_score, (decided, version), o)
+    with head:
+        if n_other:
+            st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another "
+                       "version of the file, or images left out): they are kept and exported, but not drawn here.")
+        st.markdown(metrics_line(s, len(view.images), len(result.annotations), len(result.predictions),
+                                 len(result.errors)))
+        if len(result.problems):
+            with st.expander(f"{len(result.problems)} problems with the inputs"):
+                st.dataframe(result.problems[["image_id", "check", "detail"]], hide_index=True, width="stretch")
+        min_score = st.slider("Show predictions scoring at least", 0.0, 1.0, float(o["min_score"]), 0.05,
+                              key=K + "min_score")
+        categories = list(dict.fromkeys(list(s.get("categories") or []) + view.categories))
+        selected = st.session_state.get(SELECTED_KEY)
+        if selected:
+            _detail(scan, view, result, boxes, selected, min_score, (decided, version), categories, o)
     with t_err:
         if t_err.open is not False:          # None: tabs without state (all drawn)
             n_err = int(o["errors_shown"])
@@ -489,7 +570,7 @@ def render(scan, store=None, *, result=None, predictions_path: str | None = None
                     ids = cell_images(result, cell[0], cell[1], min_conf, BACKGROUND)
                     st.text(f"annotated {cell[0]} -> predicted {cell[1]}: {len(ids)} images")
                     _grid(scan, view, result, view.images.loc[view.images["image_id"].isin(set(ids))], min_score,
-                          decided, K + "cell_open", o)
+                          (decided, version), K + "cell_open_grid", o)
     with t_dec:
         if t_dec.open is not False:          # None: tabs without state (all drawn)
             _exports(scan, boxes, current)

@@ -199,14 +199,30 @@ def root_problem(root: str) -> str | None:
 
 
 def _has_any_image(p: Path, limit: int = 20000) -> bool:
+    """Whether ``p`` (or a folder under it) holds an image or a manifest. Entries are read one at a time and the
+    walk stops at the first one found (this runs on every page run: ``os.walk`` would list a folder of 100,000
+    images in full first); after ``limit`` other entries it gives up and says yes (the scan reports the rest)."""
     seen = 0
-    for _dirpath, _dirs, files in os.walk(p):
-        for name in files:
-            if is_image_name(name) or name.lower().endswith((".csv", ".json", ".parquet", ".yaml", ".yml")):
-                return True
-            seen += 1
-            if seen > limit:
-                return True
+    todo = [p]
+    while todo:
+        try:
+            it = os.scandir(todo.pop())
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)   # as os.walk: no link cycles
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    todo.append(Path(entry.path))
+                elif is_image_name(name) or name.lower().endswith((".csv", ".json", ".parquet", ".yaml", ".yml")):
+                    return True
+                seen += 1
+                if seen > limit:
+                    return True
     return False
 
 

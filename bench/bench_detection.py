@@ -157,6 +157,7 @@ def load_result(n_images: int, n_boxes: int, result_cache: str | None):
 
 
 def cmd_page(args) -> int:
+    import json
     import tempfile
     import types
 
@@ -195,7 +196,7 @@ def cmd_page(args) -> int:
         at = AppTest.from_function(_page_script, default_timeout=600)
         first, first_cpu = timed_run(at)
         assert not at.exception, at.exception
-        n_tiles = sum(1 for b in at.button if b.label == "Open")
+        n_tiles = sum(len(json.loads(g.proto.json)["tiles"]) for g in at.get("bidi_component"))   # tile_grid
         at.slider(key="di_det_min_score").set_value(0.5)
         rerun, rerun_cpu = timed_run(at)
         at.multiselect(key="di_det_f_tag").set_value(["missing_box"])

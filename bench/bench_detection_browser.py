@@ -24,7 +24,8 @@ Each round, in a new tab of Debian's chromium (headless, 1400 x 1000), times fro
      server's log) and the tiles are painted;
   4. a filter by error type (missing_box): until the narrowed grid is painted;
   5. a tile opened: until the detail view (heading, image with its boxes, box table) is painted.
-The app's own server time of each run (``detection_triage.render``, logged by the server) is given beside it, so
+The app's own server time of each run (``detection_triage.render``, or the section body's alone when a widget
+reruns that fragment; logged by the server) is given beside it, so
 browser-side time = click-to-paint - server time. Median and worst of ``--repeat`` rounds after a warm-up round.
 Writes bench/results/detection_browser.md.
 """
@@ -311,7 +312,8 @@ def browser_bench(args) -> int:
              f"The app on {n:,} images, {n_ann:,} annotations, {n_pred:,} predictions (see "
              "bench/bench_detection_browser.py), in Debian's chromium (headless, 1400x1000) on the same machine "
              f"({os.cpu_count()} CPU cores). Median and worst of {args.repeat} rounds after a warm-up round; server "
-             "s = the app's render time of the runs inside that step (median); title shown = from the click to "
+             "s = the app's render time (a fragment's rerun: its body's) of the runs inside that step (median); "
+             "title shown = from the click to "
              "the page's title painted (Streamlit's frontend loaded in the new tab, the page script started). "
              "Load average (1 min): "
              f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.", "",

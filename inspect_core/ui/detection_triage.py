@@ -214,19 +214,16 @@ def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: tup
 def _worst_images(scan, view, result, min_score: float, decided: tuple, o: dict) -> None:
     """The filters and the grid."""
     t = time.perf_counter()
-    filters = st.container()            # drawn after the grid (see _body_content), with the values used here
-    tags, cats, sizes = (list(st.session_state.get(K + k) or []) for k in ("f_tag", "f_class", "f_size"))
+    f1, f2, f3 = st.columns(3)
+    tags = f1.multiselect("Error type", view.tags, key=K + "f_tag",
+                          help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
+                               "errors found through the model.")
+    cats = f2.multiselect("Class", view.categories, key=K + "f_class")
+    sizes = f3.multiselect("Object size", SIZES, key=K + "f_size",
+                           help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
     rows = filter_images(view, tags=tags, categories=cats, sizes=sizes, min_score=min_score)
     st.text(f"{len(rows):,} images match; worst detection error score first")
     _grid(scan, view, result, rows, min_score, decided, K + "open_grid", o)
-    with filters:
-        f1, f2, f3 = st.columns(3)
-        f1.multiselect("Error type", view.tags, key=K + "f_tag",
-                       help="TIDE types of the predictions (and 'missed' annotations), and the annotation "
-                            "errors found through the model.")
-        f2.multiselect("Class", view.categories, key=K + "f_class")
-        f3.multiselect("Object size", SIZES, key=K + "f_size",
-                       help="COCO sizes: small below 32x32 px of area, medium below 96x96, else large.")
     log.debug("detection grid drawn in %.3f s", time.perf_counter() - t)
 
 
@@ -502,13 +499,21 @@ def _body_content(scan, store, result, view, o: dict) -> None:
     from inspect_core.detection.metrics import BACKGROUND
     boxes = BoxDecisionStore(scan.workspace, store)
     current, decided, n_other, version = _decisions(boxes, result)
+    if n_other:
+        st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another version "
+                   "of the file, or images left out): they are kept and exported, but not drawn here.")
     s = result.summary
-    # The worst images are sent first, into their place below the metrics and slider (``head``, filled after):
-    # the browser then fetches the grid's code with the other elements' instead of after them (a new browser
-    # loads each element type's code when its first element arrives). The slider's and filters' values are read
-    # from the session before their widgets are drawn: the values those widgets then show.
-    head = st.container()
-    min_score = float(st.session_state.get(K + "min_score", o["min_score"]))
+    st.markdown(metrics_line(s, len(view.images), len(result.annotations), len(result.predictions),
+                             len(result.errors)))
+    if len(result.problems):
+        with st.expander(f"{len(result.problems)} problems with the inputs"):
+            st.dataframe(result.problems[["image_id", "check", "detail"]], hide_index=True, width="stretch")
+    min_score = st.slider("Show predictions scoring at least", 0.0, 1.0, float(o["min_score"]), 0.05,
+                          key=K + "min_score")
+    categories = list(dict.fromkeys(list(s.get("categories") or []) + view.categories))
+    selected = st.session_state.get(SELECTED_KEY)
+    if selected:
+        _detail(scan, view, result, boxes, selected, min_score, (decided, version), categories, o)
     # Only the open tab's content is drawn (and sent to the browser), besides the worst images whose filters keep
     # their values: the errors table, the per-class table, the two plotly charts and the decisions are drawn when
     # their tab is opened (a rerun), not on every slider move or filter.
@@ -517,21 +522,6 @@ def _body_content(scan, store, result, view, o: dict) -> None:
         key=K + "tab", on_change="rerun")
     with t_worst:
         _worst_images(scan, view, result, min_score, (decided, version), o)
-    with head:
-        if n_other:
-            st.caption(f"{n_other} box decisions were made on boxes that are not in these predictions (another "
-                       "version of the file, or images left out): they are kept and exported, but not drawn here.")
-        st.markdown(metrics_line(s, len(view.images), len(result.annotations), len(result.predictions),
-                                 len(result.errors)))
-        if len(result.problems):
-            with st.expander(f"{len(result.problems)} problems with the inputs"):
-                st.dataframe(result.problems[["image_id", "check", "detail"]], hide_index=True, width="stretch")
-        min_score = st.slider("Show predictions scoring at least", 0.0, 1.0, float(o["min_score"]), 0.05,
-                              key=K + "min_score")
-        categories = list(dict.fromkeys(list(s.get("categories") or []) + view.categories))
-        selected = st.session_state.get(SELECTED_KEY)
-        if selected:
-            _detail(scan, view, result, boxes, selected, min_score, (decided, version), categories, o)
     with t_err:
         if t_err.open is not False:          # None: tabs without state (all drawn)
             n_err = int(o["errors_shown"])

@@ -213,6 +213,11 @@ class KeptCharts:
             return pd.Series(got["values"], index=got["index"], name="count", dtype="int64")
         return pd.DataFrame(got["values"], index=got["index"], columns=got["columns"], dtype="int64")
 
+    def families_of_checks(self) -> dict[str, list[str]] | None:
+        """family -> checks seen in the findings (``query.families_of_checks``), as prepared (None: not kept)."""
+        fams = self.manifest.get("families")
+        return {f: list(c) for f, c in fams.items()} if fams is not None else None
+
     def scatter(self, x: str, y: str, checks) -> tuple[pd.DataFrame, int, int] | None:
         """``lazy_query.lazy_scatter_points(table, x, y, checks)`` when that pair was prepared (the page's first)."""
         got = self.manifest.get("scatter", {}).get(_scatter_key(x, y, checks))
@@ -291,11 +296,12 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
             if by in table.columns:
                 counts = lazy_query.lazy_counts(table, by, color, groups=groups)
                 manifest["counts"][f"{by}|{color or ''}"] = _counts_json(counts)
+        from .ui.query import families_of_checks, with_registered_checks
+        manifest["families"] = families_of_checks(findings) if findings is not None else {}
         nums = numeric_columns(table.schema.empty_table().to_pandas())
         if nums:   # the Distributions scatter as the page first draws it
             from .ui.charts import default_scatter_axes
-            from .ui.query import families_of_checks, with_registered_checks
-            fams = with_registered_checks(families_of_checks(findings) if findings is not None else {})
+            fams = with_registered_checks({f: list(c) for f, c in manifest["families"].items()})
             x, y = default_scatter_axes(nums)
             checks = tuple(fams.get("property", []))
             pts, n_total, n_flagged = lazy_query.lazy_scatter_points(table, x, y, checks)

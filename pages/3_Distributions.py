@@ -18,7 +18,8 @@ nums = numeric_columns(state.filter_frame(scan, lazy))
 groupable = [c for c in ("label", "split") if c in columns]
 
 classes = list(scan.dataset.classes)
-property_checks = state.families_for(str(scan.fingerprint), scan.findings).get("property", [])
+property_checks = state.families_for(str(scan.fingerprint), scan.findings,
+                                     state.kept_charts(scan, lazy)).get("property", [])
 fp = str(scan.fingerprint)
 
 

@@ -60,8 +60,9 @@ def test_prepared_charts_are_the_on_demand_ones(prepared):
     from inspect_core.ui import charts
     from inspect_core.ui.query import families_of_checks, with_registered_checks
     x, y = charts.default_scatter_axes(cols)
-    checks = tuple(with_registered_checks(families_of_checks(pd.read_parquet(ws / "scan" / "findings.parquet")))
-                   ["property"])
+    findings = pd.read_parquet(ws / "scan" / "findings.parquet")
+    assert kept.families_of_checks() == families_of_checks(findings)
+    checks = tuple(with_registered_checks(families_of_checks(findings))["property"])
     pts, n_total, n_flagged = kept.scatter(x, y, checks)
     want, want_total, want_flagged = lazy_query.lazy_scatter_points(table, x, y, checks)
     pd.testing.assert_frame_equal(pts, want)

@@ -414,9 +414,10 @@ def export_payloads(workspace: str, root: str, last_decision_id: int, fingerprin
 @st.cache_data(show_spinner=False, max_entries=8)
 def families_for(fingerprint: str, _findings, _index=None) -> dict[str, list[str]]:
     """family -> checks present, from the registry when available, else from the findings (``_index``: their
-    ``FindingsIndex`` when the caller has one)."""
+    ``FindingsIndex`` or a big scan's prepared ``lazy_kept.KeptCharts``, when the caller has one)."""
     from inspect_core.ui.query import families_of_checks, with_registered_checks
-    return with_registered_checks(_index.families_of_checks() if _index is not None else families_of_checks(_findings))
+    fams = _index.families_of_checks() if _index is not None else None
+    return with_registered_checks(fams if fams is not None else families_of_checks(_findings))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -18,7 +18,7 @@ from model_support import planted_box_errors_found
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 OOF = SAMPLE / "detections_oof.json"
 RECORD = SAMPLE / "model" / "detector.oof.json"
-OOF_RECALL_FLOOR = 0.55     # of the planted box errors in the top 2 x planted (issue 13 target: 0.9, not met: 7 of 12)
+OOF_RECALL_FLOOR = 0.8      # of the planted box errors in the top 2 x planted (issue 13 target: 0.9, not met: 10 of 12)
 
 
 def make_detector():
@@ -54,7 +54,7 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
     usable = with_boxes - unreadable
     md = make_detector()                                        # made by the script as it stands
     assert (record["folds"], record["seed"], record["epochs"], record["min_score"], record["small_below_px"]) == (
-        md.FOLDS, md.SEED, md.EPOCHS, md.OOF_MIN_SCORE, md.SMALL_BELOW_PX)
+        md.FOLDS, md.SEED, md.OOF_EPOCHS, md.OOF_MIN_SCORE, md.SMALL_BELOW_PX)
     models = record["fold_models"]
     assert len(models) == record["folds"] >= 2 and [m["fold"] for m in models] == list(range(record["folds"]))
     predicted_by: dict[str, list[int]] = {}
@@ -63,6 +63,7 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
         assert not trained & predicted, m["fold"]
         assert trained | predicted == usable
         assert m["images"] == len(trained) and m["loss_per_epoch"][-1] < m["loss_per_epoch"][0] / 4
+        assert (m["epochs"], m["scale"], tuple(m["zoom_range"])) == (md.OOF_EPOCHS, md.OOF_SCALE, md.OOF_ZOOM)
         for image_id in predicted:
             predicted_by.setdefault(image_id, []).append(m["fold"])
     assert set(predicted_by) == usable and all(len(v) == 1 for v in predicted_by.values())
@@ -80,8 +81,8 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
 
 def test_the_out_of_fold_detections_find_the_planted_box_errors(tmp_path):
     """``score --detections detections_oof.json``: the share of the box errors PLANTED.csv lists that are among the
-    top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; these detections reach 7 of 12 (BENCHMARKS.md,
-    "Detection triage"), one more than the in-sample model: the floor guards what they do, not the target."""
+    top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; these detections reach 10 of 12 (BENCHMARKS.md,
+    "Detection triage"), four more than the in-sample model: the floor guards what they do, not the target."""
     from inspect_core.cli import main
     from inspect_core.detection.errors import CHECKS
     out = tmp_path / "out"

@@ -21,6 +21,7 @@ app: setup
 # Two passes, both always run: everything but the `serial` tests on the 2 cores at once (pytest-xdist), then the
 # tests that start a Ray cluster, an S3 server or a browser, one at a time (tests/conftest.py SERIAL_FILES).
 test: setup
+	bash .ci/ensure_chromium.sh
 	$(BIN)/python -m pytest -q -n 2 -m "not serial" tests; a=$$?; \
 	$(BIN)/python -m pytest -q -m serial tests; b=$$?; \
 	test $$a -eq 0 -a $$b -eq 0

@@ -91,3 +91,33 @@ def test_no_module_of_the_library_is_over_600_lines():
     long = {str(p.relative_to(REPO)): n for p in sorted(REPO.glob("inspect_core/**/*.py"))
             if (n := len(p.read_text().splitlines())) > 600}
     assert long == {}
+
+
+def test_make_test_installs_chromium_or_says_why_and_fails_only_under_ci(tmp_path):
+    """`make test` and `.ci/run` call .ci/ensure_chromium.sh (no browser installed by hand): with chromium there it
+    does nothing; where it cannot install it (here: no apt-get on the PATH) it names the file and what to install,
+    and fails only when CI is set (the browser tests would be skipped otherwise, with that reason)."""
+    import subprocess
+    repo = Path(__file__).resolve().parents[1]
+    script = repo / ".ci" / "ensure_chromium.sh"
+    assert "bash .ci/ensure_chromium.sh" in (repo / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n")[0]
+    assert "bash .ci/ensure_chromium.sh" in (repo / ".ci" / "run").read_text()
+    present = tmp_path / "chromium"
+    present.write_text("#!/bin/sh\n")
+    present.chmod(0o755)
+    bin_dir = tmp_path / "bin"                      # a PATH with the shell's tools but no apt-get
+    bin_dir.mkdir()
+    for tool in ("id", "sudo", "true", "env"):
+        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        if found:
+            (bin_dir / tool).symlink_to(found)
+
+    def run(chromium: Path, ci: bool):
+        env = {"PATH": str(bin_dir), "DI_CHROMIUM_PATH": str(chromium), **({"CI": "true"} if ci else {})}
+        return subprocess.run(["/bin/bash", str(script)], capture_output=True, text=True, env=env)
+
+    assert run(present, ci=True).returncode == 0
+    missing = tmp_path / "nowhere" / "chromium"
+    quiet, strict = run(missing, ci=False), run(missing, ci=True)
+    assert quiet.returncode == 0 and strict.returncode == 1
+    assert str(missing) in strict.stderr and "apt-get is not on this machine" in strict.stderr

@@ -197,6 +197,9 @@ def test_unscanned_dataset_offers_a_scan_and_scans(cache_home, tmp_path):
     at.button(key="di_scan_now").click().run()
     assert not at.exception
     assert "6 of 6 images match" in _all_text(at)
+    # once scanned, the notice and its button are gone from the page that shows the scan (seen in the browser)
+    assert not any("has not been scanned yet" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "di_scan_now"]
 
 
 # -- filters and sorts --------------------------------------------------------------------------------

@@ -345,11 +345,15 @@ def require_scan(needs_frame: bool = True):
         st.stop()
     scan = cached_scan(root, fmt)
     if scan is None:
-        st.warning(md_escape(f"{root} has not been scanned yet."))
-        if st.button("Scan it now", key="di_scan_now"):
+        notice = st.empty()                 # cleared once the scan is there: the page below shows it
+        with notice.container():
+            st.warning(md_escape(f"{root} has not been scanned yet."))
+            clicked = st.button("Scan it now", key="di_scan_now")
+        if clicked:
             scan = run_scan(root, fmt, st.session_state.get(NEAR_THRESHOLD_KEY))
         if scan is None:
             st.stop()
+        notice.empty()
     if n_images(scan) == 0:
         st.warning(md_escape(f"No images were found in {root}. Check the folder layout or the format on the Home page."))
         st.page_link(home_page(), label="Home")

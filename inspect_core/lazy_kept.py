@@ -91,9 +91,13 @@ def sort_key(table, column: str) -> tuple[np.ndarray, np.ndarray] | None:
         missing = pc.is_null(enc.indices).to_numpy(zero_copy_only=False)
         idx = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False)
         return rank[idx], missing
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
+    if pa.types.is_integer(t):                          # its rank among the values: float64 would merge large ones
+        missing = pc.is_null(col).to_numpy(zero_copy_only=False)
+        _, rank = np.unique(pc.fill_null(col, 0).to_numpy(zero_copy_only=False), return_inverse=True)
+        return rank.astype(np.float64), missing
+    if pa.types.is_floating(t):
         key = table.numeric(column)
-        return key, ~np.isfinite(key) & ~np.isinf(key)   # NaN and null missing; +-inf sort as values
+        return key, np.isnan(key)                       # NaN and null missing; +-inf sort as values
     return None
 
 

@@ -284,7 +284,8 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
         groups = {by: lazy_query.group_codes(table, by) for by in GROUP_BY if by is None or by in table.columns}
         manifest: dict = {"n_rows": int(table.n_rows), "group_by": [by or "" for by in groups],
                           "histograms": {}, "counts": {}, "orders": {}}
-        for k, column in enumerate(numeric_columns(table.schema.empty_table().to_pandas())):
+        nums = numeric_columns(table.schema.empty_table().to_pandas())
+        for k, column in enumerate(nums):
             x = table.numeric(column)
             arrays = {}
             for by, grouped in groups.items():
@@ -302,7 +303,6 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
                 manifest["counts"][f"{by}|{color or ''}"] = _counts_json(counts)
         from .ui.query import families_of_checks, with_registered_checks
         manifest["families"] = families_of_checks(findings) if findings is not None else {}
-        nums = numeric_columns(table.schema.empty_table().to_pandas())
         if nums:   # the Distributions scatter as the page first draws it
             from .ui.charts import default_scatter_axes
             fams = with_registered_checks({f: list(c) for f, c in manifest["families"].items()})

@@ -568,7 +568,7 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
         "metadata_renames": ds.images.attrs.get("metadata_renames", {})}))
     from .lazy_kept import prepare_saved_scan   # a big scan: what the app's pages need over every row, made now
     try:
-        prepare_saved_scan(ws)
+        prepare_saved_scan(ws, findings=result.findings)   # the findings in hand, not read back
     except Exception as exc:   # the scan stands; the app's pages compute on demand instead
         log.warning("preparing the app's data for the big scan in %s failed: %s", ws, exc)
     return result

@@ -273,9 +273,9 @@ def draw_boxes(img: Image.Image, boxes: Iterable[dict], scale: float = 1.0, widt
     return out
 
 
-def image_bytes(img: Image.Image, fmt: str = "JPEG") -> bytes:
+def image_bytes(img: Image.Image, fmt: str = "JPEG", quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, fmt, quality=90) if fmt == "JPEG" else img.save(buf, fmt)
+    img.save(buf, fmt, quality=quality) if fmt == "JPEG" else img.save(buf, fmt)
     return buf.getvalue()
 
 

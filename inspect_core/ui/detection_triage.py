@@ -10,7 +10,6 @@ their score.
 """
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections import OrderedDict
@@ -21,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 from inspect_core.detection.decisions import (
     BOX_ACTIONS,
@@ -30,6 +28,7 @@ from inspect_core.detection.decisions import (
     key_id,
     same_box,
 )
+from inspect_core.thumbs import image_bytes
 from inspect_core.detection.view import (
     SIZES,
     DetectionView,
@@ -166,12 +165,6 @@ class _Picture:
     n_crowd: int
 
 
-def _jpeg(img: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
 def drawn_pictures(scan, view, result, image_ids: list[str], min_score: float, side_px: int, decided: dict,
                    version: int) -> dict[str, _Picture]:
     """{image_id: its picture with boxes}: drawn once per (image, threshold, size, decisions version) and kept on
@@ -185,12 +178,14 @@ def drawn_pictures(scan, view, result, image_ids: list[str], min_score: float, s
             ann, pred = tiles[image_id]
             mine = {b: decided[b] for b in set(ann["box_key"]) | set(pred["box_key"]) if b in decided}
             img, reason = image_with_boxes(scan, image_id, ann, pred, min_score, int(side_px), mine)
-            cache[key[image_id]] = _Picture(_jpeg(img), reason is None, reason or "", int(is_crowd(ann).sum()))
+            cache[key[image_id]] = _Picture(image_bytes(img, quality=JPEG_QUALITY), reason is None, reason or "",
+                                             int(is_crowd(ann).sum()))
     for i in image_ids:
         cache.move_to_end(key[i])
+    pictures = {i: cache[key[i]] for i in image_ids}     # before the trim: more ids than are kept still come back
     while len(cache) > PICTURES_KEPT:
         cache.popitem(last=False)
-    return {i: cache[key[i]] for i in image_ids}
+    return pictures
 
 
 def _grid(scan, view, result, rows: pd.DataFrame, min_score: float, decided: tuple, key: str, o: dict) -> None:

@@ -99,6 +99,13 @@ class Residual(nn.Module):
         return F.relu(x + self.b(self.a(x)))
 
 
+def _up2_nearest(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``F.interpolate(x, size=(rows, cols), mode="nearest")`` where rows, cols are 2n or 2n - 1 of x's (a stride-2
+    level's): the same values, but TorchScript saves no call of ``interpolate``, whose scripted body in one torch
+    version names operators an older torch cannot load (the file then loads on torch 2.11, as on a GPU box)."""
+    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)[:, :, :rows, :cols]
+
+
 class CentreNet(nn.Module):
     """(B, 3, H, W) -> per-class heatmap logits, box sizes and centre offsets in cells, each at H/8 x W/8."""
 
@@ -118,7 +125,7 @@ class CentreNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f8 = self.s8(self.s4(x))
         f16 = self.s16(f8)
-        f = self.head(self.merge(f8 + F.interpolate(self.lateral(f16), size=f8.shape[-2:], mode="nearest")))
+        f = self.head(self.merge(f8 + _up2_nearest(self.lateral(f16), f8.shape[-2], f8.shape[-1])))
         return self.heatmap(f), self.size(f), self.offset(f)
 
 

@@ -115,3 +115,52 @@ def test_geometry_tensor_on_cuda_matches_the_cpu(spec):
                            resize_shorter_px=70, interpolation=interpolation)
             cpu, cuda = geometry_tensor(x, s), geometry_tensor(x.cuda(), s).cpu()
             assert int((cpu.int() - cuda.int()).abs().max()) <= 1, (resize, interpolation)
+
+
+def test_the_sample_detector_on_cuda_finds_the_boxes_it_finds_on_the_cpu():
+    """Issue 13: a TorchScript detector runs on CUDA (the batch pipeline, workers, pinned memory) with the boxes it
+    gives on the CPU, mapped back to source pixels the same way."""
+    from inspect_core.loaders import load_dataset
+    from inspect_core.model.tasks.detection import load_detector, run_detector
+    spec = read_preprocess(MODEL_DIR / "detector.preprocess.json")
+    dataset = load_dataset(SAMPLE)
+    out = {}
+    for device in ("cuda", "cpu"):
+        model = load_detector(MODEL_DIR / "detector.ts.pt", spec, device=device)
+        assert model.device.type == device
+        result, scores = run_detector(dataset, model, workers=2 if device == "cuda" else 0)
+        out[device] = (result, scores)
+    (res_gpu, sc_gpu), (res_cpu, sc_cpu) = out["cuda"], out["cpu"]
+    assert sc_gpu.table["error"].fillna("").tolist() == sc_cpu.table["error"].fillna("").tolist()
+    keys = ["image_id", "category"]
+    a = res_cpu.predictions.sort_values(keys + ["score"]).reset_index(drop=True)
+    b = res_gpu.predictions.sort_values(keys + ["score"]).reset_index(drop=True)
+    assert len(a) > 300 and abs(len(a) - len(b)) <= 0.02 * len(a), (len(a), len(b))   # score-floor ties may differ
+    if len(a) == len(b):
+        box = ["box_x_px", "box_y_px", "box_w_px", "box_h_px"]
+        close = np.abs(a[box].to_numpy(float) - b[box].to_numpy(float)).max(axis=1) <= 1.0
+        assert close.mean() >= 0.98, close.mean()
+    assert abs(res_gpu.summary["metrics"]["map"] - res_cpu.summary["metrics"]["map"]) <= 0.01
+
+
+def test_score_on_a_local_ray_cluster_puts_the_model_on_the_gpu_with_the_local_losses(tmp_path, capsys):
+    """Issue 15 item 4: on a machine with a GPU, ``score --cluster local:N`` places one num_gpus=1 model actor on it
+    (Pillow decoding on the CPU workers) and gives the local CPU path's losses (float16 autocast tolerance)."""
+    pytest.importorskip("ray")
+    import pandas as pd
+
+    from inspect_core.cli_score import main
+    model = str(MODEL_DIR / "model.pt2")
+    local, clustered = tmp_path / "local", tmp_path / "cluster"
+    assert main(["score", str(SAMPLE), "--model", model, "--out", str(local), "--no-cache", "--workers", "0",
+                 "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["score", str(SAMPLE), "--model", model, "--out", str(clustered), "--workspace", str(tmp_path / "ws"),
+                 "--cluster", "local:4"]) == 0
+    text = capsys.readouterr().out
+    assert "1 model worker(s) on GPU" in text, text
+    a, b = pd.read_parquet(local / "scores.parquet"), pd.read_parquet(clustered / "scores.parquet")
+    assert a["image_id"].tolist() == b["image_id"].tolist() and len(a) > 300
+    assert a["error"].fillna("").tolist() == b["error"].fillna("").tolist()
+    ok = a["error"].isna().to_numpy()
+    np.testing.assert_allclose(b["loss"].to_numpy(float)[ok], a["loss"].to_numpy(float)[ok], atol=5e-2, rtol=5e-2)

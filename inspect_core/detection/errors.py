@@ -123,32 +123,33 @@ def _places(rows: np.ndarray, img: np.ndarray, cat: np.ndarray, name: np.ndarray
     return rows[hit], np.minimum(obj[hit], 1.0), evidence
 
 
-def _annotated_split_objectness(b: Boxes, ga: pd.DataFrame, member: np.ndarray, p: dict) -> np.ndarray:
+def _annotated_split_objectness(b: Boxes, pa: pd.DataFrame, fp: np.ndarray, member: np.ndarray,
+                                p: dict) -> np.ndarray:
     """The objectness of the annotated places where the detector splits its confidence: per (non-crowd)
-    annotation, the predictions of any class (``member``) covering it at IoU >= ``iou_match``; objectness as in
-    ``_places``; kept where no class reaches ``min_confidence`` and the objectness does. Only annotations whose
-    match (if any) is not confident are looked at (the others have a confident class)."""
-    matched = ga["is_matched"].to_numpy()
-    faint = ~b.g_crowd & (~matched | (ga["best_pred_score"].to_numpy() < p["min_confidence"]))
-    g_rows, p_rows = np.nonzero(faint)[0], np.nonzero(member)[0]
-    if len(g_rows) == 0 or len(p_rows) == 0:
-        return np.zeros(0)
-    gi, pi = candidate_pairs(b.g_img[g_rows], b.p_img[p_rows])
-    g, q = g_rows[gi], p_rows[pi]
-    cover = pair_iou_rows(b.p_box, b.g_box, q, g) >= p["iou_match"]
-    g, q = g[cover], q[cover]
+    annotation, the predictions (``member``) that cover it at IoU >= ``iou_match``: its match, and the false
+    positives of other classes whose best annotation of another class it is (``match_boxes``' ``other_ann_row``:
+    no new pairs; a same-class duplicate scores below the match and adds nothing). Objectness as in ``_places``;
+    kept where no class reaches ``min_confidence`` and the objectness does."""
+    tp = pa["is_tp"].to_numpy() & member
+    fp_on = fp & member & (pa["best_iou_other"].to_numpy() >= p["iou_match"])
+    g = np.r_[pa["ann_row"].to_numpy()[tp], pa["other_ann_row"].to_numpy()[fp_on]].astype(np.int64)
+    q = np.r_[np.nonzero(tp)[0], np.nonzero(fp_on)[0]]
+    keep = (g >= 0) & ~b.g_crowd[np.maximum(g, 0)]
+    g, q = g[keep], q[keep]
+    confident = np.zeros(len(b.ann), bool)                         # a class confident there: not split
+    confident[g[b.score[q] >= p["min_confidence"]]] = True
+    keep = ~confident[g]
+    g, q = g[keep], q[keep]
     if len(g) == 0:
         return np.zeros(0)
     order = np.lexsort((-b.score[q], b.p_cat[q], g))              # per (annotation, class): the best score first
     g, q = g[order], q[order]
     first = np.r_[True, (g[1:] != g[:-1]) | (b.p_cat[q][1:] != b.p_cat[q][:-1])]
     g, q = g[first], q[first]
-    n = len(b.ann)
-    obj = 1.0 - np.exp(np.bincount(g, weights=np.log1p(-np.minimum(b.score[q], 1 - 1e-12)), minlength=n))
-    top = np.zeros(n)
-    np.maximum.at(top, g, b.score[q])
-    split = (top > 0) & (top < p["min_confidence"]) & (obj >= p["min_confidence"] - 1e-12)
-    return obj[split]
+    starts = np.r_[0, np.nonzero(g[1:] != g[:-1])[0] + 1]        # per annotation (g is sorted)
+    obj = 1.0 - np.exp(np.add.reduceat(np.log1p(-np.minimum(b.score[q], 1 - 1e-12)), starts))
+    top = np.maximum.reduceat(b.score[q], starts)
+    return obj[(top < p["min_confidence"]) & (obj >= p["min_confidence"] - 1e-12)]
 
 
 def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = None,
@@ -180,7 +181,7 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
     split = score[miss] < p["min_confidence"]
     keep, split_note = ~split, np.full(len(miss), "", dtype=object)
     if split.any():
-        ann_obj = _annotated_split_objectness(b, ga, member, p)
+        ann_obj = _annotated_split_objectness(b, pa, fp, member, p)
         a_sorted, u_sorted = np.sort(ann_obj), np.sort(objectness[split])
         n_a = len(a_sorted) - np.searchsorted(a_sorted, objectness[split] - 1e-12, side="left")
         n_u = len(u_sorted) - np.searchsorted(u_sorted, objectness[split] - 1e-12, side="left")

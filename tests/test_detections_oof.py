@@ -18,7 +18,7 @@ from model_support import planted_box_errors_found
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 OOF = SAMPLE / "detections_oof.json"
 RECORD = SAMPLE / "model" / "detector.oof.json"
-OOF_RECALL_FLOOR = 0.8      # of the planted box errors in the top 2 x planted (issue 13 target: 0.9, not met: 10 of 12)
+OOF_RECALL_FLOOR = 0.9      # of the planted box errors in the top 2 x planted (issue 13 target: 0.9; 11 of 12)
 
 
 def make_detector():
@@ -81,8 +81,10 @@ def test_every_image_with_boxes_is_predicted_by_exactly_one_fold_model_not_train
 
 def test_the_out_of_fold_detections_find_the_planted_box_errors(tmp_path):
     """``score --detections detections_oof.json``: the share of the box errors PLANTED.csv lists that are among the
-    top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; these detections reach 10 of 12 (BENCHMARKS.md,
-    "Detection triage"), four more than the in-sample model: the floor guards what they do, not the target."""
+    top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; these detections reach 11 of 12 (BENCHMARKS.md,
+    "Detection triage"): circle_0033's unannotated square, which the fold models split over four classes, comes in as a
+    missing box by place (objectness over classes); triangle_0074's square annotated circle stays out (the models
+    also say circle)."""
     from inspect_core.cli import main
     from inspect_core.detection.errors import CHECKS
     out = tmp_path / "out"

@@ -29,7 +29,7 @@ from model_support import planted_box_errors_found
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 DETECTOR = SAMPLE / "model" / "detector.ts.pt"
-PLANTED_RECALL_FLOOR = 0.4      # of the planted box errors in the top 2 x planted (issue 13 target: 0.9, not met)
+PLANTED_RECALL_FLOOR = 0.55     # of the planted box errors in the top 2 x planted (issue 13: 0.9, not met: 8 of 12)
 
 
 def spec_of(size, resize="stretch", **extra) -> Preprocess:
@@ -321,7 +321,7 @@ def test_a_pt2_detector_exported_with_a_fixed_batch_runs_one_image_at_a_time(tmp
 def test_the_shipped_detector_finds_the_planted_box_errors_through_score_model(tmp_path):
     """The trained sample detector (not simulated boxes) through ``score --model``: the share of the box errors
     PLANTED.csv lists that are among the top 2 x planted ranked annotation errors. Issue 13 asks for 0.9; this
-    detector reaches 0.5 (BENCHMARKS.md, "Detection triage"): the floor below guards what it does, not the target."""
+    detector reaches 8 of 12 (BENCHMARKS.md, "Detection triage"): the floor guards what it does, not the target."""
     from inspect_core.cli import main
     out = tmp_path / "out"
     assert main(["score", str(SAMPLE), "--model", str(DETECTOR), "--device", "cpu", "--workers", "0",

@@ -3,8 +3,19 @@
 Each is a finding with a score in [0, 1] (higher: more likely an error) and its evidence (the IoU, the
 confidence, the other class), computed from the per-box tables of ``match.match_boxes``:
 
-- ``missing_box``: a confident false-positive prediction that overlaps no annotation (IoU < ``iou_background``
-  with every annotated box of any class): the object is probably there and unannotated. Score: its confidence.
+- ``missing_box``: a place where the detector confidently sees an object, of whatever class, that overlaps no
+  annotation. The false positives that overlap no annotated box of any class (IoU < ``iou_background``) and
+  score at least ``missing_member_min_confidence`` are grouped by place: each with those of any class that
+  overlap it at IoU >= ``iou_match``. The place's objectness is 1 - prod over classes of (1 - the class's best
+  score there): a detector that splits an object over classes (0.35 square, 0.3 circle, 0.2 star: 0.64) still
+  says an object is there, while a class predicted twice counts once. A finding per place, at its
+  highest-scoring prediction (ties: the first row), when the objectness reaches ``min_confidence``. A detector
+  that hedges over classes on background too inflates this objectness (the classes' scores are not
+  independent), so a split place (no class reaching ``min_confidence`` by itself) is reported only where, in
+  the same dataset, the places the detector splits as strongly (objectness at least as high, no class
+  confident) are annotated objects at least ``missing_split_precision`` of the time: annotated places from
+  the predictions covering an annotation at IoU >= ``iou_match``. Score: the objectness (a lone prediction's:
+  its confidence); evidence: each class and its score, and for a split place that share.
 - ``badly_placed_box``: an annotation whose best same-class prediction (by IoU, among those scoring >=
   ``placed_min_confidence``) overlaps it, but poorly (``iou_background`` <= IoU < ``placed_iou_below``).
   Score: that prediction's confidence x (1 - IoU / placed_iou_below), so a faint prediction ranks low.
@@ -23,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .match import MATCH_DEFAULTS, Boxes, best_per_row, match_boxes, pair_iou
+from .match import MATCH_DEFAULTS, Boxes, best_per_row, candidate_pairs, match_boxes, pair_iou, pair_iou_rows
 
 FAMILY = "detection"
 CHECKS = {
@@ -40,6 +51,9 @@ ERROR_DEFAULTS = {
     "iou_background": 0.1,      # IoU below which boxes do not overlap
     "placed_iou_below": 0.6,    # a same-class prediction overlapping less than this marks a badly placed box
     "placed_min_confidence": 0.1,  # same-class predictions from this score are looked at for a badly placed box
+    "missing_member_min_confidence": 0.1,  # predictions from this score add to a place's objectness (missing box)
+    "missing_split_precision": 0.9,  # a place no class is confident at: reported where this share of the places
+                                     # as strong (objectness) where the detector splits classes are annotated
     "spurious_iou_below": 0.3,  # no prediction of any class overlapping a box at least this much: spurious
     "spurious_weight": 0.9,     # a spurious box ranks just below a certain missing/wrong one
 }
@@ -62,6 +76,82 @@ def _group_max(n: int, rows: np.ndarray, other: np.ndarray, value: np.ndarray) -
     return best_per_row(n, rows[order], other[order], value[order])
 
 
+def _places(rows: np.ndarray, img: np.ndarray, cat: np.ndarray, name: np.ndarray, box: np.ndarray,
+            score: np.ndarray, iou_min: float, min_objectness: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Missing-box places among the predictions ``rows`` (each overlapping no annotation): per prediction, the
+    predictions of ``rows`` in its image overlapping it at IoU >= ``iou_min`` (itself included) are its place;
+    objectness = 1 - prod over their classes of (1 - the class's best score). A place is reported at its
+    highest-scoring prediction (no neighbour scores higher; ties: the first row), when the objectness reaches
+    ``min_objectness``. ``cat``: category codes, ``name``: names, per prediction. Returns those prediction
+    rows, their objectness and the evidence (classes by score)."""
+    empty = (np.zeros(0, np.int64), np.zeros(0), [])
+    if len(rows) == 0:
+        return empty
+    # an image whose candidates together cannot reach min_objectness has no place that can: left out
+    # (keeps the pairs few where a detector gives many faint boxes)
+    log_miss = np.log1p(-np.minimum(score[rows], 1 - 1e-12))
+    codes, inv = np.unique(img[rows], return_inverse=True)
+    total = 1.0 - np.exp(np.bincount(inv, weights=log_miss, minlength=len(codes)))
+    rows = rows[total[inv] >= min_objectness - 1e-12]
+    if len(rows) == 0:
+        return empty
+    a, c = candidate_pairs(img[rows], img[rows])              # all pairs of candidates in one image (self too)
+    iou = pair_iou_rows(box[rows], box[rows], a, c)
+    near = (iou >= iou_min) | (a == c)
+    a, c = a[near], c[near]
+    ra, rc = rows[a], rows[c]
+    # leader: no neighbour with a higher score (ties: the earlier row)
+    beaten = (score[rc] > score[ra]) | ((score[rc] == score[ra]) & (rc < ra))
+    leader = np.ones(len(rows), bool)
+    leader[np.unique(a[beaten])] = False
+    keep = leader[a]
+    a, ra, rc = a[keep], ra[keep], rc[keep]
+    # per (leader, class): the best score; objectness over classes
+    order = np.lexsort((-score[rc], cat[rc], a))
+    a, rc = a[order], rc[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (cat[rc][1:] != cat[rc][:-1])]
+    a, rc = a[first], rc[first]
+    obj = 1.0 - np.exp(np.bincount(a, weights=np.log1p(-np.minimum(score[rc], 1 - 1e-12)), minlength=len(rows)))
+    hit = np.nonzero(leader & (obj >= min_objectness - 1e-12))[0]
+    # evidence: the leader's classes, best score first
+    by = np.lexsort((rc, -score[rc], a))
+    a, rc = a[by], rc[by]
+    start = np.searchsorted(a, hit, side="left")
+    stop = np.searchsorted(a, hit, side="right")
+    evidence = [", ".join(f"{name[j]} {score[j]:.2f}" for j in rc[s0:s1])
+                for s0, s1 in zip(start, stop)]
+    return rows[hit], np.minimum(obj[hit], 1.0), evidence
+
+
+def _annotated_split_objectness(b: Boxes, pa: pd.DataFrame, fp: np.ndarray, member: np.ndarray,
+                                p: dict) -> np.ndarray:
+    """The objectness of the annotated places where the detector splits its confidence: per (non-crowd)
+    annotation, the predictions (``member``) that cover it at IoU >= ``iou_match``: its match, and the false
+    positives of other classes whose best annotation of another class it is (``match_boxes``' ``other_ann_row``:
+    no new pairs; a same-class duplicate scores below the match and adds nothing). Objectness as in ``_places``;
+    kept where no class reaches ``min_confidence`` and the objectness does."""
+    tp = pa["is_tp"].to_numpy() & member
+    fp_on = fp & member & (pa["best_iou_other"].to_numpy() >= p["iou_match"])
+    g = np.r_[pa["ann_row"].to_numpy()[tp], pa["other_ann_row"].to_numpy()[fp_on]].astype(np.int64)
+    q = np.r_[np.nonzero(tp)[0], np.nonzero(fp_on)[0]]
+    keep = (g >= 0) & ~b.g_crowd[np.maximum(g, 0)]
+    g, q = g[keep], q[keep]
+    confident = np.zeros(len(b.ann), bool)                         # a class confident there: not split
+    confident[g[b.score[q] >= p["min_confidence"]]] = True
+    keep = ~confident[g]
+    g, q = g[keep], q[keep]
+    if len(g) == 0:
+        return np.zeros(0)
+    order = np.lexsort((-b.score[q], b.p_cat[q], g))              # per (annotation, class): the best score first
+    g, q = g[order], q[order]
+    first = np.r_[True, (g[1:] != g[:-1]) | (b.p_cat[q][1:] != b.p_cat[q][:-1])]
+    g, q = g[first], q[first]
+    starts = np.r_[0, np.nonzero(g[1:] != g[:-1])[0] + 1]        # per annotation (g is sorted)
+    obj = 1.0 - np.exp(np.add.reduceat(np.log1p(-np.minimum(b.score[q], 1 - 1e-12)), starts))
+    top = np.maximum.reduceat(b.score[q], starts)
+    return obj[(top < p["min_confidence"]) & (obj >= p["min_confidence"] - 1e-12)]
+
+
 def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None = None,
                       boxes: Boxes | None = None, matched: tuple | None = None) -> pd.DataFrame:
     """Ranked findings (``ERROR_COLUMNS``, highest score first) for annotations ``ann`` and predictions
@@ -81,13 +171,32 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
     best_same = pa["best_iou_same"].to_numpy()
     best_other = pa["best_iou_other"].to_numpy()
     parts = []
-    # missing box: a confident false positive with no annotation of any class near
+    # missing box: a place where predictions of any class, none near an annotation, add up to a confident object
     best_any = np.maximum(best_same, best_other)
-    miss = np.nonzero(fp & (score >= p["min_confidence"]) & (best_any < p["iou_background"]))[0]
-    parts.append(_rows(p_img_id[miss], "missing_box", score[miss],
-                       [f"a {c} predicted at confidence {s:.2f} overlaps no annotated box (best IoU {i:.2f} < "
-                        f"{p['iou_background']}): add the box if the object is there"
-                        for c, s, i in zip(p_cat[miss], score[miss], best_any[miss])],
+    member = score >= p["missing_member_min_confidence"]
+    cand = np.nonzero(fp & member & (best_any < p["iou_background"]))[0]
+    miss, objectness, evidence = _places(cand, b.p_img, b.p_cat, p_cat, p_box, score, p["iou_match"],
+                                         p["min_confidence"])
+    # a split place (no class confident by itself) only where places as strong are mostly annotated objects
+    split = score[miss] < p["min_confidence"]
+    keep, split_note = ~split, np.full(len(miss), "", dtype=object)
+    if split.any():
+        ann_obj = _annotated_split_objectness(b, pa, fp, member, p)
+        a_sorted, u_sorted = np.sort(ann_obj), np.sort(objectness[split])
+        n_a = len(a_sorted) - np.searchsorted(a_sorted, objectness[split] - 1e-12, side="left")
+        n_u = len(u_sorted) - np.searchsorted(u_sorted, objectness[split] - 1e-12, side="left")
+        share = n_a / (n_a + n_u)
+        keep[split] = share >= p["missing_split_precision"]
+        split_note[split] = [f"; no class reaches {p['min_confidence']} alone, but {a} of the {a + u} places in this "
+                             f"dataset where the detector splits an object over classes as strongly (objectness >= "
+                             f"{o:.2f}) hold an annotated box" for a, u, o in zip(n_a, n_u, objectness[split])]
+    miss, objectness, split_note = miss[keep], objectness[keep], split_note[keep]
+    evidence = [ev for ev, k in zip(evidence, keep) if k]
+    parts.append(_rows(p_img_id[miss], "missing_box", objectness,
+                       [f"predicted at one place, overlapping no annotated box (best IoU {i:.2f} < "
+                        f"{p['iou_background']}): {ev}; objectness {o:.2f} (1 - prod(1 - best score per class)){note}: "
+                        f"add the box if the object is there"
+                        for ev, o, i, note in zip(evidence, objectness, best_any[miss], split_note)],
                        np.full(len(miss), -1), p_pred_id[miss], p_cat[miss], [""] * len(miss),
                        best_any[miss], score[miss], p_box[miss]))
     # badly placed: the best-aligned same-class prediction (not too faint) overlaps poorly; a box matched at

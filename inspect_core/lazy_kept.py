@@ -275,12 +275,13 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
     try:
         table.id_rank()
         table._id_order()
+        index = None
         if workspace is not None and fingerprint is not None:
             lazy_query.kept_option_rows(table, workspace, fingerprint)
             if findings is not None:
                 from .lazy_findings import FINDINGS_INDEX_MIN_ROWS, FindingsIndex, index_path
                 if len(findings) >= FINDINGS_INDEX_MIN_ROWS:
-                    FindingsIndex(findings, index_path(workspace, fingerprint))
+                    index = FindingsIndex(findings, index_path(workspace, fingerprint))
         groups = {by: lazy_query.group_codes(table, by) for by in GROUP_BY if by is None or by in table.columns}
         manifest: dict = {"n_rows": int(table.n_rows), "group_by": [by or "" for by in groups],
                           "histograms": {}, "counts": {}, "orders": {}}
@@ -302,7 +303,8 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
                 counts = lazy_query.lazy_counts(table, by, color, groups=groups)
                 manifest["counts"][f"{by}|{color or ''}"] = _counts_json(counts)
         from .ui.query import families_of_checks, with_registered_checks
-        manifest["families"] = families_of_checks(findings) if findings is not None else {}
+        manifest["families"] = (index.families_of_checks() if index is not None   # from its codes, not a pass
+                                else families_of_checks(findings) if findings is not None else {})  # over the rows
         if nums:   # the Distributions scatter as the page first draws it
             from .ui.charts import default_scatter_axes
             fams = with_registered_checks({f: list(c) for f, c in manifest["families"].items()})

@@ -458,6 +458,8 @@ def read_saved_scan(workspace: Path, scan_dir_name: str, lazy: bool | None = Non
     from inspect_core.loader_base import Dataset
     from inspect_core.scanner import ScanResult, finding_frame
     d = workspace / scan_dir_name
+    if not d.is_dir():          # never scanned (or the scan was removed): no scan, nothing to warn about
+        return None
     try:
         meta = json.loads((d / "dataset.json").read_text())
         summary = json.loads((d / "summary.json").read_text())

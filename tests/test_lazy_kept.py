@@ -140,3 +140,22 @@ def test_switches_and_load_scan_prepares_in_the_background(tmp_path, monkeypatch
     started[0].join(60)
     assert lazy_kept.KeptCharts.open(tmp_path, n_rows=500) is not None
     assert not scan.images_loaded                                        # made from the columns, not the frame
+
+
+def test_families_come_from_the_findings_index_when_one_is_built(tmp_path, monkeypatch):
+    """Above FINDINGS_INDEX_MIN_ROWS the preparation builds the findings index and takes the family list from its
+    codes (no second pass over the rows): the same list as the on-demand one."""
+    import inspect_core.lazy_findings as lazy_findings
+    from inspect_core.ui.query import families_of_checks
+    ws = tmp_path / "ws"
+    images = _scan(ws)
+    monkeypatch.setattr(lazy_findings, "FINDINGS_INDEX_MIN_ROWS", 1)
+    built = []
+    real = lazy_findings.FindingsIndex.families_of_checks
+    monkeypatch.setattr(lazy_findings.FindingsIndex, "families_of_checks",
+                        lambda self: built.append(1) or real(self))
+    lazy_kept.prepare_saved_scan(ws, force=True)
+    kept = lazy_kept.KeptCharts.open(ws, n_rows=len(images))
+    findings = pd.read_parquet(ws / "scan" / "findings.parquet")
+    assert built and len(findings) > 10
+    assert kept.families_of_checks() == families_of_checks(findings)

@@ -624,3 +624,20 @@ def test_a_saved_scan_is_not_reused_after_the_cluster_or_storage_code_changed(mo
         monkeypatch.setattr(Path, "read_bytes", edited)
         assert scanner._code_version() != before, name
         monkeypatch.setattr(Path, "read_bytes", real_read)
+
+
+def test_a_workspace_never_scanned_has_no_scan_and_logs_no_warning(tmp_path, caplog):
+    """No saved scan yet is the normal first state, not a damaged scan: load_scan says None without a warning
+    (it used to log "ignoring unreadable saved scan ... dataset.json"); a half-written one still warns."""
+    import logging
+    with caplog.at_level(logging.WARNING, logger="inspect_core"):
+        assert inspect_core.load_scan(tmp_path / "ws_empty") is None
+        (tmp_path / "ws_empty").mkdir()
+        assert inspect_core.load_scan(tmp_path / "ws_empty") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    from inspect_core.scanner import SCAN_DIR
+    (tmp_path / "ws_half" / SCAN_DIR).mkdir(parents=True)
+    (tmp_path / "ws_half" / SCAN_DIR / "summary.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="inspect_core"):
+        assert inspect_core.load_scan(tmp_path / "ws_half") is None
+    assert "ignoring unreadable saved scan" in caplog.text

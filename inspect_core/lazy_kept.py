@@ -43,6 +43,7 @@ PREPARE_ENV = "DI_LAZY_PREPARE"     # "0": never prepare
 MIN_ROWS_ENV = "DI_LAZY_MIN_ROWS"   # prepare from this many rows on (default ``LAZY_MIN_ROWS``)
 KEPT_PREFIX = "charts_"
 MANIFEST = "manifest.json"
+STALE_TMP_S = 3600          # an unfinished charts_*.tmp folder older than this was left by a process that ended
 COUNT_CHARTS = (("label", "split"), ("split", None))   # the Distributions page's class balance charts
 GROUP_BY = (None, "label", "split")                    # the histograms' "colour by" choices
 SCAN_FILES = ("images.parquet", "findings.parquet", "dataset.json")
@@ -330,8 +331,14 @@ def prepare(table, target: Path, findings: pd.DataFrame | None = None, workspace
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for old in target.parent.glob(f"{KEPT_PREFIX}*"):   # the folders of earlier scans of the workspace
-        if old != target and not old.name.endswith(".tmp"):
+    for old in target.parent.glob(f"{KEPT_PREFIX}*"):   # the folders of earlier scans of the workspace, and
+        if old == target:                                # unfinished ones a process that ended left behind
+            continue
+        try:
+            stale = not old.name.endswith(".tmp") or time.time() - old.stat().st_mtime > STALE_TMP_S
+        except OSError:
+            continue
+        if stale:
             shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -437,8 +437,6 @@ def lazy_scan(workspace: Path | str, scan_dir: Path, meta: dict, **tables):
                       has_boxes=meta["has_boxes"], box_categories=meta.get("box_categories", []))
     holder["scan"] = lazy_result(lazy_images=table, dataset=ds, workspace=Path(workspace),
                                  fingerprint=meta["fingerprint"], **tables)
-    from .lazy_kept import prepare_in_background   # the pages' data over every row, once per scan (lazy_kept)
-    prepare_in_background(workspace, table, tables["findings"], scan_dir.name)
     return holder["scan"]
 
 

@@ -219,6 +219,40 @@ def decode_cost(root: Path, image_ids: list[str], runs: int) -> dict:
     return {"cpu_s_per_image": statistics.median(per_image), "runs": per_image, "n_images": len(image_ids)}
 
 
+def actor_steps(runs: int = 7, width: int = 2048) -> dict:
+    """The model actor's own CPU work per block of 256 images at 224 x 224 besides the forward pass, old way and new
+    (median ms of ``runs``): the block's pixels out of the Arrow table (``to_pylist``: a bytes copy; now
+    ``binary_rows``: a view), and its part written (pyarrow's Parquet defaults; now ``PART_WRITE_OPTIONS``)."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inspect_core.cluster.score import PART_WRITE_OPTIONS, binary_rows, part_table
+    n, rng = 256, np.random.default_rng(0)
+    ids = [f"class_1/c1_{k:06d}.jpg" for k in range(n)]
+    block = pa.table({"block": [0], "part": ["p"], "image_ids": [ids], "errors": [[""] * n],
+                      "pixels": pa.array([rng.integers(0, 255, n * 3 * 224 * 224, dtype=np.uint8).tobytes()],
+                                         pa.large_binary())})
+    table = part_table(ids, [""] * n, rng.standard_normal((n, 10)).astype(np.float32),
+                       np.maximum(rng.standard_normal((n, width)), 0).astype(np.float32))
+    folder = Path(tempfile.mkdtemp(prefix="di-actor-"))
+
+    def ms(fn):
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - t))
+        return round(statistics.median(times), 2)
+    return {"pixels_to_pylist_ms": ms(lambda: block.to_pylist()),
+            "pixels_binary_rows_ms": ms(lambda: [np.asarray(a) for a in binary_rows(block.column("pixels"))]),
+            "part_write_defaults_ms": ms(lambda: pq.write_table(table, folder / "a.parquet")),
+            "part_write_plain_ms": ms(lambda: pq.write_table(table, folder / "b.parquet", **PART_WRITE_OPTIONS)),
+            "part_mb_defaults": round((folder / "a.parquet").stat().st_size / 1e6, 2),
+            "part_mb_plain": round((folder / "b.parquet").stat().st_size / 1e6, 2)}
+
+
 def sketch_figures(n: int = 1_000_000, parts: int = 8) -> dict:
     from inspect_core.cluster.sketch import QuantileSketch
     rng = np.random.default_rng(0)
@@ -256,12 +290,19 @@ def main(argv=None) -> int:
     ap.add_argument("--assembly", type=int, default=50_000, help="images for the driver-memory figure of putting "
                     "the parts in order (2,048-wide embeddings; 0: skip)")
     ap.add_argument("--assembly-only", action="store_true", help="only the driver-memory figure")
+    ap.add_argument("--actor-steps", action="store_true", help="only the model actor's per-block steps (old, new)")
     ap.add_argument("--decode-n", type=int, default=300, help="images timed for the per-image decode cost")
     ap.add_argument("--data", default=str(HERE / ".data" / "scoring"))
     ap.add_argument("--out", default=str(HERE / "results" / "cluster_score.json"))
     args = ap.parse_args(argv)
 
     result: dict = {}
+    if args.actor_steps:
+        result["actor_steps"] = actor_steps()
+        print("the model actor's steps per block:", json.dumps(result["actor_steps"]), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     if args.assembly:
         result["assembly"] = assembly_memory(args.assembly)
         print("putting the parts in order:", json.dumps(result["assembly"], indent=1), flush=True)

@@ -374,3 +374,33 @@ def test_a_worker_killed_mid_score_costs_only_its_block(victim, tmp_path, monkey
     assert stats["blocks_scored"] == n_blocks and len(list((tmp_path / "parts").glob("part-*.parquet"))) == n_blocks
     local = pipeline.model_outputs(model, SAMPLE, ids, settings=runtime_settings("cpu", workers=0, batch_size=16))
     _same_outputs(out, local[:3])
+
+
+def test_binary_rows_are_the_values_without_a_copy():
+    """The model actor reads each block's pixels straight from the Arrow buffer (no 38.5 MB bytes copy per block):
+    the same bytes as to_pylist, over chunked, sliced, binary and large_binary columns, empty values included."""
+    import pyarrow as pa
+
+    from inspect_core.cluster.score import binary_rows
+    values = [b"abc", b"", bytes(range(256)) * 3, b"xyz"]
+    for kind in (pa.binary(), pa.large_binary()):
+        col = pa.chunked_array([pa.array(values[:2], kind), pa.array(values[2:], kind)])
+        for column in (col, col.slice(1, 2), pa.array(values, kind).slice(2)):
+            got = [bytes(a) for a in binary_rows(column)]
+            assert got == [v for v in column.to_pylist()], (kind, column)
+    arr = pa.array([bytes(1000)], pa.large_binary())
+    view = next(binary_rows(arr))
+    assert view.__array_interface__["data"][0] == arr.buffers()[2].address    # Arrow's own buffer, not a copy
+
+
+def test_parts_are_written_plain_and_read_back_the_same(tmp_path):
+    from inspect_core.cluster.score import part_table, write_part
+    import pyarrow.parquet as pq
+    rng = np.random.default_rng(0)
+    logits, emb = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 8)).astype(np.float32)
+    write_part(tmp_path / "p.parquet", part_table([f"i{k}" for k in range(5)], ["", "bad", "", "", ""], logits, emb))
+    meta = pq.read_metadata(tmp_path / "p.parquet")
+    assert meta.row_group(0).column(0).compression == "UNCOMPRESSED" and not meta.row_group(0).column(0).is_stats_set
+    back = pq.read_table(tmp_path / "p.parquet")
+    assert back.column("error").to_pylist() == [None, "bad", None, None, None]
+    np.testing.assert_array_equal(np.asarray(back.column("embedding").combine_chunks().flatten()).reshape(5, 8), emb)

@@ -415,19 +415,21 @@ def box_stats(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
 def run_checks(ctx: CheckContext, extra: pd.DataFrame | None = None, done_elsewhere: dict | None = None
                ) -> pd.DataFrame:
     """Every registered family's findings on ``ctx``, with ``extra`` (the loader's problems) first.
-    ``done_elsewhere``: {family: (finding rows made elsewhere, the rest of the family to run here: fn(ctx) or None)},
-    for a cluster scan whose per-row checks ran on the workers (cluster/rowchecks.py); those families are not run
-    here on every row, their rows take the family's place in the same order."""
+    ``done_elsewhere``: {family: (a findings frame made elsewhere, the rest of the family to run here: fn(ctx) or
+    None)}, for a cluster scan whose per-row checks ran on the workers (cluster/rowchecks.py); those families are
+    not run here on every row, their findings take the family's place in the same order."""
     frames = [] if extra is None or extra.empty else [extra]
     done_elsewhere = done_elsewhere or {}
     for spec in REGISTRY.values():
         if spec.family in done_elsewhere:
             found, rest = done_elsewhere[spec.family]
-            rows = list(found) + (rest(ctx) if rest is not None else [])
+            more = rest(ctx) if rest is not None else []
+            parts = [f for f in (found, finding_frame(more) if more else None) if f is not None and len(f)]
+            df = finding_frame(pd.concat(parts, ignore_index=True)) if parts else None
         else:
             rows = spec.fn(ctx)
-        if rows:
-            df = finding_frame(rows)
+            df = finding_frame(rows) if rows else None
+        if df is not None:
             df["family"] = spec.family
             frames.append(df)
     if not frames:

@@ -51,14 +51,21 @@ def row_families() -> dict:
 
 
 def frame_findings(img: pd.DataFrame, families, classes, has_image_labels: bool, column_stats: dict) -> dict:
-    """{family: finding rows} of the per-row parts of ``families`` on the rows ``img`` (signal columns, ``label``
-    when labelled; ``aspect_ratio`` is added when absent, as the scan makes it)."""
+    """{family: findings frame or None} of the per-row parts of ``families`` on the rows ``img`` (signal columns,
+    ``label`` when labelled; ``aspect_ratio`` is added when absent, as the scan makes it)."""
     if "aspect_ratio" not in img:
         img = img.assign(aspect_ratio=img["width_px"] / img["height_px"].where(img["height_px"] > 0))
     ctx = SimpleNamespace(images=img, column_stats=column_stats, classes=list(classes),
                           has_image_labels=has_image_labels)
     parts = row_families()
-    return {f: parts[f][0](ctx) for f in families}
+    return {f: _frame(parts[f][0](ctx)) for f in families}
+
+
+def _frame(rows: list) -> pd.DataFrame | None:
+    """Finding rows as a findings frame (``schema.finding_frame``: Arrow-backed strings, a tenth of the dicts' memory
+    on the driver, which holds every task's until the checks are done), None when there are none."""
+    from ..schema import finding_frame
+    return finding_frame(rows) if rows else None
 
 
 def parts_findings(paths: list[str], labels: list, families, classes, has_image_labels: bool,
@@ -103,7 +110,12 @@ def row_findings_placed(images: pd.DataFrame, placed, ctx, cluster=None, stats: 
         cols = [c for c in (*ROW_COLUMNS, "aspect_ratio") if c in images] + (["label"] if labelled else [])
         results.append(frame_findings(images.iloc[rest][cols], *args))
     stats.update(tasks=len(jobs), rows_on_workers=placed.n_from_parts, rows_in_driver=int(len(rest)))
-    return {f: ([row for res in results for row in res[f]], families[f][1]) for f in names}
+    out = {}
+    for f in names:
+        found = [res[f] for res in results if res[f] is not None]
+        out[f] = (pd.concat(found, ignore_index=True) if len(found) > 1 else found[0] if found else None,
+                  families[f][1])
+    return out
 
 
 __all__ = ["ROW_COLUMNS", "row_families", "frame_findings", "parts_findings", "row_findings_placed"]

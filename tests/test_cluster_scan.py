@@ -265,3 +265,25 @@ def test_a_worker_that_cannot_see_the_root_says_so(tmp_path):
 def test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error(tmp_path):
     with pytest.raises(engine.ClusterError, match="not a folder on Ray node"):
         engine.read_files(tmp_path / "not-here", ["a.png", "b.png"], tmp_path / "ws", "local:2")
+
+
+def test_the_reads_descriptors_are_copied_once_from_sliced_and_chunked_tables():
+    """engine.gather / take_desc: each table's descriptors land in the one array in row order (chunks with offsets
+    included), the tables come back without them, and owned() copies a table out of whatever holds its buffers."""
+    import pyarrow as pa
+
+    from inspect_core import filescan
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        d = rng.integers(-128, 128, (n, filescan.DESC_DIM)).astype(np.int8)
+        return pa.table({"image_id": [f"{n}-{k}" for k in range(n)], "desc": pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(filescan.DESC_DIM), n, [None, pa.py_buffer(d.tobytes())])}), d
+    (t1, d1), (t2, d2) = table(5), table(7)
+    sliced = pa.concat_tables([t2, t1]).slice(3, 6)                # two chunks, the first at offset 3
+    rows, desc = engine.gather([t1, sliced])
+    np.testing.assert_array_equal(desc, np.concatenate([d1, d2[3:], d1[:2]]))
+    assert rows["image_id"].tolist() == [f"5-{k}" for k in range(5)] + [f"7-{k}" for k in range(3, 7)] + ["5-0", "5-1"]
+    copy = engine.owned(sliced)
+    assert copy.equals(sliced) and copy.column("desc").chunks[0].buffers()[1].address != \
+        sliced.column("desc").chunks[0].buffers()[1].address

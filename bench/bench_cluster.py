@@ -66,6 +66,71 @@ def make_folder(base: Path, n: int) -> Path:
     return root
 
 
+class DriverProbe:
+    """The driver's own resident memory through a scan: sampled every 10 ms (VmRSS) from a thread, and the peak within
+    each phase (the read, the statistics, the per-row checks, the checks with the duplicate steps, the save, the
+    app's preparation), the phases marked by wrapping the functions that run them. ``start()`` before a scan,
+    ``report()`` after: {rss_before_mb, phases_peak_mb: {phase: MB}}; the whole run's peak is ru_maxrss."""
+
+    PHASES = (("inspect_core.cluster.engine", "read_files", "read"),
+              ("inspect_core.cluster.steps", "ClusterSteps.column_stats", "statistics"),
+              ("inspect_core.cluster.steps", "ClusterSteps.row_findings", "row_checks"),
+              ("inspect_core.scanner", "run_checks", "checks"),
+              ("inspect_core.scanner", "ScanResult.save", "save"),
+              ("inspect_core.lazy_kept", "prepare_saved_scan", "prepare"))
+
+    def __init__(self):
+        import importlib
+        import threading
+        self.samples, self.marks, self._stop = [], [], threading.Event()
+        for module, attr, label in self.PHASES:
+            owner = importlib.import_module(module)
+            *path, name = attr.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            if hasattr(owner, name):
+                setattr(owner, name, self._marked(getattr(owner, name), label))
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _marked(self, fn, label):
+        import functools
+
+        @functools.wraps(fn)
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.marks.append((label, t0, time.perf_counter()))
+        return run
+
+    @staticmethod
+    def rss_kb() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), self.rss_kb()))
+            time.sleep(0.01)
+
+    def start(self) -> None:
+        self.before_kb = self.rss_kb()
+        self._thread.start()
+
+    def report(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        peaks: dict = {}
+        for label, t0, t1 in self.marks:
+            inside = [kb for t, kb in self.samples if t0 <= t <= t1]
+            if inside:
+                peaks[label] = max(peaks.get(label, 0.0), round(max(inside) / 1024, 1))
+        return {"rss_before_mb": round(self.before_kb / 1024, 1), "phases_peak_mb": peaks}
+
+
 def child(engine: str, root: str, runs: int) -> dict:
     """One engine's runs, in this process."""
     import resource
@@ -102,11 +167,16 @@ def child(engine: str, root: str, runs: int) -> dict:
             time.sleep(0.2)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    probe = DriverProbe() if runs == 1 else None       # one run a process: its peaks are that run's
     for _ in range(runs):
         ws = Path(tempfile.mkdtemp(prefix="bench_cluster_ws_"))
+        if probe:
+            probe.start()
         t = time.perf_counter()
         r = inspect_core.scan(root, workspace=ws, cluster=cluster)
         total_s = time.perf_counter() - t
+        if probe:
+            out.update(probe.report())
         parts = list((r.workspace / eng.PARTS_DIR).glob("*.parquet"))
         out["runs"].append({"s": round(total_s, 2), "read_s": r.summary["read_s"], "n": r.summary["n_images"],
                             "files_read": r.summary["files_read"], "n_findings": int(len(r.findings)),
@@ -142,6 +212,9 @@ def throughput(n: int, runs: int, base: Path, engines: tuple[str, ...] = ("local
                 res["ray_start_s"].append(one["ray_start_s"])
             for k in ("ray_worker_peak_rss_mb", "pool_worker_peak_rss_mb", "driver_peak_rss_mb"):
                 res[k] = max(res[k], one[k])
+            res.setdefault("driver_runs", []).append({"peak_mb": one["driver_peak_rss_mb"],
+                                                      "before_scan_mb": one.get("rss_before_mb"),
+                                                      "phases_peak_mb": one.get("phases_peak_mb", {})})
     results = list(results.values())
     base_read = None
     for res in results:
@@ -157,6 +230,14 @@ def throughput(n: int, runs: int, base: Path, engines: tuple[str, ...] = ("local
               f"{res['ray_worker_peak_rss_mb'] or res['pool_worker_peak_rss_mb']} MB; driver peak RSS "
               f"{res['driver_peak_rss_mb']} MB; partitions {pq:.0f} B/img; findings {res['runs'][-1]['n_findings']}"
               + (f"; global steps (medians) {steps}" if steps else ""))
+        runs_ = res["driver_runs"]
+        added = [r["peak_mb"] - r["before_scan_mb"] for r in runs_ if r["before_scan_mb"] is not None]
+        phases = {k: statistics.median(r["phases_peak_mb"].get(k, 0.0) for r in runs_)
+                  for k in runs_[-1]["phases_peak_mb"]}
+        print(f"    driver peak RSS per run {[r['peak_mb'] for r in runs_]} MB (median "
+              f"{statistics.median(r['peak_mb'] for r in runs_)}); added during the scan "
+              f"{[round(a, 1) for a in added]} MB (median {statistics.median(added) if added else '-'}); "
+              f"peak within each phase (medians, MB) {phases}")
     print(f"load average after {os.getloadavg()}")
 
 

@@ -412,12 +412,24 @@ def box_stats(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="image_id")
 
 
-def run_checks(ctx: CheckContext, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+def run_checks(ctx: CheckContext, extra: pd.DataFrame | None = None, done_elsewhere: dict | None = None
+               ) -> pd.DataFrame:
+    """Every registered family's findings on ``ctx``, with ``extra`` (the loader's problems) first.
+    ``done_elsewhere``: {family: (a findings frame made elsewhere, the rest of the family to run here: fn(ctx) or
+    None)}, for a cluster scan whose per-row checks ran on the workers (cluster/rowchecks.py); those families are
+    not run here on every row, their findings take the family's place in the same order."""
     frames = [] if extra is None or extra.empty else [extra]
+    done_elsewhere = done_elsewhere or {}
     for spec in REGISTRY.values():
-        rows = spec.fn(ctx)
-        if rows:
-            df = finding_frame(rows)
+        if spec.family in done_elsewhere:
+            found, rest = done_elsewhere[spec.family]
+            more = rest(ctx) if rest is not None else []
+            parts = [f for f in (found, finding_frame(more) if more else None) if f is not None and len(f)]
+            df = finding_frame(pd.concat(parts, ignore_index=True)) if parts else None
+        else:
+            rows = spec.fn(ctx)
+            df = finding_frame(rows) if rows else None
+        if df is not None:
             df["family"] = spec.family
             frames.append(df)
     if not frames:
@@ -532,7 +544,8 @@ def _check_and_save(ds: Dataset, ws: Path, read: list, read_stats: dict, t0: flo
     ctx = CheckContext(images=images, desc=desc, annotations=ann, classes=ds.classes,
                        has_image_labels=ds.has_image_labels, has_boxes=ds.has_boxes, near_rule=rule,
                        pair_source=steps, column_stats=steps.column_stats(images) if steps else None)
-    findings = run_checks(ctx, ds.problems)
+    # a cluster scan: the per-row checks ran on the workers, each on its partitions' rows (cluster/rowchecks.py)
+    findings = run_checks(ctx, ds.problems, steps.row_findings(images, ctx) if steps else None)
     filescan.release_freed_memory()
     per_image = findings[findings["image_id"] != ""]
     for name in [c for spec in REGISTRY.values() if not spec.dataset_level for c in spec.checks]:

@@ -46,7 +46,8 @@ def assert_steps_ran_on_ray(local, on_ray, near: str = "on Ray: pHash banding, 2
     assert steps["exact_duplicates"].startswith("on Ray: hash shuffle")
     assert steps["near_duplicates"].startswith(near)
     assert steps["robust_statistics"].startswith("on Ray: sketches")
-    assert set(steps["times_s"]) == {"exact_duplicates", "near_duplicates", "robust_statistics"}
+    assert set(steps["times_s"]) == {"exact_duplicates", "near_duplicates", "robust_statistics", "row_checks"}
+    assert (steps["rows_checked_on_workers"], steps["rows_checked_in_driver"]) == (n - sent_by_driver, sent_by_driver)
     assert "global_steps" not in local.summary
 
 
@@ -70,6 +71,26 @@ def test_cluster_scan_of_sample_data_matches_the_local_scan(sample_local, tmp_pa
     saved = load_scan(result.workspace)
     pd.testing.assert_frame_equal(saved.findings, sample_local.findings)
     assert len(list((result.workspace / engine.PARTS_DIR).glob("*.parquet"))) == result.summary["partitions_written"]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_the_driver_runs_no_per_row_check_on_a_cold_cluster_scan(sample_local, tmp_path, monkeypatch):
+    """The per-row checks (integrity, property, missing and unknown labels) run on the workers over their partition
+    files (cluster/rowchecks.py): in the driver no integrity finding is made, no property frame built and no label
+    looked at; the findings are still the local scan's, those families included."""
+    from inspect_core.checks import integrity, label
+    from inspect_core.checks import property as prop
+    seen = []
+    for module, name in ((integrity, "finding"), (prop, "property_frame"), (label, "label_row_findings")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: (seen.append(_n), _f(*a, **k))[1])
+    result = inspect_core.scan(SAMPLE, workspace=tmp_path / "ws", cluster="local:2")
+    assert seen == []
+    pd.testing.assert_frame_equal(sample_local.findings, result.findings)
+    assert {"integrity", "property", "label"} <= set(result.findings["family"])
+    steps = result.summary["global_steps"]
+    assert (steps["rows_checked_on_workers"], steps["rows_checked_in_driver"]) == (len(result.images), 0)
+    assert steps["row_checks"].startswith("on Ray: integrity, property")
 
 
 @pytest.mark.usefixtures("ray_local")
@@ -186,6 +207,7 @@ def test_a_warm_rescan_reads_its_new_partition_and_sends_only_the_cached_rows(tm
     assert second.summary["files_from_cache"] == 299
     steps = second.summary["global_steps"]
     assert steps["rows_read_from_partitions"] == 1 and steps["rows_sent_by_driver"] == 299
+    assert steps["rows_checked_on_workers"] == 1 and steps["rows_checked_in_driver"] == 299   # the cached rows
     local = inspect_core.scan(root, workspace=tmp_path / "ws_local", workers=1)
     assert_same_scan(local, second)
     assert target.relative_to(root).as_posix() in set(second.issues("integrity")["image_id"])
@@ -243,3 +265,25 @@ def test_a_worker_that_cannot_see_the_root_says_so(tmp_path):
 def test_a_root_the_workers_cannot_see_stops_the_scan_with_one_clear_error(tmp_path):
     with pytest.raises(engine.ClusterError, match="not a folder on Ray node"):
         engine.read_files(tmp_path / "not-here", ["a.png", "b.png"], tmp_path / "ws", "local:2")
+
+
+def test_the_reads_descriptors_are_copied_once_from_sliced_and_chunked_tables():
+    """engine.gather / take_desc: each table's descriptors land in the one array in row order (chunks with offsets
+    included), the tables come back without them, and owned() copies a table out of whatever holds its buffers."""
+    import pyarrow as pa
+
+    from inspect_core import filescan
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        d = rng.integers(-128, 128, (n, filescan.DESC_DIM)).astype(np.int8)
+        return pa.table({"image_id": [f"{n}-{k}" for k in range(n)], "desc": pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(filescan.DESC_DIM), n, [None, pa.py_buffer(d.tobytes())])}), d
+    (t1, d1), (t2, d2) = table(5), table(7)
+    sliced = pa.concat_tables([t2, t1]).slice(3, 6)                # two chunks, the first at offset 3
+    rows, desc = engine.gather([t1, sliced])
+    np.testing.assert_array_equal(desc, np.concatenate([d1, d2[3:], d1[:2]]))
+    assert rows["image_id"].tolist() == [f"5-{k}" for k in range(5)] + [f"7-{k}" for k in range(3, 7)] + ["5-0", "5-1"]
+    copy = engine.owned(sliced)
+    assert copy.equals(sliced) and copy.column("desc").chunks[0].buffers()[1].address != \
+        sliced.column("desc").chunks[0].buffers()[1].address

@@ -177,6 +177,39 @@ def test_exact_groups_from_the_partition_files_are_those_of_the_checks_keys(scan
             assert [g.tolist() for g in got[column]] == [g.tolist() for g in want], (layout, column)
 
 
+@pytest.mark.parametrize("task_rows_min", [50_000, 60])
+def test_the_per_row_checks_from_the_partition_files_give_the_drivers_findings(scans, tmp_path, monkeypatch,
+                                                                              task_rows_min):
+    """cluster/rowchecks.py, here in this process: integrity, property and the labels' per-row checks run by tasks on
+    the partition files (the rows in none, here in the driver) give the findings the driver's own checks give, for a
+    cold read, a read with a partition not written, and a table in another order than the read."""
+    from inspect_core.cluster import rowchecks
+    monkeypatch.setitem(steps.STEP_DEFAULTS, "task_rows_min", task_rows_min)
+    for name, result in scans.items():
+        for layout, (images, placed) in _layouts(result, tmp_path / name).items():
+            ctx = _ctx(result, column_stats=steps.exact_column_stats(images, n_parts=3, placed=placed))
+            ctx.images = images
+            want = run_checks(ctx, result.dataset.problems)
+            stats = {}
+            done = rowchecks.row_findings_placed(images, placed, ctx, stats=stats)
+            assert set(done) == {"integrity", "property", "label"}
+            assert (stats["rows_on_workers"], stats["rows_in_driver"]) == (placed.n_from_parts, len(placed.rest))
+            pd.testing.assert_frame_equal(run_checks(ctx, result.dataset.problems, done), want, obj=f"{name} {layout}")
+            assert {"property", *(["integrity", "label"] if name == "sample_data" else [])} <= set(want["family"])
+
+
+def test_a_family_registered_anew_runs_in_the_driver(monkeypatch):
+    """Only the built-in functions run per partition: a family whose registered function is another one (an outside
+    check under that name) is left to the driver, which runs it on the whole table."""
+    from inspect_core.checks import REGISTRY
+    from inspect_core.checks.registry import CheckSpec
+    from inspect_core.cluster import rowchecks
+    assert set(rowchecks.row_families()) == {"integrity", "property", "label"}
+    spec = REGISTRY["property"]
+    monkeypatch.setitem(REGISTRY, "property", CheckSpec(spec.family, lambda ctx: [], spec.checks))
+    assert set(rowchecks.row_families()) == {"integrity", "label"}
+
+
 def test_a_partition_a_worker_cannot_open_says_so(tmp_path):
     with pytest.raises(steps.PartsNotVisible, match="not-here.parquet is not readable on Ray node"):
         steps.paths_bracket([str(tmp_path / "not-here.parquet")], {})
@@ -195,6 +228,8 @@ def test_steps_fall_back_to_the_drivers_columns_when_workers_cannot_read_the_par
         on_ray.read_parts = parts
         stats = on_ray.column_stats(images)
         assert len(on_ray.placed(images).rest) == len(images)          # fell back: every row from the driver
+        assert on_ray.row_findings(images, _ctx(result, column_stats=stats)) == {}   # the driver runs every check
+        assert on_ray.row_stats["rows_in_driver"] == len(images)
         keys = images["pixel_hash"].where(images["error_kind"].isna())
         a, b = on_ray.exact_pairs(keys, column="pixel_hash")
         summary = on_ray.summary()["global_steps"]

@@ -16,12 +16,11 @@ CHECKS = {
 }
 
 
-@register("label", CHECKS)
-def check_label(ctx):
+def label_row_findings(img, classes, has_image_labels: bool) -> list:
+    """missing_label and unknown_label: each from its own row only (a cluster scan runs this per partition)."""
     out = []
-    img = ctx.images
-    if ctx.has_image_labels:
-        known = set(ctx.classes)
+    if has_image_labels:
+        known = set(classes)
         for image_id, label, err in zip(img["image_id"], img["label"], img["error_kind"]):
             if err in ("missing_file", "path_outside_root"):
                 continue
@@ -32,6 +31,12 @@ def check_label(ctx):
                 out.append(finding(image_id, "unknown_label", 1.0,
                                    f"label '{label}' is not in the class list ({len(known)} classes); "
                                    "fix the label or add the class to classes.txt"))
+    return out
+
+
+def label_pair_findings(ctx) -> list:
+    """conflicting_labels: from the duplicate pairs (the same picture with two labels)."""
+    out = []
     pairs = ctx.pairs
     if not pairs.empty:
         # only pairs that are the same picture: a look-alike with another label is no evidence of a wrong label
@@ -47,3 +52,8 @@ def check_label(ctx):
                 seen.add(me)
                 out.append(finding(me, "conflicting_labels", p.score, text, p.group_id))
     return out
+
+
+@register("label", CHECKS)
+def check_label(ctx):
+    return label_row_findings(ctx.images, ctx.classes, ctx.has_image_labels) + label_pair_findings(ctx)

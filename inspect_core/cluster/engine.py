@@ -372,7 +372,8 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     starts = np.cumsum([0] + [len(c) for c in chunks])
     keys = [chunk_key(c, sizes[starts[k]:starts[k + 1]], mtimes[starts[k]:starts[k + 1]],
                       f"{tag}:{[len(x) for x in tasks[k]]}") for k, c in enumerate(chunks)]
-    tables: list[pa.Table | None] = [None] * len(chunks)
+    tables: list[pa.Table | None] = [None] * len(chunks)      # each task's rows, without their descriptors
+    desc = np.empty((int(starts[-1]), filescan.DESC_DIM), dtype=np.int8)    # every row's, copied in on arrival
     on_disk = [False] * len(chunks)
     sketches = _SketchSum()
     done = done_before
@@ -382,7 +383,9 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
         if path.is_file():
             found = _read_part(path, len(chunks[k]))
             if found is not None:
-                tables[k], sketch = found
+                table, sketch = found
+                tables[k] = take_desc(table, desc[starts[k]:starts[k + 1]])
+                del table
                 on_disk[k] = True
                 sketches.add(sketch)
                 done += len(chunks[k])
@@ -414,8 +417,12 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
                         log.warning("chunk %d failed on the cluster (%s); reading it here", k, exc)
                         table, sketch = read_task(root_s, tasks[k])
                         in_driver += 1
-                    tables[k] = table
                     on_disk[k] = _write_part(parts / f"{keys[k]}.parquet", table, sketch)
+                    # a task's table lives in Ray's object store (zero-copy): the rows are copied out, so that the
+                    # store frees it now, not when the whole read is gathered (it held every task's table, 10^8
+                    # images: 40 GB pinned)
+                    tables[k] = owned(take_desc(table, desc[starts[k]:starts[k + 1]]))
+                    del table
                     if on_disk[k]:
                         sketches.add(sketch)
                     written += 1
@@ -430,9 +437,42 @@ def read_files(root: Path, image_ids: list[str], ws: Path, cluster: str | Sessio
     if not tables:
         empty = filescan.scan_chunk(root_s, [])
         return chunk_table(empty).drop_columns(["desc"]).to_pandas(), empty["desc"]
+    return gather(tables, desc)
+
+
+def take_desc(table: pa.Table, out: np.ndarray) -> pa.Table:
+    """Copies ``table``'s descriptors into ``out`` (its rows, in order) and returns the table without them: the read
+    keeps each task's descriptors once, in the one array it returns, from the moment the task's table arrives."""
+    from .. import filescan
+    at = 0
+    for chunk in table.column("desc").chunks:
+        m = len(chunk)
+        if m:
+            raw = np.frombuffer(chunk.buffers()[1], dtype=np.int8, count=(chunk.offset + m) * filescan.DESC_DIM)
+            out[at:at + m] = raw[chunk.offset * filescan.DESC_DIM:].reshape(m, filescan.DESC_DIM)
+            at += m
+    if at != len(out):
+        raise ValueError(f"{at} descriptors for {len(out)} rows")
+    return table.drop_columns(["desc"])
+
+
+def owned(table: pa.Table) -> pa.Table:
+    """A copy of ``table`` in this process's memory (a table from ``ray.get`` points into Ray's object store)."""
+    return table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def gather(tables: list[pa.Table], desc: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The read's tables (emptied here) as one rows frame and one descriptor array. ``desc``: their descriptors,
+    taken already (``take_desc``; the tables without them); else taken here, table by table (each copied once,
+    straight into the array: not the whole column joined first and then copied again)."""
+    from .. import filescan
+    if desc is None:
+        desc = np.empty((sum(t.num_rows for t in tables), filescan.DESC_DIM), dtype=np.int8)
+        at = 0
+        for k, t in enumerate(tables):
+            tables[k] = take_desc(t, desc[at:at + t.num_rows])
+            at += t.num_rows
     table = pa.concat_tables(tables)
     tables.clear()
-    desc_col = table.column("desc").combine_chunks()
-    desc = np.frombuffer(desc_col.buffers()[1], dtype=np.int8).reshape(-1, filescan.DESC_DIM)[: len(desc_col)].copy()
-    rows = table.drop_columns(["desc"]).to_pandas()
+    rows = table.to_pandas()
     return rows, desc

@@ -346,6 +346,7 @@ class ClusterSteps(Session):
         self.times_s: dict = {}
         self.n_bands = 0
         self.near_method = "none: no near-duplicate step ran"
+        self.row_stats: dict = {}
         self._images = self._placed = self._exact = None
 
     def placed(self, images) -> Placed:
@@ -409,6 +410,15 @@ class ClusterSteps(Session):
     def column_stats(self, images) -> dict:
         return self._from_parts("robust_statistics", exact_column_stats, images)
 
+    def row_findings(self, images, ctx) -> dict:
+        """The per-row checks' findings (integrity, property, missing and unknown labels), made by tasks that read
+        the partition files (``rowchecks.row_findings_placed``), for ``scanner.run_checks``'s ``done_elsewhere``;
+        ``ctx``: the checks' context (class list, the global statistics)."""
+        from .rowchecks import row_findings_placed
+        self.row_stats = {}
+        return self._from_parts("row_checks", lambda imgs, placed, cluster: row_findings_placed(
+            imgs, placed, ctx, cluster=cluster, stats=self.row_stats), images)
+
     def close(self) -> None:
         self._images = self._placed = self._exact = None
         super().close()
@@ -422,4 +432,8 @@ class ClusterSteps(Session):
                                  "of the partitions' values",
             "rows_read_from_partitions": self._placed.n_from_parts if self._placed is not None else 0,
             "rows_sent_by_driver": len(self._placed.rest) if self._placed is not None else 0,
+            "row_checks": ("on Ray: integrity, property and the labels' per-row checks, "
+                           f"{self.row_stats.get('tasks', 0)} tasks reading the partitions"),
+            "rows_checked_on_workers": int(self.row_stats.get("rows_on_workers", 0)),
+            "rows_checked_in_driver": int(self.row_stats.get("rows_in_driver", 0)),
             "times_s": dict(self.times_s)}}

@@ -2,8 +2,9 @@
 
 A 10,000,000-row scan read lazily (``lazy_table``) still costs seconds whenever a page needs every row: the
 Distributions histograms and counts, the filter widgets' choices, the Gallery's sorted order deep in the
-matches. ``prepare`` computes them once (in a background thread when ``load_scan`` opens a big scan, and at the end
-of ``scanner.scan`` for a big scan) into ``<workspace>/lazy/charts_<fingerprint>/``, where the fingerprint is
+matches. ``prepare`` computes them once (in a background thread when the app opens a big saved scan,
+``ui.state.cached_scan``, and at the end of ``scanner.scan`` for a big scan) into
+``<workspace>/lazy/charts_<fingerprint>/``, where the fingerprint is
 that of the saved scan's files (a re-scan gets another folder; the older ones are deleted):
 
 - ``hist_<k>.npz``: per numeric column, the histogram of every image, by label and by split

@@ -200,7 +200,8 @@ def test_the_per_row_checks_from_the_partition_files_give_the_drivers_findings(s
 
 def test_a_family_registered_anew_runs_in_the_driver(monkeypatch):
     """Only the built-in functions run per partition: a family whose registered function is another one (an outside
-    check under that name) is left to the driver, which runs it on the whole table."""
+    check under that name) is not among the per-partition families (``row_families``), so ``run_checks`` leaves
+    it to the driver (its whole-table run: test_cluster_scan's cold-scan test)."""
     from inspect_core.checks import REGISTRY
     from inspect_core.checks.registry import CheckSpec
     from inspect_core.cluster import rowchecks

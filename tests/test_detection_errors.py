@@ -1,6 +1,7 @@
 """Annotation errors found through the detector (inspect_core/detection/errors.py), worked by hand."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -143,3 +144,46 @@ def test_two_confident_classes_at_one_place_are_one_missing_box():
     miss = e.loc[e["check"] == "missing_box"]
     assert len(miss) == 1 and miss.iloc[0]["category"] == "cat"
     assert miss.iloc[0]["score"] == pytest.approx(1 - 0.1 * 0.4)
+
+
+def test_a_chain_of_places_loses_no_confident_missing_box():
+    """Places are chosen greedily (NMS-like): a prediction is left out only when it overlaps a prediction already
+    reported. A (cat 0.95) overlaps B (dog 0.90), B overlaps C (cat 0.85), A and C do not overlap (IoU 0.25): A's
+    place holds B; C, beaten only by B which is not reported, is its own place (it was dropped)."""
+    e = _one_place([("cat", 0, 0, 10, 10, 0.95), ("dog", 3, 0, 10, 10, 0.90), ("cat", 6, 0, 10, 10, 0.85)],
+                   ann=[("cat", 200, 200, 10, 10)])
+    miss = e.loc[e["check"] == "missing_box"].sort_values("pred_id")
+    assert miss["pred_id"].tolist() == [0, 2]
+    assert miss["score"].tolist() == pytest.approx([1 - 0.05 * 0.10, 0.85])   # C alone: B is A's
+
+
+def test_a_prediction_between_two_places_counts_in_one_only():
+    """B (dog 0.30) overlaps both A (cat 0.60) and C (bird 0.55), which do not overlap each other: B belongs to
+    the higher place, A's, and does not lift C's objectness too."""
+    e = _one_place([("cat", 0, 0, 10, 10, 0.60), ("dog", 3, 0, 10, 10, 0.30), ("bird", 6, 0, 10, 10, 0.55)],
+                   ann=[("cat", 200, 200, 10, 10)])
+    miss = e.loc[e["check"] == "missing_box"].sort_values("pred_id")
+    assert miss["pred_id"].tolist() == [0, 2]
+    assert miss["score"].tolist() == pytest.approx([1 - 0.4 * 0.7, 0.55])
+    assert "dog" in miss.iloc[0]["detail"] and "dog" not in miss.iloc[1]["detail"]
+
+
+def test_many_faint_predictions_per_image_stay_linear(monkeypatch):
+    """A detector that keeps many faint boxes per image: the candidates of an image are capped
+    (``missing_place_max_per_image``, the highest-scoring first), so the place pairs do not grow with the square of
+    its boxes (200 a picture: 40,000 pairs each before)."""
+    from inspect_core.detection import errors as E
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(50):
+        for k in range(200):
+            x, y = rng.uniform(0, 600, 2)
+            rows.append((len(rows), f"im{i}", f"c{k % 10}", x, y, 30.0, 30.0, rng.uniform(0.1, 0.3)))
+    pred = pd.DataFrame(rows, columns=PRED_COLS)
+    ann = pd.DataFrame([(0, "im0", "c0", 900, 900, 10, 10)], columns=ANN_COLS)
+    pairs = []
+    real = E.candidate_pairs
+    monkeypatch.setattr(E, "candidate_pairs", lambda a, b: pairs.append(len(real(a, b)[0])) or real(a, b))
+    annotation_errors(ann, pred)
+    cap = E.ERROR_DEFAULTS["missing_place_max_per_image"]
+    assert 0 < sum(pairs) <= 50 * cap * cap < 50 * 200 * 200 / 10, (sum(pairs), cap)

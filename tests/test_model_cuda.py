@@ -136,10 +136,16 @@ def test_the_sample_detector_on_cuda_finds_the_boxes_it_finds_on_the_cpu():
     a = res_cpu.predictions.sort_values(keys + ["score"]).reset_index(drop=True)
     b = res_gpu.predictions.sort_values(keys + ["score"]).reset_index(drop=True)
     assert len(a) > 300 and abs(len(a) - len(b)) <= 0.02 * len(a), (len(a), len(b))   # score-floor ties may differ
-    if len(a) == len(b):
-        box = ["box_x_px", "box_y_px", "box_w_px", "box_h_px"]
-        close = np.abs(a[box].to_numpy(float) - b[box].to_numpy(float)).max(axis=1) <= 1.0
-        assert close.mean() >= 0.98, close.mean()
+    # the boxes of each (image, class) both devices give as many of (nearly all): within a pixel
+    n_a, n_b = a.groupby(keys).size(), b.groupby(keys).size()
+    same = n_a.index[n_a.reindex(n_b.index).eq(n_b).reindex(n_a.index, fill_value=False).to_numpy()]
+    assert len(same) >= 0.95 * len(n_a), (len(same), len(n_a))
+    box = ["box_x_px", "box_y_px", "box_w_px", "box_h_px"]
+
+    def pick(d):
+        return d.set_index(keys).loc[same].reset_index().sort_values(keys + ["box_x_px"])[box].to_numpy(float)
+    close = np.abs(pick(a) - pick(b)).max(axis=1) <= 1.0
+    assert close.mean() >= 0.98, close.mean()
     assert abs(res_gpu.summary["metrics"]["map"] - res_cpu.summary["metrics"]["map"]) <= 0.01
 
 

@@ -224,6 +224,8 @@ def binary_rows(column):
     (``to_pylist`` copied each block's 38.5 MB of pixels into a Python bytes object: 24 ms a block in the model actor,
     whose one CPU bounds a GPU's throughput)."""
     import pyarrow as pa
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        raise TypeError(f"binary_rows reads a binary or large_binary column, not {column.type}")
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     for arr in chunks:
         width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32

@@ -433,7 +433,8 @@ class ClusterSteps(Session):
             "rows_read_from_partitions": self._placed.n_from_parts if self._placed is not None else 0,
             "rows_sent_by_driver": len(self._placed.rest) if self._placed is not None else 0,
             "row_checks": ("on Ray: integrity, property and the labels' per-row checks, "
-                           f"{self.row_stats.get('tasks', 0)} tasks reading the partitions"),
+                           f"{self.row_stats.get('tasks', 0)} tasks reading the partitions"
+                           if self.row_stats.get("tasks", 0) else "in the driver (every row)"),
             "rows_checked_on_workers": int(self.row_stats.get("rows_on_workers", 0)),
             "rows_checked_in_driver": int(self.row_stats.get("rows_in_driver", 0)),
             "times_s": dict(self.times_s)}}

@@ -5,11 +5,13 @@ confidence, the other class), computed from the per-box tables of ``match.match_
 
 - ``missing_box``: a place where the detector confidently sees an object, of whatever class, that overlaps no
   annotation. The false positives that overlap no annotated box of any class (IoU < ``iou_background``) and
-  score at least ``missing_member_min_confidence`` are grouped by place: each with those of any class that
-  overlap it at IoU >= ``iou_match``. The place's objectness is 1 - prod over classes of (1 - the class's best
-  score there): a detector that splits an object over classes (0.35 square, 0.3 circle, 0.2 star: 0.64) still
-  says an object is there, while a class predicted twice counts once. A finding per place, at its
-  highest-scoring prediction (ties: the first row), when the objectness reaches ``min_confidence``. A detector
+  score at least ``missing_member_min_confidence`` are grouped by place, greedily over classes as in non-maximum
+  suppression (the ``missing_place_max_per_image`` highest of an image): from the highest score down, one not
+  yet in a place leads a new place, which takes those not yet in a place that overlap it at IoU >= ``iou_match``
+  (each prediction in one place; none dropped but inside a reported place). The place's objectness is 1 - prod
+  over classes of (1 - the class's best score there): a detector that splits an object over classes (0.35
+  square, 0.3 circle, 0.2 star: 0.64) still says an object is there, while a class predicted twice counts once.
+  A finding per place, at its leader, when the objectness reaches ``min_confidence``. A detector
   that hedges over classes on background too inflates this objectness (the classes' scores are not
   independent), so a split place (no class reaching ``min_confidence`` by itself) is reported only where, in
   the same dataset, the places the detector splits as strongly (objectness at least as high, no class
@@ -52,6 +54,7 @@ ERROR_DEFAULTS = {
     "placed_iou_below": 0.6,    # a same-class prediction overlapping less than this marks a badly placed box
     "placed_min_confidence": 0.1,  # same-class predictions from this score are looked at for a badly placed box
     "missing_member_min_confidence": 0.1,  # predictions from this score add to a place's objectness (missing box)
+    "missing_place_max_per_image": 20,    # candidates of an image looked at for places (highest scores first)
     "missing_split_precision": 0.9,  # a place no class is confident at: reported where this share of the places
                                      # as strong (objectness) where the detector splits classes are annotated
     "spurious_iou_below": 0.3,  # no prediction of any class overlapping a box at least this much: spurious
@@ -77,49 +80,65 @@ def _group_max(n: int, rows: np.ndarray, other: np.ndarray, value: np.ndarray) -
 
 
 def _places(rows: np.ndarray, img: np.ndarray, cat: np.ndarray, name: np.ndarray, box: np.ndarray,
-            score: np.ndarray, iou_min: float, min_objectness: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Missing-box places among the predictions ``rows`` (each overlapping no annotation): per prediction, the
-    predictions of ``rows`` in its image overlapping it at IoU >= ``iou_min`` (itself included) are its place;
-    objectness = 1 - prod over their classes of (1 - the class's best score). A place is reported at its
-    highest-scoring prediction (no neighbour scores higher; ties: the first row), when the objectness reaches
-    ``min_objectness``. ``cat``: category codes, ``name``: names, per prediction. Returns those prediction
-    rows, their objectness and the evidence (classes by score)."""
+            score: np.ndarray, iou_min: float, min_objectness: float,
+            max_per_image: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Missing-box places among the predictions ``rows`` (each overlapping no annotation), chosen greedily as in
+    non-maximum suppression, over classes: in each image, from the highest score down, a prediction not yet in a
+    place leads a new one, which takes the predictions not yet in a place that overlap it at IoU >= ``iou_min``.
+    So every prediction is in one place (a faint one between two places adds to the higher only), and a prediction
+    is left out of the findings only where it is in a reported prediction's place (A over B over C, A and C apart:
+    A's place holds B, C leads its own). Objectness = 1 - prod over the place's classes of (1 - the class's best
+    score); a place is reported at its leader when the objectness reaches ``min_objectness``. Only the
+    ``max_per_image`` highest-scoring candidates of an image are looked at (the pairs grow with their square).
+    ``cat``: category codes, ``name``: names, per prediction. Returns the leaders' rows, their objectness and the
+    evidence (classes by score)."""
     empty = (np.zeros(0, np.int64), np.zeros(0), [])
     if len(rows) == 0:
         return empty
-    # an image whose candidates together cannot reach min_objectness has no place that can: left out
-    # (keeps the pairs few where a detector gives many faint boxes)
-    log_miss = np.log1p(-np.minimum(score[rows], 1 - 1e-12))
-    codes, inv = np.unique(img[rows], return_inverse=True)
-    total = 1.0 - np.exp(np.bincount(inv, weights=log_miss, minlength=len(codes)))
-    rows = rows[total[inv] >= min_objectness - 1e-12]
-    if len(rows) == 0:
-        return empty
-    a, c = candidate_pairs(img[rows], img[rows])              # all pairs of candidates in one image (self too)
-    iou = pair_iou_rows(box[rows], box[rows], a, c)
-    near = (iou >= iou_min) | (a == c)
+    rows = rows[np.lexsort((rows, -score[rows], img[rows]))]        # by image, then score down (ties: row)
+    im = img[rows]
+    first = np.r_[0, np.nonzero(im[1:] != im[:-1])[0] + 1]
+    rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
+    keep = rank < max_per_image
+    rows, rank = rows[keep], rank[keep]
+    a, c = candidate_pairs(img[rows], img[rows])              # pairs of candidates in one image (self too)
+    near = (a != c) & (pair_iou_rows(box[rows], box[rows], a, c) >= iou_min)
     a, c = a[near], c[near]
-    ra, rc = rows[a], rows[c]
-    # leader: no neighbour with a higher score (ties: the earlier row)
-    beaten = (score[rc] > score[ra]) | ((score[rc] == score[ra]) & (rc < ra))
-    leader = np.ones(len(rows), bool)
-    leader[np.unique(a[beaten])] = False
-    keep = leader[a]
-    a, ra, rc = a[keep], ra[keep], rc[keep]
-    # per (leader, class): the best score; objectness over classes
-    order = np.lexsort((-score[rc], cat[rc], a))
-    a, rc = a[order], rc[order]
-    first = np.r_[True, (a[1:] != a[:-1]) | (cat[rc][1:] != cat[rc][:-1])]
-    a, rc = a[first], rc[first]
-    obj = 1.0 - np.exp(np.bincount(a, weights=np.log1p(-np.minimum(score[rc], 1 - 1e-12)), minlength=len(rows)))
+    order = np.argsort(a, kind="stable")
+    a, c = a[order], c[order]
+    ptr = np.searchsorted(a, np.arange(len(rows) + 1))
+    place = np.full(len(rows), -1, np.int64)                    # the leader (a position in rows) of each candidate
+    # greedy by rank, every image at once: an image has one candidate of each rank, so two new leaders never
+    # compete for a member in one step
+    for r in range(int(rank.max()) + 1):
+        lead = np.nonzero((rank == r) & (place < 0))[0]
+        if len(lead) == 0:
+            continue
+        place[lead] = lead
+        counts = ptr[lead + 1] - ptr[lead]
+        nb = c[np.repeat(ptr[lead], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
+                                                                                       counts))]
+        owner = np.repeat(lead, counts)
+        free = place[nb] < 0
+        place[nb[free]] = owner[free]
+    members = np.arange(len(rows))
+    rm = rows[members]
+    # per (place, class): the best score; objectness over the classes
+    order = np.lexsort((-score[rm], cat[rm], place))
+    pl, rm = place[order], rm[order]
+    best = np.r_[True, (pl[1:] != pl[:-1]) | (cat[rm][1:] != cat[rm][:-1])]
+    pl, rm = pl[best], rm[best]
+    obj = 1.0 - np.exp(np.bincount(pl, weights=np.log1p(-np.minimum(score[rm], 1 - 1e-12)), minlength=len(rows)))
+    leader = place == np.arange(len(rows))
+    lone = leader & (np.bincount(pl, minlength=len(rows)) == 1)
+    obj[lone] = score[rows[lone]]                               # a place of one class: its score, exactly
     hit = np.nonzero(leader & (obj >= min_objectness - 1e-12))[0]
-    # evidence: the leader's classes, best score first
-    by = np.lexsort((rc, -score[rc], a))
-    a, rc = a[by], rc[by]
-    start = np.searchsorted(a, hit, side="left")
-    stop = np.searchsorted(a, hit, side="right")
-    evidence = [", ".join(f"{name[j]} {score[j]:.2f}" for j in rc[s0:s1])
-                for s0, s1 in zip(start, stop)]
+    # evidence: the place's classes, best score first
+    by = np.lexsort((rm, -score[rm], pl))
+    pl, rm = pl[by], rm[by]
+    start = np.searchsorted(pl, hit, side="left")
+    stop = np.searchsorted(pl, hit, side="right")
+    evidence = [", ".join(f"{name[j]} {score[j]:.2f}" for j in rm[s0:s1]) for s0, s1 in zip(start, stop)]
     return rows[hit], np.minimum(obj[hit], 1.0), evidence
 
 
@@ -176,7 +195,7 @@ def annotation_errors(ann: pd.DataFrame, pred: pd.DataFrame, params: dict | None
     member = score >= p["missing_member_min_confidence"]
     cand = np.nonzero(fp & member & (best_any < p["iou_background"]))[0]
     miss, objectness, evidence = _places(cand, b.p_img, b.p_cat, p_cat, p_box, score, p["iou_match"],
-                                         p["min_confidence"])
+                                         p["min_confidence"], int(p["missing_place_max_per_image"]))
     # a split place (no class confident by itself) only where places as strong are mostly annotated objects
     split = score[miss] < p["min_confidence"]
     keep, split_note = ~split, np.full(len(miss), "", dtype=object)

@@ -271,8 +271,11 @@ def cached_scan(root: str, fmt: str = "auto"):
     if fmt != "auto" and getattr(scan.dataset, "format", fmt) != fmt:
         return None
     if getattr(scan, "lazy_images", None) is not None:   # a big saved scan: the pages' data over every row, made
-        from inspect_core.lazy_kept import prepare_in_background   # once in the background (lazy_kept), here in
-        prepare_in_background(scan.workspace, scan.lazy_images, scan.findings)   # the app's long-lived process
+        try:                                               # once in the background (lazy_kept), here in the app's
+            from inspect_core.lazy_kept import prepare_in_background   # long-lived process
+            prepare_in_background(scan.workspace, scan.lazy_images, scan.findings)
+        except Exception as exc:   # the pages compute on demand instead
+            log.warning("preparing the big scan's charts of %s could not start: %s", root, exc)
     _remember_scan(root_real, fmt, scan)
     return scan
 

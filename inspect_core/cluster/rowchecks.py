@@ -52,9 +52,7 @@ def row_families() -> dict:
 
 def frame_findings(img: pd.DataFrame, families, classes, has_image_labels: bool, column_stats: dict) -> dict:
     """{family: findings frame or None} of the per-row parts of ``families`` on the rows ``img`` (signal columns,
-    ``label`` when labelled; ``aspect_ratio`` is added when absent, as the scan makes it)."""
-    if "aspect_ratio" not in img:
-        img = img.assign(aspect_ratio=img["width_px"] / img["height_px"].where(img["height_px"] > 0))
+    ``label`` when labelled; ``aspect_ratio`` when absent is derived by ``property.property_frame``, as locally)."""
     ctx = SimpleNamespace(images=img, column_stats=column_stats, classes=list(classes),
                           has_image_labels=has_image_labels)
     parts = row_families()
